@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# README command (b): install, build every flavour, run the whole suite.
+#   1. unit + integration tests (gcc build) through CTest
+#   2. the same tests under ASan + UBSan
+#   3. every libFuzzer target for USMC_FUZZ_SECONDS (default 30) each
+# Ends with one line "usmc: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh || exit 1
+
+passed=0
+failed=0
+step() {  # step NAME CMD...: runs CMD, counts it
+  local name=$1; shift
+  echo "=== $name"
+  if "$@"; then passed=$((passed + 1)); echo "=== $name: ok"
+  else failed=$((failed + 1)); echo "=== $name: FAILED"; fi
+}
+
+ctest_in() { ctest --test-dir "$1" --output-on-failure -j "$(nproc)" --timeout 600; }
+
+step "build (gcc)" scripts/build.sh default
+step "tests (gcc)" ctest_in build
+step "build (asan+ubsan)" scripts/build.sh asan
+step "tests (asan+ubsan)" ctest_in build-asan
+step "build (fuzz)" scripts/build.sh fuzz
+step "fuzzers" scripts/fuzz.sh "${USMC_FUZZ_SECONDS:-30}"
+
+echo "usmc: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

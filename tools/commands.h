@@ -1,0 +1,20 @@
+// tools/commands.h: the subcommands of the usmc CLI. Each lives in its own
+// cmd_NAME.cc and registers itself on the root CLI::App.
+#ifndef USMC_TOOLS_COMMANDS_H_
+#define USMC_TOOLS_COMMANDS_H_
+
+#include <CLI/CLI.hpp>
+
+namespace usmc::tools {
+
+// Each Add*Command adds one subcommand. The callback sets the process exit
+// code through ExitWith(): CLI11 callbacks have no return value.
+void AddDemoCommand(CLI::App& app);
+void AddSetupCommand(CLI::App& app);
+
+// Ends the current subcommand with this exit code (0 = success).
+[[noreturn]] void ExitWith(int code);
+
+}  // namespace usmc::tools
+
+#endif  // USMC_TOOLS_COMMANDS_H_
