@@ -1,0 +1,2 @@
+#include "wire/llc.h"
+#include <gtest/gtest.h>
