@@ -177,6 +177,8 @@ struct ClcIsmDevice {
 };
 
 struct ClcProposalReserved {
+  // v1: header bits 3-2 (typev2 exists only from v2 on).
+  uint8_t v1_typev2_bits = 0;
   // v1 only: bytes 50-51 (v2_ext_offset in v2) of the SMC-D area.
   uint16_t v1_smcd_area_word = 0;
   // v2 with typev1 == kNone: the unused iparea_offset (0 or 40).
@@ -196,7 +198,7 @@ struct ClcProposal {
   ClcEyecatcher trailer = ClcEyecatcher::kSmcr;
   uint8_t version = 2;              // 1, or >= 2 (v2 layout)
   SmcType typev1 = SmcType::kNone;  // V1 paths offered
-  SmcType typev2 = SmcType::kNone;  // V2 paths offered (v2 only)
+  SmcType typev2 = SmcType::kNone;  // V2 paths offered (v2; kNone in v1)
 
   ClcPeerId peer_id{};
   ClcGid gid{};  // client preferred GID (SMC-Rv1)
