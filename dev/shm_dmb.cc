@@ -1,0 +1,279 @@
+#include "dev/shm_dmb.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "dev/shm_identity.h"
+
+namespace usmc::dev {
+namespace {
+
+uint64_t PageSize() {
+  static const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return kPage;
+}
+
+// The peer writes the control page concurrently: every access is atomic.
+uint64_t LoadCtrl64(const std::byte* ctrl, size_t off) {
+  return std::atomic_ref<uint64_t>(
+             *reinterpret_cast<uint64_t*>(const_cast<std::byte*>(ctrl + off)))
+      .load(std::memory_order_relaxed);
+}
+void StoreCtrl64(std::byte* ctrl, size_t off, uint64_t v) {
+  std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(ctrl + off))
+      .store(v, std::memory_order_relaxed);
+}
+
+Status PeerError(std::string what) {
+  return Status(StatusCode::kDataLoss, "peer DMB: " + std::move(what));
+}
+
+bool Fits(uint64_t offset, uint64_t len, uint64_t size) {
+  return offset <= size && len <= size - offset;
+}
+
+}  // namespace
+
+uint64_t DmbFileSize(uint64_t size) {
+  if (size == 0 || size > kMaxDmbSize) return 0;
+  const uint64_t page = PageSize();
+  return (size + page - 1) / page * page + page;
+}
+
+DmbBudget& DmbBudget::Process() {
+  static DmbBudget budget([] {
+    const char* v = std::getenv("USMC_DMB_BUDGET");
+    if (v == nullptr) return kDefaultDmbBudget;
+    return ParseByteSize(v).value_or(kDefaultDmbBudget);
+  }());
+  return budget;
+}
+
+bool DmbBudget::TryCharge(uint64_t bytes) {
+  uint64_t used = used_.load(std::memory_order_relaxed);
+  do {
+    if (bytes > limit_ || used > limit_ - bytes) return false;
+  } while (!used_.compare_exchange_weak(used, used + bytes,
+                                        std::memory_order_relaxed));
+  return true;
+}
+
+void DmbBudget::Release(uint64_t bytes) {
+  used_.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+std::optional<uint64_t> ParseByteSize(const char* text) {
+  if (text == nullptr || *text < '0' || *text > '9') return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(text, &end, 10);
+  if (errno != 0) return std::nullopt;
+  unsigned shift = 0;
+  switch (*end) {
+    case '\0':
+      break;
+    case 'k':
+    case 'K':
+      shift = 10;
+      ++end;
+      break;
+    case 'm':
+    case 'M':
+      shift = 20;
+      ++end;
+      break;
+    case 'g':
+    case 'G':
+      shift = 30;
+      ++end;
+      break;
+    default:
+      return std::nullopt;
+  }
+  if (*end != '\0') return std::nullopt;
+  if (shift != 0 && n > (~0ULL >> shift)) return std::nullopt;
+  return static_cast<uint64_t>(n) << shift;
+}
+
+BudgetCharge& BudgetCharge::operator=(BudgetCharge&& o) noexcept {
+  if (this != &o) {
+    Reset();
+    budget_ = std::exchange(o.budget_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+  }
+  return *this;
+}
+
+void BudgetCharge::Reset() {
+  if (budget_ != nullptr) budget_->Release(bytes_);
+  budget_ = nullptr;
+  bytes_ = 0;
+}
+
+Mapping& Mapping::operator=(Mapping&& o) noexcept {
+  if (this != &o) {
+    Reset();
+    p_ = std::exchange(o.p_, nullptr);
+    len_ = std::exchange(o.len_, 0);
+  }
+  return *this;
+}
+
+void Mapping::Reset() {
+  if (p_ != nullptr) ::munmap(p_, len_);
+  p_ = nullptr;
+  len_ = 0;
+}
+
+Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget) {
+  const uint64_t file_size = DmbFileSize(size);
+  if (file_size == 0) {
+    return Status(StatusCode::kInvalidArgument,
+                  "DMB size must be 1.." + std::to_string(kMaxDmbSize));
+  }
+  if (!budget.TryCharge(file_size)) {
+    return Status(StatusCode::kResourceExhausted,
+                  "DMB budget exhausted: " + std::to_string(budget.used()) +
+                      " of " + std::to_string(budget.limit()) +
+                      " bytes in use, " + std::to_string(file_size) +
+                      " more requested");
+  }
+  LocalDmb dmb;
+  dmb.charge_ = BudgetCharge(&budget, file_size);
+  dmb.size_ = size;
+
+  // Anonymous: the name only shows in /proc/<pid>/maps, nothing under
+  // /dev/shm can be opened by guessing.
+  dmb.memfd_ =
+      UniqueFd(::memfd_create("usmc-dmb", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!dmb.memfd_) return Status::FromErrno(errno, "memfd_create");
+  int rc;
+  do {
+    rc = ::ftruncate(dmb.memfd_.get(), static_cast<off_t>(file_size));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return Status::FromErrno(errno, "ftruncate DMB");
+  // Fix the size before the fd can reach anyone: with SHRINK sealed, no
+  // page we map can vanish (no SIGBUS); SEAL stops anyone removing seals.
+  if (::fcntl(dmb.memfd_.get(), F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    return Status::FromErrno(errno, "F_ADD_SEALS");
+  }
+  void* p = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   dmb.memfd_.get(), 0);
+  if (p == MAP_FAILED) return Status::FromErrno(errno, "mmap DMB");
+  dmb.map_ = Mapping(static_cast<std::byte*>(p), file_size);
+
+  Result<uint64_t> token = NewDmbToken();
+  if (!token.ok()) return token.status();
+  dmb.token_ = *token;
+
+  std::byte* ctrl = dmb.map_.data() + (file_size - PageSize());
+  StoreCtrl64(ctrl, kCtrlMagicOff, kDmbMagic);
+  StoreCtrl64(ctrl, kCtrlTokenOff, dmb.token_);
+  StoreCtrl64(ctrl, kCtrlSizeOff, size);
+
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Status::FromErrno(errno, "socketpair doorbell");
+  }
+  dmb.peer_end_ = UniqueFd(sv[1]);
+  dmb.doorbell_.emplace(UniqueFd(sv[0]),
+                        reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff));
+  return dmb;
+}
+
+void LocalDmb::Unregister() {
+  doorbell_.reset();
+  peer_end_.Reset();
+  map_.Reset();
+  memfd_.Reset();
+  charge_.Reset();
+  size_ = 0;
+  token_ = 0;
+}
+
+Status LocalDmb::Read(uint64_t offset, std::span<std::byte> out) const {
+  if (!registered()) {
+    return Status(StatusCode::kFailedPrecondition, "DMB not registered");
+  }
+  if (!Fits(offset, out.size(), size_)) {
+    return Status(StatusCode::kInvalidArgument, "read outside the DMB");
+  }
+  std::memcpy(out.data(), map_.data() + offset, out.size());
+  return OkStatus();
+}
+
+Result<PeerDmb> PeerDmb::Attach(UniqueFd memfd, uint64_t expected_token,
+                                uint64_t expected_size, UniqueFd doorbell) {
+  const uint64_t file_size = DmbFileSize(expected_size);
+  if (file_size == 0) {
+    return Status(StatusCode::kInvalidArgument, "expected DMB size invalid");
+  }
+  struct stat st {};
+  if (::fstat(memfd.get(), &st) != 0) return Status::FromErrno(errno, "fstat");
+  if (!S_ISREG(st.st_mode)) return PeerError("not a regular file");
+  if (static_cast<uint64_t>(st.st_size) != file_size) {
+    return PeerError("size " + std::to_string(st.st_size) + ", expected " +
+                     std::to_string(file_size));
+  }
+  const int seals = ::fcntl(memfd.get(), F_GET_SEALS);
+  if (seals < 0) return PeerError("not sealable (not a memfd)");
+  if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) !=
+      (F_SEAL_SHRINK | F_SEAL_GROW)) {
+    return PeerError("not sealed against shrink and grow");
+  }
+  if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
+    return PeerError("write-sealed");
+  }
+  void* p = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   memfd.get(), 0);
+  if (p == MAP_FAILED) return Status::FromErrno(errno, "mmap peer DMB");
+  PeerDmb dmb;
+  dmb.map_ = Mapping(static_cast<std::byte*>(p), file_size);
+  memfd.Reset();  // the mapping keeps the file alive
+
+  const std::byte* ctrl = dmb.map_.data() + (file_size - PageSize());
+  if (LoadCtrl64(ctrl, kCtrlMagicOff) != kDmbMagic) {
+    return PeerError("control page magic");
+  }
+  if (LoadCtrl64(ctrl, kCtrlTokenOff) != expected_token) {
+    return PeerError("token mismatch");
+  }
+  if (LoadCtrl64(ctrl, kCtrlSizeOff) != expected_size) {
+    return PeerError("control page size mismatch");
+  }
+  dmb.size_ = expected_size;
+  dmb.token_ = expected_token;
+  dmb.doorbell_.emplace(std::move(doorbell),
+                        reinterpret_cast<uint32_t*>(
+                            const_cast<std::byte*>(ctrl) + kCtrlArmedOff));
+  return dmb;
+}
+
+void PeerDmb::Detach() {
+  doorbell_.reset();
+  map_.Reset();
+  size_ = 0;
+  token_ = 0;
+}
+
+Status PeerDmb::Write(uint64_t offset, std::span<const std::byte> data) const {
+  if (!attached()) {
+    return Status(StatusCode::kFailedPrecondition, "peer DMB not attached");
+  }
+  if (!Fits(offset, data.size(), size_)) {
+    return Status(StatusCode::kInvalidArgument, "write outside the peer DMB");
+  }
+  std::memcpy(map_.data() + offset, data.data(), data.size());
+  return OkStatus();
+}
+
+}  // namespace usmc::dev

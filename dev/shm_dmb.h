@@ -1,0 +1,192 @@
+// dev/shm_dmb.h: DMBs (Direct Memory Buffers) of the shm device.
+//
+// A LocalDmb is our receive buffer: a sealed memfd (no name under /dev/shm,
+// size fixed by F_SEAL_SHRINK|F_SEAL_GROW before anyone else sees it, so a
+// peer can never SIGBUS us), mapped shared, with a random 64-bit token. One
+// page after the DMB bytes, inside the same memfd, is the control page: a
+// header (magic, token, size) and the doorbell's `armed` word. A PeerDmb is
+// the peer's DMB mapped read-write: the sender writes straight into it (no
+// send buffer, as loopback-ism's no-copy mode).
+//
+// Everything in a mapping may change under us at any time (the other process
+// writes it): the device hands out std::span<std::byte> and the engine
+// validates every value it reads there.
+//
+//   DmbBudget budget(64 << 20);
+//   Result<LocalDmb> dmb = LocalDmb::Register(64 * 1024, budget);
+//   // ... hand dmb->memfd() to the peer (shm_handover.h) ...
+//   Result<PeerDmb> peer = PeerDmb::Attach(std::move(fd), token, 64 * 1024);
+//   USMC_RETURN_IF_ERROR(peer->Write(32, payload));
+#ifndef USMC_DEV_SHM_DMB_H_
+#define USMC_DEV_SHM_DMB_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <utility>
+
+#include "base/status.h"
+#include "dev/shm_doorbell.h"
+#include "dev/unique_fd.h"
+
+namespace usmc::dev {
+
+// Largest DMB we register or attach. SMC-D itself stops at 1 MiB (c <= 6);
+// the shm device allows more for bulk transfers, within the budget.
+inline constexpr uint64_t kMaxDmbSize = uint64_t{1} << 30;
+// Default per-process cap on DMB bytes (USMC_DMB_BUDGET overrides).
+inline constexpr uint64_t kDefaultDmbBudget = uint64_t{256} << 20;
+
+// Control page layout (offsets inside the page after the DMB bytes).
+inline constexpr size_t kCtrlMagicOff = 0;   // u64 kDmbMagic
+inline constexpr size_t kCtrlTokenOff = 8;   // u64 DMB token
+inline constexpr size_t kCtrlSizeOff = 16;   // u64 DMB size in bytes
+inline constexpr size_t kCtrlArmedOff = 64;  // u32 armed, own cache line
+inline constexpr uint64_t kDmbMagic = 0x31424d44434d5355ULL;  // "USMCDMB1"
+
+// Bytes of memfd behind a DMB of `size` bytes: size rounded up to pages plus
+// the control page. 0 if size is 0 or above kMaxDmbSize.
+uint64_t DmbFileSize(uint64_t size);
+
+// A cap on the bytes of registered DMBs. Thread-safe.
+class DmbBudget {
+ public:
+  explicit DmbBudget(uint64_t limit_bytes) : limit_(limit_bytes) {}
+  // The process-wide budget: USMC_DMB_BUDGET (bytes, optional K/M/G suffix;
+  // read once) or kDefaultDmbBudget.
+  static DmbBudget& Process();
+
+  bool TryCharge(uint64_t bytes);
+  void Release(uint64_t bytes);
+  uint64_t used() const { return used_.load(std::memory_order_relaxed); }
+  uint64_t limit() const { return limit_; }
+
+ private:
+  const uint64_t limit_;
+  std::atomic<uint64_t> used_{0};
+};
+
+// Parses a budget value ("268435456", "256M", "1G"); nullopt if malformed.
+std::optional<uint64_t> ParseByteSize(const char* text);
+
+// An mmap'ed region, unmapped on destruction.
+class Mapping {
+ public:
+  Mapping() = default;
+  Mapping(std::byte* p, size_t len) : p_(p), len_(len) {}
+  Mapping(Mapping&& o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), len_(std::exchange(o.len_, 0)) {}
+  Mapping& operator=(Mapping&& o) noexcept;
+  ~Mapping() { Reset(); }
+  void Reset();
+  std::byte* data() const { return p_; }
+  size_t size() const { return len_; }
+
+ private:
+  std::byte* p_ = nullptr;
+  size_t len_ = 0;
+};
+
+// A charge against a DmbBudget, released on destruction.
+class BudgetCharge {
+ public:
+  BudgetCharge() = default;
+  BudgetCharge(DmbBudget* b, uint64_t bytes) : budget_(b), bytes_(bytes) {}
+  BudgetCharge(BudgetCharge&& o) noexcept
+      : budget_(std::exchange(o.budget_, nullptr)),
+        bytes_(std::exchange(o.bytes_, 0)) {}
+  BudgetCharge& operator=(BudgetCharge&& o) noexcept;
+  ~BudgetCharge() { Reset(); }
+  void Reset();
+
+ private:
+  DmbBudget* budget_ = nullptr;
+  uint64_t bytes_ = 0;
+};
+
+// Our DMB. Move-only; the destructor unregisters.
+class LocalDmb {
+ public:
+  static Result<LocalDmb> Register(uint64_t size,
+                                   DmbBudget& budget = DmbBudget::Process());
+  LocalDmb(LocalDmb&&) noexcept = default;
+  LocalDmb& operator=(LocalDmb&&) noexcept = default;
+  ~LocalDmb() { Unregister(); }
+
+  // Unmaps, closes the memfd and both doorbell ends, returns the budget.
+  // Idempotent. A peer that attached keeps its own mapping until it detaches.
+  void Unregister();
+  bool registered() const { return map_.data() != nullptr; }
+
+  uint64_t token() const { return token_; }
+  uint64_t size() const { return size_; }
+  std::span<std::byte> bytes() const { return {map_.data(), size_}; }
+  int memfd() const { return memfd_.get(); }
+  Doorbell& doorbell() { return *doorbell_; }
+
+  // The doorbell end that belongs to the peer; sent in the handover, then
+  // closed here so the peer holds the only copy (its death -> our HUP).
+  int doorbell_peer_end() const { return peer_end_.get(); }
+  void CloseDoorbellPeerEnd() { peer_end_.Reset(); }
+
+  // Bounds-checked copy out of our DMB (offset and length may come from
+  // hostile cursors): kInvalidArgument if [offset, offset+out.size()) does
+  // not fit.
+  Status Read(uint64_t offset, std::span<std::byte> out) const;
+
+ private:
+  LocalDmb() = default;
+
+  Mapping map_;
+  uint64_t size_ = 0;
+  uint64_t token_ = 0;
+  UniqueFd memfd_;
+  UniqueFd peer_end_;
+  std::optional<Doorbell> doorbell_;
+  BudgetCharge charge_;
+};
+
+// The peer's DMB, attached read-write. Move-only; the destructor detaches.
+class PeerDmb {
+ public:
+  // Checks that `memfd` is a regular file of exactly DmbFileSize(expected_
+  // size) bytes, sealed against shrink and grow, not write-sealed, and that
+  // its control page names `expected_token` and the size; then keeps the
+  // mapping. `doorbell` is the peer's doorbell end (may be empty in tests:
+  // Ring() then reports kPeerGone). Violations: kDataLoss.
+  static Result<PeerDmb> Attach(UniqueFd memfd, uint64_t expected_token,
+                                uint64_t expected_size,
+                                UniqueFd doorbell = UniqueFd());
+  PeerDmb(PeerDmb&&) noexcept = default;
+  PeerDmb& operator=(PeerDmb&&) noexcept = default;
+  ~PeerDmb() { Detach(); }
+
+  // Unmaps and closes the doorbell end (the memfd itself is closed once
+  // mapped). Idempotent.
+  void Detach();
+  bool attached() const { return map_.data() != nullptr; }
+
+  uint64_t token() const { return token_; }
+  uint64_t size() const { return size_; }
+  std::span<std::byte> bytes() const { return {map_.data(), size_}; }
+  PeerDoorbell& doorbell() { return *doorbell_; }
+
+  // smcd_ops move_data without the signal: bounds-checked copy into the
+  // peer DMB (kInvalidArgument if it does not fit). Ring the doorbell after
+  // publishing the cursor.
+  Status Write(uint64_t offset, std::span<const std::byte> data) const;
+
+ private:
+  PeerDmb() = default;
+
+  Mapping map_;
+  uint64_t size_ = 0;
+  uint64_t token_ = 0;
+  std::optional<PeerDoorbell> doorbell_;
+};
+
+}  // namespace usmc::dev
+
+#endif  // USMC_DEV_SHM_DMB_H_

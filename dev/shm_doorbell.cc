@@ -1,0 +1,190 @@
+#include "dev/shm_doorbell.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <ctime>
+
+namespace usmc::dev {
+
+std::string_view ToString(WaitResult r) {
+  switch (r) {
+    case WaitResult::kReady:
+      return "READY";
+    case WaitResult::kTimedOut:
+      return "TIMED_OUT";
+    case WaitResult::kPeerGone:
+      return "PEER_GONE";
+    case WaitResult::kExtraFdReady:
+      return "EXTRA_FD_READY";
+    case WaitResult::kInterrupted:
+      return "INTERRUPTED";
+  }
+  return "?";
+}
+std::ostream& operator<<(std::ostream& os, WaitResult r) {
+  return os << ToString(r);
+}
+
+std::string_view ToString(RingResult r) {
+  switch (r) {
+    case RingResult::kNotArmed:
+      return "NOT_ARMED";
+    case RingResult::kWoken:
+      return "WOKEN";
+    case RingResult::kPending:
+      return "PENDING";
+    case RingResult::kPeerGone:
+      return "PEER_GONE";
+  }
+  return "?";
+}
+std::ostream& operator<<(std::ostream& os, RingResult r) {
+  return os << ToString(r);
+}
+
+uint32_t SpinBudgetUsFromEnv() {
+  static const uint32_t kSpin = [] {
+    const char* v = std::getenv("USMC_SPIN_US");
+    if (v == nullptr || *v == '\0') return kDefaultSpinUs;
+    char* end = nullptr;
+    errno = 0;
+    unsigned long n = std::strtoul(v, &end, 10);
+    if (errno != 0 || *end != '\0') return kDefaultSpinUs;
+    return static_cast<uint32_t>(std::min<unsigned long>(n, 100000));
+  }();
+  return kSpin;
+}
+
+Doorbell::Doorbell(UniqueFd fd, uint32_t* armed)
+    : fd_(std::move(fd)), armed_(armed), spin_us_(SpinBudgetUsFromEnv()) {}
+
+DoorbellStats Doorbell::stats() const {
+  DoorbellStats s;
+  s.waits = c_->waits.load(std::memory_order_relaxed);
+  s.ready_at_once = c_->ready_at_once.load(std::memory_order_relaxed);
+  s.spin_hits = c_->spin_hits.load(std::memory_order_relaxed);
+  s.sleeps = c_->sleeps.load(std::memory_order_relaxed);
+  s.wakeups_received = c_->wakeups_received.load(std::memory_order_relaxed);
+  s.timeouts = c_->timeouts.load(std::memory_order_relaxed);
+  return s;
+}
+
+bool Doorbell::Drain() {
+  // The peer sends one byte per wakeup, but a hostile peer may flood the
+  // socket: read a bounded amount; leftovers only cause a spurious wakeup.
+  char buf[512];
+  for (int i = 0; i < 64; ++i) {
+    ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n == 0) return false;  // peer closed its end
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
+  }
+  return true;
+}
+
+WaitResult Doorbell::SleepUntil(PredRef ready, Clock::time_point deadline,
+                                const WaitOptions& opts) {
+  std::atomic_ref<uint32_t> armed(*armed_);
+  auto disarm = [&] { armed.store(0, std::memory_order_relaxed); };
+  for (;;) {
+    // Arm, then re-check: with the waker's "publish; fence; load armed" the
+    // two fences guarantee that either we see the new data or it sees
+    // armed == 1 and sends a wakeup.
+    armed.store(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (ready()) {
+      disarm();
+      return WaitResult::kReady;
+    }
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) {
+      disarm();
+      Bump(c_->timeouts);
+      return WaitResult::kTimedOut;
+    }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
+    struct timespec ts;
+    ts.tv_sec = static_cast<time_t>(left.count() / 1000000000);
+    ts.tv_nsec = static_cast<long>(left.count() % 1000000000);
+    struct pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {opts.extra_fd, POLLIN, 0}};
+    const nfds_t nfds = opts.extra_fd >= 0 ? 2 : 1;
+    Bump(c_->sleeps);
+    int n = ::ppoll(fds, nfds, &ts, nullptr);
+    if (n < 0) {
+      if (errno == EINTR) {
+        if (opts.return_on_signal) {
+          disarm();
+          return WaitResult::kInterrupted;
+        }
+        continue;
+      }
+      disarm();  // EFAULT/EINVAL/ENOMEM: nothing sensible to wait on
+      return WaitResult::kPeerGone;
+    }
+    if (n == 0) continue;  // deadline check at the top of the loop
+    bool gone = (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
+    if (fds[0].revents & POLLIN) {
+      Bump(c_->wakeups_received);
+      if (!Drain()) gone = true;
+    }
+    if (gone) {
+      disarm();
+      return ready() ? WaitResult::kReady : WaitResult::kPeerGone;
+    }
+    if (nfds == 2 && fds[1].revents != 0) {
+      disarm();
+      return ready() ? WaitResult::kReady : WaitResult::kExtraFdReady;
+    }
+    // Rung (or spurious): loop re-arms and re-checks the predicate.
+  }
+}
+
+PeerDoorbell::PeerDoorbell(UniqueFd fd, uint32_t* armed)
+    : fd_(std::move(fd)), armed_(armed) {}
+
+DoorbellStats PeerDoorbell::stats() const {
+  DoorbellStats s;
+  s.rings = c_->rings.load(std::memory_order_relaxed);
+  s.wakeups_sent = c_->wakeups_sent.load(std::memory_order_relaxed);
+  s.wakeups_skipped = c_->wakeups_skipped.load(std::memory_order_relaxed);
+  return s;
+}
+
+RingResult PeerDoorbell::Ring() {
+  auto bump = [](std::atomic<uint64_t>& c) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  };
+  bump(c_->rings);
+  // Pairs with the waiter's fence after arming (see Doorbell::SleepUntil).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::atomic_ref<uint32_t> armed(*armed_);
+  // Any non-zero value means armed: the peer owns the word, so it may hold
+  // anything; the worst it can do is cost itself wakeups.
+  if (armed.load(std::memory_order_relaxed) == 0 ||
+      armed.exchange(0, std::memory_order_acq_rel) == 0) {
+    bump(c_->wakeups_skipped);
+    return RingResult::kNotArmed;
+  }
+  const char one = 1;
+  for (;;) {
+    // MSG_DONTWAIT is per call: the peer cannot make us block by changing
+    // the shared file status flags (the reason this is not an eventfd).
+    ssize_t n = ::send(fd_.get(), &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == 1) {
+      bump(c_->wakeups_sent);
+      return RingResult::kWoken;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return RingResult::kPending;
+    }
+    return RingResult::kPeerGone;
+  }
+}
+
+}  // namespace usmc::dev

@@ -1,0 +1,193 @@
+// dev/shm_doorbell.h: wait/wake between the two processes of a shm
+// connection: "arm, re-check, sleep; signal only an armed peer".
+//
+// Each DMB has one doorbell. Its owner waits on it (data arrived in its DMB,
+// or the peer moved the consumer cursor it keeps there); the peer rings it
+// after publishing. The shared state is one `armed` word in the DMB's control
+// page plus a pollable fd: the owner keeps one end of a Unix stream
+// socketpair, the peer holds the other. Ringing an unarmed doorbell costs a
+// fence and a load, no system call.
+//
+//   // waiter (owner of the DMB)
+//   WaitResult r = doorbell.Wait([&] { return ProducerMoved(); }, 10ms);
+//   // waker (peer), after release-storing the cursor into that DMB
+//   peer_doorbell.Ring();
+#ifndef USMC_DEV_SHM_DOORBELL_H_
+#define USMC_DEV_SHM_DOORBELL_H_
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string_view>
+#include <type_traits>
+
+#include "dev/unique_fd.h"
+
+namespace usmc::dev {
+
+enum class WaitResult {
+  kReady,         // the predicate became true
+  kTimedOut,      // timeout passed, predicate still false
+  kPeerGone,      // the peer's end of the doorbell closed (exit, SIGKILL)
+  kExtraFdReady,  // the caller's extra fd (e.g. the TCP socket) polled ready
+  kInterrupted,   // a signal arrived and WaitOptions::return_on_signal is set
+};
+std::string_view ToString(WaitResult r);
+std::ostream& operator<<(std::ostream& os, WaitResult r);
+
+enum class RingResult {
+  kNotArmed,  // peer was not about to sleep: nothing sent
+  kWoken,     // peer was armed: one wakeup sent
+  kPending,   // peer armed but its doorbell already holds unread wakeups
+  kPeerGone,  // the peer's end is closed
+};
+std::string_view ToString(RingResult r);
+std::ostream& operator<<(std::ostream& os, RingResult r);
+
+// Counters of one doorbell side. Plain values: a snapshot.
+struct DoorbellStats {
+  // Waiter side.
+  uint64_t waits = 0;
+  uint64_t ready_at_once = 0;  // predicate true on entry
+  uint64_t spin_hits = 0;      // became true while spinning
+  uint64_t sleeps = 0;         // poll(2) calls after arming
+  uint64_t wakeups_received = 0;
+  uint64_t timeouts = 0;
+  // Waker side.
+  uint64_t rings = 0;
+  uint64_t wakeups_sent = 0;     // send(2) calls that succeeded
+  uint64_t wakeups_skipped = 0;  // rings that found the peer not armed
+};
+
+// The spin budget in microseconds: USMC_SPIN_US if set (read once per
+// process, clamped to 0..100000), otherwise kDefaultSpinUs.
+inline constexpr uint32_t kDefaultSpinUs = 20;
+uint32_t SpinBudgetUsFromEnv();
+
+struct WaitOptions {
+  int extra_fd = -1;              // also return when this fd polls readable
+  bool return_on_signal = false;  // EINTR -> kInterrupted instead of retrying
+};
+
+// Waiter side. Not copyable; one thread waits at a time.
+class Doorbell {
+ public:
+  // `armed` points into the DMB control page (shared with the peer).
+  Doorbell(UniqueFd fd, uint32_t* armed);
+  Doorbell(Doorbell&&) noexcept = default;
+  Doorbell& operator=(Doorbell&&) noexcept = default;
+
+  // Returns kReady as soon as `ready()` is true: checks, spins up to the
+  // spin budget, then arms and sleeps until rung, timeout, peer hangup or
+  // extra_fd. `ready` must read what the peer publishes with acquire loads.
+  template <typename Pred>
+  WaitResult Wait(Pred&& ready, std::chrono::nanoseconds timeout,
+                  const WaitOptions& opts = {});
+
+  // The pollable fd (readable when rung, HUP when the peer is gone).
+  int fd() const { return fd_.get(); }
+  void set_spin_us(uint32_t us) { spin_us_ = us; }
+  uint32_t spin_us() const { return spin_us_; }
+  DoorbellStats stats() const;
+
+  // Drains pending wakeups without waiting; returns false if the peer is
+  // gone. For event loops that poll fd() themselves.
+  bool Drain();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct PredRef {
+    void* obj;
+    bool (*call)(void*);
+    bool operator()() const { return call(obj); }
+  };
+  WaitResult SleepUntil(PredRef ready, Clock::time_point deadline,
+                        const WaitOptions& opts);
+  static void Bump(std::atomic<uint64_t>& c) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  UniqueFd fd_;
+  uint32_t* armed_;
+  uint32_t spin_us_;
+  // Counters readable from other threads (stats); updated by the waiter
+  // only, so a relaxed load+store is enough and costs no locked RMW.
+  struct Counters {
+    std::atomic<uint64_t> waits{0}, ready_at_once{0}, spin_hits{0}, sleeps{0},
+        wakeups_received{0}, timeouts{0};
+  };
+  std::unique_ptr<Counters> c_ = std::make_unique<Counters>();
+};
+
+// Waker side (held by the peer of the DMB owner).
+class PeerDoorbell {
+ public:
+  PeerDoorbell(UniqueFd fd, uint32_t* armed);
+  PeerDoorbell(PeerDoorbell&&) noexcept = default;
+  PeerDoorbell& operator=(PeerDoorbell&&) noexcept = default;
+
+  // Call after publishing (release stores) into the peer's DMB. Sends a
+  // wakeup only if the owner armed; never blocks, whatever the peer did to
+  // the shared word or its socket.
+  RingResult Ring();
+  int fd() const { return fd_.get(); }
+  DoorbellStats stats() const;
+
+ private:
+  UniqueFd fd_;
+  uint32_t* armed_;
+  struct Counters {
+    std::atomic<uint64_t> rings{0}, wakeups_sent{0}, wakeups_skipped{0};
+  };
+  std::unique_ptr<Counters> c_ = std::make_unique<Counters>();
+};
+
+// Spin-loop hint: lets the sibling hyperthread run and saves power.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#else
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
+
+template <typename Pred>
+WaitResult Doorbell::Wait(Pred&& ready, std::chrono::nanoseconds timeout,
+                          const WaitOptions& opts) {
+  Bump(c_->waits);
+  if (ready()) {
+    Bump(c_->ready_at_once);
+    return WaitResult::kReady;
+  }
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point deadline = start + timeout;
+  if (spin_us_ > 0) {
+    const Clock::time_point spin_end =
+        std::min(deadline, start + std::chrono::microseconds(spin_us_));
+    // Reading the clock costs ~20 ns; check it every few pauses only.
+    for (;;) {
+      for (int i = 0; i < 16; ++i) {
+        CpuRelax();
+        if (ready()) {
+          Bump(c_->spin_hits);
+          return WaitResult::kReady;
+        }
+      }
+      if (Clock::now() >= spin_end) break;
+    }
+  }
+  using P = std::remove_reference_t<Pred>;
+  PredRef ref{const_cast<void*>(static_cast<const void*>(&ready)), [](void* o) {
+                return static_cast<bool>((*static_cast<P*>(o))());
+              }};
+  return SleepUntil(ref, deadline, opts);
+}
+
+}  // namespace usmc::dev
+
+#endif  // USMC_DEV_SHM_DOORBELL_H_

@@ -1,0 +1,204 @@
+#include "dev/shm_doorbell.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <sstream>
+#include <thread>
+
+#include "dev/shm_dmb.h"
+#include "gtest/gtest.h"
+
+namespace usmc::dev {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr uint64_t kSize = 16 * 1024;
+
+// One DMB and a PeerDmb attached to it in this process: the owner's
+// Doorbell and the peer's PeerDoorbell are the two ends.
+struct Loop {
+  LocalDmb local;
+  PeerDmb peer;
+  std::atomic_ref<uint32_t> armed() {
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    auto* w = reinterpret_cast<uint32_t*>(
+        local.bytes().data() + (DmbFileSize(kSize) - page) + kCtrlArmedOff);
+    return std::atomic_ref<uint32_t>(*w);
+  }
+};
+
+Loop MakeLoop(DmbBudget& budget) {
+  Result<LocalDmb> l = LocalDmb::Register(kSize, budget);
+  EXPECT_TRUE(l.ok());
+  UniqueFd mem(::fcntl(l->memfd(), F_DUPFD_CLOEXEC, 0));
+  UniqueFd bell(::fcntl(l->doorbell_peer_end(), F_DUPFD_CLOEXEC, 0));
+  l->CloseDoorbellPeerEnd();
+  Result<PeerDmb> p =
+      PeerDmb::Attach(std::move(mem), l->token(), kSize, std::move(bell));
+  EXPECT_TRUE(p.ok());
+  return Loop{std::move(*l), std::move(*p)};
+}
+
+bool Readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1;
+}
+
+TEST(ShmDoorbellTest, RingWithoutArmedWaiterMakesNoSyscall) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(loop.peer.doorbell().Ring(), RingResult::kNotArmed);
+  }
+  DoorbellStats s = loop.peer.doorbell().stats();
+  EXPECT_EQ(s.rings, 100u);
+  EXPECT_EQ(s.wakeups_skipped, 100u);
+  EXPECT_EQ(s.wakeups_sent, 0u);
+  EXPECT_FALSE(Readable(loop.local.doorbell().fd()));
+}
+
+TEST(ShmDoorbellTest, ArmedWaiterIsWokenExactlyOnce) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  loop.local.doorbell().set_spin_us(0);
+  std::atomic<uint64_t> published{0};
+  WaitResult result = WaitResult::kTimedOut;
+  std::thread waiter([&] {
+    result = loop.local.doorbell().Wait(
+        [&] { return published.load(std::memory_order_acquire) != 0; },
+        seconds(60));
+  });
+  // Wait until the waiter has announced it is about to sleep.
+  while (loop.armed().load(std::memory_order_acquire) == 0) {
+    std::this_thread::yield();
+  }
+  published.store(1, std::memory_order_release);
+  EXPECT_EQ(loop.peer.doorbell().Ring(), RingResult::kWoken);
+  // Disarmed by the ring: a second ring sends nothing.
+  EXPECT_EQ(loop.peer.doorbell().Ring(), RingResult::kNotArmed);
+  waiter.join();
+  EXPECT_EQ(result, WaitResult::kReady);
+  DoorbellStats w = loop.local.doorbell().stats();
+  DoorbellStats k = loop.peer.doorbell().stats();
+  EXPECT_EQ(k.wakeups_sent, 1u);
+  EXPECT_EQ(k.rings, 2u);
+  EXPECT_EQ(w.waits, 1u);
+  EXPECT_GE(w.sleeps, 1u);
+  EXPECT_LE(w.wakeups_received, 1u);  // 0 if it saw the flag on re-arm
+  EXPECT_EQ(loop.armed().load(), 0u);
+}
+
+TEST(ShmDoorbellTest, ReadyPredicateNeverSleeps) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  EXPECT_EQ(loop.local.doorbell().Wait([] { return true; }, seconds(1)),
+            WaitResult::kReady);
+  DoorbellStats s = loop.local.doorbell().stats();
+  EXPECT_EQ(s.ready_at_once, 1u);
+  EXPECT_EQ(s.sleeps, 0u);
+}
+
+TEST(ShmDoorbellTest, SpinSeesPublishWithoutSleeping) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  // A spin budget far above any scheduling delay: the flag is seen while
+  // spinning and the waiter never arms.
+  loop.local.doorbell().set_spin_us(30'000'000);
+  std::atomic<int> flag{0};
+  std::thread setter([&] { flag.store(1, std::memory_order_release); });
+  WaitResult r = loop.local.doorbell().Wait(
+      [&] { return flag.load(std::memory_order_acquire) == 1; }, seconds(60));
+  setter.join();
+  EXPECT_EQ(r, WaitResult::kReady);
+  DoorbellStats s = loop.local.doorbell().stats();
+  EXPECT_EQ(s.sleeps, 0u);
+  EXPECT_EQ(s.ready_at_once + s.spin_hits, 1u);
+  EXPECT_EQ(loop.armed().load(), 0u);
+}
+
+TEST(ShmDoorbellTest, TimeoutDisarms) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  loop.local.doorbell().set_spin_us(5);
+  EXPECT_EQ(loop.local.doorbell().Wait([] { return false; }, milliseconds(20)),
+            WaitResult::kTimedOut);
+  EXPECT_EQ(loop.local.doorbell().stats().timeouts, 1u);
+  EXPECT_EQ(loop.armed().load(), 0u);
+  EXPECT_EQ(loop.peer.doorbell().Ring(), RingResult::kNotArmed);
+}
+
+TEST(ShmDoorbellTest, ExtraFdEndsTheWait) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  ASSERT_EQ(::write(w.get(), "x", 1), 1);
+  WaitOptions opts;
+  opts.extra_fd = r.get();
+  EXPECT_EQ(loop.local.doorbell().Wait([] { return false; }, seconds(30), opts),
+            WaitResult::kExtraFdReady);
+}
+
+TEST(ShmDoorbellTest, PeerClosingItsEndIsPeerGone) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  loop.peer.Detach();
+  EXPECT_EQ(loop.local.doorbell().Wait([] { return false; }, seconds(30)),
+            WaitResult::kPeerGone);
+  EXPECT_FALSE(loop.local.doorbell().Drain());
+}
+
+TEST(ShmDoorbellTest, OwnerGoneIsReportedToTheRinger) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  loop.armed().store(1);
+  // The attached mapping keeps the armed word alive after Unregister.
+  loop.local.Unregister();
+  EXPECT_EQ(loop.peer.doorbell().Ring(), RingResult::kPeerGone);
+}
+
+TEST(ShmDoorbellTest, HostileArmedValuesAndBlockingFlagNeverBlockTheRinger) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  // The owner clears O_NONBLOCK on the shared file description and never
+  // drains; any non-zero armed value counts as armed.
+  int fl = ::fcntl(loop.peer.doorbell().fd(), F_GETFL);
+  ASSERT_EQ(::fcntl(loop.peer.doorbell().fd(), F_SETFL, fl & ~O_NONBLOCK), 0);
+  int pending = 0;
+  for (int i = 0; i < 1000000 && pending == 0; ++i) {
+    loop.armed().store(0xdeadbeefu + static_cast<uint32_t>(i));
+    RingResult r = loop.peer.doorbell().Ring();
+    ASSERT_TRUE(r == RingResult::kWoken || r == RingResult::kPending) << r;
+    if (r == RingResult::kPending) ++pending;
+    EXPECT_EQ(loop.armed().load(), 0u);
+  }
+  EXPECT_EQ(pending, 1);  // the socket filled up, Ring returned anyway
+  EXPECT_TRUE(Readable(loop.local.doorbell().fd()));
+  EXPECT_TRUE(loop.local.doorbell().Drain());
+}
+
+TEST(ShmDoorbellTest, EnumsPrint) {
+  EXPECT_EQ(ToString(WaitResult::kPeerGone), "PEER_GONE");
+  EXPECT_EQ(ToString(RingResult::kNotArmed), "NOT_ARMED");
+  std::ostringstream os;
+  os << WaitResult::kReady << ' ' << RingResult::kWoken;
+  EXPECT_EQ(os.str(), "READY WOKEN");
+}
+
+TEST(ShmDoorbellTest, SpinBudgetFromEnvIsStable) {
+  // Read once per process: repeated calls agree.
+  EXPECT_EQ(SpinBudgetUsFromEnv(), SpinBudgetUsFromEnv());
+  if (std::getenv("USMC_SPIN_US") == nullptr) {
+    EXPECT_EQ(SpinBudgetUsFromEnv(), kDefaultSpinUs);
+  }
+}
+
+}  // namespace
+}  // namespace usmc::dev

@@ -1,0 +1,475 @@
+// Multi-process tests: parent and forked child hold the two ends of a real
+// TCP loopback connection and swap DMBs through the handover.
+#include "dev/shm_handover.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "dev/shm_peer_verify.h"
+#include "dev/shm_test_util.h"
+#include "gtest/gtest.h"
+
+namespace usmc::dev {
+namespace {
+
+using namespace testing;  // NOLINT: the helpers of this test suite
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr uint64_t kSize = 256 * 1024;
+constexpr char kMapName[] = "memfd:usmc-dmb";
+
+std::atomic_ref<uint64_t> Word(std::span<std::byte> bytes, size_t off) {
+  return std::atomic_ref<uint64_t>(
+      *reinterpret_cast<uint64_t*>(bytes.data() + off));
+}
+
+// A forked child running `body` (its return value is the exit code).
+template <typename F>
+pid_t Spawn(F body) {
+  pid_t pid = ::fork();
+  if (pid == 0) _exit(body());
+  return pid;
+}
+
+bool ExitedZero(int st) { return WIFEXITED(st) && WEXITSTATUS(st) == 0; }
+
+TEST(ShmHandoverTest, ParentAndChildSwapDmbsAndDoorbells) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  pid_t pid = Spawn([&] {
+    l->Reset();
+    Result<UniqueFd> tcp = TcpConnectLoopback(port);
+    if (!tcp.ok()) return 10;
+    Result<ShmPair> c = SetupShmPair(false, std::move(*tcp), kSize / 2);
+    if (!c.ok()) return 11;
+    if (c->peer.size() != kSize) return 12;
+    // Child -> parent: a message, then the flag, then the doorbell.
+    const char msg[] = "hello from the child";
+    if (!c->peer.Write(64, std::as_bytes(std::span(msg))).ok()) return 13;
+    Word(c->peer.bytes(), 0).store(1, std::memory_order_release);
+    c->peer.doorbell().Ring();
+    // Parent -> child: wait for its answer in our DMB.
+    WaitResult r = c->local.doorbell().Wait(
+        [&] {
+          return Word(c->local.bytes(), 0).load(std::memory_order_acquire) == 2;
+        },
+        seconds(30));
+    if (r != WaitResult::kReady) return 14;
+    if (std::memcmp(c->local.bytes().data() + 64, "hi child", 9) != 0) {
+      return 15;
+    }
+    return 0;
+  });
+  ASSERT_GT(pid, 0);
+  Result<UniqueFd> tcp = TcpAccept(l->get());
+  ASSERT_TRUE(tcp.ok());
+  Result<ShmPair> s = SetupShmPair(true, std::move(*tcp), kSize);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->peer.size(), kSize / 2);
+  WaitResult r = s->local.doorbell().Wait(
+      [&] {
+        return Word(s->local.bytes(), 0).load(std::memory_order_acquire) == 1;
+      },
+      seconds(30));
+  ASSERT_EQ(r, WaitResult::kReady);
+  EXPECT_STREQ(reinterpret_cast<const char*>(s->local.bytes().data() + 64),
+               "hello from the child");
+  ASSERT_TRUE(s->peer.Write(64, std::as_bytes(std::span("hi child"))).ok());
+  Word(s->peer.bytes(), 0).store(2, std::memory_order_release);
+  s->peer.doorbell().Ring();
+  EXPECT_TRUE(ExitedZero(WaitChild(pid)));
+}
+
+TEST(ShmHandoverTest, ThirdProcessIsRejectedRealPeerStillServed) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  int go[2];  // parent -> child: "connect now"
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t child = Spawn([&] {
+    l->Reset();
+    ::close(go[1]);
+    Result<UniqueFd> tcp = TcpConnectLoopback(port);
+    if (!tcp.ok()) return 10;
+    char b;
+    // Read the server's token first (SetupShmPair does), but hold back our
+    // handover until the impostor has been dealt with.
+    Result<uint64_t> st = ReadU64(tcp->get());
+    Result<uint64_t> ss = ReadU64(tcp->get());
+    if (!st.ok() || !ss.ok()) return 11;
+    Result<LocalDmb> dmb = LocalDmb::Register(kSize);
+    if (!dmb.ok()) return 12;
+    if (!WriteU64(tcp->get(), dmb->token()).ok() ||
+        !WriteU64(tcp->get(), dmb->size()).ok()) {
+      return 13;
+    }
+    if (::read(go[0], &b, 1) != 1) return 14;
+    Result<PeerDmb> p =
+        ConnectHandover(*dmb, {tcp->get(), *st, *ss, milliseconds(10000)});
+    return p.ok() ? 0 : 15;
+  });
+  ASSERT_GT(child, 0);
+  ::close(go[0]);
+  Result<UniqueFd> tcp = TcpAccept(l->get());
+  ASSERT_TRUE(tcp.ok());
+  Result<LocalDmb> dmb = LocalDmb::Register(kSize);
+  ASSERT_TRUE(dmb.ok());
+  Result<HandoverListener> hl = HandoverListener::Listen(*dmb);
+  ASSERT_TRUE(hl.ok()) << hl.status();
+  ASSERT_TRUE(WriteU64(tcp->get(), dmb->token()).ok());
+  ASSERT_TRUE(WriteU64(tcp->get(), dmb->size()).ok());
+  Result<uint64_t> ct = ReadU64(tcp->get());
+  Result<uint64_t> cs = ReadU64(tcp->get());
+  ASSERT_TRUE(ct.ok() && cs.ok());
+
+  // The impostor knows the name (it is in /proc/net/unix) and even the
+  // tokens, but does not hold the client end of the TCP connection.
+  int done[2];
+  ASSERT_EQ(::pipe(done), 0);
+  const uint64_t token = dmb->token(), ctoken = *ct;
+  pid_t third = Spawn([&] {
+    CloseFdsExcept(done[1]);
+    int s = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::string name = HandoverSocketName(token);
+    std::memcpy(a.sun_path + 1, name.data(), name.size());
+    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 +
+                                           name.size());
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), len) != 0) return 20;
+    char c = 1;
+    if (::write(done[1], &c, 1) != 1) return 21;
+    std::byte msg[64] = {};
+    std::memcpy(msg + 8, &ctoken, 8);  // a plausible offer, without fds
+    ::send(s, msg, kOfferSize, MSG_NOSIGNAL);
+    alignas(cmsghdr) char cbuf[256];
+    iovec iov{msg, sizeof msg};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    ssize_t n = ::recvmsg(s, &mh, 0);  // the server closes on us
+    if (n > 0) return 22;
+    if (n == 0 && mh.msg_controllen != 0) return 23;  // fds without data
+    return 0;
+  });
+  ASSERT_GT(third, 0);
+  ::close(done[1]);
+  char c;
+  ASSERT_EQ(::read(done[0], &c, 1), 1);  // the impostor is queued first
+  ::close(done[0]);
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  ::close(go[1]);
+
+  Result<PeerDmb> peer =
+      hl->Accept(*dmb, {tcp->get(), *ct, *cs, milliseconds(10000)});
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  EXPECT_EQ(hl->rejected(), 1u);
+  EXPECT_EQ(peer->token(), *ct);
+  EXPECT_TRUE(ExitedZero(WaitChild(third)));
+  EXPECT_TRUE(ExitedZero(WaitChild(child)));
+}
+
+TEST(ShmHandoverTest, ClientRefusesAServerThatIsNotItsTcpPeer) {
+  // Someone else listens on the name the client will look up (e.g. knows the
+  // token): the client must not send its DMB there.
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  Result<LocalDmb> bait = LocalDmb::Register(4096);
+  ASSERT_TRUE(bait.ok());
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const uint64_t bait_token = bait->token();
+  pid_t squatter = Spawn([&] {
+    Result<HandoverListener> h = HandoverListener::Listen(*bait);
+    if (!h.ok()) return 30;
+    char c = 1;
+    if (::write(ready[1], &c, 1) != 1) return 31;
+    ::pause();
+    return 0;
+  });
+  ASSERT_GT(squatter, 0);
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  bait->Unregister();  // the parent no longer holds a listener either
+  Result<UniqueFd> cli = TcpConnectLoopback(port);
+  ASSERT_TRUE(cli.ok());
+  Result<UniqueFd> srv = TcpAccept(l->get());
+  ASSERT_TRUE(srv.ok());
+  Result<LocalDmb> mine = LocalDmb::Register(kSize);
+  ASSERT_TRUE(mine.ok());
+  // This process holds the server end and never listens; the squatter
+  // answers the name but holds no end of this TCP connection.
+  Result<PeerDmb> p = ConnectHandover(
+      *mine, {cli->get(), bait_token, 4096, milliseconds(3000)});
+  EXPECT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kPermissionDenied) << p.status();
+  ::kill(squatter, SIGKILL);
+  WaitChild(squatter);
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
+TEST(ShmHandoverTest, SilentClientTimesOut) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  pid_t pid = Spawn([&] {
+    l->Reset();
+    Result<UniqueFd> tcp = TcpConnectLoopback(port);
+    if (!tcp.ok()) return 10;
+    Result<uint64_t> st = ReadU64(tcp->get());
+    if (!st.ok()) return 11;
+    // Connect to the handover socket as the genuine peer, then say nothing
+    // until the server gives up (EOF on TCP).
+    int s = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::string name = HandoverSocketName(*st);
+    std::memcpy(a.sun_path + 1, name.data(), name.size());
+    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 +
+                                           name.size());
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), len) != 0) return 12;
+    char b;
+    while (::read(tcp->get(), &b, 1) > 0) {
+    }
+    return 0;
+  });
+  ASSERT_GT(pid, 0);
+  Result<UniqueFd> tcp = TcpAccept(l->get());
+  ASSERT_TRUE(tcp.ok());
+  Result<LocalDmb> dmb = LocalDmb::Register(kSize);
+  ASSERT_TRUE(dmb.ok());
+  Result<HandoverListener> hl = HandoverListener::Listen(*dmb);
+  ASSERT_TRUE(hl.ok());
+  ASSERT_TRUE(WriteU64(tcp->get(), dmb->token()).ok());
+  Result<PeerDmb> p =
+      hl->Accept(*dmb, {tcp->get(), 0x1234, kSize, milliseconds(300)});
+  EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
+  EXPECT_NE(p.status().message().find("timed out"), std::string::npos);
+  EXPECT_EQ(hl->rejected(), 0u);  // it was the real peer, just silent
+  // The server speaks second: nothing of ours went to the silent peer.
+  EXPECT_GE(dmb->doorbell_peer_end(), 0);
+  tcp->Reset();
+  EXPECT_TRUE(ExitedZero(WaitChild(pid)));
+}
+
+TEST(ShmHandoverTest, SilentServerTimesOutTheClient) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  int tok[2];
+  ASSERT_EQ(::pipe(tok), 0);
+  pid_t pid = Spawn([&] {
+    // Server that listens but never accepts.
+    Result<UniqueFd> tcp = TcpAccept(l->get());
+    if (!tcp.ok()) return 10;
+    Result<LocalDmb> dmb = LocalDmb::Register(kSize);
+    if (!dmb.ok()) return 11;
+    Result<HandoverListener> h = HandoverListener::Listen(*dmb);
+    if (!h.ok()) return 12;
+    if (!WriteU64(tok[1], dmb->token()).ok()) return 13;
+    char b;
+    while (::read(tcp->get(), &b, 1) > 0) {
+    }
+    return 0;
+  });
+  ASSERT_GT(pid, 0);
+  l->Reset();
+  Result<UniqueFd> tcp = TcpConnectLoopback(port);
+  ASSERT_TRUE(tcp.ok());
+  Result<uint64_t> st = ReadU64(tok[0]);
+  ASSERT_TRUE(st.ok());
+  Result<LocalDmb> dmb = LocalDmb::Register(kSize);
+  ASSERT_TRUE(dmb.ok());
+  Result<PeerDmb> p =
+      ConnectHandover(*dmb, {tcp->get(), *st, kSize, milliseconds(300)});
+  EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
+  tcp->Reset();
+  EXPECT_TRUE(ExitedZero(WaitChild(pid)));
+  ::close(tok[0]);
+  ::close(tok[1]);
+}
+
+TEST(ShmHandoverTest, WrongTokenFromPeerIsRejected) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  pid_t pid = Spawn([&] {
+    l->Reset();
+    Result<UniqueFd> tcp = TcpConnectLoopback(port);
+    if (!tcp.ok()) return 10;
+    Result<ShmPair> c =
+        SetupShmPair(false, std::move(*tcp), kSize, milliseconds(3000));
+    // The server refuses us, so we must fail too (no offer comes back).
+    return c.ok() ? 1 : 0;
+  });
+  ASSERT_GT(pid, 0);
+  Result<UniqueFd> tcp = TcpAccept(l->get());
+  ASSERT_TRUE(tcp.ok());
+  Result<LocalDmb> dmb = LocalDmb::Register(kSize);
+  ASSERT_TRUE(dmb.ok());
+  Result<HandoverListener> hl = HandoverListener::Listen(*dmb);
+  ASSERT_TRUE(hl.ok());
+  ASSERT_TRUE(WriteU64(tcp->get(), dmb->token()).ok());
+  ASSERT_TRUE(WriteU64(tcp->get(), dmb->size()).ok());
+  Result<uint64_t> ct = ReadU64(tcp->get());
+  Result<uint64_t> cs = ReadU64(tcp->get());
+  ASSERT_TRUE(ct.ok() && cs.ok());
+  Result<PeerDmb> p =
+      hl->Accept(*dmb, {tcp->get(), *ct ^ 0x10, *cs, milliseconds(5000)});
+  EXPECT_EQ(p.status().code(), StatusCode::kDataLoss) << p.status();
+  EXPECT_NE(p.status().message().find("token"), std::string::npos);
+  hl->Close();
+  EXPECT_TRUE(ExitedZero(WaitChild(pid)));
+}
+
+// Ring layout used by the streaming test (our own, not SMC's CDC):
+// consumer DMB: [0,8) producer count, data at [64, 64 + kRing)
+// producer DMB: [0,8) consumer count.
+constexpr uint64_t kRing = kSize - 64;
+constexpr uint64_t kTotal = uint64_t{64} << 20;
+constexpr uint64_t kSeed = 0x5eed;
+
+int Produce(ShmPair& c) {
+  ByteStream gen(kSeed);
+  std::vector<std::byte> chunk(16 * 1024);
+  uint64_t sent = 0;
+  auto space = [&] {
+    return kRing -
+           (sent - Word(c.local.bytes(), 0).load(std::memory_order_acquire));
+  };
+  while (sent < kTotal) {
+    if (space() == 0) {
+      WaitResult r =
+          c.local.doorbell().Wait([&] { return space() != 0; }, seconds(30));
+      if (r != WaitResult::kReady) return 20;
+    }
+    uint64_t n = std::min<uint64_t>(
+        {space(), chunk.size(), kTotal - sent, kRing - sent % kRing});
+    gen.Fill(chunk.data(), n);
+    if (!c.peer.Write(64 + sent % kRing, std::span(chunk.data(), n)).ok()) {
+      return 21;
+    }
+    sent += n;
+    Word(c.peer.bytes(), 0).store(sent, std::memory_order_release);
+    c.peer.doorbell().Ring();
+  }
+  // Report the producer's doorbell counters to the consumer.
+  DoorbellStats s = c.peer.doorbell().stats();
+  uint64_t counters[3] = {s.rings, s.wakeups_sent, s.wakeups_skipped};
+  return WriteAll(c.tcp.get(), counters, sizeof counters).ok() ? 0 : 22;
+}
+
+TEST(ShmHandoverTest, Stream64MiBThroughRingWithDoorbell) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  pid_t pid = Spawn([&] {
+    l->Reset();
+    Result<UniqueFd> tcp = TcpConnectLoopback(port);
+    if (!tcp.ok()) return 10;
+    Result<ShmPair> c = SetupShmPair(false, std::move(*tcp), 4096);
+    if (!c.ok()) return 11;
+    return Produce(*c);
+  });
+  ASSERT_GT(pid, 0);
+  Result<UniqueFd> tcp = TcpAccept(l->get());
+  ASSERT_TRUE(tcp.ok());
+  Result<ShmPair> s = SetupShmPair(true, std::move(*tcp), kSize);
+  ASSERT_TRUE(s.ok()) << s.status();
+  s->local.doorbell().set_spin_us(5);
+  uint64_t got = 0, sum = kFnvOffset;
+  auto avail = [&] {
+    return Word(s->local.bytes(), 0).load(std::memory_order_acquire) - got;
+  };
+  while (got < kTotal) {
+    if (avail() == 0) {
+      ASSERT_EQ(
+          s->local.doorbell().Wait([&] { return avail() != 0; }, seconds(30)),
+          WaitResult::kReady);
+    }
+    uint64_t a = avail();
+    ASSERT_LE(a, kRing);  // validate what the peer published
+    uint64_t n = std::min(a, kRing - got % kRing);
+    sum = Fnv1a(sum, s->local.bytes().data() + 64 + got % kRing, n);
+    got += n;
+    Word(s->peer.bytes(), 0).store(got, std::memory_order_release);
+    s->peer.doorbell().Ring();
+  }
+  ByteStream gen(kSeed);
+  std::vector<std::byte> buf(1 << 20);
+  uint64_t want = kFnvOffset;
+  for (uint64_t i = 0; i < kTotal; i += buf.size()) {
+    gen.Fill(buf.data(), buf.size());
+    want = Fnv1a(want, buf.data(), buf.size());
+  }
+  EXPECT_EQ(sum, want);
+  EXPECT_EQ(got, kTotal);
+  uint64_t producer[3] = {};  // rings, wakeups sent, wakeups skipped
+  ASSERT_TRUE(ReadAll(s->tcp.get(), producer, sizeof producer).ok());
+  EXPECT_TRUE(ExitedZero(WaitChild(pid)));
+  // One ring per published chunk (at most 16 KiB each); each ring either
+  // found us armed and sent one wakeup, or skipped the system call.
+  EXPECT_GE(producer[0], kTotal / (16 * 1024));
+  EXPECT_EQ(producer[1] + producer[2], producer[0]);
+  // Every wakeup we took was one the producer sent.
+  DoorbellStats ws = s->local.doorbell().stats();
+  EXPECT_LE(ws.wakeups_received, producer[1]);
+  // No wait timed out, so every sleep ended with a wakeup that was sent.
+  EXPECT_EQ(ws.timeouts, 0u);
+  if (ws.sleeps > 0) EXPECT_GE(ws.wakeups_received, 1u);
+}
+
+TEST(ShmHandoverTest, PeerKilledWhileWaitingNoLeak) {
+  const int fds_before = CountOpenFds();
+  const int maps_before = CountMappings(kMapName);
+  {
+    uint16_t port;
+    Result<UniqueFd> l = TcpListenLoopback(&port);
+    ASSERT_TRUE(l.ok());
+    pid_t pid = Spawn([&] {
+      l->Reset();
+      Result<UniqueFd> tcp = TcpConnectLoopback(port);
+      if (!tcp.ok()) return 10;
+      Result<ShmPair> c = SetupShmPair(false, std::move(*tcp), kSize);
+      if (!c.ok()) return 11;
+      struct timespec t = {0, 100 * 1000 * 1000};
+      ::nanosleep(&t, nullptr);  // let the parent go to sleep first
+      ::raise(SIGKILL);
+      return 12;
+    });
+    ASSERT_GT(pid, 0);
+    Result<UniqueFd> tcp = TcpAccept(l->get());
+    ASSERT_TRUE(tcp.ok());
+    l->Reset();
+    Result<ShmPair> s = SetupShmPair(true, std::move(*tcp), kSize);
+    ASSERT_TRUE(s.ok()) << s.status();
+    s->local.doorbell().set_spin_us(0);
+    // Nothing will ever be published: only the peer's death ends this.
+    WaitResult r = s->local.doorbell().Wait([] { return false; }, seconds(60));
+    EXPECT_EQ(r, WaitResult::kPeerGone);
+    int st = WaitChild(pid);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << st;
+    EXPECT_EQ(CountMappings(kMapName), maps_before + 2);
+    s->peer.Detach();
+    s->local.Unregister();
+    EXPECT_EQ(CountMappings(kMapName), maps_before);
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before);
+  EXPECT_EQ(CountMappings(kMapName), maps_before);
+}
+
+}  // namespace
+}  // namespace usmc::dev

@@ -1,0 +1,110 @@
+#include "dev/shm_identity.h"
+
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <string>
+
+namespace usmc::dev {
+namespace {
+
+// Domain separators so the GID words are unrelated to other hashes of the
+// same boot_id (arbitrary odd constants).
+constexpr uint64_t kGidSalt = 0x75736d632d676964ULL;     // "usmc-gid"
+constexpr uint64_t kGidExtSalt = 0x75736d632d657874ULL;  // "usmc-ext"
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+uint64_t Mix64(uint64_t x) {
+  // Two rounds of xor-shift-multiply: every input bit affects every output
+  // bit, and the map is a bijection (odd multipliers, invertible shifts).
+  x ^= x >> 31;
+  x *= 0x7fb5d329728ea185ULL;
+  x ^= x >> 27;
+  x *= 0x81dadef4bc2dd44dULL;
+  x ^= x >> 33;
+  return x;
+}
+
+std::ostream& operator<<(std::ostream& os, const ShmGid& g) {
+  std::ostringstream s;
+  s << std::hex << std::setfill('0') << std::setw(16) << g.gid << ':'
+    << std::setw(16) << g.gid_ext;
+  return os << s.str();
+}
+
+Result<ShmGid> DeriveShmGid(std::string_view boot_id, uint64_t netns_id) {
+  uint64_t hi = 0, lo = 0;
+  int digits = 0;
+  for (char c : boot_id) {
+    if (c == '-' || c == '\n') continue;
+    int v = HexValue(c);
+    if (v < 0 || digits == 32) {
+      return Status(StatusCode::kInvalidArgument, "boot_id is not a UUID");
+    }
+    uint64_t& word = digits < 16 ? hi : lo;
+    word = (word << 4) | static_cast<uint64_t>(v);
+    ++digits;
+  }
+  if (digits != 32) {
+    return Status(StatusCode::kInvalidArgument, "boot_id is not a UUID");
+  }
+  ShmGid g;
+  g.gid = Mix64(Mix64(kGidSalt ^ hi) ^ lo);
+  g.gid_ext = Mix64(Mix64(Mix64(kGidExtSalt ^ lo) ^ hi) ^ netns_id);
+  // Zero reads as "no GID" in CLC; never hand it out.
+  if (g.gid == 0) g.gid = 1;
+  if (g.gid_ext == 0) g.gid_ext = 1;
+  return g;
+}
+
+namespace {
+
+Result<ShmGid> ComputeLocalShmGid() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string boot_id;
+  if (!std::getline(in, boot_id)) {
+    return Status(StatusCode::kUnavailable,
+                  "cannot read /proc/sys/kernel/random/boot_id");
+  }
+  // Different network namespaces cannot reach each other's abstract
+  // handover sockets, so they must not look like one ISM device. Without
+  // the ns file (no /proc/self/ns) all processes fall back to one value.
+  struct stat st {};
+  uint64_t netns = 0;
+  if (::stat("/proc/self/ns/net", &st) == 0) {
+    netns = (static_cast<uint64_t>(st.st_dev) << 32) ^ st.st_ino;
+  }
+  return DeriveShmGid(boot_id, netns);
+}
+
+}  // namespace
+
+Result<ShmGid> LocalShmGid() {
+  static const Result<ShmGid> cached = ComputeLocalShmGid();
+  return cached;
+}
+
+Result<uint64_t> NewDmbToken() {
+  for (;;) {
+    uint64_t token = 0;
+    ssize_t n = ::getrandom(&token, sizeof token, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno(errno, "getrandom");
+    if (n != static_cast<ssize_t>(sizeof token)) continue;
+    if (token != 0) return token;  // 0 means "no DMB"
+  }
+}
+
+}  // namespace usmc::dev

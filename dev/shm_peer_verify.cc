@@ -1,0 +1,213 @@
+#include "dev/shm_peer_verify.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "dev/unique_fd.h"
+
+namespace usmc::dev {
+namespace {
+
+int MillisLeft(std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return 0;
+  return left.count() > 1000000 ? 1000000 : static_cast<int>(left.count());
+}
+
+// Copies the address bytes of a sockaddr_in/in6 into an inet_diag id word
+// array and returns the port (network byte order).
+uint16_t AddrToDiag(const sockaddr_storage& ss, __be32 out[4]) {
+  std::memset(out, 0, 4 * sizeof(__be32));
+  if (ss.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
+    std::memcpy(out, &in.sin_addr, 4);
+    return in.sin_port;
+  }
+  const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
+  std::memcpy(out, &in6.sin6_addr, 16);
+  return in6.sin6_port;
+}
+
+}  // namespace
+
+Result<PeerCred> GetPeerCred(int unix_fd) {
+  struct ucred uc {};
+  socklen_t len = sizeof uc;
+  if (::getsockopt(unix_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0) {
+    return Status::FromErrno(errno, "SO_PEERCRED");
+  }
+  if (uc.pid <= 0) {
+    return Status(StatusCode::kPermissionDenied,
+                  "Unix peer has no pid in our pid namespace");
+  }
+  return PeerCred{uc.pid, uc.uid, uc.gid};
+}
+
+Result<TcpPeerSocket> FindTcpPeerSocket(
+    int tcp_fd, std::chrono::steady_clock::time_point deadline) {
+  sockaddr_storage local{}, remote{};
+  socklen_t llen = sizeof local, rlen = sizeof remote;
+  if (::getsockname(tcp_fd, reinterpret_cast<sockaddr*>(&local), &llen) != 0) {
+    return Status::FromErrno(errno, "getsockname");
+  }
+  if (::getpeername(tcp_fd, reinterpret_cast<sockaddr*>(&remote), &rlen) != 0) {
+    return Status::FromErrno(errno, "getpeername");
+  }
+  if ((local.ss_family != AF_INET && local.ss_family != AF_INET6) ||
+      remote.ss_family != local.ss_family) {
+    return Status(StatusCode::kInvalidArgument, "not an inet TCP socket");
+  }
+
+  UniqueFd nl(
+      ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl) return Status::FromErrno(errno, "socket NETLINK_SOCK_DIAG");
+
+  struct {
+    nlmsghdr nlh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST;  // exact lookup, not a dump
+  msg.nlh.nlmsg_seq = 1;
+  msg.req.sdiag_family = static_cast<uint8_t>(local.ss_family);
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.idiag_states = ~0u;
+  // The peer's socket sees our 4-tuple reversed: its source is our remote.
+  msg.req.id.idiag_sport = AddrToDiag(remote, msg.req.id.idiag_src);
+  msg.req.id.idiag_dport = AddrToDiag(local, msg.req.id.idiag_dst);
+  if (remote.ss_family == AF_INET6) {
+    msg.req.id.idiag_if =
+        reinterpret_cast<const sockaddr_in6&>(remote).sin6_scope_id;
+  }
+  msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+  msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  ssize_t sent;
+  do {
+    sent = ::sendto(nl.get(), &msg, sizeof msg, 0,
+                    reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
+  } while (sent < 0 && errno == EINTR);
+  if (sent != static_cast<ssize_t>(sizeof msg)) {
+    return Status::FromErrno(errno, "sock_diag request");
+  }
+
+  alignas(nlmsghdr) char buf[8192];
+  for (;;) {
+    pollfd pfd{nl.get(), POLLIN, 0};
+    int pr = ::poll(&pfd, 1, MillisLeft(deadline));
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr < 0) return Status::FromErrno(errno, "poll sock_diag");
+    if (pr == 0) {
+      return Status(StatusCode::kUnavailable, "sock_diag: no answer in time");
+    }
+    ssize_t n = ::recv(nl.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) return Status::FromErrno(errno, "recv sock_diag");
+    int len = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len);
+         h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_seq != 1) continue;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) {
+          return Status(StatusCode::kInternal, "sock_diag: short error");
+        }
+        int err = -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error;
+        if (err == ENOENT) {
+          return Status(StatusCode::kNotFound,
+                        "TCP peer socket is not on this host/namespace");
+        }
+        return Status::FromErrno(err, "sock_diag lookup");
+      }
+      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) {
+        return Status(StatusCode::kInternal, "sock_diag: short answer");
+      }
+      const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+      if (m->id.idiag_sport != msg.req.id.idiag_sport ||
+          m->id.idiag_dport != msg.req.id.idiag_dport || m->idiag_inode == 0) {
+        return Status(StatusCode::kNotFound, "sock_diag: no live peer socket");
+      }
+      return TcpPeerSocket{m->idiag_inode, m->idiag_uid};
+    }
+  }
+}
+
+Result<bool> ProcessHoldsSocket(pid_t pid, uint64_t inode) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dfd) {
+    if (errno == ENOENT) {
+      return Status(StatusCode::kNotFound, "peer process is gone");
+    }
+    if (errno == EACCES || errno == EPERM) {
+      return Status(StatusCode::kPermissionDenied,
+                    "cannot read the peer's fd table");
+    }
+    return Status::FromErrno(errno, "open " + dir);
+  }
+  DIR* d = ::fdopendir(dfd.get());
+  if (d == nullptr) return Status::FromErrno(errno, "fdopendir");
+  dfd.Release();  // now owned by d
+  const std::string want = "socket:[" + std::to_string(inode) + "]";
+  bool found = false;
+  int err = 0;
+  char link[64];
+  for (;;) {
+    errno = 0;
+    dirent* e = ::readdir(d);
+    if (e == nullptr) {
+      err = errno;
+      break;
+    }
+    if (e->d_name[0] == '.') continue;
+    ssize_t n = ::readlinkat(::dirfd(d), e->d_name, link, sizeof link);
+    if (n > 0 && static_cast<size_t>(n) == want.size() &&
+        std::memcmp(link, want.data(), want.size()) == 0) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  if (!found && err == EACCES) {
+    return Status(StatusCode::kPermissionDenied,
+                  "cannot read the peer's fd table");
+  }
+  return found;
+}
+
+Status VerifyTcpPeerProcess(int tcp_fd, const PeerCred& cred,
+                            std::chrono::steady_clock::time_point deadline) {
+  Result<TcpPeerSocket> peer = FindTcpPeerSocket(tcp_fd, deadline);
+  if (!peer.ok()) return peer.status();
+  if (peer->uid != cred.uid) {
+    return Status(StatusCode::kPermissionDenied,
+                  "Unix peer uid " + std::to_string(cred.uid) +
+                      " does not own the TCP peer socket (uid " +
+                      std::to_string(peer->uid) + ")");
+  }
+  Result<bool> holds = ProcessHoldsSocket(cred.pid, peer->inode);
+  if (!holds.ok()) return holds.status();
+  if (!*holds) {
+    return Status(StatusCode::kPermissionDenied,
+                  "Unix peer pid " + std::to_string(cred.pid) +
+                      " does not hold the TCP peer socket");
+  }
+  return OkStatus();
+}
+
+}  // namespace usmc::dev
