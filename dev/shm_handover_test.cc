@@ -429,7 +429,9 @@ TEST(ShmHandoverTest, Stream64MiBThroughRingWithDoorbell) {
   EXPECT_LE(ws.wakeups_received, producer[1]);
   // No wait timed out, so every sleep ended with a wakeup that was sent.
   EXPECT_EQ(ws.timeouts, 0u);
-  if (ws.sleeps > 0) EXPECT_GE(ws.wakeups_received, 1u);
+  if (ws.sleeps > 0) {
+    EXPECT_GE(ws.wakeups_received, 1u);
+  }
 }
 
 TEST(ShmHandoverTest, PeerKilledWhileWaitingNoLeak) {
