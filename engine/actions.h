@@ -1,0 +1,146 @@
+// engine/actions.h: what the engine asks the runtime to do, as data.
+//
+// Connection::OnEvent returns an Actions list; the runtime carries out each
+// action in order (docs/engine.md says how). Actions are plain structs that
+// tests compare field by field. The list has a fixed inline capacity, so the
+// steady-state data path never allocates; only SendTcp (handshake) and
+// ReportError own heap memory.
+//
+//   for (const Action& a : conn.OnEvent(AppSent{.len = n}, now)) {
+//     if (auto* p = std::get_if<PublishCdc>(&a)) WriteCdcArea(p->area);
+//     ...
+//   }
+//
+// The runtime must not call back into the engine while it executes an
+// action list, except to feed the answer events the action asks for
+// (DmbRegistered for RegisterDmb, ...), after the list is done.
+#ifndef USMC_ENGINE_ACTIONS_H_
+#define USMC_ENGINE_ACTIONS_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "engine/common.h"
+#include "engine/params.h"
+#include "wire/clc.h"
+
+namespace usmc::engine {
+
+// Write these CLC message bytes to the TCP socket (all of them, in order).
+struct SendTcp {
+  std::vector<std::byte> bytes;
+  wire::ClcType type = wire::ClcType::kDecline;  // for logs and tests
+};
+// The first `len` bytes of the last TcpBytes were CLC: drop them. The rest
+// stays queued (after a Fallback it is the app's data).
+struct TcpConsumed {
+  size_t len = 0;
+};
+// Register a DMB of `size` bytes (CDC area included, zeroed) and answer
+// DmbRegistered or DmbRegisterFailed.
+struct RegisterDmb {
+  uint32_t size = 0;
+};
+// Map the peer's DMB for writing and answer PeerDmbAttached or
+// PeerDmbAttachFailed.
+struct AttachPeerDmb {
+  uint64_t token = 0;
+  uint32_t size = 0;
+};
+// Store these 32 bytes at offset 0 of the peer's DMB, after every data
+// write issued before it is visible (release order).
+struct PublishCdc {
+  std::array<std::byte, 32> area{};
+};
+// The peer may need waking (new data, space freed, flags): the device
+// signals it if it said it is about to sleep.
+struct SignalPeer {};
+// Copy the byte at this offset of OUR DMB now and answer
+// UrgentByteCaptured before carrying out the next action.
+struct CaptureUrgentByte {
+  uint32_t dmb_offset = 0;
+};
+// Readiness may have changed: re-check the queries and wake waiters.
+struct NotifyApp {
+  bool readable = false;
+  bool writable = false;
+};
+// The handshake chose SMC-D; app bytes go through the DMBs from now on.
+struct HandshakeDone {
+  SmcdLink link;
+};
+// The connection stays TCP. local_reason: our reason code (PEERDECL when the
+// peer declined); peer_reason: the peer's diagnosis (0 if we declined).
+struct Fallback {
+  uint32_t local_reason = 0;
+  uint32_t peer_reason = 0;
+};
+// Deliver Timeout once `deadline` has passed (replaces an earlier timer).
+struct ArmTimer {
+  TimePoint deadline{};
+};
+struct CancelTimer {};
+// The app should now see this errno (ECONNRESET, ECONNABORTED, EINVAL...).
+struct ReportError {
+  int err = 0;
+  std::string what;
+};
+// Reset the TCP connection (abortive close).
+struct AbortTcp {};
+// Unregister our DMB (if own_registered) and detach the peer's (if
+// peer_attached).
+struct ReleaseBuffers {
+  bool own_registered = false;
+  uint64_t own_dmb_token = 0;
+  bool peer_attached = false;
+  uint64_t peer_dmb_token = 0;
+};
+// The SMC connection is CLOSED and released: close the TCP socket.
+struct CloseTcp {};
+
+using Action =
+    std::variant<SendTcp, TcpConsumed, RegisterDmb, AttachPeerDmb, PublishCdc,
+                 SignalPeer, CaptureUrgentByte, NotifyApp, HandshakeDone,
+                 Fallback, ArmTimer, CancelTimer, ReportError, AbortTcp,
+                 ReleaseBuffers, CloseTcp>;
+
+std::string_view ActionName(const Action& a);
+std::ostream& operator<<(std::ostream& os, const Action& a);
+
+// A list with inline storage. The engine emits at most kCapacity actions
+// per event by construction; push_back past it is a bug and is counted.
+class Actions {
+ public:
+  static constexpr size_t kCapacity = 10;
+
+  void push_back(Action a) {
+    if (size_ == kCapacity) {
+      ++dropped_;
+      return;
+    }
+    items_[size_++] = std::move(a);
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  size_t dropped() const { return dropped_; }
+  const Action& operator[](size_t i) const { return items_[i]; }
+  const Action* begin() const { return items_.data(); }
+  const Action* end() const { return items_.data() + size_; }
+
+ private:
+  std::array<Action, kCapacity> items_{};
+  size_t size_ = 0;
+  size_t dropped_ = 0;
+};
+
+std::ostream& operator<<(std::ostream& os, const Actions& a);
+
+}  // namespace usmc::engine
+
+#endif  // USMC_ENGINE_ACTIONS_H_

@@ -1,0 +1,259 @@
+#include "engine/clc_server.h"
+
+#include <cerrno>
+#include <string>
+
+#include "wire/bufsize.h"
+#include "wire/reason.h"
+
+namespace usmc::engine {
+namespace {
+
+using S = ClcServerState;
+using E = HandshakeEvent;
+
+constexpr ClcServerTransition kTable[] = {
+    {S::kInit, E::kStart, {S::kAwaitProposal}, 1},
+    {S::kInit, E::kAppClose, {S::kFailed}, 1},
+    {S::kAwaitProposal, E::kClcMessage, {S::kRegisteringDmb, S::kFallback}, 2},
+    {S::kAwaitProposal, E::kClcError, {S::kFallback}, 1},
+    {S::kAwaitProposal, E::kTimeout, {S::kFallback}, 1},
+    {S::kAwaitProposal, E::kTcpEof, {S::kFallback}, 1},
+    {S::kAwaitProposal, E::kAppClose, {S::kFailed}, 1},
+    {S::kRegisteringDmb,
+     E::kDmbRegistered,
+     {S::kAwaitConfirm, S::kFallback},
+     2},
+    {S::kRegisteringDmb, E::kDmbRegisterFailed, {S::kFallback}, 1},
+    {S::kRegisteringDmb, E::kTcpEof, {S::kFallback}, 1},
+    {S::kRegisteringDmb, E::kAppClose, {S::kFailed}, 1},
+    {S::kAwaitConfirm, E::kClcMessage, {S::kAttachingPeerDmb, S::kFallback}, 2},
+    {S::kAwaitConfirm, E::kClcError, {S::kFallback}, 1},
+    {S::kAwaitConfirm, E::kTimeout, {S::kFallback}, 1},
+    {S::kAwaitConfirm, E::kTcpEof, {S::kFallback}, 1},
+    {S::kAwaitConfirm, E::kAppClose, {S::kFailed}, 1},
+    {S::kAttachingPeerDmb, E::kPeerDmbAttached, {S::kActive}, 1},
+    {S::kAttachingPeerDmb, E::kPeerDmbAttachFailed, {S::kFailed}, 1},
+    {S::kAttachingPeerDmb, E::kTcpEof, {S::kFailed}, 1},
+    {S::kAttachingPeerDmb, E::kAppClose, {S::kFailed}, 1},
+};
+
+}  // namespace
+
+std::span<const ClcServerTransition> ClcServerTransitions() { return kTable; }
+
+bool ClcServer::Check(HandshakeEvent e, Actions& out) {
+  if (Declared<S, E>(kTable, state_, e)) return true;
+  InvalidEvent(e, out);
+  return false;
+}
+
+void ClcServer::Move(HandshakeEvent e, ClcServerState next, Actions& out) {
+  if (!Allowed<S, E>(kTable, state_, e, next)) {
+    InvalidEvent(e, out);
+    return;
+  }
+  state_ = next;
+}
+
+void ClcServer::OnForeignEvent(std::string_view name, Actions& out) {
+  InvalidEventNamed(name, out);
+}
+
+void ClcServer::InvalidEvent(HandshakeEvent e, Actions& out) {
+  InvalidEventNamed(ToString(e), out);
+}
+
+void ClcServer::InvalidEventNamed(std::string_view name, Actions& out) {
+  out.push_back(ReportError{EINVAL, "invalid event " + std::string(name) +
+                                        " in CLC server state " +
+                                        std::string(ToString(state_))});
+  if (Terminal()) return;
+  if (state_ == S::kAttachingPeerDmb) {
+    core_.Fail(ECONNABORTED, "CLC server failed after Confirm", true, out);
+    state_ = S::kFailed;
+    return;
+  }
+  core_.FallBack(wire::kReasonIntErr, 0, /*send_decline=*/true, out);
+  state_ = S::kFallback;
+}
+
+void ClcServer::FallBack(HandshakeEvent e, uint32_t local, uint32_t peer,
+                         bool send_decline, Actions& out) {
+  core_.FallBack(local, peer, send_decline, out);
+  Move(e, S::kFallback, out);
+}
+
+void ClcServer::OnStart(TimePoint now, Actions& out) {
+  if (!Check(E::kStart, out)) return;
+  core_.ArmTimer(now, out);
+  Move(E::kStart, S::kAwaitProposal, out);
+}
+
+void ClcServer::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
+                           Actions& out) {
+  if (state_ != S::kAwaitProposal && state_ != S::kAwaitConfirm) return;
+  switch (core_.Feed(bytes, out)) {
+    case wire::ClcFrameDecoder::Status::kNeedMore:
+      return;
+    case wire::ClcFrameDecoder::Status::kError:
+      if (!Check(E::kClcError, out)) return;
+      FallBack(E::kClcError, ReasonForBadClc(core_.decode_error()), 0, true,
+               out);
+      return;
+    case wire::ClcFrameDecoder::Status::kFrame:
+      if (!Check(E::kClcMessage, out)) return;
+      if (state_ == S::kAwaitProposal) {
+        OnProposal(core_.message(), out);
+      } else {
+        OnConfirm(core_.message(), out);
+      }
+      return;
+  }
+}
+
+void ClcServer::OnProposal(const wire::ClcMessage& m, Actions& out) {
+  if (const auto* d = std::get_if<wire::ClcDecline>(&m)) {
+    FallBack(E::kClcMessage, wire::kReasonPeerDecl, d->peer_diagnosis, false,
+             out);
+    return;
+  }
+  const auto* p = std::get_if<wire::ClcProposal>(&m);
+  if (p == nullptr) {
+    FallBack(E::kClcMessage, wire::kReasonCnfErr, 0, true, out);
+    return;
+  }
+  if (uint32_t reason = CheckProposal(*p, core_.params()); reason != 0) {
+    FallBack(E::kClcMessage, reason, 0, true, out);
+    return;
+  }
+  core_.CancelTimer(out);
+  core_.link.local_device = core_.params().device;
+  core_.link.peer_device = core_.params().device;  // matched in CheckProposal
+  core_.link.eid = core_.params().eid;
+  core_.link.link_id = core_.NewLinkId();
+  out.push_back(RegisterDmb{SmcdDmbSizeFor(core_.params().dmb_size)});
+  Move(E::kClcMessage, S::kRegisteringDmb, out);
+}
+
+void ClcServer::OnDmbRegistered(const DmbRegistered& e, TimePoint now,
+                                Actions& out) {
+  if (!Check(E::kDmbRegistered, out)) return;
+  core_.own_registered = true;
+  core_.link.local_dmb_token = e.token;
+  core_.link.local_dmb_size = e.size;
+  if (!ValidSmcdDmbSize(e.size)) {
+    FallBack(E::kDmbRegistered, wire::kReasonErrRegBuf, 0, true, out);
+    return;
+  }
+  out.push_back(
+      EncodeForTcp(BuildSmcdAccept(wire::ClcType::kAccept, core_.params(),
+                                   e.token, e.size, core_.link.link_id)));
+  core_.ArmTimer(now, out);
+  Move(E::kDmbRegistered, S::kAwaitConfirm, out);
+}
+
+void ClcServer::OnConfirm(const wire::ClcMessage& m, Actions& out) {
+  if (const auto* d = std::get_if<wire::ClcDecline>(&m)) {
+    FallBack(E::kClcMessage, wire::kReasonPeerDecl, d->peer_diagnosis, false,
+             out);
+    return;
+  }
+  if (std::holds_alternative<wire::ClcSmcrAccept>(m)) {
+    FallBack(E::kClcMessage, wire::kReasonModeUnsupp, 0, true, out);
+    return;
+  }
+  const auto* c = std::get_if<wire::ClcSmcdAccept>(&m);
+  if (c == nullptr || c->type != wire::ClcType::kConfirm) {
+    FallBack(E::kClcMessage, wire::kReasonCnfErr, 0, true, out);
+    return;
+  }
+  uint32_t reason = CheckSmcdAccept(*c, core_.params());
+  if (reason == 0 && c->link_id != core_.link.link_id) {
+    reason = wire::kReasonCnfErr;  // not an answer to our Accept
+  }
+  if (reason != 0) {
+    FallBack(E::kClcMessage, reason, 0, true, out);
+    return;
+  }
+  core_.CancelTimer(out);
+  core_.link.peer_device = SmcdDevice{c->gid, c->gid_ext, c->chid};
+  core_.link.peer_dmb_token = c->dmb_token;
+  core_.link.peer_dmb_size =
+      static_cast<uint32_t>(wire::UncompressBufSize(c->dmbe_size));
+  out.push_back(
+      AttachPeerDmb{core_.link.peer_dmb_token, core_.link.peer_dmb_size});
+  Move(E::kClcMessage, S::kAttachingPeerDmb, out);
+}
+
+void ClcServer::OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out) {
+  if (!Check(E::kDmbRegisterFailed, out)) return;
+  FallBack(E::kDmbRegisterFailed, e.reason ? e.reason : wire::kReasonMem, 0,
+           true, out);
+}
+
+void ClcServer::OnPeerDmbAttached(Actions& out) {
+  if (!Check(E::kPeerDmbAttached, out)) return;
+  core_.peer_attached = true;
+  out.push_back(HandshakeDone{core_.link});
+  Move(E::kPeerDmbAttached, S::kActive, out);
+}
+
+void ClcServer::OnPeerDmbAttachFailed(const PeerDmbAttachFailed&,
+                                      Actions& out) {
+  if (!Check(E::kPeerDmbAttachFailed, out)) return;
+  // The client went ACTIVE when it sent Confirm: too late to decline.
+  core_.Fail(ECONNABORTED, "cannot attach the client's DMB", true, out);
+  Move(E::kPeerDmbAttachFailed, S::kFailed, out);
+}
+
+void ClcServer::OnTimeout(TimePoint now, Actions& out) {
+  if (!core_.TimeoutDue(now)) return;
+  if (!Check(E::kTimeout, out)) return;
+  FallBack(E::kTimeout, wire::kReasonTimeoutCl, 0, true, out);
+}
+
+void ClcServer::OnTcpEof(Actions& out) {
+  if (!Check(E::kTcpEof, out)) return;
+  if (state_ == S::kAttachingPeerDmb) {
+    core_.Fail(ECONNRESET, "TCP closed during the handshake", false, out);
+    Move(E::kTcpEof, S::kFailed, out);
+    return;
+  }
+  FallBack(E::kTcpEof, wire::kReasonCnfErr, 0, false, out);
+}
+
+void ClcServer::OnAppClose(Actions& out) {
+  if (!Check(E::kAppClose, out)) return;
+  core_.Fail(0, "", false, out);
+  out.push_back(CloseTcp{});
+  Move(E::kAppClose, S::kFailed, out);
+}
+
+std::string_view ToString(ClcServerState s) {
+  switch (s) {
+    case S::kInit:
+      return "INIT";
+    case S::kAwaitProposal:
+      return "AWAIT_PROPOSAL";
+    case S::kRegisteringDmb:
+      return "REGISTERING_DMB";
+    case S::kAwaitConfirm:
+      return "AWAIT_CONFIRM";
+    case S::kAttachingPeerDmb:
+      return "ATTACHING_PEER_DMB";
+    case S::kActive:
+      return "ACTIVE";
+    case S::kFallback:
+      return "FALLBACK";
+    case S::kFailed:
+      return "FAILED";
+  }
+  return "UNKNOWN";
+}
+
+std::ostream& operator<<(std::ostream& os, ClcServerState s) {
+  return os << ToString(s);
+}
+
+}  // namespace usmc::engine

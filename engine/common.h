@@ -1,0 +1,44 @@
+// engine/common.h: small shared vocabulary of the sans-I/O engine.
+//
+// Time is an input: the runtime passes `now` (a monotonic TimePoint it reads
+// itself) with each event, and the engine hands back deadlines. The engine
+// never reads a clock.
+//
+//   usmc::engine::TimePoint now{std::chrono::seconds(5)};
+//   TimePoint deadline = now + kClcTimeout;   // 11 s
+//   std::cout << Role::kClient;               // "client"
+#ifndef USMC_ENGINE_COMMON_H_
+#define USMC_ENGINE_COMMON_H_
+
+#include <chrono>
+#include <cstdint>
+#include <ostream>
+#include <string_view>
+
+namespace usmc::engine {
+
+// Monotonic time since an epoch the runtime picks (e.g. CLOCK_MONOTONIC).
+using Duration = std::chrono::nanoseconds;
+using TimePoint = std::chrono::nanoseconds;
+
+// How long each CLC wait may take (Linux CLC_WAIT_TIME).
+inline constexpr Duration kClcTimeout = std::chrono::seconds(6);
+
+enum class Role { kClient, kServer };
+
+// What carries the connection's bytes right now.
+enum class Mode {
+  kHandshake,  // CLC in progress; no app byte may move yet
+  kSmcd,       // SMC-D: app bytes go through the peer's DMB
+  kTcp,        // fallback: the app uses the TCP socket directly
+  kFailed,     // handshake abandoned (app closed, or aborted after Confirm)
+};
+
+std::string_view ToString(Role r);
+std::string_view ToString(Mode m);
+std::ostream& operator<<(std::ostream& os, Role r);
+std::ostream& operator<<(std::ostream& os, Mode m);
+
+}  // namespace usmc::engine
+
+#endif  // USMC_ENGINE_COMMON_H_

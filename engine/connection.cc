@@ -1,0 +1,410 @@
+#include "engine/connection.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+
+#include "wire/reason.h"
+
+namespace usmc::engine {
+namespace {
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+std::variant<ClcClient, ClcServer> MakeClc(const EngineParams& p,
+                                           Entropy* entropy) {
+  if (p.role == Role::kClient) {
+    return std::variant<ClcClient, ClcServer>(std::in_place_index<0>, p,
+                                              entropy);
+  }
+  return std::variant<ClcClient, ClcServer>(std::in_place_index<1>, p, entropy);
+}
+
+bool AllZero(const std::array<std::byte, 32>& a) {
+  return std::all_of(a.begin(), a.end(),
+                     [](std::byte b) { return b == std::byte{0}; });
+}
+
+}  // namespace
+
+Connection::Connection(const EngineParams& params, Entropy* entropy)
+    : params_(params), clc_(MakeClc(params, entropy)) {}
+
+std::string_view Connection::handshake_state() const {
+  return std::visit([](const auto& m) { return ToString(m.state()); }, clc_);
+}
+
+std::optional<TimePoint> Connection::NextDeadline() const {
+  if (mode_ != Mode::kHandshake) return std::nullopt;
+  return std::visit([](const auto& m) { return m.NextDeadline(); }, clc_);
+}
+
+Actions Connection::OnEvent(const Event& event, TimePoint now) {
+  Actions out;
+  switch (mode_) {
+    case Mode::kHandshake:
+      OnHandshakeEvent(event, now, out);
+      break;
+    case Mode::kSmcd:
+      OnSmcdEvent(event, out);
+      break;
+    case Mode::kTcp:
+    case Mode::kFailed:
+      // The runtime owns the TCP socket now; a stale timer is harmless.
+      if (!std::holds_alternative<Timeout>(event)) InvalidEvent(event, out);
+      break;
+  }
+  return out;
+}
+
+// ---- handshake ----
+
+void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
+                                  Actions& out) {
+  std::visit(
+      [&](auto& m) {
+        std::visit(
+            Overloaded{
+                [&](const Start&) { m.OnStart(now, out); },
+                [&](const TcpBytes& e) { m.OnTcpBytes(e.bytes, now, out); },
+                [&](const TcpEof&) { m.OnTcpEof(out); },
+                [&](const DmbRegistered& e) {
+                  if constexpr (std::is_same_v<std::decay_t<decltype(m)>,
+                                               ClcServer>) {
+                    m.OnDmbRegistered(e, now, out);
+                  } else {
+                    m.OnDmbRegistered(e, out);
+                  }
+                },
+                [&](const DmbRegisterFailed& e) {
+                  m.OnDmbRegisterFailed(e, out);
+                },
+                [&](const PeerDmbAttached&) { m.OnPeerDmbAttached(out); },
+                [&](const PeerDmbAttachFailed& e) {
+                  m.OnPeerDmbAttachFailed(e, out);
+                },
+                [&](const Timeout&) { m.OnTimeout(now, out); },
+                [&](const AppClose&) { m.OnAppClose(out); },
+                [&](const AppAbort&) { m.OnAppClose(out); },
+                [&](const auto&) { m.OnForeignEvent(EventName(event), out); },
+            },
+            event);
+      },
+      clc_);
+  AfterHandshakeStep(out);
+}
+
+void Connection::AfterHandshakeStep(Actions& out) {
+  (void)out;
+  const HandshakeCore& core = std::visit(
+      [](const auto& m) -> const HandshakeCore& { return m.core(); }, clc_);
+  const HandshakeOutcome o =
+      std::visit([](const auto& m) { return m.Outcome(); }, clc_);
+  if (o == HandshakeOutcome::kSmcd) {
+    mode_ = Mode::kSmcd;
+    link_ = core.link;
+    transport_ = std::make_unique<SmcdTransport>();
+    data_.emplace(DataPathConfig{link_.local_dmb_size, link_.peer_dmb_size,
+                                 transport_->ring_offset()});
+  } else if (o == HandshakeOutcome::kFallback) {
+    mode_ = Mode::kTcp;
+  } else if (o == HandshakeOutcome::kFailed) {
+    mode_ = Mode::kFailed;
+    finished_ = true;
+  }
+}
+
+// ---- SMC-D ----
+
+void Connection::OnSmcdEvent(const Event& event, Actions& out) {
+  if (finished_) {
+    // Buffers are gone; only a stale timer or late TCP news may arrive.
+    if (!std::holds_alternative<Timeout>(event) &&
+        !std::holds_alternative<TcpEof>(event)) {
+      InvalidEvent(event, out);
+    }
+    return;
+  }
+  std::visit(
+      Overloaded{
+          [&](const PeerCdcChanged& e) { OnPeerCdc(e, out); },
+          [&](const AppSent& e) { OnAppSent(e, out); },
+          [&](const AppConsumed& e) { OnAppConsumed(e, out); },
+          [&](const UrgentByteCaptured& e) { data_->SetUrgentByte(e.value); },
+          [&](const AppShutdown& e) {
+            if (e.read) read_shut_ = true;
+            if (e.write && !ApplyClose(CloseEvent::kAppShutdownWrite, out)) {
+              InvalidEvent(event, out);
+            }
+          },
+          [&](const AppClose&) {
+            if (!ApplyClose(CloseEvent::kAppClose, out)) {
+              InvalidEvent(event, out);
+            }
+          },
+          [&](const AppAbort&) {
+            if (!ApplyClose(CloseEvent::kAppAbort, out)) {
+              InvalidEvent(event, out);
+              return;
+            }
+            out.push_back(AbortTcp{});
+            MaybeFinish(out);
+          },
+          [&](const DeviceFailed&) { LocalAbort("device failed", out); },
+          [&](const TcpEof&) {
+            // A peer that closes TCP without closing SMC first has died:
+            // treat it as an abort (ECONNRESET), like a TCP RST.
+            if (!close_.peer_closed() && !close_.aborted()) {
+              (void)ApplyClose(CloseEvent::kPeerAbort, out);
+              out.push_back(NotifyApp{true, true});
+            }
+          },
+          [&](const TcpBytes& e) {
+            if (!e.bytes.empty()) LocalAbort("TCP data during SMC-D", out);
+          },
+          [&](const Timeout&) {},  // stale handshake timer
+          [&](const auto&) { InvalidEvent(event, out); },
+      },
+      event);
+}
+
+void Connection::OnPeerCdc(const PeerCdcChanged& e, Actions& out) {
+  if (AllZero(e.area)) return;  // the peer has not written a CDC yet
+  if (close_.aborted() && close_.state() != CloseState::kActive &&
+      (close_.state() == CloseState::kPeerAbortWait ||
+       close_.state() == CloseState::kProcessAbort)) {
+    return;  // dead connection: nothing the peer writes matters
+  }
+  wire::WireResult<wire::CdcMessage> m = transport_->Decode(e.area);
+  if (!m.ok()) {
+    ++counters_.violations;
+    LocalAbort(ToString(CdcViolation::kUndecodable), out);
+    return;
+  }
+  const PeerCdcResult r = data_->OnPeerCdc(*m);
+  if (r.violation != CdcViolation::kNone) {
+    ++counters_.violations;
+    LocalAbort(ToString(r.violation), out);
+    return;
+  }
+  ++counters_.cdc_received;
+  if (r.urgent_arrived) {
+    // Before anything that could free the slot: copy the byte out.
+    out.push_back(CaptureUrgentByte{r.urgent_offset});
+    ++counters_.urgent_received;
+  }
+  bool state_changed = false;
+  CloseEvent ev = CloseEvent::kPeerDoneWriting;
+  if (r.new_abort) {
+    ev = CloseEvent::kPeerAbort;
+  } else if (r.new_closed) {
+    ev = CloseEvent::kPeerClosed;
+  }
+  if (r.new_abort || r.new_closed || r.new_done_writing) {
+    state_changed = true;
+    if (!ApplyClose(ev, out)) {
+      LocalAbort("impossible close sequence from the peer", out);
+      return;
+    }
+  }
+  if (r.send_consumer_update && !finished_) {
+    Publish(out);
+    ++counters_.consumer_updates;
+  }
+  if (r.new_bytes > 0 || r.freed_space > 0 || r.urgent_arrived ||
+      state_changed) {
+    out.push_back(
+        NotifyApp{r.new_bytes > 0 || r.urgent_arrived || state_changed,
+                  r.freed_space > 0 || state_changed});
+  }
+}
+
+void Connection::OnAppSent(const AppSent& e, Actions& out) {
+  if (int err = SendError(); err != 0) {
+    ReportErrno(err, "send on a connection that cannot send", out);
+    return;
+  }
+  if (!data_->CommitSend(e.len, e.wanted_more, e.urgent)) {
+    InvalidEvent(Event(e), out);
+    return;
+  }
+  counters_.bytes_sent += e.len;
+  if (e.wanted_more) ++counters_.buffer_full;
+  if (e.urgent && e.len > 0) ++counters_.urgent_sent;
+  if (e.len > 0 || e.wanted_more != published_write_blocked_) Publish(out);
+}
+
+void Connection::OnAppConsumed(const AppConsumed& e, Actions& out) {
+  if (e.len > data_->ReadableBeforeMark()) {
+    InvalidEvent(Event(e), out);
+    return;
+  }
+  counters_.bytes_received += e.len;
+  if (data_->CommitRecv(e.len)) {
+    Publish(out);
+    ++counters_.consumer_updates;
+  }
+}
+
+bool Connection::ApplyClose(CloseEvent ev, Actions& out,
+                            std::string_view what) {
+  const bool unread = data_.has_value() && data_->Readable() > 0;
+  const CloseStep s = close_.Handle(ev, unread);
+  if (!s.valid) return false;
+  bool publish = false;
+  if (s.send_done_writing) {
+    local_flags_.peer_done_writing = true;
+    publish = true;
+  }
+  if (s.send_closed) {
+    local_flags_.peer_conn_closed = true;
+    publish = true;
+  }
+  if (s.send_abort) {
+    local_flags_.peer_conn_abort = true;
+    publish = true;
+  }
+  if (publish) Publish(out);
+  if (s.abort_tcp) out.push_back(AbortTcp{});
+  if (s.error != 0) {
+    if (what.empty()) {
+      what = s.error == ECONNRESET ? "peer aborted the connection"
+                                   : "connection aborted";
+    }
+    ReportErrno(s.error, what, out);
+  }
+  MaybeFinish(out);
+  return true;
+}
+
+void Connection::LocalAbort(std::string_view what, Actions& out) {
+  const std::string why = "connection aborted: " + std::string(what);
+  (void)ApplyClose(CloseEvent::kLocalAbort, out, why);
+  out.push_back(NotifyApp{true, true});
+}
+
+void Connection::InvalidEvent(const Event& event, Actions& out) {
+  std::string what = "invalid event " + std::string(EventName(event)) +
+                     " in mode " + std::string(ToString(mode_));
+  if (mode_ == Mode::kSmcd) {
+    what += ", close state " + std::string(ToString(close_.state()));
+  }
+  out.push_back(ReportError{EINVAL, what});
+  if (mode_ == Mode::kSmcd && !finished_) {
+    (void)ApplyClose(CloseEvent::kLocalAbort, out);
+  }
+}
+
+void Connection::Publish(Actions& out) {
+  if (finished_ || !data_.has_value()) return;
+  const wire::CdcMessage m = data_->BuildCdc(local_flags_);
+  published_write_blocked_ = m.prod_flags.write_blocked;
+  transport_->Publish(m, out);
+  ++counters_.cdc_published;
+  ++counters_.wakeups_requested;
+}
+
+void Connection::MaybeFinish(Actions& out) {
+  if (finished_ || close_.state() != CloseState::kClosed ||
+      !close_.released()) {
+    return;
+  }
+  finished_ = true;
+  out.push_back(
+      ReleaseBuffers{true, link_.local_dmb_token, true, link_.peer_dmb_token});
+  out.push_back(CloseTcp{});
+}
+
+void Connection::ReportErrno(int err, std::string_view what, Actions& out) {
+  if (error_ == 0 && (err == ECONNRESET || err == ECONNABORTED)) error_ = err;
+  out.push_back(ReportError{err, std::string(what)});
+}
+
+// ---- queries ----
+
+int Connection::SendError() const {
+  if (mode_ != Mode::kSmcd) return ENOTCONN;
+  if (error_ != 0) return error_;
+  if (close_.write_shut() || close_.aborted()) return EPIPE;
+  return 0;
+}
+
+uint32_t Connection::SendSpace() const {
+  return SendError() == 0 ? data_->SendSpace() : 0;
+}
+
+CopyPlan Connection::PlanSend(size_t want) const {
+  if (SendError() != 0) return CopyPlan{};
+  return data_->PlanSend(want);
+}
+
+RecvStatus Connection::RecvState() const {
+  RecvStatus s;
+  if (mode_ != Mode::kSmcd) {
+    s.error = ENOTCONN;
+    return s;
+  }
+  if (error_ != 0) {
+    s.error = error_;
+    return s;
+  }
+  if (finished_) {
+    s.eof = true;
+    return s;
+  }
+  s.readable = data_->ReadableBeforeMark();
+  s.eof = s.readable == 0 && data_->Readable() == 0 &&
+          (close_.peer_write_shut() || read_shut_);
+  return s;
+}
+
+CopyPlan Connection::PlanRecv(size_t max) const {
+  if (mode_ != Mode::kSmcd || error_ != 0 || finished_) return CopyPlan{};
+  return data_->PlanRecv(max);
+}
+
+bool Connection::WaitAllSatisfied(size_t n) const {
+  const RecvStatus s = RecvState();
+  if (s.error != 0 || s.eof) return true;
+  if (data_->ReadableBeforeMark() < data_->Readable()) return true;  // mark
+  return s.readable >= n || s.readable == data_->local_ring_size();
+}
+
+bool Connection::AtUrgentMark() const {
+  return mode_ == Mode::kSmcd && data_->AtUrgentMark();
+}
+
+int Connection::ReadUrgent(bool peek, std::byte* out) {
+  if (mode_ != Mode::kSmcd) return EINVAL;
+  return data_->ReadUrgent(peek, out);
+}
+
+ConnectionStats Connection::Stats() const {
+  ConnectionStats s;
+  s.role = params_.role;
+  s.mode = mode_;
+  s.handshake_state = handshake_state();
+  s.close_state = close_.state();
+  const HandshakeCore& core = std::visit(
+      [](const auto& m) -> const HandshakeCore& { return m.core(); }, clc_);
+  s.local_reason = core.local_reason;
+  s.peer_reason = core.peer_reason;
+  s.error = error_;
+  if (data_.has_value()) {
+    s.local_dmb_size = link_.local_dmb_size;
+    s.peer_dmb_size = link_.peer_dmb_size;
+    s.tx_producer = data_->tx_producer();
+    s.peer_consumer = data_->peer_consumer();
+    s.rx_consumer = data_->rx_consumer();
+    s.peer_producer = data_->peer_producer();
+  }
+  s.counters = counters_;
+  return s;
+}
+
+}  // namespace usmc::engine

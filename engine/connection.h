@@ -1,0 +1,122 @@
+// engine/connection.h: one SMC connection as a sans-I/O engine (the API the
+// runtime uses).
+//
+// The runtime feeds every event with the current time and carries out the
+// returned actions in order (docs/engine.md lists what each one means). The
+// handshake runs the CLC client or server machine; on HandshakeDone the
+// SMC-D data path and the close machine take over; on Fallback the runtime
+// uses the TCP socket directly and stops calling the engine for data.
+//
+//   Connection conn(params, &entropy);
+//   Actions a = conn.OnEvent(Start{}, now);       // SendTcp(Proposal), ...
+//   ...
+//   CopyPlan p = conn.PlanSend(len);              // memcpy into peer DMB
+//   a = conn.OnEvent(AppSent{.len = p.total}, now);  // PublishCdc, SignalPeer
+//
+// No system calls, clocks, threads or allocation on the data path. Not
+// thread-safe; never re-entered from action execution.
+#ifndef USMC_ENGINE_CONNECTION_H_
+#define USMC_ENGINE_CONNECTION_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <variant>
+
+#include "engine/actions.h"
+#include "engine/clc_client.h"
+#include "engine/clc_server.h"
+#include "engine/close.h"
+#include "engine/common.h"
+#include "engine/data_path.h"
+#include "engine/events.h"
+#include "engine/params.h"
+#include "engine/stats.h"
+#include "engine/transport.h"
+
+namespace usmc::engine {
+
+// What a recv would see now.
+struct RecvStatus {
+  uint32_t readable = 0;  // bytes a recv returns now (stops at the mark)
+  bool eof = false;       // peer done writing and everything read
+  int error = 0;          // errno (reported before eof)
+};
+
+class Connection {
+ public:
+  Connection(const EngineParams& params, Entropy* entropy);
+
+  Actions OnEvent(const Event& event, TimePoint now);
+
+  Role role() const { return params_.role; }
+  Mode mode() const { return mode_; }
+  std::string_view handshake_state() const;
+  CloseState close_state() const { return close_.state(); }
+  // The next Timeout deadline, if a timer is armed.
+  std::optional<TimePoint> NextDeadline() const;
+  // Negotiated parameters (SMC-D mode only).
+  const SmcdLink* link() const {
+    return mode_ == Mode::kSmcd ? &link_ : nullptr;
+  }
+
+  // ---- sending (SMC-D mode) ----
+  // errno a send gets now: 0, ENOTCONN (not SMC-D), EPIPE (shut down),
+  // ECONNRESET (peer aborted), ECONNABORTED (local abort).
+  int SendError() const;
+  uint32_t SendSpace() const;
+  CopyPlan PlanSend(size_t want) const;
+
+  // ---- receiving (SMC-D mode) ----
+  RecvStatus RecvState() const;
+  // Where to copy up to `max` bytes (MSG_PEEK: plan only, no AppConsumed).
+  CopyPlan PlanRecv(size_t max) const;
+  // MSG_WAITALL: true once a recv of n bytes can complete (or must return
+  // short: EOF, error, urgent mark).
+  bool WaitAllSatisfied(size_t n) const;
+  bool AtUrgentMark() const;  // SIOCATMARK
+  // MSG_OOB: 0 and the byte, or EINVAL / EAGAIN.
+  int ReadUrgent(bool peek, std::byte* out);
+
+  ConnectionStats Stats() const;
+  const ConnectionCounters& counters() const { return counters_; }
+
+ private:
+  struct Visitor;
+  friend struct Visitor;
+
+  void OnHandshakeEvent(const Event& event, TimePoint now, Actions& out);
+  void AfterHandshakeStep(Actions& out);
+  void OnSmcdEvent(const Event& event, Actions& out);
+  void OnPeerCdc(const PeerCdcChanged& e, Actions& out);
+  void OnAppSent(const AppSent& e, Actions& out);
+  void OnAppConsumed(const AppConsumed& e, Actions& out);
+  // Runs one close event; false if the close machine does not declare it.
+  // `what` names the cause in the ReportError (default: from the errno).
+  bool ApplyClose(CloseEvent ev, Actions& out, std::string_view what = {});
+  void LocalAbort(std::string_view what, Actions& out);
+  void InvalidEvent(const Event& event, Actions& out);
+  void Publish(Actions& out);
+  void MaybeFinish(Actions& out);
+  void ReportErrno(int err, std::string_view what, Actions& out);
+
+  const EngineParams params_;
+  Mode mode_ = Mode::kHandshake;
+  std::variant<ClcClient, ClcServer> clc_;
+  SmcdLink link_;
+  std::optional<DataPath> data_;
+  std::unique_ptr<CdcTransport> transport_;
+  CloseMachine close_;
+  wire::CdcConnStateFlags local_flags_;  // cumulative flags we publish
+  bool published_write_blocked_ = false;
+  bool read_shut_ = false;
+  bool finished_ = false;  // buffers released, TCP closed
+  int error_ = 0;
+  ConnectionCounters counters_;
+};
+
+}  // namespace usmc::engine
+
+#endif  // USMC_ENGINE_CONNECTION_H_

@@ -1,0 +1,86 @@
+// engine/events.h: everything that can happen to a connection, as data.
+//
+// The runtime turns socket readiness, device notifications, app calls and
+// timer expiry into one of these structs and calls
+// Connection::OnEvent(event, now). Events are small and never own memory
+// (TcpBytes borrows the runtime's buffer for the duration of the call).
+//
+//   Actions a = conn.OnEvent(TcpBytes{received}, now);
+//   a = conn.OnEvent(AppSent{.len = n}, now);
+#ifndef USMC_ENGINE_EVENTS_H_
+#define USMC_ENGINE_EVENTS_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <span>
+#include <string_view>
+#include <variant>
+
+namespace usmc::engine {
+
+// Client: send the Proposal. Server: start waiting for it (arms the timer).
+struct Start {};
+// Bytes read (or peeked) from the TCP socket and not yet consumed. The
+// engine answers TcpConsumed{n}: only the first n belong to CLC.
+struct TcpBytes {
+  std::span<const std::byte> bytes;
+};
+// The TCP connection reached EOF or was reset.
+struct TcpEof {};
+// Answers to RegisterDmb / AttachPeerDmb, fed before the next other event.
+struct DmbRegistered {
+  uint64_t token = 0;
+  uint32_t size = 0;  // whole DMB, CDC area included
+};
+struct DmbRegisterFailed {
+  uint32_t reason = 0;  // e.g. wire::kReasonMem, kReasonMaxDmb
+};
+struct PeerDmbAttached {};
+struct PeerDmbAttachFailed {
+  uint32_t reason = 0;
+};
+// The 32-byte CDC area of OUR DMB changed (the peer published a CDC).
+struct PeerCdcChanged {
+  std::array<std::byte, 32> area{};
+};
+// Answer to CaptureUrgentByte.
+struct UrgentByteCaptured {
+  std::byte value{0};
+};
+// The app's bytes were copied per Connection::PlanSend. wanted_more: the
+// app had more than fitted. urgent: the last byte is MSG_OOB data.
+struct AppSent {
+  uint32_t len = 0;
+  bool wanted_more = false;
+  bool urgent = false;
+};
+// The app consumed len bytes per Connection::PlanRecv (not for MSG_PEEK).
+struct AppConsumed {
+  uint32_t len = 0;
+};
+struct AppShutdown {
+  bool read = false;
+  bool write = true;
+};
+struct AppClose {};
+struct AppAbort {};  // close with SO_LINGER 0
+// The deadline of the last ArmTimer passed.
+struct Timeout {};
+// The device lost the peer or our DMB (local abnormal termination).
+struct DeviceFailed {};
+
+using Event =
+    std::variant<Start, TcpBytes, TcpEof, DmbRegistered, DmbRegisterFailed,
+                 PeerDmbAttached, PeerDmbAttachFailed, PeerCdcChanged,
+                 UrgentByteCaptured, AppSent, AppConsumed, AppShutdown,
+                 AppClose, AppAbort, Timeout, DeviceFailed>;
+
+// "TcpBytes", ... (the struct name).
+std::string_view EventName(const Event& e);
+std::ostream& operator<<(std::ostream& os, const Event& e);
+
+}  // namespace usmc::engine
+
+#endif  // USMC_ENGINE_EVENTS_H_

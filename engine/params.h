@@ -1,0 +1,80 @@
+// engine/params.h: what the runtime injects into a connection's engine.
+//
+// Identity (the emulated-ISM device's GID and CHID, the UEID, the host name)
+// and randomness come from outside, so tests are deterministic and the
+// engine never reads /proc, a clock or a random device.
+//
+//   EngineParams p;
+//   p.role = Role::kClient;
+//   p.device = {.gid = boot_id_hi, .gid_ext = boot_id_lo, .chid = 0xFFFF};
+//   p.eid = wire::MakeClcEid("USMC-LOCAL");
+//   Connection conn(p, &entropy);
+#ifndef USMC_ENGINE_PARAMS_H_
+#define USMC_ENGINE_PARAMS_H_
+
+#include <cstdint>
+
+#include "engine/common.h"
+#include "wire/clc.h"
+
+namespace usmc::engine {
+
+// An emulated-ISM (SMC-Dv2) device: a 128-bit GID (gid, gid_ext) and a
+// CHID in the virtual range 0xFF00-0xFFFF. Two processes match only when
+// all three are equal (same kernel instance).
+struct SmcdDevice {
+  uint64_t gid = 0;
+  uint64_t gid_ext = 0;
+  uint16_t chid = 0xFFFF;
+  bool operator==(const SmcdDevice&) const = default;
+};
+
+struct EngineParams {
+  Role role = Role::kClient;
+  SmcdDevice device;
+  bool smcd_enabled = true;       // false: offer/accept no SMC-D
+  wire::ClcEid eid{};             // UEID; both ends must list the same
+  wire::ClcHostname hostname{};   // First Contact Extension
+  uint32_t dmb_size = 64 * 1024;  // wanted DMB size, CDC area included
+  Duration clc_timeout = kClcTimeout;
+};
+
+// Randomness for link IDs and similar values (ngtcp2's rand callback).
+class Entropy {
+ public:
+  virtual ~Entropy() = default;
+  virtual uint64_t Random64() = 0;
+};
+
+// A deterministic Entropy for tests and fuzzers (splitmix64).
+class SeededEntropy final : public Entropy {
+ public:
+  explicit SeededEntropy(uint64_t seed) : state_(seed) {}
+  uint64_t Random64() override {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+// What both ends agreed on once the handshake reached SMC-D. The client's
+// and the server's views are mirror images (local <-> peer).
+struct SmcdLink {
+  SmcdDevice local_device;
+  SmcdDevice peer_device;
+  uint64_t local_dmb_token = 0;
+  uint32_t local_dmb_size = 0;  // CDC area included
+  uint64_t peer_dmb_token = 0;
+  uint32_t peer_dmb_size = 0;
+  uint32_t link_id = 0;
+  wire::ClcEid eid{};
+  bool operator==(const SmcdLink&) const = default;
+};
+
+}  // namespace usmc::engine
+
+#endif  // USMC_ENGINE_PARAMS_H_
