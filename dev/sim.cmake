@@ -1,0 +1,9 @@
+# dev/sim: the in-process device for engine tests (docs/engine.md). Unlike
+# shm, sim_pair drives engines, so it links usmc_engine; nothing but tests
+# and fuzzers link it.
+add_library(usmc_dev_sim STATIC ${CMAKE_CURRENT_LIST_DIR}/sim.cc
+                                ${CMAKE_CURRENT_LIST_DIR}/sim_pair.cc)
+target_link_libraries(usmc_dev_sim PUBLIC usmc_engine usmc_base)
+
+usmc_test(dev_sim_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/sim_test.cc
+          LIBS usmc_dev_sim)
