@@ -207,7 +207,9 @@ Status LocalDmb::Read(uint64_t offset, std::span<std::byte> out) const {
   if (!Fits(offset, out.size(), size_)) {
     return Status(StatusCode::kInvalidArgument, "read outside the DMB");
   }
-  std::memcpy(out.data(), map_.data() + offset, out.size());
+  if (!out.empty()) {
+    std::memcpy(out.data(), map_.data() + offset, out.size());
+  }
   return OkStatus();
 }
 
@@ -272,7 +274,9 @@ Status PeerDmb::Write(uint64_t offset, std::span<const std::byte> data) const {
   if (!Fits(offset, data.size(), size_)) {
     return Status(StatusCode::kInvalidArgument, "write outside the peer DMB");
   }
-  std::memcpy(map_.data() + offset, data.data(), data.size());
+  if (!data.empty()) {  // an empty span may carry a null pointer
+    std::memcpy(map_.data() + offset, data.data(), data.size());
+  }
   return OkStatus();
 }
 

@@ -111,6 +111,7 @@ class LocalDmb {
  public:
   static Result<LocalDmb> Register(uint64_t size,
                                    DmbBudget& budget = DmbBudget::Process());
+  LocalDmb() = default;  // not registered
   LocalDmb(LocalDmb&&) noexcept = default;
   LocalDmb& operator=(LocalDmb&&) noexcept = default;
   ~LocalDmb() { Unregister(); }
@@ -137,8 +138,6 @@ class LocalDmb {
   Status Read(uint64_t offset, std::span<std::byte> out) const;
 
  private:
-  LocalDmb() = default;
-
   Mapping map_;
   uint64_t size_ = 0;
   uint64_t token_ = 0;
@@ -159,6 +158,7 @@ class PeerDmb {
   static Result<PeerDmb> Attach(UniqueFd memfd, uint64_t expected_token,
                                 uint64_t expected_size,
                                 UniqueFd doorbell = UniqueFd());
+  PeerDmb() = default;  // not attached
   PeerDmb(PeerDmb&&) noexcept = default;
   PeerDmb& operator=(PeerDmb&&) noexcept = default;
   ~PeerDmb() { Detach(); }
@@ -179,8 +179,6 @@ class PeerDmb {
   Status Write(uint64_t offset, std::span<const std::byte> data) const;
 
  private:
-  PeerDmb() = default;
-
   Mapping map_;
   uint64_t size_ = 0;
   uint64_t token_ = 0;

@@ -118,15 +118,22 @@ Result<TcpPeerSocket> FindTcpPeerSocket(
     ssize_t n = ::recv(nl.get(), buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return Status::FromErrno(errno, "recv sock_diag");
-    int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len);
-         h = NLMSG_NEXT(h, len)) {
+    // Walk the netlink messages; every length is checked against the bytes
+    // actually received.
+    const size_t got = static_cast<size_t>(n);
+    for (size_t off = 0, step = 0; got - off >= sizeof(nlmsghdr); off += step) {
+      const auto* h = reinterpret_cast<const nlmsghdr*>(buf + off);
+      if (h->nlmsg_len < sizeof(nlmsghdr) || h->nlmsg_len > got - off) break;
+      step = NLMSG_ALIGN(h->nlmsg_len);
+      if (step > got - off) step = got - off;
       if (h->nlmsg_seq != 1) continue;
       if (h->nlmsg_type == NLMSG_ERROR) {
         if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) {
           return Status(StatusCode::kInternal, "sock_diag: short error");
         }
-        int err = -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error;
+        int err =
+            -static_cast<const nlmsgerr*>(NLMSG_DATA(const_cast<nlmsghdr*>(h)))
+                 ->error;
         if (err == ENOENT) {
           return Status(StatusCode::kNotFound,
                         "TCP peer socket is not on this host/namespace");
@@ -137,7 +144,8 @@ Result<TcpPeerSocket> FindTcpPeerSocket(
       if (h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) {
         return Status(StatusCode::kInternal, "sock_diag: short answer");
       }
-      const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+      const auto* m = static_cast<const inet_diag_msg*>(
+          NLMSG_DATA(const_cast<nlmsghdr*>(h)));
       if (m->id.idiag_sport != msg.req.id.idiag_sport ||
           m->id.idiag_dport != msg.req.id.idiag_dport || m->idiag_inode == 0) {
         return Status(StatusCode::kNotFound, "sock_diag: no live peer socket");
