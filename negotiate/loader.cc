@@ -43,8 +43,8 @@ class Fd {
 };
 
 struct ProgramSpec {
-  const char* name;       // as `usmc setup --status` shows it
-  const char* prog_pin;   // file names inside the pin directory
+  const char* name;      // as `usmc setup --status` shows it
+  const char* prog_pin;  // file names inside the pin directory
   const char* link_pin;
   bpf_attach_type type;
 };
@@ -144,7 +144,8 @@ Result<uint64_t> CgroupId(const std::string& path, Fd* out) {
     return Status(StatusCode::kInvalidArgument,
                   path + " is not a cgroup2 directory");
   struct stat st {};
-  if (fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
+  if (fstat(fd.get(), &st) != 0)
+    return Status::FromErrno(errno, "stat " + path);
   if (out != nullptr) *out = std::move(fd);
   return static_cast<uint64_t>(st.st_ino);
 }
@@ -156,8 +157,8 @@ std::string CgroupPathById(uint64_t id) {
   std::error_code ec;
   struct stat st {};
   if (stat(root->c_str(), &st) == 0 && st.st_ino == id) return *root;
-  for (fs::recursive_directory_iterator it(
-           *root, fs::directory_options::skip_permission_denied, ec),
+  for (fs::recursive_directory_iterator
+           it(*root, fs::directory_options::skip_permission_denied, ec),
        end;
        it != end; it.increment(ec)) {
     if (ec) break;
@@ -235,8 +236,8 @@ Result<SetupReport> Setup(const SetupOptions& options) {
     }
     Fd link(bpf_link_create(prog.get(), cgroup_fd.get(), p.type, nullptr));
     if (!link.ok())
-      return Status::FromErrno(errno, std::string("attach ") + p.name +
-                                          " to " + report.cgroup);
+      return Status::FromErrno(
+          errno, std::string("attach ") + p.name + " to " + report.cgroup);
     USMC_RETURN_IF_ERROR(PinPrivate(link.get(), link_path));
     ++report.links_created;
   }

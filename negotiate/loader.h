@@ -6,9 +6,10 @@
 // attached through pinned bpf_links, so an attachment lives exactly as long
 // as its pin and Setup() can tell what is already there.
 //
-//   usmc::negotiate::SetupOptions opts;            // cgroup2 root, default pins
-//   usmc::Result<usmc::negotiate::SetupReport> r = usmc::negotiate::Setup(opts);
-//   usmc::Result<usmc::negotiate::AttachStatus> s =
+//   usmc::negotiate::SetupOptions opts;            // cgroup2 root, default
+//   pins usmc::Result<usmc::negotiate::SetupReport> r =
+//   usmc::negotiate::Setup(opts); usmc::Result<usmc::negotiate::AttachStatus> s
+//   =
 //       usmc::negotiate::QueryStatus(opts.pin_dir);
 //   usmc::Status gone = usmc::negotiate::Remove(opts.pin_dir);
 #ifndef USMC_NEGOTIATE_LOADER_H_
@@ -36,24 +37,24 @@ struct SetupOptions {
 };
 
 struct SetupReport {
-  std::string cgroup;       // the cgroup the programs are attached to
-  bool loaded = false;      // a new program was loaded and pinned
-  int links_created = 0;    // attachments made now (0: already in place)
-  int links_replaced = 0;   // attachments moved from another cgroup
+  std::string cgroup;      // the cgroup the programs are attached to
+  bool loaded = false;     // a new program was loaded and pinned
+  int links_created = 0;   // attachments made now (0: already in place)
+  int links_replaced = 0;  // attachments moved from another cgroup
 };
 
 struct ProgramAttachment {
-  std::string name;         // "sock_ops", "setsockopt", "getsockopt"
+  std::string name;  // "sock_ops", "setsockopt", "getsockopt"
   uint32_t prog_id = 0;
-  uint32_t link_id = 0;     // 0: not attached
+  uint32_t link_id = 0;  // 0: not attached
   uint64_t cgroup_id = 0;
 };
 
 struct AttachStatus {
-  bool loaded = false;      // pinned programs found
-  bool attached = false;    // all three attached to one live cgroup
+  bool loaded = false;    // pinned programs found
+  bool attached = false;  // all three attached to one live cgroup
   std::string pin_dir;
-  std::string cgroup;       // path of the attached cgroup ("" if unknown)
+  std::string cgroup;  // path of the attached cgroup ("" if unknown)
   uint64_t cgroup_id = 0;
   std::vector<ProgramAttachment> programs;
   std::array<uint64_t, kCounterCount> counters{};

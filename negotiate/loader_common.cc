@@ -18,7 +18,7 @@ namespace usmc::negotiate {
 const std::array<std::string_view, kCounterCount>& CounterNames() {
   static_assert(USMC_CTR_COUNT == kCounterCount);
   static const std::array<std::string_view, kCounterCount> kNames = {
-      "options_written", "offers_seen",      "echoes",     "reserve_failures",
+      "options_written",  "offers_seen", "echoes",     "reserve_failures",
       "cookie_fallbacks", "tfo_skipped", "smc_active", "smc_passive"};
   return kNames;
 }
@@ -50,17 +50,20 @@ Status CheckPrivilege(std::string_view command) {
   auto has = [&](int cap) {
     return (data[cap / 32].effective >> (cap % 32)) & 1u;
   };
-  if (has(kCapSysAdmin) || (has(kCapBpf) && has(kCapNetAdmin))) return OkStatus();
+  if (has(kCapSysAdmin) || (has(kCapBpf) && has(kCapNetAdmin)))
+    return OkStatus();
   std::vector<std::string> missing;
   if (!has(kCapBpf)) missing.push_back("CAP_BPF");
   if (!has(kCapNetAdmin)) missing.push_back("CAP_NET_ADMIN");
   std::string list;
   for (const std::string& m : missing) list += (list.empty() ? "" : ", ") + m;
-  return Status(StatusCode::kPermissionDenied,
-                "missing capability " + list +
-                    " (loading and attaching the negotiation program needs "
-                    "CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN); run as root: "
-                    "sudo " + std::string(command));
+  return Status(
+      StatusCode::kPermissionDenied,
+      "missing capability " + list +
+          " (loading and attaching the negotiation program needs "
+          "CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN); run as root: "
+          "sudo " +
+          std::string(command));
 }
 
 }  // namespace usmc::negotiate

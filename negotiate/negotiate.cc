@@ -42,8 +42,8 @@ bool OptIn(int fd) {
   if (!BuiltWithBpf()) return false;
   ErrnoKeeper keep;
   int one = 1;
-  return setsockopt(fd, USMC_SOL_NEGOTIATE, USMC_SO_OPTIN, &one,
-                    sizeof(one)) == 0;
+  return setsockopt(fd, USMC_SOL_NEGOTIATE, USMC_SO_OPTIN, &one, sizeof(one)) ==
+         0;
 }
 
 Outcome QueryOutcome(int fd) {
@@ -53,7 +53,8 @@ Outcome QueryOutcome(int fd) {
   socklen_t len = sizeof(status);
   if (getsockopt(fd, USMC_SOL_NEGOTIATE, USMC_SO_STATUS, &status, &len) != 0)
     return OutcomeFromErrno(errno);
-  if (len != sizeof(status)) return NoSmc(Answer::kUnknown, Detail::kHooksAbsent);
+  if (len != sizeof(status))
+    return NoSmc(Answer::kUnknown, Detail::kHooksAbsent);
   return OutcomeFromStatus(status);
 }
 
@@ -75,7 +76,8 @@ Outcome OutcomeFromStatus(int status) {
       return NoSmc(Answer::kNotBoth, Detail::kPeerDidNotOffer);
     case USMC_ST_TFO:
       // Like the kernel's SMC, which refuses TFO sockets with OPTUNSUPP.
-      return Outcome{Answer::kNotBoth, Detail::kFastOpen, wire::kReasonOptUnsupp};
+      return Outcome{Answer::kNotBoth, Detail::kFastOpen,
+                     wire::kReasonOptUnsupp};
     case USMC_ST_SYN_COOKIE:
       return NoSmc(Answer::kNotBoth, Detail::kSynCookie);
     case USMC_ST_NO_ROOM:
@@ -87,30 +89,46 @@ Outcome OutcomeFromStatus(int status) {
 
 std::string_view ToString(Answer a) {
   switch (a) {
-    case Answer::kBothOffered: return "both-offered";
-    case Answer::kNotBoth: return "not-both";
-    case Answer::kUnknown: return "unknown";
+    case Answer::kBothOffered:
+      return "both-offered";
+    case Answer::kNotBoth:
+      return "not-both";
+    case Answer::kUnknown:
+      return "unknown";
   }
   return "invalid";
 }
 
 std::string_view ToString(Detail d) {
   switch (d) {
-    case Detail::kBothOffered: return "both-offered";
-    case Detail::kPeerDidNotOffer: return "peer-did-not-offer";
-    case Detail::kNotOptedIn: return "not-opted-in";
-    case Detail::kPending: return "pending";
-    case Detail::kFastOpen: return "tcp-fast-open";
-    case Detail::kSynCookie: return "syn-cookie";
-    case Detail::kNoOptionRoom: return "no-option-room";
-    case Detail::kHooksAbsent: return "hooks-absent";
-    case Detail::kNotBuilt: return "not-built";
+    case Detail::kBothOffered:
+      return "both-offered";
+    case Detail::kPeerDidNotOffer:
+      return "peer-did-not-offer";
+    case Detail::kNotOptedIn:
+      return "not-opted-in";
+    case Detail::kPending:
+      return "pending";
+    case Detail::kFastOpen:
+      return "tcp-fast-open";
+    case Detail::kSynCookie:
+      return "syn-cookie";
+    case Detail::kNoOptionRoom:
+      return "no-option-room";
+    case Detail::kHooksAbsent:
+      return "hooks-absent";
+    case Detail::kNotBuilt:
+      return "not-built";
   }
   return "invalid";
 }
 
-std::ostream& operator<<(std::ostream& os, Answer a) { return os << ToString(a); }
-std::ostream& operator<<(std::ostream& os, Detail d) { return os << ToString(d); }
+std::ostream& operator<<(std::ostream& os, Answer a) {
+  return os << ToString(a);
+}
+std::ostream& operator<<(std::ostream& os, Detail d) {
+  return os << ToString(d);
+}
 std::ostream& operator<<(std::ostream& os, const Outcome& o) {
   os << o.answer << " (" << o.detail << ")";
   if (o.reason != 0) os << " reason " << wire::FormatReason(o.reason);

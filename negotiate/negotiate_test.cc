@@ -2,14 +2,13 @@
 // (The handshake itself is tested as root in tests/negotiate_*.)
 #include "negotiate/negotiate.h"
 
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "negotiate/loader.h"
 #include "negotiate/negotiate_abi.h"

@@ -7,14 +7,13 @@
 //   usmc setup --remove             detach and unpin
 //
 // Exit codes: 0 ok; 1 failed; 3 (--status) not set up; 4 missing privilege.
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <memory>
-#include <string>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "negotiate/loader.h"
 #include "tools/commands.h"
@@ -39,7 +38,7 @@ struct SetupArgs {
   if (s.sys_errno() != 0) std::cerr << ": " << std::strerror(s.sys_errno());
   std::cerr << "\n";
   ExitWith(s.code() == StatusCode::kPermissionDenied ? kExitNoPrivilege
-                                                      : kExitFailed);
+                                                     : kExitFailed);
 }
 
 nlohmann::json ToJson(const negotiate::AttachStatus& st) {
