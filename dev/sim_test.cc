@@ -92,5 +92,281 @@ TEST(SimData, SmallMessageBothWays) {
   EXPECT_EQ(Str(std::span(buf).first(reply.size())), "hi client");
 }
 
+// Deterministic stream content: byte i of direction d.
+std::byte StreamByte(int d, uint64_t i) {
+  return std::byte(static_cast<uint8_t>((i * 131 + (i >> 9) + d * 17) & 0xff));
+}
+
+TEST(SimData, ManyMiBRandomChunksBothWaysAtOnce) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  constexpr uint64_t kTotal = 6 * 1024 * 1024;
+  std::mt19937_64 rng(42);
+  uint64_t sent[2] = {0, 0};
+  uint64_t got[2] = {0, 0};  // got[d]: bytes received of direction d
+  uint64_t mismatches = 0;
+  std::vector<std::byte> buf(70000);
+  int idle = 0;
+  while ((got[0] < kTotal || got[1] < kTotal) && idle < 4) {
+    bool moved = false;
+    for (int s = 0; s < 2; ++s) {
+      if (sent[s] < kTotal) {
+        const size_t want =
+            std::min<uint64_t>(kTotal - sent[s], 1 + rng() % 40000);
+        for (size_t i = 0; i < want; ++i) buf[i] = StreamByte(s, sent[s] + i);
+        const size_t n = sim.Send(s, std::span(buf).first(want));
+        sent[s] += n;
+        moved |= n > 0;
+      }
+      sim.Pump();
+      const int r = 1 - s;  // the receiver of direction s
+      const size_t max = 1 + rng() % 50000;
+      const size_t n = sim.Recv(r, std::span(buf).first(max));
+      for (size_t i = 0; i < n; ++i) {
+        mismatches += buf[i] != StreamByte(s, got[s] + i);
+      }
+      got[s] += n;
+      moved |= n > 0;
+      sim.Pump();
+    }
+    idle = moved ? 0 : idle + 1;
+  }
+  EXPECT_EQ(got[0], kTotal);
+  EXPECT_EQ(got[1], kTotal);
+  EXPECT_EQ(mismatches, 0u);
+  for (int s = 0; s < 2; ++s) {
+    const engine::ConnectionStats st = sim.conn(s).Stats();
+    EXPECT_EQ(st.counters.bytes_sent, kTotal);
+    EXPECT_EQ(st.counters.bytes_received, kTotal);
+    EXPECT_GT(st.tx_producer.wrap, 50);  // the ring wrapped many times
+    EXPECT_GT(st.counters.buffer_full, 0u);
+    EXPECT_GT(st.counters.consumer_updates, 0u);
+    EXPECT_EQ(sim.side(s).plan_out_of_bounds, 0u);
+    EXPECT_EQ(sim.side(s).dropped_actions, 0u);
+    EXPECT_TRUE(sim.side(s).errors.empty());
+  }
+}
+
+TEST(SimData, WriteBlockedThenConsumerUpdateFreesSpace) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  const uint32_t ring = 64 * 1024 - 32;
+  std::vector<std::byte> big(ring + 1000, std::byte{7});
+  EXPECT_EQ(sim.Send(kClient, big), ring);  // exactly one ring fits
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).SendSpace(), 0u);
+  EXPECT_EQ(sim.conn(kClient).Stats().counters.buffer_full, 1u);
+  EXPECT_EQ(sim.conn(kServer).RecvState().readable, ring);
+  // A small read is not worth a consumer update (10 % rule)...
+  std::vector<std::byte> out(ring);
+  const uint64_t cdcs = sim.conn(kServer).Stats().counters.cdc_published;
+  EXPECT_EQ(sim.Recv(kServer, std::span(out).first(100)), 100u);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).Stats().counters.cdc_published, cdcs);
+  EXPECT_EQ(sim.conn(kClient).SendSpace(), 0u);
+  // ...reading more than 10 % while the writer is blocked is.
+  EXPECT_EQ(sim.Recv(kServer, std::span(out).first(ring / 10 + 10)),
+            ring / 10 + 10);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).Stats().counters.cdc_published, cdcs + 1);
+  EXPECT_EQ(sim.conn(kClient).SendSpace(), 100 + ring / 10 + 10);
+}
+
+TEST(SimData, PeekDoesNotConsume) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  sim.Send(kClient, Bytes("peekaboo"));
+  sim.Pump();
+  std::vector<std::byte> a(4), b(4), c(8);
+  EXPECT_EQ(sim.Recv(kServer, a, /*peek=*/true), 4u);
+  EXPECT_EQ(sim.Recv(kServer, b, /*peek=*/true), 4u);
+  EXPECT_EQ(Str(a), "peek");
+  EXPECT_EQ(Str(b), "peek");
+  EXPECT_EQ(sim.conn(kServer).RecvState().readable, 8u);
+  EXPECT_EQ(sim.Recv(kServer, c), 8u);
+  EXPECT_EQ(Str(c), "peekaboo");
+  EXPECT_EQ(sim.conn(kServer).RecvState().readable, 0u);
+}
+
+TEST(SimData, WaitAllReportsWhenEnoughArrived) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  EXPECT_FALSE(sim.conn(kServer).WaitAllSatisfied(10));
+  sim.Send(kClient, Bytes("12345"));
+  sim.Pump();
+  EXPECT_FALSE(sim.conn(kServer).WaitAllSatisfied(10));
+  sim.Send(kClient, Bytes("67890"));
+  sim.Pump();
+  EXPECT_TRUE(sim.conn(kServer).WaitAllSatisfied(10));
+  sim.Shutdown(kClient);
+  sim.Pump();
+  EXPECT_TRUE(sim.conn(kServer).WaitAllSatisfied(1000));  // EOF: short read
+}
+
+TEST(SimData, UrgentByteAndAtMark) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  EXPECT_EQ(sim.Send(kClient, Bytes("abcX"), /*urgent=*/true), 4u);
+  sim.Pump();
+  engine::Connection& srv = sim.conn(kServer);
+  EXPECT_EQ(srv.RecvState().readable, 3u);  // the urgent byte is not inline
+  EXPECT_FALSE(srv.AtUrgentMark());
+  std::byte oob{0};
+  EXPECT_EQ(srv.ReadUrgent(/*peek=*/true, &oob), 0);
+  EXPECT_EQ(oob, std::byte{'X'});
+  // The sender takes no new data until everything is consumed.
+  EXPECT_EQ(sim.conn(kClient).SendSpace(), 0u);
+  std::vector<std::byte> buf(100);
+  ASSERT_EQ(sim.Recv(kServer, buf), 3u);
+  EXPECT_EQ(Str(std::span(buf).first(3)), "abc");
+  EXPECT_TRUE(srv.AtUrgentMark());
+  EXPECT_EQ(srv.ReadUrgent(false, &oob), 0);
+  EXPECT_EQ(oob, std::byte{'X'});
+  EXPECT_EQ(srv.ReadUrgent(false, &oob), EINVAL);  // read once only
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).SendSpace(), 64u * 1024 - 32);
+  sim.Send(kClient, Bytes("def"));
+  sim.Pump();
+  ASSERT_EQ(sim.Recv(kServer, buf), 3u);
+  EXPECT_EQ(Str(std::span(buf).first(3)), "def");
+  EXPECT_FALSE(srv.AtUrgentMark());
+  EXPECT_EQ(sim.conn(kServer).Stats().counters.urgent_received, 1u);
+}
+
+TEST(SimData, UrgentStopsReadBeforeTheMark) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  sim.Send(kClient, Bytes("12"));
+  sim.Pump();
+  sim.Send(kClient, Bytes("34!"), true);
+  sim.Pump();
+  std::vector<std::byte> buf(2);
+  ASSERT_EQ(sim.Recv(kServer, buf), 2u);
+  EXPECT_FALSE(sim.conn(kServer).AtUrgentMark());
+  std::vector<std::byte> big(100);
+  ASSERT_EQ(sim.Recv(kServer, big), 2u);
+  EXPECT_EQ(Str(std::span(big).first(2)), "34");
+  EXPECT_TRUE(sim.conn(kServer).AtUrgentMark());
+  EXPECT_EQ(sim.conn(kServer).RecvState().readable, 0u);
+}
+
+// ---- close ----
+
+TEST(SimClose, ClientShutdownWriteThenBothClose) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  sim.Send(kClient, Bytes("last words"));
+  sim.Shutdown(kClient);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kPeerCloseWait1);
+  EXPECT_EQ(sim.conn(kClient).SendError(), EPIPE);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kAppCloseWait1);
+  // Data before the shutdown still arrives, then EOF.
+  EXPECT_FALSE(sim.conn(kServer).RecvState().eof);
+  std::vector<std::byte> buf(100);
+  ASSERT_EQ(sim.Recv(kServer, buf), 10u);
+  EXPECT_TRUE(sim.conn(kServer).RecvState().eof);
+  // The other direction still works.
+  EXPECT_EQ(sim.Send(kServer, Bytes("reply")), 5u);
+  sim.Pump();
+  ASSERT_EQ(sim.Recv(kClient, buf), 5u);
+  EXPECT_EQ(Str(std::span(buf).first(5)), "reply");
+  sim.Close(kServer);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kPeerFinCloseWait);
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kAppFinCloseWait);
+  EXPECT_TRUE(sim.conn(kClient).RecvState().eof);
+  sim.Close(kClient);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.device().dmb_count(), 0u);
+  EXPECT_TRUE(sim.side(kClient).tcp_closed);
+  EXPECT_TRUE(sim.side(kServer).tcp_closed);
+  EXPECT_TRUE(sim.side(kClient).errors.empty());
+  EXPECT_TRUE(sim.side(kServer).errors.empty());
+}
+
+TEST(SimClose, ServerShutdownWriteFirst) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  sim.Shutdown(kServer);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kPeerCloseWait1);
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kAppCloseWait1);
+  EXPECT_TRUE(sim.conn(kClient).RecvState().eof);
+  sim.Shutdown(kClient);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kAppCloseWait2);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kPeerCloseWait2);
+  sim.Close(kClient);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kPeerFinCloseWait);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kAppFinCloseWait);
+  sim.Close(kServer);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.device().dmb_count(), 0u);
+}
+
+TEST(SimClose, CloseAfterPeerClosedGoesStraightToClosed) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  sim.Close(kClient);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kPeerCloseWait1);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kAppCloseWait1);
+  EXPECT_TRUE(sim.conn(kServer).RecvState().eof);
+  sim.Close(kServer);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.device().dmb_count(), 0u);
+}
+
+TEST(SimClose, CloseWithUnreadDataResetsThePeer) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  sim.Send(kClient, Bytes("never read"));
+  sim.Pump();
+  sim.Close(kServer);  // 10 unread bytes: abort, not closed
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kProcessAbort);
+  EXPECT_EQ(sim.conn(kClient).SendError(), ECONNRESET);
+  EXPECT_EQ(sim.conn(kClient).RecvState().error, ECONNRESET);
+  ASSERT_FALSE(sim.side(kClient).errors.empty());
+  EXPECT_EQ(sim.side(kClient).errors.back().err, ECONNRESET);
+  sim.Close(kClient);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.device().dmb_count(), 0u);
+}
+
+TEST(SimClose, PeerAbortGivesEconnreset) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  sim.Abort(kClient);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
+  EXPECT_TRUE(sim.side(kClient).tcp_reset);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kProcessAbort);
+  EXPECT_EQ(sim.conn(kServer).RecvState().error, ECONNRESET);
+  sim.Close(kServer);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.device().dmb_count(), 0u);
+}
+
+TEST(SimClose, PeerTcpGoneWithoutSmcCloseIsAReset) {
+  SimPair sim(SimPair::DefaultOptions());
+  Connect(sim);
+  sim.device().pipe(kClient).Close();  // the client process died
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).RecvState().error, ECONNRESET);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kProcessAbort);
+}
+
 }  // namespace
 }  // namespace usmc::dev

@@ -117,7 +117,8 @@ CloseStep CloseMachine::Handle(CloseEvent event, bool unread_data) {
   // (the peer then sees ECONNRESET, as with TCP's RST on close).
   auto send_final = [&] {
     if (unread_data) {
-      step.send_abort = true;
+      step.send_abort = !abort_sent_;
+      abort_sent_ = true;
       aborted_ = true;
     } else {
       step.send_closed = true;
@@ -126,7 +127,8 @@ CloseStep CloseMachine::Handle(CloseEvent event, bool unread_data) {
     released_ = true;
   };
   auto send_abort = [&] {
-    if (!aborted_) step.send_abort = true;
+    if (!abort_sent_) step.send_abort = true;
+    abort_sent_ = true;
     aborted_ = true;
     write_shut_ = true;
     released_ = true;
@@ -231,7 +233,8 @@ CloseStep CloseMachine::Handle(CloseEvent event, bool unread_data) {
           state_ == S::kProcessAbort) {
         break;  // idempotent: the connection is already dead
       }
-      if (!aborted_) step.send_abort = true;
+      if (!abort_sent_) step.send_abort = true;
+      abort_sent_ = true;
       aborted_ = true;
       write_shut_ = true;
       step.abort_tcp = true;

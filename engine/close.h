@@ -101,6 +101,7 @@ class CloseMachine {
   bool write_shut_ = false;
   bool peer_write_shut_ = false;
   bool aborted_ = false;
+  bool abort_sent_ = false;  // our CDC carries peer_conn_abort
 };
 
 }  // namespace usmc::engine

@@ -370,7 +370,7 @@ CopyPlan Connection::PlanRecv(size_t max) const {
 
 bool Connection::WaitAllSatisfied(size_t n) const {
   const RecvStatus s = RecvState();
-  if (s.error != 0 || s.eof) return true;
+  if (s.error != 0 || s.eof || close_.peer_write_shut()) return true;
   if (data_->ReadableBeforeMark() < data_->Readable()) return true;  // mark
   return s.readable >= n || s.readable == data_->local_ring_size();
 }
