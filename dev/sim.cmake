@@ -7,3 +7,6 @@ target_link_libraries(usmc_dev_sim PUBLIC usmc_engine usmc_base)
 
 usmc_test(dev_sim_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/sim_test.cc
           LIBS usmc_dev_sim)
+usmc_test(dev_sim_fallback_test
+          SOURCES ${CMAKE_CURRENT_LIST_DIR}/sim_fallback_test.cc
+          LIBS usmc_dev_sim)
