@@ -277,6 +277,12 @@ WireResult<size_t> CheckFce(const ClcFirstContactExt& f) {
   if (f.reserved.byte0_bits > 0x7F) {
     return WireError{WireErrc::kBadValue, "clc.fce.reserved"};
   }
+  // The 36-byte v2.0 form has no room for the v2.1 fields.
+  if (!f.long_form && (f.max_conns != 0 || f.max_links != 0 ||
+                       f.feature_mask != 0 || f.vendor_exp_options != 0 ||
+                       f.reserved.tail != decltype(f.reserved.tail){})) {
+    return WireError{WireErrc::kBadValue, "clc.fce.long_form"};
+  }
   return FceLen(f);
 }
 

@@ -252,7 +252,7 @@ struct ClcFirstContactExt {
   uint8_t os_type = kClcOsLinux;    // 4 bits
   uint8_t release = kSmcRelease21;  // 4 bits
   ClcHostname hostname{};
-  // Long form only:
+  // Long form only (must stay 0 in the short form):
   uint8_t max_conns = 0;  // SMC-R (reserved for SMC-D)
   uint8_t max_links = 0;  // SMC-R (reserved for SMC-D)
   uint16_t feature_mask = 0;

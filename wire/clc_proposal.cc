@@ -222,6 +222,9 @@ WireResult<ClcProposal> DecodeClcProposal(std::span<const std::byte> bytes) {
   // Every "need" below leaves room for the trailer.
   auto fits = [&](size_t end) { return end + kClcTrailerLen <= len; };
 
+  // The fixed part up to the SMC-D area, plus the trailer.
+  if (len < kSmcdAreaPos + kClcTrailerLen) return bad_len;
+
   ClcProposal m;
   m.eyecatcher = h.eyecatcher;
   m.trailer = frame->trailer;
