@@ -10,6 +10,7 @@
 // (getrusage) and CPU per payload byte; medians over --reps runs.
 //
 //   shm_doorbell_bench --spins 0,5,20,50,100 --size 64 --iters 20000 --reps 5
+//   shm_doorbell_bench --spins 20 --adaptive 1 --think-us 30
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ struct Options {
   int iters = 20000;
   int reps = 5;
   uint32_t think_us = 0;
+  bool adaptive = false;  // default: measure fixed spin budgets
 };
 
 struct RunResult {
@@ -88,6 +90,7 @@ int Child(uint16_t port, const Options& o, uint32_t spin) {
       SetupShmPair(false, std::move(*tcp), kDataOff + o.size);
   if (!p.ok()) return 11;
   p->local.doorbell().set_spin_us(spin);
+  p->local.doorbell().set_adaptive(o.adaptive);
   std::vector<std::byte> scratch(o.size);
   rusage r0{}, r1{};
   ::getrusage(RUSAGE_SELF, &r0);
@@ -124,6 +127,7 @@ bool RunOnce(const Options& o, uint32_t spin, RunResult* out) {
     return false;
   }
   p->local.doorbell().set_spin_us(spin);
+  p->local.doorbell().set_adaptive(o.adaptive);
   std::vector<std::byte> scratch(o.size, std::byte{0x42});
   std::vector<double> lat;
   lat.reserve(o.iters);
@@ -203,9 +207,10 @@ int main(int argc, char** argv) {
     }
   }
   if (o.size == 0 || o.iters < 10 || o.reps < 1) return 2;
-  std::printf("size=%llu B, iters=%d, reps=%d, think=%u us (medians)\n",
-              static_cast<unsigned long long>(o.size), o.iters, o.reps,
-              o.think_us);
+  std::printf(
+      "size=%llu B, iters=%d, reps=%d, think=%u us, spin=%s (medians)\n",
+      static_cast<unsigned long long>(o.size), o.iters, o.reps, o.think_us,
+      o.adaptive ? "adaptive" : "fixed");
   std::printf(
       "| spin us | p50 us | p99 us | CPU us/RT | CPU ns/B | sleeps/RT |\n");
   std::printf("|---|---|---|---|---|---|\n");

@@ -59,7 +59,26 @@ uint32_t SpinBudgetUsFromEnv() {
 }
 
 Doorbell::Doorbell(UniqueFd fd, uint32_t* armed)
-    : fd_(std::move(fd)), armed_(armed), spin_us_(SpinBudgetUsFromEnv()) {}
+    : fd_(std::move(fd)),
+      armed_(armed),
+      spin_us_(SpinBudgetUsFromEnv()),
+      cur_spin_us_(spin_us_) {}
+
+uint32_t Doorbell::SpinForThisWait() {
+  if (!adaptive_ || cur_spin_us_ > 0) return cur_spin_us_;
+  // Backed off completely: probe with the full budget now and then.
+  if (++probe_ % kProbeEvery == 0) return spin_us_;
+  return 0;
+}
+
+void Doorbell::Learn(bool spin_hit, Clock::time_point start, uint32_t spun_us) {
+  if (!adaptive_ || spin_us_ == 0) return;
+  if (spin_hit || Clock::now() - start <= std::chrono::microseconds(spin_us_)) {
+    cur_spin_us_ = spin_us_;  // spinning pays (or would have paid) off
+  } else if (spun_us > 0) {
+    cur_spin_us_ = spun_us / 2;  // spun in vain: back off
+  }
+}
 
 DoorbellStats Doorbell::stats() const {
   DoorbellStats s;

@@ -80,17 +80,29 @@ class Doorbell {
   Doorbell(Doorbell&&) noexcept = default;
   Doorbell& operator=(Doorbell&&) noexcept = default;
 
-  // Returns kReady as soon as `ready()` is true: checks, spins up to the
-  // spin budget, then arms and sleeps until rung, timeout, peer hangup or
-  // extra_fd. `ready` must read what the peer publishes with acquire loads.
+  // Returns kReady as soon as `ready()` is true: checks, spins (see the
+  // spin policy below), then arms and sleeps until rung, timeout, peer
+  // hangup or extra_fd. `ready` must read what the peer publishes with
+  // acquire loads.
+  //
+  // Spin policy (adaptive by default): spin up to the current spin, which
+  // starts at the budget. A spin that sees the data, or a sleep that ended
+  // within the budget (so a spin would have), restores the full budget; a
+  // wasted spin halves it. Once at zero, every kProbeEvery-th wait spins the
+  // full budget again to notice a peer that became fast. When both sides
+  // share one busy CPU, spinning only delays the peer; this backs off.
   template <typename Pred>
   WaitResult Wait(Pred&& ready, std::chrono::nanoseconds timeout,
                   const WaitOptions& opts = {});
 
   // The pollable fd (readable when rung, HUP when the peer is gone).
   int fd() const { return fd_.get(); }
-  void set_spin_us(uint32_t us) { spin_us_ = us; }
+  void set_spin_us(uint32_t us) { spin_us_ = cur_spin_us_ = us; }
   uint32_t spin_us() const { return spin_us_; }
+  // false: always spin the full budget (for measurements).
+  void set_adaptive(bool on) { adaptive_ = on; }
+  uint32_t current_spin_us() const { return cur_spin_us_; }
+  static constexpr uint32_t kProbeEvery = 16;
   DoorbellStats stats() const;
 
   // Drains pending wakeups without waiting; returns false if the peer is
@@ -106,13 +118,18 @@ class Doorbell {
   };
   WaitResult SleepUntil(PredRef ready, Clock::time_point deadline,
                         const WaitOptions& opts);
+  uint32_t SpinForThisWait();
+  void Learn(bool spin_hit, Clock::time_point start, uint32_t spun_us);
   static void Bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
   UniqueFd fd_;
   uint32_t* armed_;
-  uint32_t spin_us_;
+  uint32_t spin_us_;      // the budget (USMC_SPIN_US)
+  uint32_t cur_spin_us_;  // what the adaptive policy spins now
+  uint32_t probe_ = 0;
+  bool adaptive_ = true;
   // Counters readable from other threads (stats); updated by the waiter
   // only, so a relaxed load+store is enough and costs no locked RMW.
   struct Counters {
@@ -166,15 +183,17 @@ WaitResult Doorbell::Wait(Pred&& ready, std::chrono::nanoseconds timeout,
   }
   const Clock::time_point start = Clock::now();
   const Clock::time_point deadline = start + timeout;
-  if (spin_us_ > 0) {
+  const uint32_t spin = SpinForThisWait();
+  if (spin > 0) {
     const Clock::time_point spin_end =
-        std::min(deadline, start + std::chrono::microseconds(spin_us_));
+        std::min(deadline, start + std::chrono::microseconds(spin));
     // Reading the clock costs ~20 ns; check it every few pauses only.
     for (;;) {
       for (int i = 0; i < 16; ++i) {
         CpuRelax();
         if (ready()) {
           Bump(c_->spin_hits);
+          Learn(true, start, spin);
           return WaitResult::kReady;
         }
       }
@@ -185,7 +204,9 @@ WaitResult Doorbell::Wait(Pred&& ready, std::chrono::nanoseconds timeout,
   PredRef ref{const_cast<void*>(static_cast<const void*>(&ready)), [](void* o) {
                 return static_cast<bool>((*static_cast<P*>(o))());
               }};
-  return SleepUntil(ref, deadline, opts);
+  WaitResult r = SleepUntil(ref, deadline, opts);
+  if (r == WaitResult::kReady) Learn(false, start, spin);
+  return r;
 }
 
 }  // namespace usmc::dev

@@ -122,6 +122,67 @@ TEST(ShmDoorbellTest, SpinSeesPublishWithoutSleeping) {
   EXPECT_EQ(loop.armed().load(), 0u);
 }
 
+TEST(ShmDoorbellTest, AdaptiveSpinBacksOffAndProbesBack) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  Doorbell& bell = loop.local.doorbell();
+  bell.set_spin_us(100);
+  // Ready only once the waiter has armed (spinning is over) and well after
+  // the budget: every spin was wasted, whatever the scheduler does.
+  auto slow_wait = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    return bell.Wait(
+        [&] {
+          return loop.armed().load() == 1 &&
+                 std::chrono::steady_clock::now() - t0 >= milliseconds(1);
+        },
+        milliseconds(2));
+  };
+  ASSERT_EQ(slow_wait(), WaitResult::kReady);
+  EXPECT_EQ(bell.current_spin_us(), 50u);
+  ASSERT_EQ(slow_wait(), WaitResult::kReady);
+  EXPECT_EQ(bell.current_spin_us(), 25u);
+  // A spin that sees the data restores the full budget.
+  int calls = 0;
+  ASSERT_EQ(bell.Wait([&] { return ++calls >= 3; }, seconds(10)),
+            WaitResult::kReady);
+  EXPECT_EQ(bell.stats().spin_hits, 1u);
+  EXPECT_EQ(bell.current_spin_us(), 100u);
+  for (int i = 0; i < 10 && bell.current_spin_us() > 0; ++i) {
+    ASSERT_EQ(slow_wait(), WaitResult::kReady);
+  }
+  ASSERT_EQ(bell.current_spin_us(), 0u);
+  // Backed off: no spinning, except a full-budget probe every kProbeEvery
+  // waits, which finds this (fast) peer and restores the budget.
+  int waits = 0;
+  while (bell.current_spin_us() == 0 && waits < 100) {
+    int n = 0;
+    ASSERT_EQ(bell.Wait([&] { return ++n >= 3; }, milliseconds(1)),
+              WaitResult::kReady);
+    ++waits;
+  }
+  EXPECT_EQ(bell.current_spin_us(), 100u);
+  EXPECT_LE(waits, static_cast<int>(Doorbell::kProbeEvery));
+}
+
+TEST(ShmDoorbellTest, FixedSpinDoesNotAdapt) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  Doorbell& bell = loop.local.doorbell();
+  bell.set_spin_us(10);
+  bell.set_adaptive(false);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(bell.Wait(
+                [&] {
+                  return loop.armed().load() == 1 &&
+                         std::chrono::steady_clock::now() - t0 >=
+                             milliseconds(1);
+                },
+                milliseconds(2)),
+            WaitResult::kReady);
+  EXPECT_EQ(bell.current_spin_us(), 10u);
+}
+
 TEST(ShmDoorbellTest, TimeoutDisarms) {
   DmbBudget budget(1 << 20);
   Loop loop = MakeLoop(budget);
