@@ -17,5 +17,8 @@ usmc_test(wire_clc_test
     ${CMAKE_CURRENT_LIST_DIR}/clc_kernel_test.cc
   LIBS usmc_wire_clc)
 
-usmc_fuzzer(fuzz_clc_decode ${CMAKE_SOURCE_DIR}/fuzz/clc_decode.cc usmc_wire_clc)
-usmc_fuzzer(fuzz_clc_frame ${CMAKE_SOURCE_DIR}/fuzz/clc_frame.cc usmc_wire_clc)
+# Seeds: fuzz/corpus/clc_decode_fuzz/, fuzz/corpus/clc_frame_fuzz/.
+usmc_fuzzer(clc_decode_fuzz ${CMAKE_SOURCE_DIR}/fuzz/clc_decode_fuzz.cc
+            usmc_wire_clc)
+usmc_fuzzer(clc_frame_fuzz ${CMAKE_SOURCE_DIR}/fuzz/clc_frame_fuzz.cc
+            usmc_wire_clc)
