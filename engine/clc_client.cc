@@ -28,8 +28,8 @@ constexpr ClcClientTransition kTable[] = {
     {S::kRegisteringDmb, E::kTcpEof, {S::kFallback}, 1},
     {S::kRegisteringDmb, E::kAppClose, {S::kFailed}, 1},
     {S::kAttachingPeerDmb, E::kPeerDmbAttached, {S::kActive}, 1},
-    {S::kAttachingPeerDmb, E::kPeerDmbAttachFailed, {S::kFallback}, 1},
-    {S::kAttachingPeerDmb, E::kTcpEof, {S::kFallback}, 1},
+    {S::kAttachingPeerDmb, E::kPeerDmbAttachFailed, {S::kFailed}, 1},
+    {S::kAttachingPeerDmb, E::kTcpEof, {S::kFailed}, 1},
     {S::kAttachingPeerDmb, E::kAppClose, {S::kFailed}, 1},
 };
 
@@ -148,6 +148,13 @@ void ClcClient::OnDmbRegistered(const DmbRegistered& e, Actions& out) {
     FallBack(E::kDmbRegistered, wire::kReasonErrRegBuf, 0, true, out);
     return;
   }
+  // Confirm goes out before the DMB handover: the server attaches our DMB
+  // only once it has read Confirm, and the handover is a rendezvous of both
+  // processes (dev/shm_handover.h). Like Linux, the client is committed to
+  // SMC once Confirm is sent: a failure after it aborts, it cannot decline.
+  out.push_back(EncodeForTcp(BuildSmcdAccept(
+      wire::ClcType::kConfirm, core_.params(), core_.link.local_dmb_token,
+      core_.link.local_dmb_size, core_.link.link_id)));
   out.push_back(
       AttachPeerDmb{core_.link.peer_dmb_token, core_.link.peer_dmb_size});
   Move(E::kDmbRegistered, S::kAttachingPeerDmb, out);
@@ -162,9 +169,6 @@ void ClcClient::OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out) {
 void ClcClient::OnPeerDmbAttached(Actions& out) {
   if (!Check(E::kPeerDmbAttached, out)) return;
   core_.peer_attached = true;
-  out.push_back(EncodeForTcp(BuildSmcdAccept(
-      wire::ClcType::kConfirm, core_.params(), core_.link.local_dmb_token,
-      core_.link.local_dmb_size, core_.link.link_id)));
   out.push_back(HandshakeDone{core_.link});
   Move(E::kPeerDmbAttached, S::kActive, out);
 }
@@ -172,8 +176,10 @@ void ClcClient::OnPeerDmbAttached(Actions& out) {
 void ClcClient::OnPeerDmbAttachFailed(const PeerDmbAttachFailed& e,
                                       Actions& out) {
   if (!Check(E::kPeerDmbAttachFailed, out)) return;
-  FallBack(E::kPeerDmbAttachFailed, e.reason ? e.reason : wire::kReasonErrRtok,
-           0, true, out);
+  (void)e;
+  // Confirm is out: too late to decline (see OnDmbRegistered).
+  core_.Fail(ECONNABORTED, "cannot attach the server's DMB", true, out);
+  Move(E::kPeerDmbAttachFailed, S::kFailed, out);
 }
 
 void ClcClient::OnTimeout(TimePoint now, Actions& out) {
@@ -184,6 +190,11 @@ void ClcClient::OnTimeout(TimePoint now, Actions& out) {
 
 void ClcClient::OnTcpEof(Actions& out) {
   if (!Check(E::kTcpEof, out)) return;
+  if (state_ == S::kAttachingPeerDmb) {  // committed: see OnDmbRegistered
+    core_.Fail(ECONNRESET, "TCP closed during the handshake", false, out);
+    Move(E::kTcpEof, S::kFailed, out);
+    return;
+  }
   // The app reads the EOF itself on the TCP socket.
   FallBack(E::kTcpEof, wire::kReasonCnfErr, 0, false, out);
 }

@@ -1,0 +1,290 @@
+// The CLC server machine, one state and one event at a time.
+#include "engine/clc_server.h"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <functional>
+#include <string>
+
+#include "engine/test_util.h"
+#include "wire/reason.h"
+
+namespace usmc::engine {
+namespace {
+
+using namespace testing;  // NOLINT
+using S = ClcServerState;
+
+constexpr TimePoint kNow{std::chrono::seconds(50)};
+
+class ClcServerTest : public ::testing::Test {
+ protected:
+  EngineParams params_ = TestParams(Role::kServer);
+  EngineParams client_params_ = TestParams(Role::kClient);
+  SeededEntropy entropy_{2};
+
+  ClcServer AwaitingProposal() {
+    ClcServer s(params_, &entropy_);
+    Actions out;
+    s.OnStart(kNow, out);
+    ExpectActions<ArmTimer>(out);
+    EXPECT_EQ(s.state(), S::kAwaitProposal);
+    return s;
+  }
+  // Through Proposal and registration, Accept sent.
+  ClcServer AwaitingConfirm(uint32_t* link_id) {
+    ClcServer s = AwaitingProposal();
+    Actions out;
+    s.OnTcpBytes(EncodeClcBytes(BuildProposal(client_params_)), kNow, out);
+    s.OnDmbRegistered(DmbRegistered{0xAAAA, 64 * 1024}, kNow, out);
+    EXPECT_EQ(s.state(), S::kAwaitConfirm);
+    *link_id = s.core().link.link_id;
+    return s;
+  }
+};
+
+TEST_F(ClcServerTest, ProposalLeadsToRegisterDmb) {
+  ClcServer s = AwaitingProposal();
+  const std::vector<std::byte> p =
+      EncodeClcBytes(BuildProposal(client_params_));
+  Actions out;
+  s.OnTcpBytes(p, kNow, out);
+  ExpectActions<TcpConsumed, CancelTimer, RegisterDmb>(out);
+  EXPECT_EQ(Nth<TcpConsumed>(out, 0).len, p.size());
+  EXPECT_EQ(Nth<RegisterDmb>(out, 2).size, 64u * 1024);
+  EXPECT_EQ(s.state(), S::kRegisteringDmb);
+}
+
+TEST_F(ClcServerTest, RegisteredSendsAcceptAndArmsTimer) {
+  ClcServer s = AwaitingProposal();
+  Actions ignored;
+  s.OnTcpBytes(EncodeClcBytes(BuildProposal(client_params_)), kNow, ignored);
+  Actions out;
+  const TimePoint later = kNow + std::chrono::milliseconds(5);
+  s.OnDmbRegistered(DmbRegistered{0xAAAA, 64 * 1024}, later, out);
+  ExpectActions<SendTcp, ArmTimer>(out);
+  EXPECT_EQ(Nth<ArmTimer>(out, 1).deadline, later + std::chrono::seconds(6));
+  const wire::ClcMessage m = DecodeSent(Nth<SendTcp>(out, 0));
+  const auto* a = std::get_if<wire::ClcSmcdAccept>(&m);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->type, wire::ClcType::kAccept);
+  EXPECT_EQ(a->eyecatcher, wire::ClcEyecatcher::kSmcd);
+  EXPECT_EQ(a->dmb_token, 0xAAAAu);
+  EXPECT_EQ(a->dmbe_size, 2);
+  EXPECT_EQ(a->gid, params_.device.gid);
+  EXPECT_EQ(a->gid_ext, params_.device.gid_ext);
+  EXPECT_EQ(a->chid, params_.device.chid);
+  EXPECT_EQ(a->eid, params_.eid);
+  EXPECT_TRUE(a->first_contact);
+  EXPECT_EQ(a->link_id, s.core().link.link_id);
+  EXPECT_EQ(s.state(), S::kAwaitConfirm);
+}
+
+TEST_F(ClcServerTest, ConfirmLeadsToAttachThenActive) {
+  uint32_t link_id = 0;
+  ClcServer s = AwaitingConfirm(&link_id);
+  wire::ClcSmcdAccept c = BuildSmcdAccept(
+      wire::ClcType::kConfirm, client_params_, 0xCCCC, 16384, link_id);
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(c), kNow, out);
+  ExpectActions<TcpConsumed, CancelTimer, AttachPeerDmb>(out);
+  EXPECT_EQ(Nth<AttachPeerDmb>(out, 2).token, 0xCCCCu);
+  EXPECT_EQ(Nth<AttachPeerDmb>(out, 2).size, 16384u);
+  EXPECT_EQ(s.state(), S::kAttachingPeerDmb);
+  Actions done;
+  s.OnPeerDmbAttached(done);
+  ExpectActions<HandshakeDone>(done);
+  const SmcdLink& l = Nth<HandshakeDone>(done, 0).link;
+  EXPECT_EQ(l.local_dmb_token, 0xAAAAu);
+  EXPECT_EQ(l.peer_dmb_token, 0xCCCCu);
+  EXPECT_EQ(l.peer_dmb_size, 16384u);
+  EXPECT_EQ(s.state(), S::kActive);
+}
+
+TEST_F(ClcServerTest, ConfirmWithOtherLinkIdDeclines) {
+  uint32_t link_id = 0;
+  ClcServer s = AwaitingConfirm(&link_id);
+  wire::ClcSmcdAccept c = BuildSmcdAccept(
+      wire::ClcType::kConfirm, client_params_, 0xCCCC, 16384, link_id + 1);
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(c), kNow, out);
+  ExpectActions<TcpConsumed, CancelTimer, SendTcp, ReleaseBuffers, Fallback>(
+      out);
+  EXPECT_EQ(Nth<Fallback>(out, 4).local_reason, wire::kReasonCnfErr);
+  EXPECT_EQ(Nth<ReleaseBuffers>(out, 3).own_dmb_token, 0xAAAAu);
+}
+
+TEST_F(ClcServerTest, DeclineInsteadOfConfirmReleasesAndFallsBack) {
+  uint32_t link_id = 0;
+  ClcServer s = AwaitingConfirm(&link_id);
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(BuildDecline(wire::kReasonNoSmcd2Dev)), kNow,
+               out);
+  ExpectActions<TcpConsumed, CancelTimer, ReleaseBuffers, Fallback>(out);
+  EXPECT_EQ(Nth<Fallback>(out, 3).local_reason, wire::kReasonPeerDecl);
+  EXPECT_EQ(Nth<Fallback>(out, 3).peer_reason, wire::kReasonNoSmcd2Dev);
+}
+
+TEST_F(ClcServerTest, ConfirmTimeoutDeclinesAndReleases) {
+  uint32_t link_id = 0;
+  ClcServer s = AwaitingConfirm(&link_id);
+  Actions out;
+  s.OnTimeout(kNow + std::chrono::seconds(6), out);
+  ExpectActions<CancelTimer, SendTcp, ReleaseBuffers, Fallback>(out);
+  EXPECT_EQ(Nth<Fallback>(out, 3).local_reason, wire::kReasonTimeoutCl);
+}
+
+TEST_F(ClcServerTest, AttachFailureAfterConfirmAborts) {
+  SmcdLink link;
+  link.local_dmb_token = 0xAAAA;
+  ClcServer s(params_, &entropy_, S::kAttachingPeerDmb, link, true);
+  Actions out;
+  s.OnPeerDmbAttachFailed(PeerDmbAttachFailed{0}, out);
+  ExpectActions<ReleaseBuffers, AbortTcp, ReportError>(out);
+  EXPECT_EQ(Nth<ReportError>(out, 2).err, ECONNABORTED);
+  EXPECT_EQ(s.state(), S::kFailed);
+  EXPECT_EQ(s.Outcome(), HandshakeOutcome::kFailed);
+}
+
+TEST_F(ClcServerTest, RegisterFailureDeclines) {
+  ClcServer s(params_, &entropy_, S::kRegisteringDmb, SmcdLink{}, false);
+  Actions out;
+  s.OnDmbRegisterFailed(DmbRegisterFailed{wire::kReasonMem}, out);
+  ExpectActions<SendTcp, Fallback>(out);
+  EXPECT_EQ(Nth<Fallback>(out, 1).local_reason, wire::kReasonMem);
+}
+
+struct BadProposal {
+  const char* name;
+  std::function<void(wire::ClcProposal&, EngineParams&)> change;
+  uint32_t reason;
+};
+
+class ClcServerBadProposal : public ClcServerTest,
+                             public ::testing::WithParamInterface<BadProposal> {
+};
+
+TEST_P(ClcServerBadProposal, DeclinesWithReason) {
+  wire::ClcProposal p = BuildProposal(client_params_);
+  GetParam().change(p, params_);
+  ClcServer s = AwaitingProposal();
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(p), kNow, out);
+  ExpectActions<TcpConsumed, CancelTimer, SendTcp, Fallback>(out);
+  const wire::ClcMessage m = DecodeSent(Nth<SendTcp>(out, 2));
+  ASSERT_TRUE(std::holds_alternative<wire::ClcDecline>(m));
+  EXPECT_EQ(std::get<wire::ClcDecline>(m).peer_diagnosis, GetParam().reason);
+  EXPECT_EQ(Nth<Fallback>(out, 3).local_reason, GetParam().reason);
+  EXPECT_EQ(s.state(), S::kFallback);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Reasons, ClcServerBadProposal,
+    ::testing::Values(BadProposal{"OtherGid",
+                                  [](wire::ClcProposal& p, EngineParams&) {
+                                    p.ism_devices[0].gid ^= 1;
+                                  },
+                                  wire::kReasonNoSmcd2Dev},
+                      BadProposal{"OtherChid",
+                                  [](wire::ClcProposal& p, EngineParams&) {
+                                    p.ism_devices[0].chid = 0xFF10;
+                                  },
+                                  wire::kReasonNoSmcd2Dev},
+                      BadProposal{"NoUeid",
+                                  [](wire::ClcProposal& p, EngineParams&) {
+                                    p.eid_count = 0;
+                                  },
+                                  wire::kReasonNoUeid},
+                      BadProposal{"OtherUeid",
+                                  [](wire::ClcProposal& p, EngineParams&) {
+                                    p.eids[0] = wire::MakeClcEid("X");
+                                  },
+                                  wire::kReasonNoUeid},
+                      BadProposal{"NoSmcdV2",
+                                  [](wire::ClcProposal& p, EngineParams&) {
+                                    p.typev2 = wire::SmcType::kR;
+                                  },
+                                  wire::kReasonNoV2DExt},
+                      BadProposal{"NoV2Extension",
+                                  [](wire::ClcProposal& p, EngineParams&) {
+                                    p.typev2 = wire::SmcType::kNone;
+                                    p.typev1 = wire::SmcType::kD;
+                                  },
+                                  wire::kReasonNoV2Ext},
+                      BadProposal{"VersionOne",
+                                  [](wire::ClcProposal& p, EngineParams&) {
+                                    p.version = 1;
+                                    p.typev1 = wire::SmcType::kD;
+                                    p.typev2 = wire::SmcType::kNone;
+                                  },
+                                  wire::kReasonVersMismat},
+                      BadProposal{"ServerHasNoSmcd",
+                                  [](wire::ClcProposal&, EngineParams& params) {
+                                    params.smcd_enabled = false;
+                                  },
+                                  wire::kReasonNoSmcdDev}),
+    [](const ::testing::TestParamInfo<BadProposal>& i) {
+      return std::string(i.param.name);
+    });
+
+TEST_F(ClcServerTest, PeerDeclineInsteadOfProposal) {
+  ClcServer s = AwaitingProposal();
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(BuildDecline(wire::kReasonNoSmcdDev)), kNow, out);
+  ExpectActions<TcpConsumed, CancelTimer, Fallback>(out);
+  EXPECT_EQ(Nth<Fallback>(out, 2).peer_reason, wire::kReasonNoSmcdDev);
+}
+
+TEST_F(ClcServerTest, AcceptInsteadOfProposalIsAProtocolError) {
+  ClcServer s = AwaitingProposal();
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(BuildSmcdAccept(wire::ClcType::kAccept,
+                                              client_params_, 1, 16384, 1)),
+               kNow, out);
+  EXPECT_EQ(FindAction<Fallback>(out)->local_reason, wire::kReasonCnfErr);
+}
+
+TEST_F(ClcServerTest, InvalidEventInEveryState) {
+  const S states[] = {S::kInit,
+                      S::kAwaitProposal,
+                      S::kRegisteringDmb,
+                      S::kAwaitConfirm,
+                      S::kAttachingPeerDmb,
+                      S::kActive,
+                      S::kFallback,
+                      S::kFailed};
+  for (S st : states) {
+    ClcServer s(params_, &entropy_, st, SmcdLink{}, false);
+    Actions out;
+    if (st == S::kInit) {
+      s.OnPeerDmbAttached(out);
+    } else {
+      s.OnStart(kNow, out);
+    }
+    ASSERT_GE(out.size(), 1u) << st;
+    EXPECT_EQ(Nth<ReportError>(out, 0).err, EINVAL);
+    EXPECT_NE(Nth<ReportError>(out, 0).what.find(std::string(ToString(st))),
+              std::string::npos);
+    switch (st) {
+      case S::kActive:
+      case S::kFallback:
+      case S::kFailed:
+        EXPECT_EQ(out.size(), 1u);
+        EXPECT_EQ(s.state(), st);
+        break;
+      case S::kAttachingPeerDmb:
+        EXPECT_EQ(s.state(), S::kFailed);  // too late to decline
+        break;
+      default:
+        EXPECT_EQ(FindAction<Fallback>(out)->local_reason, wire::kReasonIntErr);
+        EXPECT_EQ(s.state(), S::kFallback);
+    }
+    Actions again;
+    s.OnStart(kNow, again);
+    ExpectActions<ReportError>(again);
+  }
+}
+
+}  // namespace
+}  // namespace usmc::engine
