@@ -201,6 +201,8 @@ int main(int argc, char** argv) {
       o.reps = std::atoi(v);
     else if (k == "--think-us")
       o.think_us = static_cast<uint32_t>(std::atoi(v));
+    else if (k == "--adaptive")
+      o.adaptive = std::atoi(v) != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
