@@ -246,6 +246,25 @@ TEST(LlcKnownAnswer, DeleteLinkV1AllOrderlyWithReason) {
   ExpectEncodes(e, bytes);
 }
 
+TEST(LlcKnownAnswer, DeleteLinkV2ResponseOneLink) {
+  std::string hex = "24 2c00 80 | 02 | 00100000";
+  hex += std::string(35 * 2, '0');
+  auto bytes = HexBytes(hex);
+  auto m = DecodeAs<LlcDeleteLink>(bytes);
+  EXPECT_TRUE(m.hdr.v2);
+  EXPECT_TRUE(m.hdr.response);
+  EXPECT_FALSE(m.all);
+  EXPECT_FALSE(m.orderly);
+  EXPECT_EQ(m.link_num, 2);
+  EXPECT_EQ(LlcDeleteLinkReasonName(m.reason), "NOLNK");
+  LlcDeleteLink e;
+  e.hdr.v2 = true;
+  e.hdr.response = true;
+  e.link_num = 2;
+  e.reason = static_cast<uint32_t>(LlcDeleteLinkReason::kNoLnk);
+  ExpectEncodes(e, bytes);
+}
+
 TEST(LlcKnownAnswer, DeleteLinkReasonNames) {
   EXPECT_EQ(LlcDeleteLinkReasonName(0x00010000), "LOST_PATH");
   EXPECT_EQ(LlcDeleteLinkReasonName(0x00020000), "OP_INIT_TERM");
@@ -363,6 +382,22 @@ TEST(LlcKnownAnswer, TestLinkV2) {
   LlcTestLink e;
   e.hdr.v2 = true;
   for (size_t i = 0; i < 16; ++i) e.user_data[i] = static_cast<uint8_t>(i);
+  ExpectEncodes(e, bytes);
+}
+
+TEST(LlcKnownAnswer, TestLinkV1Response) {
+  std::string hex = "07 2c 00 80 | ffeeddccbbaa99887766554433221100";
+  hex += std::string(24 * 2, '0');
+  auto bytes = HexBytes(hex);
+  auto m = DecodeAs<LlcTestLink>(bytes);
+  EXPECT_FALSE(m.hdr.v2);
+  EXPECT_TRUE(m.hdr.response);
+  for (size_t i = 0; i < 16; ++i) EXPECT_EQ(m.user_data[i], 0xff - 0x11 * i);
+  LlcTestLink e;
+  e.hdr.response = true;
+  for (size_t i = 0; i < 16; ++i) {
+    e.user_data[i] = static_cast<uint8_t>(0xff - 0x11 * i);
+  }
   ExpectEncodes(e, bytes);
 }
 
