@@ -1,0 +1,580 @@
+#include "runtime/smc_socket.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <variant>
+
+#include "dev/shm_identity.h"
+#include "wire/clc.h"
+#include "wire/reason.h"
+
+namespace usmc::runtime {
+namespace {
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+uint64_t SeedFromKernel() {
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) != sizeof seed) {
+    seed = static_cast<uint64_t>(
+        std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+  return seed;
+}
+
+engine::EngineParams MakeParams(const Options& opts) {
+  engine::EngineParams p;
+  p.role = opts.role;
+  p.smcd_enabled = opts.smcd_enabled;
+  Result<dev::ShmGid> gid = dev::LocalShmGid();
+  if (gid.ok()) {
+    p.device = {.gid = gid->gid, .gid_ext = gid->gid_ext, .chid = dev::kShmChid};
+  } else {
+    p.smcd_enabled = false;  // no device: the engine declines NOSMCDDEV
+  }
+  p.eid = wire::MakeClcEid(opts.eid);
+  char host[65] = {};
+  if (gethostname(host, sizeof host - 1) == 0) {
+    p.hostname = wire::MakeClcHostname(host);
+  }
+  p.dmb_size = opts.dmb_size;
+  p.clc_timeout = opts.clc_timeout;
+  return p;
+}
+
+int MsLeft(engine::TimePoint now, engine::TimePoint deadline) {
+  if (deadline <= now) return 0;
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+  return static_cast<int>(std::min<int64_t>(ms.count(), 1 << 30));
+}
+
+}  // namespace
+
+SmcSocket::SmcSocket(int fd, const Options& opts)
+    : fd_(fd),
+      opts_(opts),
+      entropy_(SeedFromKernel()),
+      conn_(MakeParams(opts), &entropy_) {}
+
+SmcSocket::~SmcSocket() {
+  if (!tcp_closed_) Close();
+}
+
+Result<std::unique_ptr<SmcSocket>> SmcSocket::Upgrade(int fd,
+                                                      const Options& opts) {
+  std::unique_ptr<SmcSocket> s(new SmcSocket(fd, opts));
+  std::lock_guard lock(s->mu_);
+  USMC_RETURN_IF_ERROR(s->RunHandshake());
+  return s;
+}
+
+engine::TimePoint SmcSocket::Now() {
+  return std::chrono::duration_cast<engine::TimePoint>(
+      Clock::now().time_since_epoch());
+}
+
+engine::Mode SmcSocket::mode() const {
+  std::lock_guard lock(mu_);
+  return conn_.mode();
+}
+
+void SmcSocket::Feed(const engine::Event& e) {
+  std::vector<engine::Event> answers;
+  Execute(conn_.OnEvent(e, Now()), answers);
+  for (const engine::Event& a : answers) Feed(a);
+}
+
+void SmcSocket::Execute(const engine::Actions& actions,
+                        std::vector<engine::Event>& answers) {
+  for (const engine::Action& action : actions) {
+    std::visit(
+        Overloaded{
+            [&](const engine::SendTcp& a) { SendAllTcp(a.bytes); },
+            [&](const engine::TcpConsumed& a) {
+              // The bytes are in the socket: they were peeked.
+              std::byte sink[256];
+              size_t left = a.len;
+              while (left > 0) {
+                ssize_t n = ::recv(fd_, sink, std::min(left, sizeof sink),
+                                   MSG_DONTWAIT);
+                if (n <= 0 && errno == EINTR) continue;
+                if (n <= 0) break;
+                left -= static_cast<size_t>(n);
+              }
+              consumed_ += a.len;
+            },
+            [&](const engine::RegisterDmb& a) {
+              Result<dev::LocalDmb> dmb = dev::LocalDmb::Register(a.size);
+              if (!dmb.ok()) {
+                answers.push_back(engine::DmbRegisterFailed{
+                    dmb.status().code() == StatusCode::kResourceExhausted
+                        ? wire::kReasonMem
+                        : wire::kReasonErrRegBuf});
+                return;
+              }
+              local_ = std::move(*dmb);
+              if (opts_.role == engine::Role::kServer) {
+                // Listen before Accept goes out: the client connects as
+                // soon as it has read it.
+                Result<dev::HandoverListener> l =
+                    dev::HandoverListener::Listen(local_);
+                if (!l.ok()) {
+                  local_.Unregister();
+                  answers.push_back(
+                      engine::DmbRegisterFailed{wire::kReasonErrRegBuf});
+                  return;
+                }
+                listener_.emplace(std::move(*l));
+              }
+              answers.push_back(engine::DmbRegistered{
+                  local_.token(), static_cast<uint32_t>(local_.size())});
+            },
+            [&](const engine::AttachPeerDmb& a) {
+              dev::HandoverParams p{.tcp_fd = fd_,
+                                    .peer_token = a.token,
+                                    .peer_dmb_size = a.size,
+                                    .timeout = opts_.handover_timeout};
+              Result<dev::PeerDmb> peer =
+                  listener_ ? listener_->Accept(local_, p)
+                            : dev::ConnectHandover(local_, p);
+              listener_.reset();
+              if (!peer.ok()) {
+                answers.push_back(
+                    engine::PeerDmbAttachFailed{wire::kReasonErrRtok});
+                return;
+              }
+              peer_ = std::move(*peer);
+              answers.push_back(engine::PeerDmbAttached{});
+            },
+            [&](const engine::PublishCdc& a) {
+              if (peer_.attached()) StoreCdcArea(peer_.bytes().data(), a.area);
+            },
+            [&](const engine::SignalPeer&) {
+              if (peer_.attached()) peer_.doorbell().Ring();
+            },
+            [&](const engine::CaptureUrgentByte& a) {
+              std::byte b{0};
+              (void)local_.Read(a.dmb_offset, {&b, 1});
+              answers.push_back(engine::UrgentByteCaptured{b});
+            },
+            [&](const engine::NotifyApp&) {},
+            // last_area_ stays all-zero, the DMB's content at registration:
+            // the peer may already have published data by now.
+            [&](const engine::HandshakeDone&) {},
+            [&](const engine::Fallback&) { listener_.reset(); },
+            [&](const engine::ArmTimer& a) { deadline_ = a.deadline; },
+            [&](const engine::CancelTimer&) { deadline_.reset(); },
+            [&](const engine::ReportError& a) {
+              if (a.err != 0 && error_ == 0) error_ = a.err;
+            },
+            [&](const engine::AbortTcp&) {
+              struct linger l = {1, 0};
+              ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+              ::shutdown(fd_, SHUT_RDWR);
+              fatal_ = true;
+            },
+            [&](const engine::ReleaseBuffers& a) {
+              if (a.own_registered) local_.Unregister();
+              if (a.peer_attached) peer_.Detach();
+              listener_.reset();
+            },
+            [&](const engine::CloseTcp&) {
+              if (!tcp_closed_) ::close(fd_);
+              tcp_closed_ = true;
+            },
+        },
+        action);
+  }
+}
+
+bool SmcSocket::SendAllTcp(const std::vector<std::byte>& bytes) {
+  size_t off = 0;
+  const engine::TimePoint deadline = Now() + opts_.handover_timeout;
+  while (off < bytes.size()) {
+    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) return false;
+    struct pollfd p = {fd_, POLLOUT, 0};
+    if (::poll(&p, 1, MsLeft(Now(), deadline)) == 0) return false;
+  }
+  return true;
+}
+
+Status SmcSocket::RunHandshake() {
+  int lowat = 1;
+  socklen_t optlen = sizeof lowat;
+  ::getsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, &optlen);
+  Feed(engine::Start{});
+  while (conn_.mode() == engine::Mode::kHandshake && !fatal_ && !tcp_closed_) {
+    const engine::TimePoint now = Now();
+    if (deadline_ && now >= *deadline_) {
+      deadline_.reset();
+      Feed(engine::Timeout{});
+      continue;
+    }
+    PumpTcp(deadline_.value_or(now + opts_.clc_timeout));
+  }
+  // PumpTcp may have raised the low-water mark to wait for a whole message.
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+  if (fatal_ || (tcp_closed_ && conn_.mode() != engine::Mode::kTcp)) {
+    return Status(StatusCode::kDataLoss,
+                  "SMC handshake failed after the peer committed to SMC",
+                  error_ ? error_ : ECONNABORTED);
+  }
+  return OkStatus();
+}
+
+void SmcSocket::PumpTcp(engine::TimePoint deadline) {
+  struct pollfd p = {fd_, POLLIN, 0};
+  int r = ::poll(&p, 1, MsLeft(Now(), deadline));
+  if (r <= 0) return;  // timeout (the caller feeds it) or EINTR: retry
+  std::array<std::byte, wire::kClcMaxMessageLen> buf;
+  ssize_t n = ::recv(fd_, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    Feed(engine::TcpEof{});
+    return;
+  }
+  consumed_ = 0;
+  Feed(engine::TcpBytes{{buf.data(), static_cast<size_t>(n)}});
+  if (conn_.mode() == engine::Mode::kHandshake && consumed_ == 0 &&
+      static_cast<size_t>(n) < buf.size()) {
+    // Half a CLC message: sleep until more than we have arrived, instead of
+    // spinning on a socket that stays readable.
+    int want = static_cast<int>(n) + 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want);
+  }
+}
+
+// ---- SMC-D data path ------------------------------------------------------
+
+void SmcSocket::Refresh() {
+  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) return;
+  CdcArea area = LoadCdcArea(local_.bytes().data());
+  if (area == last_area_) return;
+  last_area_ = area;
+  Feed(engine::PeerCdcChanged{area});
+}
+
+bool SmcSocket::Nonblocking(int flags) const {
+  if (flags & MSG_DONTWAIT) return true;
+  int fl = ::fcntl(fd_, F_GETFL);
+  return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+bool SmcSocket::WaitForPeer(int timeout_ms) {
+  if (!local_.registered() || peer_gone_) {
+    errno = EAGAIN;
+    return false;
+  }
+  const CdcArea seen = last_area_;
+  const std::byte* area = local_.bytes().data();
+  dev::Doorbell& bell = local_.doorbell();
+  auto timeout = timeout_ms < 0 ? std::chrono::nanoseconds::max() / 2
+                                : std::chrono::nanoseconds(
+                                      std::chrono::milliseconds(timeout_ms));
+  mu_.unlock();
+  dev::WaitResult r = bell.Wait([&] { return LoadCdcArea(area) != seen; },
+                                timeout,
+                                {.extra_fd = fd_, .return_on_signal = true});
+  mu_.lock();
+  switch (r) {
+    case dev::WaitResult::kReady:
+      return true;
+    case dev::WaitResult::kTimedOut:
+      errno = EAGAIN;
+      return false;
+    case dev::WaitResult::kInterrupted:
+      errno = EINTR;
+      return false;
+    case dev::WaitResult::kPeerGone:
+    case dev::WaitResult::kExtraFdReady:
+      // The TCP socket stays silent while SMC-D runs: readable means the
+      // peer's process closed it (exit, kill) or broke the protocol.
+      OnPeerGone();
+      return true;
+  }
+  return true;
+}
+
+void SmcSocket::OnPeerGone() {
+  if (peer_gone_) return;
+  peer_gone_ = true;
+  Refresh();  // it may have published its close just before exiting
+  Feed(engine::DeviceFailed{});
+}
+
+ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
+  std::lock_guard lock(mu_);
+  if (conn_.mode() != engine::Mode::kSmcd) {
+    if (tcp_closed_) {
+      errno = EBADF;
+      return -1;
+    }
+    if (fatal_) {
+      errno = error_ ? error_ : ECONNABORTED;
+      return -1;
+    }
+    return ::send(fd_, buf, len, flags);
+  }
+  return SendSmc(static_cast<const std::byte*>(buf), len, flags);
+}
+
+ssize_t SmcSocket::SendSmc(const std::byte* buf, size_t len, int flags) {
+  size_t done = 0;
+  for (;;) {
+    Refresh();
+    if (int err = conn_.SendError(); err != 0) {
+      if (done > 0) return static_cast<ssize_t>(done);
+      if (err == EPIPE && !(flags & MSG_NOSIGNAL)) ::raise(SIGPIPE);
+      errno = err;
+      return -1;
+    }
+    if (done == len && len > 0) return static_cast<ssize_t>(done);
+    if (len == 0) return 0;
+    if (conn_.SendSpace() > 0) {
+      engine::CopyPlan plan = conn_.PlanSend(len - done);
+      std::span<std::byte> dmb = peer_.bytes();
+      size_t copied = 0;
+      for (uint8_t i = 0; i < plan.count; ++i) {
+        const engine::RingChunk& c = plan.chunks[i];
+        if (uint64_t{c.offset} + c.len > dmb.size()) {
+          errno = EIO;  // an engine bug, never a peer's doing
+          return -1;
+        }
+        std::memcpy(dmb.data() + c.offset, buf + done + copied, c.len);
+        copied += c.len;
+      }
+      done += plan.total;
+      Feed(engine::AppSent{.len = plan.total,
+                           .wanted_more = done < len,
+                           .urgent = (flags & MSG_OOB) && done == len});
+      continue;
+    }
+    if (Nonblocking(flags)) {
+      if (done > 0) return static_cast<ssize_t>(done);
+      errno = EAGAIN;
+      return -1;
+    }
+    if (!WaitForPeer(-1)) return done > 0 ? static_cast<ssize_t>(done) : -1;
+  }
+}
+
+ssize_t SmcSocket::Recv(void* buf, size_t len, int flags) {
+  std::lock_guard lock(mu_);
+  if (conn_.mode() != engine::Mode::kSmcd) {
+    if (tcp_closed_) {
+      errno = EBADF;
+      return -1;
+    }
+    if (fatal_) {
+      errno = error_ ? error_ : ECONNABORTED;
+      return -1;
+    }
+    return ::recv(fd_, buf, len, flags);
+  }
+  return RecvSmc(static_cast<std::byte*>(buf), len, flags);
+}
+
+ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
+  const bool peek = flags & MSG_PEEK;
+  const bool waitall = (flags & MSG_WAITALL) && !peek;
+  if (flags & MSG_OOB) {
+    Refresh();
+    std::byte b{0};
+    int err = conn_.ReadUrgent(peek, &b);
+    if (err != 0) {
+      errno = err;
+      return -1;
+    }
+    if (len == 0) return 0;
+    buf[0] = b;
+    return 1;
+  }
+  size_t done = 0;
+  for (;;) {
+    Refresh();
+    engine::RecvStatus st = conn_.RecvState();
+    if (st.readable > 0 && done < len) {
+      engine::CopyPlan plan = conn_.PlanRecv(len - done);
+      std::span<std::byte> dmb = local_.bytes();
+      size_t copied = 0;
+      for (uint8_t i = 0; i < plan.count; ++i) {
+        const engine::RingChunk& c = plan.chunks[i];
+        if (uint64_t{c.offset} + c.len > dmb.size()) {
+          errno = EIO;
+          return -1;
+        }
+        std::memcpy(buf + done + copied, dmb.data() + c.offset, c.len);
+        copied += c.len;
+      }
+      done += plan.total;
+      if (!peek) Feed(engine::AppConsumed{plan.total});
+      if (!waitall || done == len) return static_cast<ssize_t>(done);
+      continue;
+    }
+    if (len == 0) return 0;
+    if (done > 0 && (st.eof || st.error)) return static_cast<ssize_t>(done);
+    if (st.error) {
+      errno = st.error;
+      return -1;
+    }
+    if (st.eof) return 0;
+    if (conn_.AtUrgentMark() && done > 0) return static_cast<ssize_t>(done);
+    if (Nonblocking(flags)) {
+      if (done > 0) return static_cast<ssize_t>(done);
+      errno = EAGAIN;
+      return -1;
+    }
+    if (!WaitForPeer(-1)) return done > 0 ? static_cast<ssize_t>(done) : -1;
+  }
+}
+
+short SmcSocket::Poll(short events) {
+  std::lock_guard lock(mu_);
+  if (conn_.mode() != engine::Mode::kSmcd) {
+    if (tcp_closed_) return POLLNVAL;
+    struct pollfd p = {fd_, events, 0};
+    return ::poll(&p, 1, 0) > 0 ? p.revents : 0;
+  }
+  Refresh();
+  short r = 0;
+  engine::RecvStatus st = conn_.RecvState();
+  if (st.readable > 0 || st.eof || st.error) r |= POLLIN | POLLRDNORM;
+  const int send_err = conn_.SendError();
+  if (conn_.SendSpace() > 0 || send_err) r |= POLLOUT | POLLWRNORM;
+  std::byte urgent{0};
+  if (conn_.ReadUrgent(/*peek=*/true, &urgent) == 0) r |= POLLPRI;
+  if (st.eof) r |= POLLRDHUP;
+  if (st.eof && send_err) r |= POLLHUP;
+  if (st.error) r |= POLLERR;
+  return static_cast<short>(r & (events | POLLHUP | POLLERR));
+}
+
+short SmcSocket::Wait(short events, int timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    short r = Poll(events);
+    if (r != 0) return r;
+    if (mode() != engine::Mode::kSmcd) {
+      struct pollfd p = {fd_, events, 0};
+      return ::poll(&p, 1, timeout_ms) > 0 ? p.revents : 0;
+    }
+    int left = -1;
+    if (timeout_ms >= 0) {
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline -
+                                                             Clock::now());
+      if (ms.count() <= 0) return 0;
+      left = static_cast<int>(ms.count());
+    }
+    std::lock_guard lock(mu_);
+    if (!WaitForPeer(left) && errno != EAGAIN) return 0;
+  }
+}
+
+int SmcSocket::Readable() {
+  std::lock_guard lock(mu_);
+  if (conn_.mode() != engine::Mode::kSmcd) {
+    int n = 0;
+    return ::ioctl(fd_, FIONREAD, &n) == 0 ? n : -1;
+  }
+  Refresh();
+  return static_cast<int>(conn_.RecvState().readable);
+}
+
+bool SmcSocket::AtMark() {
+  std::lock_guard lock(mu_);
+  if (conn_.mode() != engine::Mode::kSmcd) {
+    int at = 0;
+    return ::ioctl(fd_, SIOCATMARK, &at) == 0 && at;
+  }
+  Refresh();
+  return conn_.AtUrgentMark();
+}
+
+int SmcSocket::Shutdown(int how) {
+  std::lock_guard lock(mu_);
+  if (conn_.mode() != engine::Mode::kSmcd) return ::shutdown(fd_, how);
+  if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) {
+    errno = EINVAL;
+    return -1;
+  }
+  Refresh();
+  Feed(engine::AppShutdown{.read = how != SHUT_WR, .write = how != SHUT_RD});
+  return 0;
+}
+
+int SmcSocket::Close() {
+  std::lock_guard lock(mu_);
+  if (tcp_closed_) {
+    errno = EBADF;
+    return -1;
+  }
+  if (conn_.mode() == engine::Mode::kSmcd) {
+    Refresh();
+    Feed(engine::AppClose{});
+  }
+  // Our close flags are published; nothing of ours is left for the peer to
+  // read, so the buffers and the idle TCP socket can go now even if the
+  // engine still waits for the peer's side of the close.
+  listener_.reset();
+  peer_.Detach();
+  local_.Unregister();
+  if (!tcp_closed_) ::close(fd_);
+  tcp_closed_ = true;
+  return 0;
+}
+
+void SmcSocket::Abort() {
+  std::lock_guard lock(mu_);
+  if (tcp_closed_) return;
+  if (conn_.mode() == engine::Mode::kSmcd) {
+    Refresh();
+    Feed(engine::AppAbort{});
+  }
+  listener_.reset();
+  peer_.Detach();
+  local_.Unregister();
+  if (!tcp_closed_) {
+    struct linger l = {1, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::close(fd_);
+  }
+  tcp_closed_ = true;
+}
+
+SocketStatus SmcSocket::status() const {
+  std::lock_guard lock(mu_);
+  SocketStatus s;
+  s.engine = conn_.Stats();
+  if (local_.registered()) {
+    s.local_dmb_token = local_.token();
+    s.doorbell = const_cast<dev::LocalDmb&>(local_).doorbell().stats();
+  }
+  if (peer_.attached()) {
+    s.peer_dmb_token = peer_.token();
+    s.peer_doorbell = const_cast<dev::PeerDmb&>(peer_).doorbell().stats();
+  }
+  return s;
+}
+
+}  // namespace usmc::runtime

@@ -1,0 +1,24 @@
+// runtime/smc_socket_test_util.h: two processes on one TCP connection, for
+// runtime tests. The parent is the server, a forked child the client.
+#ifndef USMC_RUNTIME_SMC_SOCKET_TEST_UTIL_H_
+#define USMC_RUNTIME_SMC_SOCKET_TEST_UTIL_H_
+
+#include <sys/types.h>
+
+#include <functional>
+
+namespace usmc::runtime::testing {
+
+// A listening TCP socket on 127.0.0.1 with an ephemeral port.
+int ListenLoopback(int* port);
+// Connects to 127.0.0.1:port (blocking).
+int ConnectLoopback(int port);
+// Forks; the child connects and runs `client(fd)`, exiting with its return
+// value. The parent accepts and returns the accepted fd; *child gets the pid.
+int ForkClient(const std::function<int(int fd)>& client, pid_t* child);
+// Waits for the child and returns its exit code (128+signal if killed).
+int WaitChild(pid_t child);
+
+}  // namespace usmc::runtime::testing
+
+#endif  // USMC_RUNTIME_SMC_SOCKET_TEST_UTIL_H_
