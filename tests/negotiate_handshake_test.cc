@@ -46,6 +46,11 @@ struct MatrixCase {
   bool server_in;
 };
 
+void PrintTo(const MatrixCase& c, std::ostream* os) {
+  *os << ToString(c.family) << " client=" << c.client_in
+      << " server=" << c.server_in;
+}
+
 class HandshakeMatrix : public Handshake,
                         public ::testing::WithParamInterface<MatrixCase> {};
 
@@ -201,6 +206,10 @@ TEST_F(Handshake, SynCookiesMeanTcpOnBothEnds) {
 // TCP Fast Open: data in the SYN goes out before any CLC, so a TFO socket
 // never negotiates SMC, whichever way TFO is switched on.
 enum class TfoStyle { kConnectOption, kSendtoFlag };
+void PrintTo(TfoStyle s, std::ostream* os) {
+  *os << (s == TfoStyle::kConnectOption ? "TCP_FASTOPEN_CONNECT"
+                                        : "MSG_FASTOPEN");
+}
 
 struct TfoRun {
   PairResult pair;

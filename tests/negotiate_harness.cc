@@ -154,6 +154,10 @@ const char* ToString(Family f) {
   return "?";
 }
 
+std::ostream& operator<<(std::ostream& os, Family f) {
+  return os << ToString(f);
+}
+
 namespace {
 
 int DomainOf(Family f) { return f == Family::kV4 ? AF_INET : AF_INET6; }

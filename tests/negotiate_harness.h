@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -72,6 +73,7 @@ class NegotiateCgroup {
 
 enum class Family { kV4, kV6, kV4Mapped };
 const char* ToString(Family f);
+std::ostream& operator<<(std::ostream& os, Family f);
 
 struct Listener {
   int fd = -1;
