@@ -65,18 +65,30 @@ Doorbell::Doorbell(UniqueFd fd, uint32_t* armed)
       cur_spin_us_(spin_us_) {}
 
 uint32_t Doorbell::SpinForThisWait() {
+  probing_ = false;
   if (!adaptive_ || cur_spin_us_ > 0) return cur_spin_us_;
   // Backed off completely: probe with the full budget now and then.
-  if (++probe_ % kProbeEvery == 0) return spin_us_;
-  return 0;
+  if (++probe_count_ < probe_interval_) return 0;
+  probe_count_ = 0;
+  probing_ = true;
+  return spin_us_;
 }
 
-void Doorbell::Learn(bool spin_hit, Clock::time_point start, uint32_t spun_us) {
+void Doorbell::Learn(bool spin_hit, uint32_t spun_us) {
   if (!adaptive_ || spin_us_ == 0) return;
-  if (spin_hit || Clock::now() - start <= std::chrono::microseconds(spin_us_)) {
-    cur_spin_us_ = spin_us_;  // spinning pays (or would have paid) off
+  if (spin_hit) {
+    // Spinning pays off: keep the full budget, probe eagerly again later.
+    cur_spin_us_ = spin_us_;
+    probe_interval_ = kProbeEvery;
+  } else if (probing_) {
+    // Still no use: stay at zero and probe half as often (bounded), so a
+    // long-busy machine pays almost nothing for the probes.
+    probe_interval_ = std::min(probe_interval_ * 2, kMaxProbeEvery);
   } else if (spun_us > 0) {
-    cur_spin_us_ = spun_us / 2;  // spun in vain: back off
+    // Spun in vain. A sleep that ended soon after does not prove a longer
+    // spin would have helped: on a busy CPU our spinning is what delays the
+    // peer. Only a spin that actually sees the data restores the budget.
+    cur_spin_us_ = spun_us / 2;
   }
 }
 
@@ -84,6 +96,7 @@ DoorbellStats Doorbell::stats() const {
   DoorbellStats s;
   s.waits = c_->waits.load(std::memory_order_relaxed);
   s.ready_at_once = c_->ready_at_once.load(std::memory_order_relaxed);
+  s.spins = c_->spins.load(std::memory_order_relaxed);
   s.spin_hits = c_->spin_hits.load(std::memory_order_relaxed);
   s.sleeps = c_->sleeps.load(std::memory_order_relaxed);
   s.wakeups_received = c_->wakeups_received.load(std::memory_order_relaxed);

@@ -52,6 +52,7 @@ struct DoorbellStats {
   // Waiter side.
   uint64_t waits = 0;
   uint64_t ready_at_once = 0;  // predicate true on entry
+  uint64_t spins = 0;          // waits that spun before arming
   uint64_t spin_hits = 0;      // became true while spinning
   uint64_t sleeps = 0;         // poll(2) calls after arming
   uint64_t wakeups_received = 0;
@@ -86,23 +87,28 @@ class Doorbell {
   // acquire loads.
   //
   // Spin policy (adaptive by default): spin up to the current spin, which
-  // starts at the budget. A spin that sees the data, or a sleep that ended
-  // within the budget (so a spin would have), restores the full budget; a
-  // wasted spin halves it. Once at zero, every kProbeEvery-th wait spins the
-  // full budget again to notice a peer that became fast. When both sides
-  // share one busy CPU, spinning only delays the peer; this backs off.
+  // starts at the budget. A spin that sees the data restores the full
+  // budget; a wasted spin halves it. Once at zero, a wait now and then
+  // (every kProbeEvery-th, doubling up to kMaxProbeEvery while probes keep
+  // failing) spins the full budget to notice a peer that became fast. When
+  // the two sides compete for one busy CPU, spinning only delays the peer;
+  // this backs off instead.
   template <typename Pred>
   WaitResult Wait(Pred&& ready, std::chrono::nanoseconds timeout,
                   const WaitOptions& opts = {});
 
   // The pollable fd (readable when rung, HUP when the peer is gone).
   int fd() const { return fd_.get(); }
-  void set_spin_us(uint32_t us) { spin_us_ = cur_spin_us_ = us; }
+  void set_spin_us(uint32_t us) {
+    spin_us_ = cur_spin_us_ = us;
+    probe_interval_ = kProbeEvery;
+  }
   uint32_t spin_us() const { return spin_us_; }
   // false: always spin the full budget (for measurements).
   void set_adaptive(bool on) { adaptive_ = on; }
   uint32_t current_spin_us() const { return cur_spin_us_; }
   static constexpr uint32_t kProbeEvery = 16;
+  static constexpr uint32_t kMaxProbeEvery = 1024;
   DoorbellStats stats() const;
 
   // Drains pending wakeups without waiting; returns false if the peer is
@@ -119,7 +125,7 @@ class Doorbell {
   WaitResult SleepUntil(PredRef ready, Clock::time_point deadline,
                         const WaitOptions& opts);
   uint32_t SpinForThisWait();
-  void Learn(bool spin_hit, Clock::time_point start, uint32_t spun_us);
+  void Learn(bool spin_hit, uint32_t spun_us);
   static void Bump(std::atomic<uint64_t>& c) {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
@@ -128,13 +134,15 @@ class Doorbell {
   uint32_t* armed_;
   uint32_t spin_us_;      // the budget (USMC_SPIN_US)
   uint32_t cur_spin_us_;  // what the adaptive policy spins now
-  uint32_t probe_ = 0;
+  uint32_t probe_count_ = 0;
+  uint32_t probe_interval_ = kProbeEvery;
+  bool probing_ = false;
   bool adaptive_ = true;
   // Counters readable from other threads (stats); updated by the waiter
   // only, so a relaxed load+store is enough and costs no locked RMW.
   struct Counters {
-    std::atomic<uint64_t> waits{0}, ready_at_once{0}, spin_hits{0}, sleeps{0},
-        wakeups_received{0}, timeouts{0};
+    std::atomic<uint64_t> waits{0}, ready_at_once{0}, spins{0}, spin_hits{0},
+        sleeps{0}, wakeups_received{0}, timeouts{0};
   };
   std::unique_ptr<Counters> c_ = std::make_unique<Counters>();
 };
@@ -185,6 +193,7 @@ WaitResult Doorbell::Wait(Pred&& ready, std::chrono::nanoseconds timeout,
   const Clock::time_point deadline = start + timeout;
   const uint32_t spin = SpinForThisWait();
   if (spin > 0) {
+    Bump(c_->spins);
     const Clock::time_point spin_end =
         std::min(deadline, start + std::chrono::microseconds(spin));
     // Reading the clock costs ~20 ns; check it every few pauses only.
@@ -193,7 +202,7 @@ WaitResult Doorbell::Wait(Pred&& ready, std::chrono::nanoseconds timeout,
         CpuRelax();
         if (ready()) {
           Bump(c_->spin_hits);
-          Learn(true, start, spin);
+          Learn(true, spin);
           return WaitResult::kReady;
         }
       }
@@ -205,7 +214,7 @@ WaitResult Doorbell::Wait(Pred&& ready, std::chrono::nanoseconds timeout,
                 return static_cast<bool>((*static_cast<P*>(o))());
               }};
   WaitResult r = SleepUntil(ref, deadline, opts);
-  if (r == WaitResult::kReady) Learn(false, start, spin);
+  if (r == WaitResult::kReady) Learn(false, spin);
   return r;
 }
 

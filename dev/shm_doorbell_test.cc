@@ -152,6 +152,19 @@ TEST(ShmDoorbellTest, AdaptiveSpinBacksOffAndProbesBack) {
     ASSERT_EQ(slow_wait(), WaitResult::kReady);
   }
   ASSERT_EQ(bell.current_spin_us(), 0u);
+  // Backed off, probes failing: the probe interval doubles each time.
+  uint64_t spins0 = bell.stats().spins;
+  for (uint32_t i = 0; i < Doorbell::kProbeEvery; ++i) {
+    ASSERT_EQ(slow_wait(), WaitResult::kReady);
+  }
+  EXPECT_EQ(bell.stats().spins, spins0 + 1);
+  EXPECT_EQ(bell.current_spin_us(), 0u);
+  for (uint32_t i = 0; i < 2 * Doorbell::kProbeEvery - 1; ++i) {
+    ASSERT_EQ(slow_wait(), WaitResult::kReady);
+  }
+  EXPECT_EQ(bell.stats().spins, spins0 + 1);  // not yet
+  ASSERT_EQ(slow_wait(), WaitResult::kReady);
+  EXPECT_EQ(bell.stats().spins, spins0 + 2);
   // Backed off: no spinning, except a full-budget probe every kProbeEvery
   // waits, which finds this (fast) peer and restores the budget.
   int waits = 0;
@@ -162,7 +175,7 @@ TEST(ShmDoorbellTest, AdaptiveSpinBacksOffAndProbesBack) {
     ++waits;
   }
   EXPECT_EQ(bell.current_spin_us(), 100u);
-  EXPECT_LE(waits, static_cast<int>(Doorbell::kProbeEvery));
+  EXPECT_LE(waits, static_cast<int>(4 * Doorbell::kProbeEvery));
 }
 
 TEST(ShmDoorbellTest, FixedSpinDoesNotAdapt) {
