@@ -200,24 +200,30 @@ TEST(SimFallback, LostConfirmTimesOutAndReleasesTheDmb) {
   EXPECT_EQ(sim.device().dmb_count(), 0u);
 }
 
-TEST(SimFallback, GarbageInsteadOfProposal) {
+// A peer that is not speaking CLC: nothing is consumed and no Decline is
+// written into its stream; the app gets every byte.
+TEST(SimFallback, NonClcBytesInsteadOfProposalStayForTheApp) {
   SimPair sim(SimPair::DefaultOptions());
   sim.Feed(kServer, engine::Start{});
-  sim.InjectTcp(kClient, Bytes("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  sim.InjectTcp(kClient, Bytes(req));
   sim.Pump();
   ASSERT_TRUE(sim.side(kServer).fallback.has_value());
   EXPECT_EQ(sim.side(kServer).fallback->local_reason, wire::kReasonCnfErr);
-  EXPECT_EQ(sim.side(kServer).clc_sent,
-            std::vector<wire::ClcType>{wire::ClcType::kDecline});
+  EXPECT_TRUE(sim.side(kServer).clc_sent.empty());
+  EXPECT_EQ(Str(sim.TcpAppRead(kServer)), req);
 }
 
-TEST(SimFallback, GarbageInsteadOfAccept) {
+TEST(SimFallback, BrokenAcceptIsDeclined) {
   SimPair sim(SimPair::DefaultOptions());
   sim.Feed(kClient, engine::Start{});
-  sim.InjectTcp(kServer, Bytes("\xE2\xD4\xC3\xD9\x02\xff\xff\x20garbage"));
+  std::vector<std::byte> a = Encode(engine::BuildSmcdAccept(
+      wire::ClcType::kAccept, SimPair::DefaultOptions().server, 1, 65536, 1));
+  a.back() = std::byte{0};  // broken trailer
+  sim.InjectTcp(kServer, a);
   sim.Pump();
   ASSERT_TRUE(sim.side(kClient).fallback.has_value());
-  EXPECT_NE(sim.side(kClient).fallback->local_reason, 0u);
+  EXPECT_EQ(sim.side(kClient).fallback->local_reason, wire::kReasonCnfErr);
   EXPECT_EQ(sim.side(kClient).clc_sent.back(), wire::ClcType::kDecline);
 }
 

@@ -65,10 +65,15 @@ void ClcClient::InvalidEventNamed(std::string_view name, Actions& out) {
   out.push_back(ReportError{EINVAL, "invalid event " + std::string(name) +
                                         " in CLC client state " +
                                         std::string(ToString(state_))});
-  if (!Terminal()) {
-    core_.FallBack(wire::kReasonIntErr, 0, /*send_decline=*/true, out);
-    state_ = S::kFallback;
+  if (Terminal()) return;
+  if (state_ == S::kAttachingPeerDmb) {
+    // Confirm is out: too late to decline (see OnDmbRegistered).
+    core_.Fail(ECONNABORTED, "CLC client failed after Confirm", true, out);
+    state_ = S::kFailed;
+    return;
   }
+  core_.FallBack(wire::kReasonIntErr, 0, /*send_decline=*/true, out);
+  state_ = S::kFallback;
 }
 
 void ClcClient::FallBack(HandshakeEvent e, uint32_t local, uint32_t peer,
@@ -97,8 +102,8 @@ void ClcClient::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
       return;
     case wire::ClcFrameDecoder::Status::kError:
       if (!Check(E::kClcError, out)) return;
-      FallBack(E::kClcError, ReasonForBadClc(core_.decode_error()), 0, true,
-               out);
+      FallBack(E::kClcError, ReasonForBadClc(core_.decode_error()), 0,
+               /*send_decline=*/core_.peer_spoke_clc(), out);
       return;
     case wire::ClcFrameDecoder::Status::kFrame:
       if (!Check(E::kClcMessage, out)) return;

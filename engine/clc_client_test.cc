@@ -97,20 +97,32 @@ TEST_F(ClcClientTest, AcceptLeadsToRegisterDmb) {
   EXPECT_FALSE(c.NextDeadline().has_value());
 }
 
-TEST_F(ClcClientTest, AcceptOneByteAtATime) {
+// The runtime peeks: it feeds everything received so far, and the engine
+// consumes nothing until a whole message is there.
+TEST_F(ClcClientTest, AcceptArrivingOneByteAtATime) {
   ClcClient c = AwaitingAccept();
   const std::vector<std::byte> bytes = EncodeClcBytes(GoodAccept());
-  size_t consumed = 0;
-  for (size_t i = 0; i < bytes.size(); ++i) {
+  for (size_t i = 1; i < bytes.size(); ++i) {
     Actions out;
-    c.OnTcpBytes(std::span(bytes).subspan(i, 1), kNow, out);
-    if (const auto* t = FindAction<TcpConsumed>(out)) consumed += t->len;
-    if (i + 1 < bytes.size()) {
-      EXPECT_EQ(c.state(), S::kAwaitAccept);
-    }
+    c.OnTcpBytes(std::span(bytes).first(i), kNow, out);
+    ExpectActions<>(out);
+    ASSERT_EQ(c.state(), S::kAwaitAccept);
   }
-  EXPECT_EQ(consumed, bytes.size());
+  Actions out;
+  c.OnTcpBytes(bytes, kNow, out);
+  ExpectActions<TcpConsumed, CancelTimer, RegisterDmb>(out);
+  EXPECT_EQ(Nth<TcpConsumed>(out, 0).len, bytes.size());
   EXPECT_EQ(c.state(), S::kRegisteringDmb);
+}
+
+TEST_F(ClcClientTest, NonClcBytesAreLeftForTheApp) {
+  ClcClient c = AwaitingAccept();
+  const char text[] = "HTTP/1.1 200 OK\r\n\r\n";
+  Actions out;
+  c.OnTcpBytes(std::as_bytes(std::span(text)), kNow, out);
+  EXPECT_EQ(FindAction<TcpConsumed>(out), nullptr) << Describe(out);
+  ASSERT_NE(FindAction<Fallback>(out), nullptr);
+  EXPECT_EQ(c.state(), S::kFallback);
 }
 
 TEST_F(ClcClientTest, PeerDeclineFallsBackWithoutDeclining) {
@@ -200,17 +212,17 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(i.param.name);
     });
 
-TEST_F(ClcClientTest, GarbageDeclines) {
+// A CLC header with a broken body: the peer speaks CLC, so it gets a
+// Decline, and the broken message is consumed.
+TEST_F(ClcClientTest, BrokenClcMessageDeclines) {
   ClcClient c = AwaitingAccept();
-  const char junk[] = "HTTP/1.1 200 OK\r\n\r\n";
+  std::vector<std::byte> bytes = EncodeClcBytes(GoodAccept());
+  bytes.back() = std::byte{0x00};  // trailer eyecatcher destroyed
   Actions out;
-  c.OnTcpBytes(std::as_bytes(std::span(junk)), kNow, out);
-  const Fallback* f = FindAction<Fallback>(out);
-  ASSERT_NE(f, nullptr) << Describe(out);
-  EXPECT_EQ(f->local_reason, wire::kReasonCnfErr);
-  const SendTcp* s = FindAction<SendTcp>(out);
-  ASSERT_NE(s, nullptr);
-  EXPECT_EQ(s->type, wire::ClcType::kDecline);
+  c.OnTcpBytes(bytes, kNow, out);
+  ExpectActions<TcpConsumed, CancelTimer, SendTcp, Fallback>(out);
+  EXPECT_EQ(Nth<SendTcp>(out, 2).type, wire::ClcType::kDecline);
+  EXPECT_EQ(Nth<Fallback>(out, 3).local_reason, wire::kReasonCnfErr);
   EXPECT_EQ(c.state(), S::kFallback);
 }
 
@@ -235,13 +247,25 @@ TEST_F(ClcClientTest, TcpEofFallsBack) {
   EXPECT_EQ(c.state(), S::kFallback);
 }
 
-TEST_F(ClcClientTest, RegisteredDmbLeadsToAttach) {
+// Confirm goes out before the attach: the server attaches our DMB only after
+// reading it (dev/shm's handover is a rendezvous). From here on the client
+// is committed to SMC-D, as in Linux.
+TEST_F(ClcClientTest, RegisteredDmbSendsConfirmThenAttaches) {
   ClcClient c(params_, &entropy_, S::kRegisteringDmb, AcceptedLink(), false);
   Actions out;
   c.OnDmbRegistered(DmbRegistered{0xBEEF, 64 * 1024}, out);
-  ExpectActions<AttachPeerDmb>(out);
-  EXPECT_EQ(Nth<AttachPeerDmb>(out, 0).token, 0xD00Du);
-  EXPECT_EQ(Nth<AttachPeerDmb>(out, 0).size, 32u * 1024);
+  ExpectActions<SendTcp, AttachPeerDmb>(out);
+  const wire::ClcMessage m = DecodeSent(Nth<SendTcp>(out, 0));
+  const auto* conf = std::get_if<wire::ClcSmcdAccept>(&m);
+  ASSERT_NE(conf, nullptr);
+  EXPECT_EQ(conf->type, wire::ClcType::kConfirm);
+  EXPECT_EQ(conf->dmb_token, 0xBEEFu);
+  EXPECT_EQ(conf->dmbe_size, 2);  // 64 KiB
+  EXPECT_EQ(conf->link_id, 0x11223344u);
+  EXPECT_EQ(conf->gid, params_.device.gid);
+  EXPECT_EQ(conf->gid_ext, params_.device.gid_ext);
+  EXPECT_EQ(Nth<AttachPeerDmb>(out, 1).token, 0xD00Du);
+  EXPECT_EQ(Nth<AttachPeerDmb>(out, 1).size, 32u * 1024);
   EXPECT_EQ(c.state(), S::kAttachingPeerDmb);
 }
 
@@ -262,36 +286,30 @@ TEST_F(ClcClientTest, RegisterFailureDeclines) {
   EXPECT_EQ(Nth<Fallback>(out, 1).local_reason, wire::kReasonMaxDmb);
 }
 
-TEST_F(ClcClientTest, AttachedSendsConfirmAndIsDone) {
+TEST_F(ClcClientTest, AttachedIsDone) {
   SmcdLink link = AcceptedLink();
   link.local_dmb_token = 0xBEEF;
   link.local_dmb_size = 64 * 1024;
   ClcClient c(params_, &entropy_, S::kAttachingPeerDmb, link, true);
   Actions out;
   c.OnPeerDmbAttached(out);
-  ExpectActions<SendTcp, HandshakeDone>(out);
-  const wire::ClcMessage m = DecodeSent(Nth<SendTcp>(out, 0));
-  const auto* conf = std::get_if<wire::ClcSmcdAccept>(&m);
-  ASSERT_NE(conf, nullptr);
-  EXPECT_EQ(conf->type, wire::ClcType::kConfirm);
-  EXPECT_EQ(conf->dmb_token, 0xBEEFu);
-  EXPECT_EQ(conf->dmbe_size, 2);  // 64 KiB
-  EXPECT_EQ(conf->link_id, 0x11223344u);
-  EXPECT_EQ(conf->gid, params_.device.gid);
-  EXPECT_EQ(conf->gid_ext, params_.device.gid_ext);
-  EXPECT_EQ(Nth<HandshakeDone>(out, 1).link.peer_dmb_token, 0xD00Du);
+  ExpectActions<HandshakeDone>(out);
+  EXPECT_EQ(Nth<HandshakeDone>(out, 0).link.peer_dmb_token, 0xD00Du);
+  EXPECT_EQ(Nth<HandshakeDone>(out, 0).link.local_dmb_token, 0xBEEFu);
   EXPECT_EQ(c.state(), S::kActive);
   EXPECT_EQ(c.Outcome(), HandshakeOutcome::kSmcd);
 }
 
-TEST_F(ClcClientTest, AttachFailureDeclinesAndReleases) {
+TEST_F(ClcClientTest, AttachFailureAfterConfirmAborts) {
   SmcdLink link = AcceptedLink();
   link.local_dmb_token = 0xBEEF;
   ClcClient c(params_, &entropy_, S::kAttachingPeerDmb, link, true);
   Actions out;
   c.OnPeerDmbAttachFailed(PeerDmbAttachFailed{0}, out);
-  ExpectActions<SendTcp, ReleaseBuffers, Fallback>(out);
-  EXPECT_EQ(Nth<Fallback>(out, 2).local_reason, wire::kReasonErrRtok);
+  ExpectActions<ReleaseBuffers, AbortTcp, ReportError>(out);
+  EXPECT_EQ(Nth<ReleaseBuffers>(out, 0).own_dmb_token, 0xBEEFu);
+  EXPECT_EQ(Nth<ReportError>(out, 2).err, ECONNABORTED);
+  EXPECT_EQ(c.state(), S::kFailed);
 }
 
 TEST_F(ClcClientTest, AppCloseAbandonsTheHandshake) {
@@ -324,6 +342,9 @@ TEST_F(ClcClientTest, InvalidEventInEveryState) {
     if (s == S::kActive || s == S::kFallback || s == S::kFailed) {
       EXPECT_EQ(out.size(), 1u) << s;
       EXPECT_EQ(c.state(), s);
+    } else if (s == S::kAttachingPeerDmb) {
+      EXPECT_EQ(c.state(), S::kFailed);  // Confirm is out: no decline
+      EXPECT_EQ(FindAction<Fallback>(out), nullptr);
     } else {
       const Fallback* f = FindAction<Fallback>(out);
       ASSERT_NE(f, nullptr) << s;

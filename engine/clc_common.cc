@@ -1,5 +1,7 @@
 #include "engine/clc_common.h"
 
+#include <algorithm>
+
 #include <array>
 
 #include "wire/bufsize.h"
@@ -160,8 +162,25 @@ uint32_t SmcdDmbSizeFor(uint32_t wanted) {
 
 wire::ClcFrameDecoder::Status HandshakeCore::Feed(
     std::span<const std::byte> bytes, Actions& out) {
-  wire::ClcFrameDecoder::Result r = decoder_.Feed(bytes);
-  if (r.consumed > 0) out.push_back(TcpConsumed{r.consumed});
+  // Nothing is consumed until the bytes hold a whole message, as Linux peeks
+  // the header first: a peer that echoed the TCP option but speaks no CLC
+  // keeps every byte it sent for the app after the fallback. The runtime
+  // feeds the same (peeked) bytes again once more have arrived.
+  using St = wire::ClcFrameDecoder::Status;
+  if (bytes.size() < wire::kClcHeaderLen) return St::kNeedMore;
+  wire::WireResult<wire::ClcHeader> h = wire::DecodeClcHeader(bytes);
+  if (h.ok() && h->length <= wire::kClcMaxMessageLen &&
+      bytes.size() < h->length) {
+    return St::kNeedMore;
+  }
+  decoder_ = wire::ClcFrameDecoder();
+  peer_spoke_clc_ = h.ok();
+  wire::ClcFrameDecoder::Result r =
+      decoder_.Feed(h.ok() ? bytes.first(std::min<size_t>(h->length,
+                                                          bytes.size()))
+                           : bytes.first(wire::kClcHeaderLen));
+  // Not CLC at all: those bytes are the app's.
+  if (r.consumed > 0 && h.ok()) out.push_back(TcpConsumed{r.consumed});
   return r.status;
 }
 

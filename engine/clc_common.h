@@ -82,6 +82,10 @@ class HandshakeCore {
                                      Actions& out);
   const wire::ClcMessage& message() const { return decoder_.message(); }
   const wire::WireError& decode_error() const { return decoder_.error(); }
+  // False when the peer's first bytes were not a CLC header at all: it
+  // echoed the TCP option but speaks no CLC, so a Decline would only land
+  // in its application's stream.
+  bool peer_spoke_clc() const { return peer_spoke_clc_; }
 
   void ArmTimer(TimePoint now, Actions& out);
   void CancelTimer(Actions& out);
@@ -114,6 +118,7 @@ class HandshakeCore {
   const EngineParams params_;
   Entropy* entropy_;
   wire::ClcFrameDecoder decoder_;
+  bool peer_spoke_clc_ = true;
   std::optional<TimePoint> deadline_;
   bool finished_ = false;
 };

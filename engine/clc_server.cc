@@ -98,8 +98,8 @@ void ClcServer::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
       return;
     case wire::ClcFrameDecoder::Status::kError:
       if (!Check(E::kClcError, out)) return;
-      FallBack(E::kClcError, ReasonForBadClc(core_.decode_error()), 0, true,
-               out);
+      FallBack(E::kClcError, ReasonForBadClc(core_.decode_error()), 0,
+               /*send_decline=*/core_.peer_spoke_clc(), out);
       return;
     case wire::ClcFrameDecoder::Status::kFrame:
       if (!Check(E::kClcMessage, out)) return;
