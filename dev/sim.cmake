@@ -10,3 +10,6 @@ usmc_test(dev_sim_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/sim_test.cc
 usmc_test(dev_sim_fallback_test
           SOURCES ${CMAKE_CURRENT_LIST_DIR}/sim_fallback_test.cc
           LIBS usmc_dev_sim)
+# The hostile-peer fuzzer drives the engine through the sim.
+usmc_fuzzer(engine_hostile_cdc_fuzz
+            ${CMAKE_SOURCE_DIR}/fuzz/engine_hostile_cdc_fuzz.cc usmc_dev_sim)
