@@ -241,10 +241,12 @@ TEST_F(KernelCapture, DeleteLinkV2AtTheEnd) {
   EXPECT_EQ(LlcDeleteLinkReasonName(cli.reason), "PROG_INIT_TERM");
 }
 
+// Both RMBs are 64 KiB (compressed size 2 in both CLCs).
+constexpr uint32_t kRmbeSize = 16384u << 2;
+
 // The client writes 100000 bytes into the server's 64 KiB RMB; the server
 // answers with 11 bytes; both close.
 TEST_F(KernelCapture, CdcStreamsOfBothDirections) {
-  const uint32_t rmbe = 16384u << 2;  // compressed size 2 in both CLCs
   struct Direction {
     bool seen = false;
     uint16_t last_seqno = 0;
@@ -254,7 +256,9 @@ TEST_F(KernelCapture, CdcStreamsOfBothDirections) {
     bool closed = false;
   } dir[2];  // [0] server->client, [1] client->server
 
-  auto abs_pos = [rmbe](Cursor c) { return uint64_t{c.wrap} * rmbe + c.count; };
+  auto abs_pos = [](Cursor c) {
+    return uint64_t{c.wrap} * kRmbeSize + c.count;
+  };
   for (const std::string& name : Fixtures("cdc_")) {
     WireResult<CdcMessage> m = DecodeCdc(Fixture(name));
     ASSERT_TRUE(m.ok()) << name;
@@ -269,13 +273,13 @@ TEST_F(KernelCapture, CdcStreamsOfBothDirections) {
       EXPECT_TRUE(CursorUpdateAccepted(d.prod, m->producer)) << name;
       EXPECT_TRUE(CursorUpdateAccepted(d.cons, m->consumer)) << name;
       EXPECT_EQ(abs_pos(m->producer) - d.produced,
-                CursorDiff(rmbe, d.prod, m->producer))
+                CursorDiff(kRmbeSize, d.prod, m->producer))
           << name;
     } else {
       EXPECT_EQ(m->seqno, 1) << name;
     }
-    EXPECT_TRUE(CursorValid(m->producer, rmbe)) << name;
-    EXPECT_TRUE(CursorValid(m->consumer, rmbe)) << name;
+    EXPECT_TRUE(CursorValid(m->producer, kRmbeSize)) << name;
+    EXPECT_TRUE(CursorValid(m->consumer, kRmbeSize)) << name;
     EXPECT_FALSE(d.closed) << name << ": a CDC after the close";
     EXPECT_FALSE(m->conn_state.peer_conn_abort) << name;
     EXPECT_FALSE(m->conn_state.peer_done_writing) << name;
