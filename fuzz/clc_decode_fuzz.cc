@@ -29,8 +29,7 @@ void ReEncodeEquals(const T& m, std::span<const std::byte> in) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::span<const std::byte> in(reinterpret_cast<const std::byte*>(data),
-                                size);
+  std::span<const std::byte> in(reinterpret_cast<const std::byte*>(data), size);
   WireResult<ClcMessage> m = DecodeClc(in);
   if (m) {
     std::visit([&](const auto& msg) { ReEncodeEquals(msg, in); }, *m);

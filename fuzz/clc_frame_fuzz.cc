@@ -25,8 +25,8 @@ void Check(bool ok) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 4) return 0;
   const uint8_t* sizes = data;  // 4 chunk-size seeds, used round robin
-  std::span<const std::byte> stream(reinterpret_cast<const std::byte*>(data + 4),
-                                    size - 4);
+  std::span<const std::byte> stream(
+      reinterpret_cast<const std::byte*>(data + 4), size - 4);
   ClcFrameDecoder dec(/*decode_body=*/(data[0] & 1) == 0);
   size_t pos = 0;
   size_t frame_start = 0;

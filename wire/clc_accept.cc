@@ -4,6 +4,8 @@
 // Accept and Confirm share one layout per path; a v2 first-contact message
 // carries the First Contact Extension (36-byte v2.0 or 52-byte v2.1 form),
 // and a v2 first-contact SMC-R Confirm also carries the client's GID list.
+#include <algorithm>
+
 #include "base/endian.h"
 #include "wire/clc.h"
 #include "wire/clc_internal.h"

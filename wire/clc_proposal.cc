@@ -6,6 +6,8 @@
 // Which parts are present depends on the version and typev1/typev2, exactly
 // as in Linux smc_clc_msg_prop_valid(); the offsets must point exactly at
 // the next part, and the parts must add up to the header length.
+#include <algorithm>
+
 #include "base/endian.h"
 #include "wire/clc.h"
 #include "wire/clc_internal.h"
