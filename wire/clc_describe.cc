@@ -180,7 +180,10 @@ std::string Describe(const ClcSmcrAccept& m) {
   l.Add("rmbe_idx", m.rmbe_idx);
   l.Add("rmbe_alert_token", Hex(m.rmbe_alert_token, 8));
   l.Add("rmbe_size", Buf(m.rmbe_size));
-  l.Add("qp_mtu", m.qp_mtu);
+  l.Add("qp_mtu", m.qp_mtu >= 1 && m.qp_mtu <= 5
+                      ? std::to_string(m.qp_mtu) + " (" +
+                            std::to_string(128 << m.qp_mtu) + ")"
+                      : std::to_string(m.qp_mtu));
   l.Add("rmb_vaddr", Hex(m.rmb_vaddr, 16));
   l.Add("psn", Hex(m.psn, 6));
   if (m.version >= 2) {

@@ -560,6 +560,7 @@ TEST(ClcDescribeTest, ShowsTheFields) {
   EXPECT_THAT(s, HasSubstr("gid: ::ffff:10.0.0.2\n"));
   EXPECT_THAT(s, HasSubstr("qpn: 0xfedcba\n"));
   EXPECT_THAT(s, HasSubstr("rmbe_size: 15 (524288 KiB)\n"));
+  EXPECT_THAT(s, HasSubstr("qp_mtu: 5 (4096)\n"));
   EXPECT_THAT(s, HasSubstr("eid: \"LAB-UEID\"\n"));
 
   ClcDecline d;
