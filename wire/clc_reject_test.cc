@@ -254,6 +254,18 @@ INSTANTIATE_TEST_SUITE_P(
         Corruption{"smcr_accept_v1", 4, 1, 1, kOff, kIparea},
         Corruption{"proposal_v2_full", 4, 1, 2, kVal, "clc.typev1"}));
 
+TEST(ClcCountTest, ConfirmGidListAboveTheLimit) {
+  // A consistent message (length matches) with 9 GIDs: the count is what
+  // is wrong.
+  Bytes b = Sample("smcr_confirm_v2_fce");  // 2 GIDs, count at 156
+  b[156] = std::byte{9};
+  b.insert(b.end() - kClcTrailerLen, 7 * sizeof(ClcGid), std::byte{0});
+  SetBe16(b, 5, static_cast<uint16_t>(b.size()));
+  EXPECT_TRUE(FailsWith(b, Err(kCnt, "clc.smcr.gid_count")));
+  b[156] = std::byte{8};  // 8 GIDs in a buffer for 9: sum of parts is off
+  EXPECT_TRUE(FailsWith(b, Err(kLen, kLength)));
+}
+
 // --------------------------------------------- liberal acceptance cases
 
 TEST(ClcLiberalTest, UnusedIpareaOffsetFortyIsKept) {
