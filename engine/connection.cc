@@ -175,10 +175,10 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
 
 void Connection::OnPeerCdc(const PeerCdcChanged& e, Actions& out) {
   if (AllZero(e.area)) return;  // the peer has not written a CDC yet
-  if (close_.aborted() && close_.state() != CloseState::kActive &&
-      (close_.state() == CloseState::kPeerAbortWait ||
-       close_.state() == CloseState::kProcessAbort)) {
-    return;  // dead connection: nothing the peer writes matters
+  const CloseState cs = close_.state();
+  if (cs == CloseState::kPeerAbortWait || cs == CloseState::kProcessAbort ||
+      cs == CloseState::kClosed) {
+    return;  // dead connection: nothing the peer writes matters any more
   }
   wire::WireResult<wire::CdcMessage> m = transport_->Decode(e.area);
   if (!m.ok()) {
