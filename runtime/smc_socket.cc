@@ -286,34 +286,49 @@ bool SmcSocket::WaitForPeer(int timeout_ms) {
     errno = EAGAIN;
     return false;
   }
+  if (doorbell_waiter_) {
+    // Another thread sleeps on the doorbell and notifies after each
+    // wakeup; the slice bounds a missed notification.
+    auto slice = std::chrono::milliseconds(
+        timeout_ms < 0 ? 100 : std::min(timeout_ms, 100));
+    peer_changed_.wait_for(mu_, slice);
+    return true;
+  }
   const CdcArea seen = last_area_;
   const std::byte* area = local_.bytes().data();
   dev::Doorbell& bell = local_.doorbell();
   auto timeout = timeout_ms < 0 ? std::chrono::nanoseconds::max() / 2
                                 : std::chrono::nanoseconds(
                                       std::chrono::milliseconds(timeout_ms));
+  doorbell_waiter_ = true;
   mu_.unlock();
   dev::WaitResult r = bell.Wait([&] { return LoadCdcArea(area) != seen; },
                                 timeout,
                                 {.extra_fd = fd_, .return_on_signal = true});
   mu_.lock();
+  doorbell_waiter_ = false;
+  bool progressed = true;
   switch (r) {
     case dev::WaitResult::kReady:
-      return true;
+      Refresh();
+      break;
     case dev::WaitResult::kTimedOut:
       errno = EAGAIN;
-      return false;
+      progressed = false;
+      break;
     case dev::WaitResult::kInterrupted:
       errno = EINTR;
-      return false;
+      progressed = false;
+      break;
     case dev::WaitResult::kPeerGone:
     case dev::WaitResult::kExtraFdReady:
       // The TCP socket stays silent while SMC-D runs: readable means the
       // peer's process closed it (exit, kill) or broke the protocol.
       OnPeerGone();
-      return true;
+      break;
   }
-  return true;
+  peer_changed_.notify_all();
+  return progressed;
 }
 
 void SmcSocket::OnPeerGone() {

@@ -15,14 +15,18 @@
 //   (*s)->Recv(buf, len, MSG_WAITALL);
 //   (*s)->Close();                    // also closes fd
 //
-// Threads: calls on one SmcSocket are serialised by a mutex; one thread at a
-// time may block in Send/Recv (the doorbell has a single waiter).
+// Threads: calls on one SmcSocket are serialised by a mutex. Of the threads
+// blocked in Send/Recv/Wait, one sleeps on the doorbell and the others on a
+// condition variable that it signals after each wakeup. Close() must not
+// race a blocked call on the same socket (as with close(2) of a TCP fd in
+// use, the outcome is undefined).
 #ifndef USMC_RUNTIME_SMC_SOCKET_H_
 #define USMC_RUNTIME_SMC_SOCKET_H_
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -134,6 +138,8 @@ class SmcSocket {
   engine::SeededEntropy entropy_;
   engine::Connection conn_;
   mutable std::mutex mu_;
+  std::condition_variable_any peer_changed_;  // followers of the doorbell
+  bool doorbell_waiter_ = false;              // a thread sleeps on it
 
   dev::LocalDmb local_;
   dev::PeerDmb peer_;

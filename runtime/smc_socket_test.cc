@@ -1,10 +1,18 @@
+// Multi-process tests of the runtime: a forked client and the parent server
+// hold the two ends of a real TCP loopback connection and upgrade it.
 #include "runtime/smc_socket.h"
 
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <random>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -14,35 +22,381 @@
 namespace usmc::runtime {
 namespace {
 
+using testing::ConnectLoopback;
 using testing::ForkClient;
+using testing::ListenLoopback;
 using testing::WaitChild;
 
 Options Client() { return Options{.role = engine::Role::kClient}; }
 Options Server() { return Options{.role = engine::Role::kServer}; }
 
+std::unique_ptr<SmcSocket> MustUpgrade(int fd, const Options& o) {
+  auto s = SmcSocket::Upgrade(fd, o);
+  if (!s.ok()) return nullptr;
+  return std::move(*s);
+}
+
+// A reproducible byte stream: both ends generate it from the same seed, so
+// the receiver checks every byte without the data crossing twice.
+class Stream {
+ public:
+  explicit Stream(uint64_t seed) : x_(seed | 1) {}
+  void Fill(std::byte* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      if (left_ == 0) {
+        x_ ^= x_ << 13;
+        x_ ^= x_ >> 7;
+        x_ ^= x_ << 17;
+        word_ = x_;
+        left_ = 8;
+      }
+      p[i] = static_cast<std::byte>(word_);
+      word_ >>= 8;
+      --left_;
+    }
+  }
+
+ private:
+  uint64_t x_;
+  uint64_t word_ = 0;
+  int left_ = 0;
+};
+
+// Sends `total` bytes of stream `send_seed` and receives `total` bytes of
+// stream `recv_seed` at the same time, in random-sized chunks, on one
+// thread with non-blocking calls and Wait (as an event loop does).
+// Returns 0 if every received byte matched.
+int Exchange(SmcSocket& s, uint64_t total, uint64_t send_seed,
+             uint64_t recv_seed, uint64_t chunk_seed) {
+  Stream out(send_seed), expect(recv_seed);
+  std::mt19937_64 rng(chunk_seed);
+  std::uniform_int_distribution<size_t> size(1, 256 * 1024);
+  std::vector<std::byte> sbuf(256 * 1024), rbuf(256 * 1024), want(256 * 1024);
+  uint64_t sent = 0, received = 0;
+  size_t pending = 0, pending_off = 0;
+  while (sent < total || received < total) {
+    bool progress = false;
+    if (sent < total) {
+      if (pending == 0) {
+        pending = std::min<uint64_t>(size(rng), total - sent);
+        pending_off = 0;
+        out.Fill(sbuf.data(), pending);
+      }
+      ssize_t n = s.Send(sbuf.data() + pending_off, pending, MSG_DONTWAIT);
+      if (n > 0) {
+        pending -= static_cast<size_t>(n);
+        pending_off += static_cast<size_t>(n);
+        sent += static_cast<uint64_t>(n);
+        progress = true;
+      } else if (errno != EAGAIN) {
+        return 10;
+      }
+    }
+    if (received < total) {
+      size_t want_n = std::min<uint64_t>(size(rng), total - received);
+      ssize_t n = s.Recv(rbuf.data(), want_n, MSG_DONTWAIT);
+      if (n > 0) {
+        expect.Fill(want.data(), static_cast<size_t>(n));
+        if (std::memcmp(rbuf.data(), want.data(), static_cast<size_t>(n)))
+          return 11;
+        received += static_cast<uint64_t>(n);
+        progress = true;
+      } else if (n == 0 || errno != EAGAIN) {
+        return 12;
+      }
+    }
+    if (!progress) {
+      short ev = static_cast<short>((sent < total ? POLLOUT : 0) |
+                                    (received < total ? POLLIN : 0));
+      if (s.Wait(ev, 10000) == 0) return 13;
+    }
+  }
+  return 0;
+}
+
+// memfds and memfd mappings this process holds (DMBs are memfds).
+int CountMemfds() {
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d)) {
+      char target[256] = {};
+      std::string path = std::string("/proc/self/fd/") + e->d_name;
+      ssize_t len = readlink(path.c_str(), target, sizeof target - 1);
+      if (len > 0 && std::strstr(target, "memfd:")) ++n;
+    }
+    closedir(d);
+  }
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);)
+    if (line.find("memfd:") != std::string::npos) ++n;
+  return n;
+}
+
 TEST(SmcSocketTest, HandshakeReachesSmcdAndMovesBytes) {
   pid_t child;
   int fd = ForkClient(
       [](int fd) {
-        auto s = SmcSocket::Upgrade(fd, Client());
-        if (!s.ok() || !(*s)->is_smc()) return 1;
+        auto s = MustUpgrade(fd, Client());
+        if (!s || !s->is_smc()) return 1;
         const char msg[] = "hello over SMC-D";
-        if ((*s)->Send(msg, sizeof msg, 0) != sizeof msg) return 2;
+        if (s->Send(msg, sizeof msg, 0) != sizeof msg) return 2;
         char reply[8] = {};
-        if ((*s)->Recv(reply, 3, MSG_WAITALL) != 3) return 3;
+        if (s->Recv(reply, 3, MSG_WAITALL) != 3) return 3;
         if (std::string(reply, 3) != "ack") return 4;
-        return (*s)->Close() == 0 ? 0 : 5;
+        return s->Close() == 0 ? 0 : 5;
       },
       &child);
-  auto s = SmcSocket::Upgrade(fd, Server());
-  ASSERT_TRUE(s.ok()) << s.status();
-  ASSERT_TRUE((*s)->is_smc()) << wire::FormatReason(
-      (*s)->status().engine.local_reason);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->is_smc()) << wire::FormatReason(s->status().engine.local_reason);
+  EXPECT_EQ(s->status().engine.local_reason, 0u);
   char buf[64] = {};
-  ASSERT_EQ((*s)->Recv(buf, 17, MSG_WAITALL), 17);
+  ASSERT_EQ(s->Recv(buf, 17, MSG_WAITALL), 17);
   EXPECT_STREQ(buf, "hello over SMC-D");
-  ASSERT_EQ((*s)->Send("ack", 3, 0), 3);
-  EXPECT_EQ((*s)->Recv(buf, sizeof buf, 0), 0);  // client closed: EOF
+  ASSERT_EQ(s->Send("ack", 3, 0), 3);
+  EXPECT_EQ(s->Recv(buf, sizeof buf, 0), 0);  // client closed: EOF
+  EXPECT_EQ(WaitChild(child), 0);
+  EXPECT_EQ(s->Close(), 0);
+  EXPECT_EQ(CountMemfds(), 0);
+}
+
+TEST(SmcSocketTest, OneGibEachWayAtOnceInRandomChunks) {
+  const uint64_t total = uint64_t{1} << 30;
+  pid_t child;
+  int fd = ForkClient(
+      [&](int fd) {
+        auto s = MustUpgrade(fd, Client());
+        if (!s || !s->is_smc()) return 1;
+        int rc = Exchange(*s, total, /*send=*/1, /*recv=*/2, /*chunks=*/3);
+        s->Close();
+        return rc;
+      },
+      &child);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s && s->is_smc());
+  EXPECT_EQ(Exchange(*s, total, /*send=*/2, /*recv=*/1, /*chunks=*/4), 0);
+  SocketStatus st = s->status();
+  EXPECT_EQ(st.engine.counters.bytes_sent, total);
+  EXPECT_EQ(st.engine.counters.bytes_received, total);
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST(SmcSocketTest, SmallMessagePingPong) {
+  constexpr int kRounds = 20000;
+  pid_t child;
+  int fd = ForkClient(
+      [](int fd) {
+        auto s = MustUpgrade(fd, Client());
+        if (!s || !s->is_smc()) return 1;
+        char buf[64];
+        for (int i = 0; i < kRounds; ++i) {
+          std::memset(buf, 'a' + i % 26, sizeof buf);
+          if (s->Send(buf, sizeof buf, 0) != sizeof buf) return 2;
+          char back[64];
+          if (s->Recv(back, sizeof back, MSG_WAITALL) != sizeof back) return 3;
+          for (char c : back)
+            if (c != 'A' + i % 26) return 4;
+        }
+        return 0;
+      },
+      &child);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s && s->is_smc());
+  for (int i = 0; i < kRounds; ++i) {
+    char buf[64];
+    ASSERT_EQ(s->Recv(buf, sizeof buf, MSG_WAITALL), 64);
+    for (char& c : buf) c = static_cast<char>(c - 'a' + 'A');
+    ASSERT_EQ(s->Send(buf, sizeof buf, 0), 64);
+  }
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+// shutdown(SHUT_WR) on one side: the other reads everything, then EOF, and
+// can still send back.
+void HalfClose(bool client_shuts) {
+  pid_t child;
+  auto half = [](SmcSocket& s) {
+    if (s.Send("request", 7, 0) != 7) return 2;
+    if (s.Shutdown(SHUT_WR) != 0) return 3;
+    if (s.Send("x", 1, MSG_NOSIGNAL) != -1 || errno != EPIPE) return 4;
+    char buf[16] = {};
+    if (s.Recv(buf, 8, MSG_WAITALL) != 8) return 5;
+    if (std::string(buf, 8) != "response") return 6;
+    if (s.Recv(buf, sizeof buf, 0) != 0) return 7;  // peer closed
+    return 0;
+  };
+  auto other = [](SmcSocket& s) {
+    char buf[16] = {};
+    if (s.Recv(buf, sizeof buf, MSG_WAITALL) != 7) return 12;  // short: EOF
+    if (std::string(buf, 7) != "request") return 13;
+    if (s.Recv(buf, sizeof buf, 0) != 0) return 14;
+    if (!(s.Poll(POLLIN | POLLRDHUP) & POLLRDHUP)) return 15;
+    if (s.Send("response", 8, 0) != 8) return 16;
+    return s.Close();
+  };
+  int fd = ForkClient(
+      [&](int fd) {
+        auto s = MustUpgrade(fd, Client());
+        if (!s || !s->is_smc()) return 1;
+        return client_shuts ? half(*s) : other(*s);
+      },
+      &child);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s && s->is_smc());
+  EXPECT_EQ(client_shuts ? other(*s) : half(*s), 0);
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST(SmcSocketTest, HalfCloseClientToServer) { HalfClose(true); }
+TEST(SmcSocketTest, HalfCloseServerToClient) { HalfClose(false); }
+
+TEST(SmcSocketTest, CloseWithUnreadDataResetsPeer) {
+  pid_t child;
+  int fd = ForkClient(
+      [](int fd) {
+        auto s = MustUpgrade(fd, Client());
+        if (!s || !s->is_smc()) return 1;
+        // Wait until the data is there, then close without reading it.
+        if (!(s->Wait(POLLIN, 10000) & POLLIN)) return 2;
+        return s->Close();
+      },
+      &child);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s && s->is_smc());
+  ASSERT_EQ(s->Send("unread", 6, 0), 6);
+  EXPECT_EQ(WaitChild(child), 0);
+  char buf[8];
+  EXPECT_EQ(s->Recv(buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, ECONNRESET);
+  EXPECT_EQ(s->Send("more", 4, MSG_NOSIGNAL), -1);
+  EXPECT_EQ(errno, ECONNRESET);
+}
+
+TEST(SmcSocketTest, PeerKilledMidTransferEndsWithoutHangOrLeak) {
+  pid_t child;
+  int fd = ForkClient(
+      [](int fd) {
+        auto s = MustUpgrade(fd, Client());
+        if (!s || !s->is_smc()) return 1;
+        std::vector<std::byte> buf(64 * 1024, std::byte{7});
+        for (;;) s->Send(buf.data(), buf.size(), 0);
+      },
+      &child);
+  {
+    auto s = MustUpgrade(fd, Server());
+    ASSERT_TRUE(s && s->is_smc());
+    std::vector<std::byte> buf(64 * 1024);
+    ASSERT_EQ(s->Recv(buf.data(), buf.size(), MSG_WAITALL), 65536);
+    ::kill(child, SIGKILL);
+    EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+    ssize_t n;
+    uint64_t drained = 0;
+    while ((n = s->Recv(buf.data(), buf.size(), 0)) > 0) drained += n;
+    EXPECT_TRUE(n == 0 || errno == ECONNRESET || errno == ECONNABORTED)
+        << "errno " << errno << " after " << drained << " bytes";
+    s->Close();
+  }
+  EXPECT_EQ(CountMemfds(), 0);
+}
+
+TEST(SmcSocketTest, ServerDeclinesBothStayOnTcpWithoutLosingBytes) {
+  pid_t child;
+  int fd = ForkClient(
+      [](int fd) {
+        auto s = MustUpgrade(fd, Client());
+        if (!s || s->is_smc()) return 1;
+        SocketStatus st = s->status();
+        if (st.engine.local_reason != wire::kReasonPeerDecl) return 2;
+        if (st.engine.peer_reason == 0) return 3;
+        if (s->Send("over tcp", 8, 0) != 8) return 4;
+        char buf[8];
+        if (s->Recv(buf, 5, MSG_WAITALL) != 5 || std::memcmp(buf, "reply", 5))
+          return 5;
+        return 0;
+      },
+      &child);
+  Options o = Server();
+  o.smcd_enabled = false;
+  auto s = MustUpgrade(fd, o);
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->is_smc());
+  EXPECT_NE(s->status().engine.local_reason, 0u);
+  char buf[8];
+  ASSERT_EQ(s->Recv(buf, 8, MSG_WAITALL), 8);
+  EXPECT_EQ(std::string(buf, 8), "over tcp");
+  ASSERT_EQ(s->Send("reply", 5, 0), 5);
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST(SmcSocketTest, PlainTcpPeerBytesReachTheAppUntouched) {
+  // A peer that echoed the option but speaks no CLC: its first bytes are
+  // application data and must all reach the server's app.
+  const std::string request = "GET / HTTP/1.0\r\nHost: x\r\n\r\n";
+  pid_t child;
+  int fd = ForkClient(
+      [&](int fd) {
+        if (::send(fd, request.data(), request.size(), 0) !=
+            static_cast<ssize_t>(request.size()))
+          return 1;
+        char buf[16];
+        return ::recv(fd, buf, sizeof buf, 0) == 2 ? 0 : 2;
+      },
+      &child);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->is_smc());
+  std::string got(request.size(), '\0');
+  ASSERT_EQ(s->Recv(got.data(), got.size(), MSG_WAITALL),
+            static_cast<ssize_t>(request.size()));
+  EXPECT_EQ(got, request);
+  ASSERT_EQ(s->Send("ok", 2, 0), 2);
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST(SmcSocketTest, SilentPeerTimesOutToTcp) {
+  int port = 0;
+  int lfd = ListenLoopback(&port);
+  int cfd = ConnectLoopback(port);
+  int sfd = ::accept(lfd, nullptr, nullptr);
+  ::close(lfd);
+  Options o = Server();
+  o.clc_timeout = std::chrono::milliseconds(200);
+  auto s = MustUpgrade(sfd, o);
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->is_smc());
+  EXPECT_EQ(s->status().engine.local_reason, wire::kReasonTimeoutCl);
+  // The server declined; the plain peer sees the Decline bytes first,
+  // which is what a peer that echoed the option but ignores CLC gets.
+  ASSERT_EQ(::send(cfd, "late", 4, 0), 4);
+  char buf[4];
+  ASSERT_EQ(s->Recv(buf, 4, MSG_WAITALL), 4);
+  EXPECT_EQ(std::string(buf, 4), "late");
+  ::close(cfd);
+}
+
+TEST(SmcSocketTest, UrgentByteAndMark) {
+  pid_t child;
+  int fd = ForkClient(
+      [](int fd) {
+        auto s = MustUpgrade(fd, Client());
+        if (!s || !s->is_smc()) return 1;
+        if (s->Send("abc", 3, 0) != 3) return 2;
+        if (s->Send("!", 1, MSG_OOB) != 1) return 3;
+        char buf[4];
+        return s->Recv(buf, 1, 0) == 1 ? 0 : 4;  // wait for the server
+      },
+      &child);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s && s->is_smc());
+  ASSERT_TRUE(s->Wait(POLLPRI, 10000) & POLLPRI);
+  EXPECT_FALSE(s->AtMark());
+  char buf[8] = {};
+  ASSERT_EQ(s->Recv(buf, sizeof buf, 0), 3);  // stops at the mark
+  EXPECT_EQ(std::string(buf, 3), "abc");
+  EXPECT_TRUE(s->AtMark());
+  ASSERT_EQ(s->Recv(buf, 1, MSG_OOB), 1);
+  EXPECT_EQ(buf[0], '!');
+  ASSERT_EQ(s->Send("k", 1, 0), 1);
   EXPECT_EQ(WaitChild(child), 0);
 }
 
