@@ -28,6 +28,10 @@ class Handshake : public ::testing::Test {
     USMC_REQUIRE_ROOT();
     cg_ = std::make_unique<NegotiateCgroup>();
     ASSERT_TRUE(cg_->ok()) << cg_->error();
+    ASSERT_EQ(cg_->ForeignSockOps(), 0u)
+        << "another usmc negotiation program is attached above the test "
+           "cgroup (a `usmc setup` on the cgroup2 root?) and would answer for "
+           "the test sockets too: run `sudo usmc setup --remove` first";
   }
   void TearDown() override { cg_.reset(); }
 

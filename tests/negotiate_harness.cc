@@ -2,6 +2,7 @@
 #include "tests/negotiate_harness.h"
 
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -140,6 +141,31 @@ std::array<uint64_t, negotiate::kCounterCount> NegotiateCgroup::Counters()
   Result<negotiate::AttachStatus> st = negotiate::QueryStatus(pin_dir_);
   if (!st.ok()) return {};
   return st->counters;
+}
+
+uint32_t NegotiateCgroup::ForeignSockOps() const {
+  Result<negotiate::AttachStatus> st = negotiate::QueryStatus(pin_dir_);
+  uint32_t own = st.ok() ? st->programs[0].prog_id : 0;
+  int cg = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cg < 0) return 0;
+  uint32_t ids[64];
+  uint32_t count = 64;
+  int rc = bpf_prog_query(cg, BPF_CGROUP_SOCK_OPS, BPF_F_QUERY_EFFECTIVE,
+                          nullptr, ids, &count);
+  close(cg);
+  if (rc != 0) return 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (ids[i] == own) continue;
+    int fd = bpf_prog_get_fd_by_id(ids[i]);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    bool usmc = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+                std::string(info.name) == "usmc_sockops";
+    close(fd);
+    if (usmc) return ids[i];
+  }
+  return 0;
 }
 
 const char* ToString(Family f) {

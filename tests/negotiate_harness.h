@@ -61,6 +61,10 @@ class NegotiateCgroup {
   const std::string& pin_dir() const { return pin_dir_; }
   const std::string& original() const { return original_; }
   std::array<uint64_t, negotiate::kCounterCount> Counters() const;
+  // Another usmc_sockops program that also runs for sockets in dir() (e.g. a
+  // `usmc setup` on the cgroup2 root): its id, or 0. Such a second program
+  // would answer for these sockets too and make the results meaningless.
+  uint32_t ForeignSockOps() const;
 
  private:
   bool ok_ = false;
