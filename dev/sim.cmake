@@ -13,3 +13,5 @@ usmc_test(dev_sim_fallback_test
 # The hostile-peer fuzzer drives the engine through the sim.
 usmc_fuzzer(engine_hostile_cdc_fuzz
             ${CMAKE_SOURCE_DIR}/fuzz/engine_hostile_cdc_fuzz.cc usmc_dev_sim)
+usmc_test(dev_sim_alloc_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/sim_alloc_test.cc
+          LIBS usmc_dev_sim)
