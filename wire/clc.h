@@ -154,7 +154,8 @@ struct ClcHeader {
 };
 
 // Decodes and checks the eyecatcher, type (1..4), version (>= 1) and that
-// the length is at least the smallest message. Needs >= 8 bytes.
+// the length lies in [kClcDeclineV1Len, kClcMaxMessageLen]. Needs >= 8
+// bytes (kTruncated "clc.header" otherwise).
 WireResult<ClcHeader> DecodeClcHeader(std::span<const std::byte> bytes);
 
 // ---------------------------------------------------------------------------
