@@ -131,7 +131,9 @@ bool SimPair::Step(int s) {
     return true;
   }
   const Mode mode = me.conn->mode();
-  if (me.cdc_dirty) {
+  // A CDC published before this side reached SMC-D stays pending until it
+  // has (the runtime re-reads the area after HandshakeDone).
+  if (me.cdc_dirty && mode != Mode::kHandshake) {
     me.cdc_dirty = false;
     std::span<std::byte> dmb = dev_.Dmb(me.own_token);
     if (mode == Mode::kSmcd && me.own_registered && dmb.size() >= 32) {
@@ -162,7 +164,7 @@ size_t SimPair::Pump(size_t max_events) {
   bool progress = true;
   while (progress && fed < max_events) {
     progress = false;
-    for (int s = 0; s < 2; ++s) {
+    for (int s = 0; s < 2 && fed < max_events; ++s) {
       if (Step(s)) {
         progress = true;
         ++fed;

@@ -76,6 +76,24 @@ TEST(SimHandshake, OneByteTrickleGivesTheSameResult) {
             sim.side(kClient).link->local_dmb_token);
 }
 
+// The client is ACTIVE once it attached, before the server has even read
+// the Confirm; data it sends at once must not be lost.
+TEST(SimData, ClientSendsBeforeTheServerIsActive) {
+  SimPair sim(SimPair::DefaultOptions());
+  sim.Start();
+  for (int i = 0; i < 100 && sim.conn(kClient).mode() != Mode::kSmcd; ++i) {
+    sim.Pump(1);
+  }
+  ASSERT_EQ(sim.conn(kClient).mode(), Mode::kSmcd);
+  ASSERT_EQ(sim.conn(kServer).mode(), Mode::kHandshake);
+  EXPECT_EQ(sim.Send(kClient, Bytes("early")), 5u);
+  sim.Pump();
+  ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmcd);
+  std::vector<std::byte> buf(10);
+  ASSERT_EQ(sim.Recv(kServer, buf), 5u);
+  EXPECT_EQ(Str(std::span(buf).first(5)), "early");
+}
+
 TEST(SimData, SmallMessageBothWays) {
   SimPair sim(SimPair::DefaultOptions());
   Connect(sim);

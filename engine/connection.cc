@@ -91,6 +91,9 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
                 [&](const Timeout&) { m.OnTimeout(now, out); },
                 [&](const AppClose&) { m.OnAppClose(out); },
                 [&](const AppAbort&) { m.OnAppClose(out); },
+                // The peer may publish as soon as it is ACTIVE, before we
+                // are: the runtime re-delivers the area after HandshakeDone.
+                [&](const PeerCdcChanged&) {},
                 [&](const auto&) { m.OnForeignEvent(EventName(event), out); },
             },
             event);
