@@ -11,6 +11,7 @@ namespace usmc::tools {
 // code through ExitWith(): CLI11 callbacks have no return value.
 void AddDemoCommand(CLI::App& app);
 void AddSetupCommand(CLI::App& app);
+void AddBenchCommand(CLI::App& app);
 
 // Ends the current subcommand with this exit code (0 = success).
 [[noreturn]] void ExitWith(int code);

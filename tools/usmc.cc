@@ -17,17 +17,12 @@ void ExitWith(int code) { throw Exit{code}; }
 
 }  // namespace usmc::tools
 
-// Subcommands that are not built in this configuration are weak no-ops.
-namespace usmc::tools {
-[[gnu::weak]] void AddDemoCommand(CLI::App&) {}
-[[gnu::weak]] void AddSetupCommand(CLI::App&) {}
-}  // namespace usmc::tools
-
 int main(int argc, char** argv) {
   CLI::App app{"usmc: Shared Memory Communications (SMC-D/SMC-R) in user space"};
   app.require_subcommand(1);
   usmc::tools::AddDemoCommand(app);
   usmc::tools::AddSetupCommand(app);
+  usmc::tools::AddBenchCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
