@@ -20,6 +20,8 @@
 // member so that decode -> encode reproduces the input byte for byte.
 // Senders leave `reserved` zero-initialised. Everything else that the layout
 // fixes (lengths, offsets, counts, eyecatchers, types) is checked strictly.
+// Fields of parts that the header says are absent (e.g. the V2 extension of
+// a Proposal with typev2 N) are ignored by encoders and zero after decoding.
 #ifndef USMC_WIRE_CLC_H_
 #define USMC_WIRE_CLC_H_
 
