@@ -78,6 +78,8 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::Upgrade(int fd,
                                                       const Options& opts) {
   std::unique_ptr<SmcSocket> s(new SmcSocket(fd, opts));
   std::lock_guard lock(s->mu_);
+  const int fl = ::fcntl(fd, F_GETFL);
+  s->nonblocking_ = fl >= 0 && (fl & O_NONBLOCK);
   USMC_RETURN_IF_ERROR(s->RunHandshake());
   return s;
 }
@@ -276,9 +278,12 @@ void SmcSocket::Refresh() {
 }
 
 bool SmcSocket::Nonblocking(int flags) const {
-  if (flags & MSG_DONTWAIT) return true;
-  int fl = ::fcntl(fd_, F_GETFL);
-  return fl >= 0 && (fl & O_NONBLOCK);
+  return nonblocking_ || (flags & MSG_DONTWAIT);
+}
+
+void SmcSocket::SetNonblocking(bool on) {
+  std::lock_guard lock(mu_);
+  nonblocking_ = on;
 }
 
 bool SmcSocket::WaitForPeer(int timeout_ms) {
@@ -504,6 +509,12 @@ short SmcSocket::Wait(short events, int timeout_ms) {
     std::lock_guard lock(mu_);
     if (!WaitForPeer(left) && errno != EAGAIN) return 0;
   }
+}
+
+int SmcSocket::PollFd() const {
+  std::lock_guard lock(mu_);
+  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) return -1;
+  return const_cast<dev::LocalDmb&>(local_).doorbell().fd();
 }
 
 int SmcSocket::Readable() {

@@ -92,6 +92,12 @@ class SmcSocket {
   // Blocks until one of `events` holds or the timeout passes (-1: forever).
   // Returns the bits that hold (0 on timeout).
   short Wait(short events, int timeout_ms);
+  // O_NONBLOCK is read from the fd once, at Upgrade; whoever changes it
+  // later (fcntl F_SETFL, ioctl FIONBIO) must tell the socket, so that the
+  // data path never needs a system call to learn it.
+  void SetNonblocking(bool on);
+  // Our doorbell's fd: readable when the peer signals us. -1 in TCP mode.
+  int PollFd() const;
   // FIONREAD and SIOCATMARK.
   int Readable();
   bool AtMark();
@@ -151,6 +157,7 @@ class SmcSocket {
   bool fatal_ = false;     // handshake failed after commit: fd unusable
   bool tcp_closed_ = false;
   bool peer_gone_ = false;
+  bool nonblocking_ = false;  // O_NONBLOCK of the fd (see SetNonblocking)
 };
 
 }  // namespace usmc::runtime
