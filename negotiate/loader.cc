@@ -15,7 +15,9 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <memory>
 #include <utility>
 
 #include "negotiate/usmc_negotiate.skel.h"
@@ -95,28 +97,66 @@ Status PinPrivate(int fd, const std::string& path) {
   return OkStatus();
 }
 
-Status LoadAndPin(const std::string& pin_dir) {
+struct SkeletonDeleter {
+  void operator()(usmc_negotiate_bpf* skel) const {
+    usmc_negotiate_bpf__destroy(skel);
+  }
+};
+using Skeleton = std::unique_ptr<usmc_negotiate_bpf, SkeletonDeleter>;
+
+Result<Skeleton> LoadSkeleton() {
   libbpf_set_print(LibbpfPrint);
-  usmc_negotiate_bpf* skel = usmc_negotiate_bpf__open_and_load();
-  if (skel == nullptr)
+  Skeleton skel(usmc_negotiate_bpf__open_and_load());
+  if (!skel)
     return Status::FromErrno(errno,
                              "load the eBPF program (USMC_DEBUG=1 shows the "
                              "verifier log)");
+  return skel;
+}
+
+std::array<int, 3> ProgramFds(const usmc_negotiate_bpf& skel) {
+  return {bpf_program__fd(skel.progs.usmc_sockops),
+          bpf_program__fd(skel.progs.usmc_setsockopt),
+          bpf_program__fd(skel.progs.usmc_getsockopt)};
+}
+
+Status Pin(const usmc_negotiate_bpf& skel, const std::string& pin_dir) {
+  std::array<int, 3> progs = ProgramFds(skel);
   std::pair<int, const char*> objects[] = {
-      {bpf_map__fd(skel->maps.usmc_counters), kCountersPin},
-      {bpf_map__fd(skel->maps.usmc_sk), kSkStoragePin},
-      {bpf_map__fd(skel->maps.usmc_noecho), kNoEchoPin},
-      {bpf_program__fd(skel->progs.usmc_sockops), kPrograms[0].prog_pin},
-      {bpf_program__fd(skel->progs.usmc_setsockopt), kPrograms[1].prog_pin},
-      {bpf_program__fd(skel->progs.usmc_getsockopt), kPrograms[2].prog_pin},
+      {bpf_map__fd(skel.maps.usmc_counters), kCountersPin},
+      {bpf_map__fd(skel.maps.usmc_sk), kSkStoragePin},
+      {bpf_map__fd(skel.maps.usmc_noecho), kNoEchoPin},
+      {progs[0], kPrograms[0].prog_pin},
+      {progs[1], kPrograms[1].prog_pin},
+      {progs[2], kPrograms[2].prog_pin},
   };
-  Status status;
-  for (const auto& [fd, pin] : objects) {
-    status = PinPrivate(fd, PinPath(pin_dir, pin));
-    if (!status.ok()) break;
+  for (const auto& [fd, pin] : objects)
+    USMC_RETURN_IF_ERROR(PinPrivate(fd, PinPath(pin_dir, pin)));
+  return OkStatus();
+}
+
+bool SameTag(int a, int b) {
+  bpf_prog_info ia{}, ib{};
+  uint32_t la = sizeof(ia), lb = sizeof(ib);
+  return bpf_obj_get_info_by_fd(a, &ia, &la) == 0 &&
+         bpf_obj_get_info_by_fd(b, &ib, &lb) == 0 &&
+         std::memcmp(ia.tag, ib.tag, sizeof(ia.tag)) == 0;
+}
+
+// True if every pinned program is this build's (same instruction tag), so
+// a setup after an upgrade replaces the old program instead of keeping it.
+bool PinnedIsThisBuild(const usmc_negotiate_bpf& skel,
+                       const std::string& pin_dir) {
+  std::array<int, 3> progs = ProgramFds(skel);
+  for (size_t i = 0; i < progs.size(); ++i) {
+    std::string path = PinPath(pin_dir, kPrograms[i].prog_pin);
+    int pinned = bpf_obj_get(path.c_str());
+    if (pinned < 0) return false;
+    bool same = SameTag(pinned, progs[i]);
+    close(pinned);
+    if (!same) return false;
   }
-  usmc_negotiate_bpf__destroy(skel);  // the pins keep everything alive
-  return status;
+  return Exists(PinPath(pin_dir, kCountersPin));
 }
 
 Result<bpf_link_info> LinkInfo(int fd) {
@@ -204,15 +244,16 @@ Result<SetupReport> Setup(const SetupOptions& options) {
   if (mkdir(options.pin_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Status::FromErrno(errno, "mkdir " + options.pin_dir);
 
-  bool all_pinned = true;
-  for (const ProgramSpec& p : kPrograms)
-    all_pinned = all_pinned && Exists(PinPath(options.pin_dir, p.prog_pin));
-  all_pinned = all_pinned && Exists(PinPath(options.pin_dir, kCountersPin));
-  if (!all_pinned) {  // fresh, or left half-done: start clean
+  // Loading verifies the program even when the pinned one is kept.
+  Result<Skeleton> skel = LoadSkeleton();
+  if (!skel.ok()) return skel.status();
+  if (!PinnedIsThisBuild(**skel, options.pin_dir)) {
+    // Fresh, left half-done, or another version: start clean.
     USMC_RETURN_IF_ERROR(UnpinAll(options.pin_dir));
-    USMC_RETURN_IF_ERROR(LoadAndPin(options.pin_dir));
+    USMC_RETURN_IF_ERROR(Pin(**skel, options.pin_dir));
     report.loaded = true;
   }
+  skel->reset();  // the pins keep what is in use
 
   for (const ProgramSpec& p : kPrograms) {
     std::string prog_path = PinPath(options.pin_dir, p.prog_pin);

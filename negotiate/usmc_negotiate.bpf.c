@@ -11,13 +11,16 @@
  *                               header-option callbacks (+ TCP_SAVE_SYN)
  *   SYN / SYN-ACK ............. HDR_OPT_LEN_CB + WRITE_HDR_OPT_CB
  *   established ............... ACTIVE/PASSIVE_ESTABLISHED_CB: decide, then
- *                               turn the header callbacks off (no per-packet cost)
+ *                               turn the header callbacks off (no per-packet
+ *                               cost from then on)
  *   getsockopt(STATUS) ........ cgroup/getsockopt: report the decision
  */
+/* vmlinux.h must come before the libbpf headers. */
+/* clang-format off */
 #include "vmlinux.h"
-
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+/* clang-format on */
 
 #include "negotiate/negotiate_abi.h"
 
@@ -112,8 +115,8 @@ static __always_inline int HasSmcOption(struct bpf_sock_ops* skops,
 /* Returns the raw helper result: > 0 found, -ENOENT no SYN (cookie). */
 static __always_inline long LoadSynSmcOption(struct bpf_sock_ops* skops) {
   __u8 opt[8] = {TCPOPT_EXP, SMC_OPT_LEN, 0xE2, 0xD4, 0xC3, 0xD9};
-  long ret = bpf_load_hdr_opt(skops, opt, sizeof(opt),
-                              BPF_LOAD_HDR_OPT_TCP_SYN);
+  long ret =
+      bpf_load_hdr_opt(skops, opt, sizeof(opt), BPF_LOAD_HDR_OPT_TCP_SYN);
   return ret == -ENOSPC ? 1 : ret;
 }
 
@@ -131,16 +134,17 @@ static __always_inline int HasTfoOption(struct bpf_sock_ops* skops,
 /* Loads one ctx field as its own instruction: clang would otherwise merge
  * loads from both branches into one through a computed ctx pointer, which
  * the verifier rejects. */
-#define CTX_LOAD(field)                \
-  ({                                   \
-    __u32 v_ = (field);                \
-    asm volatile("" : "+r"(v_));       \
-    v_;                                \
+#define CTX_LOAD(field)          \
+  ({                             \
+    __u32 v_ = (field);          \
+    asm volatile("" : "+r"(v_)); \
+    v_;                          \
   })
 
 static __always_inline void ConnKey(struct bpf_sock_ops* skops,
                                     struct usmc_conn_key* key) {
-  if (CTX_LOAD(skops->family) == AF_INET) { /* v4-mapped, as the child sees it */
+  /* IPv4 as v4-mapped, the way a dual-stack child socket sees it. */
+  if (CTX_LOAD(skops->family) == AF_INET) {
     key->local[2] = bpf_htonl(0xffff);
     key->local[3] = CTX_LOAD(skops->local_ip4);
     key->remote[2] = bpf_htonl(0xffff);
@@ -238,8 +242,7 @@ static __always_inline void OnHeaderWrite(struct bpf_sock_ops* skops) {
   __u8 tcp_flags = skops->skb_tcp_flags;
   if (!(tcp_flags & TCPHDR_SYN)) return;
   if (tcp_flags & TCPHDR_ACK) {
-    if (EchoWanted(skops) &&
-        bpf_store_hdr_opt(skops, opt, sizeof(opt), 0) == 0)
+    if (EchoWanted(skops) && bpf_store_hdr_opt(skops, opt, sizeof(opt), 0) == 0)
       Count(USMC_CTR_OPTIONS_WRITTEN);
     return;
   }

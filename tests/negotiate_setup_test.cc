@@ -137,6 +137,23 @@ TEST_F(UsmcSetup, CgroupOptionAttachesThereAndSetupMovesIt) {
   EXPECT_EQ(Status()["cgroup"].get<std::string>(), root_);
 }
 
+// A pin directory that is not this build's complete set (half-done, or an
+// older usmc) is replaced: the old attachments go, exactly one new set stays.
+TEST_F(UsmcSetup, IncompletePinsAreReplacedWithoutStaleAttachments) {
+  ASSERT_EQ(Usmc("").exit_code, 0);
+  std::set<uint32_t> old_ids = ProgIds(Status());
+  ASSERT_EQ(old_ids.size(), 3u);
+  ASSERT_EQ(unlink((pin_dir_ + "/map_counters").c_str()), 0);
+  CommandResult r = Usmc("");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("loaded and attached"), std::string::npos) << r.out;
+  std::set<uint32_t> new_ids = ProgIds(Status());
+  ASSERT_EQ(new_ids.size(), 3u);
+  std::multiset<uint32_t> seen = BpftoolIds(root_);
+  EXPECT_EQ(CountOf(seen, old_ids), 0u);
+  for (uint32_t id : new_ids) EXPECT_EQ(seen.count(id), 1u) << "prog " << id;
+}
+
 TEST_F(UsmcSetup, StatusShowsCounters) {
   ASSERT_EQ(Usmc("").exit_code, 0);
   CommandResult r = Usmc("--status");
