@@ -15,6 +15,10 @@ namespace {
 std::atomic<uint64_t> g_allocs{0};
 }  // namespace
 
+// GCC cannot tell that these two belong together.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(size_t n) {
   ++g_allocs;
   if (void* p = std::malloc(n ? n : 1)) return p;
@@ -22,6 +26,7 @@ void* operator new(size_t n) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace usmc::dev {
 namespace {
