@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "dev/shm_identity.h"
+#include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
 
@@ -270,7 +271,12 @@ void SmcSocket::PumpTcp(engine::TimePoint deadline) {
 // ---- SMC-D data path ------------------------------------------------------
 
 void SmcSocket::Refresh() {
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) return;
+  // Once the peer is gone, its last words are final: OnPeerGone may have
+  // completed them with the close its death implies.
+  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered() ||
+      peer_gone_) {
+    return;
+  }
   CdcArea area = LoadCdcArea(local_.bytes().data());
   if (area == last_area_) return;
   last_area_ = area;
@@ -338,9 +344,37 @@ bool SmcSocket::WaitForPeer(int timeout_ms) {
 
 void SmcSocket::OnPeerGone() {
   if (peer_gone_) return;
-  peer_gone_ = true;
   Refresh();  // it may have published its close just before exiting
-  Feed(engine::DeviceFailed{});
+  peer_gone_ = true;  // from now on the area is ours alone (see Refresh)
+  wire::WireResult<wire::CdcMessage> last = wire::DecodeSmcdCdc(last_area_);
+  wire::CdcMessage cdc = last.ok() ? *last : wire::CdcMessage{};
+  if (cdc.conn_state.peer_conn_closed || cdc.conn_state.peer_conn_abort) {
+    return;  // an orderly close: the engine has it
+  }
+  // The peer's process went away without closing (exit, kill). The kernel
+  // closed its TCP socket for it; its fds close one by one, so give the
+  // FIN a moment to follow the doorbell's hangup.
+  struct pollfd p = {fd_, POLLIN, 0};
+  ::poll(&p, 1, 100);
+  char c;
+  ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0 || (n < 0 && errno == EAGAIN)) {
+    // TCP bytes during SMC-D, or a live TCP socket behind a dead doorbell:
+    // the peer broke the protocol.
+    Feed(engine::DeviceFailed{});
+    return;
+  }
+  // Do what TCP does when a process dies: its close becomes a FIN (EOF
+  // after the data already here), or a reset if it left data of ours
+  // unread. Fed as the close the peer would have published.
+  engine::ConnectionStats st = conn_.Stats();
+  const bool unread = !(st.tx_producer == st.peer_consumer);
+  (unread ? cdc.conn_state.peer_conn_abort : cdc.conn_state.peer_conn_closed) =
+      true;
+  CdcArea area{};
+  (void)wire::EncodeSmcdCdc(cdc, area);  // cannot fail: 32-byte buffer
+  last_area_ = area;
+  Feed(engine::PeerCdcChanged{area});
 }
 
 ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
