@@ -125,7 +125,7 @@ class LocalDmb {
   uint64_t size() const { return size_; }
   std::span<std::byte> bytes() const { return {map_.data(), size_}; }
   int memfd() const { return memfd_.get(); }
-  Doorbell& doorbell() { return *doorbell_; }
+  Doorbell& doorbell() { return *doorbell_; }  // only while registered()
 
   // The doorbell end that belongs to the peer; sent in the handover, then
   // closed here so the peer holds the only copy (its death -> our HUP).
@@ -171,7 +171,7 @@ class PeerDmb {
   uint64_t token() const { return token_; }
   uint64_t size() const { return size_; }
   std::span<std::byte> bytes() const { return {map_.data(), size_}; }
-  PeerDoorbell& doorbell() { return *doorbell_; }
+  PeerDoorbell& doorbell() { return *doorbell_; }  // only while attached()
 
   // smcd_ops move_data without the signal: bounds-checked copy into the
   // peer DMB (kInvalidArgument if it does not fit). Ring the doorbell after

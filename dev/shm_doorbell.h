@@ -68,6 +68,10 @@ struct DoorbellStats {
 inline constexpr uint32_t kDefaultSpinUs = 20;
 uint32_t SpinBudgetUsFromEnv();
 
+// Longest wait honoured; longer timeouts are cut to this (about a year).
+inline constexpr std::chrono::nanoseconds kMaxWait =
+    std::chrono::hours(24 * 365);
+
 struct WaitOptions {
   int extra_fd = -1;              // also return when this fd polls readable
   bool return_on_signal = false;  // EINTR -> kInterrupted instead of retrying
@@ -98,6 +102,7 @@ class Doorbell {
                   const WaitOptions& opts = {});
 
   // The pollable fd (readable when rung, HUP when the peer is gone).
+  // A moved-from Doorbell may only be destroyed or assigned to.
   int fd() const { return fd_.get(); }
   void set_spin_us(uint32_t us) {
     spin_us_ = cur_spin_us_ = us;
@@ -190,7 +195,9 @@ WaitResult Doorbell::Wait(Pred&& ready, std::chrono::nanoseconds timeout,
     return WaitResult::kReady;
   }
   const Clock::time_point start = Clock::now();
-  const Clock::time_point deadline = start + timeout;
+  // Clamp so that start + timeout cannot overflow (nanoseconds::max()).
+  const Clock::time_point deadline =
+      start + std::clamp(timeout, std::chrono::nanoseconds(0), kMaxWait);
   const uint32_t spin = SpinForThisWait();
   if (spin > 0) {
     Bump(c_->spins);

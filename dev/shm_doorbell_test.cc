@@ -224,6 +224,22 @@ TEST(ShmDoorbellTest, TimeoutDisarms) {
   EXPECT_EQ(loop.peer.doorbell().Ring(), RingResult::kNotArmed);
 }
 
+TEST(ShmDoorbellTest, HugeAndNegativeTimeoutsAreClamped) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  loop.local.doorbell().set_spin_us(0);
+  EXPECT_EQ(loop.local.doorbell().Wait([] { return false; },
+                                       std::chrono::nanoseconds(-5)),
+            WaitResult::kTimedOut);
+  // Ready on the re-check after arming: the deadline arithmetic with the
+  // largest timeout ran (UBSan would flag an overflow) and nothing hangs.
+  int calls = 0;
+  EXPECT_EQ(loop.local.doorbell().Wait([&] { return ++calls >= 2; },
+                                       std::chrono::nanoseconds::max()),
+            WaitResult::kReady);
+  EXPECT_EQ(calls, 2);
+}
+
 TEST(ShmDoorbellTest, ExtraFdEndsTheWait) {
   DmbBudget budget(1 << 20);
   Loop loop = MakeLoop(budget);

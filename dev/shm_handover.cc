@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -20,7 +21,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kNameSalt = 0x75736d632d756e78ULL;  // "usmc-unx"
-constexpr size_t kMaxFdsAccepted = 8;  // room to notice (and close) extras
+constexpr size_t kMaxFdsAccepted = 8;
+// A handover is a handshake step: minutes are already absurd.
+constexpr std::chrono::milliseconds kMaxHandoverTimeout{
+    600000};  // room to notice (and close) extras
 
 uint64_t Load64(const std::byte* p) {
   return uint64_t{LoadLe32(p)} | (uint64_t{LoadLe32(p + 4)} << 32);
@@ -243,7 +247,9 @@ Result<PeerDmb> HandoverListener::Accept(LocalDmb& dmb,
                                          const HandoverParams& params) {
   USMC_RETURN_IF_ERROR(CheckParams(dmb, params));
   if (!fd_) return Status(StatusCode::kFailedPrecondition, "listener closed");
-  const Clock::time_point deadline = Clock::now() + params.timeout;
+  const Clock::time_point deadline =
+      Clock::now() + std::clamp(params.timeout, std::chrono::milliseconds(0),
+                                kMaxHandoverTimeout);
   std::string last_rejection;
   for (;;) {
     UniqueFd conn(
@@ -274,7 +280,9 @@ Result<PeerDmb> HandoverListener::Accept(LocalDmb& dmb,
 
 Result<PeerDmb> ConnectHandover(LocalDmb& dmb, const HandoverParams& params) {
   USMC_RETURN_IF_ERROR(CheckParams(dmb, params));
-  const Clock::time_point deadline = Clock::now() + params.timeout;
+  const Clock::time_point deadline =
+      Clock::now() + std::clamp(params.timeout, std::chrono::milliseconds(0),
+                                kMaxHandoverTimeout);
   sockaddr_un addr;
   const socklen_t len = AbstractAddr(params.peer_token, &addr);
   UniqueFd conn;
