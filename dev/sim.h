@@ -37,11 +37,16 @@ class SimPipe {
   bool closed() const { return closed_; }
   // Silent: written bytes vanish (a peer that never answers).
   void set_silent(bool v) { silent_ = v; }
+  // Held: written bytes queue up but the reader sees none until released
+  // (a slow network or a slow peer; the clock moves meanwhile).
+  void set_held(bool v) { held_ = v; }
+  bool readable() const { return !held_ && !bytes_.empty(); }
 
  private:
   std::deque<std::byte> bytes_;
   bool closed_ = false;
   bool silent_ = false;
+  bool held_ = false;
 };
 
 class SimDevice {

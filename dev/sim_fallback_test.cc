@@ -173,6 +173,21 @@ TEST(SimFallback, SilentServerTimesOutAfterSixSeconds) {
                                         wire::ClcType::kDecline}));
 }
 
+TEST(SimFallback, AcceptDelayedWithinTheTimeoutStillConnects) {
+  SimPair sim(SimPair::DefaultOptions());
+  sim.device().pipe(kServer).set_held(true);  // the Accept is delayed
+  sim.Start();
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).handshake_state(), "AWAIT_ACCEPT");
+  sim.device().Advance(std::chrono::milliseconds(5900));
+  sim.Feed(kClient, engine::Timeout{});  // not due yet: ignored
+  sim.device().pipe(kServer).set_held(false);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kClient).mode(), Mode::kSmcd);
+  EXPECT_EQ(sim.conn(kServer).mode(), Mode::kSmcd);
+  EXPECT_FALSE(sim.side(kClient).deadline.has_value());
+}
+
 TEST(SimFallback, SilentClientTimesOutOnTheServer) {
   SimPair sim(SimPair::DefaultOptions());
   sim.Feed(kServer, engine::Start{});

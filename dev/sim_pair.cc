@@ -145,13 +145,13 @@ bool SimPair::Step(int s) {
   }
   if (mode != Mode::kHandshake && mode != Mode::kSmcd) return false;
   SimPipe& in = dev_.pipe(1 - s);
-  if (!in.empty()) {
+  if (in.readable()) {
     std::vector<std::byte> got = in.Read(options_.trickle ? 1 : in.size());
     me.tcp_rx.insert(me.tcp_rx.end(), got.begin(), got.end());
     Feed(s, TcpBytes{me.tcp_rx});
     return true;
   }
-  if (in.closed() && !me.eof_delivered) {
+  if (in.closed() && in.empty() && !me.eof_delivered) {
     me.eof_delivered = true;
     Feed(s, TcpEof{});
     return true;
