@@ -1,7 +1,6 @@
 #include "engine/clc_common.h"
 
 #include <algorithm>
-
 #include <array>
 
 #include "wire/bufsize.h"
@@ -56,6 +55,10 @@ std::string_view ToString(HandshakeOutcome o) {
       return "failed";
   }
   return "unknown";
+}
+
+std::ostream& operator<<(std::ostream& os, HandshakeOutcome o) {
+  return os << ToString(o);
 }
 
 wire::ClcProposal BuildProposal(const EngineParams& params) {
@@ -175,10 +178,9 @@ wire::ClcFrameDecoder::Status HandshakeCore::Feed(
   }
   decoder_ = wire::ClcFrameDecoder();
   peer_spoke_clc_ = h.ok();
-  wire::ClcFrameDecoder::Result r =
-      decoder_.Feed(h.ok() ? bytes.first(std::min<size_t>(h->length,
-                                                          bytes.size()))
-                           : bytes.first(wire::kClcHeaderLen));
+  wire::ClcFrameDecoder::Result r = decoder_.Feed(
+      h.ok() ? bytes.first(std::min<size_t>(h->length, bytes.size()))
+             : bytes.first(wire::kClcHeaderLen));
   // Not CLC at all: those bytes are the app's.
   if (r.consumed > 0 && h.ok()) out.push_back(TcpConsumed{r.consumed});
   return r.status;

@@ -48,6 +48,7 @@ std::string_view ToString(HandshakeEvent e);
 // Where a handshake machine ended up.
 enum class HandshakeOutcome : uint8_t { kRunning, kSmcd, kFallback, kFailed };
 std::string_view ToString(HandshakeOutcome o);
+std::ostream& operator<<(std::ostream& os, HandshakeOutcome o);
 std::ostream& operator<<(std::ostream& os, HandshakeEvent e);
 
 wire::ClcProposal BuildProposal(const EngineParams& params);
