@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "dev/shm_identity.h"
+#include "dev/shm_peer_verify.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
@@ -57,6 +58,16 @@ engine::EngineParams MakeParams(const Options& opts) {
   return p;
 }
 
+// SMC-D needs the peer's process on this host, in this network namespace
+// and under our uid: the DMB handover proves exactly that (it reads the
+// peer's fd table), and a handover failure after Confirm can only abort.
+// Checking here, before CLC, turns every such case into a clean Decline.
+bool PeerCanShareMemory(int fd) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  Result<dev::TcpPeerSocket> peer = dev::FindTcpPeerSocket(fd, deadline);
+  return peer.ok() && peer->uid == ::geteuid();
+}
+
 int MsLeft(engine::TimePoint now, engine::TimePoint deadline) {
   if (deadline <= now) return 0;
   auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
@@ -77,10 +88,20 @@ SmcSocket::~SmcSocket() {
 
 Result<std::unique_ptr<SmcSocket>> SmcSocket::Upgrade(int fd,
                                                       const Options& opts) {
-  std::unique_ptr<SmcSocket> s(new SmcSocket(fd, opts));
+  Options o = opts;
+  // The server accepts no SMC-D when the peer cannot share memory with us:
+  // it then declines in CLC, before anyone is committed, and the connection
+  // stays TCP. Only the server checks: until it has accept()ed, its socket
+  // has no inode for the client to find.
+  if (o.role == engine::Role::kServer && o.smcd_enabled &&
+      !PeerCanShareMemory(fd)) {
+    o.smcd_enabled = false;
+  }
+  std::unique_ptr<SmcSocket> s(new SmcSocket(fd, o));
   std::lock_guard lock(s->mu_);
   const int fl = ::fcntl(fd, F_GETFL);
   s->nonblocking_ = fl >= 0 && (fl & O_NONBLOCK);
+
   USMC_RETURN_IF_ERROR(s->RunHandshake());
   return s;
 }

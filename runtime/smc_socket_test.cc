@@ -351,6 +351,32 @@ TEST(SmcSocketTest, ServerDeclinesBothStayOnTcpWithoutLosingBytes) {
   EXPECT_EQ(WaitChild(child), 0);
 }
 
+TEST(SmcSocketTest, PeerOfAnotherUserDeclinesCleanly) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch the client's uid";
+  int port = 0;
+  int lfd = ListenLoopback(&port);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(lfd);
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(1);  // nobody
+    int fd = ConnectLoopback(port);
+    auto s = MustUpgrade(fd, Client());
+    if (!s || s->is_smc()) ::_exit(2);
+    if (s->status().engine.local_reason != wire::kReasonPeerDecl) ::_exit(3);
+    ::_exit(s->Send("tcp", 3, 0) == 3 ? 0 : 4);
+  }
+  int fd = ::accept(lfd, nullptr, nullptr);
+  ::close(lfd);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->is_smc());
+  EXPECT_NE(s->status().engine.local_reason, 0u);
+  char buf[3];
+  ASSERT_EQ(s->Recv(buf, 3, MSG_WAITALL), 3);
+  EXPECT_EQ(std::string(buf, 3), "tcp");
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
 TEST(SmcSocketTest, PlainTcpPeerBytesReachTheAppUntouched) {
   // A peer that echoed the option but speaks no CLC: its first bytes are
   // application data and must all reach the server's app.
