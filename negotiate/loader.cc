@@ -68,11 +68,9 @@ std::string PinPath(const std::string& dir, const char* name) {
 bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 
 // libbpf talks only when asked (USMC_DEBUG=1): the verifier log is long.
-int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
+int LibbpfPrint(enum libbpf_print_level, const char* fmt, va_list args) {
   static const bool debug = std::getenv("USMC_DEBUG") != nullptr;
-  if (!debug && level != LIBBPF_WARN) return 0;
-  if (!debug) return 0;
-  return std::vfprintf(stderr, fmt, args);
+  return debug ? std::vfprintf(stderr, fmt, args) : 0;
 }
 
 Status EnsureBpffs(const std::string& pin_dir) {
