@@ -156,6 +156,30 @@ TEST_F(Handshake, OptInAfterConnectIsRefusedAndTheSocketStillWorks) {
   l.Close();
 }
 
+TEST_F(Handshake, ListenerReadsPendingAndOptOutWithdrawsTheOffer) {
+  Listener l = Listener::Open(Family::kV4, true);
+  ASSERT_GE(l.fd, 0);
+  negotiate::Outcome listener = negotiate::QueryOutcome(l.fd);
+  EXPECT_EQ(listener.answer, Answer::kNotBoth);
+  EXPECT_EQ(listener.detail, Detail::kPending);
+
+  int c = ClientSocket(Family::kV4, true, nullptr);
+  int zero = 0;
+  ASSERT_EQ(
+      setsockopt(c, USMC_SOL_NEGOTIATE, USMC_SO_OPTIN, &zero, sizeof(zero)), 0);
+  EXPECT_EQ(negotiate::QueryOutcome(c).detail, Detail::kNotOptedIn);
+  Snapshot();
+  ASSERT_TRUE(ConnectLoopback(c, Family::kV4, l.port));
+  int a = accept(l.fd, nullptr, nullptr);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(negotiate::QueryOutcome(c).detail, Detail::kNotOptedIn);
+  EXPECT_EQ(negotiate::QueryOutcome(a).detail, Detail::kPeerDidNotOffer);
+  EXPECT_EQ(Delta(USMC_CTR_OPTIONS_WRITTEN), 0u);
+  close(a);
+  close(c);
+  l.Close();
+}
+
 TEST_F(Handshake, OtherSocketOptionsPassThroughUntouched) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);
