@@ -187,22 +187,27 @@ Result<PeerDmb> Exchange(int conn, LocalDmb& dmb, const HandoverParams& p,
   }
   Result<Offer> offer = RecvOffer(conn, deadline);
   if (!offer.ok()) return offer.status();
-  if (offer->sender_token != p.peer_token) {
+  // A zero peer_token (server, before CLC Confirm) takes the token and size
+  // from the verified peer's offer; the engine checks them against Confirm.
+  const uint64_t peer_token = p.peer_token ? p.peer_token : offer->sender_token;
+  const uint64_t peer_size =
+      p.peer_token ? p.peer_dmb_size : offer->sender_size;
+  if (offer->sender_token != peer_token || peer_token == 0) {
     return Status(StatusCode::kDataLoss, "shm handover: peer token mismatch");
   }
   if (offer->receiver_token != dmb.token()) {
     return Status(StatusCode::kDataLoss, "shm handover: our token not echoed");
   }
-  if (offer->sender_size != p.peer_dmb_size) {
+  if (offer->sender_size != peer_size || DmbFileSize(peer_size) == 0) {
     return Status(StatusCode::kDataLoss, "shm handover: peer DMB size");
   }
   USMC_RETURN_IF_ERROR(CheckDoorbellFd(offer->doorbell.get()));
   Result<PeerDmb> peer =
-      PeerDmb::Attach(std::move(offer->memfd), p.peer_token, p.peer_dmb_size,
+      PeerDmb::Attach(std::move(offer->memfd), peer_token, peer_size,
                       std::move(offer->doorbell));
   if (!peer.ok()) return peer.status();
   if (!send_first) {
-    USMC_RETURN_IF_ERROR(SendOffer(conn, dmb, p.peer_token, deadline));
+    USMC_RETURN_IF_ERROR(SendOffer(conn, dmb, peer_token, deadline));
   }
   // The peer now holds its own copy; dropping ours makes its exit visible
   // to our doorbell as a hangup.
@@ -210,9 +215,12 @@ Result<PeerDmb> Exchange(int conn, LocalDmb& dmb, const HandoverParams& p,
   return peer;
 }
 
-Status CheckParams(const LocalDmb& dmb, const HandoverParams& p) {
-  if (!dmb.registered() || p.tcp_fd < 0 || p.peer_token == 0 ||
-      DmbFileSize(p.peer_dmb_size) == 0) {
+// `learn_peer`: the server may pass peer_token 0 to take it from the offer.
+Status CheckParams(const LocalDmb& dmb, const HandoverParams& p,
+                   bool learn_peer = false) {
+  const bool learning = learn_peer && p.peer_token == 0;
+  if (!dmb.registered() || p.tcp_fd < 0 ||
+      (!learning && (p.peer_token == 0 || DmbFileSize(p.peer_dmb_size) == 0))) {
     return Status(StatusCode::kInvalidArgument, "shm handover parameters");
   }
   return OkStatus();
@@ -245,7 +253,7 @@ Result<HandoverListener> HandoverListener::Listen(const LocalDmb& dmb) {
 
 Result<PeerDmb> HandoverListener::Accept(LocalDmb& dmb,
                                          const HandoverParams& params) {
-  USMC_RETURN_IF_ERROR(CheckParams(dmb, params));
+  USMC_RETURN_IF_ERROR(CheckParams(dmb, params, /*learn_peer=*/true));
   if (!fd_) return Status(StatusCode::kFailedPrecondition, "listener closed");
   const Clock::time_point deadline =
       Clock::now() + std::clamp(params.timeout, std::chrono::milliseconds(0),

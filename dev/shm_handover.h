@@ -38,7 +38,11 @@ namespace usmc::dev {
 
 struct HandoverParams {
   int tcp_fd = -1;             // our end of the TCP connection
-  uint64_t peer_token = 0;     // the peer's DMB token, from CLC
+  // The peer's DMB token and size, from CLC. The server may pass 0 to
+  // Accept before CLC Confirm names them: they are then taken from the
+  // verified peer's offer (PeerDmb::token()/size()), and the caller checks
+  // them against Confirm.
+  uint64_t peer_token = 0;
   uint64_t peer_dmb_size = 0;  // the peer's DMB size, from CLC
   std::chrono::milliseconds timeout{2000};
 };

@@ -475,3 +475,55 @@ TEST(ShmHandoverTest, PeerKilledWhileWaitingNoLeak) {
 
 }  // namespace
 }  // namespace usmc::dev
+
+namespace usmc::dev {
+namespace {
+
+// The server may accept the handover before CLC Confirm names the client's
+// DMB: token and size then come from the verified client's offer.
+TEST(ShmHandoverTest, ServerLearnsTheClientTokenFromTheOffer) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  pid_t pid = Spawn([&] {
+    l->Reset();
+    Result<UniqueFd> tcp = TcpConnectLoopback(port);
+    if (!tcp.ok()) return 10;
+    Result<ShmPair> c = SetupShmPair(false, std::move(*tcp), kSize / 2);
+    return c.ok() ? 0 : 11;
+  });
+  ASSERT_GT(pid, 0);
+  Result<UniqueFd> tcp = TcpAccept(l->get());
+  ASSERT_TRUE(tcp.ok());
+  Result<LocalDmb> local = LocalDmb::Register(kSize);
+  ASSERT_TRUE(local.ok());
+  Result<HandoverListener> listener = HandoverListener::Listen(*local);
+  ASSERT_TRUE(listener.ok());
+  // The same token/size exchange SetupShmPair does, but we ignore what the
+  // client tells us over TCP and accept with peer_token 0.
+  uint64_t v[2] = {local->token(), local->size()};
+  ASSERT_EQ(::write(tcp->get(), v, sizeof v), static_cast<ssize_t>(sizeof v));
+  uint64_t told[2];
+  ASSERT_EQ(::read(tcp->get(), told, sizeof told),
+            static_cast<ssize_t>(sizeof told));
+  HandoverParams p{.tcp_fd = tcp->get(), .timeout = seconds(10)};
+  Result<PeerDmb> peer = listener->Accept(*local, p);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  EXPECT_EQ(peer->token(), told[0]);
+  EXPECT_EQ(peer->size(), told[1]);
+  EXPECT_EQ(peer->size(), kSize / 2);
+  EXPECT_TRUE(ExitedZero(WaitChild(pid)));
+}
+
+// The client side still needs the server's token: it names the socket.
+TEST(ShmHandoverTest, ClientWithoutServerTokenIsRefused) {
+  Result<LocalDmb> local = LocalDmb::Register(kSize);
+  ASSERT_TRUE(local.ok());
+  HandoverParams p{.tcp_fd = 0, .peer_token = 0, .peer_dmb_size = kSize};
+  Result<PeerDmb> peer = ConnectHandover(*local, p);
+  ASSERT_FALSE(peer.ok());
+  EXPECT_EQ(peer.status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace usmc::dev

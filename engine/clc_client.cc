@@ -28,8 +28,8 @@ constexpr ClcClientTransition kTable[] = {
     {S::kRegisteringDmb, E::kTcpEof, {S::kFallback}, 1},
     {S::kRegisteringDmb, E::kAppClose, {S::kFailed}, 1},
     {S::kAttachingPeerDmb, E::kPeerDmbAttached, {S::kActive}, 1},
-    {S::kAttachingPeerDmb, E::kPeerDmbAttachFailed, {S::kFailed}, 1},
-    {S::kAttachingPeerDmb, E::kTcpEof, {S::kFailed}, 1},
+    {S::kAttachingPeerDmb, E::kPeerDmbAttachFailed, {S::kFallback}, 1},
+    {S::kAttachingPeerDmb, E::kTcpEof, {S::kFallback}, 1},
     {S::kAttachingPeerDmb, E::kAppClose, {S::kFailed}, 1},
 };
 
@@ -66,12 +66,8 @@ void ClcClient::InvalidEventNamed(std::string_view name, Actions& out) {
                                         " in CLC client state " +
                                         std::string(ToString(state_))});
   if (Terminal()) return;
-  if (state_ == S::kAttachingPeerDmb) {
-    // Confirm is out: too late to decline (see OnDmbRegistered).
-    core_.Fail(ECONNABORTED, "CLC client failed after Confirm", true, out);
-    state_ = S::kFailed;
-    return;
-  }
+  // Confirm goes out only once the handover succeeded: until then a decline
+  // is still possible.
   core_.FallBack(wire::kReasonIntErr, 0, /*send_decline=*/true, out);
   state_ = S::kFallback;
 }
@@ -153,13 +149,9 @@ void ClcClient::OnDmbRegistered(const DmbRegistered& e, Actions& out) {
     FallBack(E::kDmbRegistered, wire::kReasonErrRegBuf, 0, true, out);
     return;
   }
-  // Confirm goes out before the DMB handover: the server attaches our DMB
-  // only once it has read Confirm, and the handover is a rendezvous of both
-  // processes (dev/shm_handover.h). Like Linux, the client is committed to
-  // SMC once Confirm is sent: a failure after it aborts, it cannot decline.
-  out.push_back(EncodeForTcp(BuildSmcdAccept(
-      wire::ClcType::kConfirm, core_.params(), core_.link.local_dmb_token,
-      core_.link.local_dmb_size, core_.link.link_id)));
+  // The DMB handover comes before Confirm: the server serves it while it
+  // waits for Confirm, so a handover that fails (the peer process cannot be
+  // verified) is still a Decline and plain TCP, not an abort.
   out.push_back(
       AttachPeerDmb{core_.link.peer_dmb_token, core_.link.peer_dmb_size});
   Move(E::kDmbRegistered, S::kAttachingPeerDmb, out);
@@ -171,9 +163,13 @@ void ClcClient::OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out) {
            true, out);
 }
 
-void ClcClient::OnPeerDmbAttached(Actions& out) {
+void ClcClient::OnPeerDmbAttached(const PeerDmbAttached&, Actions& out) {
   if (!Check(E::kPeerDmbAttached, out)) return;
   core_.peer_attached = true;
+  // Committed from here on, as in Linux: Confirm is the client's last word.
+  out.push_back(EncodeForTcp(BuildSmcdAccept(
+      wire::ClcType::kConfirm, core_.params(), core_.link.local_dmb_token,
+      core_.link.local_dmb_size, core_.link.link_id)));
   out.push_back(HandshakeDone{core_.link});
   Move(E::kPeerDmbAttached, S::kActive, out);
 }
@@ -181,10 +177,8 @@ void ClcClient::OnPeerDmbAttached(Actions& out) {
 void ClcClient::OnPeerDmbAttachFailed(const PeerDmbAttachFailed& e,
                                       Actions& out) {
   if (!Check(E::kPeerDmbAttachFailed, out)) return;
-  (void)e;
-  // Confirm is out: too late to decline (see OnDmbRegistered).
-  core_.Fail(ECONNABORTED, "cannot attach the server's DMB", true, out);
-  Move(E::kPeerDmbAttachFailed, S::kFailed, out);
+  FallBack(E::kPeerDmbAttachFailed, e.reason ? e.reason : wire::kReasonErrRtok,
+           0, true, out);
 }
 
 void ClcClient::OnTimeout(TimePoint now, Actions& out) {
@@ -195,11 +189,6 @@ void ClcClient::OnTimeout(TimePoint now, Actions& out) {
 
 void ClcClient::OnTcpEof(Actions& out) {
   if (!Check(E::kTcpEof, out)) return;
-  if (state_ == S::kAttachingPeerDmb) {  // committed: see OnDmbRegistered
-    core_.Fail(ECONNRESET, "TCP closed during the handshake", false, out);
-    Move(E::kTcpEof, S::kFailed, out);
-    return;
-  }
   // The app reads the EOF itself on the TCP socket.
   FallBack(E::kTcpEof, wire::kReasonCnfErr, 0, false, out);
 }

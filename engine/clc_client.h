@@ -61,7 +61,7 @@ class ClcClient {
                   Actions& out);
   void OnDmbRegistered(const DmbRegistered& e, Actions& out);
   void OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out);
-  void OnPeerDmbAttached(Actions& out);
+  void OnPeerDmbAttached(const PeerDmbAttached& e, Actions& out);
   void OnPeerDmbAttachFailed(const PeerDmbAttachFailed& e, Actions& out);
   void OnTimeout(TimePoint now, Actions& out);
   void OnTcpEof(Actions& out);

@@ -247,25 +247,14 @@ TEST_F(ClcClientTest, TcpEofFallsBack) {
   EXPECT_EQ(c.state(), S::kFallback);
 }
 
-// Confirm goes out before the attach: the server attaches our DMB only after
-// reading it (dev/shm's handover is a rendezvous). From here on the client
-// is committed to SMC-D, as in Linux.
-TEST_F(ClcClientTest, RegisteredDmbSendsConfirmThenAttaches) {
+// The handover comes before Confirm: a failure there is still a Decline.
+TEST_F(ClcClientTest, RegisteredDmbAttachesBeforeConfirm) {
   ClcClient c(params_, &entropy_, S::kRegisteringDmb, AcceptedLink(), false);
   Actions out;
   c.OnDmbRegistered(DmbRegistered{0xBEEF, 64 * 1024}, out);
-  ExpectActions<SendTcp, AttachPeerDmb>(out);
-  const wire::ClcMessage m = DecodeSent(Nth<SendTcp>(out, 0));
-  const auto* conf = std::get_if<wire::ClcSmcdAccept>(&m);
-  ASSERT_NE(conf, nullptr);
-  EXPECT_EQ(conf->type, wire::ClcType::kConfirm);
-  EXPECT_EQ(conf->dmb_token, 0xBEEFu);
-  EXPECT_EQ(conf->dmbe_size, 2);  // 64 KiB
-  EXPECT_EQ(conf->link_id, 0x11223344u);
-  EXPECT_EQ(conf->gid, params_.device.gid);
-  EXPECT_EQ(conf->gid_ext, params_.device.gid_ext);
-  EXPECT_EQ(Nth<AttachPeerDmb>(out, 1).token, 0xD00Du);
-  EXPECT_EQ(Nth<AttachPeerDmb>(out, 1).size, 32u * 1024);
+  ExpectActions<AttachPeerDmb>(out);
+  EXPECT_EQ(Nth<AttachPeerDmb>(out, 0).token, 0xD00Du);
+  EXPECT_EQ(Nth<AttachPeerDmb>(out, 0).size, 32u * 1024);
   EXPECT_EQ(c.state(), S::kAttachingPeerDmb);
 }
 
@@ -286,30 +275,44 @@ TEST_F(ClcClientTest, RegisterFailureDeclines) {
   EXPECT_EQ(Nth<Fallback>(out, 1).local_reason, wire::kReasonMaxDmb);
 }
 
-TEST_F(ClcClientTest, AttachedIsDone) {
+// Attached: Confirm goes out and the client is committed, as in Linux.
+TEST_F(ClcClientTest, AttachedSendsConfirmAndIsDone) {
   SmcdLink link = AcceptedLink();
   link.local_dmb_token = 0xBEEF;
   link.local_dmb_size = 64 * 1024;
   ClcClient c(params_, &entropy_, S::kAttachingPeerDmb, link, true);
   Actions out;
-  c.OnPeerDmbAttached(out);
-  ExpectActions<HandshakeDone>(out);
-  EXPECT_EQ(Nth<HandshakeDone>(out, 0).link.peer_dmb_token, 0xD00Du);
-  EXPECT_EQ(Nth<HandshakeDone>(out, 0).link.local_dmb_token, 0xBEEFu);
+  c.OnPeerDmbAttached({}, out);
+  ExpectActions<SendTcp, HandshakeDone>(out);
+  const wire::ClcMessage m = DecodeSent(Nth<SendTcp>(out, 0));
+  const auto* conf = std::get_if<wire::ClcSmcdAccept>(&m);
+  ASSERT_NE(conf, nullptr);
+  EXPECT_EQ(conf->type, wire::ClcType::kConfirm);
+  EXPECT_EQ(conf->dmb_token, 0xBEEFu);
+  EXPECT_EQ(conf->dmbe_size, 2);  // 64 KiB
+  EXPECT_EQ(conf->link_id, 0x11223344u);
+  EXPECT_EQ(conf->gid, params_.device.gid);
+  EXPECT_EQ(conf->gid_ext, params_.device.gid_ext);
+  EXPECT_EQ(Nth<HandshakeDone>(out, 1).link.peer_dmb_token, 0xD00Du);
+  EXPECT_EQ(Nth<HandshakeDone>(out, 1).link.local_dmb_token, 0xBEEFu);
   EXPECT_EQ(c.state(), S::kActive);
   EXPECT_EQ(c.Outcome(), HandshakeOutcome::kSmcd);
 }
 
-TEST_F(ClcClientTest, AttachFailureAfterConfirmAborts) {
+TEST_F(ClcClientTest, AttachFailureDeclinesAndReleases) {
   SmcdLink link = AcceptedLink();
   link.local_dmb_token = 0xBEEF;
   ClcClient c(params_, &entropy_, S::kAttachingPeerDmb, link, true);
   Actions out;
   c.OnPeerDmbAttachFailed(PeerDmbAttachFailed{0}, out);
-  ExpectActions<ReleaseBuffers, AbortTcp, ReportError>(out);
-  EXPECT_EQ(Nth<ReleaseBuffers>(out, 0).own_dmb_token, 0xBEEFu);
-  EXPECT_EQ(Nth<ReportError>(out, 2).err, ECONNABORTED);
-  EXPECT_EQ(c.state(), S::kFailed);
+  ExpectActions<SendTcp, ReleaseBuffers, Fallback>(out);
+  const wire::ClcMessage m = DecodeSent(Nth<SendTcp>(out, 0));
+  const auto* d = std::get_if<wire::ClcDecline>(&m);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->peer_diagnosis, wire::kReasonErrRtok);
+  EXPECT_EQ(Nth<ReleaseBuffers>(out, 1).own_dmb_token, 0xBEEFu);
+  EXPECT_EQ(Nth<Fallback>(out, 2).local_reason, wire::kReasonErrRtok);
+  EXPECT_EQ(c.state(), S::kFallback);
 }
 
 TEST_F(ClcClientTest, AppCloseAbandonsTheHandshake) {
@@ -332,7 +335,7 @@ TEST_F(ClcClientTest, InvalidEventInEveryState) {
     if (s == S::kAttachingPeerDmb) {
       c.OnDmbRegistered(DmbRegistered{1, 65536}, out);
     } else {
-      c.OnPeerDmbAttached(out);
+      c.OnPeerDmbAttached({}, out);
     }
     ASSERT_GE(out.size(), 1u) << s;
     const ReportError& r = Nth<ReportError>(out, 0);
@@ -342,9 +345,6 @@ TEST_F(ClcClientTest, InvalidEventInEveryState) {
     if (s == S::kActive || s == S::kFallback || s == S::kFailed) {
       EXPECT_EQ(out.size(), 1u) << s;
       EXPECT_EQ(c.state(), s);
-    } else if (s == S::kAttachingPeerDmb) {
-      EXPECT_EQ(c.state(), S::kFailed);  // Confirm is out: no decline
-      EXPECT_EQ(FindAction<Fallback>(out), nullptr);
     } else {
       const Fallback* f = FindAction<Fallback>(out);
       ASSERT_NE(f, nullptr) << s;

@@ -27,7 +27,11 @@ constexpr ClcServerTransition kTable[] = {
     {S::kRegisteringDmb, E::kDmbRegisterFailed, {S::kFallback}, 1},
     {S::kRegisteringDmb, E::kTcpEof, {S::kFallback}, 1},
     {S::kRegisteringDmb, E::kAppClose, {S::kFailed}, 1},
-    {S::kAwaitConfirm, E::kClcMessage, {S::kAttachingPeerDmb, S::kFallback}, 2},
+    {S::kAwaitConfirm,
+     E::kClcMessage,
+     {S::kAttachingPeerDmb, S::kFallback, S::kActive, S::kFailed},
+     4},
+    {S::kAwaitConfirm, E::kPeerDmbAttached, {S::kAwaitConfirm}, 1},
     {S::kAwaitConfirm, E::kClcError, {S::kFallback}, 1},
     {S::kAwaitConfirm, E::kTimeout, {S::kFallback}, 1},
     {S::kAwaitConfirm, E::kTcpEof, {S::kFallback}, 1},
@@ -178,9 +182,24 @@ void ClcServer::OnConfirm(const wire::ClcMessage& m, Actions& out) {
   }
   core_.CancelTimer(out);
   core_.link.peer_device = SmcdDevice{c->gid, c->gid_ext, c->chid};
-  core_.link.peer_dmb_token = c->dmb_token;
-  core_.link.peer_dmb_size =
+  const uint32_t confirmed_size =
       static_cast<uint32_t>(wire::UncompressBufSize(c->dmbe_size));
+  if (core_.peer_attached) {
+    // The handover already ran (the usual order: the client attaches before
+    // it confirms). Confirm must name the DMB we were given.
+    if (c->dmb_token != core_.link.peer_dmb_token ||
+        confirmed_size != core_.link.peer_dmb_size) {
+      core_.Fail(ECONNABORTED, "Confirm names another DMB than the handover",
+                 true, out);
+      Move(E::kClcMessage, S::kFailed, out);
+      return;
+    }
+    out.push_back(HandshakeDone{core_.link});
+    Move(E::kClcMessage, S::kActive, out);
+    return;
+  }
+  core_.link.peer_dmb_token = c->dmb_token;
+  core_.link.peer_dmb_size = confirmed_size;
   out.push_back(
       AttachPeerDmb{core_.link.peer_dmb_token, core_.link.peer_dmb_size});
   Move(E::kClcMessage, S::kAttachingPeerDmb, out);
@@ -192,9 +211,16 @@ void ClcServer::OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out) {
            true, out);
 }
 
-void ClcServer::OnPeerDmbAttached(Actions& out) {
+void ClcServer::OnPeerDmbAttached(const PeerDmbAttached& e, Actions& out) {
   if (!Check(E::kPeerDmbAttached, out)) return;
   core_.peer_attached = true;
+  if (state_ == S::kAwaitConfirm) {
+    // The client ran the handover before Confirm; Confirm must match it.
+    core_.link.peer_dmb_token = e.token;
+    core_.link.peer_dmb_size = e.size;
+    Move(E::kPeerDmbAttached, S::kAwaitConfirm, out);
+    return;
+  }
   out.push_back(HandshakeDone{core_.link});
   Move(E::kPeerDmbAttached, S::kActive, out);
 }

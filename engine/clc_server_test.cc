@@ -93,13 +93,68 @@ TEST_F(ClcServerTest, ConfirmLeadsToAttachThenActive) {
   EXPECT_EQ(Nth<AttachPeerDmb>(out, 2).size, 16384u);
   EXPECT_EQ(s.state(), S::kAttachingPeerDmb);
   Actions done;
-  s.OnPeerDmbAttached(done);
+  s.OnPeerDmbAttached({}, done);
   ExpectActions<HandshakeDone>(done);
   const SmcdLink& l = Nth<HandshakeDone>(done, 0).link;
   EXPECT_EQ(l.local_dmb_token, 0xAAAAu);
   EXPECT_EQ(l.peer_dmb_token, 0xCCCCu);
   EXPECT_EQ(l.peer_dmb_size, 16384u);
   EXPECT_EQ(s.state(), S::kActive);
+}
+
+// The usual order: the client runs the DMB handover before it confirms.
+TEST_F(ClcServerTest, HandoverBeforeConfirmThenMatchingConfirmIsActive) {
+  uint32_t link_id = 0;
+  ClcServer s = AwaitingConfirm(&link_id);
+  Actions early;
+  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, early);
+  ExpectActions<>(early);
+  EXPECT_EQ(s.state(), S::kAwaitConfirm);
+  wire::ClcSmcdAccept c = BuildSmcdAccept(
+      wire::ClcType::kConfirm, client_params_, 0xCCCC, 16384, link_id);
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(c), kNow, out);
+  ExpectActions<TcpConsumed, CancelTimer, HandshakeDone>(out);
+  const SmcdLink& l = Nth<HandshakeDone>(out, 2).link;
+  EXPECT_EQ(l.peer_dmb_token, 0xCCCCu);
+  EXPECT_EQ(l.peer_dmb_size, 16384u);
+  EXPECT_EQ(s.state(), S::kActive);
+}
+
+TEST_F(ClcServerTest, ConfirmNamingAnotherDmbThanTheHandoverAborts) {
+  uint32_t link_id = 0;
+  ClcServer s = AwaitingConfirm(&link_id);
+  Actions early;
+  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, early);
+  wire::ClcSmcdAccept c = BuildSmcdAccept(
+      wire::ClcType::kConfirm, client_params_, 0xDDDD, 16384, link_id);
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(c), kNow, out);
+  const ReportError* e = FindAction<ReportError>(out);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->err, ECONNABORTED);
+  EXPECT_NE(FindAction<ReleaseBuffers>(out), nullptr);
+  EXPECT_EQ(FindAction<HandshakeDone>(out), nullptr);
+  EXPECT_EQ(s.state(), S::kFailed);
+}
+
+TEST_F(ClcServerTest, DeclineAfterHandoverReleasesThePeerDmbToo) {
+  uint32_t link_id = 0;
+  ClcServer s = AwaitingConfirm(&link_id);
+  Actions early;
+  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, early);
+  wire::ClcDecline d;
+  d.peer_diagnosis = wire::kReasonErrRtok;
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(d), kNow, out);
+  const ReleaseBuffers* r = FindAction<ReleaseBuffers>(out);
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(r->peer_attached);
+  EXPECT_EQ(r->peer_dmb_token, 0xCCCCu);
+  const Fallback* f = FindAction<Fallback>(out);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->local_reason, wire::kReasonPeerDecl);
+  EXPECT_EQ(f->peer_reason, wire::kReasonErrRtok);
 }
 
 TEST_F(ClcServerTest, ConfirmWithOtherLinkIdDeclines) {
@@ -258,7 +313,7 @@ TEST_F(ClcServerTest, InvalidEventInEveryState) {
     ClcServer s(params_, &entropy_, st, SmcdLink{}, false);
     Actions out;
     if (st == S::kInit) {
-      s.OnPeerDmbAttached(out);
+      s.OnPeerDmbAttached({}, out);
     } else {
       s.OnStart(kNow, out);
     }

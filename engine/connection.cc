@@ -84,7 +84,7 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
                 [&](const DmbRegisterFailed& e) {
                   m.OnDmbRegisterFailed(e, out);
                 },
-                [&](const PeerDmbAttached&) { m.OnPeerDmbAttached(out); },
+                [&](const PeerDmbAttached& e) { m.OnPeerDmbAttached(e, out); },
                 [&](const PeerDmbAttachFailed& e) {
                   m.OnPeerDmbAttachFailed(e, out);
                 },

@@ -37,7 +37,12 @@ struct DmbRegistered {
 struct DmbRegisterFailed {
   uint32_t reason = 0;  // e.g. wire::kReasonMem, kReasonMaxDmb
 };
-struct PeerDmbAttached {};
+// token/size: what was attached, when the runtime learned them from the
+// peer itself (server, handover before Confirm); 0 means "as requested".
+struct PeerDmbAttached {
+  uint64_t token = 0;
+  uint32_t size = 0;
+};
 struct PeerDmbAttachFailed {
   uint32_t reason = 0;
 };

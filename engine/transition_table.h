@@ -19,7 +19,7 @@ template <typename State, typename EventT>
 struct Transition {
   State from;
   EventT event;
-  State to[2];
+  State to[4];  // the allowed next states, to_count of them
   uint8_t to_count;
 };
 

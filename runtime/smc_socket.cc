@@ -268,9 +268,31 @@ Status SmcSocket::RunHandshake() {
 }
 
 void SmcSocket::PumpTcp(engine::TimePoint deadline) {
-  struct pollfd p = {fd_, POLLIN, 0};
-  int r = ::poll(&p, 1, MsLeft(Now(), deadline));
+  // The server also serves the DMB handover, which the client runs before
+  // it sends Confirm.
+  struct pollfd p[2] = {{fd_, POLLIN, 0}, {-1, POLLIN, 0}};
+  if (listener_ && !peer_.attached()) p[1].fd = listener_->fd();
+  int r = ::poll(p, 2, MsLeft(Now(), deadline));
   if (r <= 0) return;  // timeout (the caller feeds it) or EINTR: retry
+  if (p[1].revents & POLLIN) {
+    // Short: whoever connected is there now. A peer that fails the checks
+    // is closed unanswered (the client then declines in CLC); the listener
+    // stays up for the real one until Confirm or the CLC timeout.
+    dev::HandoverParams hp{
+        .tcp_fd = fd_,
+        .timeout = std::min(opts_.handover_timeout,
+                            std::chrono::milliseconds(200))};
+    Result<dev::PeerDmb> peer = listener_->Accept(local_, hp);
+    if (peer.ok()) {
+      peer_ = std::move(*peer);
+      listener_.reset();
+      Feed(engine::PeerDmbAttached{
+          peer_.token(), static_cast<uint32_t>(peer_.size())});
+    }
+    // A failed handover needs nothing here: the client declines in CLC.
+    return;
+  }
+  if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) return;
   std::array<std::byte, wire::kClcMaxMessageLen> buf;
   ssize_t n = ::recv(fd_, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;

@@ -377,6 +377,33 @@ TEST(SmcSocketTest, PeerOfAnotherUserDeclinesCleanly) {
   EXPECT_EQ(WaitChild(child), 0);
 }
 
+TEST(SmcSocketTest, PrivilegeDroppedPeerDeclinesInsteadOfAborting) {
+  // The client's socket was made as root, then the process became nobody
+  // (as servers that drop privileges do): the socket looks like ours, but
+  // the DMB handover cannot verify the process. That must end in a Decline
+  // and TCP on both sides, not in an abort.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch the client's uid";
+  pid_t child;
+  int fd = ForkClient(
+      [](int fd) {
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 1;
+        auto s = MustUpgrade(fd, Client());
+        if (!s || s->is_smc()) return 2;
+        if (s->status().engine.local_reason != wire::kReasonErrRtok) return 3;
+        return s->Send("tcp", 3, 0) == 3 ? 0 : 4;
+      },
+      &child);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->is_smc());
+  EXPECT_EQ(s->status().engine.local_reason, wire::kReasonPeerDecl);
+  EXPECT_EQ(s->status().engine.peer_reason, wire::kReasonErrRtok);
+  char buf[3];
+  ASSERT_EQ(s->Recv(buf, 3, MSG_WAITALL), 3);
+  EXPECT_EQ(std::string(buf, 3), "tcp");
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
 TEST(SmcSocketTest, PlainTcpPeerBytesReachTheAppUntouched) {
   // A peer that echoed the option but speaks no CLC: its first bytes are
   // application data and must all reach the server's app.
