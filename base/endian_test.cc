@@ -1,8 +1,8 @@
 #include "base/endian.h"
 
-#include <array>
-
 #include <gtest/gtest.h>
+
+#include <array>
 
 namespace usmc {
 namespace {

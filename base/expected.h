@@ -24,7 +24,8 @@ class [[nodiscard]] Expected {
  public:
   Expected(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
   Expected(E error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
-  Expected(Unexpected<E> u) : v_(std::in_place_index<1>, std::move(u.error)) {}  // NOLINT
+  Expected(Unexpected<E> u)
+      : v_(std::in_place_index<1>, std::move(u.error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }

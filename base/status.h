@@ -21,15 +21,15 @@ namespace usmc {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // the caller passed something wrong
-  kFailedPrecondition,// wrong state for this call
+  kInvalidArgument,     // the caller passed something wrong
+  kFailedPrecondition,  // wrong state for this call
   kNotFound,
-  kPermissionDenied,  // missing privilege or capability
-  kUnavailable,       // the system lacks a facility (no bpffs, no device)
-  kResourceExhausted, // memory budget, fd limits
-  kDataLoss,          // a peer broke the protocol
+  kPermissionDenied,   // missing privilege or capability
+  kUnavailable,        // the system lacks a facility (no bpffs, no device)
+  kResourceExhausted,  // memory budget, fd limits
+  kDataLoss,           // a peer broke the protocol
   kInternal,
-  kSystem,            // an errno from a system call; see Status::sys_errno()
+  kSystem,  // an errno from a system call; see Status::sys_errno()
 };
 
 std::string_view ToString(StatusCode code);
@@ -63,7 +63,7 @@ inline Status OkStatus() { return Status(); }
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(v_).ok());
   }
@@ -87,9 +87,9 @@ class [[nodiscard]] Result {
 
 }  // namespace usmc
 
-#define USMC_RETURN_IF_ERROR(expr)              \
-  do {                                          \
-    ::usmc::Status usmc_status_ = (expr);       \
+#define USMC_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::usmc::Status usmc_status_ = (expr);        \
     if (!usmc_status_.ok()) return usmc_status_; \
   } while (0)
 

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -21,8 +22,6 @@
 #include <memory>
 #include <sstream>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "runtime/smc_socket.h"
 
@@ -67,8 +66,8 @@ class Conn {
                                     uint32_t dmb_size, std::string* err) {
     auto c = std::unique_ptr<Conn>(new Conn(fd));
     if (t == Transport::kTcp) return c;
-    auto s = runtime::SmcSocket::Upgrade(
-        fd, {.role = role, .dmb_size = dmb_size});
+    auto s =
+        runtime::SmcSocket::Upgrade(fd, {.role = role, .dmb_size = dmb_size});
     if (!s.ok()) {
       *err = s.status().ToString();
       return nullptr;
@@ -99,8 +98,8 @@ class Conn {
     return true;
   }
   bool RecvAll(void* p, size_t n) {
-    ssize_t r = smc_ ? smc_->Recv(p, n, MSG_WAITALL)
-                     : ::recv(fd_, p, n, MSG_WAITALL);
+    ssize_t r =
+        smc_ ? smc_->Recv(p, n, MSG_WAITALL) : ::recv(fd_, p, n, MSG_WAITALL);
     return r == static_cast<ssize_t>(n);
   }
   // Up to n bytes; 0 at EOF.
@@ -379,8 +378,8 @@ Result<Report> PairBench::Run() {
   report.machine = DescribeMachine();
   // Each workload alternates TCP and SMC-D inside every repeat, so both see
   // the same machine state; the medians over the repeats are reported.
-  auto collect = [&](const std::function<Result<Measurement>(Transport)>& f)
-      -> Status {
+  auto collect =
+      [&](const std::function<Result<Measurement>(Transport)>& f) -> Status {
     std::vector<Measurement> runs[2];
     for (int r = 0; r < config_.repeats; ++r) {
       for (Transport t : {Transport::kTcp, Transport::kSmcd}) {
@@ -419,10 +418,10 @@ Result<Report> PairBench::Run() {
 }
 
 void PrintTable(const Report& r, std::ostream& os) {
-  os << fmt::format("{:<24} {:>12} {:>12} {:>10}   {}\n", "workload", "TCP",
-                    "SMC-D", "SMC-D/TCP", "(medians of " +
-                                              std::to_string(r.config.repeats) +
-                                              " runs)");
+  os << fmt::format(
+      "{:<24} {:>12} {:>12} {:>10}   {}\n", "workload", "TCP", "SMC-D",
+      "SMC-D/TCP",
+      "(medians of " + std::to_string(r.config.repeats) + " runs)");
   for (size_t i = 0; i + 1 < r.results.size(); i += 2) {
     const Measurement& tcp = r.results[i];
     const Measurement& smc = r.results[i + 1];

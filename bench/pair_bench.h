@@ -14,11 +14,10 @@
 #define USMC_BENCH_PAIR_BENCH_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/status.h"
 
@@ -28,14 +27,14 @@ enum class Transport { kTcp, kSmcd };
 std::string_view ToString(Transport t);
 
 struct Config {
-  int repeats = 5;                    // medians over this many runs
+  int repeats = 5;  // medians over this many runs
   std::vector<uint32_t> pingpong_sizes = {64, 1024, 16384};
   int pingpong_rounds = 20000;
   uint64_t stream_bytes = uint64_t{2} << 30;
   uint32_t stream_write = 64 * 1024;
   int setup_connections = 200;
-  uint32_t dmb_size = 1024 * 1024;    // SMC-D maximum: 1 MiB
-  int client_cpu = 0;                 // -1: no pinning
+  uint32_t dmb_size = 1024 * 1024;  // SMC-D maximum: 1 MiB
+  int client_cpu = 0;               // -1: no pinning
   int server_cpu = 1;
 };
 
@@ -43,11 +42,11 @@ struct Config {
 struct Measurement {
   std::string workload;  // "pingpong 64B", "stream 64KiB", "setup"
   Transport transport = Transport::kTcp;
-  double p50_us = 0;     // latency workloads: round trip / setup time
+  double p50_us = 0;  // latency workloads: round trip / setup time
   double p99_us = 0;
-  double gbytes_per_s = 0;        // stream
-  double cpu_s_per_gib = 0;       // stream: both ends together
-  double cpu_us_per_op = 0;       // pingpong/setup: both ends per operation
+  double gbytes_per_s = 0;   // stream
+  double cpu_s_per_gib = 0;  // stream: both ends together
+  double cpu_us_per_op = 0;  // pingpong/setup: both ends per operation
 };
 
 struct Report {

@@ -202,9 +202,8 @@ Result<PeerDmb> Exchange(int conn, LocalDmb& dmb, const HandoverParams& p,
     return Status(StatusCode::kDataLoss, "shm handover: peer DMB size");
   }
   USMC_RETURN_IF_ERROR(CheckDoorbellFd(offer->doorbell.get()));
-  Result<PeerDmb> peer =
-      PeerDmb::Attach(std::move(offer->memfd), peer_token, peer_size,
-                      std::move(offer->doorbell));
+  Result<PeerDmb> peer = PeerDmb::Attach(std::move(offer->memfd), peer_token,
+                                         peer_size, std::move(offer->doorbell));
   if (!peer.ok()) return peer.status();
   if (!send_first) {
     USMC_RETURN_IF_ERROR(SendOffer(conn, dmb, peer_token, deadline));

@@ -37,7 +37,7 @@
 namespace usmc::dev {
 
 struct HandoverParams {
-  int tcp_fd = -1;             // our end of the TCP connection
+  int tcp_fd = -1;  // our end of the TCP connection
   // The peer's DMB token and size, from CLC. The server may pass 0 to
   // Accept before CLC Confirm names them: they are then taken from the
   // verified peer's offer (PeerDmb::token()/size()), and the caller checks

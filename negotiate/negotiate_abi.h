@@ -23,9 +23,10 @@
 
 /* The per-socket result, as USMC_SO_STATUS returns it. */
 #define USMC_ST_NOT_OPTED_IN 0 /* the socket never opted in */
-#define USMC_ST_PENDING 1 /* opted in, handshake not finished (or a listener) \
-                           */
-#define USMC_ST_SMC 2     /* both SYN and SYN-ACK carried the option */
+#define USMC_ST_PENDING                                                   \
+  1                   /* opted in, handshake not finished (or a listener) \
+                       */
+#define USMC_ST_SMC 2 /* both SYN and SYN-ACK carried the option */
 #define USMC_ST_PEER_NO_SMC 3 /* the peer did not offer (or did not echo) */
 #define USMC_ST_TFO 4         /* TCP Fast Open socket: never SMC */
 #define USMC_ST_SYN_COOKIE 5  /* the server answered with a SYN cookie */
@@ -33,8 +34,9 @@
 
 /* Counters: indices into the "usmc_counters" array map (u64 each). */
 #define USMC_CTR_OPTIONS_WRITTEN 0 /* option stored into a SYN or SYN-ACK */
-#define USMC_CTR_OFFERS_SEEN 1 /* SYN with the option at an opted-in listener \
-                                */
+#define USMC_CTR_OFFERS_SEEN                                             \
+  1                       /* SYN with the option at an opted-in listener \
+                           */
 #define USMC_CTR_ECHOES 2 /* SYN-ACK with the option at an opted-in client */
 #define USMC_CTR_RESERVE_FAILURES 3 /* no room for the option in the header */
 #define USMC_CTR_COOKIE_FALLBACKS \

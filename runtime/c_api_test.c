@@ -11,7 +11,7 @@
 
 #include "runtime/usmc.h"
 
-static int fail(const char *what) {
+static int fail(const char* what) {
   fprintf(stderr, "c_api_test: %s\n", what);
   return 1;
 }
@@ -23,14 +23,14 @@ int main(void) {
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
-  if (bind(lfd, (struct sockaddr *)&a, sizeof a) || listen(lfd, 1) ||
-      getsockname(lfd, (struct sockaddr *)&a, &len))
+  if (bind(lfd, (struct sockaddr*)&a, sizeof a) || listen(lfd, 1) ||
+      getsockname(lfd, (struct sockaddr*)&a, &len))
     return fail("listen");
   pid_t pid = fork();
   if (pid == 0) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    usmc_socket *s;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) ||
+    usmc_socket* s;
+    if (connect(fd, (struct sockaddr*)&a, sizeof a) ||
         usmc_upgrade(fd, USMC_ROLE_CLIENT, &s))
       _exit(2);
     struct usmc_status st;
@@ -39,10 +39,11 @@ int main(void) {
     _exit(usmc_close(s) == 0 ? 0 : 5);
   }
   int fd = accept(lfd, NULL, NULL);
-  usmc_socket *s;
+  usmc_socket* s;
   if (fd < 0 || usmc_upgrade(fd, USMC_ROLE_SERVER, &s)) return fail("upgrade");
   struct usmc_status st;
-  if (usmc_status(s, &st) || st.mode != USMC_MODE_SMCD) return fail("not SMC-D");
+  if (usmc_status(s, &st) || st.mode != USMC_MODE_SMCD)
+    return fail("not SMC-D");
   char buf[8] = {0};
   if (usmc_recv(s, buf, 6, MSG_WAITALL) != 6 || memcmp(buf, "from C", 6))
     return fail("recv");

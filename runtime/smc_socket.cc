@@ -44,7 +44,8 @@ engine::EngineParams MakeParams(const Options& opts) {
   p.smcd_enabled = opts.smcd_enabled;
   Result<dev::ShmGid> gid = dev::LocalShmGid();
   if (gid.ok()) {
-    p.device = {.gid = gid->gid, .gid_ext = gid->gid_ext, .chid = dev::kShmChid};
+    p.device = {
+        .gid = gid->gid, .gid_ext = gid->gid_ext, .chid = dev::kShmChid};
   } else {
     p.smcd_enabled = false;  // no device: the engine declines NOSMCDDEV
   }
@@ -172,9 +173,9 @@ void SmcSocket::Execute(const engine::Actions& actions,
                                     .peer_token = a.token,
                                     .peer_dmb_size = a.size,
                                     .timeout = opts_.handover_timeout};
-              Result<dev::PeerDmb> peer =
-                  listener_ ? listener_->Accept(local_, p)
-                            : dev::ConnectHandover(local_, p);
+              Result<dev::PeerDmb> peer = listener_
+                                              ? listener_->Accept(local_, p)
+                                              : dev::ConnectHandover(local_, p);
               listener_.reset();
               if (!peer.ok()) {
                 answers.push_back(
@@ -278,16 +279,15 @@ void SmcSocket::PumpTcp(engine::TimePoint deadline) {
     // Short: whoever connected is there now. A peer that fails the checks
     // is closed unanswered (the client then declines in CLC); the listener
     // stays up for the real one until Confirm or the CLC timeout.
-    dev::HandoverParams hp{
-        .tcp_fd = fd_,
-        .timeout = std::min(opts_.handover_timeout,
-                            std::chrono::milliseconds(200))};
+    dev::HandoverParams hp{.tcp_fd = fd_,
+                           .timeout = std::min(opts_.handover_timeout,
+                                               std::chrono::milliseconds(200))};
     Result<dev::PeerDmb> peer = listener_->Accept(local_, hp);
     if (peer.ok()) {
       peer_ = std::move(*peer);
       listener_.reset();
-      Feed(engine::PeerDmbAttached{
-          peer_.token(), static_cast<uint32_t>(peer_.size())});
+      Feed(engine::PeerDmbAttached{peer_.token(),
+                                   static_cast<uint32_t>(peer_.size())});
     }
     // A failed handover needs nothing here: the client declines in CLC.
     return;
@@ -351,14 +351,15 @@ bool SmcSocket::WaitForPeer(int timeout_ms) {
   const CdcArea seen = last_area_;
   const std::byte* area = local_.bytes().data();
   dev::Doorbell& bell = local_.doorbell();
-  auto timeout = timeout_ms < 0 ? std::chrono::nanoseconds::max() / 2
-                                : std::chrono::nanoseconds(
-                                      std::chrono::milliseconds(timeout_ms));
+  auto timeout =
+      timeout_ms < 0
+          ? std::chrono::nanoseconds::max() / 2
+          : std::chrono::nanoseconds(std::chrono::milliseconds(timeout_ms));
   doorbell_waiter_ = true;
   mu_.unlock();
-  dev::WaitResult r = bell.Wait([&] { return LoadCdcArea(area) != seen; },
-                                timeout,
-                                {.extra_fd = fd_, .return_on_signal = true});
+  dev::WaitResult r =
+      bell.Wait([&] { return LoadCdcArea(area) != seen; }, timeout,
+                {.extra_fd = fd_, .return_on_signal = true});
   mu_.lock();
   doorbell_waiter_ = false;
   bool progressed = true;
@@ -387,7 +388,7 @@ bool SmcSocket::WaitForPeer(int timeout_ms) {
 
 void SmcSocket::OnPeerGone() {
   if (peer_gone_) return;
-  Refresh();  // it may have published its close just before exiting
+  Refresh();          // it may have published its close just before exiting
   peer_gone_ = true;  // from now on the area is ours alone (see Refresh)
   wire::WireResult<wire::CdcMessage> last = wire::DecodeSmcdCdc(last_area_);
   wire::CdcMessage cdc = last.ok() ? *last : wire::CdcMessage{};
@@ -578,8 +579,8 @@ short SmcSocket::Wait(short events, int timeout_ms) {
     }
     int left = -1;
     if (timeout_ms >= 0) {
-      auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline -
-                                                             Clock::now());
+      auto ms =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       if (ms.count() <= 0) return 0;
       left = static_cast<int>(ms.count());
     }

@@ -152,9 +152,9 @@ class SmcSocket {
   std::optional<dev::HandoverListener> listener_;
   CdcArea last_area_{};
   std::optional<engine::TimePoint> deadline_;
-  int error_ = 0;          // sticky errno from ReportError
-  size_t consumed_ = 0;    // CLC bytes the last TcpBytes consumed
-  bool fatal_ = false;     // handshake failed after commit: fd unusable
+  int error_ = 0;        // sticky errno from ReportError
+  size_t consumed_ = 0;  // CLC bytes the last TcpBytes consumed
+  bool fatal_ = false;   // handshake failed after commit: fd unusable
   bool tcp_closed_ = false;
   bool peer_gone_ = false;
   bool nonblocking_ = false;  // O_NONBLOCK of the fd (see SetNonblocking)

@@ -3,6 +3,7 @@
 #include "runtime/smc_socket.h"
 
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -13,8 +14,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "runtime/smc_socket_test_util.h"
 #include "wire/reason.h"
@@ -148,7 +147,8 @@ TEST(SmcSocketTest, HandshakeReachesSmcdAndMovesBytes) {
       &child);
   auto s = MustUpgrade(fd, Server());
   ASSERT_TRUE(s);
-  ASSERT_TRUE(s->is_smc()) << wire::FormatReason(s->status().engine.local_reason);
+  ASSERT_TRUE(s->is_smc()) << wire::FormatReason(
+      s->status().engine.local_reason);
   EXPECT_EQ(s->status().engine.local_reason, 0u);
   char buf[64] = {};
   ASSERT_EQ(s->Recv(buf, 17, MSG_WAITALL), 17);

@@ -14,7 +14,8 @@ using usmc::runtime::SmcSocket;
 extern "C" {
 
 int usmc_upgrade(int fd, int role, usmc_socket** out) {
-  if (out == nullptr || (role != USMC_ROLE_CLIENT && role != USMC_ROLE_SERVER)) {
+  if (out == nullptr ||
+      (role != USMC_ROLE_CLIENT && role != USMC_ROLE_SERVER)) {
     errno = EINVAL;
     return -1;
   }

@@ -1,8 +1,8 @@
 // usmc bench: TCP loopback and usmc SMC-D side by side, in one run.
+#include <fmt/format.h>
+
 #include <fstream>
 #include <iostream>
-
-#include <fmt/format.h>
 
 #include "bench/pair_bench.h"
 #include "tools/commands.h"

@@ -1,6 +1,7 @@
 // usmc demo: two processes on this host talk over SMC-D next to TCP, with
 // the numbers. The README's first command runs it.
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -8,8 +9,6 @@
 
 #include <iostream>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "bench/pair_bench.h"
 #include "runtime/smc_socket.h"
@@ -40,7 +39,7 @@ int ConnectTo(int port) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons(static_cast<uint16_t>(port));
   return ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 ? fd
-                                                                        : -1;
+                                                                       : -1;
 }
 
 std::string Describe(const runtime::SmcSocket& s) {
@@ -69,16 +68,14 @@ bool Conversation(bool server_allows_smc) {
   if (pid == 0) {
     ::close(lfd);
     int fd = ConnectTo(port);
-    auto s = runtime::SmcSocket::Upgrade(
-        fd, {.role = engine::Role::kClient});
+    auto s = runtime::SmcSocket::Upgrade(fd, {.role = engine::Role::kClient});
     if (fd < 0 || !s.ok()) ::_exit(1);
     const std::string hello = "hello from the client";
     (*s)->Send(hello.data(), hello.size(), 0);
     char reply[64] = {};
     ssize_t n = (*s)->Recv(reply, sizeof reply - 1, 0);
-    std::cout << fmt::format("  client (pid {}) got \"{}\" over {}\n",
-                             getpid(), std::string(reply, n > 0 ? n : 0),
-                             Describe(**s))
+    std::cout << fmt::format("  client (pid {}) got \"{}\" over {}\n", getpid(),
+                             std::string(reply, n > 0 ? n : 0), Describe(**s))
               << std::flush;
     ::_exit(0);
   }

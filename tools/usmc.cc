@@ -1,7 +1,6 @@
 // usmc: the command-line tool (run, setup, ss, stats, chk, bench, demo).
-#include <cstdio>
-
 #include <CLI/CLI.hpp>
+#include <cstdio>
 
 #include "tools/commands.h"
 
@@ -18,7 +17,8 @@ void ExitWith(int code) { throw Exit{code}; }
 }  // namespace usmc::tools
 
 int main(int argc, char** argv) {
-  CLI::App app{"usmc: Shared Memory Communications (SMC-D/SMC-R) in user space"};
+  CLI::App app{
+      "usmc: Shared Memory Communications (SMC-D/SMC-R) in user space"};
   app.require_subcommand(1);
   usmc::tools::AddDemoCommand(app);
   usmc::tools::AddSetupCommand(app);

@@ -4,7 +4,8 @@
 // a power of two (minimum 16 KiB) and caps at the technology's maximum
 // (SMC-R 15, SMC-D 6 = 1 MiB), as Linux does (PROTOCOL.md §2.3).
 //
-//   uint8_t c = CompressBufSize(100 * 1024, kSmcdMaxCompressed);  // 3 (128 KiB)
+//   uint8_t c = CompressBufSize(100 * 1024, kSmcdMaxCompressed);  // 3 (128
+//   KiB)
 #ifndef USMC_WIRE_BUFSIZE_H_
 #define USMC_WIRE_BUFSIZE_H_
 

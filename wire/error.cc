@@ -4,16 +4,26 @@ namespace usmc::wire {
 
 std::string_view ToString(WireErrc code) {
   switch (code) {
-    case WireErrc::kTruncated: return "truncated";
-    case WireErrc::kBadEyecatcher: return "bad eyecatcher";
-    case WireErrc::kBadTrailer: return "bad trailer";
-    case WireErrc::kBadType: return "bad type";
-    case WireErrc::kBadVersion: return "bad version";
-    case WireErrc::kBadLength: return "bad length";
-    case WireErrc::kBadCount: return "bad count";
-    case WireErrc::kBadOffset: return "bad offset";
-    case WireErrc::kBadValue: return "bad value";
-    case WireErrc::kBufferTooSmall: return "buffer too small";
+    case WireErrc::kTruncated:
+      return "truncated";
+    case WireErrc::kBadEyecatcher:
+      return "bad eyecatcher";
+    case WireErrc::kBadTrailer:
+      return "bad trailer";
+    case WireErrc::kBadType:
+      return "bad type";
+    case WireErrc::kBadVersion:
+      return "bad version";
+    case WireErrc::kBadLength:
+      return "bad length";
+    case WireErrc::kBadCount:
+      return "bad count";
+    case WireErrc::kBadOffset:
+      return "bad offset";
+    case WireErrc::kBadValue:
+      return "bad value";
+    case WireErrc::kBufferTooSmall:
+      return "buffer too small";
   }
   return "unknown";
 }

@@ -3,7 +3,8 @@
 // A WireError names the rule that failed and the field it failed on. Field
 // names are string literals, so building an error never allocates.
 //
-//   if (len != kDeclineV1Len) return WireError{WireErrc::kBadLength, "clc.length"};
+//   if (len != kDeclineV1Len) return WireError{WireErrc::kBadLength,
+//   "clc.length"};
 #ifndef USMC_WIRE_ERROR_H_
 #define USMC_WIRE_ERROR_H_
 
@@ -34,7 +35,8 @@ std::ostream& operator<<(std::ostream& os, WireErrc code);
 
 struct WireError {
   WireErrc code;
-  const char* field;  // a string literal such as "clc.proposal.ipv6_prefix_count"
+  const char*
+      field;  // a string literal such as "clc.proposal.ipv6_prefix_count"
 
   bool operator==(const WireError& other) const {
     return code == other.code && std::string_view(field) == other.field;

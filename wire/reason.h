@@ -56,7 +56,7 @@ inline constexpr uint32_t kReasonErrRegBuf = 0x09990003;
 
 struct ReasonInfo {
   uint32_t code;
-  std::string_view name;     // the kernel's SMC_CLC_DECL_ suffix, e.g. "NOSMCDEV"
+  std::string_view name;  // the kernel's SMC_CLC_DECL_ suffix, e.g. "NOSMCDEV"
   std::string_view meaning;  // a sentence for humans (usmc chk, usmc ss)
 };
 

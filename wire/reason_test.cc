@@ -1,8 +1,8 @@
 #include "wire/reason.h"
 
-#include <set>
-
 #include <gtest/gtest.h>
+
+#include <set>
 
 #include "wire/bufsize.h"
 
