@@ -24,6 +24,9 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--connections", cfg->setup_connections,
                   "connections for the setup workload")
       ->check(CLI::Range(1, 100000));
+  cmd->add_option("--dmb-size", cfg->dmb_size,
+                  "SMC-D receive buffer per side, bytes (16 KiB .. 1 MiB)")
+      ->check(CLI::Range(16 * 1024, 1024 * 1024));
   cmd->add_option("--client-cpu", cfg->client_cpu, "-1: no pinning");
   cmd->add_option("--server-cpu", cfg->server_cpu, "-1: no pinning");
   cmd->add_option("--json", *json_path, "also write the results as JSON");
