@@ -504,7 +504,7 @@ TEST(ShmHandoverTest, ServerLearnsTheClientTokenFromTheOffer) {
   uint64_t v[2] = {local->token(), local->size()};
   ASSERT_EQ(::write(tcp->get(), v, sizeof v), static_cast<ssize_t>(sizeof v));
   uint64_t told[2];
-  ASSERT_EQ(::read(tcp->get(), told, sizeof told),
+  ASSERT_EQ(::recv(tcp->get(), told, sizeof told, MSG_WAITALL),
             static_cast<ssize_t>(sizeof told));
   HandoverParams p{.tcp_fd = tcp->get(), .timeout = seconds(10)};
   Result<PeerDmb> peer = listener->Accept(*local, p);
