@@ -421,7 +421,9 @@ void PrintTable(const Report& r, std::ostream& os) {
   os << fmt::format(
       "{:<24} {:>12} {:>12} {:>10}   {}\n", "workload", "TCP", "SMC-D",
       "SMC-D/TCP",
-      "(medians of " + std::to_string(r.config.repeats) + " runs)");
+      r.config.repeats == 1
+          ? std::string("(one run)")
+          : "(medians of " + std::to_string(r.config.repeats) + " runs)");
   for (size_t i = 0; i + 1 < r.results.size(); i += 2) {
     const Measurement& tcp = r.results[i];
     const Measurement& smc = r.results[i + 1];

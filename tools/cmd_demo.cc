@@ -46,9 +46,9 @@ std::string Describe(const runtime::SmcSocket& s) {
   runtime::SocketStatus st = s.status();
   const engine::ConnectionStats& e = st.engine;
   if (e.mode != engine::Mode::kSmcd) {
-    return fmt::format("TCP (fallback: local {}, peer {})",
-                       wire::FormatReason(e.local_reason),
-                       wire::FormatReason(e.peer_reason));
+    return fmt::format(
+        "TCP (fallback: local {}, peer {})", wire::FormatReason(e.local_reason),
+        e.peer_reason ? wire::FormatReason(e.peer_reason) : "none");
   }
   return fmt::format(
       "SMC-D, own DMB {} KiB (token {:016x}), peer DMB {} KiB (token "
