@@ -113,7 +113,9 @@ class Conn {
   std::unique_ptr<runtime::SmcSocket> smc_;
 };
 
-int Listen(int* port) {
+}  // namespace
+
+int ListenLoopback(int* port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -131,7 +133,7 @@ int Listen(int* port) {
   return fd;
 }
 
-int Connect(int port) {
+int ConnectLoopback(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -146,12 +148,14 @@ int Connect(int port) {
   return fd;
 }
 
-int Accept(int lfd) {
+int AcceptNoDelay(int lfd) {
   int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
   int one = 1;
   if (fd >= 0) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
 }
+
+namespace {
 
 // What the client process reports to the server process.
 struct ClientReport {
@@ -170,7 +174,7 @@ Result<std::pair<ClientReport, double>> RunPair(
     const Config& cfg, const std::function<ClientReport(int port)>& client,
     const std::function<double(int lfd, std::string* err)>& server) {
   int port = 0;
-  int lfd = Listen(&port);
+  int lfd = ListenLoopback(&port);
   if (lfd < 0) return Status::FromErrno(errno, "listen on 127.0.0.1");
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) {
@@ -230,7 +234,7 @@ Result<Measurement> PairBench::PingPong(Transport t, uint32_t size,
   const uint32_t dmb = config_.dmb_size;
   auto client = [&](int port) -> ClientReport {
     std::string err;
-    int fd = Connect(port);
+    int fd = ConnectLoopback(port);
     if (fd < 0) return Fail("connect");
     auto c = Conn::Make(fd, t, engine::Role::kClient, dmb, &err);
     if (!c) return Fail(err);
@@ -253,7 +257,7 @@ Result<Measurement> PairBench::PingPong(Transport t, uint32_t size,
     return r;
   };
   auto server = [&](int lfd, std::string* err) -> double {
-    auto c = Conn::Make(Accept(lfd), t, engine::Role::kServer, dmb, err);
+    auto c = Conn::Make(AcceptNoDelay(lfd), t, engine::Role::kServer, dmb, err);
     if (!c) return -1;
     std::vector<char> buf(size);
     const double cpu0 = CpuSeconds();
@@ -283,7 +287,7 @@ Result<Measurement> PairBench::Stream(Transport t, uint64_t bytes,
   const uint32_t dmb = config_.dmb_size;
   auto client = [&](int port) -> ClientReport {
     std::string err;
-    int fd = Connect(port);
+    int fd = ConnectLoopback(port);
     if (fd < 0) return Fail("connect");
     auto c = Conn::Make(fd, t, engine::Role::kClient, dmb, &err);
     if (!c) return Fail(err);
@@ -303,7 +307,7 @@ Result<Measurement> PairBench::Stream(Transport t, uint64_t bytes,
     return r;
   };
   auto server = [&](int lfd, std::string* err) -> double {
-    auto c = Conn::Make(Accept(lfd), t, engine::Role::kServer, dmb, err);
+    auto c = Conn::Make(AcceptNoDelay(lfd), t, engine::Role::kServer, dmb, err);
     if (!c) return -1;
     std::vector<char> buf(write);
     const double cpu0 = CpuSeconds();
@@ -338,7 +342,7 @@ Result<Measurement> PairBench::Setup(Transport t, int connections) {
     for (int i = 0; i < connections; ++i) {
       std::string err;
       auto t0 = Clock::now();
-      int fd = Connect(port);
+      int fd = ConnectLoopback(port);
       if (fd < 0) return Fail("connect");
       auto c = Conn::Make(fd, t, engine::Role::kClient, dmb, &err);
       if (!c) return Fail(err);
@@ -355,7 +359,8 @@ Result<Measurement> PairBench::Setup(Transport t, int connections) {
   auto server = [&](int lfd, std::string* err) -> double {
     const double cpu0 = CpuSeconds();
     for (int i = 0; i < connections; ++i) {
-      auto c = Conn::Make(Accept(lfd), t, engine::Role::kServer, dmb, err);
+      auto c =
+          Conn::Make(AcceptNoDelay(lfd), t, engine::Role::kServer, dmb, err);
       if (!c || !c->SendAll("d", 1)) return -1;
     }
     return CpuSeconds() - cpu0;

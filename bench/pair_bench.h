@@ -68,6 +68,13 @@ class PairBench {
   Config config_;
 };
 
+// TCP loopback helpers shared by the benchmark and `usmc demo`: a listener
+// on 127.0.0.1 with an ephemeral port (-1 on failure), and TCP_NODELAY
+// client and accepted sockets.
+int ListenLoopback(int* port);
+int ConnectLoopback(int port);
+int AcceptNoDelay(int lfd);
+
 // "TCP | usmc | ratio" table, one line per workload.
 void PrintTable(const Report& r, std::ostream& os);
 nlohmann::json ToJson(const Report& r);

@@ -217,10 +217,7 @@ void SmcSocket::Execute(const engine::Actions& actions,
               if (a.peer_attached) peer_.Detach();
               listener_.reset();
             },
-            [&](const engine::CloseTcp&) {
-              if (!tcp_closed_) ::close(fd_);
-              tcp_closed_ = true;
-            },
+            [&](const engine::CloseTcp&) { CloseFd(/*reset=*/false); },
         },
         action);
   }
@@ -424,15 +421,7 @@ void SmcSocket::OnPeerGone() {
 ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
   std::lock_guard lock(mu_);
   if (conn_.mode() != engine::Mode::kSmcd) {
-    if (tcp_closed_) {
-      errno = EBADF;
-      return -1;
-    }
-    if (fatal_) {
-      errno = error_ ? error_ : ECONNABORTED;
-      return -1;
-    }
-    return ::send(fd_, buf, len, flags);
+    return TcpUnusable() ? -1 : ::send(fd_, buf, len, flags);
   }
   return SendSmc(static_cast<const std::byte*>(buf), len, flags);
 }
@@ -480,15 +469,7 @@ ssize_t SmcSocket::SendSmc(const std::byte* buf, size_t len, int flags) {
 ssize_t SmcSocket::Recv(void* buf, size_t len, int flags) {
   std::lock_guard lock(mu_);
   if (conn_.mode() != engine::Mode::kSmcd) {
-    if (tcp_closed_) {
-      errno = EBADF;
-      return -1;
-    }
-    if (fatal_) {
-      errno = error_ ? error_ : ECONNABORTED;
-      return -1;
-    }
-    return ::recv(fd_, buf, len, flags);
+    return TcpUnusable() ? -1 : ::recv(fd_, buf, len, flags);
   }
   return RecvSmc(static_cast<std::byte*>(buf), len, flags);
 }
@@ -640,11 +621,7 @@ int SmcSocket::Close() {
   // Our close flags are published; nothing of ours is left for the peer to
   // read, so the buffers and the idle TCP socket can go now even if the
   // engine still waits for the peer's side of the close.
-  listener_.reset();
-  peer_.Detach();
-  local_.Unregister();
-  if (!tcp_closed_) ::close(fd_);
-  tcp_closed_ = true;
+  ReleaseAll(/*reset=*/false);
   return 0;
 }
 
@@ -655,15 +632,36 @@ void SmcSocket::Abort() {
     Refresh();
     Feed(engine::AppAbort{});
   }
+  ReleaseAll(/*reset=*/true);
+}
+
+void SmcSocket::ReleaseAll(bool reset) {
   listener_.reset();
   peer_.Detach();
   local_.Unregister();
-  if (!tcp_closed_) {
+  CloseFd(reset);
+}
+
+void SmcSocket::CloseFd(bool reset) {
+  if (tcp_closed_) return;
+  if (reset) {  // SO_LINGER 0: the close sends RST
     struct linger l = {1, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    ::close(fd_);
   }
+  ::close(fd_);
   tcp_closed_ = true;
+}
+
+bool SmcSocket::TcpUnusable() const {
+  if (tcp_closed_) {
+    errno = EBADF;
+    return true;
+  }
+  if (fatal_) {
+    errno = error_ ? error_ : ECONNABORTED;
+    return true;
+  }
+  return false;
 }
 
 SocketStatus SmcSocket::status() const {

@@ -135,6 +135,13 @@ class SmcSocket {
   bool WaitForPeer(int timeout_ms);
   void OnPeerGone();
 
+  // TCP mode: true (errno set) once the fd is closed or the handshake
+  // failed after commit.
+  bool TcpUnusable() const;
+  // Buffers, listener and fd (close, or reset with SO_LINGER 0).
+  void ReleaseAll(bool reset);
+  void CloseFd(bool reset);
+
   ssize_t SendSmc(const std::byte* buf, size_t len, int flags);
   ssize_t RecvSmc(std::byte* buf, size_t len, int flags);
   bool Nonblocking(int flags) const;

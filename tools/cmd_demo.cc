@@ -18,30 +18,6 @@
 namespace usmc::tools {
 namespace {
 
-int ListenAny(int* port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(fd, 4) != 0)
-    return -1;
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
-int ConnectTo(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  return ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 ? fd
-                                                                       : -1;
-}
-
 std::string Describe(const runtime::SmcSocket& s) {
   runtime::SocketStatus st = s.status();
   const engine::ConnectionStats& e = st.engine;
@@ -61,15 +37,16 @@ std::string Describe(const runtime::SmcSocket& s) {
 // client sends a greeting, the server answers; both print what they ran on.
 bool Conversation(bool server_allows_smc) {
   int port = 0;
-  int lfd = ListenAny(&port);
+  int lfd = bench::ListenLoopback(&port);
   if (lfd < 0) return false;
   std::cout.flush();  // the child must not print our buffered lines again
   pid_t pid = ::fork();
   if (pid == 0) {
     ::close(lfd);
-    int fd = ConnectTo(port);
+    int fd = bench::ConnectLoopback(port);
+    if (fd < 0) ::_exit(1);
     auto s = runtime::SmcSocket::Upgrade(fd, {.role = engine::Role::kClient});
-    if (fd < 0 || !s.ok()) ::_exit(1);
+    if (!s.ok()) ::_exit(1);
     const std::string hello = "hello from the client";
     (*s)->Send(hello.data(), hello.size(), 0);
     char reply[64] = {};
@@ -79,7 +56,7 @@ bool Conversation(bool server_allows_smc) {
               << std::flush;
     ::_exit(0);
   }
-  int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  int fd = bench::AcceptNoDelay(lfd);
   ::close(lfd);
   auto s = runtime::SmcSocket::Upgrade(
       fd, {.role = engine::Role::kServer, .smcd_enabled = server_allows_smc});

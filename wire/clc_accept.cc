@@ -31,6 +31,33 @@ uint8_t AcceptByte7(uint8_t version, bool first_contact, uint8_t hdr_bit2,
       (hdr_bit2 ? kHeaderBit2 : 0) | static_cast<uint8_t>(path));
 }
 
+// The part of decoding an Accept/Confirm both paths share: frame, path
+// (typev1), the header fields every message keeps, and the base length of
+// its version. Returns the length on success.
+template <typename M>
+WireResult<size_t> DecodeAcceptCommon(std::span<const std::byte> bytes,
+                                      SmcType path, size_t v1_len,
+                                      size_t v2_base_len, M& m) {
+  WireResult<clc_internal::MessageFrame> frame =
+      clc_internal::CheckFrame(bytes, ClcType::kAccept, true);
+  if (!frame) return frame.error();
+  const ClcHeader& h = frame->header;
+  if (h.typev1 != static_cast<uint8_t>(path)) {
+    return WireError{WireErrc::kBadValue, "clc.typev1"};
+  }
+  m.type = h.type;
+  m.eyecatcher = h.eyecatcher;
+  m.trailer = frame->trailer;
+  m.version = h.version;
+  m.first_contact = (frame->byte7 & kFirstContactBit) != 0;
+  m.reserved.hdr_bit2 = (frame->byte7 & kHeaderBit2) ? 1 : 0;
+  const size_t len = bytes.size();
+  if (m.version == 1 ? len != v1_len : len < v2_base_len) {
+    return WireError{WireErrc::kBadLength, "clc.length"};
+  }
+  return len;
+}
+
 bool IsAcceptOrConfirm(ClcType t) {
   return t == ClcType::kAccept || t == ClcType::kConfirm;
 }
@@ -156,28 +183,13 @@ WireResult<size_t> EncodeClcSmcrAccept(const ClcSmcrAccept& m,
 
 WireResult<ClcSmcrAccept> DecodeClcSmcrAccept(
     std::span<const std::byte> bytes) {
-  WireResult<clc_internal::MessageFrame> frame =
-      clc_internal::CheckFrame(bytes, ClcType::kAccept, true);
-  if (!frame) return frame.error();
-  const ClcHeader& h = frame->header;
-  if (h.typev1 != static_cast<uint8_t>(SmcType::kR)) {
-    return WireError{WireErrc::kBadValue, "clc.typev1"};
-  }
+  ClcSmcrAccept m;
+  WireResult<size_t> checked = DecodeAcceptCommon(
+      bytes, SmcType::kR, kClcSmcrAcceptV1Len, kClcSmcrAcceptV2BaseLen, m);
+  if (!checked) return checked.error();
   const std::byte* p = bytes.data();
   const size_t len = bytes.size();
-  ClcSmcrAccept m;
-  m.type = h.type;
-  m.eyecatcher = h.eyecatcher;
-  m.trailer = frame->trailer;
-  m.version = h.version;
-  m.first_contact = (frame->byte7 & kFirstContactBit) != 0;
-  m.reserved.hdr_bit2 = (frame->byte7 & kHeaderBit2) ? 1 : 0;
-
   const WireError bad_len{WireErrc::kBadLength, "clc.length"};
-  if (m.version == 1 ? len != kClcSmcrAcceptV1Len
-                     : len < kClcSmcrAcceptV2BaseLen) {
-    return bad_len;
-  }
   CopyIn(p + 8, m.peer_id);
   CopyIn(p + 16, m.gid);
   CopyIn(p + 32, m.mac);
@@ -249,28 +261,13 @@ WireResult<size_t> EncodeClcSmcdAccept(const ClcSmcdAccept& m,
 
 WireResult<ClcSmcdAccept> DecodeClcSmcdAccept(
     std::span<const std::byte> bytes) {
-  WireResult<clc_internal::MessageFrame> frame =
-      clc_internal::CheckFrame(bytes, ClcType::kAccept, true);
-  if (!frame) return frame.error();
-  const ClcHeader& h = frame->header;
-  if (h.typev1 != static_cast<uint8_t>(SmcType::kD)) {
-    return WireError{WireErrc::kBadValue, "clc.typev1"};
-  }
+  ClcSmcdAccept m;
+  WireResult<size_t> checked = DecodeAcceptCommon(
+      bytes, SmcType::kD, kClcSmcdAcceptV1Len, kClcSmcdAcceptV2BaseLen, m);
+  if (!checked) return checked.error();
   const std::byte* p = bytes.data();
   const size_t len = bytes.size();
-  ClcSmcdAccept m;
-  m.type = h.type;
-  m.eyecatcher = h.eyecatcher;
-  m.trailer = frame->trailer;
-  m.version = h.version;
-  m.first_contact = (frame->byte7 & kFirstContactBit) != 0;
-  m.reserved.hdr_bit2 = (frame->byte7 & kHeaderBit2) ? 1 : 0;
-
   const WireError bad_len{WireErrc::kBadLength, "clc.length"};
-  if (m.version == 1 ? len != kClcSmcdAcceptV1Len
-                     : len < kClcSmcdAcceptV2BaseLen) {
-    return bad_len;
-  }
   m.gid = LoadBe64(p + 8);
   m.dmb_token = LoadBe64(p + 16);
   m.dmbe_idx = Load8(p + 24);
