@@ -32,6 +32,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -110,6 +111,17 @@ class SmcSocket {
   void Abort();
 
   SocketStatus status() const;
+
+  // exec(2) handover, implemented in runtime/smc_socket_exec.cc. Appends to
+  // `out` what a new program image needs to rebuild this SMC-D socket
+  // (engine state, DMB and doorbell fds, whose FD_CLOEXEC it clears). Fails
+  // for a socket that cannot move (handshake in progress); the caller then
+  // aborts it, so the new image finds a reset TCP socket, never a silent one.
+  // After a successful export this image must not use the socket again.
+  Status ExportForExec(std::string& out);
+  // Rebuilds one socket from the front of `in` (advanced past the record).
+  static Result<std::unique_ptr<SmcSocket>> AdoptAfterExec(
+      std::string_view& in);
 
  private:
   SmcSocket(int fd, const Options& opts);
