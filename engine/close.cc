@@ -253,6 +253,44 @@ CloseStep CloseMachine::Handle(CloseEvent event, bool unread_data) {
   return step;
 }
 
+CloseMachine::CloseMachine(const CloseMachineState& s)
+    : state_(s.state),
+      released_(s.released),
+      peer_closed_(s.peer_closed),
+      write_shut_(s.write_shut),
+      peer_write_shut_(s.peer_write_shut),
+      aborted_(s.aborted),
+      abort_sent_(s.abort_sent) {}
+
+CloseMachineState CloseMachine::SaveState() const {
+  return CloseMachineState{.state = state_,
+                           .released = released_,
+                           .peer_closed = peer_closed_,
+                           .write_shut = write_shut_,
+                           .peer_write_shut = peer_write_shut_,
+                           .aborted = aborted_,
+                           .abort_sent = abort_sent_};
+}
+
+std::string_view CloseMachine::CheckState(const CloseMachineState& s) {
+  if (static_cast<uint8_t>(s.state) > static_cast<uint8_t>(S::kClosed)) {
+    return "close state out of range";
+  }
+  // Every event that sets a flag also leaves ACTIVE.
+  if (s.state == S::kActive &&
+      (s.released || s.peer_closed || s.write_shut || s.peer_write_shut ||
+       s.aborted || s.abort_sent)) {
+    return "ACTIVE with close flags set";
+  }
+  if (s.abort_sent && !(s.aborted && s.write_shut)) {
+    return "abort sent but not aborted";
+  }
+  if (s.peer_closed && !s.peer_write_shut) {
+    return "peer closed but still writing";
+  }
+  return {};
+}
+
 std::string_view ToString(CloseState s) {
   switch (s) {
     case S::kActive:

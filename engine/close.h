@@ -65,6 +65,18 @@ std::span<const CloseTransition> CloseTransitions();
 // True if (from, event) is declared and `to` is one of its targets.
 bool CloseTransitionAllowed(CloseState from, CloseEvent event, CloseState to);
 
+// Everything a CloseMachine knows, for the exec handover (engine/snapshot.h).
+struct CloseMachineState {
+  CloseState state = CloseState::kActive;
+  bool released = false;
+  bool peer_closed = false;
+  bool write_shut = false;
+  bool peer_write_shut = false;
+  bool aborted = false;
+  bool abort_sent = false;
+  bool operator==(const CloseMachineState&) const = default;
+};
+
 // What one event asks the caller to do.
 struct CloseStep {
   bool valid = true;               // false: undeclared pair, nothing changed
@@ -82,6 +94,12 @@ class CloseMachine {
   // Builds a machine directly in a state (tests, fizz style).
   CloseMachine(CloseState s, bool released, bool peer_closed)
       : state_(s), released_(released), peer_closed_(peer_closed) {}
+  // Rebuilds a machine saved by SaveState (CheckState(s) must be "").
+  explicit CloseMachine(const CloseMachineState& s);
+  CloseMachineState SaveState() const;
+  // "" if `s` is a state some sequence of events reaches, else what is
+  // impossible about it (a corrupted snapshot).
+  static std::string_view CheckState(const CloseMachineState& s);
 
   // `unread_data`: bytes are left unread in our DMB; close() then sends
   // abort instead of closed, so the peer sees ECONNRESET.

@@ -33,7 +33,7 @@ bool AllZero(const std::array<std::byte, 32>& a) {
 }  // namespace
 
 Connection::Connection(const EngineParams& params, Entropy* entropy)
-    : params_(params), clc_(MakeClc(params, entropy)) {}
+    : params_(params), entropy_(entropy), clc_(MakeClc(params, entropy)) {}
 
 std::string_view Connection::handshake_state() const {
   return std::visit([](const auto& m) { return ToString(m.state()); }, clc_);

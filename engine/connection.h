@@ -25,6 +25,7 @@
 #include <string_view>
 #include <variant>
 
+#include "base/status.h"
 #include "engine/actions.h"
 #include "engine/clc_client.h"
 #include "engine/clc_server.h"
@@ -37,6 +38,8 @@
 #include "engine/transport.h"
 
 namespace usmc::engine {
+
+struct ConnectionSnapshot;  // engine/snapshot.h
 
 // What a recv would see now.
 struct RecvStatus {
@@ -83,6 +86,17 @@ class Connection {
   ConnectionStats Stats() const;
   const ConnectionCounters& counters() const { return counters_; }
 
+  // ---- exec handover (engine/snapshot.cc) ----
+  // Everything needed to rebuild this connection elsewhere. Only SMC-D
+  // mode has such a state (kFailedPrecondition otherwise: a handshake's
+  // half-read CLC bytes and timers do not move).
+  Result<ConnectionSnapshot> Snapshot() const;
+  // Puts a fresh connection (constructed, no event fed yet) into the
+  // snapshot's SMC-D state. kInvalidArgument if the snapshot is impossible
+  // (CheckSnapshot), names another role or another device than our params;
+  // kFailedPrecondition if this connection already started.
+  Status Restore(const ConnectionSnapshot& snapshot);
+
  private:
   struct Visitor;
   friend struct Visitor;
@@ -103,6 +117,7 @@ class Connection {
   void ReportErrno(int err, std::string_view what, Actions& out);
 
   const EngineParams params_;
+  Entropy* entropy_;
   Mode mode_ = Mode::kHandshake;
   std::variant<ClcClient, ClcServer> clc_;
   SmcdLink link_;

@@ -48,6 +48,89 @@ DataPath::DataPath(const DataPathConfig& config)
       ring_offset_(config.ring_offset),
       update_limit_(std::max(local_ring_ / 10, kMinUpdateLimit)) {}
 
+DataPath::DataPath(const DataPathConfig& config, const DataPathState& s)
+    : DataPath(config) {
+  tx_prod_ = s.tx_producer;
+  peer_cons_ = s.peer_consumer;
+  write_blocked_ = s.write_blocked;
+  urg_tx_present_ = s.urg_tx_present;
+  urg_tx_wait_ = s.urg_tx_wait;
+  rx_cons_ = s.rx_consumer;
+  rx_cons_confirmed_ = s.rx_consumer_confirmed;
+  peer_prod_ = s.peer_producer;
+  peer_write_blocked_ = s.peer_write_blocked;
+  peer_cons_upd_req_ = s.peer_cons_upd_req;
+  force_update_ = s.force_update;
+  peer_state_ = s.peer_state;
+  urg_state_ = s.urgent_state;
+  urg_mark_ = s.urgent_mark;
+  urg_byte_skipped_ = s.urgent_byte_skipped;
+  have_urg_mark_ = s.have_urgent_mark;
+  urg_byte_ = s.urgent_byte;
+}
+
+DataPathState DataPath::SaveState() const {
+  return DataPathState{.tx_producer = tx_prod_,
+                       .peer_consumer = peer_cons_,
+                       .write_blocked = write_blocked_,
+                       .urg_tx_present = urg_tx_present_,
+                       .urg_tx_wait = urg_tx_wait_,
+                       .rx_consumer = rx_cons_,
+                       .rx_consumer_confirmed = rx_cons_confirmed_,
+                       .peer_producer = peer_prod_,
+                       .peer_write_blocked = peer_write_blocked_,
+                       .peer_cons_upd_req = peer_cons_upd_req_,
+                       .force_update = force_update_,
+                       .peer_state = peer_state_,
+                       .urgent_state = urg_state_,
+                       .urgent_mark = urg_mark_,
+                       .urgent_byte_skipped = urg_byte_skipped_,
+                       .have_urgent_mark = have_urg_mark_,
+                       .urgent_byte = urg_byte_};
+}
+
+std::string_view DataPath::CheckState(const DataPathConfig& c,
+                                      const DataPathState& s) {
+  if (c.local_dmb_size <= c.ring_offset || c.peer_dmb_size <= c.ring_offset) {
+    return "DMB not larger than its CDC area";
+  }
+  const uint32_t local = c.local_dmb_size - c.ring_offset;
+  const uint32_t peer = c.peer_dmb_size - c.ring_offset;
+  if (!wire::CursorValid(s.tx_producer, peer) ||
+      !wire::CursorValid(s.peer_consumer, peer) ||
+      !wire::CursorValid(s.rx_consumer, local) ||
+      !wire::CursorValid(s.rx_consumer_confirmed, local) ||
+      !wire::CursorValid(s.peer_producer, local) ||
+      !wire::CursorValid(s.urgent_mark, local)) {
+    return "cursor outside its ring";
+  }
+  // Each pair at most one ring apart, in this order: what SendSpace,
+  // Readable and the copy plans assume.
+  if (AheadBy(s.peer_consumer, s.tx_producer, peer) < 0) {
+    return "tx producer not within one ring after the peer's consumer";
+  }
+  if (AheadBy(s.rx_consumer_confirmed, s.rx_consumer, local) < 0 ||
+      AheadBy(s.rx_consumer, s.peer_producer, local) < 0) {
+    return "rx cursors out of order";
+  }
+  if (static_cast<uint8_t>(s.urgent_state) >
+      static_cast<uint8_t>(UrgentState::kRead)) {
+    return "urgent state out of range";
+  }
+  if (!s.urgent_byte_skipped) {
+    // The byte is still ahead: rx_consumer never rests on it, so the mark
+    // (just after it) is at least 2 bytes ahead, and within what arrived.
+    if (!s.have_urgent_mark) return "urgent byte pending without a mark";
+    if (AheadBy(s.rx_consumer, s.urgent_mark, local) < 2 ||
+        AheadBy(s.urgent_mark, s.peer_producer, local) < 0 ||
+        AheadBy(s.rx_consumer, s.peer_producer, local) <
+            AheadBy(s.rx_consumer, s.urgent_mark, local)) {
+      return "urgent mark outside the readable bytes";
+    }
+  }
+  return {};
+}
+
 // ---- sending ----
 
 uint32_t DataPath::SendSpace() const {

@@ -90,9 +90,42 @@ enum class UrgentState : uint8_t {
 std::string_view ToString(UrgentState s);
 std::ostream& operator<<(std::ostream& os, UrgentState s);
 
+// Everything a DataPath knows beyond its config, for the exec handover
+// (engine/snapshot.h). Field names follow the members they save.
+struct DataPathState {
+  wire::Cursor tx_producer;
+  wire::Cursor peer_consumer;
+  bool write_blocked = false;
+  bool urg_tx_present = false;
+  bool urg_tx_wait = false;
+  wire::Cursor rx_consumer;
+  wire::Cursor rx_consumer_confirmed;
+  wire::Cursor peer_producer;
+  bool peer_write_blocked = false;
+  bool peer_cons_upd_req = false;
+  bool force_update = false;
+  wire::CdcConnStateFlags peer_state;
+  UrgentState urgent_state = UrgentState::kNone;
+  wire::Cursor urgent_mark;
+  bool urgent_byte_skipped = true;
+  bool have_urgent_mark = false;
+  std::byte urgent_byte{0};
+  bool operator==(const DataPathState&) const = default;
+};
+
 class DataPath {
  public:
   explicit DataPath(const DataPathConfig& config);
+  // Rebuilds a data path saved by SaveState; CheckState(config, state) must
+  // be "".
+  DataPath(const DataPathConfig& config, const DataPathState& state);
+  DataPathState SaveState() const;
+  // "" if `state` is one the data path can be in with `config` (cursors in
+  // their rings and in order, the urgent mark inside the readable bytes),
+  // else what is wrong. A state that passes keeps every copy plan inside
+  // the DMBs.
+  static std::string_view CheckState(const DataPathConfig& config,
+                                     const DataPathState& state);
 
   uint32_t local_ring_size() const { return local_ring_; }
   uint32_t peer_ring_size() const { return peer_ring_; }

@@ -28,6 +28,7 @@ struct ConnectionCounters {
   uint64_t urgent_sent = 0;
   uint64_t urgent_received = 0;
   uint64_t violations = 0;  // peer CDCs rejected (connection aborted)
+  bool operator==(const ConnectionCounters&) const = default;
 };
 
 struct ConnectionStats {
