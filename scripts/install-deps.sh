@@ -12,6 +12,7 @@ PACKAGES=(
   libibverbs-dev                     # dev/verbs (SMC-R)
   tshark                             # independent decoder for wire tests
   iproute2 procps
+  sockperf iperf3 redis-server redis-tools tcl curl python3   # tests/apps (scripts/apps.sh)
 )
 
 missing=()
