@@ -32,12 +32,52 @@ void StoreCtrl64(std::byte* ctrl, size_t off, uint64_t v) {
       .store(v, std::memory_order_relaxed);
 }
 
-Status PeerError(std::string what) {
-  return Status(StatusCode::kDataLoss, "peer DMB: " + std::move(what));
-}
-
 bool Fits(uint64_t offset, uint64_t len, uint64_t size) {
   return offset <= size && len <= size - offset;
+}
+
+// What Attach and Adopt check on a memfd before mapping it: a sealed memfd
+// of exactly `file_size` bytes that nobody can shrink (SIGBUS) or
+// write-protect. `who` prefixes the error ("peer DMB", "inherited DMB").
+Status CheckDmbFile(int fd, uint64_t file_size, int required_seals,
+                    std::string_view who) {
+  auto bad = [&](std::string what) {
+    return Status(StatusCode::kDataLoss,
+                  std::string(who) + ": " + std::move(what));
+  };
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat");
+  if (!S_ISREG(st.st_mode)) return bad("not a regular file");
+  if (static_cast<uint64_t>(st.st_size) != file_size) {
+    return bad("size " + std::to_string(st.st_size) + ", expected " +
+               std::to_string(file_size));
+  }
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0) return bad("not sealable (not a memfd)");
+  if ((seals & required_seals) != required_seals) {
+    return bad("not sealed against shrink and grow");
+  }
+  if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
+    return bad("write-sealed");
+  }
+  return OkStatus();
+}
+
+// The control page must name this DMB (read once, atomically: the peer
+// maps it too).
+Status CheckCtrl(const std::byte* ctrl, uint64_t token, uint64_t size,
+                 std::string_view who) {
+  auto bad = [&](const char* what) {
+    return Status(StatusCode::kDataLoss, std::string(who) + ": " + what);
+  };
+  if (LoadCtrl64(ctrl, kCtrlMagicOff) != kDmbMagic) {
+    return bad("control page magic");
+  }
+  if (LoadCtrl64(ctrl, kCtrlTokenOff) != token) return bad("token mismatch");
+  if (LoadCtrl64(ctrl, kCtrlSizeOff) != size) {
+    return bad("control page size mismatch");
+  }
+  return OkStatus();
 }
 
 }  // namespace
@@ -190,6 +230,39 @@ Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget) {
   return dmb;
 }
 
+Result<LocalDmb> LocalDmb::Adopt(UniqueFd memfd, UniqueFd doorbell,
+                                 uint64_t token, uint64_t size,
+                                 DmbBudget& budget) {
+  const uint64_t file_size = DmbFileSize(size);
+  if (file_size == 0) {
+    return Status(StatusCode::kInvalidArgument, "inherited DMB size invalid");
+  }
+  // Register sealed all three: anything less is not our DMB.
+  USMC_RETURN_IF_ERROR(CheckDmbFile(memfd.get(), file_size,
+                                    F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL,
+                                    "inherited DMB"));
+  USMC_RETURN_IF_ERROR(CheckDoorbellFd(doorbell.get()));
+  if (!budget.TryCharge(file_size)) {
+    return Status(StatusCode::kResourceExhausted,
+                  "DMB budget exhausted adopting " + std::to_string(file_size) +
+                      " bytes");
+  }
+  LocalDmb dmb;
+  dmb.charge_ = BudgetCharge(&budget, file_size);
+  void* p = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   memfd.get(), 0);
+  if (p == MAP_FAILED) return Status::FromErrno(errno, "mmap DMB");
+  dmb.map_ = Mapping(static_cast<std::byte*>(p), file_size);
+  std::byte* ctrl = dmb.map_.data() + (file_size - PageSize());
+  USMC_RETURN_IF_ERROR(CheckCtrl(ctrl, token, size, "inherited DMB"));
+  dmb.size_ = size;
+  dmb.token_ = token;
+  dmb.memfd_ = std::move(memfd);
+  dmb.doorbell_.emplace(std::move(doorbell),
+                        reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff));
+  return dmb;
+}
+
 void LocalDmb::Unregister() {
   doorbell_.reset();
   peer_end_.Reset();
@@ -219,39 +292,18 @@ Result<PeerDmb> PeerDmb::Attach(UniqueFd memfd, uint64_t expected_token,
   if (file_size == 0) {
     return Status(StatusCode::kInvalidArgument, "expected DMB size invalid");
   }
-  struct stat st {};
-  if (::fstat(memfd.get(), &st) != 0) return Status::FromErrno(errno, "fstat");
-  if (!S_ISREG(st.st_mode)) return PeerError("not a regular file");
-  if (static_cast<uint64_t>(st.st_size) != file_size) {
-    return PeerError("size " + std::to_string(st.st_size) + ", expected " +
-                     std::to_string(file_size));
-  }
-  const int seals = ::fcntl(memfd.get(), F_GET_SEALS);
-  if (seals < 0) return PeerError("not sealable (not a memfd)");
-  if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) !=
-      (F_SEAL_SHRINK | F_SEAL_GROW)) {
-    return PeerError("not sealed against shrink and grow");
-  }
-  if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
-    return PeerError("write-sealed");
-  }
+  USMC_RETURN_IF_ERROR(CheckDmbFile(memfd.get(), file_size,
+                                    F_SEAL_SHRINK | F_SEAL_GROW, "peer DMB"));
   void* p = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
                    memfd.get(), 0);
   if (p == MAP_FAILED) return Status::FromErrno(errno, "mmap peer DMB");
   PeerDmb dmb;
   dmb.map_ = Mapping(static_cast<std::byte*>(p), file_size);
-  memfd.Reset();  // the mapping keeps the file alive
+  dmb.memfd_ = std::move(memfd);  // for the exec handover
 
   const std::byte* ctrl = dmb.map_.data() + (file_size - PageSize());
-  if (LoadCtrl64(ctrl, kCtrlMagicOff) != kDmbMagic) {
-    return PeerError("control page magic");
-  }
-  if (LoadCtrl64(ctrl, kCtrlTokenOff) != expected_token) {
-    return PeerError("token mismatch");
-  }
-  if (LoadCtrl64(ctrl, kCtrlSizeOff) != expected_size) {
-    return PeerError("control page size mismatch");
-  }
+  USMC_RETURN_IF_ERROR(
+      CheckCtrl(ctrl, expected_token, expected_size, "peer DMB"));
   dmb.size_ = expected_size;
   dmb.token_ = expected_token;
   dmb.doorbell_.emplace(std::move(doorbell),
@@ -263,6 +315,7 @@ Result<PeerDmb> PeerDmb::Attach(UniqueFd memfd, uint64_t expected_token,
 void PeerDmb::Detach() {
   doorbell_.reset();
   map_.Reset();
+  memfd_.Reset();
   size_ = 0;
   token_ = 0;
 }

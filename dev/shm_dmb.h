@@ -111,6 +111,14 @@ class LocalDmb {
  public:
   static Result<LocalDmb> Register(uint64_t size,
                                    DmbBudget& budget = DmbBudget::Process());
+  // Rebuilds a DMB this process registered before exec(2) from the
+  // inherited memfd and our doorbell end. Checks what Attach checks (file
+  // type and size, seals incl. F_SEAL_SEAL, no write seal, magic, token and
+  // size in the control page) plus the doorbell fd's type, and charges the
+  // budget. Violations: kDataLoss; size out of range: kInvalidArgument.
+  static Result<LocalDmb> Adopt(UniqueFd memfd, UniqueFd doorbell,
+                                uint64_t token, uint64_t size,
+                                DmbBudget& budget = DmbBudget::Process());
   LocalDmb() = default;  // not registered
   LocalDmb(LocalDmb&&) noexcept = default;
   LocalDmb& operator=(LocalDmb&&) noexcept = default;
@@ -153,8 +161,10 @@ class PeerDmb {
   // Checks that `memfd` is a regular file of exactly DmbFileSize(expected_
   // size) bytes, sealed against shrink and grow, not write-sealed, and that
   // its control page names `expected_token` and the size; then keeps the
-  // mapping. `doorbell` is the peer's doorbell end (may be empty in tests:
-  // Ring() then reports kPeerGone). Violations: kDataLoss.
+  // mapping and the memfd (exec handover: memfd()). `doorbell` is the
+  // peer's doorbell end (may be empty in tests: Ring() then reports
+  // kPeerGone). Violations: kDataLoss. After exec(2) the same call rebuilds
+  // the attachment from the inherited fds.
   static Result<PeerDmb> Attach(UniqueFd memfd, uint64_t expected_token,
                                 uint64_t expected_size,
                                 UniqueFd doorbell = UniqueFd());
@@ -163,10 +173,13 @@ class PeerDmb {
   PeerDmb& operator=(PeerDmb&&) noexcept = default;
   ~PeerDmb() { Detach(); }
 
-  // Unmaps and closes the doorbell end (the memfd itself is closed once
-  // mapped). Idempotent.
+  // Unmaps and closes the memfd and the doorbell end. Idempotent.
   void Detach();
   bool attached() const { return map_.data() != nullptr; }
+  // Kept open (one fd per connection) so that exec(2) can pass it on: a
+  // mapping alone does not survive exec, and an unprivileged process cannot
+  // reopen it through /proc/self/map_files.
+  int memfd() const { return memfd_.get(); }
 
   uint64_t token() const { return token_; }
   uint64_t size() const { return size_; }
@@ -182,6 +195,7 @@ class PeerDmb {
   Mapping map_;
   uint64_t size_ = 0;
   uint64_t token_ = 0;
+  UniqueFd memfd_;
   std::optional<PeerDoorbell> doorbell_;
 };
 

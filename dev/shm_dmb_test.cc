@@ -272,5 +272,91 @@ TEST(ShmDmbTest, UnregisterAndDetachLeaveNoFdOrMapping) {
   EXPECT_EQ(CountOpenFds(), fds_before);
 }
 
+// ---- exec handover: rebuilding from inherited fds ----
+
+TEST(ShmDmbAdoptTest, AdoptRebuildsTheSameDmb) {
+  DmbBudget budget(16 << 20);
+  Result<LocalDmb> dmb = LocalDmb::Register(kSize, budget);
+  ASSERT_TRUE(dmb.ok());
+  const std::byte msg[] = {std::byte{7}, std::byte{8}};
+  std::memcpy(dmb->bytes().data() + 100, msg, 2);
+  Result<LocalDmb> again =
+      LocalDmb::Adopt(Dup(dmb->memfd()), Dup(dmb->doorbell().fd()),
+                      dmb->token(), kSize, budget);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->token(), dmb->token());
+  EXPECT_EQ(again->size(), kSize);
+  EXPECT_EQ(std::memcmp(again->bytes().data() + 100, msg, 2), 0);
+  EXPECT_EQ(again->doorbell_peer_end(), -1);
+  EXPECT_EQ(budget.used(), 2 * DmbFileSize(kSize));
+  again->Unregister();
+  EXPECT_EQ(budget.used(), DmbFileSize(kSize));
+}
+
+TEST(ShmDmbAdoptTest, AdoptChecksTokenSizeSealsAndDoorbell) {
+  DmbBudget budget(16 << 20);
+  Result<LocalDmb> dmb = LocalDmb::Register(kSize, budget);
+  ASSERT_TRUE(dmb.ok());
+  const int bell = dmb->doorbell().fd();
+  auto adopt = [&](UniqueFd mem, UniqueFd door, uint64_t token, uint64_t size) {
+    return LocalDmb::Adopt(std::move(mem), std::move(door), token, size, budget)
+        .status();
+  };
+  Status s = adopt(Dup(dmb->memfd()), Dup(bell), dmb->token() ^ 1, kSize);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("token"), std::string::npos) << s;
+  EXPECT_EQ(adopt(Dup(dmb->memfd()), Dup(bell), dmb->token(), kSize * 2).code(),
+            StatusCode::kDataLoss);
+  EXPECT_EQ(adopt(Dup(dmb->memfd()), Dup(bell), dmb->token(), 0).code(),
+            StatusCode::kInvalidArgument);
+  // Sealed like a peer's DMB (no F_SEAL_SEAL): not one we registered.
+  s = adopt(FakeDmb(kSize, dmb->token(), F_SEAL_SHRINK | F_SEAL_GROW),
+            Dup(bell), dmb->token(), kSize);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s;
+  // The doorbell must be an AF_UNIX stream socket.
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  UniqueFd w(p[1]);
+  s = adopt(Dup(dmb->memfd()), UniqueFd(p[0]), dmb->token(), kSize);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("doorbell"), std::string::npos) << s;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd s1(sv[1]);
+  EXPECT_EQ(
+      adopt(Dup(dmb->memfd()), UniqueFd(sv[0]), dmb->token(), kSize).code(),
+      StatusCode::kDataLoss);
+  EXPECT_EQ(adopt(UniqueFd(), Dup(bell), dmb->token(), kSize).code(),
+            StatusCode::kSystem);
+  // Nothing charged by the failures.
+  EXPECT_EQ(budget.used(), DmbFileSize(kSize));
+  DmbBudget tiny(DmbFileSize(kSize) - 1);
+  EXPECT_EQ(
+      LocalDmb::Adopt(Dup(dmb->memfd()), Dup(bell), dmb->token(), kSize, tiny)
+          .status()
+          .code(),
+      StatusCode::kResourceExhausted);
+}
+
+TEST(ShmDmbAdoptTest, PeerDmbKeepsItsMemfdUntilDetach) {
+  DmbBudget budget(16 << 20);
+  Result<LocalDmb> dmb = LocalDmb::Register(kSize, budget);
+  ASSERT_TRUE(dmb.ok());
+  const int before = CountOpenFds();
+  Result<PeerDmb> peer =
+      PeerDmb::Attach(Dup(dmb->memfd()), dmb->token(), kSize);
+  ASSERT_TRUE(peer.ok());
+  ASSERT_GE(peer->memfd(), 0);
+  EXPECT_EQ(CountOpenFds(), before + 1);
+  // The kept fd attaches again, as after exec.
+  Result<PeerDmb> again =
+      PeerDmb::Attach(Dup(peer->memfd()), dmb->token(), kSize);
+  EXPECT_TRUE(again.ok()) << again.status();
+  again->Detach();
+  peer->Detach();
+  EXPECT_EQ(peer->memfd(), -1);
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
 }  // namespace
 }  // namespace usmc::dev

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -56,6 +57,28 @@ uint32_t SpinBudgetUsFromEnv() {
     return static_cast<uint32_t>(std::min<unsigned long>(n, 100000));
   }();
   return kSpin;
+}
+
+Status CheckDoorbellFd(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat doorbell");
+  if (!S_ISSOCK(st.st_mode)) {
+    return Status(StatusCode::kDataLoss, "doorbell fd is not a socket");
+  }
+  int domain = 0, type = 0;
+  socklen_t len = sizeof domain;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) {
+    return Status::FromErrno(errno, "getsockopt SO_DOMAIN");
+  }
+  len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    return Status::FromErrno(errno, "getsockopt SO_TYPE");
+  }
+  if (domain != AF_UNIX || type != SOCK_STREAM) {
+    return Status(StatusCode::kDataLoss,
+                  "doorbell fd is not an AF_UNIX stream socket");
+  }
+  return OkStatus();
 }
 
 Doorbell::Doorbell(UniqueFd fd, uint32_t* armed)

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "base/status.h"
 #include "dev/unique_fd.h"
 
 namespace usmc::dev {
@@ -76,6 +77,11 @@ struct WaitOptions {
   int extra_fd = -1;              // also return when this fd polls readable
   bool return_on_signal = false;  // EINTR -> kInterrupted instead of retrying
 };
+
+// An fd inherited across exec(2) that should be a doorbell end: OK if it is
+// an AF_UNIX stream socket, else kDataLoss (kSystem if fstat/getsockopt
+// fail, e.g. EBADF). Both Doorbell and PeerDoorbell take such an fd.
+Status CheckDoorbellFd(int fd);
 
 // Waiter side. Not copyable; one thread waits at a time.
 class Doorbell {
