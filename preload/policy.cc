@@ -166,6 +166,29 @@ Parsed<std::vector<T>> ParseList(std::string_view text, bool from_env,
   return out;
 }
 
+enum class Field { kProg, kAddr, kPort };
+
+// Parses `value` as the list for `field` into `r`; an empty msg is success.
+Error FillField(Rule& r, Field field, std::string_view value, bool from_env) {
+  auto take = [](auto parsed, auto& into) {
+    if (!parsed) return parsed.error();
+    into = std::move(parsed.value());
+    return Error();
+  };
+  switch (field) {
+    case Field::kProg:
+      return take(ParseList<std::string>(value, from_env, ParseProgramItem),
+                  r.programs);
+    case Field::kAddr:
+      return take(ParseList<Network>(value, from_env, ParseNetworkItem),
+                  r.networks);
+    case Field::kPort:
+      return take(ParseList<PortRange>(value, from_env, ParsePortItem),
+                  r.ports);
+  }
+  return Error("unknown field");
+}
+
 std::optional<Role> RoleWord(std::string_view w, bool* is_role) {
   *is_role = true;
   if (w == "client") return Role::kClient;
@@ -210,27 +233,11 @@ Parsed<Rule> ParseRuleWords(const std::vector<std::string_view>& w) {
     if (*seen) return Error(Quote(key) + " given twice");
     *seen = true;
     if (i + 1 >= w.size()) return Error(Quote(key) + " needs a value");
-    std::string_view value = w[i + 1];
-    Error err;
-    if (key == "prog") {
-      auto v = ParseList<std::string>(value, false, ParseProgramItem);
-      if (v)
-        r.programs = std::move(v.value());
-      else
-        err = v.error();
-    } else if (key == "addr") {
-      auto v = ParseList<Network>(value, false, ParseNetworkItem);
-      if (v)
-        r.networks = std::move(v.value());
-      else
-        err = v.error();
-    } else {
-      auto v = ParseList<PortRange>(value, false, ParsePortItem);
-      if (v)
-        r.ports = std::move(v.value());
-      else
-        err = v.error();
-    }
+    Error err = FillField(r,
+                          key == "prog"   ? Field::kProg
+                          : key == "addr" ? Field::kAddr
+                                          : Field::kPort,
+                          w[i + 1], /*from_env=*/false);
     if (!err.msg.empty()) return err;
   }
   return r;
@@ -577,7 +584,6 @@ Result<Policy> LoadPolicy(const PolicyEnv& env) {
 
   // The global switch: off means one rule that denies everything, and the
   // file is not even read (a broken file must not matter then).
-  bool off = false;
   for (auto [name, var] : {std::pair{"USMC_ENABLE", &env.enable},
                            std::pair{"USMC_DISABLE", &env.disable}}) {
     std::optional<std::string_view> v = Value(*var);
@@ -588,54 +594,31 @@ Result<Policy> LoadPolicy(const PolicyEnv& env) {
                              Quote(*v));
     }
     bool is_enable = var == &env.enable;
-    if (*b != is_enable) off = true;
-    if (off) {
-      Rule r;
-      r.action = Action::kDeny;
-      r.source = name;
-      return Policy({std::move(r)});
-    }
+    if (*b == is_enable) continue;  // USMC_ENABLE=1 or USMC_DISABLE=0
+    Rule r;
+    r.action = Action::kDeny;
+    r.source = name;
+    return Policy({std::move(r)});
   }
 
   // Each list variable fills one field of a rule; `name` is for errors.
   auto fill = [](Rule& r, const char* name, std::string_view value,
-                 int field) -> Status {
-    Error err;
-    if (field == 0) {
-      auto v = ParseList<std::string>(value, true, ParseProgramItem);
-      if (v)
-        r.programs = std::move(v.value());
-      else
-        err = v.error();
-    } else if (field == 1) {
-      auto v = ParseList<Network>(value, true, ParseNetworkItem);
-      if (v)
-        r.networks = std::move(v.value());
-      else
-        err = v.error();
-    } else {
-      auto v = ParseList<PortRange>(value, true, ParsePortItem);
-      if (v)
-        r.ports = std::move(v.value());
-      else
-        err = v.error();
-    }
-    if (!err.msg.empty()) {
-      return InvalidArgument(std::string(name) + ": " + err.msg);
-    }
-    return OkStatus();
+                 Field field) -> Status {
+    Error err = FillField(r, field, value, /*from_env=*/true);
+    if (err.msg.empty()) return OkStatus();
+    return InvalidArgument(std::string(name) + ": " + err.msg);
   };
 
   // Exclusions first: each is its own deny rule.
   struct ListVar {
     const char* name;
     const std::optional<std::string>* value;
-    int field;
+    Field field;
   };
   const ListVar excludes[] = {
-      {"USMC_EXCLUDE_PROGRAMS", &env.exclude_programs, 0},
-      {"USMC_EXCLUDE_ADDRS", &env.exclude_addrs, 1},
-      {"USMC_EXCLUDE_PORTS", &env.exclude_ports, 2},
+      {"USMC_EXCLUDE_PROGRAMS", &env.exclude_programs, Field::kProg},
+      {"USMC_EXCLUDE_ADDRS", &env.exclude_addrs, Field::kAddr},
+      {"USMC_EXCLUDE_PORTS", &env.exclude_ports, Field::kPort},
   };
   for (const ListVar& lv : excludes) {
     std::optional<std::string_view> v = Value(*lv.value);
@@ -650,9 +633,9 @@ Result<Policy> LoadPolicy(const PolicyEnv& env) {
   // Inclusions: one allow rule that must match all the lists given, then
   // deny the rest; the file is not consulted for these sockets.
   const ListVar includes[] = {
-      {"USMC_PROGRAMS", &env.programs, 0},
-      {"USMC_ADDRS", &env.addrs, 1},
-      {"USMC_PORTS", &env.ports, 2},
+      {"USMC_PROGRAMS", &env.programs, Field::kProg},
+      {"USMC_ADDRS", &env.addrs, Field::kAddr},
+      {"USMC_PORTS", &env.ports, Field::kPort},
   };
   Rule allow;
   for (const ListVar& lv : includes) {

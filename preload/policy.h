@@ -77,9 +77,12 @@ struct Query {
   std::string_view argv0_name;
   // `addr` and `port` are matched against the service endpoint: the remote
   // one for a client, the local (listening) one for a server. So the same
-  // rule "port 6379" covers both ends of a redis connection, and a server's
-  // answer is the same at listen() and at accept() time. A missing endpoint
-  // matches no rule that has `addr` or `port`.
+  // rule "port 6379" covers both ends of a redis connection. Ask once per
+  // listener, at listen() with its bound address (getsockname, so port 0
+  // is resolved): its SYN-ACKs offer SMC or not for every accepted
+  // connection. A wildcard listener has address 0.0.0.0 or ::, which an
+  // `addr` rule matches only if it covers it. A missing endpoint matches no
+  // rule that has `addr` or `port`.
   std::optional<Endpoint> local;
   std::optional<Endpoint> remote;
 

@@ -4,6 +4,7 @@
 //      canonical rules (a fixed point);
 //   2. both policies give the same decision for a few queries built from the
 //      input (so matching runs on every parsed rule too).
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

@@ -4,14 +4,32 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <new>
 #include <sstream>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+
+// Counts operator new calls, to check that Policy::Allows never allocates.
+namespace {
+std::atomic<long> g_news{0};
+}  // namespace
+void* operator new(size_t n) {
+  g_news.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+// noinline: inlined, GCC sees free() of a pointer from operator new and
+// warns (-Wmismatched-new-delete), although both sides are ours.
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
 
 namespace usmc::preload {
 namespace {
@@ -382,6 +400,27 @@ TEST(MatchTest, DecisionOutlivesAMove) {
   EXPECT_EQ(d.rule, "deny * port 1");
 }
 
+TEST(MatchTest, AllowsDoesNotAllocate) {
+  Policy p = MustParse(
+      "deny server port 22\n"
+      "allow client prog redis-*,x?y addr 10.0.0.0/8,2001:db8::/32 "
+      "port 6379-6380\n"
+      "deny addr ::ffff:127.0.0.0/104\n");
+  Query qs[] = {Client("10.0.0.1", 6379, "redis-cli"),
+                Client("2001:db8::5", 6380, "xzy"),
+                Client("127.0.0.1", 80, "curl"), Server("::", 22, "sshd"),
+                Client("192.0.2.1", 1, "nc")};
+  long before = g_news.load();
+  int allowed = 0;
+  for (const Query& q : qs) allowed += p.Allows(q).allow ? 1 : 0;
+  EXPECT_EQ(g_news.load(), before);
+  EXPECT_EQ(allowed, 3);  // redis-cli, xzy, nc
+  // The counter is live: one heap string counts.
+  auto* heap = new std::string(100, 'x');
+  EXPECT_GT(g_news.load(), before);
+  delete heap;
+}
+
 // ---- environment and file -----------------------------------------------
 
 TEST(LoadTest, DefaultsAllowEverything) {
@@ -592,6 +631,35 @@ TEST(LoadTest, FromProcessReadsTheVariables) {
   EXPECT_EQ(*env.exclude_ports, "22");
   EXPECT_FALSE(env.ports);
   EXPECT_EQ(env.default_conf, "/etc/usmc.conf");
+}
+
+// The example in docs/config.md parses and does what the text says.
+TEST(DocsTest, ConfigMdExampleWorks) {
+  const char* root = std::getenv("USMC_SOURCE_DIR");
+  if (root == nullptr) GTEST_SKIP() << "USMC_SOURCE_DIR not set (run by ctest)";
+  std::ifstream in(std::string(root) + "/docs/config.md");
+  ASSERT_TRUE(in) << "docs/config.md";
+  std::stringstream all;
+  all << in.rdbuf();
+  std::string md = all.str();
+  size_t at = md.find("### Example `/etc/usmc.conf`");
+  ASSERT_NE(at, md.npos);
+  size_t begin = md.find("```\n", at);
+  ASSERT_NE(begin, md.npos);
+  begin += 4;
+  size_t end = md.find("```", begin);
+  ASSERT_NE(end, md.npos);
+  Policy p = MustParse(md.substr(begin, end - begin));
+  ASSERT_EQ(p.rules().size(), 5u);
+  EXPECT_FALSE(p.Allows(Server("0.0.0.0", 22, "sshd")).allow);
+  EXPECT_FALSE(p.Allows(Client("10.0.0.1", 53, "dig")).allow);
+  EXPECT_TRUE(p.Allows(Client("127.0.0.1", 6379, "redis-benchmark")).allow);
+  EXPECT_TRUE(p.Allows(Client("::1", 6380, "memtier_benchmark")).allow);
+  Decision d = p.Allows(Client("127.0.0.1", 6379, "nc"));
+  EXPECT_FALSE(d.allow);
+  EXPECT_EQ(d.rule, "deny * addr 127.0.0.0/8,::1/128");
+  EXPECT_TRUE(p.Allows(Server("::", 6379, "redis-server")).allow);
+  EXPECT_TRUE(p.Allows(Client("10.0.0.1", 80, "curl")).allow);
 }
 
 TEST(ProgramNamesTest, ThisTestBinary) {
