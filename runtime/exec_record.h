@@ -1,0 +1,76 @@
+// runtime/exec_record.h: the bytes one SMC-D socket becomes across exec(2)
+// (SmcSocket::ExportForExec writes them, AdoptAfterExec reads them).
+//
+// A record is versioned and length-prefixed; every field has a fixed width
+// (big-endian), so the decoder is a bounds-checked walk with no
+// allocation but the UEID string. Layout, version 1 (docs/engine.md, "exec
+// handover"):
+//
+//   header  u32 magic "USXR" | u16 version 1 | u16 flags 0 | u32 body length
+//   body    fds (5 x i32) | options | socket state | engine snapshot
+//
+// The decoder trusts nothing: magic, version, exact body length, enum
+// ranges, bools 0/1, unused bits zero, fds >= 0 and distinct, then
+// engine::CheckSnapshot. It does not touch the fds (AdoptAfterExec does).
+//
+//   std::string blob;
+//   AppendExecRecord(record, blob);
+//   std::string_view in = blob;
+//   Result<ExecRecord> r = DecodeExecRecord(in);   // in advanced past it
+#ifndef USMC_RUNTIME_EXEC_RECORD_H_
+#define USMC_RUNTIME_EXEC_RECORD_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "engine/snapshot.h"
+#include "runtime/cdc_area.h"
+
+namespace usmc::runtime {
+
+inline constexpr uint32_t kExecRecordMagic = 0x55535852;  // "USXR"
+inline constexpr uint16_t kExecRecordVersion = 1;
+inline constexpr size_t kExecRecordHeaderLen = 12;
+inline constexpr size_t kExecRecordBodyLen = 337;  // version 1
+inline constexpr size_t kExecRecordMaxEid = 32;
+
+struct ExecRecord {
+  // Fds that stay open across exec (their FD_CLOEXEC is cleared).
+  int32_t tcp_fd = -1;
+  int32_t local_memfd = -1;        // our DMB
+  int32_t local_doorbell_fd = -1;  // our doorbell end (we wait on it)
+  int32_t peer_memfd = -1;         // the peer's DMB
+  int32_t peer_doorbell_fd = -1;   // the peer's doorbell end (we ring it)
+  // The socket's Options.
+  engine::Role role = engine::Role::kClient;
+  bool smcd_enabled = true;
+  std::string eid;  // at most kExecRecordMaxEid bytes
+  uint32_t dmb_size = 0;
+  std::chrono::milliseconds clc_timeout{0};
+  std::chrono::milliseconds handover_timeout{0};
+  // The socket's own state around the engine.
+  bool peer_gone = false;
+  bool fatal = false;
+  bool tcp_cloexec = false;  // tcp_fd had FD_CLOEXEC before the export
+  int32_t error = 0;         // sticky errno
+  CdcArea last_area{};       // the peer's CDC area as last fed to the engine
+  engine::ConnectionSnapshot engine;
+  bool operator==(const ExecRecord&) const = default;
+};
+
+// Appends the record's bytes to `out`.
+void AppendExecRecord(const ExecRecord& r, std::string& out);
+
+// Decodes the record at the front of `in`. On success `in` is advanced past
+// it. On failure (kInvalidArgument naming the field) `in` is advanced past
+// the record if its header was sound and complete, else emptied: either
+// way a caller's loop over records ends.
+Result<ExecRecord> DecodeExecRecord(std::string_view& in);
+
+}  // namespace usmc::runtime
+
+#endif  // USMC_RUNTIME_EXEC_RECORD_H_

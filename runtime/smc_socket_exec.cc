@@ -1,0 +1,213 @@
+// SmcSocket::ExportForExec / AdoptAfterExec: the exec(2) handover of one
+// SMC-D socket (runtime/exec_record.h has the bytes, docs/engine.md the
+// story). Export changes nothing but FD_CLOEXEC, so a failed execve leaves
+// the socket usable in the old image.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "dev/shm_doorbell.h"
+#include "runtime/exec_record.h"
+#include "runtime/smc_socket.h"
+
+namespace usmc::runtime {
+namespace {
+
+Status Precondition(std::string what) {
+  return Status(StatusCode::kFailedPrecondition,
+                "exec export: " + std::move(what));
+}
+
+Status SetCloexec(int fd, bool on) {
+  const int fl = ::fcntl(fd, F_GETFD);
+  if (fl < 0) return Status::FromErrno(errno, "fcntl F_GETFD");
+  const int want = on ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC);
+  if (want != fl && ::fcntl(fd, F_SETFD, want) != 0) {
+    return Status::FromErrno(errno, "fcntl F_SETFD");
+  }
+  return OkStatus();
+}
+
+// Kind checks on the record's fds before anything takes ownership: a
+// record naming a wrong fd (stdin, the app's file) must fail without
+// closing it.
+Status CheckTcpFd(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat TCP fd");
+  int domain = 0, type = 0;
+  socklen_t len = sizeof domain;
+  if (!S_ISSOCK(st.st_mode) ||
+      ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+      (len = sizeof type,
+       ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ||
+      (domain != AF_INET && domain != AF_INET6) || type != SOCK_STREAM) {
+    return Status(
+        StatusCode::kInvalidArgument,
+        "exec record: fd " + std::to_string(fd) + " is not a TCP socket");
+  }
+  return OkStatus();
+}
+
+Status CheckMemfd(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat DMB fd");
+  if (!S_ISREG(st.st_mode) || ::fcntl(fd, F_GET_SEALS) < 0) {
+    return Status(StatusCode::kInvalidArgument,
+                  "exec record: fd " + std::to_string(fd) + " is not a memfd");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status SmcSocket::ExportForExec(std::string& out) {
+  std::lock_guard lock(mu_);
+  if (tcp_closed_) return Precondition("socket already closed");
+  if (HandshakingLocked()) {
+    // Half-read CLC bytes, queued CLC output and timers cannot move.
+    return Precondition("handshake in progress");
+  }
+  if (conn_.mode() != engine::Mode::kSmcd) {
+    // TCP mode has nothing to move: the kernel socket is the connection.
+    return Precondition("socket in mode " +
+                        std::string(engine::ToString(conn_.mode())) +
+                        ", only SMC-D sockets are exported");
+  }
+  if (!local_.registered() || !peer_.attached() || peer_.memfd() < 0) {
+    return Precondition("buffers already released");
+  }
+  // Deferred shutdowns and the app's SO_RCVLOWAT go where they belong
+  // first (a no-op once done), so the snapshot and the socket hold them.
+  FinishHandshake();
+  Result<engine::ConnectionSnapshot> snap = conn_.Snapshot();
+  if (!snap.ok()) return snap.status();
+  const engine::SmcdLink& link = snap->link;
+  if (link.local_dmb_token != local_.token() ||
+      link.local_dmb_size != local_.size() ||
+      link.peer_dmb_token != peer_.token() ||
+      link.peer_dmb_size != peer_.size()) {
+    return Status(StatusCode::kInternal,
+                  "exec export: buffers do not match "
+                  "the engine's link");
+  }
+
+  ExecRecord rec;
+  rec.tcp_fd = fd_;
+  rec.local_memfd = local_.memfd();
+  rec.local_doorbell_fd = local_.doorbell().fd();
+  rec.peer_memfd = peer_.memfd();
+  rec.peer_doorbell_fd = peer_.doorbell().fd();
+  rec.role = opts_.role;
+  rec.smcd_enabled = opts_.smcd_enabled;
+  rec.eid = opts_.eid.substr(0, kExecRecordMaxEid);
+  rec.dmb_size = opts_.dmb_size;
+  rec.clc_timeout = opts_.clc_timeout;
+  rec.handover_timeout = opts_.handover_timeout;
+  rec.peer_gone = peer_gone_;
+  rec.fatal = fatal_;
+  rec.error = error_;
+  rec.last_area = last_area_;
+  rec.engine = *snap;
+  const int tcp_fl = ::fcntl(fd_, F_GETFD);
+  if (tcp_fl < 0) return Status::FromErrno(errno, "fcntl F_GETFD");
+  rec.tcp_cloexec = tcp_fl & FD_CLOEXEC;
+
+  const int fds[] = {rec.tcp_fd, rec.local_memfd, rec.local_doorbell_fd,
+                     rec.peer_memfd, rec.peer_doorbell_fd};
+  for (size_t i = 0; i < std::size(fds); ++i) {
+    Status st = SetCloexec(fds[i], false);
+    if (!st.ok()) {
+      // Put back what we changed: nothing leaks into the next exec.
+      for (size_t j = 0; j < i; ++j) {
+        (void)SetCloexec(fds[j], j == 0 ? rec.tcp_cloexec : true);
+      }
+      return st;
+    }
+  }
+  AppendExecRecord(rec, out);
+  return OkStatus();
+}
+
+Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptAfterExec(
+    std::string_view& in) {
+  Result<ExecRecord> decoded = DecodeExecRecord(in);
+  if (!decoded.ok()) return decoded.status();
+  const ExecRecord& rec = *decoded;
+  if (rec.engine.finished) {
+    return Status(StatusCode::kInvalidArgument,
+                  "exec record: connection already finished");
+  }
+  USMC_RETURN_IF_ERROR(CheckTcpFd(rec.tcp_fd));
+  // From here on the peer must learn if we fail: a half-adopted connection
+  // would leave it waiting on a silent socket. shutdown, not close: the fd
+  // number belongs to the application.
+  auto fail = [&](Status st) {
+    struct linger l = {1, 0};
+    ::setsockopt(rec.tcp_fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::shutdown(rec.tcp_fd, SHUT_RDWR);
+    return st;
+  };
+  for (int fd : {rec.local_memfd, rec.peer_memfd}) {
+    if (Status st = CheckMemfd(fd); !st.ok()) return fail(st);
+  }
+  for (int fd : {rec.local_doorbell_fd, rec.peer_doorbell_fd}) {
+    if (Status st = dev::CheckDoorbellFd(fd); !st.ok()) return fail(st);
+  }
+  // The four buffer fds are ours now: every failure below closes them.
+  dev::UniqueFd local_mem(rec.local_memfd), local_bell(rec.local_doorbell_fd),
+      peer_mem(rec.peer_memfd), peer_bell(rec.peer_doorbell_fd);
+  for (int fd : {rec.local_memfd, rec.local_doorbell_fd, rec.peer_memfd,
+                 rec.peer_doorbell_fd}) {
+    if (Status st = SetCloexec(fd, true); !st.ok()) return fail(st);
+  }
+
+  Options o;
+  o.role = rec.role;
+  o.smcd_enabled = rec.smcd_enabled;
+  o.eid = rec.eid;
+  o.dmb_size = rec.dmb_size;
+  o.clc_timeout = rec.clc_timeout;
+  o.handover_timeout = rec.handover_timeout;
+  std::unique_ptr<SmcSocket> s(new SmcSocket(rec.tcp_fd, o));
+  std::lock_guard lock(s->mu_);
+  // Until it is complete, destroying `s` must not close the app's fd.
+  s->tcp_closed_ = true;
+  if (Status st = s->conn_.Restore(rec.engine); !st.ok()) return fail(st);
+  const engine::SmcdLink& link = rec.engine.link;
+  Result<dev::LocalDmb> local =
+      dev::LocalDmb::Adopt(std::move(local_mem), std::move(local_bell),
+                           link.local_dmb_token, link.local_dmb_size);
+  if (!local.ok()) return fail(local.status());
+  Result<dev::PeerDmb> peer =
+      dev::PeerDmb::Attach(std::move(peer_mem), link.peer_dmb_token,
+                           link.peer_dmb_size, std::move(peer_bell));
+  if (!peer.ok()) return fail(peer.status());
+  if (rec.tcp_cloexec) {
+    if (Status st = SetCloexec(rec.tcp_fd, true); !st.ok()) return fail(st);
+  }
+  s->local_ = std::move(*local);
+  s->peer_ = std::move(*peer);
+  s->last_area_ = rec.last_area;
+  s->peer_gone_ = rec.peer_gone;
+  s->fatal_ = rec.fatal;
+  s->error_ = rec.error;
+  // Like O_NONBLOCK, the app's SO_RCVLOWAT lives in the kernel socket,
+  // which exec did not touch.
+  const int fl = ::fcntl(rec.tcp_fd, F_GETFL);
+  s->nonblocking_ = fl >= 0 && (fl & O_NONBLOCK);
+  int lowat = 1;
+  socklen_t len = sizeof lowat;
+  if (::getsockopt(rec.tcp_fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, &len) != 0) {
+    lowat = 1;
+  }
+  s->rcv_lowat_ = s->tcp_lowat_ = std::max(lowat, 1);
+  s->handshake_finished_ = true;
+  s->tcp_closed_ = false;
+  return s;
+}
+
+}  // namespace usmc::runtime
