@@ -1,0 +1,324 @@
+#include "preload/conn.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+
+#include "negotiate/negotiate.h"
+#include "preload/epoll.h"
+#include "preload/real.h"
+#include "preload/status.h"
+#include "wire/reason.h"
+
+namespace usmc::preload {
+namespace {
+
+// fds above this are not interposed (they stay plain TCP): the table is
+// allocated up front so that lookups need no lock for absent fds.
+constexpr size_t kMaxTrackedFds = 65536;
+
+long EnvLong(const char* name, long dflt, long lo, long hi) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return dflt;
+  char* end = nullptr;
+  long n = std::strtol(v, &end, 10);
+  if (end == v || *end != '\0') return dflt;
+  return std::clamp(n, lo, hi);
+}
+
+}  // namespace
+
+runtime::Options SocketOptions(engine::Role role) {
+  static const long dmb = EnvLong("USMC_DMB_SIZE", 256 * 1024, 16 * 1024,
+                                  1024 * 1024);
+  static const long clc_ms = EnvLong("USMC_CLC_TIMEOUT_MS", 6000, 10, 60000);
+  runtime::Options o;
+  o.role = role;
+  o.dmb_size = static_cast<uint32_t>(dmb);
+  o.clc_timeout = std::chrono::milliseconds(clc_ms);
+  return o;
+}
+
+// ---- Conn -------------------------------------------------------------------
+
+Conn::~Conn() {
+  Inside in;
+  if (mirror_rd >= 0) real().close(mirror_rd);
+  if (mirror_wr >= 0) real().close(mirror_wr);
+}
+
+runtime::SmcSocket* Conn::smc() const {
+  return phase() == Phase::kSmc ? sock_.get() : nullptr;
+}
+
+void Conn::BecomeTcp(uint32_t reason) {
+  reason_ = reason;
+  phase_.store(Phase::kTcp, std::memory_order_release);
+  NoteFallback(role_, reason);
+}
+
+void Conn::OnEstablished(int app_fd, bool blocking) {
+  Inside in;
+  std::lock_guard lock(phase_mu_);
+  if (phase() != Phase::kConnecting) return;
+  const negotiate::Outcome o = negotiate::QueryOutcome(app_fd);
+  if (!o.both_offered()) {
+    BecomeTcp(o.reason);
+    return;
+  }
+  // The runtime's own reference to the socket: the app may close or dup2
+  // over its fd numbers at will.
+  int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
+  if (priv < 0) {
+    BecomeTcp(wire::kReasonMem);
+    return;
+  }
+  Result<std::unique_ptr<runtime::SmcSocket>> s =
+      runtime::SmcSocket::Start(priv, SocketOptions(role_));
+  if (!s.ok()) {
+    // The peer committed to SMC and then broke the protocol: the runtime
+    // reset the connection, so the app's calls fail as on a reset socket.
+    NoteHandshakeError(role_);
+    BecomeTcp(0);
+    return;
+  }
+  sock_ = std::move(*s);
+  phase_.store(Phase::kSmc, std::memory_order_release);
+  if (blocking) (void)sock_->Progress(-1);
+  AfterCall();
+}
+
+bool Conn::SettleConnect(int app_fd) {
+  Inside in;
+  if (phase() != Phase::kConnecting) return true;
+  struct pollfd p = {app_fd, POLLOUT, 0};
+  if (real().poll(&p, 1, 0) <= 0) return false;
+  if (!(p.revents & (POLLOUT | POLLERR | POLLHUP))) return false;
+  // getpeername, not SO_ERROR: reading SO_ERROR would clear it for the app.
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (::getpeername(app_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    OnEstablished(app_fd, /*blocking=*/false);
+  } else {
+    std::lock_guard lock(phase_mu_);
+    if (phase() == Phase::kConnecting) {
+      phase_.store(Phase::kTcp, std::memory_order_release);  // failed
+    }
+  }
+  return true;
+}
+
+void Conn::AfterCall() {
+  if (phase() != Phase::kSmc || sock_->handshaking()) return;
+  if (sock_->mode() == engine::Mode::kSmcd) {
+    if (!counted_smc_) {
+      counted_smc_ = true;
+      NoteSmcd(role_);
+    }
+    return;
+  }
+  // Declined or timed out: from now on the kernel socket is all there is.
+  // The SmcSocket (TCP mode) stays until release: another thread may be
+  // inside it right now.
+  std::lock_guard lock(phase_mu_);
+  if (phase() == Phase::kSmc) {
+    BecomeTcp(sock_->status().engine.local_reason);
+  }
+}
+
+ssize_t Conn::CountIn(ssize_t n) {
+  if (n > 0) bytes_in.fetch_add(static_cast<uint64_t>(n),
+                                std::memory_order_relaxed);
+  return n;
+}
+
+ssize_t Conn::CountOut(ssize_t n) {
+  if (n > 0) bytes_out.fetch_add(static_cast<uint64_t>(n),
+                                 std::memory_order_relaxed);
+  return n;
+}
+
+ssize_t Conn::Recv(int app_fd, void* buf, size_t len, int flags) {
+  Inside in;
+  if (phase() == Phase::kConnecting) SettleConnect(app_fd);
+  if (phase() != Phase::kSmc) {
+    return CountIn(real().recv(app_fd, buf, len, flags));
+  }
+  ssize_t n = sock_->Recv(buf, len, flags);
+  const int err = errno;
+  AfterCall();
+  if (in_epoll.load(std::memory_order_relaxed)) UpdateMirrors();
+  errno = err;
+  return (flags & MSG_PEEK) ? n : CountIn(n);
+}
+
+ssize_t Conn::Send(int app_fd, const void* buf, size_t len, int flags) {
+  Inside in;
+  if (phase() == Phase::kConnecting) SettleConnect(app_fd);
+  if (phase() != Phase::kSmc) {
+    return CountOut(real().send(app_fd, buf, len, flags));
+  }
+  ssize_t n = sock_->Send(buf, len, flags);
+  const int err = errno;
+  AfterCall();
+  if (in_epoll.load(std::memory_order_relaxed)) UpdateMirrors();
+  errno = err;
+  return CountOut(n);
+}
+
+short Conn::Poll(int app_fd, short events) {
+  Inside in;
+  if (phase() == Phase::kConnecting && !SettleConnect(app_fd)) {
+    struct pollfd p = {app_fd, events, 0};
+    return real().poll(&p, 1, 0) > 0 ? p.revents : 0;
+  }
+  if (phase() == Phase::kSmc) {
+    short r = sock_->Poll(events);
+    AfterCall();
+    if (phase() == Phase::kSmc) return r;
+  }
+  struct pollfd p = {app_fd, events, 0};
+  return real().poll(&p, 1, 0) > 0 ? p.revents : 0;
+}
+
+void Conn::SetNonblocking(bool on) {
+  if (sock_) sock_->SetNonblocking(on);
+}
+
+void Conn::SetRcvLowat(int n) {
+  if (sock_) sock_->SetRcvLowat(n);
+}
+
+int Conn::Readable(int app_fd) {
+  Inside in;
+  if (phase() == Phase::kSmc) {
+    int n = sock_->Readable();
+    AfterCall();
+    if (phase() == Phase::kSmc) return n;
+  }
+  int n = 0;
+  return real().ioctl(app_fd, FIONREAD, &n) == 0 ? n : -1;
+}
+
+bool Conn::AtMark(int app_fd) {
+  Inside in;
+  if (phase() == Phase::kSmc) return sock_->AtMark();
+  int at = 0;
+  return real().ioctl(app_fd, SIOCATMARK, &at) == 0 && at;
+}
+
+int Conn::Shutdown(int app_fd, int how) {
+  Inside in;
+  if (phase() == Phase::kConnecting) SettleConnect(app_fd);
+  if (phase() == Phase::kSmc) {
+    int r = sock_->Shutdown(how);
+    const int err = errno;
+    AfterCall();
+    if (in_epoll.load(std::memory_order_relaxed)) UpdateMirrors();
+    errno = err;
+    if (phase() == Phase::kSmc) return r;
+  }
+  return real().shutdown(app_fd, how);
+}
+
+void Conn::ReleaseFromProcess() {
+  Inside in;
+  DropEpollRegs(*this);
+  std::lock_guard lock(phase_mu_);
+  if (released_) return;
+  released_ = true;
+  if (!sock_) return;
+  uint32_t* refs = sock_->ProcessRefs();
+  if (refs != nullptr &&
+      std::atomic_ref<uint32_t>(*refs).fetch_sub(1, std::memory_order_acq_rel) >
+          1) {
+    sock_->Forget();  // another process still holds the connection
+  } else {
+    sock_->Close();
+  }
+}
+
+void Conn::Adopt(std::unique_ptr<runtime::SmcSocket> s) {
+  sock_ = std::move(s);
+  counted_smc_ = sock_->mode() == engine::Mode::kSmcd;
+  phase_.store(Phase::kSmc, std::memory_order_release);
+}
+
+void Conn::AddProcessRef() {
+  if (!sock_) return;
+  if (uint32_t* refs = sock_->ProcessRefs()) {
+    std::atomic_ref<uint32_t>(*refs).fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
+void Conn::DropProcessRef() {
+  if (!sock_) return;
+  if (uint32_t* refs = sock_->ProcessRefs()) {
+    std::atomic_ref<uint32_t>(*refs).fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+// ---- ConnTable --------------------------------------------------------------
+
+ConnTable::ConnTable() {
+  struct rlimit rl = {};
+  size_t n = 4096;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    n = rl.rlim_max == RLIM_INFINITY ? kMaxTrackedFds
+                                     : static_cast<size_t>(rl.rlim_max);
+  }
+  size_ = std::min(std::max(n, size_t{1024}), kMaxTrackedFds);
+  present_ = std::make_unique<std::atomic<bool>[]>(size_);
+  slots_.resize(size_);
+}
+
+std::shared_ptr<Conn> ConnTable::LookupSlow(int fd) const {
+  std::shared_lock lock(mu_);
+  return slots_[fd];
+}
+
+void ConnTable::Install(int fd, std::shared_ptr<Conn> c) {
+  if (fd < 0 || static_cast<size_t>(fd) >= size_) return;
+  std::unique_lock lock(mu_);
+  if (slots_[fd]) --slots_[fd]->app_fds_;
+  if (c) ++c->app_fds_;
+  slots_[fd] = std::move(c);
+  present_[fd].store(slots_[fd] != nullptr, std::memory_order_release);
+}
+
+std::shared_ptr<Conn> ConnTable::Remove(int fd) {
+  if (fd < 0 || static_cast<size_t>(fd) >= size_) return nullptr;
+  std::unique_lock lock(mu_);
+  std::shared_ptr<Conn> c = std::move(slots_[fd]);
+  slots_[fd] = nullptr;
+  present_[fd].store(false, std::memory_order_release);
+  if (!c) return nullptr;
+  return --c->app_fds_ == 0 ? c : nullptr;  // else another fd still has it
+}
+
+void ConnTable::Duplicate(int from, int to) {
+  if (to < 0 || static_cast<size_t>(to) >= size_) return;
+  std::shared_ptr<Conn> c = Lookup(from);
+  if (c) Install(to, std::move(c));
+}
+
+void ConnTable::ForEach(
+    const std::function<void(int, const std::shared_ptr<Conn>&)>& fn) const {
+  std::shared_lock lock(mu_);
+  for (size_t fd = 0; fd < size_; ++fd) {
+    if (slots_[fd]) fn(static_cast<int>(fd), slots_[fd]);
+  }
+}
+
+ConnTable& table() {
+  static ConnTable* t = new ConnTable();  // never destroyed: used at exit
+  return *t;
+}
+
+}  // namespace usmc::preload

@@ -1,0 +1,153 @@
+// preload/conn.h: what the interposer knows about one TCP connection, and
+// the per-process table from fd numbers to it.
+//
+// The application's fd stays the kernel TCP socket. A Conn is shared by
+// every fd of this process that refers to the same socket (dup, dup2, dup3,
+// F_DUPFD); the SmcSocket inside works on a private dup of the socket, so
+// that the app closing or renumbering its fds never pulls the connection
+// out from under it. Across fork, the processes holding an SMC-D connection
+// are counted in a word of the DMB's control page (shared memory), and only
+// the last one to let go runs the SMC close.
+//
+//   std::shared_ptr<Conn> c = table().Lookup(fd);
+//   if (!c) return real().recv(fd, buf, len, flags);  // not ours
+//   return c->Recv(fd, buf, len, flags);
+#ifndef USMC_PRELOAD_CONN_H_
+#define USMC_PRELOAD_CONN_H_
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <vector>
+
+#include "engine/events.h"
+#include "runtime/smc_socket.h"
+
+namespace usmc::preload {
+
+enum class Phase : uint8_t {
+  kConnecting,  // non-blocking connect in progress: the TCP verdict is due
+  kSmc,         // SmcSocket present (handshaking, SMC-D, or declined)
+  kTcp,         // plain TCP for good: every call passes to the kernel
+};
+
+struct EpollReg;  // preload/epoll.h
+
+class Conn {
+ public:
+  explicit Conn(engine::Role role) : role_(role) {}
+  ~Conn();
+
+  engine::Role role() const { return role_; }
+  Phase phase() const { return phase_.load(std::memory_order_acquire); }
+
+  // Becomes kSmc (the peer offered SMC too) or kTcp. `blocking` lets the
+  // client handshake run to completion now (a blocking connect).
+  void OnEstablished(int app_fd, bool blocking);
+  // kConnecting: checks whether the non-blocking connect finished, and if
+  // so, settles. false if it is still in progress.
+  bool SettleConnect(int app_fd);
+
+  // Data path (the wrappers' common cases).
+  ssize_t Recv(int app_fd, void* buf, size_t len, int flags);
+  ssize_t Send(int app_fd, const void* buf, size_t len, int flags);
+
+  // poll(2) bits that hold now, for the app's `events` (non-blocking).
+  short Poll(int app_fd, short events);
+  // The SmcSocket, if SMC may still carry bytes (handshake or SMC-D).
+  runtime::SmcSocket* smc() const;
+
+  // The app changed O_NONBLOCK / SO_RCVLOWAT.
+  void SetNonblocking(bool on);
+  void SetRcvLowat(int n);
+  int Readable(int app_fd);
+  bool AtMark(int app_fd);
+  int Shutdown(int app_fd, int how);
+
+  // A socket the previous program image handed over across exec.
+  void Adopt(std::unique_ptr<runtime::SmcSocket> s);
+  // The last fd of this process referring to the connection was closed.
+  void ReleaseFromProcess();
+  // Called in the parent before fork: one more process holds it.
+  void AddProcessRef();
+  void DropProcessRef();  // fork failed
+
+  // epoll (preload/epoll.cc): registrations and readiness mirrors.
+  std::mutex mu;
+  std::vector<EpollReg*> regs;
+  int mirror_rd = -1, mirror_wr = -1;  // eventfds, created on demand
+  bool mirror_rd_on = false, mirror_wr_on = false;
+  // Re-evaluates readiness and updates the mirrors; `poke` re-signals the
+  // read mirror (new data: edge-triggered waiters want another edge).
+  void UpdateMirrors(bool poke = false);
+  std::atomic<bool> in_epoll{false};
+  // A wake fd of this connection polled ready: let the socket look (ring,
+  // handshake bytes, a finished connect) and refresh the mirrors.
+  void OnWake(int app_fd);
+
+  // Status: the fallback reason and bytes, for usmc ss / exit reports.
+  uint32_t reason() const { return reason_; }
+  std::atomic<uint64_t> bytes_in{0}, bytes_out{0};
+  bool counted_smc() const { return counted_smc_; }
+
+ private:
+  void BecomeTcp(uint32_t reason);
+  void AfterCall();  // phase follow-up after any call into the socket
+  ssize_t CountIn(ssize_t n);
+  ssize_t CountOut(ssize_t n);
+
+  const engine::Role role_;
+  std::atomic<Phase> phase_{Phase::kConnecting};
+  std::unique_ptr<runtime::SmcSocket> sock_;
+  uint32_t reason_ = 0;
+  bool counted_smc_ = false;
+  bool released_ = false;
+  std::mutex phase_mu_;  // phase transitions
+  int app_fds_ = 0;      // fds of this process referring to it (table lock)
+  friend class ConnTable;
+};
+
+// fd -> Conn for this process.
+class ConnTable {
+ public:
+  ConnTable();
+  std::shared_ptr<Conn> Lookup(int fd) const {
+    if (fd < 0 || static_cast<size_t>(fd) >= size_ ||
+        !present_[fd].load(std::memory_order_acquire)) {
+      return nullptr;
+    }
+    return LookupSlow(fd);
+  }
+  void Install(int fd, std::shared_ptr<Conn> c);
+  // Removes fd; returns the Conn if no other fd of this process refers to
+  // it any more (the caller then releases it).
+  std::shared_ptr<Conn> Remove(int fd);
+  // Copies the entry of `from` to `to` (dup); `to` must have been removed.
+  void Duplicate(int from, int to);
+  // Every (fd, Conn) pair; the callback must not call back into the table.
+  void ForEach(const std::function<void(int, const std::shared_ptr<Conn>&)>&
+                   fn) const;
+  bool Tracks(int fd) const { return Lookup(fd) != nullptr; }
+  size_t capacity() const { return size_; }
+
+ private:
+  std::shared_ptr<Conn> LookupSlow(int fd) const;
+  size_t size_;
+  std::unique_ptr<std::atomic<bool>[]> present_;
+  std::vector<std::shared_ptr<Conn>> slots_;
+  mutable std::shared_mutex mu_;
+};
+
+ConnTable& table();
+
+// Process-wide options read once from the environment.
+runtime::Options SocketOptions(engine::Role role);
+
+}  // namespace usmc::preload
+
+#endif  // USMC_PRELOAD_CONN_H_

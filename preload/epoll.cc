@@ -1,0 +1,485 @@
+#include "preload/epoll.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "preload/conn.h"
+#include "preload/real.h"
+
+namespace usmc::preload {
+
+struct EpollSet;
+
+// Our data in the kernel epoll set: which registration, and what fd.
+struct Tag {
+  enum Kind : uint8_t { kRd, kWr, kWake };
+  EpollReg* reg;
+  Kind kind;
+  int fd = -1;  // -1: not registered
+};
+
+struct EpollReg {
+  EpollSet* set;
+  int app_fd;
+  std::shared_ptr<Conn> conn;
+  uint32_t events = 0;  // the app's
+  epoll_data_t data{};  // the app's
+  bool oneshot_fired = false;
+  Tag rd{this, Tag::kRd};
+  Tag wr{this, Tag::kWr};
+  std::vector<std::unique_ptr<Tag>> wake;
+};
+
+struct EpollSet {
+  int epfd;
+  std::mutex mu;
+  std::vector<std::unique_ptr<EpollReg>> regs;
+  std::unordered_set<const void*> tags;
+};
+
+namespace {
+
+constexpr uint32_t kFlagBits =
+    EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE;  // passed on to the mirrors
+
+class SetTable {
+ public:
+  std::shared_ptr<EpollSet> Find(int epfd) {
+    std::shared_lock lock(mu_);
+    auto it = sets_.find(epfd);
+    return it == sets_.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<EpollSet> FindOrCreate(int epfd) {
+    std::unique_lock lock(mu_);
+    std::shared_ptr<EpollSet>& s = sets_[epfd];
+    if (!s) {
+      s = std::make_shared<EpollSet>();
+      s->epfd = epfd;
+    }
+    any_.store(true, std::memory_order_release);
+    return s;
+  }
+  std::shared_ptr<EpollSet> Remove(int epfd) {
+    std::unique_lock lock(mu_);
+    auto it = sets_.find(epfd);
+    if (it == sets_.end()) return nullptr;
+    std::shared_ptr<EpollSet> s = std::move(it->second);
+    sets_.erase(it);
+    return s;
+  }
+  bool any() const { return any_.load(std::memory_order_acquire); }
+
+ private:
+  std::shared_mutex mu_;
+  std::unordered_map<int, std::shared_ptr<EpollSet>> sets_;
+  std::atomic<bool> any_{false};
+};
+
+SetTable& Sets() {
+  static SetTable* t = new SetTable();
+  return *t;
+}
+
+short PollBitsOf(uint32_t epoll_events) {
+  return static_cast<short>(epoll_events & (EPOLLIN | EPOLLOUT | EPOLLPRI |
+                                            EPOLLRDHUP | EPOLLRDNORM |
+                                            EPOLLWRNORM));
+}
+
+// (Un)registers one tag's fd; the set is locked.
+bool Register(EpollSet& set, Tag& t, int fd, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = &t;
+  if (t.fd == fd) {
+    return real().epoll_ctl(set.epfd, EPOLL_CTL_MOD, fd, &ev) == 0;
+  }
+  if (t.fd >= 0) {
+    real().epoll_ctl(set.epfd, EPOLL_CTL_DEL, t.fd, nullptr);
+    t.fd = -1;
+  }
+  if (real().epoll_ctl(set.epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+      errno != EEXIST) {
+    return false;
+  }
+  t.fd = fd;
+  set.tags.insert(&t);
+  return true;
+}
+
+void Unregister(EpollSet& set, Tag& t) {
+  if (t.fd >= 0) real().epoll_ctl(set.epfd, EPOLL_CTL_DEL, t.fd, nullptr);
+  t.fd = -1;
+  set.tags.erase(&t);
+}
+
+void UnregisterAll(EpollSet& set, EpollReg& reg) {
+  Unregister(set, reg.rd);
+  Unregister(set, reg.wr);
+  for (auto& w : reg.wake) Unregister(set, *w);
+  reg.wake.clear();
+}
+
+// Makes the wake registrations exactly `fds` (POLLIN, level-triggered).
+void SyncWake(EpollSet& set, EpollReg& reg, const int* fds, int n) {
+  std::vector<std::unique_ptr<Tag>> keep;
+  for (auto& w : reg.wake) {
+    if (std::find(fds, fds + n, w->fd) != fds + n) {
+      keep.push_back(std::move(w));
+    } else {
+      Unregister(set, *w);
+    }
+  }
+  reg.wake = std::move(keep);
+  for (int i = 0; i < n; ++i) {
+    bool have = false;
+    for (auto& w : reg.wake) have = have || w->fd == fds[i];
+    if (have || fds[i] < 0) continue;
+    auto t = std::make_unique<Tag>(Tag{&reg, Tag::kWake, -1});
+    if (Register(set, *t, fds[i], EPOLLIN)) reg.wake.push_back(std::move(t));
+  }
+}
+
+void RemoveReg(EpollSet& set, EpollReg* reg) {
+  UnregisterAll(set, *reg);
+  {
+    std::lock_guard lock(reg->conn->mu);
+    auto& v = reg->conn->regs;
+    v.erase(std::remove(v.begin(), v.end(), reg), v.end());
+    reg->conn->in_epoll.store(!v.empty(), std::memory_order_relaxed);
+  }
+  auto& regs = set.regs;
+  regs.erase(std::remove_if(regs.begin(), regs.end(),
+                            [&](const auto& r) { return r.get() == reg; }),
+             regs.end());
+}
+
+// Brings the kernel registrations of `reg` in line with its connection's
+// phase. Returns false if the registration was handed to the kernel (plain
+// TCP) and removed from the set.
+bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
+  Conn& c = *reg->conn;
+  switch (c.phase()) {
+    case Phase::kTcp: {
+      // Plain TCP for good: the app's fd goes in with the app's data, as if
+      // usmc had never been there.
+      UnregisterAll(set, *reg);
+      if (!reg->oneshot_fired) {
+        epoll_event ev{};
+        ev.events = reg->events;
+        ev.data = reg->data;
+        real().epoll_ctl(set.epfd, EPOLL_CTL_ADD, reg->app_fd, &ev);
+      }
+      RemoveReg(set, reg);
+      return false;
+    }
+    case Phase::kConnecting: {
+      int fd = reg->app_fd;
+      if (reg->wake.empty() || reg->wake[0]->fd != fd) {
+        SyncWake(set, *reg, nullptr, 0);
+        auto t = std::make_unique<Tag>(Tag{reg, Tag::kWake, -1});
+        if (Register(set, *t, fd, EPOLLOUT)) reg->wake.push_back(std::move(t));
+      }
+      return true;
+    }
+    case Phase::kSmc:
+      break;
+  }
+  runtime::SmcSocket* s = c.smc();
+  if (s == nullptr) return true;
+  const uint32_t flags = reg->events & kFlagBits;
+  if (!reg->oneshot_fired) {
+    if (reg->events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLRDNORM)) {
+      Register(set, reg->rd, c.mirror_rd, EPOLLIN | flags);
+    } else {
+      Unregister(set, reg->rd);
+    }
+    if (reg->events & (EPOLLOUT | EPOLLWRNORM)) {
+      Register(set, reg->wr, c.mirror_wr, EPOLLIN | flags);
+    } else {
+      Unregister(set, reg->wr);
+    }
+  }
+  runtime::SmcSocket::WaitSpec spec =
+      s->PrepareWait(PollBitsOf(reg->events) | POLLIN | POLLOUT);
+  if (spec.ready != 0) {
+    c.UpdateMirrors();
+  } else {
+    int fds[2] = {-1, -1};
+    for (int i = 0; i < spec.n && i < 2; ++i) fds[i] = spec.fds[i].fd;
+    SyncWake(set, *reg, fds, spec.n);
+    if (wait_ms != nullptr && spec.timeout_ms >= 0 &&
+        (*wait_ms < 0 || spec.timeout_ms < *wait_ms)) {
+      *wait_ms = spec.timeout_ms;
+    }
+  }
+  return true;
+}
+
+// Rewrites the kernel's events in place: app events pass, mirror events
+// become the app's (re-validated, both mirrors of one socket merged), wake
+// events are consumed. Returns the number of events for the app.
+int Translate(EpollSet& set, epoll_event* events, int n) {
+  int out = 0;
+  std::vector<std::pair<EpollReg*, int>> merged;
+  for (int i = 0; i < n; ++i) {
+    epoll_event ev = events[i];
+    if (!set.tags.count(ev.data.ptr)) {
+      events[out++] = ev;
+      continue;
+    }
+    Tag* t = static_cast<Tag*>(ev.data.ptr);
+    EpollReg* reg = t->reg;
+    Conn& c = *reg->conn;
+    if (t->kind == Tag::kWake) {
+      c.OnWake(reg->app_fd);
+      continue;
+    }
+    if (reg->oneshot_fired) continue;
+    const short want = PollBitsOf(reg->events);
+    const uint32_t bits =
+        static_cast<uint16_t>(c.Poll(reg->app_fd, want)) &
+        (reg->events | EPOLLHUP | EPOLLERR);
+    if (bits == 0) {
+      c.UpdateMirrors();  // stale: the app or another thread got there first
+      continue;
+    }
+    if (reg->events & EPOLLONESHOT) {
+      reg->oneshot_fired = true;
+      // The kernel disarmed the mirror that fired; disarm the other one.
+      Tag& other = t == &reg->rd ? reg->wr : reg->rd;
+      if (other.fd >= 0) {
+        epoll_event off{};
+        off.data.ptr = &other;
+        real().epoll_ctl(set.epfd, EPOLL_CTL_MOD, other.fd, &off);
+      }
+    }
+    auto it = std::find_if(merged.begin(), merged.end(),
+                           [&](const auto& m) { return m.first == reg; });
+    if (it != merged.end()) {
+      events[it->second].events |= bits;
+      continue;
+    }
+    events[out].events = bits;
+    events[out].data = reg->data;
+    merged.emplace_back(reg, out);
+    ++out;
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---- Conn's mirrors ----------------------------------------------------------
+
+void Conn::UpdateMirrors(bool poke) {
+  Inside in;
+  short r = 0;
+  if (runtime::SmcSocket* s = smc()) {
+    r = s->Poll(POLLIN | POLLOUT | POLLRDHUP | POLLPRI);
+  }
+  std::lock_guard lock(mu);
+  if (mirror_rd < 0) mirror_rd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (mirror_wr < 0) mirror_wr = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const bool rd = r & (POLLIN | POLLRDHUP | POLLPRI | POLLHUP | POLLERR);
+  const bool wr = r & (POLLOUT | POLLHUP | POLLERR);
+  uint64_t v = 1;
+  if (rd && (!mirror_rd_on || poke)) {
+    (void)real().write(mirror_rd, &v, sizeof v);
+  } else if (!rd && mirror_rd_on) {
+    (void)real().read(mirror_rd, &v, sizeof v);
+  }
+  if (wr && !mirror_wr_on) {
+    (void)real().write(mirror_wr, &v, sizeof v);
+  } else if (!wr && mirror_wr_on) {
+    (void)real().read(mirror_wr, &v, sizeof v);
+  }
+  mirror_rd_on = rd;
+  mirror_wr_on = wr;
+}
+
+void Conn::OnWake(int app_fd) {
+  Inside in;
+  if (phase() == Phase::kConnecting) {
+    SettleConnect(app_fd);
+    return;
+  }
+  if (runtime::SmcSocket* s = smc()) {
+    s->AfterWait();
+    (void)Poll(app_fd, POLLIN);  // settles the phase if the handshake ended
+  }
+  UpdateMirrors(/*poke=*/true);
+}
+
+// ---- wrappers' implementation -------------------------------------------------
+
+int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
+  std::shared_ptr<Conn> c = table().Lookup(fd);
+  if (!c) return real().epoll_ctl(epfd, op, fd, ev);
+  Inside in;
+  if (c->phase() == Phase::kConnecting) c->SettleConnect(fd);
+  std::shared_ptr<EpollSet> set =
+      op == EPOLL_CTL_ADD ? Sets().FindOrCreate(epfd) : Sets().Find(epfd);
+  if (!set) return real().epoll_ctl(epfd, op, fd, ev);
+  std::lock_guard lock(set->mu);
+  EpollReg* reg = nullptr;
+  for (auto& r : set->regs) {
+    if (r->app_fd == fd && r->conn == c) reg = r.get();
+  }
+  switch (op) {
+    case EPOLL_CTL_ADD: {
+      if (reg != nullptr) {
+        errno = EEXIST;
+        return -1;
+      }
+      if (ev == nullptr) {
+        errno = EFAULT;
+        return -1;
+      }
+      if (c->phase() == Phase::kTcp) return real().epoll_ctl(epfd, op, fd, ev);
+      // Let the kernel judge epfd and fd (EBADF, EINVAL, ELOOP...).
+      epoll_event probe{};
+      if (real().epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &probe) != 0) return -1;
+      real().epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nullptr);
+      auto r = std::make_unique<EpollReg>();
+      r->set = set.get();
+      r->app_fd = fd;
+      r->conn = c;
+      r->events = ev->events;
+      r->data = ev->data;
+      reg = r.get();
+      set->regs.push_back(std::move(r));
+      {
+        std::lock_guard cl(c->mu);
+        c->regs.push_back(reg);
+      }
+      c->in_epoll.store(true, std::memory_order_relaxed);
+      c->UpdateMirrors();
+      Sync(*set, reg, nullptr);
+      return 0;
+    }
+    case EPOLL_CTL_MOD:
+      if (reg == nullptr) return real().epoll_ctl(epfd, op, fd, ev);
+      if (ev == nullptr) {
+        errno = EFAULT;
+        return -1;
+      }
+      reg->events = ev->events;
+      reg->data = ev->data;
+      reg->oneshot_fired = false;
+      c->UpdateMirrors();
+      Sync(*set, reg, nullptr);
+      return 0;
+    case EPOLL_CTL_DEL:
+      if (reg == nullptr) return real().epoll_ctl(epfd, op, fd, ev);
+      RemoveReg(*set, reg);
+      return 0;
+    default:
+      errno = EINVAL;
+      return -1;
+  }
+}
+
+int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
+              const sigset_t* sigmask) {
+  std::shared_ptr<EpollSet> set = Sets().any() ? Sets().Find(epfd) : nullptr;
+  if (!set) return real().epoll_pwait(epfd, events, maxevents, timeout_ms,
+                                      sigmask);
+  Inside in;
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+  for (;;) {
+    int wait_ms = -1;
+    if (timeout_ms >= 0) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
+                                                               Clock::now());
+      wait_ms = static_cast<int>(std::max<int64_t>(left.count(), 0));
+    }
+    {
+      std::lock_guard lock(set->mu);
+      std::vector<EpollReg*> regs;
+      for (auto& r : set->regs) regs.push_back(r.get());
+      for (EpollReg* r : regs) {
+        if (r->conn->phase() == Phase::kConnecting) {
+          r->conn->SettleConnect(r->app_fd);
+        }
+        if (runtime::SmcSocket* s = r->conn->smc(); s && s->handshaking()) {
+          s->AfterWait();  // feeds a due CLC timeout
+          (void)r->conn->Poll(r->app_fd, POLLIN);
+        }
+        Sync(*set, r, &wait_ms);
+      }
+    }
+    int n = real().epoll_pwait(epfd, events, maxevents, wait_ms, sigmask);
+    if (n <= 0) {
+      if (n < 0) return n;
+      if (timeout_ms >= 0 && Clock::now() >= deadline) return 0;
+      continue;
+    }
+    int out;
+    {
+      std::lock_guard lock(set->mu);
+      out = Translate(*set, events, n);
+    }
+    if (out > 0) return out;
+    if (timeout_ms == 0) {
+      // Only our wake events came back: their effect (mirrors) shows on a
+      // second look at once.
+      n = real().epoll_pwait(epfd, events, maxevents, 0, sigmask);
+      if (n <= 0) return n;
+      std::lock_guard lock(set->mu);
+      return Translate(*set, events, n);
+    }
+    if (timeout_ms > 0 && Clock::now() >= deadline) return 0;
+  }
+}
+
+void DropEpollRegs(Conn& c) {
+  std::vector<EpollReg*> regs;
+  {
+    std::lock_guard lock(c.mu);
+    regs = c.regs;
+  }
+  for (EpollReg* reg : regs) {
+    std::shared_ptr<EpollSet> set = Sets().Find(reg->set->epfd);
+    if (!set) continue;
+    std::lock_guard lock(set->mu);
+    for (auto& r : set->regs) {
+      if (r.get() == reg) {
+        RemoveReg(*set, reg);
+        break;
+      }
+    }
+  }
+}
+
+void ForgetEpollSet(int epfd) {
+  if (!Sets().any()) return;
+  std::shared_ptr<EpollSet> set = Sets().Remove(epfd);
+  if (!set) return;
+  std::lock_guard lock(set->mu);
+  for (auto& r : set->regs) {
+    std::lock_guard cl(r->conn->mu);
+    auto& v = r->conn->regs;
+    v.erase(std::remove(v.begin(), v.end(), r.get()), v.end());
+    r->conn->in_epoll.store(!v.empty(), std::memory_order_relaxed);
+  }
+  set->regs.clear();  // the kernel dropped its side with the epoll fd
+}
+
+bool IsTrackedEpollSet(int epfd) {
+  return Sets().any() && Sets().Find(epfd) != nullptr;
+}
+
+}  // namespace usmc::preload

@@ -1,0 +1,38 @@
+// preload/epoll.h: epoll for SMC connections, with the app's epoll fd kept a
+// real kernel epoll instance.
+//
+// A socket in SMC-D mode moves its bytes in shared memory, so the kernel
+// never sees it become readable. Instead, each SMC connection owns two
+// eventfds that mirror its readiness (one readable while the socket is
+// readable or hung up, one while it is writable), registered in the app's
+// epoll set with the app's own flags (ET, ONESHOT, EXCLUSIVE) and a tag of
+// ours as data; the connection's wake fds (doorbell, or the TCP socket and
+// handover listener during the handshake) are registered too, so that the
+// kernel wakes the epoll set when the peer rings. epoll_wait translates tags
+// back to the app's data and re-validates readiness before reporting it.
+// Because the kernel does the queueing, nesting the epoll fd in another
+// epoll set or in poll() works, and a socket may sit in many epoll sets.
+#ifndef USMC_PRELOAD_EPOLL_H_
+#define USMC_PRELOAD_EPOLL_H_
+
+#include <sys/epoll.h>
+
+#include <memory>
+
+namespace usmc::preload {
+
+class Conn;
+
+int EpollCtl(int epfd, int op, int fd, epoll_event* ev);
+// timeout_ms < 0: forever. sigmask may be null.
+int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
+              const sigset_t* sigmask);
+// The last fd of `c` in this process closed: unregister it everywhere.
+void DropEpollRegs(Conn& c);
+// The app closed an fd: if it was an epoll set, forget it.
+void ForgetEpollSet(int epfd);
+bool IsTrackedEpollSet(int epfd);
+
+}  // namespace usmc::preload
+
+#endif  // USMC_PRELOAD_EPOLL_H_

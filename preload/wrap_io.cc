@@ -1,0 +1,300 @@
+// preload/wrap_io.cc: the data-path entry points (read/write family,
+// sendfile, splice). A call on an fd that is not an SMC connection costs a
+// thread-local load and one table load before it reaches the C library.
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "preload/conn.h"
+#include "preload/real.h"
+
+using usmc::preload::Bypass;
+using usmc::preload::Conn;
+using usmc::preload::Inside;
+using usmc::preload::Phase;
+using usmc::preload::real;
+using usmc::preload::table;
+
+namespace {
+
+std::shared_ptr<Conn> Smc(int fd) {
+  if (Bypass()) return nullptr;
+  return table().Lookup(fd);
+}
+
+size_t IovTotal(const iovec* iov, int cnt) {
+  size_t total = 0;
+  for (int i = 0; i < cnt; ++i) total += iov[i].iov_len;
+  return total;
+}
+
+// Scatter receive: the first non-empty iovec may block (as the flags say),
+// the rest take only what is there. MSG_PEEK and MSG_WAITALL go through a
+// bounce buffer so that their all-or-nothing meaning holds across iovecs.
+ssize_t RecvIov(Conn& c, int fd, const iovec* iov, int cnt, int flags) {
+  if (cnt < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (cnt == 1) return c.Recv(fd, iov[0].iov_base, iov[0].iov_len, flags);
+  const size_t total = IovTotal(iov, cnt);
+  if (flags & (MSG_PEEK | MSG_WAITALL)) {
+    std::vector<char> bounce(total);
+    ssize_t n = c.Recv(fd, bounce.data(), total, flags);
+    size_t off = 0;
+    for (int i = 0; i < cnt && n > 0 && off < static_cast<size_t>(n); ++i) {
+      size_t k = std::min(iov[i].iov_len, static_cast<size_t>(n) - off);
+      std::memcpy(iov[i].iov_base, bounce.data() + off, k);
+      off += k;
+    }
+    return n;
+  }
+  ssize_t done = 0;
+  for (int i = 0; i < cnt; ++i) {
+    if (iov[i].iov_len == 0) continue;
+    ssize_t n = c.Recv(fd, iov[i].iov_base, iov[i].iov_len,
+                       done > 0 ? flags | MSG_DONTWAIT : flags);
+    if (n < 0) return done > 0 ? done : -1;
+    done += n;
+    if (static_cast<size_t>(n) < iov[i].iov_len) break;
+  }
+  return done;
+}
+
+// Gather send: each iovec in turn; stops at a short write (non-blocking).
+// MSG_OOB marks only the last byte of the whole call urgent.
+ssize_t SendIov(Conn& c, int fd, const iovec* iov, int cnt, int flags) {
+  if (cnt < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  int last = -1;
+  for (int i = 0; i < cnt; ++i) {
+    if (iov[i].iov_len > 0) last = i;
+  }
+  if (last < 0) return c.Send(fd, nullptr, 0, flags & ~MSG_OOB);
+  ssize_t done = 0;
+  for (int i = 0; i <= last; ++i) {
+    if (iov[i].iov_len == 0) continue;
+    int f = i == last ? flags : flags & ~MSG_OOB;
+    ssize_t n = c.Send(fd, iov[i].iov_base, iov[i].iov_len, f);
+    if (n < 0) return done > 0 ? done : -1;
+    done += n;
+    if (static_cast<size_t>(n) < iov[i].iov_len) break;
+  }
+  return done;
+}
+
+}  // namespace
+
+extern "C" {
+
+ssize_t read(int fd, void* buf, size_t n) {
+  if (auto c = Smc(fd)) return c->Recv(fd, buf, n, 0);
+  return real().read(fd, buf, n);
+}
+
+ssize_t __read_chk(int fd, void* buf, size_t n, size_t buflen) {
+  if (n > buflen) __builtin_trap();  // what glibc's check does: abort
+  return read(fd, buf, n);
+}
+
+ssize_t readv(int fd, const iovec* iov, int cnt) {
+  if (auto c = Smc(fd)) return RecvIov(*c, fd, iov, cnt, 0);
+  return real().readv(fd, iov, cnt);
+}
+
+ssize_t write(int fd, const void* buf, size_t n) {
+  if (auto c = Smc(fd)) return c->Send(fd, buf, n, 0);
+  return real().write(fd, buf, n);
+}
+
+ssize_t writev(int fd, const iovec* iov, int cnt) {
+  if (auto c = Smc(fd)) return SendIov(*c, fd, iov, cnt, 0);
+  return real().writev(fd, iov, cnt);
+}
+
+ssize_t recv(int fd, void* buf, size_t n, int flags) {
+  if (auto c = Smc(fd)) return c->Recv(fd, buf, n, flags);
+  return real().recv(fd, buf, n, flags);
+}
+
+ssize_t __recv_chk(int fd, void* buf, size_t n, size_t buflen, int flags) {
+  if (n > buflen) __builtin_trap();
+  return recv(fd, buf, n, flags);
+}
+
+ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr,
+                 socklen_t* addrlen) {
+  if (auto c = Smc(fd)) {
+    ssize_t r = c->Recv(fd, buf, n, flags);
+    // TCP reports no source address (as the kernel does for TCP).
+    if (r >= 0 && addr != nullptr && addrlen != nullptr) *addrlen = 0;
+    return r;
+  }
+  return real().recvfrom(fd, buf, n, flags, addr, addrlen);
+}
+
+ssize_t __recvfrom_chk(int fd, void* buf, size_t n, size_t buflen, int flags,
+                       sockaddr* addr, socklen_t* addrlen) {
+  if (n > buflen) __builtin_trap();
+  return recvfrom(fd, buf, n, flags, addr, addrlen);
+}
+
+ssize_t recvmsg(int fd, msghdr* msg, int flags) {
+  if (auto c = Smc(fd)) {
+    ssize_t r = RecvIov(*c, fd, msg->msg_iov, static_cast<int>(msg->msg_iovlen),
+                        flags);
+    if (r >= 0) {
+      msg->msg_namelen = 0;
+      msg->msg_controllen = 0;
+      msg->msg_flags = 0;
+    }
+    return r;
+  }
+  return real().recvmsg(fd, msg, flags);
+}
+
+int recvmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags, timespec* tmo) {
+  auto c = Smc(fd);
+  if (!c) return real().recvmmsg(fd, vec, vlen, flags, tmo);
+  // Stream sockets fill one message per call; after the first, take only
+  // what is there (MSG_WAITFORONE is how TCP behaves here anyway).
+  unsigned got = 0;
+  const int base = flags & ~MSG_WAITFORONE;
+  for (; got < vlen; ++got) {
+    ssize_t r = recvmsg(fd, &vec[got].msg_hdr,
+                        got == 0 ? base : base | MSG_DONTWAIT);
+    if (r < 0) break;
+    vec[got].msg_len = static_cast<unsigned>(r);
+    if (r == 0) {
+      ++got;
+      break;
+    }
+  }
+  return got > 0 ? static_cast<int>(got) : -1;
+}
+
+ssize_t send(int fd, const void* buf, size_t n, int flags) {
+  if (auto c = Smc(fd)) return c->Send(fd, buf, n, flags);
+  return real().send(fd, buf, n, flags);
+}
+
+ssize_t sendto(int fd, const void* buf, size_t n, int flags,
+               const sockaddr* addr, socklen_t addrlen) {
+  // A connected TCP socket ignores the address.
+  if (auto c = Smc(fd)) return c->Send(fd, buf, n, flags);
+  return real().sendto(fd, buf, n, flags, addr, addrlen);
+}
+
+ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
+  if (auto c = Smc(fd)) {
+    return SendIov(*c, fd, msg->msg_iov, static_cast<int>(msg->msg_iovlen),
+                   flags);
+  }
+  return real().sendmsg(fd, msg, flags);
+}
+
+int sendmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags) {
+  auto c = Smc(fd);
+  if (!c) return real().sendmmsg(fd, vec, vlen, flags);
+  unsigned sent = 0;
+  for (; sent < vlen; ++sent) {
+    ssize_t r = sendmsg(fd, &vec[sent].msg_hdr, flags);
+    if (r < 0) break;
+    vec[sent].msg_len = static_cast<unsigned>(r);
+  }
+  return sent > 0 ? static_cast<int>(sent) : -1;
+}
+
+// sendfile to an SMC socket: read the file, send the bytes, and move the
+// file offset by what was really sent.
+ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count) {
+  auto c = Smc(out_fd);
+  if (!c || c->phase() == Phase::kTcp) {
+    return real().sendfile(out_fd, in_fd, offset, count);
+  }
+  Inside in;
+  off_t pos = offset ? *offset : ::lseek(in_fd, 0, SEEK_CUR);
+  const bool seekable = pos >= 0;
+  std::vector<char> buf(std::min<size_t>(count, 256 * 1024));
+  size_t done = 0;
+  while (done < count) {
+    size_t want = std::min(buf.size(), count - done);
+    ssize_t got = seekable ? ::pread(in_fd, buf.data(), want, pos)
+                           : real().read(in_fd, buf.data(), want);
+    if (got < 0) {
+      if (done > 0) break;
+      return -1;
+    }
+    if (got == 0) break;
+    ssize_t sent = c->Send(out_fd, buf.data(), static_cast<size_t>(got),
+                           done > 0 ? MSG_DONTWAIT : 0);
+    if (sent < 0) {
+      if (done > 0) break;
+      return -1;
+    }
+    done += static_cast<size_t>(sent);
+    pos += sent;
+    if (sent < got) break;
+  }
+  if (offset) {
+    *offset = pos;
+  } else if (seekable) {
+    ::lseek(in_fd, pos, SEEK_SET);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+ssize_t sendfile64(int out_fd, int in_fd, off_t* offset, size_t count) {
+  return sendfile(out_fd, in_fd, offset, count);
+}
+
+// splice to or from an SMC socket, through a buffer. From the socket the
+// bytes are peeked first and consumed only once the pipe took them, so
+// nothing is lost when the pipe is full.
+ssize_t splice(int fd_in, loff_t* off_in, int fd_out, loff_t* off_out,
+               size_t len, unsigned flags) {
+  auto cin = Smc(fd_in);
+  auto cout = Smc(fd_out);
+  if ((!cin || cin->phase() == Phase::kTcp) &&
+      (!cout || cout->phase() == Phase::kTcp)) {
+    return real().splice(fd_in, off_in, fd_out, off_out, len, flags);
+  }
+  Inside in;
+  const int dontwait = (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0;
+  std::vector<char> buf(std::min<size_t>(len, 64 * 1024));
+  if (cin && cin->phase() != Phase::kTcp) {
+    ssize_t n = cin->Recv(fd_in, buf.data(), buf.size(), MSG_PEEK | dontwait);
+    if (n <= 0) return n;
+    ssize_t w = off_out ? ::pwrite(fd_out, buf.data(), n, *off_out)
+                        : real().write(fd_out, buf.data(), n);
+    if (w <= 0) return w;
+    if (off_out) *off_out += w;
+    return cin->Recv(fd_in, buf.data(), static_cast<size_t>(w), 0);
+  }
+  ssize_t n = off_in ? ::pread(fd_in, buf.data(), buf.size(), *off_in)
+                     : real().read(fd_in, buf.data(), buf.size());
+  if (n <= 0) return n;
+  if (off_in) *off_in += n;
+  // The bytes are out of the pipe: send them all, whatever the socket's
+  // blocking mode, so none is lost.
+  ssize_t done = 0;
+  while (done < n) {
+    ssize_t s = cout->Send(fd_out, buf.data() + done,
+                           static_cast<size_t>(n - done), 0);
+    if (s < 0) return done > 0 ? done : -1;
+    done += s;
+  }
+  return done;
+}
+
+}  // extern "C"

@@ -1,0 +1,350 @@
+// preload/wrap_socket.cc: connection setup and the fd-level calls (connect,
+// listen, accept, close, dup, fcntl, ioctl, socket options, poll, epoll).
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "negotiate/negotiate.h"
+#include "preload/conn.h"
+#include "preload/epoll.h"
+#include "preload/policy_glue.h"
+#include "preload/poll.h"
+#include "preload/real.h"
+#include "preload/status.h"
+
+using usmc::preload::Bypass;
+using usmc::preload::Conn;
+using usmc::preload::Inside;
+using usmc::preload::Phase;
+using usmc::preload::real;
+using usmc::preload::table;
+namespace pl = usmc::preload;
+
+namespace {
+
+bool IsInet(const sockaddr* a) {
+  return a != nullptr && (a->sa_family == AF_INET || a->sa_family == AF_INET6);
+}
+
+bool IsNonblocking(int fd) {
+  int fl = real().fcntl(fd, F_GETFL);
+  return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+// After accept: an SMC connection if both ends offered it on the TCP
+// handshake, a TCP one with the reason if we offered and the peer did not,
+// and nothing of ours otherwise (not opted in, not TCP, no eBPF program).
+int AfterAccept(int fd) {
+  if (fd < 0 || Bypass()) return fd;
+  Inside in;
+  const int saved = errno;
+  usmc::negotiate::Outcome o = usmc::negotiate::QueryOutcome(fd);
+  if (o.both_offered() ||
+      o.detail == usmc::negotiate::Detail::kPeerDidNotOffer) {
+    auto c = std::make_shared<Conn>(usmc::engine::Role::kServer);
+    table().Install(fd, c);
+    c->OnEstablished(fd, /*blocking=*/false);  // never stalls accept()
+  }
+  errno = saved;
+  return fd;
+}
+
+// The app's fd `fd` goes away (close, or replaced by dup2): the connection
+// ends if no other fd of this process refers to it.
+void ForgetFd(int fd) {
+  if (std::shared_ptr<Conn> c = table().Remove(fd)) {
+    c->ReleaseFromProcess();
+    pl::NoteClosed(*c);
+  } else {
+    pl::ForgetEpollSet(fd);
+  }
+}
+
+}  // namespace
+
+namespace usmc::preload {
+void ForgetFdForProcess(int fd) { ForgetFd(fd); }
+}  // namespace usmc::preload
+
+extern "C" {
+
+int connect(int fd, const sockaddr* addr, socklen_t len) {
+  if (Bypass() || !IsInet(addr) || table().Tracks(fd)) {
+    return real().connect(fd, addr, len);
+  }
+  Inside in;
+  const bool opted =
+      pl::PolicyAllowsConnect(fd, addr, len) && usmc::negotiate::OptIn(fd);
+  int r = real().connect(fd, addr, len);
+  const int err = errno;
+  if (opted && (r == 0 || err == EINPROGRESS)) {
+    auto c = std::make_shared<Conn>(usmc::engine::Role::kClient);
+    table().Install(fd, c);
+    if (r == 0) c->OnEstablished(fd, /*blocking=*/!IsNonblocking(fd));
+  }
+  errno = err;
+  return r;
+}
+
+int listen(int fd, int backlog) {
+  if (!Bypass()) {
+    Inside in;
+    if (pl::PolicyAllowsListen(fd)) (void)usmc::negotiate::OptIn(fd);
+  }
+  return real().listen(fd, backlog);
+}
+
+int accept(int fd, sockaddr* addr, socklen_t* len) {
+  return AfterAccept(real().accept(fd, addr, len));
+}
+
+int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+  return AfterAccept(real().accept4(fd, addr, len, flags));
+}
+
+int shutdown(int fd, int how) {
+  if (!Bypass()) {
+    if (auto c = table().Lookup(fd)) return c->Shutdown(fd, how);
+  }
+  return real().shutdown(fd, how);
+}
+
+int close(int fd) {
+  if (!Bypass()) {
+    Inside in;
+    ForgetFd(fd);
+  }
+  return real().close(fd);
+}
+
+int close_range(unsigned first, unsigned last, int flags) {
+  if (!Bypass() && !(flags & CLOSE_RANGE_CLOEXEC)) {
+    Inside in;
+    std::vector<int> fds;
+    table().ForEach([&](int fd, const std::shared_ptr<Conn>&) {
+      if (static_cast<unsigned>(fd) >= first &&
+          static_cast<unsigned>(fd) <= last) {
+        fds.push_back(fd);
+      }
+    });
+    for (int fd : fds) ForgetFd(fd);
+    for (unsigned fd = first; fd <= last && fd < 65536; ++fd) {
+      if (pl::IsTrackedEpollSet(static_cast<int>(fd))) {
+        pl::ForgetEpollSet(static_cast<int>(fd));
+      }
+    }
+  }
+  return real().close_range(first, last, flags);
+}
+
+int dup(int fd) {
+  int r = real().dup(fd);
+  if (r >= 0 && !Bypass()) table().Duplicate(fd, r);
+  return r;
+}
+
+int dup2(int from, int to) {
+  if (Bypass() || from == to) return real().dup2(from, to);
+  Inside in;
+  int r = real().dup2(from, to);
+  if (r >= 0) {
+    const int err = errno;
+    ForgetFd(to);  // dup2 closed it
+    table().Duplicate(from, to);
+    errno = err;
+  }
+  return r;
+}
+
+int dup3(int from, int to, int flags) {
+  if (Bypass()) return real().dup3(from, to, flags);
+  Inside in;
+  int r = real().dup3(from, to, flags);
+  if (r >= 0) {
+    ForgetFd(to);
+    table().Duplicate(from, to);
+  }
+  return r;
+}
+
+static int FcntlImpl(int fd, int cmd, void* arg) {
+  const long iarg = reinterpret_cast<long>(arg);
+  int r = real().fcntl(fd, cmd, arg);
+  if (r < 0 || Bypass()) return r;
+  switch (cmd) {
+    case F_SETFL:
+      if (auto c = table().Lookup(fd)) c->SetNonblocking(iarg & O_NONBLOCK);
+      break;
+    case F_DUPFD:
+    case F_DUPFD_CLOEXEC:
+      table().Duplicate(fd, r);
+      break;
+    default:
+      break;
+  }
+  return r;
+}
+
+int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  return FcntlImpl(fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  return FcntlImpl(fd, cmd, arg);
+}
+
+int ioctl(int fd, unsigned long req, ...) {
+  va_list ap;
+  va_start(ap, req);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  if (!Bypass()) {
+    if (auto c = table().Lookup(fd)) {
+      switch (req) {
+        case FIONREAD: {
+          int n = c->Readable(fd);
+          if (n < 0) return -1;
+          *static_cast<int*>(arg) = n;
+          return 0;
+        }
+        case SIOCATMARK:
+          *static_cast<int*>(arg) = c->AtMark(fd) ? 1 : 0;
+          return 0;
+        case FIONBIO: {
+          int r = real().ioctl(fd, req, arg);
+          if (r == 0) c->SetNonblocking(*static_cast<int*>(arg) != 0);
+          return r;
+        }
+        default:
+          break;
+      }
+    }
+  }
+  return real().ioctl(fd, req, arg);
+}
+
+int getsockopt(int fd, int level, int name, void* val, socklen_t* len) {
+  if (!Bypass() && level == SOL_SOCKET && name == SO_ERROR) {
+    // A non-blocking connect that finished settles first, so that the
+    // app's next call finds the SMC handshake under way.
+    if (auto c = table().Lookup(fd)) c->SettleConnect(fd);
+  }
+  return real().getsockopt(fd, level, name, val, len);
+}
+
+int setsockopt(int fd, int level, int name, const void* val, socklen_t len) {
+  int r = real().setsockopt(fd, level, name, val, len);
+  if (r == 0 && !Bypass() && level == SOL_SOCKET && name == SO_RCVLOWAT &&
+      len >= sizeof(int)) {
+    if (auto c = table().Lookup(fd)) {
+      Inside in;
+      c->SetRcvLowat(*static_cast<const int*>(val));
+    }
+  }
+  return r;
+}
+
+int poll(pollfd* fds, nfds_t nfds, int timeout) {
+  if (Bypass() || !pl::AnyTracked(fds, nfds)) {
+    return real().poll(fds, nfds, timeout);
+  }
+  return pl::PollImpl(fds, nfds, timeout, nullptr);
+}
+
+int __poll_chk(pollfd* fds, nfds_t nfds, int timeout, size_t fdslen) {
+  if (fdslen / sizeof(*fds) < nfds) __builtin_trap();
+  return poll(fds, nfds, timeout);
+}
+
+static int TimespecMs(const timespec* ts) {
+  if (ts == nullptr) return -1;
+  long long ms = static_cast<long long>(ts->tv_sec) * 1000 +
+                 (ts->tv_nsec + 999999) / 1000000;
+  return static_cast<int>(std::min<long long>(ms, 1 << 30));
+}
+
+int ppoll(pollfd* fds, nfds_t nfds, const timespec* ts,
+          const sigset_t* sigmask) {
+  if (Bypass() || !pl::AnyTracked(fds, nfds)) {
+    return real().ppoll(fds, nfds, ts, sigmask);
+  }
+  return pl::PollImpl(fds, nfds, TimespecMs(ts), sigmask);
+}
+
+int __ppoll_chk(pollfd* fds, nfds_t nfds, const timespec* ts,
+                const sigset_t* sigmask, size_t fdslen) {
+  if (fdslen / sizeof(*fds) < nfds) __builtin_trap();
+  return ppoll(fds, nfds, ts, sigmask);
+}
+
+int select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
+  if (Bypass() || !pl::AnyTrackedInSets(nfds, rd, wr, ex)) {
+    return real().select(nfds, rd, wr, ex, tv);
+  }
+  int ms = -1;
+  if (tv != nullptr) {
+    long long v = static_cast<long long>(tv->tv_sec) * 1000 +
+                  (tv->tv_usec + 999) / 1000;
+    ms = static_cast<int>(std::min<long long>(v, 1 << 30));
+  }
+  int r = pl::SelectImpl(nfds, rd, wr, ex, ms, nullptr);
+  if (tv != nullptr && r == 0) {
+    tv->tv_sec = 0;  // Linux leaves the time not slept; all of it was
+    tv->tv_usec = 0;
+  }
+  return r;
+}
+
+int pselect(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, const timespec* ts,
+            const sigset_t* sigmask) {
+  if (Bypass() || !pl::AnyTrackedInSets(nfds, rd, wr, ex)) {
+    return real().pselect(nfds, rd, wr, ex, ts, sigmask);
+  }
+  return pl::SelectImpl(nfds, rd, wr, ex, TimespecMs(ts), sigmask);
+}
+
+int epoll_ctl(int epfd, int op, int fd, epoll_event* ev) {
+  if (Bypass()) return real().epoll_ctl(epfd, op, fd, ev);
+  return pl::EpollCtl(epfd, op, fd, ev);
+}
+
+int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout) {
+  if (Bypass()) return real().epoll_wait(epfd, events, maxevents, timeout);
+  return pl::EpollWait(epfd, events, maxevents, timeout, nullptr);
+}
+
+int epoll_pwait(int epfd, epoll_event* events, int maxevents, int timeout,
+                const sigset_t* sigmask) {
+  if (Bypass()) {
+    return real().epoll_pwait(epfd, events, maxevents, timeout, sigmask);
+  }
+  return pl::EpollWait(epfd, events, maxevents, timeout, sigmask);
+}
+
+int epoll_pwait2(int epfd, epoll_event* events, int maxevents,
+                 const timespec* ts, const sigset_t* sigmask) {
+  if (Bypass()) {
+    return real().epoll_pwait2(epfd, events, maxevents, ts, sigmask);
+  }
+  return pl::EpollWait(epfd, events, maxevents, TimespecMs(ts), sigmask);
+}
+
+}  // extern "C"
