@@ -502,6 +502,13 @@ Policy::Policy(std::vector<Rule> rules) : rules_(std::move(rules)) {
   for (const Rule& r : rules_) texts_.push_back(r.ToString());
 }
 
+Policy Policy::DenyAll(std::string source) {
+  Rule r;
+  r.action = Action::kDeny;
+  r.source = std::move(source);
+  return Policy({std::move(r)});
+}
+
 Decision Policy::Allows(const Query& q) const noexcept {
   for (size_t i = 0; i < rules_.size(); ++i) {
     if (rules_[i].Matches(q)) {
@@ -595,10 +602,7 @@ Result<Policy> LoadPolicy(const PolicyEnv& env) {
     }
     bool is_enable = var == &env.enable;
     if (*b == is_enable) continue;  // USMC_ENABLE=1 or USMC_DISABLE=0
-    Rule r;
-    r.action = Action::kDeny;
-    r.source = name;
-    return Policy({std::move(r)});
+    return Policy::DenyAll(name);
   }
 
   // Each list variable fills one field of a rule; `name` is for errors.

@@ -7,9 +7,10 @@
 // No rule matched: allow. docs/config.md describes the format.
 //
 //   usmc::Result<Policy> p = LoadPolicy(PolicyEnv::FromProcess());
-//   if (!p.ok()) { /* print p.status() once; keep every socket TCP */ }
+//   Policy policy = p.ok() ? std::move(p).value()
+//                          : Policy::DenyAll("config error");  // + print once
 //   Query q{.role = Role::kClient, .exe_name = "redis-cli", .remote = peer};
-//   Decision d = p->Allows(q);  // no allocation
+//   Decision d = policy.Allows(q);  // no allocation
 //   if (!d.allow) { /* plain TCP; d.source names the rule ("USMC_PORTS") */ }
 #ifndef USMC_PRELOAD_POLICY_H_
 #define USMC_PRELOAD_POLICY_H_
@@ -133,8 +134,12 @@ class Policy {
  public:
   Policy() = default;  // no rules: everything may use SMC
   explicit Policy(std::vector<Rule> rules);
+  // One rule that denies every socket, decided by `source`: what the
+  // interposer keeps after LoadPolicy failed ("config error").
+  static Policy DenyAll(std::string source);
 
-  // First matching rule decides. Never allocates, never fails.
+  // First matching rule decides. Never allocates, never fails; safe to
+  // call from many threads at once (it only reads).
   Decision Allows(const Query& q) const noexcept;
 
   const std::vector<Rule>& rules() const { return rules_; }

@@ -393,6 +393,17 @@ TEST(MatchTest, FirstMatchWins) {
   EXPECT_EQ(os.str(), "deny by test.conf:2 (deny * addr 127.0.0.0/8)");
 }
 
+TEST(MatchTest, DenyAllDeniesEveryRoleAndAddress) {
+  Policy p = Policy::DenyAll("config error");
+  for (const Query& q :
+       {Client("10.0.0.1", 80), Server("::", 22), Client("::1", 0, "")}) {
+    Decision d = p.Allows(q);
+    EXPECT_FALSE(d.allow);
+    EXPECT_EQ(d.source, "config error");
+    EXPECT_EQ(d.rule, "deny *");
+  }
+}
+
 TEST(MatchTest, DecisionOutlivesAMove) {
   Policy p = MustParse("deny port 1\n");
   Policy moved = std::move(p);
