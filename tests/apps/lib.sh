@@ -55,10 +55,12 @@ check() {
   fi
 }
 
-# The command prefix for KIND: usmc (under `usmc run`, unless tcp mode) or plain.
+# The command prefix for KIND into PREFIX: usmc (under `usmc run`, unless tcp
+# mode) or plain.
 prefix_for() {
+  PREFIX=()
   if [ "$1" = usmc ] && [ "$APPS_MODE" = usmc ]; then
-    echo "$USMC run --"
+    PREFIX=("$USMC" run --)
   fi
 }
 
@@ -69,9 +71,9 @@ prefix_for() {
 # (without it the program gets it twice: directly and through the group).
 run() {
   local kind=$1 name=$2; shift 2
-  # shellcheck disable=SC2046
+  prefix_for "$kind"
   USMC_EXIT_REPORT="$T/$name.exit.jsonl" \
-    setsid timeout --foreground -k 5 "$APP_TIMEOUT" $(prefix_for "$kind") "$@" \
+    setsid timeout --foreground -k 5 "$APP_TIMEOUT" "${PREFIX[@]}" "$@" \
     >"$T/$name.out" 2>"$T/$name.err"
   local rc=$?
   [ $rc -eq 0 ] || note "$name exited $rc: $(tail -c 400 "$T/$name.err" | tr '\n' ' ')"
@@ -82,9 +84,9 @@ run() {
 # wrapper, which forwards signals; also the process group id) is in PID_NAME.
 start() {
   local kind=$1 name=$2; shift 2
-  # shellcheck disable=SC2046
+  prefix_for "$kind"
   USMC_EXIT_REPORT="$T/$name.exit.jsonl" \
-    setsid timeout --foreground -k 5 "$APP_TIMEOUT" $(prefix_for "$kind") "$@" \
+    setsid timeout --foreground -k 5 "$APP_TIMEOUT" "${PREFIX[@]}" "$@" \
     >"$T/$name.out" 2>"$T/$name.err" &
   local pid=$!
   APP_PIDS+=("$pid")
