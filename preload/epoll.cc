@@ -25,7 +25,8 @@ struct Tag {
   enum Kind : uint8_t { kRd, kWr, kWake };
   EpollReg* reg;
   Kind kind;
-  int fd = -1;  // -1: not registered
+  int fd = -1;          // -1: not registered
+  uint32_t events = 0;  // as registered (skip epoll_ctl when unchanged)
 };
 
 struct EpollReg {
@@ -98,11 +99,14 @@ short PollBitsOf(uint32_t epoll_events) {
 
 // (Un)registers one tag's fd; the set is locked.
 bool Register(EpollSet& set, Tag& t, int fd, uint32_t events) {
+  if (t.fd == fd && t.events == events) return true;
   epoll_event ev{};
   ev.events = events;
   ev.data.ptr = &t;
   if (t.fd == fd) {
-    return real().epoll_ctl(set.epfd, EPOLL_CTL_MOD, fd, &ev) == 0;
+    if (real().epoll_ctl(set.epfd, EPOLL_CTL_MOD, fd, &ev) != 0) return false;
+    t.events = events;
+    return true;
   }
   if (t.fd >= 0) {
     real().epoll_ctl(set.epfd, EPOLL_CTL_DEL, t.fd, nullptr);
@@ -113,6 +117,7 @@ bool Register(EpollSet& set, Tag& t, int fd, uint32_t events) {
     return false;
   }
   t.fd = fd;
+  t.events = events;
   set.tags.insert(&t);
   return true;
 }
@@ -131,10 +136,20 @@ void UnregisterAll(EpollSet& set, EpollReg& reg) {
 }
 
 // Makes the wake registrations exactly `fds` (POLLIN, level-triggered).
-void SyncWake(EpollSet& set, EpollReg& reg, const int* fds, int n) {
+void SyncWake(EpollSet& set, EpollReg& reg, const pollfd* fds, int n) {
+  if (static_cast<int>(reg.wake.size()) == n) {
+    bool same = true;
+    for (int i = 0; i < n; ++i) {
+      same = same && reg.wake[i]->fd == fds[i].fd &&
+             reg.wake[i]->events == static_cast<uint32_t>(fds[i].events);
+    }
+    if (same) return;
+  }
   std::vector<std::unique_ptr<Tag>> keep;
   for (auto& w : reg.wake) {
-    if (std::find(fds, fds + n, w->fd) != fds + n) {
+    bool wanted = false;
+    for (int i = 0; i < n; ++i) wanted = wanted || fds[i].fd == w->fd;
+    if (wanted) {
       keep.push_back(std::move(w));
     } else {
       Unregister(set, *w);
@@ -142,11 +157,18 @@ void SyncWake(EpollSet& set, EpollReg& reg, const int* fds, int n) {
   }
   reg.wake = std::move(keep);
   for (int i = 0; i < n; ++i) {
-    bool have = false;
-    for (auto& w : reg.wake) have = have || w->fd == fds[i];
-    if (have || fds[i] < 0) continue;
+    if (fds[i].fd < 0) continue;
+    const uint32_t events = static_cast<uint16_t>(fds[i].events);
+    Tag* have = nullptr;
+    for (auto& w : reg.wake) {
+      if (w->fd == fds[i].fd) have = w.get();
+    }
+    if (have != nullptr) {
+      Register(set, *have, fds[i].fd, events);
+      continue;
+    }
     auto t = std::make_unique<Tag>(Tag{&reg, Tag::kWake, -1});
-    if (Register(set, *t, fds[i], EPOLLIN)) reg.wake.push_back(std::move(t));
+    if (Register(set, *t, fds[i].fd, events)) reg.wake.push_back(std::move(t));
   }
 }
 
@@ -210,14 +232,15 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
       Unregister(set, reg->wr);
     }
   }
-  runtime::SmcSocket::WaitSpec spec =
-      s->PrepareWait(PollBitsOf(reg->events) | POLLIN | POLLOUT);
+  // Only the app's interest: asking for POLLOUT too would find it ready
+  // (writable) and never arm the doorbell for incoming data.
+  const short interest =
+      reg->oneshot_fired ? short{0} : PollBitsOf(reg->events);
+  runtime::SmcSocket::WaitSpec spec = s->PrepareWait(interest);
   if (spec.ready != 0) {
     c.UpdateMirrors();
   } else {
-    int fds[2] = {-1, -1};
-    for (int i = 0; i < spec.n && i < 2; ++i) fds[i] = spec.fds[i].fd;
-    SyncWake(set, *reg, fds, spec.n);
+    SyncWake(set, *reg, spec.fds, std::min(spec.n, 2));
     if (wait_ms != nullptr && spec.timeout_ms >= 0 &&
         (*wait_ms < 0 || spec.timeout_ms < *wait_ms)) {
       *wait_ms = spec.timeout_ms;
@@ -262,6 +285,7 @@ int Translate(EpollSet& set, epoll_event* events, int n) {
         epoll_event off{};
         off.data.ptr = &other;
         real().epoll_ctl(set.epfd, EPOLL_CTL_MOD, other.fd, &off);
+        other.events = 0;
       }
     }
     auto it = std::find_if(merged.begin(), merged.end(),
@@ -377,6 +401,7 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       reg->events = ev->events;
       reg->data = ev->data;
       reg->oneshot_fired = false;
+      reg->rd.events = reg->wr.events = ~0u;  // re-arm in the kernel too
       c->UpdateMirrors();
       Sync(*set, reg, nullptr);
       return 0;

@@ -46,14 +46,14 @@ void LoadProcessPolicy() {
   Current() = p;
 }
 
-bool PolicyAllowsConnect(int fd, const sockaddr* remote, socklen_t len) {
+bool PolicyAllowsConnect(int /*fd*/, const sockaddr* remote, socklen_t len) {
   LoadProcessPolicy();
   const ProcessPolicy& p = *Current();
   if (p.smc_off) return false;
   Query q{.role = Role::kClient,
           .exe_name = p.names.exe,
           .argv0_name = p.names.argv0,
-          .local = LocalOf(fd),
+          .local = std::nullopt,  // client rules match the remote end
           .remote = EndpointFromSockaddr(remote, len)};
   return p.policy.Allows(q).allow;
 }

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "negotiate/negotiate.h"
@@ -55,41 +56,63 @@ bool NegotiationAvailable() {
 
 }  // namespace
 
+int RunMain(int argc, char** argv) {
+  // Hand-parsed: everything from the program name on belongs to it, and
+  // CLI11 would reorder or swallow its options.
+  bool quiet = false;
+  int i = 1;
+  for (; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    if (a == "-q" || a == "--quiet") {
+      quiet = true;
+    } else if (a == "-h" || a == "--help") {
+      std::cout << "Usage: usmc run [-q|--quiet] [--] PROGRAM [ARGS...]\n"
+                   "Runs PROGRAM with usmc: each TCP connection to a peer "
+                   "that also runs usmc uses SMC-D,\nevery other one stays "
+                   "plain TCP. See docs/preload.md and docs/config.md.\n";
+      return 0;
+    } else if (a.starts_with("-")) {
+      std::cerr << "usmc run: unknown option " << a
+                << " (usmc run --help)\n";
+      return 2;
+    } else {
+      break;
+    }
+  }
+  if (i >= argc) {
+    std::cerr << "usmc run: no program given (usmc run --help)\n";
+    return 2;
+  }
+  const std::string lib = FindPreload();
+  if (lib.empty()) {
+    std::cerr << "usmc run: " << kLibName
+              << " not found (set USMC_PRELOAD_LIB to its path)\n";
+    return 1;
+  }
+  if (!quiet && !NegotiationAvailable()) {
+    std::cerr << "usmc run: the SMC negotiation program is not attached for "
+                 "this cgroup (run `sudo usmc setup`); connections will "
+                 "stay TCP\n";
+  }
+  std::string preload = lib;
+  if (const char* old = std::getenv("LD_PRELOAD"); old && *old) {
+    preload = std::string(old) + " " + lib;
+  }
+  ::setenv("LD_PRELOAD", preload.c_str(), 1);
+  ::execvp(argv[i], argv + i);
+  const int err = errno;
+  std::cerr << "usmc run: " << argv[i] << ": " << std::strerror(err) << "\n";
+  return err == ENOENT ? 127 : 126;
+}
+
 void AddRunCommand(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
+  // Listed for --help only: main() hands `usmc run ...` to RunMain first.
+  app.add_subcommand(
       "run", "run a program with usmc: SMC-D to usmc peers, TCP otherwise");
-  auto argv = std::make_shared<std::vector<std::string>>();
-  auto quiet = std::make_shared<bool>(false);
-  cmd->add_flag("-q,--quiet", *quiet, "no warning when SMC cannot be used");
-  cmd->add_option("command", *argv, "the program and its arguments")
-      ->required();
-  cmd->prefix_command();  // everything after the program name is its own
-  cmd->callback([argv, quiet] {
-    const std::string lib = FindPreload();
-    if (lib.empty()) {
-      std::cerr << "usmc run: " << kLibName
-                << " not found (set USMC_PRELOAD_LIB to its path)\n";
-      ExitWith(1);
-    }
-    if (!*quiet && !NegotiationAvailable()) {
-      std::cerr << "usmc run: the SMC negotiation program is not attached "
-                   "for this cgroup (run `sudo usmc setup`); connections "
-                   "will stay TCP\n";
-    }
-    std::string preload = lib;
-    if (const char* old = std::getenv("LD_PRELOAD"); old && *old) {
-      preload = std::string(old) + " " + lib;
-    }
-    ::setenv("LD_PRELOAD", preload.c_str(), 1);
-    std::vector<char*> args;
-    for (std::string& a : *argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    const int err = errno;
-    std::cerr << "usmc run: " << (*argv)[0] << ": " << std::strerror(err)
-              << "\n";
-    ExitWith(err == ENOENT ? 127 : 126);
-  });
 }
 
 }  // namespace usmc::tools
