@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -61,12 +62,55 @@ void Conn::BecomeTcp(uint32_t reason) {
   reason_ = reason;
   phase_.store(Phase::kTcp, std::memory_order_release);
   NoteFallback(role_, reason);
+  if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
+    runtime::ConnRecord r = Record();
+    pub->Update(slot_, r);
+    pub->CountHandshake(r);
+  }
+}
+
+runtime::ConnRecord Conn::Record() {
+  runtime::ConnRecord r = base_;
+  if (sock_ && phase() == Phase::kSmc) {
+    r = runtime::RecordFrom(sock_->status(), -1);
+    r.local = base_.local;
+    r.peer = base_.peer;
+    r.inode = base_.inode;
+    r.uid = base_.uid;
+    r.pid = base_.pid;
+  } else {
+    r.mode = phase() == Phase::kTcp ? runtime::ConnMode::kTcp
+                                    : runtime::ConnMode::kHandshake;
+    r.role = role_;
+    r.local_reason = reason_;
+    runtime::SetState(r, phase() == Phase::kTcp ? "TCP" : "CONNECTING");
+  }
+  r.fd = app_fd_;
+  return r;
+}
+
+void Conn::Publish() {
+  runtime::StatusPublisher* pub = runtime::StatusPublisher::Process();
+  if (pub == nullptr) return;
+  if (slot_ == runtime::kNoSlot) {
+    slot_ = pub->Acquire();
+    if (app_fd_ >= 0) runtime::FillFromFd(base_, app_fd_);
+  }
+  pub->Update(slot_, Record());
+}
+
+void Conn::RepublishAfterFork() {
+  slot_ = runtime::kNoSlot;  // that slot is in the parent's file
+  base_.pid = static_cast<int32_t>(::getpid());
+  Publish();
 }
 
 void Conn::OnEstablished(int app_fd, bool blocking) {
   Inside in;
   std::lock_guard lock(phase_mu_);
   if (phase() != Phase::kConnecting) return;
+  app_fd_ = app_fd;
+  Publish();
   const negotiate::Outcome o = negotiate::QueryOutcome(app_fd);
   if (!o.both_offered()) {
     BecomeTcp(o.reason);
@@ -120,6 +164,13 @@ void Conn::AfterCall() {
     if (!counted_smc_) {
       counted_smc_ = true;
       NoteSmcd(role_);
+      if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
+        runtime::ConnRecord r = Record();
+        pub->Update(slot_, r);
+        pub->CountHandshake(r);
+      }
+    } else if ((++calls_ & 1023) == 0) {
+      Publish();  // cursors and counters for `usmc ss -W`, now and then
     }
     return;
   }
@@ -133,14 +184,22 @@ void Conn::AfterCall() {
 }
 
 ssize_t Conn::CountIn(ssize_t n) {
-  if (n > 0) bytes_in.fetch_add(static_cast<uint64_t>(n),
-                                std::memory_order_relaxed);
+  if (n > 0) {
+    bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
+      pub->AddBytes(slot_, static_cast<uint64_t>(n), 0, counted_smc_);
+    }
+  }
   return n;
 }
 
 ssize_t Conn::CountOut(ssize_t n) {
-  if (n > 0) bytes_out.fetch_add(static_cast<uint64_t>(n),
-                                 std::memory_order_relaxed);
+  if (n > 0) {
+    bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
+      pub->AddBytes(slot_, 0, static_cast<uint64_t>(n), counted_smc_);
+    }
+  }
   return n;
 }
 
@@ -233,6 +292,11 @@ void Conn::ReleaseFromProcess() {
   std::lock_guard lock(phase_mu_);
   if (released_) return;
   released_ = true;
+  if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
+    pub->Update(slot_, Record());
+    pub->Release(slot_);
+    slot_ = runtime::kNoSlot;
+  }
   if (!sock_) return;
   uint32_t* refs = sock_->ProcessRefs();
   if (refs != nullptr &&
@@ -248,6 +312,11 @@ void Conn::Adopt(std::unique_ptr<runtime::SmcSocket> s) {
   sock_ = std::move(s);
   counted_smc_ = sock_->mode() == engine::Mode::kSmcd;
   phase_.store(Phase::kSmc, std::memory_order_release);
+}
+
+void Conn::SetAppFd(int fd) {
+  app_fd_ = fd;
+  Publish();
 }
 
 void Conn::AddProcessRef() {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "engine/events.h"
+#include "runtime/publish.h"
 #include "runtime/smc_socket.h"
 
 namespace usmc::preload {
@@ -71,6 +72,7 @@ class Conn {
 
   // A socket the previous program image handed over across exec.
   void Adopt(std::unique_ptr<runtime::SmcSocket> s);
+  void SetAppFd(int fd);  // the adopting image publishes it under this fd
   // The last fd of this process referring to the connection was closed.
   void ReleaseFromProcess();
   // Called in the parent before fork: one more process holds it.
@@ -94,6 +96,10 @@ class Conn {
   uint32_t reason() const { return reason_; }
   std::atomic<uint64_t> bytes_in{0}, bytes_out{0};
   bool counted_smc() const { return counted_smc_; }
+  // `usmc ss`: (re)publishes this connection's record; after fork the
+  // child takes a slot in its own status file.
+  void Publish();
+  void RepublishAfterFork();
 
  private:
   void BecomeTcp(uint32_t reason);
@@ -101,7 +107,13 @@ class Conn {
   ssize_t CountIn(ssize_t n);
   ssize_t CountOut(ssize_t n);
 
+  runtime::ConnRecord Record();
+
   const engine::Role role_;
+  runtime::SlotId slot_ = runtime::kNoSlot;
+  runtime::ConnRecord base_;  // what the fd says (addresses, inode, uid)
+  int app_fd_ = -1;           // the fd it was first seen on (for ss)
+  uint32_t calls_ = 0;        // data calls since the last publish
   std::atomic<Phase> phase_{Phase::kConnecting};
   std::unique_ptr<runtime::SmcSocket> sock_;
   uint32_t reason_ = 0;

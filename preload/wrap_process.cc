@@ -239,6 +239,7 @@ void AdoptExecState() {
     auto c = std::make_shared<Conn>((*s)->status().engine.role);
     c->Adopt(std::move(*s));
     for (int f : fds) table().Install(f, c);
+    if (!fds.empty()) c->SetAppFd(fds[0]);
   }
 }
 
@@ -265,6 +266,7 @@ pid_t fork() {
     errno = err;
   } else if (pid == 0) {
     pl::ResetAfterFork();
+    for (auto& c : conns) c->RepublishAfterFork();
   }
   return pid;
 }
