@@ -12,6 +12,8 @@ namespace usmc::tools {
 void AddDemoCommand(CLI::App& app);
 void AddSetupCommand(CLI::App& app);
 void AddBenchCommand(CLI::App& app);
+void AddSsCommand(CLI::App& app);
+void AddStatsCommand(CLI::App& app);
 
 // Ends the current subcommand with this exit code (0 = success).
 [[noreturn]] void ExitWith(int code);

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   usmc::tools::AddDemoCommand(app);
   usmc::tools::AddSetupCommand(app);
   usmc::tools::AddBenchCommand(app);
+  usmc::tools::AddSsCommand(app);
+  usmc::tools::AddStatsCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

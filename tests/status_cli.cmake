@@ -1,0 +1,12 @@
+# tests/status_cli.cmake: `usmc ss` and `usmc stats` read what a process
+# published (runtime/publish.h); their JSON validates against
+# docs/status-schema.json.
+add_executable(status_cli_test status_cli_test.cc)
+target_link_libraries(status_cli_test PRIVATE usmc_runtime
+                      nlohmann_json::nlohmann_json GTest::gtest
+                      GTest::gtest_main)
+target_compile_definitions(status_cli_test PRIVATE
+                           USMC_BIN="$<TARGET_FILE:usmc>")
+add_dependencies(status_cli_test usmc)
+gtest_discover_tests(status_cli_test DISCOVERY_TIMEOUT 60
+                     PROPERTIES ENVIRONMENT "USMC_SOURCE_DIR=${CMAKE_SOURCE_DIR}")

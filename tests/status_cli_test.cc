@@ -1,0 +1,405 @@
+// `usmc ss` and `usmc stats` against a status directory this test fills
+// through the real publisher: the numbers printed equal what was published,
+// the JSON validates against docs/status-schema.json, --reset subtracts, and
+// a SIGKILLed process disappears.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <string>
+
+#include "runtime/publish.h"
+#include "wire/reason.h"
+
+namespace usmc {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using runtime::ConnMode;
+using runtime::ConnRecord;
+using runtime::StatusPublisher;
+
+// ---- a small JSON Schema validator: the keywords docs/status-schema.json
+// uses ($ref to #/$defs, oneOf, allOf, type, enum, required, properties,
+// additionalProperties: false, items, minimum, maximum, pattern) ----
+class Validator {
+ public:
+  explicit Validator(json root) : root_(std::move(root)) {}
+  // Empty string: valid. Else where and why it is not.
+  std::string Check(const json& v) const { return Check(root_, v, "$"); }
+
+ private:
+  std::string Check(const json& s, const json& v, const std::string& at) const {
+    if (s.contains("$ref")) {
+      const std::string ref = s["$ref"];
+      const std::string prefix = "#/$defs/";
+      if (ref.rfind(prefix, 0) != 0) return at + ": unsupported $ref " + ref;
+      if (std::string e =
+              Check(root_["$defs"][ref.substr(prefix.size())], v, at);
+          !e.empty())
+        return e;
+    }
+    if (s.contains("oneOf")) {
+      int ok = 0;
+      std::string errors;
+      for (const json& sub : s["oneOf"]) {
+        std::string e = Check(sub, v, at);
+        if (e.empty())
+          ++ok;
+        else
+          errors += " [" + e + "]";
+      }
+      if (ok != 1)
+        return at + ": matches " + std::to_string(ok) + " of oneOf" + errors;
+    }
+    if (s.contains("allOf"))
+      for (const json& sub : s["allOf"])
+        if (std::string e = Check(sub, v, at); !e.empty()) return e;
+    if (s.contains("type") && !TypeOk(s["type"], v))
+      return at + ": not of type " + s["type"].dump() + ": " + v.dump();
+    if (s.contains("enum")) {
+      bool found = false;
+      for (const json& e : s["enum"]) found = found || e == v;
+      if (!found) return at + ": " + v.dump() + " not in " + s["enum"].dump();
+    }
+    if (v.is_number()) {
+      if (s.contains("minimum") && v.get<double>() < s["minimum"].get<double>())
+        return at + ": below minimum";
+      if (s.contains("maximum") && v.get<double>() > s["maximum"].get<double>())
+        return at + ": above maximum";
+    }
+    if (v.is_string() && s.contains("pattern") &&
+        !std::regex_search(v.get<std::string>(),
+                           std::regex(s["pattern"].get<std::string>())))
+      return at + ": " + v.dump() + " does not match " + s["pattern"].dump();
+    if (v.is_object()) {
+      if (s.contains("required"))
+        for (const json& k : s["required"])
+          if (!v.contains(k.get<std::string>()))
+            return at + ": missing " + k.get<std::string>();
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        const bool known =
+            s.contains("properties") && s["properties"].contains(it.key());
+        if (known) {
+          if (std::string e = Check(s["properties"][it.key()], it.value(),
+                                    at + "." + it.key());
+              !e.empty())
+            return e;
+        } else if (s.contains("additionalProperties") &&
+                   s["additionalProperties"] == false) {
+          return at + ": unexpected member " + it.key();
+        }
+      }
+    }
+    if (v.is_array() && s.contains("items"))
+      for (size_t i = 0; i < v.size(); ++i)
+        if (std::string e =
+                Check(s["items"], v[i], at + "[" + std::to_string(i) + "]");
+            !e.empty())
+          return e;
+    return "";
+  }
+
+  static bool TypeOk(const json& t, const json& v) {
+    const std::string type = t;
+    if (type == "object") return v.is_object();
+    if (type == "array") return v.is_array();
+    if (type == "string") return v.is_string();
+    if (type == "integer") return v.is_number_integer();
+    if (type == "number") return v.is_number();
+    if (type == "boolean") return v.is_boolean();
+    return false;
+  }
+
+  json root_;
+};
+
+Validator LoadSchema() {
+  const char* src = std::getenv("USMC_SOURCE_DIR");
+  std::ifstream in(std::string(src ? src : ".") + "/docs/status-schema.json");
+  EXPECT_TRUE(in.good()) << "docs/status-schema.json not found";
+  return Validator(json::parse(in));
+}
+
+// ---- running the tool ----
+
+struct Output {
+  int code = -1;
+  std::string out;
+};
+
+Output Usmc(const std::string& args) {
+  Output o;
+  const std::string cmd = std::string(USMC_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return o;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0)
+    o.out.append(buf.data(), n);
+  const int st = pclose(p);
+  o.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return o;
+}
+
+json UsmcJson(const std::string& args) {
+  Output o = Usmc(args);
+  EXPECT_EQ(o.code, 0) << o.out;
+  json j = json::parse(o.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << o.out;
+  return j;
+}
+
+class StatusCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/usmc-status-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    Result<StatusPublisher*> r = StatusPublisher::Create(dir_);
+    ASSERT_TRUE(r.ok()) << r.status();
+    pub_.reset(*r);
+  }
+  void TearDown() override {
+    pub_.reset();
+    fs::remove_all(dir_);
+  }
+  std::string Dir() const { return " --status-dir " + dir_; }
+
+  static sockaddr_storage Addr(const char* ip, uint16_t port) {
+    sockaddr_storage ss{};
+    if (std::string(ip).find(':') != std::string::npos) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(port);
+      inet_pton(AF_INET6, ip, &a->sin6_addr);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      a->sin_port = htons(port);
+      inet_pton(AF_INET, ip, &a->sin_addr);
+    }
+    return ss;
+  }
+
+  // One connection as the interposer would publish it.
+  runtime::SlotId Publish(ConnMode mode, engine::Role role, const char* local,
+                          const char* peer, uint32_t reason,
+                          uint32_t peer_reason = 0) {
+    ConnRecord r;
+    runtime::SetState(r, "ACTIVE");
+    r.mode = mode;
+    r.role = role;
+    r.local = Addr(local, 5000);
+    r.peer = Addr(peer, 6000);
+    r.local_reason = reason;
+    r.peer_reason = peer_reason;
+    r.fd = 7;
+    r.inode = 4242;
+    r.uid = geteuid();
+    r.dmb_size = mode == ConnMode::kSmcd ? 65536 : 0;
+    r.peer_dmb_size = mode == ConnMode::kSmcd ? 131072 : 0;
+    runtime::SlotId id = pub_->Acquire();
+    pub_->Update(id, r);
+    pub_->CountHandshake(r);
+    return id;
+  }
+
+  std::string dir_;
+  std::unique_ptr<StatusPublisher> pub_;
+};
+
+TEST_F(StatusCli, SsJsonShowsWhatWasPublishedAndValidates) {
+  auto a = Publish(ConnMode::kSmcd, engine::Role::kClient, "127.0.0.1",
+                   "127.0.0.1", 0);
+  auto b = Publish(ConnMode::kTcp, engine::Role::kServer, "::1", "::1",
+                   wire::kReasonPeerDecl, wire::kReasonNoUeid);
+  pub_->AddBytes(a, 3000, 0, true);
+  pub_->AddBytes(a, 0, 5000, true);
+  pub_->AddBytes(b, 11, 13, false);
+
+  json j = UsmcJson("ss --json" + Dir());
+  EXPECT_EQ(LoadSchema().Check(j), "");
+  ASSERT_EQ(j["connections"].size(), 2u);
+  const json& c = j["connections"][0];
+  EXPECT_EQ(c["pid"], getpid());
+  EXPECT_EQ(c["mode"], "SMCD");
+  EXPECT_EQ(c["role"], "client");
+  EXPECT_EQ(c["local"], "127.0.0.1:5000");
+  EXPECT_EQ(c["peer"], "127.0.0.1:6000");
+  EXPECT_EQ(c["bytes_in"], 3000);
+  EXPECT_EQ(c["bytes_out"], 5000);
+  EXPECT_EQ(c["dmb_size"], 65536);
+  EXPECT_EQ(c["peer_dmb_size"], 131072);
+  EXPECT_EQ(c["inode"], 4242);
+  EXPECT_EQ(c["fd"], 7);
+  EXPECT_EQ(c["local_reason"], 0);
+  EXPECT_EQ(c["local_reason_text"], "");
+  const json& t = j["connections"][1];
+  EXPECT_EQ(t["mode"], "TCP");
+  EXPECT_EQ(t["role"], "server");
+  EXPECT_EQ(t["local"], "[::1]:5000");
+  EXPECT_EQ(t["local_reason"], wire::kReasonPeerDecl);
+  EXPECT_EQ(t["peer_reason"], wire::kReasonNoUeid);
+  EXPECT_EQ(
+      t["local_reason_text"],
+      "PEERDECL: " + std::string(wire::ReasonMeaning(wire::kReasonPeerDecl)));
+  EXPECT_EQ(t["bytes_in"], 11);
+  EXPECT_EQ(t["bytes_smc_in"], 0);
+
+  // Filters: -D keeps SMC-D only; the text table has smcss's Mode column.
+  EXPECT_EQ(UsmcJson("ss --json -D" + Dir())["connections"].size(), 1u);
+  Output text = Usmc("ss" + Dir());
+  EXPECT_EQ(text.code, 0);
+  EXPECT_NE(text.out.find("TCP 0x05000000/0x03030008"), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("SMCD"), std::string::npos);
+  Output debug = Usmc("ss -d" + Dir());
+  EXPECT_NE(debug.out.find("fallback: PEERDECL"), std::string::npos)
+      << debug.out;
+}
+
+TEST_F(StatusCli, SsHidesInitUnlessAll) {
+  pub_->Acquire();  // acquired, never updated: state INIT
+  EXPECT_EQ(UsmcJson("ss --json" + Dir())["connections"].size(), 0u);
+  json all = UsmcJson("ss --json -a" + Dir());
+  ASSERT_EQ(all["connections"].size(), 1u);
+  EXPECT_EQ(all["connections"][0]["state"], "INIT");
+  EXPECT_EQ(all["connections"][0]["mode"], "HANDSHAKE");
+  EXPECT_EQ(LoadSchema().Check(all), "");
+}
+
+TEST_F(StatusCli, StatsCountersEqualWhatTheTestDid) {
+  constexpr int kSmc = 3, kFallbacks = 4;
+  constexpr uint64_t kBytes = 100000;  // per SMC connection, each way
+  for (int i = 0; i < kSmc; ++i) {
+    auto id = Publish(ConnMode::kSmcd, engine::Role::kClient, "127.0.0.1",
+                      "127.0.0.1", 0);
+    pub_->AddBytes(id, kBytes, 0, true);
+    pub_->AddBytes(id, 0, kBytes, true);
+    if (i == 0) pub_->Release(id);  // closed ones still count
+  }
+  for (int i = 0; i < kFallbacks; ++i)
+    Publish(ConnMode::kTcp, engine::Role::kServer, "127.0.0.1", "127.0.0.1",
+            i < 3 ? wire::kReasonPeerNoSmc : wire::kReasonNoSmcdDev);
+
+  json j = UsmcJson("stats --json" + Dir());
+  EXPECT_EQ(LoadSchema().Check(j), "");
+  ASSERT_EQ(j["processes"].size(), 1u);
+  const json& t = j["total"];
+  EXPECT_EQ(t["connections"]["total"], kSmc + kFallbacks);
+  EXPECT_EQ(t["connections"]["smc"]["client_v2"], kSmc);
+  EXPECT_EQ(t["connections"]["tcp_fallback"]["server"], kFallbacks);
+  EXPECT_EQ(t["rx"]["bytes_smc"], kSmc * kBytes);
+  EXPECT_EQ(t["tx"]["bytes_smc"], kSmc * kBytes);
+  EXPECT_EQ(t["rx"]["requests"], kSmc);
+  EXPECT_EQ(t["rx"]["payload_size_hist"]["128K"], kSmc);  // 64K < 100000
+  EXPECT_EQ(t["rx"]["buffer_size_hist"]["64K"], kSmc);
+  EXPECT_EQ(t["tx"]["buffer_size_hist"]["128K"], kSmc);
+  ASSERT_EQ(t["fallback_reasons"].size(), 2u);
+  EXPECT_EQ(t["fallback_reasons"][0]["hex"], "0x03010000");
+  EXPECT_EQ(t["fallback_reasons"][0]["name"], "PEERNOSMC");
+  EXPECT_EQ(t["fallback_reasons"][0]["role"], "server");
+  EXPECT_EQ(t["fallback_reasons"][0]["count"], 3);
+  EXPECT_EQ(t["fallback_reasons"][1]["code"], wire::kReasonNoSmcdDev);
+  EXPECT_EQ(t["fallback_reasons"][1]["count"], 1);
+  EXPECT_EQ(j["processes"][0]["connections_now"], kSmc - 1 + kFallbacks);
+
+  Output text = Usmc("stats" + Dir());
+  EXPECT_NE(text.out.find("SMC-D Connections Summary"), std::string::npos);
+  EXPECT_NE(text.out.find("PEERNOSMC"), std::string::npos) << text.out;
+}
+
+TEST_F(StatusCli, ResetSubtractsAndAbsoluteIgnoresIt) {
+  auto id = Publish(ConnMode::kSmcd, engine::Role::kServer, "127.0.0.1",
+                    "127.0.0.1", 0);
+  pub_->AddBytes(id, 500, 0, true);
+  Output r = Usmc("stats --reset" + Dir());
+  ASSERT_EQ(r.code, 0) << r.out;
+  json j = UsmcJson("stats --json" + Dir());
+  EXPECT_TRUE(j["since_reset"]);
+  EXPECT_EQ(j["total"]["rx"]["bytes_smc"], 0);
+  EXPECT_EQ(j["total"]["connections"]["total"], 0);
+  pub_->AddBytes(id, 70, 0, true);
+  Publish(ConnMode::kTcp, engine::Role::kClient, "127.0.0.1", "127.0.0.1",
+          wire::kReasonPeerNoSmc);
+  j = UsmcJson("stats --json" + Dir());
+  EXPECT_EQ(j["total"]["rx"]["bytes_smc"], 70);
+  EXPECT_EQ(j["total"]["connections"]["total"], 1);
+  EXPECT_EQ(j["total"]["connections"]["tcp_fallback"]["client"], 1);
+  j = UsmcJson("stats --json -a" + Dir());
+  EXPECT_FALSE(j["since_reset"]);
+  EXPECT_EQ(j["total"]["rx"]["bytes_smc"], 570);
+  EXPECT_EQ(j["total"]["connections"]["total"], 2);
+}
+
+TEST_F(StatusCli, SigkilledProcessDisappearsFromSs) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(p[0]);
+    Result<StatusPublisher*> r = StatusPublisher::Create(dir_);
+    if (!r.ok()) _exit(2);
+    ConnRecord rec;
+    runtime::SetState(rec, "ACTIVE");
+    rec.mode = ConnMode::kSmcd;
+    (*r)->Update((*r)->Acquire(), rec);
+    (void)!write(p[1], "x", 1);
+    pause();
+    _exit(0);
+  }
+  close(p[1]);
+  char c;
+  ASSERT_EQ(read(p[0], &c, 1), 1);
+  close(p[0]);
+  auto pids = [&] {
+    std::set<int> s;
+    const json all = UsmcJson("ss --json" + Dir());
+    for (const json& conn : all["connections"])
+      s.insert(conn["pid"].get<int>());
+    return s;
+  };
+  EXPECT_EQ(pids().count(child), 1u);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_EQ(pids().count(child), 0u);
+  EXPECT_EQ(UsmcJson("stats --json" + Dir())["processes"].size(), 1u)
+      << "only this test process is left";
+}
+
+TEST(StatusSchema, RejectsOutputThatBreaksIt) {
+  Validator v = LoadSchema();
+  json bad = {{"connections", {{{"pid", 1}}}}};
+  EXPECT_NE(v.Check(bad), "");
+  json wrong_mode = json::parse(R"({"connections":[{"pid":1,"comm":"x","fd":3,
+    "inode":1,"uid":0,"role":"client","state":"ACTIVE","mode":"SMC-D",
+    "local":"1.2.3.4:5","peer":"*","local_reason":0,"peer_reason":0,
+    "local_reason_text":"","peer_reason_text":"","error":0,"bytes_in":0,
+    "bytes_out":0,"bytes_smc_in":0,"bytes_smc_out":0,"dmb_size":0,
+    "peer_dmb_size":0,"dmb_token":0,"peer_dmb_token":0,"cursors":{
+    "tx_producer":{"wrap":0,"count":0},"peer_consumer":{"wrap":0,"count":0},
+    "rx_consumer":{"wrap":0,"count":0},"peer_producer":{"wrap":0,"count":0}},
+    "wakeups_sent":0,"wakeups_received":0,"buffer_full":0,"cdc_sent":0,
+    "cdc_received":0}]})");
+  EXPECT_NE(v.Check(wrong_mode).find("not in"), std::string::npos)
+      << v.Check(wrong_mode);
+  wrong_mode["connections"][0]["mode"] = "SMCD";
+  EXPECT_EQ(v.Check(wrong_mode), "");
+}
+
+}  // namespace
+}  // namespace usmc

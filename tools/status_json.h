@@ -1,0 +1,171 @@
+// tools/status_json.h: how `usmc ss` and `usmc stats` turn the published
+// status (runtime/publish.h) into text fields and JSON. The JSON shapes are
+// documented in docs/status-schema.json; keep the two in step.
+//
+//   nlohmann::json c = ConnToJson(proc, rec);   // one `usmc ss` entry
+//   std::string a = FormatAddr(rec.local);       // "[::1]:8080"
+#ifndef USMC_TOOLS_STATUS_JSON_H_
+#define USMC_TOOLS_STATUS_JSON_H_
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/common.h"
+#include "runtime/publish.h"
+#include "wire/reason.h"
+
+namespace usmc::tools {
+
+// "ip:port", IPv6 as "[addr]:port"; "*" when unknown.
+inline std::string FormatAddr(const sockaddr_storage& ss) {
+  char ip[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+    return fmt::format("{}:{}", ip, ntohs(a->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+    return fmt::format("[{}]:{}", ip, ntohs(a->sin6_port));
+  }
+  return "*";
+}
+
+// The live processes of `dir`, or of every directory StatusDirsToRead()
+// names when `dir` is empty.
+inline std::vector<runtime::ProcessStatus> ReadProcesses(
+    const std::string& dir) {
+  std::vector<runtime::ProcessStatus> all;
+  const std::vector<std::string> dirs =
+      dir.empty() ? runtime::StatusDirsToRead() : std::vector<std::string>{dir};
+  for (const std::string& d : dirs)
+    for (runtime::ProcessStatus& p : runtime::ReadAllStatus(d))
+      all.push_back(std::move(p));
+  return all;
+}
+
+inline std::string Hex32(uint32_t v) { return fmt::format("0x{:08x}", v); }
+
+// Words for a reason code: "" for 0, else "NAME: meaning".
+inline std::string ReasonText(uint32_t code) {
+  if (code == 0) return "";
+  return fmt::format("{}: {}", wire::ReasonName(code),
+                     wire::ReasonMeaning(code));
+}
+
+inline std::string StateOf(const runtime::ConnRecord& r) {
+  return std::string(r.state, strnlen(r.state, sizeof(r.state)));
+}
+
+inline nlohmann::json CursorJson(const runtime::CursorValue& c) {
+  return {{"wrap", c.wrap}, {"count", c.count}};
+}
+
+inline nlohmann::json ConnToJson(const runtime::ProcessStatus& p,
+                                 const runtime::ConnRecord& r) {
+  return {
+      {"pid", r.pid},
+      {"comm", p.comm},
+      {"fd", r.fd},
+      {"inode", r.inode},
+      {"uid", r.uid},
+      {"role", std::string(engine::ToString(r.role))},
+      {"state", StateOf(r)},
+      {"mode", std::string(runtime::ToString(r.mode))},
+      {"local", FormatAddr(r.local)},
+      {"peer", FormatAddr(r.peer)},
+      {"local_reason", r.local_reason},
+      {"peer_reason", r.peer_reason},
+      {"local_reason_text", ReasonText(r.local_reason)},
+      {"peer_reason_text", ReasonText(r.peer_reason)},
+      {"error", r.error},
+      {"bytes_in", r.bytes_in},
+      {"bytes_out", r.bytes_out},
+      {"bytes_smc_in", r.bytes_smc_in},
+      {"bytes_smc_out", r.bytes_smc_out},
+      {"dmb_size", r.dmb_size},
+      {"peer_dmb_size", r.peer_dmb_size},
+      {"dmb_token", r.dmb_token},
+      {"peer_dmb_token", r.peer_dmb_token},
+      {"cursors",
+       {{"tx_producer", CursorJson(r.tx_producer)},
+        {"peer_consumer", CursorJson(r.peer_consumer)},
+        {"rx_consumer", CursorJson(r.rx_consumer)},
+        {"peer_producer", CursorJson(r.peer_producer)}}},
+      {"wakeups_sent", r.wakeups_sent},
+      {"wakeups_received", r.wakeups_received},
+      {"buffer_full", r.buffer_full},
+      {"cdc_sent", r.cdc_sent},
+      {"cdc_received", r.cdc_received},
+  };
+}
+
+inline nlohmann::json HistJson(const uint64_t (&h)[runtime::kHistBuckets]) {
+  nlohmann::json j = nlohmann::json::object();
+  for (int b = 0; b < runtime::kHistBuckets; ++b)
+    j[std::string(runtime::HistLabel(b))] = h[b];
+  return j;
+}
+
+inline uint64_t SmcConnections(const runtime::ProcessCounters& c) {
+  return c.smc_ok[0][0] + c.smc_ok[0][1] + c.smc_ok[1][0] + c.smc_ok[1][1];
+}
+
+inline uint64_t TotalConnections(const runtime::ProcessCounters& c) {
+  return SmcConnections(c) + c.fallbacks[0] + c.fallbacks[1] +
+         c.handshake_errors[0] + c.handshake_errors[1];
+}
+
+inline nlohmann::json CountersToJson(const runtime::ProcessCounters& c) {
+  nlohmann::json reasons = nlohmann::json::array();
+  for (int role = 0; role < 2; ++role)
+    for (const runtime::FallbackCount& f : c.fallback_reasons[role])
+      reasons.push_back({{"role", role == 0 ? "client" : "server"},
+                         {"code", f.reason},
+                         {"hex", Hex32(f.reason)},
+                         {"name", std::string(wire::ReasonName(f.reason))},
+                         {"text", ReasonText(f.reason)},
+                         {"count", f.count}});
+  return {
+      {"connections",
+       {{"total", TotalConnections(c)},
+        {"smc",
+         {{"client_v1", c.smc_ok[0][0]},
+          {"client_v2", c.smc_ok[0][1]},
+          {"server_v1", c.smc_ok[1][0]},
+          {"server_v2", c.smc_ok[1][1]}}},
+        {"tcp_fallback",
+         {{"client", c.fallbacks[0]}, {"server", c.fallbacks[1]}}},
+        {"handshake_errors",
+         {{"client", c.handshake_errors[0]},
+          {"server", c.handshake_errors[1]}}},
+        {"not_shown", c.slot_overflow}}},
+      {"rx",
+       {{"bytes_smc", c.bytes_smc_in},
+        {"bytes_tcp", c.bytes_tcp_in},
+        {"requests", c.rx_calls},
+        {"buffer_size_hist", HistJson(c.rx_buf_hist)},
+        {"payload_size_hist", HistJson(c.rx_payload_hist)}}},
+      {"tx",
+       {{"bytes_smc", c.bytes_smc_out},
+        {"bytes_tcp", c.bytes_tcp_out},
+        {"requests", c.tx_calls},
+        {"buffer_full", c.tx_buffer_full},
+        {"buffer_size_hist", HistJson(c.tx_buf_hist)},
+        {"payload_size_hist", HistJson(c.tx_payload_hist)}}},
+      {"fallback_reasons", reasons},
+      {"fallback_reasons_not_shown", c.fallback_overflow},
+  };
+}
+
+}  // namespace usmc::tools
+
+#endif  // USMC_TOOLS_STATUS_JSON_H_
