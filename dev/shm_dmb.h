@@ -44,6 +44,8 @@ inline constexpr size_t kCtrlMagicOff = 0;   // u64 kDmbMagic
 inline constexpr size_t kCtrlTokenOff = 8;   // u64 DMB token
 inline constexpr size_t kCtrlSizeOff = 16;   // u64 DMB size in bytes
 inline constexpr size_t kCtrlArmedOff = 64;  // u32 armed, own cache line
+// u32 for the runtime: processes sharing the connection (fork), own line.
+inline constexpr size_t kCtrlProcessRefsOff = 128;
 inline constexpr uint64_t kDmbMagic = 0x31424d44434d5355ULL;  // "USMCDMB1"
 
 // Bytes of memfd behind a DMB of `size` bytes: size rounded up to pages plus

@@ -126,6 +126,17 @@ class Doorbell {
   // gone. For event loops that poll fd() themselves.
   bool Drain();
 
+  // For event loops that sleep on fd() themselves (poll/epoll for many
+  // connections): arms, fences, re-checks `ready`. false: ready() holds,
+  // not armed, do not sleep. true: armed; the peer's next Ring() makes fd()
+  // readable, so sleeping on fd() cannot miss a publish. After the sleep:
+  // Disarm() (harmless if the ring already did) and Drain().
+  template <typename Pred>
+  bool Arm(Pred&& ready);
+  void Disarm() {
+    std::atomic_ref<uint32_t>(*armed_).store(0, std::memory_order_relaxed);
+  }
+
  private:
   using Clock = std::chrono::steady_clock;
   struct PredRef {
@@ -229,6 +240,23 @@ WaitResult Doorbell::Wait(Pred&& ready, std::chrono::nanoseconds timeout,
   WaitResult r = SleepUntil(ref, deadline, opts);
   if (r == WaitResult::kReady) Learn(false, spin);
   return r;
+}
+
+template <typename Pred>
+bool Doorbell::Arm(Pred&& ready) {
+  Bump(c_->waits);
+  std::atomic_ref<uint32_t> armed(*armed_);
+  // The same handshake as SleepUntil: with the waker's "publish; fence;
+  // load armed", either ready() sees the publish or the waker sees armed.
+  armed.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (ready()) {
+    armed.store(0, std::memory_order_relaxed);
+    Bump(c_->ready_at_once);
+    return false;
+  }
+  Bump(c_->sleeps);
+  return true;
 }
 
 }  // namespace usmc::dev

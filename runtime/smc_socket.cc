@@ -59,22 +59,6 @@ engine::EngineParams MakeParams(const Options& opts) {
   return p;
 }
 
-// SMC-D needs the peer's process on this host, in this network namespace
-// and under our uid: the DMB handover proves exactly that (it reads the
-// peer's fd table), and a handover failure after Confirm can only abort.
-// Checking here, before CLC, turns every such case into a clean Decline.
-bool PeerCanShareMemory(int fd) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  Result<dev::TcpPeerSocket> peer = dev::FindTcpPeerSocket(fd, deadline);
-  return peer.ok() && peer->uid == ::geteuid();
-}
-
-int MsLeft(engine::TimePoint now, engine::TimePoint deadline) {
-  if (deadline <= now) return 0;
-  auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
-  return static_cast<int>(std::min<int64_t>(ms.count(), 1 << 30));
-}
-
 }  // namespace
 
 SmcSocket::SmcSocket(int fd, const Options& opts)
@@ -87,29 +71,15 @@ SmcSocket::~SmcSocket() {
   if (!tcp_closed_) Close();
 }
 
-Result<std::unique_ptr<SmcSocket>> SmcSocket::Upgrade(int fd,
-                                                      const Options& opts) {
-  Options o = opts;
-  // The server accepts no SMC-D when the peer cannot share memory with us:
-  // it then declines in CLC, before anyone is committed, and the connection
-  // stays TCP. Only the server checks: until it has accept()ed, its socket
-  // has no inode for the client to find.
-  if (o.role == engine::Role::kServer && o.smcd_enabled &&
-      !PeerCanShareMemory(fd)) {
-    o.smcd_enabled = false;
-  }
-  std::unique_ptr<SmcSocket> s(new SmcSocket(fd, o));
-  std::lock_guard lock(s->mu_);
-  const int fl = ::fcntl(fd, F_GETFL);
-  s->nonblocking_ = fl >= 0 && (fl & O_NONBLOCK);
-
-  USMC_RETURN_IF_ERROR(s->RunHandshake());
-  return s;
-}
-
 engine::TimePoint SmcSocket::Now() {
   return std::chrono::duration_cast<engine::TimePoint>(
       Clock::now().time_since_epoch());
+}
+
+int SmcSocket::MsLeft(engine::TimePoint now, engine::TimePoint deadline) {
+  if (deadline <= now) return 0;
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+  return static_cast<int>(std::min<int64_t>(ms.count(), 1 << 30));
 }
 
 engine::Mode SmcSocket::mode() const {
@@ -128,7 +98,7 @@ void SmcSocket::Execute(const engine::Actions& actions,
   for (const engine::Action& action : actions) {
     std::visit(
         Overloaded{
-            [&](const engine::SendTcp& a) { SendAllTcp(a.bytes); },
+            [&](const engine::SendTcp& a) { QueueTcp(a.bytes); },
             [&](const engine::TcpConsumed& a) {
               // The bytes are in the socket: they were peeked.
               std::byte sink[256];
@@ -199,7 +169,13 @@ void SmcSocket::Execute(const engine::Actions& actions,
             [&](const engine::NotifyApp&) {},
             // last_area_ stays all-zero, the DMB's content at registration:
             // the peer may already have published data by now.
-            [&](const engine::HandshakeDone&) {},
+            [&](const engine::HandshakeDone&) {
+              // This process is the connection's only holder so far.
+              if (uint32_t* refs = CtrlWord(dev::kCtrlProcessRefsOff)) {
+                std::atomic_ref<uint32_t>(*refs).store(
+                    1, std::memory_order_release);
+              }
+            },
             [&](const engine::Fallback&) { listener_.reset(); },
             [&](const engine::ArmTimer& a) { deadline_ = a.deadline; },
             [&](const engine::CancelTimer&) { deadline_.reset(); },
@@ -220,91 +196,6 @@ void SmcSocket::Execute(const engine::Actions& actions,
             [&](const engine::CloseTcp&) { CloseFd(/*reset=*/false); },
         },
         action);
-  }
-}
-
-bool SmcSocket::SendAllTcp(const std::vector<std::byte>& bytes) {
-  size_t off = 0;
-  const engine::TimePoint deadline = Now() + opts_.handover_timeout;
-  while (off < bytes.size()) {
-    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off,
-                       MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) return false;
-    struct pollfd p = {fd_, POLLOUT, 0};
-    if (::poll(&p, 1, MsLeft(Now(), deadline)) == 0) return false;
-  }
-  return true;
-}
-
-Status SmcSocket::RunHandshake() {
-  int lowat = 1;
-  socklen_t optlen = sizeof lowat;
-  ::getsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, &optlen);
-  Feed(engine::Start{});
-  while (conn_.mode() == engine::Mode::kHandshake && !fatal_ && !tcp_closed_) {
-    const engine::TimePoint now = Now();
-    if (deadline_ && now >= *deadline_) {
-      deadline_.reset();
-      Feed(engine::Timeout{});
-      continue;
-    }
-    PumpTcp(deadline_.value_or(now + opts_.clc_timeout));
-  }
-  // PumpTcp may have raised the low-water mark to wait for a whole message.
-  ::setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
-  if (fatal_ || (tcp_closed_ && conn_.mode() != engine::Mode::kTcp)) {
-    return Status(StatusCode::kDataLoss,
-                  "SMC handshake failed after the peer committed to SMC",
-                  error_ ? error_ : ECONNABORTED);
-  }
-  return OkStatus();
-}
-
-void SmcSocket::PumpTcp(engine::TimePoint deadline) {
-  // The server also serves the DMB handover, which the client runs before
-  // it sends Confirm.
-  struct pollfd p[2] = {{fd_, POLLIN, 0}, {-1, POLLIN, 0}};
-  if (listener_ && !peer_.attached()) p[1].fd = listener_->fd();
-  int r = ::poll(p, 2, MsLeft(Now(), deadline));
-  if (r <= 0) return;  // timeout (the caller feeds it) or EINTR: retry
-  if (p[1].revents & POLLIN) {
-    // Short: whoever connected is there now. A peer that fails the checks
-    // is closed unanswered (the client then declines in CLC); the listener
-    // stays up for the real one until Confirm or the CLC timeout.
-    dev::HandoverParams hp{.tcp_fd = fd_,
-                           .timeout = std::min(opts_.handover_timeout,
-                                               std::chrono::milliseconds(200))};
-    Result<dev::PeerDmb> peer = listener_->Accept(local_, hp);
-    if (peer.ok()) {
-      peer_ = std::move(*peer);
-      listener_.reset();
-      Feed(engine::PeerDmbAttached{peer_.token(),
-                                   static_cast<uint32_t>(peer_.size())});
-    }
-    // A failed handover needs nothing here: the client declines in CLC.
-    return;
-  }
-  if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) return;
-  std::array<std::byte, wire::kClcMaxMessageLen> buf;
-  ssize_t n = ::recv(fd_, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n <= 0) {
-    Feed(engine::TcpEof{});
-    return;
-  }
-  consumed_ = 0;
-  Feed(engine::TcpBytes{{buf.data(), static_cast<size_t>(n)}});
-  if (conn_.mode() == engine::Mode::kHandshake && consumed_ == 0 &&
-      static_cast<size_t>(n) < buf.size()) {
-    // Half a CLC message: sleep until more than we have arrived, instead of
-    // spinning on a socket that stays readable.
-    int want = static_cast<int>(n) + 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want);
   }
 }
 
@@ -420,7 +311,8 @@ void SmcSocket::OnPeerGone() {
 
 ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
   std::lock_guard lock(mu_);
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (!Settle(Nonblocking(flags))) return -1;
+  if (conn_.mode() != engine::Mode::kSmcd || tcp_closed_) {
     return TcpUnusable() ? -1 : ::send(fd_, buf, len, flags);
   }
   return SendSmc(static_cast<const std::byte*>(buf), len, flags);
@@ -468,7 +360,8 @@ ssize_t SmcSocket::SendSmc(const std::byte* buf, size_t len, int flags) {
 
 ssize_t SmcSocket::Recv(void* buf, size_t len, int flags) {
   std::lock_guard lock(mu_);
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (!Settle(Nonblocking(flags))) return -1;
+  if (conn_.mode() != engine::Mode::kSmcd || tcp_closed_) {
     return TcpUnusable() ? -1 : ::recv(fd_, buf, len, flags);
   }
   return RecvSmc(static_cast<std::byte*>(buf), len, flags);
@@ -489,11 +382,19 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
     buf[0] = b;
     return 1;
   }
+  // SO_RCVLOWAT: a blocking recv returns once min(len, lowat) bytes came
+  // (TCP's target); MSG_PEEK looks only once that many are there.
+  const size_t lowat = std::min<size_t>(len, EffectiveLowat());
+  const size_t target = waitall ? len : lowat;
   size_t done = 0;
   for (;;) {
     Refresh();
     engine::RecvStatus st = conn_.RecvState();
-    if (st.readable > 0 && done < len) {
+    std::byte urgent{0};
+    const bool look = !peek || st.readable >= lowat || st.eof || st.error ||
+                      Nonblocking(flags) ||
+                      conn_.ReadUrgent(/*peek=*/true, &urgent) == 0;
+    if (st.readable > 0 && done < len && look) {
       engine::CopyPlan plan = conn_.PlanRecv(len - done);
       std::span<std::byte> dmb = local_.bytes();
       size_t copied = 0;
@@ -508,7 +409,7 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
       }
       done += plan.total;
       if (!peek) Feed(engine::AppConsumed{plan.total});
-      if (!waitall || done == len) return static_cast<ssize_t>(done);
+      if (peek || done >= target) return static_cast<ssize_t>(done);
       continue;
     }
     if (len == 0) return 0;
@@ -530,15 +431,35 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
 
 short SmcSocket::Poll(short events) {
   std::lock_guard lock(mu_);
+  if (tcp_closed_) return POLLNVAL;
+  if (HandshakingLocked()) {
+    (void)ProgressLocked(0);
+    // Undecided: neither readable nor writable yet (an app byte now would
+    // land in the CLC stream or be taken for one).
+    if (HandshakingLocked()) return TcpHupErr();
+  }
   if (conn_.mode() != engine::Mode::kSmcd) {
-    if (tcp_closed_) return POLLNVAL;
     struct pollfd p = {fd_, events, 0};
     return ::poll(&p, 1, 0) > 0 ? p.revents : 0;
   }
   Refresh();
+  return SmcPollBits(events);
+}
+
+uint32_t SmcSocket::EffectiveLowat() const {
+  // Never more than the ring holds: a larger mark could never be reached.
+  const uint64_t ring =
+      local_.size() > wire::kSmcdCdcLen ? local_.size() - wire::kSmcdCdcLen : 1;
+  return static_cast<uint32_t>(
+      std::clamp<uint64_t>(static_cast<uint64_t>(rcv_lowat_), 1, ring));
+}
+
+short SmcSocket::SmcPollBits(short events) {
   short r = 0;
   engine::RecvStatus st = conn_.RecvState();
-  if (st.readable > 0 || st.eof || st.error) r |= POLLIN | POLLRDNORM;
+  if (st.readable >= EffectiveLowat() || st.eof || st.error) {
+    r |= POLLIN | POLLRDNORM;
+  }
   const int send_err = conn_.SendError();
   if (conn_.SendSpace() > 0 || send_err) r |= POLLOUT | POLLWRNORM;
   std::byte urgent{0};
@@ -554,30 +475,44 @@ short SmcSocket::Wait(short events, int timeout_ms) {
   for (;;) {
     short r = Poll(events);
     if (r != 0) return r;
-    if (mode() != engine::Mode::kSmcd) {
-      struct pollfd p = {fd_, events, 0};
-      return ::poll(&p, 1, timeout_ms) > 0 ? p.revents : 0;
-    }
     int left = -1;
     if (timeout_ms >= 0) {
       auto ms =
           std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       if (ms.count() <= 0) return 0;
-      left = static_cast<int>(ms.count());
+      left = static_cast<int>(std::min<int64_t>(ms.count(), 1 << 30));
     }
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    if (tcp_closed_) return POLLNVAL;
+    if (HandshakingLocked()) {
+      (void)ProgressLocked(left);
+      continue;
+    }
+    if (conn_.mode() != engine::Mode::kSmcd) {
+      lock.unlock();
+      struct pollfd p = {fd_, events, 0};
+      return ::poll(&p, 1, left) > 0 ? p.revents : 0;
+    }
     if (!WaitForPeer(left) && errno != EAGAIN) return 0;
   }
 }
 
 int SmcSocket::PollFd() const {
   std::lock_guard lock(mu_);
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) return -1;
+  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered() ||
+      tcp_closed_) {
+    return -1;
+  }
   return const_cast<dev::LocalDmb&>(local_).doorbell().fd();
 }
 
 int SmcSocket::Readable() {
   std::lock_guard lock(mu_);
+  if (tcp_closed_) {
+    errno = EBADF;
+    return -1;
+  }
+  if (!Settle(nonblocking_)) return 0;
   if (conn_.mode() != engine::Mode::kSmcd) {
     int n = 0;
     return ::ioctl(fd_, FIONREAD, &n) == 0 ? n : -1;
@@ -588,6 +523,7 @@ int SmcSocket::Readable() {
 
 bool SmcSocket::AtMark() {
   std::lock_guard lock(mu_);
+  if (tcp_closed_ || !Settle(nonblocking_)) return false;
   if (conn_.mode() != engine::Mode::kSmcd) {
     int at = 0;
     return ::ioctl(fd_, SIOCATMARK, &at) == 0 && at;
@@ -598,11 +534,22 @@ bool SmcSocket::AtMark() {
 
 int SmcSocket::Shutdown(int how) {
   std::lock_guard lock(mu_);
-  if (conn_.mode() != engine::Mode::kSmcd) return ::shutdown(fd_, how);
+  if (tcp_closed_) {
+    errno = EBADF;
+    return -1;
+  }
   if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) {
     errno = EINVAL;
     return -1;
   }
+  if (!Settle(nonblocking_)) {
+    // Undecided and the app must not wait: apply it at the decision (a
+    // FIN now would end the handshake, and CLC needs both directions).
+    shut_rd_pending_ |= how != SHUT_WR;
+    shut_wr_pending_ |= how != SHUT_RD;
+    return 0;
+  }
+  if (conn_.mode() != engine::Mode::kSmcd) return ::shutdown(fd_, how);
   Refresh();
   Feed(engine::AppShutdown{.read = how != SHUT_WR, .write = how != SHUT_RD});
   return 0;

@@ -15,14 +15,29 @@
 //   (*s)->Recv(buf, len, MSG_WAITALL);
 //   (*s)->Close();                    // also closes fd
 //
+// Event loops (the interposer) must not stall on a peer that echoed the TCP
+// option but sends no CLC, so the handshake also runs without blocking:
+// Start() begins it, later calls drive it (Progress, or any data call), and
+// until the decision the socket reports neither readable nor writable. To
+// sleep in the kernel for many sockets at once, a loop asks each socket
+// what to sleep on:
+//
+//   auto s = SmcSocket::Start(fd, opts);        // never waits for the peer
+//   SmcSocket::WaitSpec w = (*s)->PrepareWait(POLLIN);
+//   if (w.ready == 0 && w.n > 0) poll(w.fds, w.n, w.timeout_ms);
+//   (*s)->AfterWait(w);                         // then Recv(..., MSG_DONTWAIT)
+//
 // Threads: calls on one SmcSocket are serialised by a mutex. Of the threads
 // blocked in Send/Recv/Wait, one sleeps on the doorbell and the others on a
 // condition variable that it signals after each wakeup. Close() must not
 // race a blocked call on the same socket (as with close(2) of a TCP fd in
-// use, the outcome is undefined).
+// use, the outcome is undefined). A PrepareWait sleeper and a thread blocked
+// in Send/Recv on the same socket at once may see a wakeup late (the blocked
+// thread may drain the doorbell first); the interposer re-validates anyway.
 #ifndef USMC_RUNTIME_SMC_SOCKET_H_
 #define USMC_RUNTIME_SMC_SOCKET_H_
 
+#include <poll.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -66,11 +81,16 @@ struct SocketStatus {
 
 class SmcSocket {
  public:
-  // Runs the CLC handshake on the connected TCP socket `fd` (blocking,
-  // bounded by the CLC timeout, whatever O_NONBLOCK says). A Decline or a
-  // silent peer is not an error: the socket stays usable in TCP mode with
-  // the reason in status(). An error means the TCP connection is unusable
-  // (the peer broke the protocol after committing to SMC).
+  // Starts the CLC handshake on the connected TCP socket `fd` (owned from
+  // now on) and makes what progress is possible without waiting: the client
+  // sends its Proposal, the server reads a Proposal already there. The
+  // server first checks with one bounded sock_diag query that the peer can
+  // share memory with us (else it will decline). An error means the TCP
+  // connection is unusable (the peer broke the protocol after committing).
+  static Result<std::unique_ptr<SmcSocket>> Start(int fd, const Options& opts);
+  // Start, then Progress(-1): blocking, bounded by the CLC timeout, whatever
+  // O_NONBLOCK says. A Decline or a silent peer is not an error: the socket
+  // stays usable in TCP mode with the reason in status().
   static Result<std::unique_ptr<SmcSocket>> Upgrade(int fd,
                                                     const Options& opts);
   ~SmcSocket();
@@ -81,34 +101,93 @@ class SmcSocket {
   engine::Mode mode() const;
   bool is_smc() const { return mode() == engine::Mode::kSmcd; }
 
+  // True until the handshake is decided and its last CLC bytes are written.
+  // Then mode() is final: kSmcd, kTcp (use the TCP socket directly from now
+  // on) or kFailed (reset; calls fail).
+  bool handshaking() const;
+  // Advances the handshake: 0 = only what is possible now, -1 = until it is
+  // decided, n = at most n ms. Past the CLC deadline it declines (TCP).
+  // Error only when the connection became unusable (see Start).
+  Status Progress(int timeout_ms);
+
   // send(2)/recv(2) semantics: MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL,
   // MSG_OOB, MSG_NOSIGNAL (EPIPE otherwise raises SIGPIPE, as TCP does).
-  // O_NONBLOCK on the fd is honoured.
+  // O_NONBLOCK on the fd is honoured. During the handshake a call that may
+  // block finishes the handshake first; a non-blocking one drives it and
+  // fails with EAGAIN while it is undecided.
   ssize_t Send(const void* buf, size_t len, int flags);
   ssize_t Recv(void* buf, size_t len, int flags);
 
   // poll(2) bits that hold now (POLLIN, POLLOUT, POLLPRI, POLLRDHUP,
-  // POLLHUP, POLLERR), without blocking.
+  // POLLHUP, POLLERR), without blocking. During the handshake only
+  // POLLHUP/POLLERR of the TCP socket: readiness waits for the decision.
   short Poll(short events);
   // Blocks until one of `events` holds or the timeout passes (-1: forever).
   // Returns the bits that hold (0 on timeout).
   short Wait(short events, int timeout_ms);
-  // O_NONBLOCK is read from the fd once, at Upgrade; whoever changes it
+
+  // Event-loop hooks: what to sleep on for `events`, so that one poll/epoll
+  // call can sleep for many sockets.
+  //   ready != 0: those bits (of events|POLLHUP|POLLERR) hold now; do not
+  //               sleep. POLLNVAL after Close/Forget.
+  //   handshake:  fds = TCP socket (POLLIN, POLLOUT while CLC bytes wait to
+  //               go out) and, on the server, the DMB handover listener;
+  //               timeout_ms = time to the CLC deadline (-1: none).
+  //   SMC-D:      our doorbell is ARMED (the peer rings it on its next
+  //               publish) and the readiness re-checked after arming, so no
+  //               publish can slip between the check and the sleep; fds =
+  //               doorbell and TCP socket (its POLLIN: the peer is gone or
+  //               broke the protocol); timeout_ms = -1.
+  //   TCP mode:   n = 0, ready = 0: poll the app's fd with the app's events.
+  // Skipping the sleep (or AfterWait) is harmless: the armed doorbell then
+  // costs one spurious wakeup at most.
+  struct WaitSpec {
+    int n = 0;
+    struct pollfd fds[2] = {};
+    int timeout_ms = -1;
+    short ready = 0;
+  };
+  WaitSpec PrepareWait(short events);
+  // After the sleep (any fd ready, or the timeout): drains the doorbell,
+  // notices a gone peer, reads the peer's CDC area, drives the handshake
+  // and its timeout. Then re-query with Poll or a non-blocking call.
+  // With the polled spec (revents filled) only fds that fired are read.
+  void AfterWait();
+  void AfterWait(const WaitSpec& polled);
+
+  // O_NONBLOCK is read from the fd once, at Start; whoever changes it
   // later (fcntl F_SETFL, ioctl FIONBIO) must tell the socket, so that the
   // data path never needs a system call to learn it.
   void SetNonblocking(bool on);
+  // SO_RCVLOWAT (the caller also sets it on the TCP socket). SMC-D: POLLIN
+  // only once min(n, ring size) bytes are readable (or EOF/error); a
+  // blocking Recv returns once min(len, n) bytes arrived (or EOF/error).
+  // TCP mode: the kernel does it; the value is kept. Starts as the TCP
+  // socket's value at Start; the handshake restores it on the socket.
+  void SetRcvLowat(int n);
   // Our doorbell's fd: readable when the peer signals us. -1 in TCP mode.
   int PollFd() const;
-  // FIONREAD and SIOCATMARK.
+  // FIONREAD and SIOCATMARK. During an undecided non-blocking handshake:
+  // 0 and false.
   int Readable();
   bool AtMark();
 
-  // shutdown(2): SHUT_RD, SHUT_WR, SHUT_RDWR.
+  // shutdown(2): SHUT_RD, SHUT_WR, SHUT_RDWR. During an undecided
+  // non-blocking handshake it is recorded and applied at the decision.
   int Shutdown(int how);
   // close(2): the SMC close protocol, then the TCP socket is closed.
   int Close();
   // Abortive close (SO_LINGER 0): the peer sees ECONNRESET.
   void Abort();
+  // This process stops using the connection without any protocol, because
+  // another process (after fork) still holds it: unmaps the DMBs and closes
+  // this object's fds (the TCP fd too); publishes nothing, rings nothing.
+  // Afterwards only status() and mode() are meaningful; calls fail (EBADF).
+  void Forget();
+  // SMC-D: a 32-bit word in our DMB's control page, 1 when SMC-D came up,
+  // for a reference count shared by the processes holding the connection
+  // (use std::atomic_ref). nullptr otherwise. The peer maps that page too.
+  uint32_t* ProcessRefs();
 
   SocketStatus status() const;
 
@@ -128,24 +207,53 @@ class SmcSocket {
 
   using Clock = std::chrono::steady_clock;
   static engine::TimePoint Now();
+  // Milliseconds from now to deadline for poll(2): 0 if past, capped.
+  static int MsLeft(engine::TimePoint now, engine::TimePoint deadline);
 
   // Feeds one event and carries out the resulting actions, then feeds the
   // answer events those actions produced (RegisterDmb -> DmbRegistered...).
   void Feed(const engine::Event& e);
   void Execute(const engine::Actions& actions,
                std::vector<engine::Event>& answers);
-  Status RunHandshake();
-  // Handshake I/O: reads CLC bytes without consuming app bytes.
-  void PumpTcp(engine::TimePoint deadline);
-  bool SendAllTcp(const std::vector<std::byte>& bytes);
+
+  // ---- handshake (runtime/handshake.cc); all with mu_ held ----
+  void BeginHandshake();
+  bool HandshakingLocked() const;
+  Status ProgressLocked(int timeout_ms);
+  // One round without waiting; true if something moved (retry at once).
+  bool StepHandshake();
+  // Peeks CLC bytes and feeds them; true unless only half a message is
+  // there (then SO_RCVLOWAT is raised so that poll does not spin).
+  bool ReadClc();
+  void ServeHandover();
+  // What the handshake waits for (fds and the CLC deadline).
+  WaitSpec HandshakeWaitSpec() const;
+  // CLC output: queued, written without blocking as the socket allows.
+  void QueueTcp(const std::vector<std::byte>& bytes);
+  bool FlushTcp();
+  void SetTcpLowat(int n);
+  // Once decided: restores SO_RCVLOWAT, applies a deferred shutdown.
+  void FinishHandshake();
+  // Before a data call: false (errno EAGAIN) if the handshake is undecided
+  // and the call must not block.
+  bool Settle(bool nonblocking);
+  // POLLHUP/POLLERR of the TCP socket.
+  short TcpHupErr() const;
 
   // SMC-D: feeds the peer's CDC area if it changed since the last look.
   void Refresh();
   bool AreaChanged() const;
+  // poll bits of the SMC-D connection (after Refresh).
+  short SmcPollBits(short events);
+  // SO_RCVLOWAT as SMC-D applies it: 1 .. ring size.
+  uint32_t EffectiveLowat() const;
   // Waits for the peer to publish (or the peer/TCP to go away).
   // false: timed out or interrupted (errno set).
   bool WaitForPeer(int timeout_ms);
   void OnPeerGone();
+  // TCP readable during SMC-D (peer died or broke the protocol)?
+  bool TcpStirs() const;
+  uint32_t* CtrlWord(size_t off) const;
 
   // TCP mode: true (errno set) once the fd is closed or the handshake
   // failed after commit.
@@ -177,6 +285,17 @@ class SmcSocket {
   bool tcp_closed_ = false;
   bool peer_gone_ = false;
   bool nonblocking_ = false;  // O_NONBLOCK of the fd (see SetNonblocking)
+  bool forgotten_ = false;    // Forget(): tcp_closed_ too, nothing mapped
+
+  // Handshake state (runtime/handshake.cc).
+  std::vector<std::byte> tcp_out_;  // CLC bytes not yet written
+  size_t tcp_out_off_ = 0;
+  int rcv_lowat_ = 1;  // the app's SO_RCVLOWAT
+  int tcp_lowat_ = 1;  // what the TCP socket has now
+  int clc_lowat_ = 1;  // what the handshake wants there (half a message)
+  bool handshake_finished_ = false;  // FinishHandshake ran
+  bool shut_rd_pending_ = false;     // shutdown during the handshake
+  bool shut_wr_pending_ = false;
 };
 
 }  // namespace usmc::runtime

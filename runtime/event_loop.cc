@@ -1,0 +1,142 @@
+// SmcSocket's hooks for event loops (PrepareWait/AfterWait), SO_RCVLOWAT,
+// and what the interposer needs across fork (Forget, ProcessRefs).
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "runtime/smc_socket.h"
+
+namespace usmc::runtime {
+
+SmcSocket::WaitSpec SmcSocket::PrepareWait(short events) {
+  std::lock_guard lock(mu_);
+  WaitSpec w;
+  if (tcp_closed_) {
+    w.ready = POLLNVAL;
+    return w;
+  }
+  if (HandshakingLocked()) {
+    (void)ProgressLocked(0);
+    if (HandshakingLocked()) {
+      w = HandshakeWaitSpec();
+      w.ready = TcpHupErr();
+      if (w.ready != 0) w.n = 0;
+      return w;
+    }
+  }
+  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) {
+    return w;  // TCP (or failed): the kernel socket is all there is
+  }
+  Refresh();
+  if (short r = SmcPollBits(events); r != 0) {
+    w.ready = r;
+    return w;
+  }
+  if (peer_gone_) return w;  // nothing will ring any more: no fds
+  // Arm, then look again: the peer rings only an armed doorbell, so a
+  // publish between the look above and the sleep either shows here or
+  // makes the doorbell fd readable.
+  short seen = 0;
+  if (!local_.doorbell().Arm([&] {
+        Refresh();
+        seen = SmcPollBits(events);
+        return seen != 0;
+      })) {
+    w.ready = seen;
+    return w;
+  }
+  w.n = 2;
+  w.fds[0] = {local_.doorbell().fd(), POLLIN, 0};
+  // During SMC-D the TCP socket is silent: readable means the peer's
+  // process closed it (exit, kill) or broke the protocol.
+  w.fds[1] = {fd_, POLLIN, 0};
+  return w;
+}
+
+void SmcSocket::AfterWait() {
+  WaitSpec all;
+  all.n = 2;
+  all.fds[0] = {-1, POLLIN, POLLIN};  // -1: "whatever ours is", see below
+  all.fds[1] = {-1, POLLIN, POLLIN};
+  AfterWait(all);
+}
+
+void SmcSocket::AfterWait(const WaitSpec& polled) {
+  std::lock_guard lock(mu_);
+  if (tcp_closed_) return;
+  if (HandshakingLocked()) {
+    // Drives the handshake and feeds the CLC timeout once it is due.
+    (void)ProgressLocked(0);
+    return;
+  }
+  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) return;
+  if (!doorbell_waiter_) {
+    // (A thread blocked in Send/Recv sleeps on the doorbell itself: the
+    // wakeups and the armed word are its own then.)
+    dev::Doorbell& bell = local_.doorbell();
+    bool bell_fired = false, tcp_fired = false;
+    for (int i = 0; i < polled.n && i < 2; ++i) {
+      const pollfd& p = polled.fds[i];
+      if (p.revents == 0) continue;
+      if (p.fd == bell.fd() || (p.fd < 0 && i == 0)) bell_fired = true;
+      if (p.fd == fd_ || (p.fd < 0 && i == 1)) tcp_fired = true;
+    }
+    bell.Disarm();
+    bool gone = bell_fired && !bell.Drain();
+    if (!gone && tcp_fired) gone = TcpStirs();
+    if (gone) OnPeerGone();
+  }
+  Refresh();
+  peer_changed_.notify_all();
+}
+
+bool SmcSocket::TcpStirs() const {
+  char c;
+  ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return !(n < 0 &&
+           (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+}
+
+void SmcSocket::SetRcvLowat(int n) {
+  std::lock_guard lock(mu_);
+  rcv_lowat_ = n > 0 ? n : 1;
+  if (tcp_closed_ || !HandshakingLocked()) return;
+  // The caller has just set it on the TCP socket too; the handshake keeps
+  // its own value there until the decision, then restores this one.
+  tcp_lowat_ = -1;  // unknown now: set ours again
+  SetTcpLowat(clc_lowat_);
+}
+
+void SmcSocket::Forget() {
+  std::lock_guard lock(mu_);
+  if (tcp_closed_) return;
+  forgotten_ = true;
+  // Only this process's mappings and fds: the Doorbell/PeerDoorbell and
+  // DMB destructors write nothing into shared memory and send nothing.
+  listener_.reset();
+  peer_.Detach();
+  local_.Unregister();
+  ::close(fd_);
+  tcp_closed_ = true;
+  peer_changed_.notify_all();
+}
+
+uint32_t* SmcSocket::ProcessRefs() {
+  std::lock_guard lock(mu_);
+  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmcd) return nullptr;
+  return CtrlWord(dev::kCtrlProcessRefsOff);
+}
+
+uint32_t* SmcSocket::CtrlWord(size_t off) const {
+  if (!local_.registered()) return nullptr;
+  // The control page follows the DMB bytes, rounded up to pages, in the
+  // same mapping (dev/shm_dmb.h).
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t ctrl = dev::DmbFileSize(local_.size()) - page;
+  return reinterpret_cast<uint32_t*>(local_.bytes().data() + ctrl + off);
+}
+
+}  // namespace usmc::runtime

@@ -1,0 +1,266 @@
+// The CLC handshake of SmcSocket, driven without blocking: Start feeds the
+// engine's Start, every later call (Progress, data calls, AfterWait) does
+// what the sockets allow now, and only Progress(-1) / blocking calls sleep.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+
+#include "dev/shm_peer_verify.h"
+#include "runtime/smc_socket.h"
+#include "wire/clc.h"
+
+namespace usmc::runtime {
+namespace {
+
+// SMC-D needs the peer's process on this host, in this network namespace
+// and under our uid: the DMB handover proves exactly that (it reads the
+// peer's fd table), and a handover failure after Confirm can only abort.
+// Checking here, before CLC, turns every such case into a clean Decline.
+bool PeerCanShareMemory(int fd) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  Result<dev::TcpPeerSocket> peer = dev::FindTcpPeerSocket(fd, deadline);
+  return peer.ok() && peer->uid == ::geteuid();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SmcSocket>> SmcSocket::Start(int fd,
+                                                    const Options& opts) {
+  Options o = opts;
+  // The server accepts no SMC-D when the peer cannot share memory with us:
+  // it then declines in CLC, before anyone is committed, and the connection
+  // stays TCP. Only the server checks: until it has accept()ed, its socket
+  // has no inode for the client to find.
+  if (o.role == engine::Role::kServer && o.smcd_enabled &&
+      !PeerCanShareMemory(fd)) {
+    o.smcd_enabled = false;
+  }
+  std::unique_ptr<SmcSocket> s(new SmcSocket(fd, o));
+  std::lock_guard lock(s->mu_);
+  const int fl = ::fcntl(fd, F_GETFL);
+  s->nonblocking_ = fl >= 0 && (fl & O_NONBLOCK);
+  s->BeginHandshake();
+  USMC_RETURN_IF_ERROR(s->ProgressLocked(0));
+  return s;
+}
+
+Result<std::unique_ptr<SmcSocket>> SmcSocket::Upgrade(int fd,
+                                                      const Options& opts) {
+  Result<std::unique_ptr<SmcSocket>> s = Start(fd, opts);
+  if (!s.ok()) return s;
+  USMC_RETURN_IF_ERROR((*s)->Progress(-1));
+  return s;
+}
+
+bool SmcSocket::handshaking() const {
+  std::lock_guard lock(mu_);
+  return HandshakingLocked();
+}
+
+Status SmcSocket::Progress(int timeout_ms) {
+  std::lock_guard lock(mu_);
+  return ProgressLocked(timeout_ms);
+}
+
+void SmcSocket::BeginHandshake() {
+  // CLC waits for whole messages with SO_RCVLOWAT; the app's value comes
+  // back at the decision (and is SMC-D's low-water mark too).
+  int lowat = 1;
+  socklen_t len = sizeof lowat;
+  if (::getsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, &len) != 0) {
+    lowat = 1;
+  }
+  rcv_lowat_ = tcp_lowat_ = std::max(lowat, 1);
+  SetTcpLowat(1);
+  Feed(engine::Start{});
+}
+
+bool SmcSocket::HandshakingLocked() const {
+  if (tcp_closed_ || fatal_) return false;
+  return conn_.mode() == engine::Mode::kHandshake ||
+         tcp_out_off_ < tcp_out_.size();
+}
+
+Status SmcSocket::ProgressLocked(int timeout_ms) {
+  const engine::TimePoint until =
+      timeout_ms < 0 ? engine::TimePoint::max()
+                     : Now() + std::chrono::milliseconds(timeout_ms);
+  while (HandshakingLocked()) {
+    if (StepHandshake()) continue;
+    if (!HandshakingLocked()) break;
+    const engine::TimePoint now = Now();
+    if (now >= until) break;
+    WaitSpec w = HandshakeWaitSpec();
+    int ms = timeout_ms < 0 ? -1 : MsLeft(now, until);
+    if (w.timeout_ms >= 0 && (ms < 0 || w.timeout_ms < ms)) ms = w.timeout_ms;
+    // Sleep without the lock: other threads may use the socket meanwhile,
+    // so the next round re-checks under the lock instead of trusting the
+    // revents.
+    mu_.unlock();
+    ::poll(w.fds, static_cast<nfds_t>(w.n), ms);
+    mu_.lock();
+  }
+  if (!HandshakingLocked()) FinishHandshake();
+  if (fatal_) {
+    return Status(StatusCode::kDataLoss,
+                  "SMC handshake failed after the peer committed to SMC",
+                  error_ ? error_ : ECONNABORTED);
+  }
+  return OkStatus();
+}
+
+bool SmcSocket::StepHandshake() {
+  bool moved = FlushTcp();
+  if (conn_.mode() != engine::Mode::kHandshake) return moved;
+  if (deadline_ && Now() >= *deadline_) {
+    deadline_.reset();
+    Feed(engine::Timeout{});
+    return true;
+  }
+  WaitSpec w = HandshakeWaitSpec();
+  if (::poll(w.fds, static_cast<nfds_t>(w.n), 0) <= 0) return moved;
+  // The server serves the DMB handover, which the client runs before it
+  // sends Confirm.
+  if (w.n > 1 && (w.fds[1].revents & POLLIN)) {
+    ServeHandover();
+    return true;
+  }
+  if (w.fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+    return ReadClc() || moved;
+  }
+  return moved;
+}
+
+bool SmcSocket::ReadClc() {
+  std::array<std::byte, wire::kClcMaxMessageLen> buf;
+  ssize_t n = ::recv(fd_, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
+  if (n <= 0) {
+    Feed(engine::TcpEof{});
+    return true;
+  }
+  consumed_ = 0;
+  Feed(engine::TcpBytes{{buf.data(), static_cast<size_t>(n)}});
+  if (conn_.mode() == engine::Mode::kHandshake && consumed_ == 0) {
+    if (static_cast<size_t>(n) < buf.size()) {
+      // Half a CLC message: sleep until more than we have arrived, instead
+      // of spinning on a socket that stays readable.
+      clc_lowat_ = static_cast<int>(n) + 1;
+      SetTcpLowat(clc_lowat_);
+    }
+    return false;
+  }
+  clc_lowat_ = 1;
+  if (conn_.mode() == engine::Mode::kHandshake) SetTcpLowat(1);
+  return true;
+}
+
+void SmcSocket::ServeHandover() {
+  // Short: whoever connected is there now. A peer that fails the checks is
+  // closed unanswered (the client then declines in CLC); the listener stays
+  // up for the real one until Confirm or the CLC timeout.
+  dev::HandoverParams hp{.tcp_fd = fd_,
+                         .timeout = std::min(opts_.handover_timeout,
+                                             std::chrono::milliseconds(200))};
+  Result<dev::PeerDmb> peer = listener_->Accept(local_, hp);
+  if (!peer.ok()) return;  // nothing to do: the client declines in CLC
+  peer_ = std::move(*peer);
+  listener_.reset();
+  Feed(engine::PeerDmbAttached{peer_.token(),
+                               static_cast<uint32_t>(peer_.size())});
+}
+
+SmcSocket::WaitSpec SmcSocket::HandshakeWaitSpec() const {
+  WaitSpec w;
+  const bool out = tcp_out_off_ < tcp_out_.size();
+  if (conn_.mode() != engine::Mode::kHandshake) {
+    // Decided; only the last CLC bytes wait for room in the socket.
+    w.n = 1;
+    w.fds[0] = {fd_, POLLOUT, 0};
+    return w;
+  }
+  w.n = 1;
+  w.fds[0] = {fd_, static_cast<short>(POLLIN | (out ? POLLOUT : 0)), 0};
+  if (listener_ && !peer_.attached()) {
+    w.fds[1] = {listener_->fd(), POLLIN, 0};
+    w.n = 2;
+  }
+  if (deadline_) w.timeout_ms = MsLeft(Now(), *deadline_);
+  return w;
+}
+
+void SmcSocket::QueueTcp(const std::vector<std::byte>& bytes) {
+  if (tcp_out_off_ == tcp_out_.size()) {
+    tcp_out_.clear();
+    tcp_out_off_ = 0;
+  }
+  tcp_out_.insert(tcp_out_.end(), bytes.begin(), bytes.end());
+  FlushTcp();
+}
+
+bool SmcSocket::FlushTcp() {
+  bool moved = false;
+  while (tcp_out_off_ < tcp_out_.size()) {
+    ssize_t n =
+        ::send(fd_, tcp_out_.data() + tcp_out_off_,
+               tcp_out_.size() - tcp_out_off_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      tcp_out_off_ += static_cast<size_t>(n);
+      moved = true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    // The connection broke: nothing will go out any more; the read side
+    // sees the EOF or reset and the engine decides.
+    tcp_out_off_ = tcp_out_.size();
+    moved = true;
+  }
+  if (tcp_out_off_ == tcp_out_.size() && !tcp_out_.empty()) {
+    tcp_out_.clear();
+    tcp_out_off_ = 0;
+  }
+  return moved;
+}
+
+void SmcSocket::SetTcpLowat(int n) {
+  if (n == tcp_lowat_ || tcp_closed_) return;
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &n, sizeof n);
+  tcp_lowat_ = n;
+}
+
+void SmcSocket::FinishHandshake() {
+  if (handshake_finished_ || tcp_closed_) return;
+  handshake_finished_ = true;
+  SetTcpLowat(rcv_lowat_);
+  if (fatal_ || !(shut_rd_pending_ || shut_wr_pending_)) return;
+  const bool rd = shut_rd_pending_, wr = shut_wr_pending_;
+  shut_rd_pending_ = shut_wr_pending_ = false;
+  if (conn_.mode() == engine::Mode::kSmcd) {
+    Refresh();
+    Feed(engine::AppShutdown{.read = rd, .write = wr});
+  } else if (conn_.mode() == engine::Mode::kTcp) {
+    ::shutdown(fd_, rd && wr ? SHUT_RDWR : rd ? SHUT_RD : SHUT_WR);
+  }
+}
+
+bool SmcSocket::Settle(bool nonblocking) {
+  if (!HandshakingLocked()) return true;
+  (void)ProgressLocked(nonblocking ? 0 : -1);
+  if (!HandshakingLocked()) return true;
+  errno = EAGAIN;
+  return false;
+}
+
+short SmcSocket::TcpHupErr() const {
+  struct pollfd p = {fd_, 0, 0};
+  if (::poll(&p, 1, 0) <= 0) return 0;
+  return static_cast<short>(p.revents & (POLLHUP | POLLERR));
+}
+
+}  // namespace usmc::runtime
