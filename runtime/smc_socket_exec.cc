@@ -35,16 +35,18 @@ Status SetCloexec(int fd, bool on) {
 // Kind checks on the record's fds before anything takes ownership: a
 // record naming a wrong fd (stdin, the app's file) must fail without
 // closing it.
+int SockOpt(int fd, int opt) {
+  int v = -1;
+  socklen_t len = sizeof v;
+  return ::getsockopt(fd, SOL_SOCKET, opt, &v, &len) == 0 ? v : -1;
+}
+
 Status CheckTcpFd(int fd) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat TCP fd");
-  int domain = 0, type = 0;
-  socklen_t len = sizeof domain;
-  if (!S_ISSOCK(st.st_mode) ||
-      ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
-      (len = sizeof type,
-       ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ||
-      (domain != AF_INET && domain != AF_INET6) || type != SOCK_STREAM) {
+  const int domain = S_ISSOCK(st.st_mode) ? SockOpt(fd, SO_DOMAIN) : -1;
+  if ((domain != AF_INET && domain != AF_INET6) ||
+      SockOpt(fd, SO_TYPE) != SOCK_STREAM) {
     return Status(
         StatusCode::kInvalidArgument,
         "exec record: fd " + std::to_string(fd) + " is not a TCP socket");

@@ -72,8 +72,9 @@ int ForkPeer(engine::Role child_role, const std::function<int(int)>& fn,
   return ConnectLoopback(port);
 }
 
-// The child that execs: upgrade, traffic, export, exec the helper.
-int ExecSide(engine::Role role, int fd) {
+// The child that execs: upgrade, traffic, export, exec the helper (which
+// execs itself `hops` more times before it finishes).
+int ExecSide(engine::Role role, int fd, int hops) {
   ::alarm(60);
   auto s = SmcSocket::Upgrade(fd, Options{.role = role});
   if (!s.ok() || !(*s)->is_smc()) return 20;
@@ -102,21 +103,20 @@ int ExecSide(engine::Role role, int fd) {
   const std::string read = std::to_string(kPreRead);
   const std::string to_read = std::to_string(kPeerPre - kPreRead + kPeerPost);
   const std::string to_send = std::to_string(kPostSend);
+  const std::string more = std::to_string(hops);
   ::execl(USMC_EXEC_HELPER, USMC_EXEC_HELPER,
           role == engine::Role::kClient ? "client" : "server", local, peer,
           sent.c_str(), read.c_str(), to_read.c_str(), to_send.c_str(),
-          static_cast<char*>(nullptr));
+          more.c_str(), static_cast<char*>(nullptr));
   return 26;  // exec failed
 }
 
-class ExecHandover : public ::testing::TestWithParam<engine::Role> {};
-
-TEST_P(ExecHandover, NewImageContinuesTheStreamBothWays) {
-  const engine::Role exec_role = GetParam();
+// The other end of ExecSide: it never learns of the exec(s).
+void StaySide(engine::Role exec_role, int hops) {
   const engine::Role role = Other(exec_role);
   pid_t pid = -1;
   const int fd = ForkPeer(
-      exec_role, [&](int cfd) { return ExecSide(exec_role, cfd); }, &pid);
+      exec_role, [&](int cfd) { return ExecSide(exec_role, cfd, hops); }, &pid);
   ASSERT_GE(fd, 0);
   auto s = SmcSocket::Upgrade(fd, Options{.role = role});
   ASSERT_TRUE(s.ok()) << s.status();
@@ -136,6 +136,15 @@ TEST_P(ExecHandover, NewImageContinuesTheStreamBothWays) {
   EXPECT_EQ(sock.Close(), 0);
   EXPECT_EQ(WaitChild(pid), 0);
 }
+
+class ExecHandover : public ::testing::TestWithParam<engine::Role> {};
+
+TEST_P(ExecHandover, NewImageContinuesTheStreamBothWays) {
+  StaySide(GetParam(), /*hops=*/0);
+}
+
+// The adopted socket exports again: two more execs in a row.
+TEST_P(ExecHandover, ChainOfExecs) { StaySide(GetParam(), /*hops=*/2); }
 
 INSTANTIATE_TEST_SUITE_P(BothRoles, ExecHandover,
                          ::testing::Values(engine::Role::kClient,
