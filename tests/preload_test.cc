@@ -1,0 +1,772 @@
+// tests/preload_test.cc: the interposer's semantics (issue 5), black-box.
+// Each test joins a private cgroup with the eBPF negotiation program
+// attached, runs tests/preload_probe.cc scenarios under
+// LD_PRELOAD=libusmc-preload.so (or without it, for the plain side of mixed
+// pairs), and asserts what really happened: the probe checks bytes, errno
+// values and event bits itself (exit code 0), and the exit-report line of
+// each process (USMC_EXIT_REPORT) says whether its connection was SMC-D or
+// TCP with which reason, and how many bytes went which way.
+//
+//   Run r = RunPair("dup");          // probe pair dup, both under usmc
+//   ASSERT_TRUE(r.ok()) << r;
+//   ExpectSmcd(Report("probe-srv"), /*in=*/6 * kChunk, /*out=*/kChunk);
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <link.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/negotiate_harness.h"
+#include "wire/reason.h"
+
+extern char** environ;
+
+namespace usmc::preload_test {
+namespace {
+
+using json = nlohmann::json;
+using negotiate_test::NegotiateCgroup;
+namespace fs = std::filesystem;
+
+constexpr uint64_t kChunk = 64 << 10;
+constexpr int kProcTimeoutMs = 30000;  // a hang becomes a failure
+
+// ---- child processes
+// ------------------------------------------------------------
+
+struct Exit {
+  int code = -1;  // exit code, or -1 (signal / timeout)
+  bool timed_out = false;
+  std::string out, err;
+  bool ok() const { return code == 0 && !timed_out; }
+};
+std::ostream& operator<<(std::ostream& os, const Exit& e) {
+  return os << "exit " << e.code << (e.timed_out ? " (TIMED OUT, killed)" : "")
+            << "\n--- stdout ---\n"
+            << e.out << "--- stderr ---\n"
+            << e.err;
+}
+
+using EnvMap = std::map<std::string, std::string>;
+
+// One process (and its process group) with stdout/stderr captured.
+class Proc {
+ public:
+  Proc(const std::vector<std::string>& args, const EnvMap& env) {
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return;
+    std::vector<std::string> env_store;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string v = *e;
+      std::string key = v.substr(0, v.find('='));
+      if (key == "LD_PRELOAD" || key.rfind("USMC_", 0) == 0 || env.count(key)) {
+        continue;
+      }
+      env_store.push_back(v);
+    }
+    for (const auto& [k, v] : env) env_store.push_back(k + "=" + v);
+    std::vector<char*> envp, argv;
+    for (auto& s : env_store) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> args_store = args;
+    for (auto& s : args_store) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      dup2(out[1], 1);
+      dup2(err[1], 2);
+      execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    setpgid(pid_, pid_);
+    close(out[1]);
+    close(err[1]);
+    out_fd_ = out[0];
+    err_fd_ = err[0];
+  }
+  ~Proc() {
+    if (pid_ > 0 && !reaped_) {
+      kill(-pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (out_fd_ >= 0) close(out_fd_);
+    if (err_fd_ >= 0) close(err_fd_);
+  }
+
+  // The next line on stdout (without '\n'); nullopt on EOF or timeout.
+  std::optional<std::string> ReadLine(int timeout_ms) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      size_t nl = exit_.out.find('\n', line_pos_);
+      if (nl != std::string::npos) {
+        std::string line = exit_.out.substr(line_pos_, nl - line_pos_);
+        line_pos_ = nl + 1;
+        return line;
+      }
+      int left = MsLeft(deadline);
+      if (left == 0 || out_fd_ < 0) return std::nullopt;
+      if (!Pump(left)) return std::nullopt;
+    }
+  }
+
+  // Waits for the process to exit (killing its group at the deadline).
+  Exit Wait(int timeout_ms = kProcTimeoutMs) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    std::optional<Clock::time_point> exited_at;
+    while (!reaped_ || out_fd_ >= 0 || err_fd_ >= 0) {
+      if (!reaped_) {
+        int st = 0;
+        if (waitpid(pid_, &st, WNOHANG) == pid_) {
+          reaped_ = true;
+          exit_.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+          if (WIFSIGNALED(st)) {
+            exit_.err +=
+                "\n[killed by signal " + std::to_string(WTERMSIG(st)) + "]\n";
+          }
+          exited_at = Clock::now();
+        }
+      }
+      // Grandchildren may hold the pipes; give them a moment after exit.
+      if (exited_at && Clock::now() - *exited_at > std::chrono::seconds(2)) {
+        break;
+      }
+      if (MsLeft(deadline) == 0) {
+        exit_.timed_out = true;
+        break;
+      }
+      Pump(50);
+    }
+    if (pid_ > 0) kill(-pid_, SIGKILL);
+    if (!reaped_) {
+      int st = 0;
+      waitpid(pid_, &st, 0);
+      reaped_ = true;
+      exit_.code = -1;
+    }
+    while (Pump(0)) {
+    }
+    return exit_;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static int MsLeft(Clock::time_point deadline) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - Clock::now())
+                  .count();
+    return ms <= 0 ? 0 : static_cast<int>(ms);
+  }
+  // Reads what is there (waiting up to timeout_ms); false if both closed.
+  bool Pump(int timeout_ms) {
+    pollfd p[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+    if (out_fd_ < 0 && err_fd_ < 0) return false;
+    if (poll(p, 2, timeout_ms) <= 0) return true;
+    for (int i = 0; i < 2; ++i) {
+      if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+        continue;
+      }
+      char buf[4096];
+      ssize_t n = read(p[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        close(p[i].fd);
+        (i == 0 ? out_fd_ : err_fd_) = -1;
+        continue;
+      }
+      (i == 0 ? exit_.out : exit_.err).append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int out_fd_ = -1, err_fd_ = -1;
+  size_t line_pos_ = 0;
+  Exit exit_;
+};
+
+// An ASan build of the probe needs the ASan runtime first in LD_PRELOAD.
+std::string AsanRuntime() {
+  std::string found;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) {
+        if (info->dlpi_name != nullptr &&
+            std::strstr(info->dlpi_name, "libasan.so") != nullptr) {
+          *static_cast<std::string*>(data) = info->dlpi_name;
+        }
+        return 0;
+      },
+      &found);
+  return found;
+}
+
+std::string Hex(uint32_t reason) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", reason);
+  return buf;
+}
+
+// ---- fixture
+// ------------------------------------------------------------------
+
+class Preload : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    USMC_REQUIRE_ROOT();
+    cg_ = std::make_unique<NegotiateCgroup>();
+    ASSERT_TRUE(cg_->ok()) << cg_->error();
+    ASSERT_EQ(cg_->ForeignSockOps(), 0u)
+        << "another usmc negotiation program is attached above the test "
+           "cgroup (`usmc setup` on the cgroup2 root?): run `sudo usmc "
+           "setup --remove` first";
+    char tmpl[] = "/tmp/usmc-preload-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    report_ = dir_ + "/exit-report.jsonl";
+    fs::create_directory(dir_ + "/status");
+  }
+  void TearDown() override {
+    cg_.reset();
+    std::error_code ec;
+    if (std::getenv("USMC_TEST_KEEP") != nullptr) {
+      std::printf("kept %s\n", dir_.c_str());
+    } else if (!dir_.empty()) {
+      fs::remove_all(dir_, ec);
+    }
+  }
+
+  EnvMap Env(bool preload, const EnvMap& extra = {}) const {
+    EnvMap env{{"USMC_EXIT_REPORT", report_},
+               {"USMC_STATUS_DIR", dir_ + "/status"},
+               {"USMC_CONF", ""}};
+    if (preload) {
+      static const std::string asan = AsanRuntime();
+      env["LD_PRELOAD"] =
+          asan.empty() ? USMC_PRELOAD_LIB : asan + " " + USMC_PRELOAD_LIB;
+      if (!asan.empty()) env["ASAN_OPTIONS"] = "detect_leaks=0";
+    }
+    for (const auto& [k, v] : extra) env[k] = v;
+    return env;
+  }
+
+  // Both ends in one probe (fork), both under usmc (or as `env` says).
+  Exit RunPair(const std::string& scen, const EnvMap& extra = {},
+               const std::string& arg = "") {
+    std::vector<std::string> args{USMC_PROBE, "pair", scen};
+    if (!arg.empty()) args.push_back(arg);
+    Proc p(args, Env(true, extra));
+    return p.Wait();
+  }
+
+  struct SplitRun {
+    Exit server, client;
+  };
+  // Server and client as separate processes, each with its own env.
+  SplitRun RunSplit(const std::string& scen, const EnvMap& server_env,
+                    const EnvMap& client_env, const std::string& arg = "",
+                    std::function<EnvMap(uint16_t)> client_env_for_port = {}) {
+    SplitRun r;
+    Proc server({USMC_PROBE, "server", scen}, server_env);
+    std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+    if (!line || line->rfind("PORT ", 0) != 0) {
+      r.server = server.Wait(1000);
+      r.server.err += "\n[no PORT line]\n";
+      return r;
+    }
+    const uint16_t port = static_cast<uint16_t>(std::stoi(line->substr(5)));
+    EnvMap cenv = client_env;
+    if (client_env_for_port) {
+      for (const auto& [k, v] : client_env_for_port(port)) cenv[k] = v;
+    }
+    std::vector<std::string> args{USMC_PROBE, "client", scen,
+                                  std::to_string(port)};
+    if (!arg.empty()) args.push_back(arg);
+    Proc client(args, cenv);
+    r.client = client.Wait();
+    r.server = server.Wait();
+    return r;
+  }
+
+  // Every exit-report line so far.
+  std::vector<json> Reports() const {
+    std::vector<json> v;
+    std::ifstream in(report_);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      EXPECT_FALSE(j.is_discarded()) << "bad exit-report line: " << line;
+      if (!j.is_discarded()) v.push_back(j);
+    }
+    return v;
+  }
+  std::string AllReports() const {
+    std::string s;
+    for (const json& j : Reports()) s += j.dump() + "\n";
+    return s.empty() ? "(no exit-report lines)\n" : s;
+  }
+  // The report lines of processes named `comm`.
+  std::vector<json> ReportsOf(const std::string& comm) const {
+    std::vector<json> v;
+    for (const json& j : Reports()) {
+      if (j.value("comm", "") == comm) v.push_back(j);
+    }
+    return v;
+  }
+  // Exactly one line of process `comm` (else a failure and an empty json).
+  json Report(const std::string& comm) const {
+    std::vector<json> v = ReportsOf(comm);
+    EXPECT_EQ(v.size(), 1u) << "exit-report lines of " << comm << ":\n"
+                            << AllReports();
+    return v.size() == 1 ? v[0] : json::object();
+  }
+
+  std::unique_ptr<NegotiateCgroup> cg_;
+  std::string dir_, report_;
+};
+
+uint64_t U(const json& j, const char* key) {
+  const json* v = j.contains(key) ? &j.at(key) : nullptr;
+  return v != nullptr && v->is_number_unsigned() ? v->get<uint64_t>()
+                                                 : ~uint64_t{0};
+}
+
+// The process's connection was SMC-D: no fallback, the bytes through SMC.
+void ExpectSmcd(const json& r, uint64_t in, uint64_t out, uint64_t smcd = 1) {
+  SCOPED_TRACE(r.dump());
+  EXPECT_EQ(U(r, "smcd"), smcd);
+  EXPECT_EQ(U(r, "tcp"), 0u);
+  EXPECT_TRUE(r.contains("fallback_reasons") &&
+              r["fallback_reasons"].is_object() &&
+              r["fallback_reasons"].empty());
+  EXPECT_EQ(U(r, "bytes_smcd_in"), in);
+  EXPECT_EQ(U(r, "bytes_smcd_out"), out);
+  EXPECT_EQ(U(r, "bytes_tcp_in"), 0u);
+  EXPECT_EQ(U(r, "bytes_tcp_out"), 0u);
+}
+
+// One connection that stayed TCP for `reason`.
+void ExpectTcp(const json& r, uint32_t reason, uint64_t in, uint64_t out) {
+  SCOPED_TRACE(r.dump());
+  EXPECT_EQ(U(r, "smcd"), 0u);
+  EXPECT_EQ(U(r, "tcp"), 1u);
+  EXPECT_EQ(r.value("fallback_reasons", json::object()),
+            json({{Hex(reason), 1}}))
+      << "want " << wire::FormatReason(reason);
+  EXPECT_EQ(U(r, "bytes_tcp_in"), in);
+  EXPECT_EQ(U(r, "bytes_tcp_out"), out);
+  EXPECT_EQ(U(r, "bytes_smcd_in"), 0u);
+  EXPECT_EQ(U(r, "bytes_smcd_out"), 0u);
+}
+
+// A process that used no SMC at all (not opted in): no line, or zeros.
+void ExpectNoSmc(const std::vector<json>& lines) {
+  for (const json& r : lines) {
+    SCOPED_TRACE(r.dump());
+    EXPECT_EQ(U(r, "smcd"), 0u);
+    EXPECT_EQ(U(r, "bytes_smcd_in"), 0u);
+    EXPECT_EQ(U(r, "bytes_smcd_out"), 0u);
+  }
+}
+
+// ---- data path, dup, fork
+// --------------------------------------------------------
+
+TEST_F(Preload, BasicBothEndsSmcd) {
+  Exit r = RunPair("basic");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 1 << 20, 512 << 10);
+  ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
+}
+
+TEST_F(Preload, DupFamilySharesTheConnection) {
+  Exit r = RunPair("dup");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 6 * kChunk, kChunk);
+  ExpectSmcd(Report("probe-cli"), kChunk, 6 * kChunk);
+}
+
+// Client-side processes together sent what the server got (a forked child
+// does not count its parent's bytes again).
+void ExpectForkSplit(const std::vector<json>& cli,
+                     const std::vector<json>& cli2, uint64_t out_total) {
+  ASSERT_EQ(cli.size(), 1u);
+  ASSERT_EQ(cli2.size(), 1u);
+  EXPECT_EQ(U(cli[0], "bytes_smcd_out") + U(cli2[0], "bytes_smcd_out"),
+            out_total)
+      << cli[0].dump() << "\n"
+      << cli2[0].dump();
+  EXPECT_EQ(U(cli[0], "bytes_tcp_out") + U(cli2[0], "bytes_tcp_out"), 0u);
+}
+
+TEST_F(Preload, ForkChildClosesItsReference) {
+  Exit r = RunPair("fork");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 3 * kChunk, kChunk);
+  ExpectForkSplit(ReportsOf("probe-cli"), ReportsOf("probe-cli2"), 3 * kChunk);
+}
+
+TEST_F(Preload, ForkChildExitsWithoutClosing) {
+  Exit r = RunPair("fork-noclose");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 3 * kChunk, kChunk);
+  ExpectForkSplit(ReportsOf("probe-cli"), ReportsOf("probe-cli2"), 3 * kChunk);
+}
+
+TEST_F(Preload, ForkParentClosesChildCarriesOn) {
+  Exit r = RunPair("fork-parent-closes");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 2 * kChunk, kChunk);
+  ExpectForkSplit(ReportsOf("probe-cli"), ReportsOf("probe-cli2"), 2 * kChunk);
+}
+
+TEST_F(Preload, VforkExecOfAProgramThatInheritsTheSocket) {
+  Exit r = RunPair("vfork");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 3 * kChunk, kChunk);
+  ExpectSmcd(Report("probe-cli"), kChunk, 3 * kChunk);
+}
+
+TEST_F(Preload, ThreadsShareOneSocketFullDuplex) {
+  Exit r = RunPair("threads");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 2 << 20, 2 << 20);
+  ExpectSmcd(Report("probe-cli"), 2 << 20, 2 << 20);
+}
+
+// ---- wrapped calls
+// ---------------------------------------------------------------
+
+TEST_F(Preload, FortifiedReadRecvRecvfromPoll) {
+  // The probe really calls the _chk variants (else this proves nothing).
+  negotiate_test::CommandResult nm = negotiate_test::RunCommand(
+      std::string("nm -D --undefined-only ") + USMC_PROBE);
+  ASSERT_EQ(nm.exit_code, 0) << nm.err;
+  for (const char* sym :
+       {"__read_chk", "__recv_chk", "__recvfrom_chk", "__poll_chk"}) {
+    EXPECT_NE(nm.out.find(sym), std::string::npos) << sym << " not used";
+  }
+  Exit r = RunPair("fortify");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 3 * kChunk, kChunk);
+  ExpectSmcd(Report("probe-cli"), kChunk, 3 * kChunk);
+}
+
+TEST_F(Preload, SendfileAndSplice) {
+  Exit r = RunPair("splice");
+  ASSERT_TRUE(r.ok()) << r;
+  const uint64_t total = (300 << 10) + (100 << 10) + (64 << 10);
+  ExpectSmcd(Report("probe-srv"), total, 1);
+  ExpectSmcd(Report("probe-cli"), 1, total);
+}
+
+TEST_F(Preload, RecvmmsgSendmmsg) {
+  Exit r = RunPair("mmsg");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 32 * 4096, 8 * 4096);
+  ExpectSmcd(Report("probe-cli"), 8 * 4096, 32 * 4096);
+}
+
+TEST_F(Preload, CloseRangeDropsOnlyItsFds) {
+  Exit r = RunPair("close-range");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 2 * kChunk, 0);
+  ExpectSmcd(Report("probe-cli"), 0, 2 * kChunk);
+}
+
+// ---- readiness: epoll, poll, select
+// ------------------------------------------------
+
+// Steps scenarios: the client sends n steps of 100 bytes, each acked.
+class PreloadSteps
+    : public Preload,
+      public ::testing::WithParamInterface<std::pair<const char*, int>> {};
+
+TEST_P(PreloadSteps, EventsAndBytes) {
+  const auto [scen, steps] = GetParam();
+  Exit r = RunPair(scen);
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 100 * steps, steps);
+  ExpectSmcd(Report("probe-cli"), steps, 100 * steps);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Readiness, PreloadSteps,
+    ::testing::Values(std::pair<const char*, int>{"epoll-lt", 2},
+                      std::pair<const char*, int>{"epoll-et", 2},
+                      std::pair<const char*, int>{"epoll-oneshot", 2},
+                      std::pair<const char*, int>{"epoll-rdhup", 1},
+                      std::pair<const char*, int>{"epoll-multi", 2},
+                      std::pair<const char*, int>{"epoll-nested", 1},
+                      std::pair<const char*, int>{"poll", 4}),
+    [](const auto& info) {
+      std::string n = info.param.first;
+      for (char& c : n) {
+        if (c == '-') c = '_';
+      }
+      return n;
+    });
+
+TEST_F(Preload, NonblockingConnectEpollOut) {
+  Exit r = RunPair("nb-epoll");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 256 << 10, 256 << 10);
+  ExpectSmcd(Report("probe-cli"), 256 << 10, 256 << 10);
+}
+
+TEST_F(Preload, NonblockingConnectPollOut) {
+  Exit r = RunPair("nb-poll");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 256 << 10, 256 << 10);
+  ExpectSmcd(Report("probe-cli"), 256 << 10, 256 << 10);
+}
+
+TEST_F(Preload, RefusedConnectReportsEconnrefused) {
+  Proc p({USMC_PROBE, "client", "refused", "0"}, Env(true));
+  Exit r = p.Wait();
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectNoSmc(Reports());
+}
+
+// ---- socket options and flags
+// -------------------------------------------------------
+
+TEST_F(Preload, RcvlowatAndFionread) {
+  Exit r = RunPair("lowat");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 2200, 3);
+  ExpectSmcd(Report("probe-cli"), 3, 2200);
+}
+
+TEST_F(Preload, OobAndSiocatmark) {
+  Exit r = RunPair("oob");
+  ASSERT_TRUE(r.ok()) << r;
+  json s = Report("probe-srv");
+  EXPECT_EQ(U(s, "smcd"), 1u) << s.dump();
+  EXPECT_EQ(U(s, "tcp"), 0u) << s.dump();
+}
+
+TEST_F(Preload, PeekAndWaitall) {
+  Exit r = RunPair("peek");
+  ASSERT_TRUE(r.ok()) << r;
+  const uint64_t in = 1000 + (64 << 10) + 4000;
+  ExpectSmcd(Report("probe-srv"), in, 3);
+  ExpectSmcd(Report("probe-cli"), 3, in);
+}
+
+TEST_F(Preload, EintrAndSaRestartAsTheKernel) {
+  Exit r = RunPair("eintr");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 100, 1);
+  ExpectSmcd(Report("probe-cli"), 1, 100);
+}
+
+// ---- exec
+// --------------------------------------------------------------------------
+
+TEST_F(Preload, ExecReattachesTheSocket) {
+  SplitRun r = RunSplit("exec", Env(true), Env(true));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectSmcd(Report("probe-srv"), 3 * kChunk, kChunk + 1);
+  ExpectSmcd(Report("probe-cli"), 1, kChunk);
+  // The new image counts the adopted connection's bytes as SMC-D.
+  json e = Report("probe-exec");
+  SCOPED_TRACE(e.dump());
+  EXPECT_EQ(U(e, "bytes_smcd_out"), 2 * kChunk);
+  EXPECT_EQ(U(e, "bytes_smcd_in"), kChunk);
+  EXPECT_EQ(U(e, "bytes_tcp_out"), 0u);
+  EXPECT_EQ(U(e, "bytes_tcp_in"), 0u);
+}
+
+TEST_F(Preload, ExecOfAStaticProgramFailsLoudly) {
+  SplitRun r =
+      RunSplit("exec-static", Env(true), Env(true), USMC_PROBE_STATIC_BIN);
+  EXPECT_NE(r.client.err.find("cannot move"), std::string::npos)
+      << "no message about the dropped connection\n"
+      << r.client;
+  EXPECT_TRUE(r.client.ok())
+      << "the static program's socket did not fail (it must not be a "
+         "silent idle TCP socket)\n"
+      << r.client;
+  EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
+}
+
+// ---- silent peer: echoed the option, never sends CLC
+// ---------------------------------
+
+TEST_F(Preload, SilentServerNonblockingConnectTimesOutToTcp) {
+  Proc server({USMC_PROBE, "silent-server"}, Env(false));
+  std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
+  Proc client({USMC_PROBE, "client", "silent-peer", line->substr(5)},
+              Env(true, {{"USMC_CLC_TIMEOUT_MS", "300"}}));
+  Exit c = client.Wait();
+  Exit s = server.Wait();
+  ASSERT_TRUE(c.ok()) << c;
+  ASSERT_TRUE(s.ok()) << s;
+  ExpectTcp(Report("probe-cli"), wire::kReasonTimeoutCl, 32, 32);
+}
+
+// accept() hands out the silent client's connection at once: a second
+// client is served (SMC-D) while the first one's handshake is pending. The
+// CLC timeout is long, so a stalled accept turns into a test timeout.
+TEST_F(Preload, SilentClientDoesNotStallAccept) {
+  Proc server({USMC_PROBE, "server", "silent-accept"},
+              Env(true, {{"USMC_CLC_TIMEOUT_MS", "60000"}}));
+  std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
+  const std::string port = line->substr(5);
+  Proc silent({USMC_PROBE, "silent-client", port, "idle"}, Env(false));
+  std::optional<std::string> connected = silent.ReadLine(kProcTimeoutMs);
+  ASSERT_EQ(connected.value_or(""), "CONNECTED") << silent.Wait(1000);
+  Proc client({USMC_PROBE, "client", "basic", port}, Env(true));
+  Exit c = client.Wait(20000);
+  Exit s = server.Wait(20000);
+  Exit q = silent.Wait(20000);
+  ASSERT_TRUE(c.ok()) << c;
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_TRUE(q.ok()) << q;
+  json sr = Report("probe-srv");
+  EXPECT_EQ(U(sr, "smcd"), 1u) << sr.dump();
+  EXPECT_EQ(U(sr, "bytes_smcd_in"), uint64_t{1} << 20) << sr.dump();
+  ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
+}
+
+TEST_F(Preload, SilentClientTimesOutToTcpBytesIntact) {
+  Proc server({USMC_PROBE, "server", "silent-talk"},
+              Env(true, {{"USMC_CLC_TIMEOUT_MS", "300"}}));
+  std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
+  Proc silent({USMC_PROBE, "silent-client", line->substr(5), "talk"},
+              Env(false));
+  Exit q = silent.Wait();
+  Exit s = server.Wait();
+  ASSERT_TRUE(q.ok()) << q;
+  ASSERT_TRUE(s.ok()) << s;
+  ExpectTcp(Report("probe-srv"), wire::kReasonTimeoutCl, 32, 32);
+}
+
+// ---- mixed pairs
+// -----------------------------------------------------------------
+
+TEST_F(Preload, UsmcClientToPlainServer) {
+  SplitRun r = RunSplit("basic", Env(false), Env(true));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectTcp(Report("probe-cli"), wire::kReasonPeerNoSmc, 512 << 10, 1 << 20);
+  EXPECT_TRUE(ReportsOf("probe-srv").empty()) << AllReports();
+}
+
+TEST_F(Preload, PlainClientToUsmcServer) {
+  SplitRun r = RunSplit("basic", Env(true), Env(false));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectTcp(Report("probe-srv"), wire::kReasonPeerNoSmc, 1 << 20, 512 << 10);
+  EXPECT_TRUE(ReportsOf("probe-cli").empty()) << AllReports();
+}
+
+// ---- configuration
+// -----------------------------------------------------------------
+
+TEST_F(Preload, UsmcDisableOnTheClient) {
+  SplitRun r = RunSplit("basic", Env(true), Env(true, {{"USMC_DISABLE", "1"}}));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectTcp(Report("probe-srv"), wire::kReasonPeerNoSmc, 1 << 20, 512 << 10);
+  EXPECT_TRUE(ReportsOf("probe-cli").empty()) << AllReports();
+}
+
+TEST_F(Preload, ExcludePortsOnTheClient) {
+  SplitRun r = RunSplit("basic", Env(true), Env(true), "", [](uint16_t port) {
+    return EnvMap{{"USMC_EXCLUDE_PORTS", "1-2," + std::to_string(port)}};
+  });
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectTcp(Report("probe-srv"), wire::kReasonPeerNoSmc, 1 << 20, 512 << 10);
+  ExpectNoSmc(ReportsOf("probe-cli"));
+}
+
+TEST_F(Preload, PortsListIncludingThePortAllows) {
+  SplitRun r = RunSplit("basic", Env(true), Env(true), "", [](uint16_t port) {
+    return EnvMap{{"USMC_PORTS", std::to_string(port) + " 7000-7010"}};
+  });
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectSmcd(Report("probe-srv"), 1 << 20, 512 << 10);
+  ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
+}
+
+class PreloadConf : public Preload {
+ protected:
+  std::string Conf(const std::string& text) {
+    std::string path = dir_ + "/usmc.conf";
+    std::ofstream(path) << text;
+    return path;
+  }
+};
+
+TEST_F(PreloadConf, ConfigFileDeniesServers) {
+  Exit r = RunPair("basic", {{"USMC_CONF", Conf("# servers stay TCP\n"
+                                                "deny server\n")}});
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectTcp(Report("probe-cli"), wire::kReasonPeerNoSmc, 512 << 10, 1 << 20);
+  ExpectNoSmc(ReportsOf("probe-srv"));
+}
+
+TEST_F(PreloadConf, ConfigFileDeniesAProgramByName) {
+  // Only the client side of the pair is covered by the rule.
+  Exit r = RunPair("basic", {{"USMC_CONF", Conf("deny client prog "
+                                                "preload_pro*\n")}});
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectTcp(Report("probe-srv"), wire::kReasonPeerNoSmc, 1 << 20, 512 << 10);
+  ExpectNoSmc(ReportsOf("probe-cli"));
+}
+
+TEST_F(PreloadConf, ConfigFileAllowsLoopback) {
+  Exit r = RunPair("basic", {{"USMC_CONF", Conf("allow client addr "
+                                                "127.0.0.0/8 port 1-65535\n"
+                                                "allow server\n"
+                                                "deny\n")}});
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 1 << 20, 512 << 10);
+  ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
+}
+
+TEST_F(PreloadConf, BadConfigFileMeansTcpAndAMessage) {
+  Exit r = RunPair("basic", {{"USMC_CONF", Conf("deny client prot 5\n")}});
+  ASSERT_TRUE(r.ok()) << r;
+  EXPECT_NE(r.err.find("usmc.conf:1"), std::string::npos) << r;
+  EXPECT_NE(r.err.find("SMC is off"), std::string::npos) << r;
+  ExpectNoSmc(Reports());
+}
+
+TEST_F(Preload, BadEnvironmentValueMeansTcp) {
+  SplitRun r = RunSplit("basic", Env(true), Env(true, {{"USMC_PORTS", "ssh"}}));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  EXPECT_NE(r.client.err.find("USMC_PORTS"), std::string::npos) << r.client;
+  ExpectTcp(Report("probe-srv"), wire::kReasonPeerNoSmc, 1 << 20, 512 << 10);
+  ExpectNoSmc(ReportsOf("probe-cli"));
+}
+
+}  // namespace
+}  // namespace usmc::preload_test
