@@ -2,7 +2,6 @@
 // hold the two ends of a real TCP loopback connection and upgrade it.
 #include "runtime/smc_socket.h"
 
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,7 +9,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,8 +20,10 @@ namespace usmc::runtime {
 namespace {
 
 using testing::ConnectLoopback;
+using testing::CountMemfds;
 using testing::ForkClient;
 using testing::ListenLoopback;
+using testing::Stream;
 using testing::WaitChild;
 
 Options Client() { return Options{.role = engine::Role::kClient}; }
@@ -34,32 +34,6 @@ std::unique_ptr<SmcSocket> MustUpgrade(int fd, const Options& o) {
   if (!s.ok()) return nullptr;
   return std::move(*s);
 }
-
-// A reproducible byte stream: both ends generate it from the same seed, so
-// the receiver checks every byte without the data crossing twice.
-class Stream {
- public:
-  explicit Stream(uint64_t seed) : x_(seed | 1) {}
-  void Fill(std::byte* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-      if (left_ == 0) {
-        x_ ^= x_ << 13;
-        x_ ^= x_ >> 7;
-        x_ ^= x_ << 17;
-        word_ = x_;
-        left_ = 8;
-      }
-      p[i] = static_cast<std::byte>(word_);
-      word_ >>= 8;
-      --left_;
-    }
-  }
-
- private:
-  uint64_t x_;
-  uint64_t word_ = 0;
-  int left_ = 0;
-};
 
 // Sends `total` bytes of stream `send_seed` and receives `total` bytes of
 // stream `recv_seed` at the same time, in random-sized chunks, on one
@@ -111,24 +85,6 @@ int Exchange(SmcSocket& s, uint64_t total, uint64_t send_seed,
     }
   }
   return 0;
-}
-
-// memfds and memfd mappings this process holds (DMBs are memfds).
-int CountMemfds() {
-  int n = 0;
-  if (DIR* d = opendir("/proc/self/fd")) {
-    while (dirent* e = readdir(d)) {
-      char target[256] = {};
-      std::string path = std::string("/proc/self/fd/") + e->d_name;
-      ssize_t len = readlink(path.c_str(), target, sizeof target - 1);
-      if (len > 0 && std::strstr(target, "memfd:")) ++n;
-    }
-    closedir(d);
-  }
-  std::ifstream maps("/proc/self/maps");
-  for (std::string line; std::getline(maps, line);)
-    if (line.find("memfd:") != std::string::npos) ++n;
-  return n;
 }
 
 TEST(SmcSocketTest, HandshakeReachesSmcdAndMovesBytes) {

@@ -1,6 +1,7 @@
 #include "runtime/smc_socket_test_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -8,6 +9,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
 
 namespace usmc::runtime::testing {
 
@@ -62,6 +66,38 @@ int WaitChild(pid_t child) {
   if (WIFEXITED(st)) return WEXITSTATUS(st);
   if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
   return -1;
+}
+
+int CountMemfds() {
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d)) {
+      char target[256] = {};
+      std::string path = std::string("/proc/self/fd/") + e->d_name;
+      ssize_t len = readlink(path.c_str(), target, sizeof target - 1);
+      if (len > 0 && std::strstr(target, "memfd:")) ++n;
+    }
+    closedir(d);
+  }
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);)
+    if (line.find("memfd:") != std::string::npos) ++n;
+  return n;
+}
+
+void Stream::Fill(std::byte* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (left_ == 0) {
+      x_ ^= x_ << 13;
+      x_ ^= x_ >> 7;
+      x_ ^= x_ << 17;
+      word_ = x_;
+      left_ = 8;
+    }
+    p[i] = static_cast<std::byte>(word_);
+    word_ >>= 8;
+    --left_;
+  }
 }
 
 }  // namespace usmc::runtime::testing

@@ -5,6 +5,8 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 
 namespace usmc::runtime::testing {
@@ -18,6 +20,22 @@ int ConnectLoopback(int port);
 int ForkClient(const std::function<int(int fd)>& client, pid_t* child);
 // Waits for the child and returns its exit code (128+signal if killed).
 int WaitChild(pid_t child);
+
+// memfds and memfd mappings this process holds (DMBs are memfds).
+int CountMemfds();
+
+// A reproducible byte stream: both ends generate it from the same seed, so
+// the receiver checks every byte without the data crossing twice.
+class Stream {
+ public:
+  explicit Stream(uint64_t seed) : x_(seed | 1) {}
+  void Fill(std::byte* p, size_t n);
+
+ private:
+  uint64_t x_;
+  uint64_t word_ = 0;
+  int left_ = 0;
+};
 
 }  // namespace usmc::runtime::testing
 
