@@ -122,7 +122,8 @@ expect_report() {
 
 # expect_smcd NAME [MIN]: every connection of NAME was SMC-D, at least MIN.
 expect_smcd() {
-  expect_report "$1" --expect "smcd>=${2:-1}" --expect tcp==0 --expect reasons==0
+  expect_report "$1" --expect "smcd>=${2:-1}" --expect tcp==0 --expect reasons==0 \
+    --expect handshake_errors==0
 }
 
 # expect_peernosmc NAME N: NAME had N connections, all TCP for PEERNOSMC.
@@ -166,14 +167,14 @@ negotiation_up() {
   APPS_CG_OWNER=1
   "$USMC" setup --cgroup "$USMC_APPS_CGROUP" --pin-dir "$USMC_APPS_PIN" >/dev/null ||
     return 1
-  echo $$ >"$USMC_APPS_CGROUP/cgroup.procs" || return 1
+  echo "$BASHPID" >"$USMC_APPS_CGROUP/cgroup.procs" || return 1
   export USMC_APPS_CGROUP USMC_APPS_PIN
 }
 
 negotiation_down() {
   [ "${APPS_CG_OWNER:-0}" = 1 ] || return 0
   APPS_CG_OWNER=0
-  echo $$ >"$APPS_CG_ORIG/cgroup.procs" 2>/dev/null
+  echo "$BASHPID" >"$APPS_CG_ORIG/cgroup.procs" 2>/dev/null
   # Nothing may outlive the suite inside the cgroup.
   [ -e "$USMC_APPS_CGROUP/cgroup.kill" ] && echo 1 >"$USMC_APPS_CGROUP/cgroup.kill"
   "$USMC" setup --remove --pin-dir "$USMC_APPS_PIN" >/dev/null
@@ -196,6 +197,7 @@ app_cleanup() {
   for pid in "${APP_PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
   wait 2>/dev/null
   negotiation_down
+  cd / || true
   if [ "$APP_FAILS" -eq 0 ] && [ -z "${USMC_APPS_KEEP:-}" ]; then
     rm -rf "$T"
   else
@@ -207,6 +209,9 @@ app_begin() {
   APP_NAME=$1
   T=$(mktemp -d "/tmp/usmc-apps-$APP_NAME.XXXXXX")
   mkdir -m 0700 "$T/status"
+  # A crash leaves its core next to the logs (core_pattern "core": the cwd).
+  cd "$T" || exit 1
+  ulimit -c unlimited 2>/dev/null
   export USMC_STATUS_DIR="$T/status"
   APP_SHELL=$BASHPID
   trap app_cleanup EXIT
