@@ -382,13 +382,19 @@ void StatusPublisher::Update(SlotId id, const ConnRecord& r) {
 void StatusPublisher::AddBytes(SlotId id, uint64_t in, uint64_t out, bool smc) {
   if (id < 0 || id >= static_cast<SlotId>(kStatusSlots)) return;
   Slot& s = f_->slots[id];
+  // Load + store, not fetch_add: a locked add costs ~25 ns on the machines
+  // we measured, a plain relaxed store ~1 ns, and one direction of one
+  // connection has one writer at a time (see publish.h).
+  auto bump = [](A64& c, uint64_t n) {
+    c.store(c.load(kRelaxed) + n, kRelaxed);
+  };
   if (in != 0) {
-    Add(smc ? s.bytes_smc_in : s.bytes_tcp_in, in);
-    if (smc) Add(s.rx_payload_hist[HistBucket(in)], 1);
+    bump(smc ? s.bytes_smc_in : s.bytes_tcp_in, in);
+    if (smc) bump(s.rx_payload_hist[HistBucket(in)], 1);
   }
   if (out != 0) {
-    Add(smc ? s.bytes_smc_out : s.bytes_tcp_out, out);
-    if (smc) Add(s.tx_payload_hist[HistBucket(out)], 1);
+    bump(smc ? s.bytes_smc_out : s.bytes_tcp_out, out);
+    if (smc) bump(s.tx_payload_hist[HistBucket(out)], 1);
   }
 }
 

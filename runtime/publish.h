@@ -161,7 +161,11 @@ class StatusPublisher {
   // serialises writes to a slot); readers never block the writer.
   void Update(SlotId id, const ConnRecord& r);
   // Data path: bytes the app moved through this connection (one call per
-  // send/recv). A few relaxed atomic adds on the slot's own cache line.
+  // send/recv that moved bytes). Two relaxed loads and stores on the slot's
+  // own cache line, no locked instruction: calls for the same direction
+  // (in, or out) of one slot must not run concurrently, e.g. make them
+  // while the connection's send (recv) path is serialised. If they do race,
+  // an increment may be lost; nothing worse happens.
   void AddBytes(SlotId id, uint64_t in, uint64_t out, bool smc);
   // The slot's byte counters move into the process totals; slot freed.
   void Release(SlotId id);
