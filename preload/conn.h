@@ -142,8 +142,8 @@ class ConnTable {
   // Copies the entry of `from` to `to` (dup); `to` must have been removed.
   void Duplicate(int from, int to);
   // Every (fd, Conn) pair; the callback must not call back into the table.
-  void ForEach(const std::function<void(int, const std::shared_ptr<Conn>&)>&
-                   fn) const;
+  void ForEach(
+      const std::function<void(int, const std::shared_ptr<Conn>&)>& fn) const;
   bool Tracks(int fd) const { return Lookup(fd) != nullptr; }
   size_t capacity() const { return size_; }
 

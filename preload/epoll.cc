@@ -7,12 +7,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "dev/shm_doorbell.h"
 #include "preload/conn.h"
 #include "preload/real.h"
 
@@ -36,6 +38,15 @@ struct EpollReg {
   uint32_t events = 0;  // the app's
   epoll_data_t data{};  // the app's
   bool oneshot_fired = false;
+  // The app removed the fd (EPOLL_CTL_DEL): the registration stays, with
+  // its wake fds, for the next EPOLL_CTL_ADD (event loops such as Redis's
+  // switch interest with DEL+ADD on every request), but reports nothing.
+  bool active = true;
+  // Needs PrepareWait before the next sleep. A clean registration's
+  // doorbell is still armed from the last one (only the peer's ring clears
+  // it, and a ring wakes us and makes it dirty), so epoll_wait costs
+  // O(sockets that moved), not O(sockets in the set).
+  bool dirty = true;
   Tag rd{this, Tag::kRd};
   Tag wr{this, Tag::kWr};
   std::vector<std::unique_ptr<Tag>> wake;
@@ -44,6 +55,8 @@ struct EpollReg {
 struct EpollSet {
   int epfd;
   std::mutex mu;
+  int spin_us = -1;  // adaptive spin before sleeping (-1: not yet set)
+  uint32_t spin_probe = 0;
   std::vector<std::unique_ptr<EpollReg>> regs;
   std::unordered_set<const void*> tags;
 };
@@ -92,9 +105,9 @@ SetTable& Sets() {
 }
 
 short PollBitsOf(uint32_t epoll_events) {
-  return static_cast<short>(epoll_events & (EPOLLIN | EPOLLOUT | EPOLLPRI |
-                                            EPOLLRDHUP | EPOLLRDNORM |
-                                            EPOLLWRNORM));
+  return static_cast<short>(
+      epoll_events &
+      (EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLRDNORM | EPOLLWRNORM));
 }
 
 // (Un)registers one tag's fd; the set is locked.
@@ -191,6 +204,10 @@ void RemoveReg(EpollSet& set, EpollReg* reg) {
 // TCP) and removed from the set.
 bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   Conn& c = *reg->conn;
+  if (!reg->active && c.phase() == Phase::kTcp) {
+    RemoveReg(set, reg);
+    return false;
+  }
   switch (c.phase()) {
     case Phase::kTcp: {
       // Plain TCP for good: the app's fd goes in with the app's data, as if
@@ -219,8 +236,14 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   }
   runtime::SmcSocket* s = c.smc();
   if (s == nullptr) return true;
+  const bool handshaking = s->handshaking();
+  if (!reg->active && !handshaking) return true;
+  if (wait_ms != nullptr && !reg->dirty && !handshaking) return true;
+  // Until the handshake ends the doorbell is not armed: the registration
+  // stays dirty, so the first look in SMC-D mode arms it.
+  reg->dirty = handshaking;
   const uint32_t flags = reg->events & kFlagBits;
-  if (!reg->oneshot_fired) {
+  if (reg->active && !reg->oneshot_fired) {
     if (reg->events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLRDNORM)) {
       Register(set, reg->rd, c.mirror_rd, EPOLLIN | flags);
     } else {
@@ -239,6 +262,7 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   runtime::SmcSocket::WaitSpec spec = s->PrepareWait(interest);
   if (spec.ready != 0) {
     c.UpdateMirrors();
+    reg->dirty = true;  // not armed: look again before the next sleep
   } else {
     SyncWake(set, *reg, spec.fds, std::min(spec.n, 2));
     if (wait_ms != nullptr && spec.timeout_ms >= 0 &&
@@ -264,15 +288,18 @@ int Translate(EpollSet& set, epoll_event* events, int n) {
     Tag* t = static_cast<Tag*>(ev.data.ptr);
     EpollReg* reg = t->reg;
     Conn& c = *reg->conn;
+    reg->dirty = true;
     if (t->kind == Tag::kWake) {
+      // The peer rang (or the handshake moved): report what holds now
+      // rather than waiting for the mirror to come round the kernel again.
       c.OnWake(reg->app_fd);
+      if (reg->oneshot_fired || !reg->active) continue;
+    } else if (reg->oneshot_fired || !reg->active) {
       continue;
     }
-    if (reg->oneshot_fired) continue;
     const short want = PollBitsOf(reg->events);
-    const uint32_t bits =
-        static_cast<uint16_t>(c.Poll(reg->app_fd, want)) &
-        (reg->events | EPOLLHUP | EPOLLERR);
+    const uint32_t bits = static_cast<uint16_t>(c.Poll(reg->app_fd, want)) &
+                          (reg->events | EPOLLHUP | EPOLLERR);
     if (bits == 0) {
       c.UpdateMirrors();  // stale: the app or another thread got there first
       continue;
@@ -304,7 +331,8 @@ int Translate(EpollSet& set, epoll_event* events, int n) {
 
 }  // namespace
 
-// ---- Conn's mirrors ----------------------------------------------------------
+// ---- Conn's mirrors
+// ----------------------------------------------------------
 
 void Conn::UpdateMirrors(bool poke) {
   Inside in;
@@ -342,10 +370,11 @@ void Conn::OnWake(int app_fd) {
     s->AfterWait();
     (void)Poll(app_fd, POLLIN);  // settles the phase if the handshake ended
   }
-  UpdateMirrors(/*poke=*/true);
+  UpdateMirrors();
 }
 
-// ---- wrappers' implementation -------------------------------------------------
+// ---- wrappers' implementation
+// -------------------------------------------------
 
 int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
   std::shared_ptr<Conn> c = table().Lookup(fd);
@@ -362,13 +391,23 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
   }
   switch (op) {
     case EPOLL_CTL_ADD: {
-      if (reg != nullptr) {
+      if (reg != nullptr && reg->active) {
         errno = EEXIST;
         return -1;
       }
       if (ev == nullptr) {
         errno = EFAULT;
         return -1;
+      }
+      if (reg != nullptr) {  // back after a DEL: no new registration
+        reg->active = true;
+        reg->events = ev->events;
+        reg->data = ev->data;
+        reg->oneshot_fired = false;
+        reg->dirty = true;
+        c->UpdateMirrors();
+        Sync(*set, reg, nullptr);
+        return 0;
       }
       if (c->phase() == Phase::kTcp) return real().epoll_ctl(epfd, op, fd, ev);
       // Let the kernel judge epfd and fd (EBADF, EINVAL, ELOOP...).
@@ -393,7 +432,9 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       return 0;
     }
     case EPOLL_CTL_MOD:
-      if (reg == nullptr) return real().epoll_ctl(epfd, op, fd, ev);
+      if (reg == nullptr || !reg->active) {
+        return real().epoll_ctl(epfd, op, fd, ev);  // ENOENT, as the kernel
+      }
       if (ev == nullptr) {
         errno = EFAULT;
         return -1;
@@ -401,13 +442,18 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       reg->events = ev->events;
       reg->data = ev->data;
       reg->oneshot_fired = false;
+      reg->dirty = true;
       reg->rd.events = reg->wr.events = ~0u;  // re-arm in the kernel too
       c->UpdateMirrors();
       Sync(*set, reg, nullptr);
       return 0;
     case EPOLL_CTL_DEL:
-      if (reg == nullptr) return real().epoll_ctl(epfd, op, fd, ev);
-      RemoveReg(*set, reg);
+      if (reg == nullptr || !reg->active) {
+        return real().epoll_ctl(epfd, op, fd, ev);
+      }
+      reg->active = false;
+      Unregister(*set, reg->rd);
+      Unregister(*set, reg->wr);
       return 0;
     default:
       errno = EINVAL;
@@ -415,20 +461,72 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
   }
 }
 
+namespace {
+
+// Before sleeping, look at the SMC-D sockets for a few microseconds: a
+// reply that comes within the spin costs the peer no wakeup and us no
+// sleep. Adaptive per epoll set, as the doorbell's spin: a spin that finds
+// nothing halves the next one; one that hits restores the budget.
+bool SpinForReady(EpollSet& set) {
+  static const uint32_t budget_us = dev::SpinBudgetUsFromEnv();
+  if (budget_us == 0) return false;
+  uint32_t spin;
+  std::vector<std::pair<std::shared_ptr<Conn>, short>> watch;
+  {
+    std::lock_guard lock(set.mu);
+    if (set.spin_us < 0) set.spin_us = static_cast<int>(budget_us);
+    if (set.spin_us == 0 && ++set.spin_probe % 16 != 0) return false;
+    spin = set.spin_us > 0 ? static_cast<uint32_t>(set.spin_us) : budget_us;
+    for (auto& r : set.regs) {
+      if (r->active && !r->oneshot_fired && r->conn->smc() != nullptr &&
+          !r->conn->smc()->handshaking()) {
+        watch.emplace_back(r->conn, PollBitsOf(r->events));
+      }
+    }
+  }
+  // Many sockets: the scan itself costs what the spin would save.
+  if (watch.empty() || watch.size() > 16) return false;
+  const auto end =
+      std::chrono::steady_clock::now() + std::chrono::microseconds(spin);
+  bool hit = false;
+  do {
+    for (auto& [c, interest] : watch) {
+      runtime::SmcSocket* s = c->smc();
+      if (s != nullptr && s->Poll(interest) != 0) hit = true;
+    }
+  } while (!hit && std::chrono::steady_clock::now() < end);
+  std::lock_guard lock(set.mu);
+  set.spin_us = hit ? static_cast<int>(budget_us) : set.spin_us / 2;
+  return hit;
+}
+
+}  // namespace
+
 int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
               const sigset_t* sigmask) {
   std::shared_ptr<EpollSet> set = Sets().any() ? Sets().Find(epfd) : nullptr;
-  if (!set) return real().epoll_pwait(epfd, events, maxevents, timeout_ms,
-                                      sigmask);
+  if (!set)
+    return real().epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask);
   Inside in;
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline =
       Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+  if (timeout_ms != 0) {
+    // Whatever holds already (kernel fds included) goes out without a spin.
+    int n = real().epoll_pwait(epfd, events, maxevents, 0, sigmask);
+    if (n < 0) return n;
+    if (n > 0) {
+      std::lock_guard lock(set->mu);
+      int out = Translate(*set, events, n);
+      if (out > 0) return out;
+    }
+    SpinForReady(*set);
+  }
   for (;;) {
     int wait_ms = -1;
     if (timeout_ms >= 0) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
-                                                               Clock::now());
+      auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       wait_ms = static_cast<int>(std::max<int64_t>(left.count(), 0));
     }
     {

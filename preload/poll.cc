@@ -55,8 +55,8 @@ int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms,
     int ready = 0;
     int wait_ms = timeout_ms;
     if (timeout_ms > 0) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
-                                                               Clock::now());
+      auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       wait_ms = static_cast<int>(std::max<int64_t>(left.count(), 0));
     }
     for (nfds_t i = 0; i < nfds; ++i) {
@@ -64,8 +64,8 @@ int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms,
       Conn* c = conns[i].get();
       if (c != nullptr && c->phase() == Phase::kConnecting &&
           !c->SettleConnect(fds[i].fd)) {
-        k.push_back({fds[i].fd, static_cast<short>(fds[i].events | POLLOUT),
-                     0});
+        k.push_back(
+            {fds[i].fd, static_cast<short>(fds[i].events | POLLOUT), 0});
         map.push_back({Entry::kConnecting, i});
         continue;
       }

@@ -65,8 +65,7 @@ RealFunctions Load() {
 #undef USMC_RESOLVE
   if (!r.connect || !r.recv || !r.send || !r.close || !r.poll ||
       !r.epoll_wait || !r.fork || !r.execve) {
-    std::fputs("usmc: the C library lacks functions usmc wraps; off\n",
-               stderr);
+    std::fputs("usmc: the C library lacks functions usmc wraps; off\n", stderr);
     g_disabled.store(true, std::memory_order_relaxed);
   }
   return r;
@@ -81,9 +80,7 @@ const RealFunctions& real() {
   return r;
 }
 
-bool Bypass() {
-  return t_inside || g_disabled.load(std::memory_order_relaxed);
-}
+bool Bypass() { return t_inside || g_disabled.load(std::memory_order_relaxed); }
 
 Inside::Inside() : was_(t_inside) { t_inside = true; }
 Inside::~Inside() { t_inside = was_; }

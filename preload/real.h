@@ -39,8 +39,7 @@ struct RealFunctions {
   ssize_t (*recvmsg)(int, msghdr*, int);
   int (*recvmmsg)(int, mmsghdr*, unsigned, int, timespec*);
   ssize_t (*send)(int, const void*, size_t, int);
-  ssize_t (*sendto)(int, const void*, size_t, int, const sockaddr*,
-                    socklen_t);
+  ssize_t (*sendto)(int, const void*, size_t, int, const sockaddr*, socklen_t);
   ssize_t (*sendmsg)(int, const msghdr*, int);
   int (*sendmmsg)(int, mmsghdr*, unsigned, int);
   ssize_t (*sendfile)(int, int, off_t*, size_t);
@@ -60,8 +59,7 @@ struct RealFunctions {
   int (*epoll_ctl)(int, int, int, epoll_event*);
   int (*epoll_wait)(int, epoll_event*, int, int);
   int (*epoll_pwait)(int, epoll_event*, int, int, const sigset_t*);
-  int (*epoll_pwait2)(int, epoll_event*, int, const timespec*,
-                      const sigset_t*);
+  int (*epoll_pwait2)(int, epoll_event*, int, const timespec*, const sigset_t*);
   pid_t (*fork)();
   int (*execve)(const char*, char* const[], char* const[]);
   int (*execveat)(int, const char*, char* const[], char* const[], int);

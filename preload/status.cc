@@ -102,8 +102,8 @@ void WriteExitReport() {
   if (path == nullptr || *path == '\0') return;
   Counters& c = C();
   // Processes that never touched a connection (shells, helpers) say nothing.
-  if (c.smcd == 0 && c.tcp == 0 && c.handshake_errors == 0 &&
-      c.smcd_in == 0 && c.smcd_out == 0 && c.tcp_in == 0 && c.tcp_out == 0) {
+  if (c.smcd == 0 && c.tcp == 0 && c.handshake_errors == 0 && c.smcd_in == 0 &&
+      c.smcd_out == 0 && c.tcp_in == 0 && c.tcp_out == 0) {
     bool any = false;
     table().ForEach([&](int, const std::shared_ptr<Conn>&) { any = true; });
     if (!any) return;
@@ -129,26 +129,26 @@ void WriteExitReport() {
     reasons += item;
   }
   char line[1024];
-  int n = std::snprintf(
-      line, sizeof line,
-      "{\"pid\":%d,\"comm\":\"%s\",\"smcd\":%llu,\"tcp\":%llu,"
-      "\"handshake_errors\":%llu,\"fallback_reasons\":{%s},"
-      "\"bytes_smcd_in\":%llu,\"bytes_smcd_out\":%llu,"
-      "\"bytes_tcp_in\":%llu,\"bytes_tcp_out\":%llu}\n",
-      static_cast<int>(::getpid()), Comm().c_str(),
-      static_cast<unsigned long long>(c.smcd.load()),
-      static_cast<unsigned long long>(c.tcp.load()),
-      static_cast<unsigned long long>(c.handshake_errors.load()),
-      reasons.c_str(), static_cast<unsigned long long>(smcd_in),
-      static_cast<unsigned long long>(smcd_out),
-      static_cast<unsigned long long>(tcp_in),
-      static_cast<unsigned long long>(tcp_out));
+  int n =
+      std::snprintf(line, sizeof line,
+                    "{\"pid\":%d,\"comm\":\"%s\",\"smcd\":%llu,\"tcp\":%llu,"
+                    "\"handshake_errors\":%llu,\"fallback_reasons\":{%s},"
+                    "\"bytes_smcd_in\":%llu,\"bytes_smcd_out\":%llu,"
+                    "\"bytes_tcp_in\":%llu,\"bytes_tcp_out\":%llu}\n",
+                    static_cast<int>(::getpid()), Comm().c_str(),
+                    static_cast<unsigned long long>(c.smcd.load()),
+                    static_cast<unsigned long long>(c.tcp.load()),
+                    static_cast<unsigned long long>(c.handshake_errors.load()),
+                    reasons.c_str(), static_cast<unsigned long long>(smcd_in),
+                    static_cast<unsigned long long>(smcd_out),
+                    static_cast<unsigned long long>(tcp_in),
+                    static_cast<unsigned long long>(tcp_out));
   if (n <= 0) return;
   int fd = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return;
   // One write with O_APPEND: lines of concurrent processes do not mix.
-  (void)real().write(fd, line, std::min<size_t>(static_cast<size_t>(n),
-                                                sizeof line - 1));
+  (void)real().write(fd, line,
+                     std::min<size_t>(static_cast<size_t>(n), sizeof line - 1));
   real().close(fd);
 }
 

@@ -151,8 +151,8 @@ ssize_t __recvfrom_chk(int fd, void* buf, size_t n, size_t buflen, int flags,
 
 ssize_t recvmsg(int fd, msghdr* msg, int flags) {
   if (auto c = Smc(fd)) {
-    ssize_t r = RecvIov(*c, fd, msg->msg_iov, static_cast<int>(msg->msg_iovlen),
-                        flags);
+    ssize_t r =
+        RecvIov(*c, fd, msg->msg_iov, static_cast<int>(msg->msg_iovlen), flags);
     if (r >= 0) {
       msg->msg_namelen = 0;
       msg->msg_controllen = 0;
@@ -171,8 +171,8 @@ int recvmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags, timespec* tmo) {
   unsigned got = 0;
   const int base = flags & ~MSG_WAITFORONE;
   for (; got < vlen; ++got) {
-    ssize_t r = recvmsg(fd, &vec[got].msg_hdr,
-                        got == 0 ? base : base | MSG_DONTWAIT);
+    ssize_t r =
+        recvmsg(fd, &vec[got].msg_hdr, got == 0 ? base : base | MSG_DONTWAIT);
     if (r < 0) break;
     vec[got].msg_len = static_cast<unsigned>(r);
     if (r == 0) {
@@ -289,8 +289,8 @@ ssize_t splice(int fd_in, loff_t* off_in, int fd_out, loff_t* off_out,
   // blocking mode, so none is lost.
   ssize_t done = 0;
   while (done < n) {
-    ssize_t s = cout->Send(fd_out, buf.data() + done,
-                           static_cast<size_t>(n - done), 0);
+    ssize_t s =
+        cout->Send(fd_out, buf.data() + done, static_cast<size_t>(n - done), 0);
     if (s < 0) return done > 0 ? done : -1;
     done += s;
   }

@@ -61,7 +61,7 @@ std::string SelfPath() {
 // PT_INTERP header; scripts start an interpreter that is) and not set-id
 // (the loader drops LD_PRELOAD for those).
 bool LoadsPreload(int fd) {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0 || (st.st_mode & (S_ISUID | S_ISGID))) {
     return false;
   }
@@ -142,9 +142,8 @@ void PrepareExec(ExecPrep& p, bool loads_preload, char* const envp[]) {
   }
   if (records > 0) {
     p.state_fd = ::memfd_create("usmc-exec", 0);  // inherited on purpose
-    if (p.state_fd >= 0 &&
-        real().write(p.state_fd, blob.data(), blob.size()) !=
-            static_cast<ssize_t>(blob.size())) {
+    if (p.state_fd >= 0 && real().write(p.state_fd, blob.data(), blob.size()) !=
+                               static_cast<ssize_t>(blob.size())) {
       real().close(p.state_fd);
       p.state_fd = -1;
     }
@@ -201,7 +200,7 @@ void AdoptExecState() {
   if (v == nullptr) return;
   const int fd = std::atoi(v);
   ::unsetenv("USMC_EXEC_STATE");
-  struct stat st{};
+  struct stat st {};
   if (fd < 0 || ::fstat(fd, &st) != 0 || st.st_size <= 0 ||
       st.st_size > (64 << 20)) {
     return;
@@ -299,10 +298,9 @@ int execveat(int dirfd, const char* path, char* const argv[],
              char* const envp[], int flags) {
   if (Bypass()) return real().execveat(dirfd, path, argv, envp, flags);
   Inside in;
-  int fd = ::openat(dirfd, path, O_RDONLY | O_CLOEXEC |
-                                     ((flags & AT_SYMLINK_NOFOLLOW)
-                                          ? O_NOFOLLOW
-                                          : 0));
+  int fd = ::openat(
+      dirfd, path,
+      O_RDONLY | O_CLOEXEC | ((flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0));
   bool loads = fd < 0 || pl::LoadsPreload(fd);
   if (fd >= 0) real().close(fd);
   ExecPrep p;

@@ -301,8 +301,8 @@ int select(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, timeval* tv) {
   }
   int ms = -1;
   if (tv != nullptr) {
-    long long v = static_cast<long long>(tv->tv_sec) * 1000 +
-                  (tv->tv_usec + 999) / 1000;
+    long long v =
+        static_cast<long long>(tv->tv_sec) * 1000 + (tv->tv_usec + 999) / 1000;
     ms = static_cast<int>(std::min<long long>(v, 1 << 30));
   }
   int r = pl::SelectImpl(nfds, rd, wr, ex, ms, nullptr);

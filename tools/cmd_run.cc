@@ -36,8 +36,8 @@ std::string FindPreload() {
   if (ec) return {};
   const fs::path dir = self.parent_path();
   for (const fs::path& p :
-       {dir / ".." / "preload" / kLibName, dir / ".." / "lib" / "usmc" / kLibName,
-        dir / kLibName}) {
+       {dir / ".." / "preload" / kLibName,
+        dir / ".." / "lib" / "usmc" / kLibName, dir / kLibName}) {
     if (fs::exists(p, ec)) return fs::canonical(p, ec).string();
   }
   return {};
@@ -76,8 +76,7 @@ int RunMain(int argc, char** argv) {
                    "plain TCP. See docs/preload.md and docs/config.md.\n";
       return 0;
     } else if (a.starts_with("-")) {
-      std::cerr << "usmc run: unknown option " << a
-                << " (usmc run --help)\n";
+      std::cerr << "usmc run: unknown option " << a << " (usmc run --help)\n";
       return 2;
     } else {
       break;
