@@ -133,6 +133,9 @@ bool Doorbell::Drain() {
   char buf[512];
   for (int i = 0; i < 64; ++i) {
     ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    // A short read emptied the socket: no second call just to see EAGAIN
+    // (a close right behind it shows as POLLHUP on the next poll).
+    if (n > 0 && static_cast<size_t>(n) < sizeof buf) return true;
     if (n > 0) continue;
     if (n == 0) return false;  // peer closed its end
     if (errno == EINTR) continue;

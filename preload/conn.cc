@@ -14,6 +14,7 @@
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
 #include "preload/real.h"
+#include "preload/signals.h"
 #include "preload/status.h"
 #include "wire/reason.h"
 
@@ -211,9 +212,16 @@ ssize_t Conn::Recv(int app_fd, void* buf, size_t len, int flags) {
   }
   // The epoll mirrors are not cleared here: a stale one costs a spurious
   // wakeup that epoll_wait filters, and saves two syscalls per message.
-  ssize_t n = sock_->Recv(buf, len, flags);
+  ssize_t n;
+  do {
+    ClearLastSignal();
+    n = sock_->Recv(buf, len, flags);
+  } while (n < 0 && errno == EINTR && ShouldRestart());
   const int err = errno;
   AfterCall();
+  // A read that emptied the socket clears a set epoll mirror now, so the
+  // next epoll_wait does not wake for nothing.
+  if (mirror_rd_on && !(flags & MSG_PEEK)) UpdateMirrors();
   errno = err;
   return (flags & MSG_PEEK) ? n : CountIn(n);
 }
@@ -224,7 +232,11 @@ ssize_t Conn::Send(int app_fd, const void* buf, size_t len, int flags) {
   if (phase() != Phase::kSmc) {
     return CountOut(real().send(app_fd, buf, len, flags));
   }
-  ssize_t n = sock_->Send(buf, len, flags);
+  ssize_t n;
+  do {
+    ClearLastSignal();
+    n = sock_->Send(buf, len, flags);
+  } while (n < 0 && errno == EINTR && ShouldRestart());
   const int err = errno;
   AfterCall();
   errno = err;

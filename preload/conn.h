@@ -83,7 +83,8 @@ class Conn {
   std::mutex mu;
   std::vector<EpollReg*> regs;
   int mirror_rd = -1, mirror_wr = -1;  // eventfds, created on demand
-  bool mirror_rd_on = false, mirror_wr_on = false;
+  // Written under mu; read without it on the data path.
+  std::atomic<bool> mirror_rd_on{false}, mirror_wr_on{false};
   // Re-evaluates readiness and updates the mirrors; `poke` re-signals the
   // read mirror (new data: edge-triggered waiters want another edge).
   void UpdateMirrors(bool poke = false);

@@ -63,6 +63,10 @@ struct EpollSet {
 
 namespace {
 
+// Sets with more sockets than this do not spin before sleeping: scanning
+// them costs what the spin would save, and a busy server rarely sleeps.
+constexpr size_t kSpinMaxSockets = 16;
+
 constexpr uint32_t kFlagBits =
     EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE;  // passed on to the mirrors
 
@@ -370,7 +374,9 @@ void Conn::OnWake(int app_fd) {
     s->AfterWait();
     (void)Poll(app_fd, POLLIN);  // settles the phase if the handshake ended
   }
-  UpdateMirrors();
+  // No mirror update: epoll_wait reports what holds right away, and the
+  // registration's next PrepareWait sets the mirror if data is left over
+  // (level-triggered), so a wakeup costs no eventfd write.
 }
 
 // ---- wrappers' implementation
@@ -485,7 +491,7 @@ bool SpinForReady(EpollSet& set) {
     }
   }
   // Many sockets: the scan itself costs what the spin would save.
-  if (watch.empty() || watch.size() > 16) return false;
+  if (watch.empty() || watch.size() > kSpinMaxSockets) return false;
   const auto end =
       std::chrono::steady_clock::now() + std::chrono::microseconds(spin);
   bool hit = false;
@@ -511,7 +517,12 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline =
       Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
-  if (timeout_ms != 0) {
+  size_t nregs;
+  {
+    std::lock_guard lock(set->mu);
+    nregs = set->regs.size();
+  }
+  if (timeout_ms != 0 && nregs <= kSpinMaxSockets) {
     // Whatever holds already (kernel fds included) goes out without a spin.
     int n = real().epoll_pwait(epfd, events, maxevents, 0, sigmask);
     if (n < 0) return n;

@@ -14,8 +14,7 @@ namespace usmc::preload {
 // True if any fd of the set is one of ours (else: pass straight through).
 bool AnyTracked(const pollfd* fds, nfds_t nfds);
 // timeout_ms < 0: forever.
-int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms,
-             const sigset_t* sigmask);
+int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms, const sigset_t* sigmask);
 // select over PollImpl; timeout_ms < 0: forever. Returns -1 with errno, or
 // the number of bits set, and rewrites the sets like select(2).
 int SelectImpl(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, int timeout_ms,
