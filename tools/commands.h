@@ -9,6 +9,10 @@ namespace usmc::tools {
 
 // Each Add*Command adds one subcommand. The callback sets the process exit
 // code through ExitWith(): CLI11 callbacks have no return value.
+void AddRunCommand(CLI::App& app);
+// `usmc run ...` bypasses CLI11 (argv[0] is "run"); returns the exit code
+// if the program could not be started.
+int RunMain(int argc, char** argv);
 void AddDemoCommand(CLI::App& app);
 void AddSetupCommand(CLI::App& app);
 void AddBenchCommand(CLI::App& app);

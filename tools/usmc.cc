@@ -1,6 +1,7 @@
 // usmc: the command-line tool (run, setup, ss, stats, chk, bench, demo).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
 
 #include "tools/commands.h"
 
@@ -17,9 +18,13 @@ void ExitWith(int code) { throw Exit{code}; }
 }  // namespace usmc::tools
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "run") == 0) {
+    return usmc::tools::RunMain(argc - 1, argv + 1);
+  }
   CLI::App app{
       "usmc: Shared Memory Communications (SMC-D/SMC-R) in user space"};
   app.require_subcommand(1);
+  usmc::tools::AddRunCommand(app);
   usmc::tools::AddDemoCommand(app);
   usmc::tools::AddSetupCommand(app);
   usmc::tools::AddBenchCommand(app);
