@@ -12,6 +12,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -239,6 +240,8 @@ void AdoptExecState() {
     c->Adopt(std::move(*s));
     for (int f : fds) table().Install(f, c);
     if (!fds.empty()) c->SetAppFd(fds[0]);
+    // The peer rang nobody while we were between images: look once.
+    if (runtime::SmcSocket* sock = c->smc()) (void)sock->Poll(POLLIN);
   }
 }
 
