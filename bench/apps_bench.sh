@@ -74,7 +74,7 @@ class Proc:
         self.p = subprocess.Popen(cmd + argv, stdout=out or self.stdout,
                                   stderr=self.stderr, text=True)
 
-    def wait(self, timeout=300):
+    def wait(self, timeout=120):
         end = time.monotonic() + timeout
         while True:
             pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)

@@ -3,6 +3,7 @@
 #   1. unit + integration tests (gcc build) through CTest
 #   2. the same tests under ASan + UBSan
 #   3. every libFuzzer target for USMC_FUZZ_SECONDS (default 30) each
+#   4. real programs under `usmc run` (scripts/apps.sh, tests/apps/; ~10 min)
 # Ends with one line "usmc: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ step "build (asan+ubsan)" scripts/build.sh asan
 step "tests (asan+ubsan)" ctest_in build-asan
 step "build (fuzz)" scripts/build.sh fuzz
 step "fuzzers" scripts/fuzz.sh "${USMC_FUZZ_SECONDS:-30}"
+step "apps (real programs)" scripts/apps.sh
 
 echo "usmc: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
