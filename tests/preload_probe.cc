@@ -17,6 +17,7 @@
 // of each process carries that name, so the test can tell them apart.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -28,6 +29,7 @@
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -257,6 +259,16 @@ int BasicClient(uint16_t port, const char*) {
     off += static_cast<size_t>(n);
   }
   CHECK(Mismatch(in.data(), 0, kBasicDown, 2) < 0, "reply differs");
+  // The app's fd is the kernel TCP socket; what it carried tells whether
+  // the bytes went around it (SMC-D: only the CLC handshake).
+  struct stat st {};
+  CHECK(fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode), "not a socket");
+  tcp_info ti{};
+  socklen_t tlen = sizeof ti;
+  CHECK(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tlen) == 0, "TCP_INFO");
+  std::printf("tcp_bytes_received=%llu\n",
+              static_cast<unsigned long long>(ti.tcpi_bytes_received));
+  std::fflush(stdout);
   close(fd);
   return 0;
 }
@@ -913,7 +925,7 @@ int NbExchange(int fd, int ep, size_t len) {
   epoll_event mod{};
   mod.events = EPOLLIN | EPOLLOUT;
   CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &mod) == 0, "mod");
-  while (got < len) {
+  while (got < len || sent < len) {
     epoll_event ev[8];
     CHECK(EpWait(ep, ev, 10000) > 0, "event loop stalled (sent %zu got %zu)",
           sent, got);
@@ -922,7 +934,7 @@ int NbExchange(int fd, int ep, size_t len) {
       CHECK(n > 0 || errno == EAGAIN, "send");
       if (n > 0) sent += static_cast<size_t>(n);
       if (sent == len) {
-        mod.events = EPOLLIN;
+        mod.events = got < len ? uint32_t{EPOLLIN} : 0u;
         CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &mod) == 0, "mod");
       }
     }
@@ -930,6 +942,10 @@ int NbExchange(int fd, int ep, size_t len) {
       ssize_t n = recv(fd, in.data() + got, len - got, 0);
       CHECK(n > 0 || errno == EAGAIN, "recv %zd", n);
       if (n > 0) got += static_cast<size_t>(n);
+      if (got == len && sent < len) {
+        mod.events = EPOLLOUT;
+        CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &mod) == 0, "mod");
+      }
     }
   }
   CHECK(Mismatch(in.data(), 0, len, 16) < 0, "reply differs");
@@ -1348,6 +1364,28 @@ int ExecChild(int fd, int fd2) {
   return 0;
 }
 
+// The socket is FD_CLOEXEC: exec closes the last reference, which must end
+// the connection in order (EOF at the peer).
+int ExecCloexecServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  RUN(RecvPat(fd, 0, kChunk, 23));
+  RUN(Ack(fd));
+  RUN(ExpectEof(fd));
+  close(fd);
+  return 0;
+}
+int ExecCloexecClient(uint16_t port, const char*) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  RUN(SendPat(fd, 0, kChunk, 23));
+  RUN(WaitAck(fd));
+  CHECK(fcntl(fd, F_SETFD, FD_CLOEXEC) == 0, "FD_CLOEXEC");
+  execl("/bin/true", "true", static_cast<char*>(nullptr));
+  CHECK(false, "exec");
+  return 1;
+}
+
 // exec of a static program (it cannot load usmc): the socket must be dead
 // there, and the peer must see the connection fail.
 int ExecStaticServer(int lfd) {
@@ -1576,6 +1614,7 @@ std::map<std::string, Scenario> Scenarios() {
       {"eintr", {EintrServer, EintrClient}},
       {"threads", {ThreadsServer, ThreadsClient}},
       {"exec", {ExecServer, ExecClient}},
+      {"exec-cloexec", {ExecCloexecServer, ExecCloexecClient}},
       {"exec-static", {ExecStaticServer, ExecStaticClient}},
       {"silent-peer", {nullptr, SilentPeerClient}},
       {"silent-accept", {SilentAcceptServer, BasicClient}},
