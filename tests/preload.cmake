@@ -2,7 +2,8 @@
 # through LD_PRELOAD. They need root (a private cgroup with the eBPF
 # negotiation program attached) and skip with a message otherwise.
 #   preload_probe         the program run under LD_PRELOAD (one scenario per
-#                         subcommand, plain socket API, _FORTIFY_SOURCE on)
+#                         subcommand, plain socket API, _FORTIFY_SOURCE on;
+#                         preload_probe*.cc)
 #   preload_probe_static  a static program for the failed exec handover
 #   preload_test          the gtest driver
 if(NOT USMC_NEGOTIATE_BPF)
@@ -18,7 +19,8 @@ endif()
 
 find_package(Threads REQUIRED)
 
-add_executable(preload_probe preload_probe.cc)
+add_executable(preload_probe preload_probe.cc preload_probe_data.cc
+               preload_probe_events.cc)
 # Fortified glibc calls (__read_chk, __recv_chk, __poll_chk...) are part of
 # what the interposer must catch.
 target_compile_options(preload_probe PRIVATE -O2 -U_FORTIFY_SOURCE
@@ -27,8 +29,7 @@ target_link_libraries(preload_probe PRIVATE usmc_negotiate Threads::Threads)
 
 # Static: the loader never loads usmc into it. No sanitizers (they cannot
 # link statically).
-add_executable(preload_probe_static preload_probe.cc)
-target_compile_definitions(preload_probe_static PRIVATE USMC_PROBE_STATIC=1)
+add_executable(preload_probe_static preload_probe_static.cc)
 set_property(TARGET preload_probe_static PROPERTY COMPILE_OPTIONS
              -Wall -Wextra -Werror)
 set_property(TARGET preload_probe_static PROPERTY LINK_OPTIONS -static)
