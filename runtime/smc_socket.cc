@@ -11,10 +11,12 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <new>
 #include <variant>
 
 #include "dev/shm_identity.h"
 #include "dev/shm_peer_verify.h"
+#include "engine/snapshot.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
@@ -156,7 +158,9 @@ void SmcSocket::Execute(const engine::Actions& actions,
               answers.push_back(engine::PeerDmbAttached{});
             },
             [&](const engine::PublishCdc& a) {
-              if (peer_.attached()) StoreCdcArea(peer_.bytes().data(), a.area);
+              if (!peer_.attached()) return;
+              StoreCdcArea(peer_.bytes().data(), a.area);
+              last_published_ = a.area;
             },
             [&](const engine::SignalPeer&) {
               if (peer_.attached()) peer_.doorbell().Ring();
@@ -208,10 +212,44 @@ void SmcSocket::Refresh() {
       peer_gone_) {
     return;
   }
+  if (peer_.attached()) AdoptSiblingProgress();
   CdcArea area = LoadCdcArea(local_.bytes().data());
   if (area == last_area_) return;
   last_area_ = area;
   Feed(engine::PeerCdcChanged{area});
+}
+
+void SmcSocket::AdoptSiblingProgress() {
+  const CdcArea now = LoadCdcArea(peer_.bytes().data());
+  if (now == last_published_) return;
+  // (After exec nothing was published by this image yet: the area then
+  // matches the restored state and the resync below changes nothing.)
+  last_published_ = now;
+  wire::WireResult<wire::CdcMessage> ours = wire::DecodeSmcdCdc(now);
+  wire::WireResult<wire::CdcMessage> peers =
+      wire::DecodeSmcdCdc(LoadCdcArea(local_.bytes().data()));
+  Result<engine::ConnectionSnapshot> snap = conn_.Snapshot();
+  if (!ours.ok() || !snap.ok()) return;
+  // What the sibling published is what the peer knows of our side: every
+  // send publishes, so the producer is exact; the consumer is what it
+  // confirmed (bytes it read without confirming are read again here).
+  engine::DataPathState& d = snap->data;
+  d.tx_producer = ours->producer;
+  d.rx_consumer_confirmed = ours->consumer;
+  if (wire::CursorIsAhead(d.rx_consumer, ours->consumer)) {
+    d.rx_consumer = ours->consumer;
+  }
+  if (wire::CursorIsAhead(d.peer_producer, d.rx_consumer)) {
+    d.peer_producer = d.rx_consumer;
+  }
+  if (peers.ok() && wire::CursorIsAhead(d.peer_consumer, peers->consumer)) {
+    d.peer_consumer = peers->consumer;
+  }
+  engine::Connection fresh(MakeParams(opts_), &entropy_);
+  if (!fresh.Restore(*snap).ok()) return;  // inconsistent: leave it be
+  conn_.~Connection();
+  new (&conn_) engine::Connection(MakeParams(opts_), &entropy_);
+  (void)conn_.Restore(*snap);
 }
 
 bool SmcSocket::Nonblocking(int flags) const {

@@ -242,6 +242,10 @@ class SmcSocket {
 
   // SMC-D: feeds the peer's CDC area if it changed since the last look.
   void Refresh();
+  // After fork another process of ours may have used the connection: if
+  // the area in the peer's DMB is not what we published last, take over
+  // its cursors (engine snapshot, patched, restored).
+  void AdoptSiblingProgress();
   bool AreaChanged() const;
   // poll bits of the SMC-D connection (after Refresh).
   short SmcPollBits(short events);
@@ -278,6 +282,7 @@ class SmcSocket {
   dev::PeerDmb peer_;
   std::optional<dev::HandoverListener> listener_;
   CdcArea last_area_{};
+  CdcArea last_published_{};  // what this process last stored in the peer
   std::optional<engine::TimePoint> deadline_;
   int error_ = 0;        // sticky errno from ReportError
   size_t consumed_ = 0;  // CLC bytes the last TcpBytes consumed

@@ -584,8 +584,20 @@ TEST(SmcSocketEventTest, ForgetInAForkedChildLeavesTheParentsConnection) {
   ASSERT_NE(refs, nullptr);
   EXPECT_EQ(std::atomic_ref<uint32_t>(*refs).load(), 1u);
   std::atomic_ref<uint32_t>(*refs).fetch_add(1);  // as the interposer does
+  // The child sends the first part of the stream, then forgets; the parent
+  // carries on from where the child left (the peer sees one stream).
+  constexpr uint64_t kChildPart = uint64_t{1} << 20;
+  std::vector<std::byte> buf(64 * 1024);
   pid_t forgetter = ::fork();
   if (forgetter == 0) {
+    Stream part(5);
+    for (uint64_t sent = 0; sent < kChildPart; sent += buf.size()) {
+      part.Fill(buf.data(), buf.size());
+      if ((*s)->Send(buf.data(), buf.size(), 0) !=
+          static_cast<ssize_t>(buf.size())) {
+        ::_exit(9);
+      }
+    }
     (*s)->Forget();
     int rc = 0;
     if ((*s)->mode() != engine::Mode::kSmcd) rc = 1;
@@ -598,10 +610,12 @@ TEST(SmcSocketEventTest, ForgetInAForkedChildLeavesTheParentsConnection) {
   }
   ASSERT_EQ(WaitChild(forgetter), 0);
   EXPECT_EQ(std::atomic_ref<uint32_t>(*refs).fetch_sub(1), 2u);
-  // The parent's connection is untouched: it sends everything and closes.
+  // The parent's connection goes on: it sends the rest and closes.
   Stream out(5);
-  std::vector<std::byte> buf(64 * 1024);
-  for (uint64_t sent = 0; sent < kTotal; sent += buf.size()) {
+  for (uint64_t skip = 0; skip < kChildPart; skip += buf.size()) {
+    out.Fill(buf.data(), buf.size());
+  }
+  for (uint64_t sent = kChildPart; sent < kTotal; sent += buf.size()) {
     out.Fill(buf.data(), buf.size());
     ASSERT_EQ((*s)->Send(buf.data(), buf.size(), 0),
               static_cast<ssize_t>(buf.size()));
