@@ -101,6 +101,10 @@ void Conn::Publish() {
 }
 
 void Conn::RepublishAfterFork() {
+  // The child counts what it moves itself; the parent's bytes stay the
+  // parent's.
+  bytes_in.store(0, std::memory_order_relaxed);
+  bytes_out.store(0, std::memory_order_relaxed);
   slot_ = runtime::kNoSlot;  // that slot is in the parent's file
   base_.pid = static_cast<int32_t>(::getpid());
   Publish();

@@ -261,8 +261,11 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   }
   // Only the app's interest: asking for POLLOUT too would find it ready
   // (writable) and never arm the doorbell for incoming data.
-  const short interest =
-      reg->oneshot_fired ? short{0} : PollBitsOf(reg->events);
+  // Edge-triggered: arm for the next publish whatever is ready now; the
+  // edge is the wakeup itself (reported in Translate), never "still ready".
+  const short interest = (reg->oneshot_fired || (reg->events & EPOLLET))
+                             ? short{0}
+                             : PollBitsOf(reg->events);
   runtime::SmcSocket::WaitSpec spec = s->PrepareWait(interest);
   if (spec.ready != 0) {
     c.UpdateMirrors();

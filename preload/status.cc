@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "preload/conn.h"
@@ -101,23 +102,25 @@ void WriteExitReport() {
   const char* path = std::getenv("USMC_EXIT_REPORT");
   if (path == nullptr || *path == '\0') return;
   Counters& c = C();
-  // Processes that never touched a connection (shells, helpers) say nothing.
-  if (c.smcd == 0 && c.tcp == 0 && c.handshake_errors == 0 && c.smcd_in == 0 &&
-      c.smcd_out == 0 && c.tcp_in == 0 && c.tcp_out == 0) {
-    bool any = false;
-    table().ForEach([&](int, const std::shared_ptr<Conn>&) { any = true; });
-    if (!any) return;
-  }
   if (c.reported.exchange(true)) return;
   // Connections still open count too (a process may exit without closing).
   uint64_t smcd_in = c.smcd_in, smcd_out = c.smcd_out, tcp_in = c.tcp_in,
            tcp_out = c.tcp_out;
+  std::set<const Conn*> seen;  // a dup'ed connection counts once
   table().ForEach([&](int, const std::shared_ptr<Conn>& conn) {
+    if (!seen.insert(conn.get()).second) return;
     const uint64_t i = conn->bytes_in.load(std::memory_order_relaxed);
     const uint64_t o = conn->bytes_out.load(std::memory_order_relaxed);
     (conn->counted_smc() ? smcd_in : tcp_in) += i;
     (conn->counted_smc() ? smcd_out : tcp_out) += o;
   });
+  // A process (or image, before exec) that moved nothing and made no
+  // connection says nothing: shells, helpers, a vfork child's exec.
+  if (c.smcd == 0 && c.tcp == 0 && c.handshake_errors == 0 && smcd_in == 0 &&
+      smcd_out == 0 && tcp_in == 0 && tcp_out == 0) {
+    c.reported = false;
+    return;
+  }
   std::string reasons;
   for (size_t i = 0; i < c.reason.size(); ++i) {
     uint32_t r = c.reason[i].load(std::memory_order_relaxed);

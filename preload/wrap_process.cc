@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -95,7 +96,7 @@ bool PathLoadsPreload(const char* path) {
 }
 
 struct ExecPrep {
-  std::vector<std::shared_ptr<Conn>> dropped;  // process ref given up
+  std::vector<int> released_fds;  // close-on-exec SMC fds, already closed
   int state_fd = -1;
   std::vector<std::string> env_store;
   std::vector<char*> envp;
@@ -120,8 +121,12 @@ void PrepareExec(ExecPrep& p, bool loads_preload, char* const envp[]) {
       if (o == c && SurvivesExec(fd)) fds.push_back(fd);
     });
     if (fds.empty()) {
-      c->DropProcessRef();  // exec closes our fds: we let go
-      p.dropped.push_back(c);
+      // exec closes every fd of it: as close(2) would, the last holder
+      // runs the SMC close (the peer reads EOF after the last byte).
+      table().ForEach([&](int fd, const std::shared_ptr<Conn>& o) {
+        if (o == c) p.released_fds.push_back(fd);
+      });
+      c->ReleaseFromProcess();
       continue;
     }
     runtime::SmcSocket* s = c->smc();
@@ -140,6 +145,12 @@ void PrepareExec(ExecPrep& p, bool loads_preload, char* const envp[]) {
                  "program; it is reset\n",
                  fds[0]);
     s->Abort();
+    // The app's fds keep the kernel socket open, so the reset needs a
+    // disconnect: connect(AF_UNSPEC) sends RST and leaves the socket
+    // unconnected, so the new program's reads and writes fail.
+    sockaddr unspec{};
+    unspec.sa_family = AF_UNSPEC;
+    (void)real().connect(fds[0], &unspec, sizeof unspec);
   }
   if (records > 0) {
     p.state_fd = ::memfd_create("usmc-exec", 0);  // inherited on purpose
@@ -179,7 +190,12 @@ void PrepareExec(ExecPrep& p, bool loads_preload, char* const envp[]) {
 
 void UndoExec(ExecPrep& p) {
   const int err = errno;
-  for (auto& c : p.dropped) c->AddProcessRef();
+  // exec failed after their SMC close: no silent idle TCP socket either.
+  for (int fd : p.released_fds) {
+    sockaddr unspec{};
+    unspec.sa_family = AF_UNSPEC;
+    (void)real().connect(fd, &unspec, sizeof unspec);
+  }
   if (p.state_fd >= 0) real().close(p.state_fd);
   errno = err;
 }
@@ -399,6 +415,15 @@ __attribute__((constructor)) void UsmcPreloadStart() {
   pl::AdoptExecState();
 }
 
-__attribute__((destructor)) void UsmcPreloadEnd() { pl::WriteExitReport(); }
+// exit(3) closes every fd, as the kernel does for TCP: the connections this
+// process held last get their SMC close, the others lose one holder.
+__attribute__((destructor)) void UsmcPreloadEnd() {
+  Inside in;
+  std::vector<int> fds;
+  pl::table().ForEach(
+      [&](int fd, const std::shared_ptr<pl::Conn>&) { fds.push_back(fd); });
+  for (int fd : fds) pl::ForgetFdForProcess(fd);
+  pl::WriteExitReport();
+}
 
 }  // namespace
