@@ -3,7 +3,7 @@
 # docs/status-schema.json.
 add_executable(status_cli_test status_cli_test.cc)
 target_link_libraries(status_cli_test PRIVATE usmc_runtime
-                      nlohmann_json::nlohmann_json GTest::gtest
+                      nlohmann_json::nlohmann_json fmt::fmt GTest::gtest
                       GTest::gtest_main)
 target_compile_definitions(status_cli_test PRIVATE
                            USMC_BIN="$<TARGET_FILE:usmc>")

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "runtime/publish.h"
+#include "tools/status_json.h"
 #include "wire/reason.h"
 
 namespace usmc {
@@ -399,6 +400,31 @@ TEST(StatusSchema, RejectsOutputThatBreaksIt) {
       << v.Check(wrong_mode);
   wrong_mode["connections"][0]["mode"] = "SMCD";
   EXPECT_EQ(v.Check(wrong_mode), "");
+}
+
+TEST(ChkVerdict, SaysWhetherSmcWasUsedAndWhyNot) {
+  tools::ChkVerdict ok = tools::VerdictOf(
+      {{"mode", "SMCD"}, {"dmb_size", 65536}, {"peer_dmb_size", 65536}});
+  EXPECT_EQ(ok.code, 0);
+  EXPECT_EQ(ok.text.rfind("Success, using SMC-D", 0), 0u) << ok.text;
+  tools::ChkVerdict tcp =
+      tools::VerdictOf({{"mode", "TCP"},
+                        {"local_reason", wire::kReasonPeerDecl},
+                        {"peer_reason", wire::kReasonNoUeid}});
+  EXPECT_EQ(tcp.code, 1);
+  EXPECT_NE(
+      tcp.text.find("0x05000000 PEERDECL: " +
+                    std::string(wire::ReasonMeaning(wire::kReasonPeerDecl))),
+      std::string::npos)
+      << tcp.text;
+  EXPECT_NE(tcp.text.find("peer's diagnosis 0x03030008 NOUEID"),
+            std::string::npos)
+      << tcp.text;
+  tools::ChkVerdict none = tools::VerdictOf(
+      {{"mode", "TCP"}, {"local_reason", wire::kReasonPeerNoSmc}});
+  EXPECT_NE(none.text.find("usmc setup"), std::string::npos) << none.text;
+  EXPECT_EQ(tools::VerdictOf({{"mode", "HANDSHAKE"}, {"state", "FAILED"}}).code,
+            1);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ void AddSetupCommand(CLI::App& app);
 void AddBenchCommand(CLI::App& app);
 void AddSsCommand(CLI::App& app);
 void AddStatsCommand(CLI::App& app);
+void AddChkCommand(CLI::App& app);
 
 // Ends the current subcommand with this exit code (0 = success).
 [[noreturn]] void ExitWith(int code);

@@ -166,6 +166,39 @@ inline nlohmann::json CountersToJson(const runtime::ProcessCounters& c) {
   };
 }
 
+// `usmc chk`'s verdict on the probe connection (a ConnToJson object):
+// exit code 0 when SMC was used, 1 when not, with the reason in words.
+struct ChkVerdict {
+  int code;
+  std::string text;
+};
+
+inline ChkVerdict VerdictOf(const nlohmann::json& c) {
+  const std::string mode = c.value("mode", "");
+  if (mode == "SMCD" || mode == "SMCR")
+    return {0,
+            fmt::format("Success, using {} (our DMB {} bytes, peer DMB {} "
+                        "bytes)",
+                        mode == "SMCD" ? "SMC-D" : "SMC-R",
+                        c.value("dmb_size", 0u), c.value("peer_dmb_size", 0u))};
+  if (mode == "TCP") {
+    const uint32_t local = c.value("local_reason", 0u);
+    const uint32_t peer = c.value("peer_reason", 0u);
+    std::string t = fmt::format("Failed (TCP fallback), reason {} {}",
+                                Hex32(local), ReasonText(local));
+    if (peer != 0)
+      t += fmt::format("; peer's diagnosis {} {}", Hex32(peer),
+                       ReasonText(peer));
+    if (local == wire::kReasonPeerNoSmc)
+      t += ". The server did not offer SMC: it does not run under `usmc "
+           "run`, or `usmc setup` is not done on its host";
+    return {1, t};
+  }
+  return {1, fmt::format("Failed: the SMC handshake did not finish (state "
+                         "{})",
+                         c.value("state", std::string("?")))};
+}
+
 }  // namespace usmc::tools
 
 #endif  // USMC_TOOLS_STATUS_JSON_H_

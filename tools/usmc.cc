@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   usmc::tools::AddBenchCommand(app);
   usmc::tools::AddSsCommand(app);
   usmc::tools::AddStatsCommand(app);
+  usmc::tools::AddChkCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
