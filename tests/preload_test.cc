@@ -529,7 +529,7 @@ TEST_F(Preload, CloseRangeDropsOnlyItsFds) {
 // Steps scenarios: the client sends n steps of 100 bytes, each acked.
 class PreloadSteps
     : public Preload,
-      public ::testing::WithParamInterface<std::pair<const char*, int>> {};
+      public ::testing::WithParamInterface<std::pair<std::string, int>> {};
 
 TEST_P(PreloadSteps, EventsAndBytes) {
   const auto [scen, steps] = GetParam();
@@ -541,13 +541,13 @@ TEST_P(PreloadSteps, EventsAndBytes) {
 
 INSTANTIATE_TEST_SUITE_P(
     Readiness, PreloadSteps,
-    ::testing::Values(std::pair<const char*, int>{"epoll-lt", 2},
-                      std::pair<const char*, int>{"epoll-et", 2},
-                      std::pair<const char*, int>{"epoll-oneshot", 2},
-                      std::pair<const char*, int>{"epoll-rdhup", 1},
-                      std::pair<const char*, int>{"epoll-multi", 2},
-                      std::pair<const char*, int>{"epoll-nested", 1},
-                      std::pair<const char*, int>{"poll", 4}),
+    ::testing::Values(std::pair<std::string, int>{"epoll-lt", 2},
+                      std::pair<std::string, int>{"epoll-et", 2},
+                      std::pair<std::string, int>{"epoll-oneshot", 2},
+                      std::pair<std::string, int>{"epoll-rdhup", 1},
+                      std::pair<std::string, int>{"epoll-multi", 2},
+                      std::pair<std::string, int>{"epoll-nested", 1},
+                      std::pair<std::string, int>{"poll", 4}),
     [](const auto& info) {
       std::string n = info.param.first;
       for (char& c : n) {
