@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "negotiate/negotiate.h"
 #include "tools/commands.h"
 #include "tools/status_json.h"
 
@@ -128,6 +129,17 @@ void Serve(const ChkArgs& a) {
   }
 }
 
+// Whether this cgroup's sockets can opt in to the SMC TCP option (the
+// program `usmc setup` attaches answers).
+bool NegotiationUp() {
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool ok = negotiate::OptIn(fd);
+  close(fd);
+  return ok;
+}
+
 // Runs `usmc run -q -- usmc chk ARGS...`; returns its stdout.
 std::string UnderUsmc(const std::vector<std::string>& args, int* status) {
   int p[2];
@@ -179,6 +191,17 @@ void Run(const ChkArgs& a) {
     std::cerr << "usmc chk: the probe gave no answer (exit status " << status
               << "): " << out << "\n";
     ExitWith(2);
+  }
+  if (j.contains("error") && !NegotiationUp() &&
+      j["error"].get<std::string>().rfind("connect failed", 0) != 0) {
+    // The interposer leaves sockets alone when it cannot opt in.
+    std::cout << "usmc chk " << a.host << " " << a.port
+              << ": Failed (TCP), SMC negotiation is not set up here, so "
+                 "usmc left the connection to TCP (as reason "
+              << Hex32(wire::kReasonPeerNoSmc) << " "
+              << ReasonText(wire::kReasonPeerNoSmc)
+              << "). Fix: sudo usmc setup\n";
+    ExitWith(1);
   }
   if (j.contains("error")) {
     std::cout << "usmc chk " << a.host << " " << a.port << ": "
