@@ -46,6 +46,10 @@ inline constexpr size_t kCtrlSizeOff = 16;   // u64 DMB size in bytes
 inline constexpr size_t kCtrlArmedOff = 64;  // u32 armed, own cache line
 // u32 for the runtime: processes sharing the connection (fork), own line.
 inline constexpr size_t kCtrlProcessRefsOff = 128;
+// The interposer's holder table: the pids of the processes (fork) that hold
+// the connection, u32 each, 0 = free slot.
+inline constexpr size_t kCtrlHoldersOff = 256;
+inline constexpr size_t kCtrlHolderSlots = 32;
 inline constexpr uint64_t kDmbMagic = 0x31424d44434d5355ULL;  // "USMCDMB1"
 
 // Bytes of memfd behind a DMB of `size` bytes: size rounded up to pages plus

@@ -9,8 +9,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
+#include "dev/shm_dmb.h"
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
 #include "preload/real.h"
@@ -25,6 +28,9 @@ namespace {
 // allocated up front so that lookups need no lock for absent fds.
 constexpr size_t kMaxTrackedFds = 65536;
 
+// How long a non-blocking write waits for an undecided handshake.
+constexpr int kEarlyWriteWaitMs = 50;
+
 long EnvLong(const char* name, long dflt, long lo, long hi) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return dflt;
@@ -34,12 +40,67 @@ long EnvLong(const char* name, long dflt, long lo, long hi) {
   return std::clamp(n, lo, hi);
 }
 
+// The holder table (dev::kCtrlHoldersOff): pids of the processes that hold
+// an SMC-D connection. A process that exits without closing (_exit, a
+// crash, a Redis BGSAVE child) leaves its pid behind; a dead or zombie pid
+// no longer counts, so the last live holder still runs the SMC close.
+bool PidAlive(uint32_t pid) {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  ssize_t n = real().read(fd, buf, sizeof buf - 1);
+  real().close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr || p[1] != ' ') return true;
+  return p[2] != 'Z' && p[2] != 'X';  // a zombie's fds are closed
+}
+
+void AddHolder(uint32_t* table, uint32_t pid) {
+  for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
+    if (std::atomic_ref<uint32_t>(table[i]).load() == pid) return;
+  }
+  for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
+    uint32_t expected = 0;
+    if (std::atomic_ref<uint32_t>(table[i]).compare_exchange_strong(expected,
+                                                                    pid)) {
+      return;
+    }
+  }
+}
+
+void RemoveHolder(uint32_t* table, uint32_t pid) {
+  for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
+    uint32_t expected = pid;
+    std::atomic_ref<uint32_t>(table[i]).compare_exchange_strong(expected, 0);
+  }
+}
+
+bool OtherHolderAlive(uint32_t* table, uint32_t self) {
+  bool alive = false;
+  for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
+    uint32_t v = std::atomic_ref<uint32_t>(table[i]).load();
+    if (v == 0 || v == self) continue;
+    if (PidAlive(v)) {
+      alive = true;
+    } else {
+      std::atomic_ref<uint32_t>(table[i]).compare_exchange_strong(v, 0);
+    }
+  }
+  return alive;
+}
+
 }  // namespace
 
 runtime::Options SocketOptions(engine::Role role) {
   static const long dmb =
       EnvLong("USMC_DMB_SIZE", 256 * 1024, 16 * 1024, 1024 * 1024);
-  static const long clc_ms = EnvLong("USMC_CLC_TIMEOUT_MS", 6000, 10, 60000);
+  // 2 s, the Linux kernel's CLC wait: the longest a silent peer can hold a
+  // blocking connect, or a first read, before the connection is plain TCP.
+  static const long clc_ms = EnvLong("USMC_CLC_TIMEOUT_MS", 2000, 10, 60000);
   runtime::Options o;
   o.role = role;
   o.dmb_size = static_cast<uint32_t>(dmb);
@@ -169,6 +230,9 @@ void Conn::AfterCall() {
     if (!counted_smc_) {
       counted_smc_ = true;
       NoteSmcd(role_);
+      if (uint32_t* t = sock_->ProcessHolders()) {
+        AddHolder(t, static_cast<uint32_t>(::getpid()));
+      }
       if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
         runtime::ConnRecord r = Record();
         pub->Update(slot_, r);
@@ -235,6 +299,13 @@ ssize_t Conn::Send(int app_fd, const void* buf, size_t len, int flags) {
   if (phase() == Phase::kConnecting) SettleConnect(app_fd);
   if (phase() != Phase::kSmc) {
     return CountOut(real().send(app_fd, buf, len, flags));
+  }
+  if (sock_->handshaking()) {
+    // A write right after accept/connect (a greeting, an error before
+    // close) would get EAGAIN from a non-blocking socket while the CLC
+    // exchange runs. A usmc peer answers within a few round trips, so
+    // wait that long; a silent peer still costs at most this.
+    (void)sock_->Progress(kEarlyWriteWaitMs);
   }
   ssize_t n;
   do {
@@ -314,9 +385,10 @@ void Conn::ReleaseFromProcess() {
     slot_ = runtime::kNoSlot;
   }
   if (!sock_) return;
-  uint32_t* refs = sock_->ProcessRefs();
-  if (refs != nullptr && std::atomic_ref<uint32_t>(*refs).fetch_sub(
-                             1, std::memory_order_acq_rel) > 1) {
+  const uint32_t self = static_cast<uint32_t>(::getpid());
+  uint32_t* holders = sock_->ProcessHolders();
+  if (holders != nullptr) RemoveHolder(holders, self);
+  if (holders != nullptr && OtherHolderAlive(holders, self)) {
     sock_->Forget();  // another process still holds the connection
   } else {
     sock_->Close();
@@ -334,17 +406,10 @@ void Conn::SetAppFd(int fd) {
   Publish();
 }
 
-void Conn::AddProcessRef() {
-  if (!sock_) return;
-  if (uint32_t* refs = sock_->ProcessRefs()) {
-    std::atomic_ref<uint32_t>(*refs).fetch_add(1, std::memory_order_acq_rel);
-  }
-}
-
-void Conn::DropProcessRef() {
-  if (!sock_) return;
-  if (uint32_t* refs = sock_->ProcessRefs()) {
-    std::atomic_ref<uint32_t>(*refs).fetch_sub(1, std::memory_order_acq_rel);
+void Conn::AddHolderPid(pid_t pid) {
+  if (!sock_ || phase() != Phase::kSmc) return;
+  if (uint32_t* t = sock_->ProcessHolders()) {
+    AddHolder(t, static_cast<uint32_t>(pid));
   }
 }
 

@@ -6,8 +6,8 @@
 // F_DUPFD); the SmcSocket inside works on a private dup of the socket, so
 // that the app closing or renumbering its fds never pulls the connection
 // out from under it. Across fork, the processes holding an SMC-D connection
-// are counted in a word of the DMB's control page (shared memory), and only
-// the last one to let go runs the SMC close.
+// are listed (pids) in the DMB's control page (shared memory), and only the
+// last live one to let go runs the SMC close.
 //
 //   std::shared_ptr<Conn> c = table().Lookup(fd);
 //   if (!c) return real().recv(fd, buf, len, flags);  // not ours
@@ -75,9 +75,8 @@ class Conn {
   void SetAppFd(int fd);  // the adopting image publishes it under this fd
   // The last fd of this process referring to the connection was closed.
   void ReleaseFromProcess();
-  // Called in the parent before fork: one more process holds it.
-  void AddProcessRef();
-  void DropProcessRef();  // fork failed
+  // After fork: `pid` (the child, or ourselves in the child) holds it too.
+  void AddHolderPid(pid_t pid);
 
   // epoll (preload/epoll.cc): registrations and readiness mirrors.
   std::mutex mu;

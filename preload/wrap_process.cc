@@ -276,15 +276,17 @@ pid_t fork() {
   if (Bypass()) return real().fork();
   Inside in;
   auto conns = pl::UniqueConns();
-  for (auto& c : conns) c->AddProcessRef();
   pid_t pid = real().fork();
-  if (pid < 0) {
+  if (pid > 0) {
     const int err = errno;
-    for (auto& c : conns) c->DropProcessRef();
+    for (auto& c : conns) c->AddHolderPid(pid);
     errno = err;
   } else if (pid == 0) {
     pl::ResetAfterFork();
-    for (auto& c : conns) c->RepublishAfterFork();
+    for (auto& c : conns) {
+      c->AddHolderPid(::getpid());
+      c->RepublishAfterFork();
+    }
   }
   return pid;
 }

@@ -130,6 +130,12 @@ uint32_t* SmcSocket::ProcessRefs() {
   return CtrlWord(dev::kCtrlProcessRefsOff);
 }
 
+uint32_t* SmcSocket::ProcessHolders() {
+  std::lock_guard lock(mu_);
+  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmcd) return nullptr;
+  return CtrlWord(dev::kCtrlHoldersOff);
+}
+
 uint32_t* SmcSocket::CtrlWord(size_t off) const {
   if (!local_.registered()) return nullptr;
   // The control page follows the DMB bytes, rounded up to pages, in the

@@ -188,6 +188,10 @@ class SmcSocket {
   // for a reference count shared by the processes holding the connection
   // (use std::atomic_ref). nullptr otherwise. The peer maps that page too.
   uint32_t* ProcessRefs();
+  // dev::kCtrlHolderSlots u32 pids in our DMB's control page (the
+  // interposer's record of which processes hold the connection), or
+  // nullptr when not SMC-D.
+  uint32_t* ProcessHolders();
 
   SocketStatus status() const;
 
