@@ -270,16 +270,23 @@ int PollFamilyServer(int lfd) {
         break;
       }
       default: {
-        fd_set rd, wr;
-        FD_ZERO(&rd);
-        FD_ZERO(&wr);
-        FD_SET(fd, &rd);
-        FD_SET(fd, &wr);
-        timespec ts = {10, 0};
-        sigset_t mask;
-        sigemptyset(&mask);
-        int n = pselect(fd + 1, &rd, &wr, nullptr, &ts, &mask);
-        readable = n == 2 && FD_ISSET(fd, &rd) && FD_ISSET(fd, &wr);
+        // Read and write sets: always writable, so it returns at once;
+        // the count must match the bits until the data shows up too.
+        for (int t = 0; t < 1000 && !readable; ++t) {
+          fd_set rd, wr;
+          FD_ZERO(&rd);
+          FD_ZERO(&wr);
+          FD_SET(fd, &rd);
+          FD_SET(fd, &wr);
+          timespec ts = {10, 0};
+          sigset_t mask;
+          sigemptyset(&mask);
+          int n = pselect(fd + 1, &rd, &wr, nullptr, &ts, &mask);
+          readable = FD_ISSET(fd, &rd);
+          CHECK(FD_ISSET(fd, &wr) && n == (readable ? 2 : 1),
+                "pselect returned %d", n);
+          if (!readable) usleep(10000);
+        }
         break;
       }
     }
