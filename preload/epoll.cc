@@ -377,9 +377,17 @@ void Conn::OnWake(int app_fd) {
     s->AfterWait();
     (void)Poll(app_fd, POLLIN);  // settles the phase if the handshake ended
   }
-  // No mirror update: epoll_wait reports what holds right away, and the
-  // registration's next PrepareWait sets the mirror if data is left over
-  // (level-triggered), so a wakeup costs no eventfd write.
+  // One set: no mirror update. epoll_wait reports what holds right away,
+  // and the registration's next PrepareWait sets the mirror if data is
+  // left over (level-triggered), so a wakeup costs no eventfd write.
+  // Several sets: this set drained the ring the others were woken for, so
+  // they learn of it through the mirror (a new edge for ET sets).
+  bool shared;
+  {
+    std::lock_guard lock(mu);
+    shared = regs.size() > 1;
+  }
+  if (shared) UpdateMirrors(/*poke=*/true);
 }
 
 // ---- wrappers' implementation
