@@ -281,10 +281,13 @@ ssize_t Conn::Recv(int app_fd, void* buf, size_t len, int flags) {
   // The epoll mirrors are not cleared here: a stale one costs a spurious
   // wakeup that epoll_wait filters, and saves two syscalls per message.
   ssize_t n;
-  do {
-    ClearLastSignal();
-    n = sock_->Recv(buf, len, flags);
-  } while (n < 0 && errno == EINTR && ShouldRestart());
+  {
+    InFlight guard(*this);
+    do {
+      ClearLastSignal();
+      n = sock_->Recv(buf, len, flags);
+    } while (n < 0 && errno == EINTR && ShouldRestart());
+  }
   const int err = errno;
   AfterCall();
   // A read that emptied the socket clears a set epoll mirror now, so the
@@ -308,10 +311,13 @@ ssize_t Conn::Send(int app_fd, const void* buf, size_t len, int flags) {
     (void)sock_->Progress(kEarlyWriteWaitMs);
   }
   ssize_t n;
-  do {
-    ClearLastSignal();
-    n = sock_->Send(buf, len, flags);
-  } while (n < 0 && errno == EINTR && ShouldRestart());
+  {
+    InFlight guard(*this);
+    do {
+      ClearLastSignal();
+      n = sock_->Send(buf, len, flags);
+    } while (n < 0 && errno == EINTR && ShouldRestart());
+  }
   const int err = errno;
   AfterCall();
   errno = err;
@@ -388,10 +394,36 @@ void Conn::ReleaseFromProcess() {
   const uint32_t self = static_cast<uint32_t>(::getpid());
   uint32_t* holders = sock_->ProcessHolders();
   if (holders != nullptr) RemoveHolder(holders, self);
-  if (holders != nullptr && OtherHolderAlive(holders, self)) {
+  forget_ = holders != nullptr && OtherHolderAlive(holders, self);
+  // Another thread may sleep inside the socket (a blocking recv): as with
+  // close(2) of a TCP socket in use, the connection goes only when that
+  // call returns. Until then the peer learns of the close (shutdown), and
+  // the buffers stay mapped under the sleeper.
+  release_pending_.store(true, std::memory_order_seq_cst);
+  if (inflight_.load(std::memory_order_seq_cst) == 0) {
+    FinishRelease();
+  } else if (!forget_) {
+    (void)sock_->Shutdown(SHUT_RDWR);
+  }
+}
+
+void Conn::FinishRelease() {
+  if (release_done_.exchange(true)) return;
+  if (forget_) {
     sock_->Forget();  // another process still holds the connection
   } else {
     sock_->Close();
+  }
+}
+
+Conn::InFlight::InFlight(Conn& c) : c_(c) {
+  c_.inflight_.fetch_add(1, std::memory_order_seq_cst);
+}
+
+Conn::InFlight::~InFlight() {
+  if (c_.inflight_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+      c_.release_pending_.load(std::memory_order_seq_cst)) {
+    c_.FinishRelease();
   }
 }
 

@@ -121,6 +121,18 @@ class Conn {
   bool released_ = false;
   std::mutex phase_mu_;  // phase transitions
   int app_fds_ = 0;      // fds of this process referring to it (table lock)
+  // Calls inside the socket now; the release waits for them (see
+  // ReleaseFromProcess).
+  struct InFlight {
+    explicit InFlight(Conn& c);
+    ~InFlight();
+    Conn& c_;
+  };
+  void FinishRelease();
+  std::atomic<int> inflight_{0};
+  std::atomic<bool> release_pending_{false};
+  std::atomic<bool> release_done_{false};
+  bool forget_ = false;
   friend class ConnTable;
 };
 
