@@ -86,6 +86,10 @@ bool SmcSocket::HandshakingLocked() const {
          tcp_out_off_ < tcp_out_.size();
 }
 
+namespace {
+constexpr int kHandshakeSliceMs = 20;
+}  // namespace
+
 Status SmcSocket::ProgressLocked(int timeout_ms) {
   const engine::TimePoint until =
       timeout_ms < 0 ? engine::TimePoint::max()
@@ -100,7 +104,10 @@ Status SmcSocket::ProgressLocked(int timeout_ms) {
     if (w.timeout_ms >= 0 && (ms < 0 || w.timeout_ms < ms)) ms = w.timeout_ms;
     // Sleep without the lock: other threads may use the socket meanwhile,
     // so the next round re-checks under the lock instead of trusting the
-    // revents.
+    // revents. In slices: another thread may consume the event this one
+    // sleeps for (two threads blocking in the handshake at once) and
+    // finish the handshake, after which the TCP socket stays silent.
+    if (ms < 0 || ms > kHandshakeSliceMs) ms = kHandshakeSliceMs;
     mu_.unlock();
     ::poll(w.fds, static_cast<nfds_t>(w.n), ms);
     mu_.lock();
