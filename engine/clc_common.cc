@@ -186,6 +186,25 @@ wire::ClcFrameDecoder::Status HandshakeCore::Feed(
   return r.status;
 }
 
+std::optional<uint32_t> HandshakeCore::DeclineBehindFrame(
+    std::span<const std::byte> bytes, Actions& out) {
+  const size_t used = decoder_.frame().size();
+  if (used >= bytes.size()) return std::nullopt;
+  std::span<const std::byte> rest = bytes.subspan(used);
+  wire::WireResult<wire::ClcHeader> h = wire::DecodeClcHeader(rest);
+  if (!h.ok() || h->type != wire::ClcType::kDecline ||
+      rest.size() < h->length) {
+    return std::nullopt;
+  }
+  wire::ClcFrameDecoder d;
+  wire::ClcFrameDecoder::Result r = d.Feed(rest.first(h->length));
+  if (r.status != wire::ClcFrameDecoder::Status::kFrame) return std::nullopt;
+  const auto* decline = std::get_if<wire::ClcDecline>(&d.message());
+  if (decline == nullptr) return std::nullopt;
+  out.push_back(TcpConsumed{r.consumed});
+  return decline->peer_diagnosis;
+}
+
 void HandshakeCore::ArmTimer(TimePoint now, Actions& out) {
   deadline_ = now + params_.clc_timeout;
   out.push_back(engine::ArmTimer{*deadline_});

@@ -83,6 +83,10 @@ class HandshakeCore {
                                      Actions& out);
   const wire::ClcMessage& message() const { return decoder_.message(); }
   const wire::WireError& decode_error() const { return decoder_.error(); }
+  // After Feed returned kFrame for `bytes`: if a whole Decline follows that
+  // message in `bytes`, consumes it too and returns its peer diagnosis.
+  std::optional<uint32_t> DeclineBehindFrame(std::span<const std::byte> bytes,
+                                             Actions& out);
   // False when the peer's first bytes were not a CLC header at all: it
   // echoed the TCP option but speaks no CLC, so a Decline would only land
   // in its application's stream.

@@ -108,6 +108,16 @@ void ClcServer::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
     case wire::ClcFrameDecoder::Status::kFrame:
       if (!Check(E::kClcMessage, out)) return;
       if (state_ == S::kAwaitProposal) {
+        // The client's Decline already behind its Proposal: it gave up
+        // waiting (an app slow to accept) and is TCP now, where our Accept
+        // would land in its stream.
+        if (std::holds_alternative<wire::ClcProposal>(core_.message())) {
+          if (std::optional<uint32_t> diag =
+                  core_.DeclineBehindFrame(bytes, out)) {
+            FallBack(E::kClcMessage, wire::kReasonPeerDecl, *diag, false, out);
+            return;
+          }
+        }
         OnProposal(core_.message(), out);
       } else {
         OnConfirm(core_.message(), out);

@@ -291,6 +291,42 @@ TEST_F(ClcServerTest, PeerDeclineInsteadOfProposal) {
   EXPECT_EQ(Nth<Fallback>(out, 2).peer_reason, wire::kReasonNoSmcdDev);
 }
 
+// The client timed out before the app accepted and declined: its Proposal
+// and Decline arrive together. No Accept may follow (the client is TCP now);
+// both messages are consumed, nothing else.
+TEST_F(ClcServerTest, DeclineBehindTheProposalMeansNoAccept) {
+  ClcServer s = AwaitingProposal();
+  std::vector<std::byte> bytes = EncodeClcBytes(BuildProposal(client_params_));
+  const size_t proposal_len = bytes.size();
+  const std::vector<std::byte> d =
+      EncodeClcBytes(BuildDecline(wire::kReasonTimeoutCl));
+  bytes.insert(bytes.end(), d.begin(), d.end());
+  bytes.push_back(std::byte{'x'});  // the client's first app byte stays
+  Actions out;
+  s.OnTcpBytes(bytes, kNow, out);
+  ExpectActions<TcpConsumed, TcpConsumed, CancelTimer, Fallback>(out);
+  EXPECT_EQ(Nth<TcpConsumed>(out, 0).len, proposal_len);
+  EXPECT_EQ(Nth<TcpConsumed>(out, 1).len, d.size());
+  EXPECT_EQ(Nth<Fallback>(out, 3).local_reason, wire::kReasonPeerDecl);
+  EXPECT_EQ(Nth<Fallback>(out, 3).peer_reason, wire::kReasonTimeoutCl);
+  EXPECT_EQ(s.state(), S::kFallback);
+}
+
+// Anything but a whole Decline behind the Proposal is left for later.
+TEST_F(ClcServerTest, PartialDeclineBehindTheProposalIsNotRead) {
+  ClcServer s = AwaitingProposal();
+  std::vector<std::byte> bytes = EncodeClcBytes(BuildProposal(client_params_));
+  const size_t proposal_len = bytes.size();
+  std::vector<std::byte> d =
+      EncodeClcBytes(BuildDecline(wire::kReasonTimeoutCl));
+  bytes.insert(bytes.end(), d.begin(), d.end() - 1);
+  Actions out;
+  s.OnTcpBytes(bytes, kNow, out);
+  ExpectActions<TcpConsumed, CancelTimer, RegisterDmb>(out);
+  EXPECT_EQ(Nth<TcpConsumed>(out, 0).len, proposal_len);
+  EXPECT_EQ(s.state(), S::kRegisteringDmb);
+}
+
 TEST_F(ClcServerTest, AcceptInsteadOfProposalIsAProtocolError) {
   ClcServer s = AwaitingProposal();
   Actions out;

@@ -173,7 +173,7 @@ void Conn::RepublishAfterFork() {
 
 void Conn::OnEstablished(int app_fd, bool blocking) {
   Inside in;
-  std::lock_guard lock(phase_mu_);
+  std::unique_lock lock(phase_mu_);
   if (phase() != Phase::kConnecting) return;
   app_fd_ = app_fd;
   Publish();
@@ -200,6 +200,9 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
   }
   sock_ = std::move(*s);
   phase_.store(Phase::kSmc, std::memory_order_release);
+  // AfterCall takes phase_mu_ itself when the handshake ended in a
+  // Decline or timeout (it hung redis-server's accept so).
+  lock.unlock();
   if (blocking) (void)sock_->Progress(-1);
   AfterCall();
 }

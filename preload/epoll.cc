@@ -139,6 +139,16 @@ bool Register(EpollSet& set, Tag& t, int fd, uint32_t events) {
   return true;
 }
 
+// The app dropped this interest: keep the kernel's item with no events,
+// so that toggling EPOLLOUT per request (Redis's ae does) costs one
+// EPOLL_CTL_MOD, as it does on a TCP socket, not a DEL and an ADD.
+void Park(EpollSet& set, Tag& t) {
+  if (t.fd < 0 || t.events == 0) return;
+  epoll_event ev{};
+  ev.data.ptr = &t;
+  if (real().epoll_ctl(set.epfd, EPOLL_CTL_MOD, t.fd, &ev) == 0) t.events = 0;
+}
+
 void Unregister(EpollSet& set, Tag& t) {
   if (t.fd >= 0) real().epoll_ctl(set.epfd, EPOLL_CTL_DEL, t.fd, nullptr);
   t.fd = -1;
@@ -251,12 +261,12 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
     if (reg->events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLRDNORM)) {
       Register(set, reg->rd, c.mirror_rd, EPOLLIN | flags);
     } else {
-      Unregister(set, reg->rd);
+      Park(set, reg->rd);
     }
     if (reg->events & (EPOLLOUT | EPOLLWRNORM)) {
       Register(set, reg->wr, c.mirror_wr, EPOLLIN | flags);
     } else {
-      Unregister(set, reg->wr);
+      Park(set, reg->wr);
     }
   }
   // Only the app's interest: asking for POLLOUT too would find it ready
@@ -299,7 +309,7 @@ int Translate(EpollSet& set, epoll_event* events, int n) {
     if (t->kind == Tag::kWake) {
       // The peer rang (or the handshake moved): report what holds now
       // rather than waiting for the mirror to come round the kernel again.
-      c.OnWake(reg->app_fd);
+      c.OnWake(reg->app_fd, t->fd, static_cast<short>(ev.events));
       if (reg->oneshot_fired || !reg->active) continue;
     } else if (reg->oneshot_fired || !reg->active) {
       continue;
@@ -367,14 +377,23 @@ void Conn::UpdateMirrors(bool poke) {
   mirror_wr_on = wr;
 }
 
-void Conn::OnWake(int app_fd) {
+void Conn::OnWake(int app_fd, int fired_fd, short revents) {
   Inside in;
   if (phase() == Phase::kConnecting) {
     SettleConnect(app_fd);
     return;
   }
   if (runtime::SmcSocket* s = smc()) {
-    s->AfterWait();
+    if (fired_fd >= 0) {
+      // Only the fd that fired: a doorbell ring then costs no look at the
+      // (silent) TCP socket.
+      runtime::SmcSocket::WaitSpec polled;
+      polled.n = 1;
+      polled.fds[0] = {fired_fd, POLLIN, revents};
+      s->AfterWait(polled);
+    } else {
+      s->AfterWait();
+    }
     (void)Poll(app_fd, POLLIN);  // settles the phase if the handshake ended
   }
   // One set: no mirror update. epoll_wait reports what holds right away,
@@ -456,11 +475,16 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
         errno = EFAULT;
         return -1;
       }
+      // MOD re-arms a fired ONESHOT and re-reports what is ready to an ET
+      // set: the kernel must see it too. A level-triggered change of
+      // interest needs only the items whose events change.
+      if ((reg->events | ev->events) & (EPOLLET | EPOLLONESHOT)) {
+        reg->rd.events = reg->wr.events = ~0u;
+      }
       reg->events = ev->events;
       reg->data = ev->data;
       reg->oneshot_fired = false;
       reg->dirty = true;
-      reg->rd.events = reg->wr.events = ~0u;  // re-arm in the kernel too
       c->UpdateMirrors();
       Sync(*set, reg, nullptr);
       return 0;
@@ -469,8 +493,8 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
         return real().epoll_ctl(epfd, op, fd, ev);
       }
       reg->active = false;
-      Unregister(*set, reg->rd);
-      Unregister(*set, reg->wr);
+      Park(*set, reg->rd);
+      Park(*set, reg->wr);
       return 0;
     default:
       errno = EINVAL;

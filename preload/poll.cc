@@ -108,7 +108,7 @@ int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms,
           conns[i]->SettleConnect(fds[i].fd);
           break;
         case Entry::kWake: {
-          conns[i]->OnWake(fds[i].fd);
+          conns[i]->OnWake(fds[i].fd, k[j].fd, k[j].revents);
           short bits = conns[i]->Poll(fds[i].fd, fds[i].events);
           if (bits != 0 && fds[i].revents == 0) ++ready;
           fds[i].revents |= bits;

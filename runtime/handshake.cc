@@ -144,7 +144,9 @@ bool SmcSocket::StepHandshake() {
 }
 
 bool SmcSocket::ReadClc() {
-  std::array<std::byte, wire::kClcMaxMessageLen> buf;
+  // Room for two messages: a server looks for the client's Decline behind
+  // its Proposal (the client gave up before the app called accept()).
+  std::array<std::byte, 2 * wire::kClcMaxMessageLen> buf;
   ssize_t n = ::recv(fd_, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return false;
   if (n <= 0) {

@@ -38,6 +38,13 @@ int BasicServer(int lfd) {
   CHECK(fd >= 0, "accept");
   return ServeBasic(fd);
 }
+// accept() only after the client gave up on the handshake (its CLC
+// timeout is short): the server finds the Proposal and the client's
+// Decline together, so its handshake ends inside accept().
+int LateAcceptServer(int lfd) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  return BasicServer(lfd);
+}
 int BasicClient(uint16_t port, const char*) {
   int fd = Connect(port);
   CHECK(fd >= 0, "connect");
@@ -570,6 +577,7 @@ int ExecStaticClient(uint16_t port, const char* static_probe) {
 
 void AddDataScenarios(Scenarios& s) {
   s["basic"] = {BasicServer, BasicClient};
+  s["late-accept"] = {LateAcceptServer, BasicClient};
   s["dup"] = {DupServer, DupClient};
   s["fork"] = {ForkServer, ForkClient};
   s["fork-noclose"] = {ForkServer, ForkNoCloseClient};

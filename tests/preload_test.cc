@@ -705,6 +705,18 @@ TEST_F(Preload, SilentClientTimesOutToTcpBytesIntact) {
   ExpectTcp(Report("probe-srv"), wire::kReasonTimeoutCl, 32, 32);
 }
 
+// The handshake ended inside accept() (the client's Decline was already
+// there): accept must return and both ends carry on over TCP. It hung on a
+// lock the fallback path took twice.
+TEST_F(Preload, HandshakeEndingInsideAcceptFallsBackToTcp) {
+  SplitRun r = RunSplit("late-accept", Env(true),
+                        Env(true, {{"USMC_CLC_TIMEOUT_MS", "100"}}));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectTcp(Report("probe-cli"), wire::kReasonTimeoutCl, 512 << 10, 1 << 20);
+  ExpectTcp(Report("probe-srv"), wire::kReasonPeerDecl, 1 << 20, 512 << 10);
+}
+
 // ---- mixed pairs
 // -----------------------------------------------------------------
 
