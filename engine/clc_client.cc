@@ -103,6 +103,16 @@ void ClcClient::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
       return;
     case wire::ClcFrameDecoder::Status::kFrame:
       if (!Check(E::kClcMessage, out)) return;
+      // The server's Decline already behind its Accept: its timer ran out
+      // while our app was away; it is TCP now and takes no Confirm.
+      if (std::holds_alternative<wire::ClcSmcdAccept>(core_.message())) {
+        if (std::optional<uint32_t> diag =
+                core_.DeclineBehindFrame(bytes, out)) {
+          FallBack(E::kClcMessage, wire::kReasonPeerDecl, *diag,
+                   /*send_decline=*/false, out);
+          return;
+        }
+      }
       OnMessage(core_.message(), out);
       return;
   }

@@ -16,6 +16,7 @@
 #include "dev/shm_dmb.h"
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
+#include "preload/late_clc.h"
 #include "preload/real.h"
 #include "preload/signals.h"
 #include "preload/status.h"
@@ -122,6 +123,7 @@ runtime::SmcSocket* Conn::smc() const {
 
 void Conn::BecomeTcp(uint32_t reason) {
   reason_ = reason;
+  late_clc_.store(reason == wire::kReasonTimeoutCl, std::memory_order_relaxed);
   phase_.store(Phase::kTcp, std::memory_order_release);
   NoteFallback(role_, reason);
   if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
@@ -279,6 +281,18 @@ ssize_t Conn::Recv(int app_fd, void* buf, size_t len, int flags) {
   Inside in;
   if (phase() == Phase::kConnecting) SettleConnect(app_fd);
   if (phase() != Phase::kSmc) {
+    if (late_clc_.load(std::memory_order_relaxed)) {
+      const bool wait = !(flags & MSG_DONTWAIT) &&
+                        !(real().fcntl(app_fd, F_GETFL) & O_NONBLOCK);
+      switch (DropLateClc(app_fd, wait)) {
+        case LateClc::kDone:
+          late_clc_.store(false, std::memory_order_relaxed);
+          break;
+        case LateClc::kWouldBlock:
+        case LateClc::kInterrupted:
+          return -1;  // errno: EAGAIN / EINTR, as a read would say
+      }
+    }
     return CountIn(real().recv(app_fd, buf, len, flags));
   }
   // The epoll mirrors are not cleared here: a stale one costs a spurious

@@ -117,6 +117,9 @@ class Conn {
   std::atomic<Phase> phase_{Phase::kConnecting};
   std::unique_ptr<runtime::SmcSocket> sock_;
   uint32_t reason_ = 0;
+  // Our CLC timer ran out: the peer's next CLC message may still come
+  // (preload/late_clc.h); the first read drops it.
+  std::atomic<bool> late_clc_{false};
   bool counted_smc_ = false;
   bool released_ = false;
   std::mutex phase_mu_;  // phase transitions

@@ -90,7 +90,14 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   if (opted && (r == 0 || err == EINPROGRESS)) {
     auto c = std::make_shared<Conn>(usmc::engine::Role::kClient);
     table().Install(fd, c);
-    if (r == 0) c->OnEstablished(fd, /*blocking=*/!IsNonblocking(fd));
+    if (r == 0) {
+      c->OnEstablished(fd, /*blocking=*/!IsNonblocking(fd));
+    } else {
+      // Same-host connects are usually established by now: the Proposal
+      // goes out at once, not when the app next calls in (a pool that
+      // connects ahead of use would let the server's CLC timer run out).
+      (void)c->SettleConnect(fd);
+    }
   }
   errno = err;
   return r;

@@ -124,13 +124,24 @@ Status SmcSocket::ProgressLocked(int timeout_ms) {
 bool SmcSocket::StepHandshake() {
   bool moved = FlushTcp();
   if (conn_.mode() != engine::Mode::kHandshake) return moved;
-  if (deadline_ && Now() >= *deadline_) {
+  const bool due = deadline_ && Now() >= *deadline_;
+  WaitSpec w = HandshakeWaitSpec();
+  if (::poll(w.fds, static_cast<nfds_t>(w.n), 0) <= 0) {
+    if (!due) return moved;
     deadline_.reset();
     Feed(engine::Timeout{});
     return true;
   }
-  WaitSpec w = HandshakeWaitSpec();
-  if (::poll(w.fds, static_cast<nfds_t>(w.n), 0) <= 0) return moved;
+  // What the peer sent before the deadline is read first: an app that
+  // called in late must not decline an answer that came in time (the
+  // peer would have gone on with SMC, or its Accept would land in our
+  // TCP stream).
+  if (due && !(w.fds[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
+      !(w.n > 1 && (w.fds[1].revents & POLLIN))) {
+    deadline_.reset();
+    Feed(engine::Timeout{});
+    return true;
+  }
   // The server serves the DMB handover, which the client runs before it
   // sends Confirm.
   if (w.n > 1 && (w.fds[1].revents & POLLIN)) {

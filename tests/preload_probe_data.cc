@@ -45,9 +45,25 @@ int LateAcceptServer(int lfd) {
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   return BasicServer(lfd);
 }
+int BasicExchange(int fd);
 int BasicClient(uint16_t port, const char*) {
   int fd = Connect(port);
   CHECK(fd >= 0, "connect");
+  return BasicExchange(fd);
+}
+// Non-blocking connect, then nothing for ARG ms (a pool that connects
+// ahead of use): the handshake moves only when the app calls in again.
+int LateClient(uint16_t port, const char* arg) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in a = Loopback(port);
+  CHECK(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 &&
+            errno == EINPROGRESS,
+        "non-blocking connect");
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(arg)));
+  SetNonblock(fd, false);
+  return BasicExchange(fd);
+}
+int BasicExchange(int fd) {
   // send() and write() both.
   std::vector<char> v = Pattern(0, kBasicUp, 1);
   size_t half = kBasicUp / 2, off = 0;
@@ -578,6 +594,7 @@ int ExecStaticClient(uint16_t port, const char* static_probe) {
 void AddDataScenarios(Scenarios& s) {
   s["basic"] = {BasicServer, BasicClient};
   s["late-accept"] = {LateAcceptServer, BasicClient};
+  s["late-client"] = {BasicServer, LateClient};
   s["dup"] = {DupServer, DupClient};
   s["fork"] = {ForkServer, ForkClient};
   s["fork-noclose"] = {ForkServer, ForkNoCloseClient};

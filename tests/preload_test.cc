@@ -717,6 +717,30 @@ TEST_F(Preload, HandshakeEndingInsideAcceptFallsBackToTcp) {
   ExpectTcp(Report("probe-srv"), wire::kReasonPeerDecl, 1 << 20, 512 << 10);
 }
 
+// The client's app calls in only after its own CLC timer ran out; the
+// server's Accept came in time, so the handshake completes: SMC-D.
+TEST_F(Preload, ClientCallingInLateStillReadsTheTimelyAccept) {
+  SplitRun r =
+      RunSplit("late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "5000"}}),
+               Env(true, {{"USMC_CLC_TIMEOUT_MS", "100"}}), "600");
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
+  ExpectSmcd(Report("probe-srv"), 1 << 20, 512 << 10);
+}
+
+// ... and after the server's timer ran out too: its Decline is behind its
+// Accept, so the client sends no Confirm and both ends are TCP.
+TEST_F(Preload, ClientCallingInAfterTheServerGaveUpIsTcp) {
+  SplitRun r =
+      RunSplit("late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "150"}}),
+               Env(true, {{"USMC_CLC_TIMEOUT_MS", "100"}}), "800");
+  ASSERT_TRUE(r.client.ok()) << r.client << r.server;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectTcp(Report("probe-cli"), wire::kReasonPeerDecl, 512 << 10, 1 << 20);
+  ExpectTcp(Report("probe-srv"), wire::kReasonTimeoutCl, 1 << 20, 512 << 10);
+}
+
 // ---- mixed pairs
 // -----------------------------------------------------------------
 
