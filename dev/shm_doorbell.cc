@@ -144,6 +144,12 @@ bool Doorbell::Drain() {
   return true;
 }
 
+bool Doorbell::DrainLazily(bool hangup) {
+  if (!hangup && ++undrained_ < kLazyDrainEvery) return true;
+  undrained_ = 0;
+  return Drain();
+}
+
 WaitResult Doorbell::SleepUntil(PredRef ready, Clock::time_point deadline,
                                 const WaitOptions& opts) {
   std::atomic_ref<uint32_t> armed(*armed_);

@@ -125,6 +125,12 @@ class Doorbell {
   // Drains pending wakeups without waiting; returns false if the peer is
   // gone. For event loops that poll fd() themselves.
   bool Drain();
+  // For a sleeper that gets an edge per ring (epoll with EPOLLET on fd()):
+  // unread bytes do not hide the next ring, so they are read only every
+  // kLazyDrainEvery wakeups or on a hang-up, saving a recv per wakeup.
+  // Returns false if the peer is gone.
+  bool DrainLazily(bool hangup);
+  static constexpr uint32_t kLazyDrainEvery = 32;
 
   // For event loops that sleep on fd() themselves (poll/epoll for many
   // connections): arms, fences, re-checks `ready`. false: ready() holds,
@@ -154,8 +160,9 @@ class Doorbell {
 
   UniqueFd fd_;
   uint32_t* armed_;
-  uint32_t spin_us_;      // the budget (USMC_SPIN_US)
-  uint32_t cur_spin_us_;  // what the adaptive policy spins now
+  uint32_t spin_us_;        // the budget (USMC_SPIN_US)
+  uint32_t cur_spin_us_;    // what the adaptive policy spins now
+  uint32_t undrained_ = 0;  // wakeups since the last read (DrainLazily)
   uint32_t probe_count_ = 0;
   uint32_t probe_interval_ = kProbeEvery;
   bool probing_ = false;

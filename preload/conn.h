@@ -90,7 +90,8 @@ class Conn {
   std::atomic<bool> in_epoll{false};
   // A wake fd of this connection polled ready: let the socket look (ring,
   // handshake bytes, a finished connect) and refresh the mirrors.
-  void OnWake(int app_fd, int fired_fd = -1, short revents = 0);
+  void OnWake(int app_fd, int fired_fd = -1, short revents = 0,
+              bool edge = false);
 
   // Status: the fallback reason and bytes, for usmc ss / exit reports.
   uint32_t reason() const { return reason_; }

@@ -163,12 +163,17 @@ void UnregisterAll(EpollSet& set, EpollReg& reg) {
 }
 
 // Makes the wake registrations exactly `fds` (POLLIN, level-triggered).
-void SyncWake(EpollSet& set, EpollReg& reg, const pollfd* fds, int n) {
+// `first_flags` go with fds[0] (EPOLLET for an SMC-D doorbell).
+void SyncWake(EpollSet& set, EpollReg& reg, const pollfd* fds, int n,
+              uint32_t first_flags = 0) {
+  auto events_of = [&](int i) {
+    return static_cast<uint16_t>(fds[i].events) | (i == 0 ? first_flags : 0);
+  };
   if (static_cast<int>(reg.wake.size()) == n) {
     bool same = true;
     for (int i = 0; i < n; ++i) {
       same = same && reg.wake[i]->fd == fds[i].fd &&
-             reg.wake[i]->events == static_cast<uint32_t>(fds[i].events);
+             reg.wake[i]->events == events_of(i);
     }
     if (same) return;
   }
@@ -185,7 +190,7 @@ void SyncWake(EpollSet& set, EpollReg& reg, const pollfd* fds, int n) {
   reg.wake = std::move(keep);
   for (int i = 0; i < n; ++i) {
     if (fds[i].fd < 0) continue;
-    const uint32_t events = static_cast<uint16_t>(fds[i].events);
+    const uint32_t events = events_of(i);
     Tag* have = nullptr;
     for (auto& w : reg.wake) {
       if (w->fd == fds[i].fd) have = w.get();
@@ -281,7 +286,10 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
     c.UpdateMirrors();
     reg->dirty = true;  // not armed: look again before the next sleep
   } else {
-    SyncWake(set, *reg, spec.fds, std::min(spec.n, 2));
+    // The doorbell edge-triggered: every ring is an edge, so its bytes
+    // need not be read per wakeup (Doorbell::DrainLazily).
+    SyncWake(set, *reg, spec.fds, std::min(spec.n, 2),
+             handshaking ? 0u : static_cast<uint32_t>(EPOLLET));
     if (wait_ms != nullptr && spec.timeout_ms >= 0 &&
         (*wait_ms < 0 || spec.timeout_ms < *wait_ms)) {
       *wait_ms = spec.timeout_ms;
@@ -309,7 +317,8 @@ int Translate(EpollSet& set, epoll_event* events, int n) {
     if (t->kind == Tag::kWake) {
       // The peer rang (or the handshake moved): report what holds now
       // rather than waiting for the mirror to come round the kernel again.
-      c.OnWake(reg->app_fd, t->fd, static_cast<short>(ev.events));
+      c.OnWake(reg->app_fd, t->fd, static_cast<short>(ev.events),
+               (t->events & EPOLLET) != 0);
       if (reg->oneshot_fired || !reg->active) continue;
     } else if (reg->oneshot_fired || !reg->active) {
       continue;
@@ -377,7 +386,7 @@ void Conn::UpdateMirrors(bool poke) {
   mirror_wr_on = wr;
 }
 
-void Conn::OnWake(int app_fd, int fired_fd, short revents) {
+void Conn::OnWake(int app_fd, int fired_fd, short revents, bool edge) {
   Inside in;
   if (phase() == Phase::kConnecting) {
     SettleConnect(app_fd);
@@ -390,7 +399,7 @@ void Conn::OnWake(int app_fd, int fired_fd, short revents) {
       runtime::SmcSocket::WaitSpec polled;
       polled.n = 1;
       polled.fds[0] = {fired_fd, POLLIN, revents};
-      s->AfterWait(polled);
+      s->AfterWait(polled, edge);
     } else {
       s->AfterWait();
     }

@@ -64,7 +64,7 @@ void SmcSocket::AfterWait() {
   AfterWait(all);
 }
 
-void SmcSocket::AfterWait(const WaitSpec& polled) {
+void SmcSocket::AfterWait(const WaitSpec& polled, bool edge) {
   std::lock_guard lock(mu_);
   if (tcp_closed_) return;
   if (HandshakingLocked()) {
@@ -77,15 +77,19 @@ void SmcSocket::AfterWait(const WaitSpec& polled) {
     // (A thread blocked in Send/Recv sleeps on the doorbell itself: the
     // wakeups and the armed word are its own then.)
     dev::Doorbell& bell = local_.doorbell();
-    bool bell_fired = false, tcp_fired = false;
+    bool bell_fired = false, tcp_fired = false, bell_hup = false;
     for (int i = 0; i < polled.n && i < 2; ++i) {
       const pollfd& p = polled.fds[i];
       if (p.revents == 0) continue;
-      if (p.fd == bell.fd() || (p.fd < 0 && i == 0)) bell_fired = true;
+      if (p.fd == bell.fd() || (p.fd < 0 && i == 0)) {
+        bell_fired = true;
+        bell_hup = p.fd < 0 || (p.revents & (POLLHUP | POLLERR | POLLRDHUP));
+      }
       if (p.fd == fd_ || (p.fd < 0 && i == 1)) tcp_fired = true;
     }
     bell.Disarm();
-    bool gone = bell_fired && !bell.Drain();
+    bool gone =
+        bell_fired && !(edge ? bell.DrainLazily(bell_hup) : bell.Drain());
     if (!gone && tcp_fired) gone = TcpStirs();
     if (gone) OnPeerGone();
   }

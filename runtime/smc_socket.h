@@ -153,7 +153,9 @@ class SmcSocket {
   // and its timeout. Then re-query with Poll or a non-blocking call.
   // With the polled spec (revents filled) only fds that fired are read.
   void AfterWait();
-  void AfterWait(const WaitSpec& polled);
+  // `edge`: the doorbell fd was polled edge-triggered (epoll EPOLLET), so
+  // its bytes need not be read on every wakeup.
+  void AfterWait(const WaitSpec& polled, bool edge = false);
 
   // O_NONBLOCK is read from the fd once, at Start; whoever changes it
   // later (fcntl F_SETFL, ioctl FIONBIO) must tell the socket, so that the
