@@ -100,6 +100,16 @@ void FillFromFd(ConnRecord& r, int fd) {
   }
 }
 
+ConnRecord ListenRecord(int fd) {
+  ConnRecord r;
+  SetState(r, "LISTEN");
+  // What it offers: every connection it accepts from a usmc peer is SMC-D.
+  r.mode = ConnMode::kSmcd;
+  r.role = engine::Role::kServer;
+  FillFromFd(r, fd);
+  return r;
+}
+
 namespace {
 CursorValue ToCursor(wire::Cursor c) { return {c.wrap, c.count}; }
 }  // namespace

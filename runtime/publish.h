@@ -103,6 +103,9 @@ struct ConnRecord {
 ConnRecord RecordFrom(const SocketStatus& s, int fd);
 // Only the fd part (TCP connections that never had an SmcSocket).
 void FillFromFd(ConnRecord& r, int fd);
+// A listening socket that offers SMC-D (opted in to the SMC TCP option):
+// state LISTEN, role server, mode SMCD, no peer; the rest from `fd`.
+ConnRecord ListenRecord(int fd);
 void SetState(ConnRecord& r, std::string_view state);
 
 // Per-process counters, kernel `smcd stats` style. Values are snapshots.

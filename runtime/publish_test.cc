@@ -562,5 +562,47 @@ TEST(RecordFrom, FillsEngineFieldsAndTheFdsAddressesAndInode) {
   close(lst);
 }
 
+TEST(ListenRecord, IsAListeningServerWithItsAddressInodeAndNoPeer) {
+  TempDir dir;
+  auto pub = MustCreate(dir.path());
+  const int lst = socket(AF_INET6, SOCK_STREAM, 0);
+  ASSERT_GE(lst, 0);
+  sockaddr_storage any = V6("::1", 0);
+  ASSERT_EQ(bind(lst, reinterpret_cast<sockaddr*>(&any), sizeof(sockaddr_in6)),
+            0);
+  ASSERT_EQ(listen(lst, 1), 0);
+  sockaddr_storage la{};
+  socklen_t len = sizeof(la);
+  getsockname(lst, reinterpret_cast<sockaddr*>(&la), &len);
+
+  const SlotId id = pub->Acquire();
+  pub->Update(id, ListenRecord(lst));
+  Result<ProcessStatus> ps = ReadStatusFile(pub->path());
+  ASSERT_TRUE(ps.ok()) << ps.status();
+  ASSERT_EQ(ps->connections.size(), 1u);
+  const ConnRecord& r = ps->connections[0];
+  EXPECT_STREQ(r.state, "LISTEN");
+  EXPECT_EQ(r.mode, ConnMode::kSmcd);
+  EXPECT_EQ(r.role, engine::Role::kServer);
+  EXPECT_EQ(r.peer.ss_family, AF_UNSPEC);
+  ASSERT_EQ(r.local.ss_family, AF_INET6);
+  EXPECT_EQ(reinterpret_cast<const sockaddr_in6&>(r.local).sin6_port,
+            reinterpret_cast<sockaddr_in6*>(&la)->sin6_port);
+  struct stat st;
+  ASSERT_EQ(fstat(lst, &st), 0);
+  EXPECT_EQ(r.inode, st.st_ino);
+  EXPECT_EQ(r.uid, geteuid());
+  EXPECT_EQ(r.pid, getpid());
+  EXPECT_EQ(r.fd, lst);
+  EXPECT_EQ(r.local_reason, 0u);
+
+  // Closing the listener releases its slot: it is no longer reported.
+  pub->Release(id);
+  ps = ReadStatusFile(pub->path());
+  ASSERT_TRUE(ps.ok()) << ps.status();
+  EXPECT_TRUE(ps->connections.empty());
+  close(lst);
+}
+
 }  // namespace
 }  // namespace usmc::runtime

@@ -168,15 +168,19 @@ void AddSsCommand(CLI::App& app) {
   auto a = std::make_shared<SsArgs>();
   CLI::App* cmd = app.add_subcommand(
       "ss", "SMC sockets of the processes under `usmc run` (like smcss)");
-  cmd->add_flag("-a,--all", a->all,
-                "all sockets, also INIT, LISTEN, CLOSED and FAILED");
-  cmd->add_flag("-l,--listening", a->listening, "listening sockets only");
-  cmd->add_flag("-d,--debug", a->debug,
-                "details: tokens, buffer sizes, cursors, wakeups, bytes");
+  CLI::Option* all = cmd->add_flag(
+      "-a,--all", a->all, "all sockets, also INIT, LISTEN, CLOSED and FAILED");
+  CLI::Option* l =
+      cmd->add_flag("-l,--listening", a->listening, "listening sockets only");
+  CLI::Option* dbg =
+      cmd->add_flag("-d,--debug", a->debug,
+                    "details: tokens, buffer sizes, cursors, wakeups, bytes");
   CLI::Option* d =
       cmd->add_flag("-D,--smcd", a->smcd, "SMC-D sockets only, with details");
   CLI::Option* r = cmd->add_flag("-R,--smcr", a->smcr, "SMC-R sockets only");
   d->excludes(r);
+  // As smcss: a listener has no connection details to select or show.
+  l->excludes(all)->excludes(dbg)->excludes(d)->excludes(r);
   cmd->add_flag("-W,--wide", a->wide, "do not truncate addresses");
   cmd->add_flag("--json", a->json, "JSON: {\"connections\": [...]}");
   cmd->add_option("-p,--pid", a->pid, "only this process");
