@@ -373,6 +373,9 @@ int Conn::Shutdown(int app_fd, int how) {
     const int err = errno;
     AfterCall();
     if (in_epoll.load(std::memory_order_relaxed)) UpdateMirrors();
+    // The close state changed: `usmc ss` shows it, with the cursors and
+    // counters as they are now (a state change, not the data path).
+    if (phase() == Phase::kSmc && counted_smc_) Publish();
     errno = err;
     if (phase() == Phase::kSmc) return r;
   }

@@ -375,6 +375,27 @@ TEST(Publish, SigkilledProcessDisappearsAndItsFileIsRemoved) {
   EXPECT_EQ(FilesIn(dir.path()), 0u) << "the reader removed the stale file";
 }
 
+TEST(Publish, AnExitedButUnreapedProcessIsNotReported) {
+  TempDir dir;
+  const pid_t pid = ForkReady([&](int ready) {
+    Result<StatusPublisher*> pub = StatusPublisher::Create(dir.path());
+    if (!pub.ok()) _exit(2);
+    (*pub)->Update((*pub)->Acquire(), MakeRecord(1));
+    (void)!write(ready, "x", 1);
+    pause();
+  });
+  ASSERT_EQ(ReadAllStatus(dir.path()).size(), 1u);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  // Wait for the exit but leave the child a zombie (same pid, same start
+  // time in /proc, no fds or mappings left).
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT),
+            0);
+  EXPECT_TRUE(ReadAllStatus(dir.path()).empty());
+  EXPECT_EQ(FilesIn(dir.path()), 0u) << "the reader removed the stale file";
+  waitpid(pid, nullptr, 0);
+}
+
 TEST(Publish, NotRemovedWhenTheReaderIsAskedNotTo) {
   TempDir dir;
   const pid_t pid = ForkReady([&](int ready) {
