@@ -102,7 +102,7 @@ class Conn {
   void RepublishAfterFork();
 
  private:
-  void BecomeTcp(uint32_t reason);
+  void BecomeTcp(uint32_t reason, uint32_t peer_reason = 0);
   void AfterCall();  // phase follow-up after any call into the socket
   ssize_t CountIn(ssize_t n);
   ssize_t CountOut(ssize_t n);
@@ -117,6 +117,7 @@ class Conn {
   std::atomic<Phase> phase_{Phase::kConnecting};
   std::unique_ptr<runtime::SmcSocket> sock_;
   uint32_t reason_ = 0;
+  uint32_t peer_reason_ = 0;
   bool counted_smc_ = false;
   bool released_ = false;
   std::mutex phase_mu_;  // phase transitions

@@ -6,6 +6,7 @@
 // print equals what the test did: the listener while it is open, every
 // connection's fields, the counters, the bytes, and chk's verdicts.
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -21,6 +22,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -49,7 +51,9 @@ constexpr uint64_t kBytes = 1200 * 256 + (1 << 20);
 // goes to a file that failure messages show.
 class Proc {
  public:
-  Proc(const std::vector<std::string>& args, const std::string& err_file)
+  // `in_child` runs in the child just before exec (uid, environment).
+  Proc(const std::vector<std::string>& args, const std::string& err_file,
+       const std::function<void()>& in_child = {})
       : err_file_(err_file) {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return;
@@ -62,9 +66,10 @@ class Proc {
       setpgid(0, 0);
       dup2(in[0], 0);
       dup2(out[1], 1);
-      const int err = open(err_file.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                           0600);
+      const int err =
+          open(err_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
       if (err >= 0) dup2(err, 2);
+      if (in_child) in_child();
       execv(argv[0], argv.data());
       _exit(127);
     }
@@ -86,8 +91,8 @@ class Proc {
 
   // The next stdout line; nullopt on EOF or after timeout_ms.
   std::optional<std::string> ReadLine(int timeout_ms = kTimeoutMs) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(timeout_ms);
     for (;;) {
       const size_t nl = buf_.find('\n');
       if (nl != std::string::npos) {
@@ -160,6 +165,12 @@ Output Usmc(const std::string& args) {
   return o;
 }
 
+std::string Hex(uint32_t v) {
+  char b[16];
+  std::snprintf(b, sizeof(b), "0x%08x", v);
+  return b;
+}
+
 uint64_t U(const json& j) {
   return j.is_number_unsigned() ? j.get<uint64_t>() : ~uint64_t{0};
 }
@@ -215,27 +226,30 @@ class StatusE2e : public ::testing::Test {
   }
 
   std::unique_ptr<Proc> Start(const std::vector<std::string>& args,
-                              bool under_usmc) {
+                              bool under_usmc,
+                              const std::function<void()>& in_child = {}) {
     std::vector<std::string> v;
     if (under_usmc) v = {USMC_BIN, "run", "-q", "--"};
     v.insert(v.end(), args.begin(), args.end());
-    return std::make_unique<Proc>(v, dir_ + "/stderr-" + args[0].substr(
-                                                            args[0].rfind('/') + 1) +
-                                         std::to_string(++n_procs_));
+    return std::make_unique<Proc>(v,
+                                  dir_ + "/stderr-" +
+                                      args[0].substr(args[0].rfind('/') + 1) +
+                                      std::to_string(++n_procs_),
+                                  in_child);
   }
   // status_peer serve; its port.
   std::unique_ptr<Proc> StartServer(bool under_usmc, int* port) {
     auto p = Start({USMC_STATUS_PEER, "serve"}, under_usmc);
     std::optional<std::string> line = p->ReadLine();
-    *port = line && line->rfind("PORT ", 0) == 0 ? std::stoi(line->substr(5))
-                                                 : 0;
-    EXPECT_NE(*port, 0) << (line ? *line : "(no line)") << "\n"
-                        << p->Stderr();
+    *port =
+        line && line->rfind("PORT ", 0) == 0 ? std::stoi(line->substr(5)) : 0;
+    EXPECT_NE(*port, 0) << (line ? *line : "(no line)") << "\n" << p->Stderr();
     return p;
   }
 
-  json UsmcJson(const std::string& args) {
-    Output o = Usmc(args + " --status-dir " + status_);
+  json UsmcJson(const std::string& args) { return UsmcJsonIn(status_, args); }
+  json UsmcJsonIn(const std::string& dir, const std::string& args) {
+    Output o = Usmc(args + " --status-dir " + dir);
     EXPECT_EQ(o.code, 0) << o.out;
     json j = json::parse(o.out, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << o.out;
@@ -314,7 +328,8 @@ TEST_F(StatusE2e, ChkSaysSmcdAgainstItsOwnServer) {
   const std::string key = "listening on port ";
   const size_t at = line->find(key);
   ASSERT_NE(at, std::string::npos) << *line;
-  const std::string port = std::to_string(std::stoi(line->substr(at + key.size())));
+  const std::string port =
+      std::to_string(std::stoi(line->substr(at + key.size())));
 
   // The chk server's listener is published too.
   json l = UsmcJson("ss --json -l")["connections"];
@@ -338,9 +353,10 @@ TEST_F(StatusE2e, ChkSaysPeerNoSmcAgainstAPlainServer) {
   ASSERT_NE(port, 0);
   Output o = Usmc("chk 127.0.0.1 " + std::to_string(port));
   EXPECT_EQ(o.code, 1) << o.out;
-  EXPECT_NE(o.out.find("Failed (TCP fallback), reason 0x03010000 PEERNOSMC: " +
-                       std::string(wire::ReasonMeaning(wire::kReasonPeerNoSmc))),
-            std::string::npos)
+  EXPECT_NE(
+      o.out.find("Failed (TCP fallback), reason 0x03010000 PEERNOSMC: " +
+                 std::string(wire::ReasonMeaning(wire::kReasonPeerNoSmc))),
+      std::string::npos)
       << o.out;
   EXPECT_NE(o.out.find("does not run under `usmc run`"), std::string::npos)
       << o.out;
@@ -363,6 +379,74 @@ TEST_F(StatusE2e, ChkOnAClosedPortIsAClearError) {
       << o.out;
 }
 
+// A client of another user: the server declines (the DMB handover could
+// not prove who the peer is), and both ends show why, in codes and words.
+TEST_F(StatusE2e, DeclinedConnectionShowsBothEndsReasons) {
+  int port = 0;
+  auto server = StartServer(/*under_usmc=*/true, &port);
+  ASSERT_NE(port, 0);
+  char tmpl[] = "/tmp/usmc-status-e2e-nobody-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string nobody_dir = tmpl;
+  ASSERT_EQ(chown(tmpl, 65534, 65534), 0);
+  auto client = Start({USMC_STATUS_PEER, "client", std::to_string(kBytes),
+                       "127.0.0.1", std::to_string(port), "1"},
+                      true, [&] {
+                        setenv("USMC_STATUS_DIR", nobody_dir.c_str(), 1);
+                        unsetenv("USMC_EXIT_REPORT");
+                        if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
+                            setuid(65534) != 0)
+                          _exit(126);
+                      });
+  ASSERT_EQ(client->ReadLine(), "DONE") << client->Stderr();
+
+  json cc = UsmcJsonIn(nobody_dir, "ss --json -a")["connections"];
+  ASSERT_EQ(cc.size(), 1u) << cc.dump(2);
+  const json& c = cc[0];
+  EXPECT_EQ(c["pid"], client->pid());
+  EXPECT_EQ(c["uid"], 65534);
+  EXPECT_EQ(c["mode"], "TCP");
+  EXPECT_EQ(c["role"], "client");
+  EXPECT_EQ(c["local_reason"], wire::kReasonPeerDecl);
+  EXPECT_EQ(
+      c["local_reason_text"],
+      "PEERDECL: " + std::string(wire::ReasonMeaning(wire::kReasonPeerDecl)));
+  const uint32_t why = c["peer_reason"];
+  EXPECT_NE(why, 0u);
+  EXPECT_EQ(c["peer_reason_text"], std::string(wire::ReasonName(why)) + ": " +
+                                       std::string(wire::ReasonMeaning(why)));
+  EXPECT_EQ(c["bytes_in"], kBytes);
+  EXPECT_EQ(c["bytes_out"], kBytes);
+  EXPECT_EQ(c["bytes_smc_in"], 0);
+
+  // The server's end: its own reason is what the client heard.
+  json sc = UsmcJson("ss --json -p " + std::to_string(server->pid()));
+  ASSERT_EQ(sc["connections"].size(), 1u) << sc.dump(2);
+  const json& s = sc["connections"][0];
+  EXPECT_EQ(s["mode"], "TCP");
+  EXPECT_EQ(s["role"], "server");
+  EXPECT_EQ(s["local_reason"], why);
+  EXPECT_EQ(s["uid"], geteuid());
+  EXPECT_EQ(s["bytes_in"], kBytes);
+  json st = UsmcJson("stats --json -p " + std::to_string(server->pid()));
+  const json& counters = st["processes"][0]["counters"];
+  EXPECT_EQ(counters["connections"]["tcp_fallback"]["server"], 1);
+  ASSERT_EQ(counters["fallback_reasons"].size(), 1u);
+  EXPECT_EQ(counters["fallback_reasons"][0]["code"], why);
+
+  Output text = Usmc("ss -d --status-dir " + nobody_dir);
+  EXPECT_NE(text.out.find("TCP 0x05000000/" + std::string(Hex(why))),
+            std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("; peer: " + std::string(wire::ReasonName(why))),
+            std::string::npos)
+      << text.out;
+  EXPECT_EQ(client->Wait(), 0) << client->Stderr();
+  EXPECT_EQ(server->Wait(), 0) << server->Stderr();
+  std::error_code ec;
+  fs::remove_all(nobody_dir, ec);
+}
+
 // N connections between two `usmc run` processes and K to a plain server,
 // kBytes each way on each: the tools show exactly that.
 TEST_F(StatusE2e, CountersAndConnectionsEqualWhatTheTestDid) {
@@ -374,10 +458,10 @@ TEST_F(StatusE2e, CountersAndConnectionsEqualWhatTheTestDid) {
   ASSERT_NE(pport, 0);
   const std::string sp = std::to_string(sport), pp = std::to_string(pport);
   // One SMC-D connection over IPv4, two over IPv6; the plain ones IPv4.
-  auto client = Start({USMC_STATUS_PEER, "client", std::to_string(kBytes),
-                       "127.0.0.1", sp, "1", "::1", sp, "2", "127.0.0.1", pp,
-                       std::to_string(kPlain)},
-                      true);
+  auto client =
+      Start({USMC_STATUS_PEER, "client", std::to_string(kBytes), "127.0.0.1",
+             sp, "1", "::1", sp, "2", "127.0.0.1", pp, std::to_string(kPlain)},
+            true);
   ASSERT_EQ(client->ReadLine(), "DONE") << client->Stderr();
   const pid_t cpid = client->pid(), spid = server->pid();
 
@@ -518,8 +602,8 @@ TEST_F(StatusE2e, CountersAndConnectionsEqualWhatTheTestDid) {
   // 1200 round trips without spinning: the waiting side sleeps and is woken.
   EXPECT_GT(wakeups, 0u);
 
-  Output debug = Usmc("ss -d -p " + std::to_string(cpid) + " --status-dir " +
-                      status_);
+  Output debug =
+      Usmc("ss -d -p " + std::to_string(cpid) + " --status-dir " + status_);
   EXPECT_NE(debug.out.find("fallback: " + reason_text), std::string::npos)
       << debug.out;
 
