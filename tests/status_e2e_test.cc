@@ -602,6 +602,18 @@ TEST_F(StatusE2e, CountersAndConnectionsEqualWhatTheTestDid) {
   // 1200 round trips without spinning: the waiting side sleeps and is woken.
   EXPECT_GT(wakeups, 0u);
 
+  // Intf: loopback's index (1) for every connection of the dual-stack
+  // server, also the IPv4 ones it sees as ::ffff:127.0.0.1.
+  Output stext =
+      Usmc("ss -W -p " + std::to_string(spid) + " --status-dir " + status_);
+  EXPECT_NE(stext.out.find("[::ffff:127.0.0.1]:" + sp), std::string::npos)
+      << stext.out;
+  size_t smcd_lines = 0;
+  for (size_t at = stext.out.find(" 0001 SMCD"); at != std::string::npos;
+       at = stext.out.find(" 0001 SMCD", at + 1))
+    ++smcd_lines;
+  EXPECT_EQ(smcd_lines, kSmc) << stext.out;
+
   Output debug =
       Usmc("ss -d -p " + std::to_string(cpid) + " --status-dir " + status_);
   EXPECT_NE(debug.out.find("fallback: " + reason_text), std::string::npos)

@@ -72,6 +72,16 @@ class Interfaces {
 
  private:
   static std::string Ip(sockaddr_storage ss) {
+    // A dual-stack server sees IPv4 peers as ::ffff:a.b.c.d; the interface
+    // holds a.b.c.d.
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+      sockaddr_in v4{};
+      v4.sin_family = AF_INET;
+      std::memcpy(&v4.sin_addr, &v6->sin6_addr.s6_addr[12], 4);
+      ss = {};
+      std::memcpy(&ss, &v4, sizeof(v4));
+    }
     // Port 0 so that only the address is compared.
     if (ss.ss_family == AF_INET)
       reinterpret_cast<sockaddr_in*>(&ss)->sin_port = 0;
