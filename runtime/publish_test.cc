@@ -351,19 +351,20 @@ TEST(Publish, ConcurrentWritersOfOneSlotLeaveItReadable) {
     }
   };
   std::thread a(writer, 0), b(writer, uint64_t{1} << 40);
-  int checked = 0;
+  int checked = 0, torn = 0;  // counted, not asserted: the writers run on
   for (int round = 0; round < 200; ++round) {
     Result<ProcessStatus> p = ReadStatusFile(pub->path());
-    ASSERT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) continue;
     for (const ConnRecord& r : p->connections) {
       if (r.dmb_token == 0) continue;  // the INIT record
-      ASSERT_EQ(r.peer_dmb_token, ~r.dmb_token);
-      ASSERT_EQ(r.inode, r.dmb_token * 3);
+      if (r.peer_dmb_token != ~r.dmb_token || r.inode != r.dmb_token * 3)
+        ++torn;
       ++checked;
     }
   }
   a.join();
   b.join();
+  EXPECT_EQ(torn, 0) << "records a reader accepted were a mix of two writes";
   Result<ProcessStatus> p = ReadStatusFile(pub->path());
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_EQ(p->connections.size(), 1u) << "the slot is stuck odd (unreadable)";
@@ -430,8 +431,7 @@ TEST(Publish, AnExitedButUnreapedProcessIsNotReported) {
   // Wait for the exit but leave the child a zombie (same pid, same start
   // time in /proc, no fds or mappings left).
   siginfo_t info{};
-  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT),
-            0);
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT), 0);
   EXPECT_TRUE(ReadAllStatus(dir.path()).empty());
   EXPECT_EQ(FilesIn(dir.path()), 0u) << "the reader removed the stale file";
   waitpid(pid, nullptr, 0);

@@ -388,6 +388,13 @@ TEST_F(StatusE2e, DeclinedConnectionShowsBothEndsReasons) {
   char tmpl[] = "/tmp/usmc-status-e2e-nobody-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string nobody_dir = tmpl;
+  struct RemoveAtEnd {
+    std::string dir;
+    ~RemoveAtEnd() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } remove_at_end{nobody_dir};
   ASSERT_EQ(chown(tmpl, 65534, 65534), 0);
   auto client = Start({USMC_STATUS_PEER, "client", std::to_string(kBytes),
                        "127.0.0.1", std::to_string(port), "1"},
@@ -443,8 +450,6 @@ TEST_F(StatusE2e, DeclinedConnectionShowsBothEndsReasons) {
       << text.out;
   EXPECT_EQ(client->Wait(), 0) << client->Stderr();
   EXPECT_EQ(server->Wait(), 0) << server->Stderr();
-  std::error_code ec;
-  fs::remove_all(nobody_dir, ec);
 }
 
 // N connections between two `usmc run` processes and K to a plain server,
