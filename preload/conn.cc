@@ -121,9 +121,10 @@ runtime::SmcSocket* Conn::smc() const {
   return phase() == Phase::kSmc ? sock_.get() : nullptr;
 }
 
-void Conn::BecomeTcp(uint32_t reason) {
+void Conn::BecomeTcp(uint32_t reason, uint32_t peer_reason) {
   reason_ = reason;
   late_clc_.store(reason == wire::kReasonTimeoutCl, std::memory_order_relaxed);
+  peer_reason_ = peer_reason;
   phase_.store(Phase::kTcp, std::memory_order_release);
   NoteFallback(role_, reason);
   if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
@@ -147,6 +148,7 @@ runtime::ConnRecord Conn::Record() {
                                     : runtime::ConnMode::kHandshake;
     r.role = role_;
     r.local_reason = reason_;
+    r.peer_reason = peer_reason_;  // the Decline's diagnosis, if any
     runtime::SetState(r, phase() == Phase::kTcp ? "TCP" : "CONNECTING");
   }
   r.fd = app_fd_;
@@ -175,36 +177,37 @@ void Conn::RepublishAfterFork() {
 
 void Conn::OnEstablished(int app_fd, bool blocking) {
   Inside in;
-  std::unique_lock lock(phase_mu_);
-  if (phase() != Phase::kConnecting) return;
-  app_fd_ = app_fd;
-  Publish();
-  const negotiate::Outcome o = negotiate::QueryOutcome(app_fd);
-  if (!o.both_offered()) {
-    BecomeTcp(o.reason);
-    return;
+  {
+    std::lock_guard lock(phase_mu_);
+    if (phase() != Phase::kConnecting) return;
+    app_fd_ = app_fd;
+    Publish();
+    const negotiate::Outcome o = negotiate::QueryOutcome(app_fd);
+    if (!o.both_offered()) {
+      BecomeTcp(o.reason);
+      return;
+    }
+    // The runtime's own reference to the socket: the app may close or dup2
+    // over its fd numbers at will.
+    int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
+    if (priv < 0) {
+      BecomeTcp(wire::kReasonMem);
+      return;
+    }
+    Result<std::unique_ptr<runtime::SmcSocket>> s =
+        runtime::SmcSocket::Start(priv, SocketOptions(role_));
+    if (!s.ok()) {
+      // The peer committed to SMC and then broke the protocol: the runtime
+      // reset the connection, so the app's calls fail as on a reset socket.
+      NoteHandshakeError(role_);
+      BecomeTcp(0);
+      return;
+    }
+    sock_ = std::move(*s);
+    phase_.store(Phase::kSmc, std::memory_order_release);
   }
-  // The runtime's own reference to the socket: the app may close or dup2
-  // over its fd numbers at will.
-  int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
-  if (priv < 0) {
-    BecomeTcp(wire::kReasonMem);
-    return;
-  }
-  Result<std::unique_ptr<runtime::SmcSocket>> s =
-      runtime::SmcSocket::Start(priv, SocketOptions(role_));
-  if (!s.ok()) {
-    // The peer committed to SMC and then broke the protocol: the runtime
-    // reset the connection, so the app's calls fail as on a reset socket.
-    NoteHandshakeError(role_);
-    BecomeTcp(0);
-    return;
-  }
-  sock_ = std::move(*s);
-  phase_.store(Phase::kSmc, std::memory_order_release);
-  // AfterCall takes phase_mu_ itself when the handshake ended in a
-  // Decline or timeout (it hung redis-server's accept so).
-  lock.unlock();
+  // Not under phase_mu_: a handshake that ends in TCP (the peer declined)
+  // makes AfterCall take it, and a blocking connect() then deadlocked.
   if (blocking) (void)sock_->Progress(-1);
   AfterCall();
 }
@@ -253,7 +256,8 @@ void Conn::AfterCall() {
   // inside it right now.
   std::lock_guard lock(phase_mu_);
   if (phase() == Phase::kSmc) {
-    BecomeTcp(sock_->status().engine.local_reason);
+    const runtime::SocketStatus st = sock_->status();
+    BecomeTcp(st.engine.local_reason, st.engine.peer_reason);
   }
 }
 
@@ -390,6 +394,9 @@ int Conn::Shutdown(int app_fd, int how) {
     const int err = errno;
     AfterCall();
     if (in_epoll.load(std::memory_order_relaxed)) UpdateMirrors();
+    // The close state changed: `usmc ss` shows it, with the cursors and
+    // counters as they are now (a state change, not the data path).
+    if (phase() == Phase::kSmc && counted_smc_) Publish();
     errno = err;
     if (phase() == Phase::kSmc) return r;
   }

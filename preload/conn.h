@@ -103,7 +103,7 @@ class Conn {
   void RepublishAfterFork();
 
  private:
-  void BecomeTcp(uint32_t reason);
+  void BecomeTcp(uint32_t reason, uint32_t peer_reason = 0);
   void AfterCall();  // phase follow-up after any call into the socket
   ssize_t CountIn(ssize_t n);
   ssize_t CountOut(ssize_t n);
@@ -121,6 +121,7 @@ class Conn {
   // Our CLC timer ran out: the peer's next CLC message may still come
   // (preload/late_clc.h); the first read drops it.
   std::atomic<bool> late_clc_{false};
+  uint32_t peer_reason_ = 0;
   bool counted_smc_ = false;
   bool released_ = false;
   std::mutex phase_mu_;  // phase transitions

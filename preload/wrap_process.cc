@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "preload/conn.h"
+#include "preload/listeners.h"
 #include "preload/policy_glue.h"
 #include "preload/real.h"
 #include "preload/status.h"
@@ -276,17 +277,21 @@ pid_t fork() {
   if (Bypass()) return real().fork();
   Inside in;
   auto conns = pl::UniqueConns();
+  pl::ListenersBeforeFork();
   pid_t pid = real().fork();
-  if (pid > 0) {
+  if (pid != 0) {
     const int err = errno;
-    for (auto& c : conns) c->AddHolderPid(pid);
+    pl::ListenersAfterForkParent();
+    if (pid > 0)
+      for (auto& c : conns) c->AddHolderPid(pid);
     errno = err;
-  } else if (pid == 0) {
+  } else {
     pl::ResetAfterFork();
     for (auto& c : conns) {
       c->AddHolderPid(::getpid());
       c->RepublishAfterFork();
     }
+    pl::ListenersAfterForkChild();
   }
   return pid;
 }

@@ -17,6 +17,7 @@
 #include "negotiate/negotiate.h"
 #include "preload/conn.h"
 #include "preload/epoll.h"
+#include "preload/listeners.h"
 #include "preload/policy_glue.h"
 #include "preload/poll.h"
 #include "preload/real.h"
@@ -67,6 +68,7 @@ void ForgetFd(int fd) {
     pl::NoteClosed(*c);
   } else {
     pl::ForgetEpollSet(fd);
+    pl::ForgetListenerFd(fd);
   }
 }
 
@@ -104,11 +106,18 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
 }
 
 int listen(int fd, int backlog) {
-  if (!Bypass()) {
-    Inside in;
-    if (pl::PolicyAllowsListen(fd)) (void)usmc::negotiate::OptIn(fd);
+  if (Bypass()) return real().listen(fd, backlog);
+  Inside in;
+  const bool opted = pl::PolicyAllowsListen(fd) && usmc::negotiate::OptIn(fd);
+  const int r = real().listen(fd, backlog);
+  if (r == 0 && opted) {
+    // Only listeners that offer SMC: the connections of the others are
+    // not ours and not published either.
+    const int err = errno;
+    pl::NoteListening(fd);
+    errno = err;
   }
-  return real().listen(fd, backlog);
+  return r;
 }
 
 int accept(int fd, sockaddr* addr, socklen_t* len) {
@@ -145,6 +154,7 @@ int close_range(unsigned first, unsigned last, int flags) {
       }
     });
     for (int fd : fds) ForgetFd(fd);
+    pl::ForgetListenerFds(first, last);
     for (unsigned fd = first; fd <= last && fd < 65536; ++fd) {
       if (pl::IsTrackedEpollSet(static_cast<int>(fd))) {
         pl::ForgetEpollSet(static_cast<int>(fd));
@@ -156,7 +166,10 @@ int close_range(unsigned first, unsigned last, int flags) {
 
 int dup(int fd) {
   int r = real().dup(fd);
-  if (r >= 0 && !Bypass()) table().Duplicate(fd, r);
+  if (r >= 0 && !Bypass()) {
+    table().Duplicate(fd, r);
+    pl::DuplicateListenerFd(fd, r);
+  }
   return r;
 }
 
@@ -168,6 +181,7 @@ int dup2(int from, int to) {
     const int err = errno;
     ForgetFd(to);  // dup2 closed it
     table().Duplicate(from, to);
+    pl::DuplicateListenerFd(from, to);
     errno = err;
   }
   return r;
@@ -180,6 +194,7 @@ int dup3(int from, int to, int flags) {
   if (r >= 0) {
     ForgetFd(to);
     table().Duplicate(from, to);
+    pl::DuplicateListenerFd(from, to);
   }
   return r;
 }
@@ -195,6 +210,7 @@ static int FcntlImpl(int fd, int cmd, void* arg) {
     case F_DUPFD:
     case F_DUPFD_CLOEXEC:
       table().Duplicate(fd, r);
+      pl::DuplicateListenerFd(fd, r);
       break;
     default:
       break;

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -100,6 +101,16 @@ void FillFromFd(ConnRecord& r, int fd) {
   }
 }
 
+ConnRecord ListenRecord(int fd) {
+  ConnRecord r;
+  SetState(r, "LISTEN");
+  // What it offers: every connection it accepts from a usmc peer is SMC-D.
+  r.mode = ConnMode::kSmcd;
+  r.role = engine::Role::kServer;
+  FillFromFd(r, fd);
+  return r;
+}
+
 namespace {
 CursorValue ToCursor(wire::Cursor c) { return {c.wrap, c.count}; }
 }  // namespace
@@ -192,11 +203,29 @@ std::string OwnComm() {
 
 // Record words: relaxed atomic accesses, so that the seqlock's racing copy
 // is not a data race in the C++ sense (the seq checks decide validity).
+//
+// Writers take `seq` from even to odd with a CAS: two threads of the app may
+// update one connection at once (a send and a recv thread), and two plain
+// stores could leave `seq` odd for good (the slot then unreadable) or let a
+// reader accept a mix. A writer that finds it odd waits for the other
+// writer's ~250 ns; readers never make a writer wait. It gives up (this
+// update is lost, the record stays whole) if the other writer never
+// finishes: a signal handler that closes a socket while its own thread was
+// interrupted inside an update of it.
 void StoreRecord(Slot& s, const ConnRecord& r) {
+  constexpr int kSpins = 64, kYields = 1000;
   uint64_t src[kRecordWords];
   std::memcpy(src, &r, sizeof(r));
-  const uint32_t seq = s.seq.load(kRelaxed);
-  s.seq.store(seq + 1, kRelaxed);
+  uint32_t seq = s.seq.load(kRelaxed);
+  for (int spins = 0;; ++spins) {
+    if (spins == kSpins + kYields) return;
+    if ((seq & 1u) == 0 &&
+        s.seq.compare_exchange_weak(seq, seq + 1, std::memory_order_acquire,
+                                    kRelaxed))
+      break;
+    if (spins >= kSpins) sched_yield();  // the other writer may be preempted
+    seq = s.seq.load(kRelaxed);
+  }
   std::atomic_thread_fence(std::memory_order_release);
   for (size_t i = 0; i < kRecordWords; ++i)
     __atomic_store_n(&s.words[i], src[i], __ATOMIC_RELAXED);

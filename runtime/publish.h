@@ -103,6 +103,9 @@ struct ConnRecord {
 ConnRecord RecordFrom(const SocketStatus& s, int fd);
 // Only the fd part (TCP connections that never had an SmcSocket).
 void FillFromFd(ConnRecord& r, int fd);
+// A listening socket that offers SMC-D (opted in to the SMC TCP option):
+// state LISTEN, role server, mode SMCD, no peer; the rest from `fd`.
+ConnRecord ListenRecord(int fd);
 void SetState(ConnRecord& r, std::string_view state);
 
 // Per-process counters, kernel `smcd stats` style. Values are snapshots.
@@ -157,8 +160,9 @@ class StatusPublisher {
   // A free slot, or kNoSlot when all are used (counted in slot_overflow).
   // Every call below accepts kNoSlot and then does nothing.
   SlotId Acquire();
-  // Replaces the slot's record. One writer per slot at a time (the caller
-  // serialises writes to a slot); readers never block the writer.
+  // Replaces the slot's record. Writers of one slot take turns (a writer
+  // that finds another one mid-record waits for it, or after ~1000 yields
+  // drops its update); readers never make a writer wait.
   void Update(SlotId id, const ConnRecord& r);
   // Data path: bytes the app moved through this connection (one call per
   // send/recv that moved bytes). Two relaxed loads and stores on the slot's

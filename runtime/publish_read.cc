@@ -206,6 +206,17 @@ bool MapsFile(pid_t pid, dev_t dev, ino_t ino) {
   return !any;  // an empty read (permission) proves nothing
 }
 
+// An exited process that its parent has not reaped yet: its fds are
+// closed and its mappings gone, so its connections no longer exist.
+bool IsZombie(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  const size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() &&
+         (line[close + 2] == 'Z' || line[close + 2] == 'X');
+}
+
 bool MayRemove(const struct stat& st) {
   return geteuid() == 0 || st.st_uid == geteuid();
 }
@@ -259,6 +270,8 @@ Result<ProcessStatus> ReadStatusFile(const std::string& path,
   if (start == 0) return Stale(path, st, opts, "process gone");
   if (start != f.h.start_time)
     return Stale(path, st, opts, "pid reused by another process");
+  if (IsZombie(f.h.pid))
+    return Stale(path, st, opts, "process exited, not yet reaped");
   if (!MapsFile(f.h.pid, st.st_dev, st.st_ino))
     return Stale(path, st, opts, "process no longer maps it (exec)");
   ProcessStatus ps;

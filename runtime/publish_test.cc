@@ -332,6 +332,48 @@ TEST(Publish, SeqlockReadsAreNeverTorn) {
   EXPECT_GT(checked, 0);
 }
 
+// Two threads of the app update one connection at once (a send thread and a
+// recv thread both publishing): every record a reader accepts is whole, and
+// the slot stays readable afterwards (its seq word ends even).
+TEST(Publish, ConcurrentWritersOfOneSlotLeaveItReadable) {
+  TempDir dir;
+  auto pub = MustCreate(dir.path());
+  ASSERT_TRUE(pub);
+  const SlotId id = pub->Acquire();
+  constexpr uint64_t kUpdates = 200000;
+  auto writer = [&](uint64_t base) {
+    ConnRecord r = MakeRecord(1);
+    for (uint64_t i = 1; i <= kUpdates; ++i) {
+      r.dmb_token = base + i;
+      r.peer_dmb_token = ~r.dmb_token;
+      r.inode = r.dmb_token * 3;
+      pub->Update(id, r);
+    }
+  };
+  std::thread a(writer, 0), b(writer, uint64_t{1} << 40);
+  int checked = 0, torn = 0;  // counted, not asserted: the writers run on
+  for (int round = 0; round < 200; ++round) {
+    Result<ProcessStatus> p = ReadStatusFile(pub->path());
+    if (!p.ok()) continue;
+    for (const ConnRecord& r : p->connections) {
+      if (r.dmb_token == 0) continue;  // the INIT record
+      if (r.peer_dmb_token != ~r.dmb_token || r.inode != r.dmb_token * 3)
+        ++torn;
+      ++checked;
+    }
+  }
+  a.join();
+  b.join();
+  EXPECT_EQ(torn, 0) << "records a reader accepted were a mix of two writes";
+  Result<ProcessStatus> p = ReadStatusFile(pub->path());
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->connections.size(), 1u) << "the slot is stuck odd (unreadable)";
+  const uint64_t last = p->connections[0].dmb_token;
+  EXPECT_TRUE(last == kUpdates || last == (uint64_t{1} << 40) + kUpdates)
+      << last;
+  EXPECT_GT(checked, 0);
+}
+
 // Runs `child` in a forked process that signals readiness through a pipe,
 // and returns its pid (the pipe's read end is closed once it is ready).
 template <typename F>
@@ -373,6 +415,26 @@ TEST(Publish, SigkilledProcessDisappearsAndItsFileIsRemoved) {
   EXPECT_EQ(FilesIn(dir.path()), 1u) << "SIGKILL leaves the file behind";
   EXPECT_TRUE(ReadAllStatus(dir.path()).empty());
   EXPECT_EQ(FilesIn(dir.path()), 0u) << "the reader removed the stale file";
+}
+
+TEST(Publish, AnExitedButUnreapedProcessIsNotReported) {
+  TempDir dir;
+  const pid_t pid = ForkReady([&](int ready) {
+    Result<StatusPublisher*> pub = StatusPublisher::Create(dir.path());
+    if (!pub.ok()) _exit(2);
+    (*pub)->Update((*pub)->Acquire(), MakeRecord(1));
+    (void)!write(ready, "x", 1);
+    pause();
+  });
+  ASSERT_EQ(ReadAllStatus(dir.path()).size(), 1u);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  // Wait for the exit but leave the child a zombie (same pid, same start
+  // time in /proc, no fds or mappings left).
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT), 0);
+  EXPECT_TRUE(ReadAllStatus(dir.path()).empty());
+  EXPECT_EQ(FilesIn(dir.path()), 0u) << "the reader removed the stale file";
+  waitpid(pid, nullptr, 0);
 }
 
 TEST(Publish, NotRemovedWhenTheReaderIsAskedNotTo) {
@@ -559,6 +621,48 @@ TEST(RecordFrom, FillsEngineFieldsAndTheFdsAddressesAndInode) {
   EXPECT_EQ(r.mode, ConnMode::kHandshake);
   EXPECT_STREQ(r.state, "FAILED");
   close(cli);
+  close(lst);
+}
+
+TEST(ListenRecord, IsAListeningServerWithItsAddressInodeAndNoPeer) {
+  TempDir dir;
+  auto pub = MustCreate(dir.path());
+  const int lst = socket(AF_INET6, SOCK_STREAM, 0);
+  ASSERT_GE(lst, 0);
+  sockaddr_storage any = V6("::1", 0);
+  ASSERT_EQ(bind(lst, reinterpret_cast<sockaddr*>(&any), sizeof(sockaddr_in6)),
+            0);
+  ASSERT_EQ(listen(lst, 1), 0);
+  sockaddr_storage la{};
+  socklen_t len = sizeof(la);
+  getsockname(lst, reinterpret_cast<sockaddr*>(&la), &len);
+
+  const SlotId id = pub->Acquire();
+  pub->Update(id, ListenRecord(lst));
+  Result<ProcessStatus> ps = ReadStatusFile(pub->path());
+  ASSERT_TRUE(ps.ok()) << ps.status();
+  ASSERT_EQ(ps->connections.size(), 1u);
+  const ConnRecord& r = ps->connections[0];
+  EXPECT_STREQ(r.state, "LISTEN");
+  EXPECT_EQ(r.mode, ConnMode::kSmcd);
+  EXPECT_EQ(r.role, engine::Role::kServer);
+  EXPECT_EQ(r.peer.ss_family, AF_UNSPEC);
+  ASSERT_EQ(r.local.ss_family, AF_INET6);
+  EXPECT_EQ(reinterpret_cast<const sockaddr_in6&>(r.local).sin6_port,
+            reinterpret_cast<sockaddr_in6*>(&la)->sin6_port);
+  struct stat st;
+  ASSERT_EQ(fstat(lst, &st), 0);
+  EXPECT_EQ(r.inode, st.st_ino);
+  EXPECT_EQ(r.uid, geteuid());
+  EXPECT_EQ(r.pid, getpid());
+  EXPECT_EQ(r.fd, lst);
+  EXPECT_EQ(r.local_reason, 0u);
+
+  // Closing the listener releases its slot: it is no longer reported.
+  pub->Release(id);
+  ps = ReadStatusFile(pub->path());
+  ASSERT_TRUE(ps.ok()) << ps.status();
+  EXPECT_TRUE(ps->connections.empty());
   close(lst);
 }
 

@@ -192,7 +192,10 @@ void Run(const ChkArgs& a) {
               << "): " << out << "\n";
     ExitWith(2);
   }
-  if (j.contains("error") && !NegotiationUp() &&
+  // A string "error" is the probe's own failure; a connection record has
+  // a numeric "error" (the errno the app sees) and gets a verdict.
+  const bool probe_failed = j.contains("error") && j["error"].is_string();
+  if (probe_failed && !NegotiationUp() &&
       j["error"].get<std::string>().rfind("connect failed", 0) != 0) {
     // The interposer leaves sockets alone when it cannot opt in.
     std::cout << "usmc chk " << a.host << " " << a.port
@@ -203,7 +206,7 @@ void Run(const ChkArgs& a) {
               << "). Fix: sudo usmc setup\n";
     ExitWith(1);
   }
-  if (j.contains("error")) {
+  if (probe_failed) {
     std::cout << "usmc chk " << a.host << " " << a.port << ": "
               << j["error"].get<std::string>() << "\n";
     ExitWith(2);

@@ -72,6 +72,16 @@ class Interfaces {
 
  private:
   static std::string Ip(sockaddr_storage ss) {
+    // A dual-stack server sees IPv4 peers as ::ffff:a.b.c.d; the interface
+    // holds a.b.c.d.
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+      sockaddr_in v4{};
+      v4.sin_family = AF_INET;
+      std::memcpy(&v4.sin_addr, &v6->sin6_addr.s6_addr[12], 4);
+      ss = {};
+      std::memcpy(&ss, &v4, sizeof(v4));
+    }
     // Port 0 so that only the address is compared.
     if (ss.ss_family == AF_INET)
       reinterpret_cast<sockaddr_in*>(&ss)->sin_port = 0;
@@ -168,15 +178,19 @@ void AddSsCommand(CLI::App& app) {
   auto a = std::make_shared<SsArgs>();
   CLI::App* cmd = app.add_subcommand(
       "ss", "SMC sockets of the processes under `usmc run` (like smcss)");
-  cmd->add_flag("-a,--all", a->all,
-                "all sockets, also INIT, LISTEN, CLOSED and FAILED");
-  cmd->add_flag("-l,--listening", a->listening, "listening sockets only");
-  cmd->add_flag("-d,--debug", a->debug,
-                "details: tokens, buffer sizes, cursors, wakeups, bytes");
+  CLI::Option* all = cmd->add_flag(
+      "-a,--all", a->all, "all sockets, also INIT, LISTEN, CLOSED and FAILED");
+  CLI::Option* l =
+      cmd->add_flag("-l,--listening", a->listening, "listening sockets only");
+  CLI::Option* dbg =
+      cmd->add_flag("-d,--debug", a->debug,
+                    "details: tokens, buffer sizes, cursors, wakeups, bytes");
   CLI::Option* d =
       cmd->add_flag("-D,--smcd", a->smcd, "SMC-D sockets only, with details");
   CLI::Option* r = cmd->add_flag("-R,--smcr", a->smcr, "SMC-R sockets only");
   d->excludes(r);
+  // As smcss: a listener has no connection details to select or show.
+  l->excludes(all)->excludes(dbg)->excludes(d)->excludes(r);
   cmd->add_flag("-W,--wide", a->wide, "do not truncate addresses");
   cmd->add_flag("--json", a->json, "JSON: {\"connections\": [...]}");
   cmd->add_option("-p,--pid", a->pid, "only this process");

@@ -1,0 +1,116 @@
+// preload/listeners.cc: see listeners.h.
+#include "preload/listeners.h"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "runtime/publish.h"
+
+namespace usmc::preload {
+namespace {
+
+struct Listener {
+  runtime::SlotId slot = runtime::kNoSlot;
+  int fds = 0;  // fds of this process that refer to it
+};
+
+struct Table {
+  std::mutex mu;
+  std::map<int, std::shared_ptr<Listener>> by_fd;
+  // by_fd.size(): lets close() skip the lock when there is no listener.
+  std::atomic<size_t> count{0};
+};
+
+Table& T() {
+  static Table* t = new Table();  // never destroyed: used at exit
+  return *t;
+}
+
+// Under mu. Drops fd's reference; the last one releases the slot.
+void ForgetLocked(Table& t, int fd) {
+  auto it = t.by_fd.find(fd);
+  if (it == t.by_fd.end()) return;
+  std::shared_ptr<Listener> l = std::move(it->second);
+  t.by_fd.erase(it);
+  t.count.store(t.by_fd.size(), std::memory_order_relaxed);
+  if (--l->fds > 0) return;
+  if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process())
+    pub->Release(l->slot);
+}
+
+}  // namespace
+
+void NoteListening(int fd) {
+  runtime::StatusPublisher* pub = runtime::StatusPublisher::Process();
+  if (pub == nullptr) return;
+  Table& t = T();
+  std::lock_guard lock(t.mu);
+  std::shared_ptr<Listener>& l = t.by_fd[fd];
+  if (!l) {
+    l = std::make_shared<Listener>();
+    l->fds = 1;
+    l->slot = pub->Acquire();
+    t.count.store(t.by_fd.size(), std::memory_order_relaxed);
+  }
+  // Also when known: a listen() again may follow a close we did not see
+  // (a raw syscall), so the record is rebuilt from the socket as it is now.
+  pub->Update(l->slot, runtime::ListenRecord(fd));
+}
+
+void ForgetListenerFd(int fd) {
+  Table& t = T();
+  if (t.count.load(std::memory_order_relaxed) == 0) return;
+  std::lock_guard lock(t.mu);
+  ForgetLocked(t, fd);
+}
+
+void ForgetListenerFds(unsigned first, unsigned last) {
+  Table& t = T();
+  if (t.count.load(std::memory_order_relaxed) == 0) return;
+  std::lock_guard lock(t.mu);
+  std::vector<int> fds;
+  for (const auto& [fd, l] : t.by_fd)
+    if (static_cast<unsigned>(fd) >= first && static_cast<unsigned>(fd) <= last)
+      fds.push_back(fd);
+  for (int fd : fds) ForgetLocked(t, fd);
+}
+
+void DuplicateListenerFd(int from, int to) {
+  Table& t = T();
+  if (t.count.load(std::memory_order_relaxed) == 0 || from == to) return;
+  std::lock_guard lock(t.mu);
+  auto it = t.by_fd.find(from);
+  if (it == t.by_fd.end()) return;
+  std::shared_ptr<Listener> l = it->second;
+  ForgetLocked(t, to);  // the caller closed `to` already; be sure
+  ++l->fds;
+  t.by_fd[to] = std::move(l);
+  t.count.store(t.by_fd.size(), std::memory_order_relaxed);
+}
+
+void ListenersBeforeFork() { T().mu.lock(); }
+
+void ListenersAfterForkParent() { T().mu.unlock(); }
+
+void ListenersAfterForkChild() {
+  Table& t = T();
+  // The slots are in the parent's file; the child gets its own (as its
+  // connections do, Conn::RepublishAfterFork).
+  runtime::StatusPublisher* pub =
+      t.by_fd.empty() ? nullptr : runtime::StatusPublisher::Process();
+  std::set<Listener*> done;
+  for (const auto& [fd, l] : t.by_fd) {
+    if (!done.insert(l.get()).second) continue;
+    l->slot = runtime::kNoSlot;
+    if (pub == nullptr) continue;
+    l->slot = pub->Acquire();
+    pub->Update(l->slot, runtime::ListenRecord(fd));
+  }
+  t.mu.unlock();
+}
+
+}  // namespace usmc::preload
