@@ -38,6 +38,8 @@ struct EpollReg {
   uint32_t events = 0;  // the app's
   epoll_data_t data{};  // the app's
   bool oneshot_fired = false;
+  // Edge-triggered: the peer_changes() this registration last reported.
+  uint64_t edge_seen = 0;
   // The app removed the fd (EPOLL_CTL_DEL): the registration stays, with
   // its wake fds, for the next EPOLL_CTL_ADD (event loops such as Redis's
   // switch interest with DEL+ADD on every request), but reports nothing.
@@ -282,6 +284,15 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
                              ? short{0}
                              : PollBitsOf(reg->events);
   runtime::SmcSocket::WaitSpec spec = s->PrepareWait(interest);
+  if (interest == 0 && !reg->oneshot_fired && reg->active &&
+      s->peer_changes() != reg->edge_seen &&
+      (s->Poll(PollBitsOf(reg->events)) &
+       (reg->events | EPOLLHUP | EPOLLERR))) {
+    // The peer published while the doorbell was not armed (we were busy):
+    // no ring came, but for the kernel that would have been an edge.
+    reg->edge_seen = s->peer_changes();
+    c.UpdateMirrors(/*poke=*/true);
+  }
   if (spec.ready != 0) {
     c.UpdateMirrors();
     reg->dirty = true;  // not armed: look again before the next sleep
@@ -330,6 +341,7 @@ int Translate(EpollSet& set, epoll_event* events, int n) {
       c.UpdateMirrors();  // stale: the app or another thread got there first
       continue;
     }
+    if (runtime::SmcSocket* s = c.smc()) reg->edge_seen = s->peer_changes();
     if (reg->events & EPOLLONESHOT) {
       reg->oneshot_fired = true;
       // The kernel disarmed the mirror that fired; disarm the other one.

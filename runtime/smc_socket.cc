@@ -216,6 +216,7 @@ void SmcSocket::Refresh() {
   CdcArea area = LoadCdcArea(local_.bytes().data());
   if (area == last_area_) return;
   last_area_ = area;
+  peer_changes_.fetch_add(1, std::memory_order_relaxed);
   Feed(engine::PeerCdcChanged{area});
 }
 
@@ -344,6 +345,7 @@ void SmcSocket::OnPeerGone() {
   CdcArea area{};
   (void)wire::EncodeSmcdCdc(cdc, area);  // cannot fail: 32-byte buffer
   last_area_ = area;
+  peer_changes_.fetch_add(1, std::memory_order_relaxed);
   Feed(engine::PeerCdcChanged{area});
 }
 

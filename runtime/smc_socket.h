@@ -40,6 +40,7 @@
 #include <poll.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -105,6 +106,11 @@ class SmcSocket {
   // Then mode() is final: kSmcd, kTcp (use the TCP socket directly from now
   // on) or kFailed (reset; calls fail).
   bool handshaking() const;
+  // How many times the peer's CDC changed, as seen so far (Refresh): an
+  // edge-triggered waiter reports new readiness when this moved.
+  uint64_t peer_changes() const {
+    return peer_changes_.load(std::memory_order_relaxed);
+  }
   // Advances the handshake: 0 = only what is possible now, -1 = until it is
   // decided, n = at most n ms. Past the CLC deadline it declines (TCP).
   // Error only when the connection became unusable (see Start).
@@ -288,6 +294,7 @@ class SmcSocket {
   dev::PeerDmb peer_;
   std::optional<dev::HandoverListener> listener_;
   CdcArea last_area_{};
+  std::atomic<uint64_t> peer_changes_{0};
   CdcArea last_published_{};  // what this process last stored in the peer
   std::optional<engine::TimePoint> deadline_;
   int error_ = 0;        // sticky errno from ReportError
