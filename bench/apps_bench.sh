@@ -2,7 +2,9 @@
 # bench/apps_bench.sh: real programs over TCP and under `usmc run` (both ends),
 # side by side in one run; prints a markdown table of medians and ratios.
 #
-#   bench/apps_bench.sh [--repeats N] [--seconds S] [--json FILE] [--modes tcp]
+#   bench/apps_bench.sh [--repeats N] [--seconds S] [--json FILE] [--modes LIST]
+#   (--modes: tcp,usmc by default; tcp alone tries the script without usmc;
+#   add usmc-nostatus for usmc with USMC_STATUS=off, the cost of publishing)
 #
 # Workloads (client pinned to CPU 0, server to CPU 1, as `usmc bench`):
 #   sockperf ping-pong 64 B: p50 latency (sockperf's one-way figure, RTT/2)
@@ -37,7 +39,8 @@ ap = argparse.ArgumentParser(prog="apps_bench.sh")
 ap.add_argument("--repeats", type=int, default=5)
 ap.add_argument("--seconds", type=int, default=3)
 ap.add_argument("--json")
-ap.add_argument("--modes", default="tcp,usmc", help="tcp: try the script without usmc")
+ap.add_argument("--modes", default="tcp,usmc",
+                help="tcp,usmc[,usmc-nostatus]; tcp alone: try the script without usmc")
 args = ap.parse_args()
 USMC = os.environ["USMC"]
 CLIENT_CPU, SERVER_CPU = "0", "1"
@@ -66,13 +69,16 @@ class Proc:
 
     def __init__(self, mode, cpu, argv, out=None):
         cmd = ["taskset", "-c", cpu]
-        if mode == "usmc":
+        if mode.startswith("usmc"):
             cmd += [USMC, "run", "--"]
+        env = dict(os.environ)
+        if mode == "usmc-nostatus":  # what publishing for usmc ss costs
+            env["USMC_STATUS"] = "off"
         # Files, not pipes: nobody reads while the program runs.
         self.stdout = tempfile.TemporaryFile("w+") if out is None else None
         self.stderr = tempfile.TemporaryFile("w+")
         self.p = subprocess.Popen(cmd + argv, stdout=out or self.stdout,
-                                  stderr=self.stderr, text=True)
+                                  stderr=self.stderr, text=True, env=env)
 
     def wait(self, timeout=120):
         end = time.monotonic() + timeout
@@ -161,7 +167,7 @@ workloads = [
     lambda m: redis(m, 16, 200000),
 ]
 load_start = open("/proc/loadavg").read().split()[:3]
-samples = {"tcp": {}, "usmc": {}}
+samples = {m: {} for m in ["tcp", "usmc"] + args.modes.split(",")}
 for rep in range(args.repeats):
     for w in workloads:
         for mode in args.modes.split(","):
@@ -209,6 +215,18 @@ for key, label, unit, better, target in ROWS:
         mark = " ✔" if ok else " ✘"
     print(f"| {label} | {fmt(med['tcp'])} {unit} | {fmt(med['usmc'])} {unit} | "
           f"{'–' if ratio is None else f'{ratio:.2f}'} | {target}{mark} |")
+if "usmc-nostatus" in args.modes.split(","):
+    # Issue 6: publishing state for usmc ss/stats must cost nothing visible.
+    print("\n| workload | usmc, USMC_STATUS=off | usmc (publishing) | publishing / off |")
+    print("|---|---|---|---|")
+    for key, label, unit, better, target in ROWS:
+        off = samples["usmc-nostatus"].get(key)
+        on = samples["usmc"].get(key)
+        if not off or not on:
+            continue
+        moff, mon = statistics.median(off), statistics.median(on)
+        result["median"].setdefault(key, {})["usmc-nostatus"] = moff
+        print(f"| {label} | {fmt(moff)} {unit} | {fmt(mon)} {unit} | {mon / moff:.2f} |")
 if args.json:
     with open(args.json, "w") as f:
         json.dump(result, f, indent=1)

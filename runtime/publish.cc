@@ -250,6 +250,16 @@ int RoleIndex(engine::Role r) { return r == engine::Role::kServer ? 1 : 0; }
 std::mutex g_process_mu;
 std::atomic<StatusPublisher*> g_process{nullptr};
 bool g_process_failed = false;  // under g_process_mu
+// Set with g_process_failed: the data path's check without the mutex.
+std::atomic<bool> g_process_none{false};
+
+// USMC_STATUS=off (or 0): publish nothing (to measure what publishing
+// costs; `usmc ss` and `usmc stats` then do not see this process).
+bool StatusOff() {
+  const char* v = std::getenv("USMC_STATUS");
+  return v != nullptr &&
+         (std::strcmp(v, "off") == 0 || std::strcmp(v, "0") == 0);
+}
 Status* g_process_error = nullptr;
 std::atomic<int> g_file_seq{0};
 
@@ -269,6 +279,7 @@ void AfterForkInChild() {
   inherited[n_inherited++ % 8] = g_process.load(std::memory_order_relaxed);
   g_process.store(nullptr, std::memory_order_relaxed);
   g_process_failed = false;
+  g_process_none.store(false, std::memory_order_relaxed);
   new (&g_process_mu) std::mutex();  // a thread of the parent may have held it
 }
 }  // namespace
@@ -349,9 +360,16 @@ Result<StatusPublisher*> StatusPublisher::Create(const std::string& dir) {
 StatusPublisher* StatusPublisher::Process() {
   StatusPublisher* p = g_process.load(std::memory_order_acquire);
   if (p != nullptr) return p;
+  if (g_process_none.load(std::memory_order_relaxed)) return nullptr;
   std::lock_guard<std::mutex> lock(g_process_mu);
   p = g_process.load(std::memory_order_acquire);
   if (p != nullptr || g_process_failed) return p;
+  static const bool off = StatusOff();
+  if (off) {
+    g_process_failed = true;
+    g_process_none.store(true, std::memory_order_relaxed);
+    return nullptr;
+  }
   static const bool hooks = [] {
     pthread_atfork(nullptr, nullptr, AfterForkInChild);
     std::atexit(UnlinkAtExit);
@@ -361,6 +379,7 @@ StatusPublisher* StatusPublisher::Process() {
   Result<StatusPublisher*> r = Create(StatusDir());
   if (!r.ok()) {
     g_process_failed = true;
+    g_process_none.store(true, std::memory_order_relaxed);
     delete g_process_error;
     g_process_error = new Status(r.status());
     return nullptr;
