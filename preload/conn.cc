@@ -173,21 +173,25 @@ void Conn::RepublishAfterFork() {
 
 void Conn::OnEstablished(int app_fd, bool blocking) {
   Inside in;
+  if (StartHandshake(app_fd, blocking)) AfterCall();
+}
+
+bool Conn::StartHandshake(int app_fd, bool blocking) {
   std::lock_guard lock(phase_mu_);
-  if (phase() != Phase::kConnecting) return;
+  if (phase() != Phase::kConnecting) return false;
   app_fd_ = app_fd;
   Publish();
   const negotiate::Outcome o = negotiate::QueryOutcome(app_fd);
   if (!o.both_offered()) {
     BecomeTcp(o.reason);
-    return;
+    return false;
   }
   // The runtime's own reference to the socket: the app may close or dup2
   // over its fd numbers at will.
   int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
   if (priv < 0) {
     BecomeTcp(wire::kReasonMem);
-    return;
+    return false;
   }
   Result<std::unique_ptr<runtime::SmcSocket>> s =
       runtime::SmcSocket::Start(priv, SocketOptions(role_));
@@ -196,12 +200,14 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
     // reset the connection, so the app's calls fail as on a reset socket.
     NoteHandshakeError(role_);
     BecomeTcp(0);
-    return;
+    return false;
   }
   sock_ = std::move(*s);
   phase_.store(Phase::kSmc, std::memory_order_release);
   if (blocking) (void)sock_->Progress(-1);
-  AfterCall();
+  // AfterCall runs without phase_mu_: a handshake that fell back (the
+  // server did not answer within the CLC timeout) takes it to become TCP.
+  return true;
 }
 
 bool Conn::SettleConnect(int app_fd) {

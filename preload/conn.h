@@ -103,6 +103,9 @@ class Conn {
 
  private:
   void BecomeTcp(uint32_t reason);
+  // OnEstablished's part under phase_mu_: starts the handshake (and runs
+  // it to its end if `blocking`). true if the socket is now ours.
+  bool StartHandshake(int app_fd, bool blocking);
   void AfterCall();  // phase follow-up after any call into the socket
   ssize_t CountIn(ssize_t n);
   ssize_t CountOut(ssize_t n);
