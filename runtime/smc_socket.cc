@@ -163,7 +163,10 @@ void SmcSocket::Execute(const engine::Actions& actions,
               last_published_ = a.area;
             },
             [&](const engine::SignalPeer&) {
-              if (peer_.attached()) peer_.doorbell().Ring();
+              if (peer_.attached()) {
+                peer_.StampPublish();
+                peer_.doorbell().Ring();
+              }
             },
             [&](const engine::CaptureUrgentByte& a) {
               std::byte b{0};
@@ -512,8 +515,7 @@ short SmcSocket::SmcPollBits(short events) {
   // As tcp_poll: writable also when a send would fail (or be discarded),
   // RDHUP once no more bytes will come, HUP when both directions are over,
   // ERR while the connection's error is pending.
-  if (conn_.SendSpace() > 0 || conn_.SendError() != 0 ||
-      conn_.SendDiscards()) {
+  if (conn_.SendSpace() > 0 || conn_.SendError() != 0 || conn_.SendDiscards()) {
     r |= POLLOUT | POLLWRNORM;
   }
   std::byte urgent{0};
@@ -549,6 +551,11 @@ short SmcSocket::Wait(short events, int timeout_ms) {
     }
     if (!WaitForPeer(left) && errno != EAGAIN) return 0;
   }
+}
+
+uint64_t SmcSocket::PeerPublishedNs() const {
+  std::lock_guard lock(mu_);
+  return local_.PeerPublishedNs();
 }
 
 int SmcSocket::PollFd() const {
