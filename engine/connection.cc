@@ -390,8 +390,8 @@ RecvStatus Connection::RecvState() const {
     s.error = ENOTCONN;
     return s;
   }
-  s.read_closed = error_ != 0 || finished_ || read_shut_ ||
-                  close_.peer_write_shut();
+  s.read_closed =
+      error_ != 0 || finished_ || read_shut_ || close_.peer_write_shut();
   if (finished_) {
     s.eof = true;
     return s;

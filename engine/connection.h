@@ -146,7 +146,7 @@ class Connection {
   wire::CdcConnStateFlags local_flags_;  // cumulative flags we publish
   bool published_write_blocked_ = false;
   bool read_shut_ = false;
-  bool finished_ = false;  // buffers released, TCP closed
+  bool finished_ = false;    // buffers released, TCP closed
   int error_ = 0;            // ECONNRESET, ECONNABORTED or EPIPE: dead
   bool error_seen_ = false;  // the app got error_ once (AppErrorReported)
   ConnectionCounters counters_;

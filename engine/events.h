@@ -88,8 +88,8 @@ using Event =
     std::variant<Start, TcpBytes, TcpEof, DmbRegistered, DmbRegisterFailed,
                  PeerDmbAttached, PeerDmbAttachFailed, PeerCdcChanged,
                  UrgentByteCaptured, AppSent, AppConsumed, AppShutdown,
-                 AppClose, AppAbort, Timeout, DeviceFailed,
-                 AppSentToClosedPeer, AppErrorReported>;
+                 AppClose, AppAbort, Timeout, DeviceFailed, AppSentToClosedPeer,
+                 AppErrorReported>;
 
 // "TcpBytes", ... (the struct name).
 std::string_view EventName(const Event& e);

@@ -35,7 +35,7 @@ struct ConnectionSnapshot {
   bool published_write_blocked = false;
   bool read_shut = false;
   bool finished = false;
-  int error = 0;  // 0, ECONNRESET, ECONNABORTED or EPIPE
+  int error = 0;            // 0, ECONNRESET, ECONNABORTED or EPIPE
   bool error_seen = false;  // the app got `error` once
   ConnectionCounters counters;
   bool operator==(const ConnectionSnapshot&) const = default;

@@ -223,8 +223,7 @@ TEST(SmcSocketTest, CloseWithUnreadDataResetsPeer) {
   EXPECT_EQ(WaitChild(child), 0);
   // As TCP after an RST: POLLERR and POLLHUP, the error once, then EPIPE
   // for sends and EOF for recvs.
-  EXPECT_EQ(s->Poll(POLLIN | POLLOUT),
-            POLLIN | POLLOUT | POLLERR | POLLHUP);
+  EXPECT_EQ(s->Poll(POLLIN | POLLOUT), POLLIN | POLLOUT | POLLERR | POLLHUP);
   char buf[8];
   EXPECT_EQ(s->Recv(buf, sizeof buf, 0), -1);
   EXPECT_EQ(errno, ECONNRESET);

@@ -192,7 +192,8 @@ int CloseBlockedClient(uint16_t port, const char*) {
   CHECK(n == -1 && (errno == ECONNRESET || errno == EPIPE),
         "the blocked send ends with an error (after %llu bytes)",
         static_cast<unsigned long long>(sent));
-  CHECK(sent >= kQueued, "sent only %llu", static_cast<unsigned long long>(sent));
+  CHECK(sent >= kQueued, "sent only %llu",
+        static_cast<unsigned long long>(sent));
   short r = PollNow(fd);
   CHECK((r & (POLLHUP | POLLOUT | POLLIN)) == (POLLHUP | POLLOUT | POLLIN),
         "poll after the reset: %#x", r);
