@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -284,6 +285,24 @@ Status LocalDmb::Read(uint64_t offset, std::span<std::byte> out) const {
     std::memcpy(out.data(), map_.data() + offset, out.size());
   }
   return OkStatus();
+}
+
+uint64_t LocalDmb::PeerPublishedNs() const {
+  if (!registered()) return 0;
+  const std::byte* ctrl =
+      map_.data() + (DmbFileSize(size_) - PageSize()) + kCtrlPublishedOff;
+  return LoadCtrl64(ctrl, 0);
+}
+
+void PeerDmb::StampPublish() const {
+  if (!attached()) return;
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  const uint64_t ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000u +
+                      static_cast<uint64_t>(ts.tv_nsec);
+  std::byte* ctrl =
+      map_.data() + (DmbFileSize(size_) - PageSize()) + kCtrlPublishedOff;
+  StoreCtrl64(ctrl, 0, ns);
 }
 
 Result<PeerDmb> PeerDmb::Attach(UniqueFd memfd, uint64_t expected_token,

@@ -46,6 +46,11 @@ inline constexpr size_t kCtrlSizeOff = 16;   // u64 DMB size in bytes
 inline constexpr size_t kCtrlArmedOff = 64;  // u32 armed, own cache line
 // u32 for the runtime: processes sharing the connection (fork), own line.
 inline constexpr size_t kCtrlProcessRefsOff = 128;
+// u64, own line: when the peer last published into this DMB (CLOCK_MONOTONIC
+// ns). Only orders readiness among connections (epoll reports the one whose
+// bytes came first first, as the kernel's ready list does); a peer writing
+// nonsense here only reorders its own reports.
+inline constexpr size_t kCtrlPublishedOff = 192;
 // The interposer's holder table: the pids of the processes (fork) that hold
 // the connection, u32 each, 0 = free slot.
 inline constexpr size_t kCtrlHoldersOff = 256;
@@ -151,6 +156,10 @@ class LocalDmb {
   // not fit.
   Status Read(uint64_t offset, std::span<std::byte> out) const;
 
+  // When the peer last published (its StampPublish); 0 if never or not
+  // registered.
+  uint64_t PeerPublishedNs() const;
+
  private:
   Mapping map_;
   uint64_t size_ = 0;
@@ -196,6 +205,10 @@ class PeerDmb {
   // peer DMB (kInvalidArgument if it does not fit). Ring the doorbell after
   // publishing the cursor.
   Status Write(uint64_t offset, std::span<const std::byte> data) const;
+
+  // Records in the peer's control page that we publish now (before Ring):
+  // the peer orders its ready connections by it.
+  void StampPublish() const;
 
  private:
   Mapping map_;

@@ -282,8 +282,10 @@ void ExpectAborted(SimPair& sim, int victim) {
   EXPECT_EQ(sim.conn(victim).close_state(), CloseState::kPeerAbortWait);
   EXPECT_EQ(sim.conn(victim).Stats().counters.violations, 1u);
   EXPECT_TRUE(sim.side(victim).tcp_reset);
-  // The honest peer learns of it (abort flag): ECONNRESET.
-  EXPECT_EQ(sim.conn(1 - victim).RecvState().error, ECONNRESET);
+  // The honest peer learns of it (abort flag): ECONNRESET, after the bytes
+  // it had not read yet (as TCP after an RST).
+  EXPECT_EQ(sim.conn(1 - victim).PendingError(), ECONNRESET);
+  EXPECT_EQ(sim.conn(1 - victim).SendError(), ECONNRESET);
 }
 
 TEST(SimHostile, ProducerOutsideTheRing) {

@@ -171,6 +171,20 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
             if (!e.bytes.empty()) LocalAbort("TCP data during SMC-D", out);
           },
           [&](const Timeout&) {},  // stale handshake timer
+          [&](const AppSentToClosedPeer&) {
+            if (!SendDiscards()) {
+              InvalidEvent(event, out);
+              return;
+            }
+            // TCP: the closed peer answers these bytes with a reset, which
+            // in CLOSE_WAIT is EPIPE; the next send fails with it.
+            error_ = EPIPE;
+            out.push_back(ReportError{EPIPE, "sent after the peer closed"});
+            out.push_back(NotifyApp{true, true});
+          },
+          [&](const AppErrorReported&) {
+            if (error_ != 0) error_seen_ = true;
+          },
           [&](const auto&) { InvalidEvent(event, out); },
       },
       event);
@@ -257,6 +271,7 @@ void Connection::OnAppConsumed(const AppConsumed& e, Actions& out) {
 bool Connection::ApplyClose(CloseEvent ev, Actions& out,
                             std::string_view what) {
   const bool unread = data_.has_value() && data_->Readable() > 0;
+  const bool peer_fin = close_.peer_write_shut();
   const CloseStep s = close_.Handle(ev, unread);
   if (!s.valid) return false;
   bool publish = false;
@@ -275,11 +290,18 @@ bool Connection::ApplyClose(CloseEvent ev, Actions& out,
   if (publish) Publish(out);
   if (s.abort_tcp) out.push_back(AbortTcp{});
   if (s.error != 0) {
-    if (what.empty()) {
-      what = s.error == ECONNRESET ? "peer aborted the connection"
-                                   : "connection aborted";
+    int err = s.error;
+    if (err == ECONNRESET && peer_fin) {
+      // TCP: a reset after the peer's FIN (CLOSE_WAIT) is EPIPE, and a recv
+      // still sees the EOF.
+      err = EPIPE;
+      if (error_ == 0) error_ = EPIPE;
     }
-    ReportErrno(s.error, what, out);
+    if (what.empty()) {
+      what = err == ECONNABORTED ? "connection aborted"
+                                 : "peer aborted the connection";
+    }
+    ReportErrno(err, what, out);
   }
   MaybeFinish(out);
   return true;
@@ -330,19 +352,35 @@ void Connection::ReportErrno(int err, std::string_view what, Actions& out) {
 
 // ---- queries ----
 
+int Connection::PendingError() const {
+  if (mode_ != Mode::kSmcd || error_seen_) return 0;
+  return error_;
+}
+
+bool Connection::HungUp() const {
+  if (mode_ != Mode::kSmcd) return false;
+  return error_ != 0 || finished_ ||
+         (close_.peer_write_shut() && close_.write_shut());
+}
+
 int Connection::SendError() const {
   if (mode_ != Mode::kSmcd) return ENOTCONN;
-  if (error_ != 0) return error_;
+  if (error_ != 0) return error_seen_ ? EPIPE : error_;
   if (close_.write_shut() || close_.aborted()) return EPIPE;
   return 0;
 }
 
+bool Connection::SendDiscards() const {
+  return mode_ == Mode::kSmcd && error_ == 0 && !finished_ &&
+         close_.peer_closed() && !close_.write_shut() && !close_.aborted();
+}
+
 uint32_t Connection::SendSpace() const {
-  return SendError() == 0 ? data_->SendSpace() : 0;
+  return SendError() == 0 && !SendDiscards() ? data_->SendSpace() : 0;
 }
 
 CopyPlan Connection::PlanSend(size_t want) const {
-  if (SendError() != 0) return CopyPlan{};
+  if (SendError() != 0 || SendDiscards()) return CopyPlan{};
   return data_->PlanSend(want);
 }
 
@@ -352,22 +390,30 @@ RecvStatus Connection::RecvState() const {
     s.error = ENOTCONN;
     return s;
   }
-  if (error_ != 0) {
-    s.error = error_;
-    return s;
-  }
+  s.read_closed =
+      error_ != 0 || finished_ || read_shut_ || close_.peer_write_shut();
   if (finished_) {
     s.eof = true;
     return s;
   }
-  s.readable = data_->ReadableBeforeMark();
-  s.eof = s.readable == 0 && data_->Readable() == 0 &&
-          (close_.peer_write_shut() || read_shut_);
+  // A local abort does not trust the ring any more; a peer's reset leaves
+  // what it wrote before readable (TCP reads queued bytes before the RST).
+  if (error_ != ECONNABORTED) s.readable = data_->ReadableBeforeMark();
+  if (s.readable > 0) return s;
+  // TCP's order once nothing is queued: EOF if the peer's FIN came first,
+  // else the pending error, else (error reported) EOF.
+  if (error_ != 0 && !error_seen_ && error_ != EPIPE) {
+    s.error = error_;
+    return s;
+  }
+  s.eof = (error_ != 0 || data_->Readable() == 0) && s.read_closed;
   return s;
 }
 
 CopyPlan Connection::PlanRecv(size_t max) const {
-  if (mode_ != Mode::kSmcd || error_ != 0 || finished_) return CopyPlan{};
+  if (mode_ != Mode::kSmcd || error_ == ECONNABORTED || finished_) {
+    return CopyPlan{};
+  }
   return data_->PlanRecv(max);
 }
 

@@ -45,7 +45,10 @@ struct ConnectionSnapshot;  // engine/snapshot.h
 struct RecvStatus {
   uint32_t readable = 0;  // bytes a recv returns now (stops at the mark)
   bool eof = false;       // peer done writing and everything read
-  int error = 0;          // errno (reported before eof)
+  // errno a recv returns now: after the bytes that came before the reset,
+  // like TCP (ECONNABORTED: at once, the ring is not trusted).
+  int error = 0;
+  bool read_closed = false;  // no more bytes will come (TCP's RCV_SHUTDOWN)
 };
 
 class Connection {
@@ -65,10 +68,26 @@ class Connection {
     return mode_ == Mode::kSmcd ? &link_ : nullptr;
   }
 
+  // ---- errors (SMC-D mode), as TCP reports them ----
+  // The connection's error until the app got it once (AppErrorReported),
+  // like TCP's socket error: ECONNRESET (peer aborted: TCP's RST),
+  // ECONNABORTED (local abort), EPIPE (reset after the peer's close: data
+  // sent to a closed peer, or the peer aborted after shutting down); 0 if
+  // none or already reported. poll shows it as POLLERR.
+  int PendingError() const;
+  // Both directions are over (TCP's POLLHUP): the peer shut down writing and
+  // we did too, or the connection was reset or aborted.
+  bool HungUp() const;
+
   // ---- sending (SMC-D mode) ----
-  // errno a send gets now: 0, ENOTCONN (not SMC-D), EPIPE (shut down),
-  // ECONNRESET (peer aborted), ECONNABORTED (local abort).
+  // errno a send gets now: 0, ENOTCONN (not SMC-D), the pending error, else
+  // EPIPE once the connection is shut down for writing, reset or aborted.
   int SendError() const;
+  // The peer closed (peer_conn_closed) and nothing was sent since: TCP
+  // would accept one more send and get a reset for it. The runtime then
+  // returns the whole length and feeds AppSentToClosedPeer instead of
+  // copying (SendError() is 0, SendSpace() is 0).
+  bool SendDiscards() const;
   uint32_t SendSpace() const;
   CopyPlan PlanSend(size_t want) const;
 
@@ -127,8 +146,9 @@ class Connection {
   wire::CdcConnStateFlags local_flags_;  // cumulative flags we publish
   bool published_write_blocked_ = false;
   bool read_shut_ = false;
-  bool finished_ = false;  // buffers released, TCP closed
-  int error_ = 0;
+  bool finished_ = false;    // buffers released, TCP closed
+  int error_ = 0;            // ECONNRESET, ECONNABORTED or EPIPE: dead
+  bool error_seen_ = false;  // the app got error_ once (AppErrorReported)
   ConnectionCounters counters_;
 };
 

@@ -6,7 +6,10 @@
 
 #include <cerrno>
 
+#include "engine/clc_common.h"
+#include "engine/snapshot.h"
 #include "engine/test_util.h"
+#include "wire/cdc.h"
 #include "wire/reason.h"
 
 namespace usmc::engine {
@@ -75,6 +78,183 @@ TEST(Connection, StatsNameTheRole) {
   EXPECT_EQ(s.mode, Mode::kHandshake);
   EXPECT_EQ(s.handshake_state, "INIT");
   EXPECT_EQ(s.counters.bytes_sent, 0u);
+}
+
+// ---- close and errors as TCP reports them (SMC-D mode, driven by hand) ----
+
+constexpr uint32_t kDmb = 64 * 1024;  // both DMBs, CDC area included
+
+// A client driven by hand through the handshake into SMC-D.
+void MakeSmcd(Connection& c) {
+  (void)c.OnEvent(Start{}, kNow);
+  const wire::ClcSmcdAccept accept =
+      BuildSmcdAccept(wire::ClcType::kAccept, TestParams(Role::kServer), 0xD00D,
+                      kDmb, 0x11223344);
+  (void)c.OnEvent(TcpBytes{EncodeClcBytes(accept)}, kNow);
+  (void)c.OnEvent(DmbRegistered{0xBEEF, kDmb}, kNow);
+  (void)c.OnEvent(PeerDmbAttached{0xD00D, kDmb}, kNow);
+  ASSERT_EQ(c.mode(), Mode::kSmcd);
+}
+
+// The peer's CDC: `produced` bytes in our ring in all, with these flags.
+PeerCdcChanged PeerArea(uint32_t produced, bool done_writing, bool closed,
+                        bool abort) {
+  wire::CdcMessage m;
+  m.producer = {0, produced};
+  m.conn_state.peer_done_writing = done_writing;
+  m.conn_state.peer_conn_closed = closed;
+  m.conn_state.peer_conn_abort = abort;
+  PeerCdcChanged e;
+  EXPECT_TRUE(wire::EncodeSmcdCdc(m, e.area).ok());
+  return e;
+}
+
+wire::CdcMessage Published(const Actions& out) {
+  const PublishCdc* p = FindAction<PublishCdc>(out);
+  EXPECT_NE(p, nullptr);
+  if (p == nullptr) return {};
+  wire::WireResult<wire::CdcMessage> m = wire::DecodeSmcdCdc(p->area);
+  EXPECT_TRUE(m.ok());
+  return m.ok() ? *m : wire::CdcMessage{};
+}
+
+TEST(ConnectionClose, CloseWithUnreadDataSendsAbortNotClosed) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
+  ASSERT_EQ(c.RecvState().readable, 100u);
+  const wire::CdcMessage m = Published(c.OnEvent(AppClose{}, kNow));
+  EXPECT_TRUE(m.conn_state.peer_conn_abort);  // the peer sees ECONNRESET
+  EXPECT_FALSE(m.conn_state.peer_conn_closed);
+}
+
+TEST(ConnectionClose, CloseWithEverythingReadSendsClosed) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
+  (void)c.OnEvent(AppConsumed{100}, kNow);
+  const wire::CdcMessage m = Published(c.OnEvent(AppClose{}, kNow));
+  EXPECT_TRUE(m.conn_state.peer_conn_closed);
+  EXPECT_FALSE(m.conn_state.peer_conn_abort);
+}
+
+TEST(ConnectionClose, PeerAbortKeepsEarlierBytesThenResetOnceThenEof) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  // The peer's reply and its abort (it closed with our bytes unread).
+  Actions out = c.OnEvent(PeerArea(30, false, false, true), kNow);
+  ASSERT_NE(FindAction<ReportError>(out), nullptr);
+  EXPECT_EQ(FindAction<ReportError>(out)->err, ECONNRESET);
+  EXPECT_EQ(c.PendingError(), ECONNRESET);
+  EXPECT_TRUE(c.HungUp());
+  EXPECT_EQ(c.SendError(), ECONNRESET);
+  EXPECT_FALSE(c.SendDiscards());
+  // TCP reads what came before the RST first.
+  RecvStatus st = c.RecvState();
+  EXPECT_EQ(st.readable, 30u);
+  EXPECT_EQ(st.error, 0);
+  EXPECT_TRUE(st.read_closed);
+  EXPECT_EQ(c.PlanRecv(100).total, 30u);
+  (void)c.OnEvent(AppConsumed{30}, kNow);
+  st = c.RecvState();
+  EXPECT_EQ(st.error, ECONNRESET);
+  EXPECT_FALSE(st.eof);
+  // Reported once (a send or a recv got it): then EPIPE and EOF.
+  ExpectActions<>(c.OnEvent(AppErrorReported{}, kNow));
+  EXPECT_EQ(c.PendingError(), 0);
+  EXPECT_EQ(c.SendError(), EPIPE);
+  st = c.RecvState();
+  EXPECT_EQ(st.error, 0);
+  EXPECT_TRUE(st.eof);
+  EXPECT_TRUE(c.HungUp());
+}
+
+TEST(ConnectionClose, SendAfterPeerClosedIsTakenOnceThenEpipe) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(5, true, true, false), kNow);
+  EXPECT_EQ(c.close_state(), CloseState::kAppCloseWait1);
+  EXPECT_EQ(c.PendingError(), 0);
+  EXPECT_FALSE(c.HungUp());  // TCP after a FIN: only RDHUP
+  EXPECT_TRUE(c.RecvState().read_closed);
+  // TCP accepts one more send; the closed peer answers it with a reset.
+  EXPECT_EQ(c.SendError(), 0);
+  EXPECT_TRUE(c.SendDiscards());
+  EXPECT_EQ(c.SendSpace(), 0u);
+  EXPECT_EQ(c.PlanSend(10).total, 0u);
+  Actions out = c.OnEvent(AppSentToClosedPeer{}, kNow);
+  EXPECT_EQ(FindAction<PublishCdc>(out), nullptr);  // nothing reaches it
+  ASSERT_NE(FindAction<NotifyApp>(out), nullptr);
+  EXPECT_FALSE(c.SendDiscards());
+  EXPECT_EQ(c.SendError(), EPIPE);
+  EXPECT_EQ(c.PendingError(), EPIPE);  // POLLERR
+  EXPECT_TRUE(c.HungUp());
+  // The reset came after the FIN: recv still sees the bytes, then EOF.
+  RecvStatus st = c.RecvState();
+  EXPECT_EQ(st.readable, 5u);
+  (void)c.OnEvent(AppConsumed{5}, kNow);
+  st = c.RecvState();
+  EXPECT_EQ(st.error, 0);
+  EXPECT_TRUE(st.eof);
+  (void)c.OnEvent(AppErrorReported{}, kNow);
+  EXPECT_EQ(c.PendingError(), 0);
+  EXPECT_EQ(c.SendError(), EPIPE);
+  // A second discard is not possible.
+  out = c.OnEvent(AppSentToClosedPeer{}, kNow);
+  ASSERT_NE(FindAction<ReportError>(out), nullptr);
+  EXPECT_EQ(FindAction<ReportError>(out)->err, EINVAL);
+}
+
+TEST(ConnectionClose, PeerShutdownWriteOnlyStillTakesData) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(0, true, false, false), kNow);
+  EXPECT_FALSE(c.SendDiscards());
+  EXPECT_EQ(c.SendError(), 0);
+  EXPECT_GT(c.SendSpace(), 0u);
+  EXPECT_TRUE(c.RecvState().eof);
+  EXPECT_FALSE(c.HungUp());
+}
+
+TEST(ConnectionClose, AbortAfterPeerShutdownIsEpipeAndEof) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(0, true, false, false), kNow);
+  Actions out = c.OnEvent(PeerArea(0, true, false, true), kNow);
+  ASSERT_NE(FindAction<ReportError>(out), nullptr);
+  EXPECT_EQ(FindAction<ReportError>(out)->err, EPIPE);
+  EXPECT_EQ(c.PendingError(), EPIPE);
+  EXPECT_EQ(c.SendError(), EPIPE);
+  EXPECT_EQ(c.RecvState().error, 0);  // TCP: the FIN came first
+  EXPECT_TRUE(c.RecvState().eof);
+}
+
+TEST(ConnectionClose, ReportedErrorSurvivesSnapshot) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(0, false, false, true), kNow);
+  (void)c.OnEvent(AppErrorReported{}, kNow);
+  Result<ConnectionSnapshot> s = c.Snapshot();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->error, ECONNRESET);
+  EXPECT_TRUE(s->error_seen);
+  SeededEntropy e2(2);
+  Connection r(TestParams(Role::kClient), &e2);
+  ASSERT_TRUE(r.Restore(*s).ok());
+  EXPECT_EQ(r.PendingError(), 0);
+  EXPECT_EQ(r.SendError(), EPIPE);
+  EXPECT_TRUE(r.RecvState().eof);
+  ConnectionSnapshot bad = *s;
+  bad.error = 0;  // seen, but which error?
+  Connection fresh(TestParams(Role::kClient), &e2);
+  EXPECT_EQ(fresh.Restore(bad).code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

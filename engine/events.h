@@ -75,12 +75,21 @@ struct AppAbort {};  // close with SO_LINGER 0
 struct Timeout {};
 // The device lost the peer or our DMB (local abnormal termination).
 struct DeviceFailed {};
+// The app sent after the peer closed (Connection::SendDiscards): as TCP
+// accepts those bytes and the peer answers with a reset, the bytes are
+// dropped and the connection now has the error EPIPE.
+struct AppSentToClosedPeer {};
+// The app got the connection's error (Connection::PendingError) from a send
+// or recv: like TCP's socket error, it is reported once; later sends fail
+// with EPIPE and recvs see EOF.
+struct AppErrorReported {};
 
 using Event =
     std::variant<Start, TcpBytes, TcpEof, DmbRegistered, DmbRegisterFailed,
                  PeerDmbAttached, PeerDmbAttachFailed, PeerCdcChanged,
                  UrgentByteCaptured, AppSent, AppConsumed, AppShutdown,
-                 AppClose, AppAbort, Timeout, DeviceFailed>;
+                 AppClose, AppAbort, Timeout, DeviceFailed, AppSentToClosedPeer,
+                 AppErrorReported>;
 
 // "TcpBytes", ... (the struct name).
 std::string_view EventName(const Event& e);

@@ -47,7 +47,9 @@ std::string_view EventName(const Event& e) {
                                                 "AppClose",
                                                 "AppAbort",
                                                 "Timeout",
-                                                "DeviceFailed"};
+                                                "DeviceFailed",
+                                                "AppSentToClosedPeer",
+                                                "AppErrorReported"};
   static_assert(std::size(kNames) == std::variant_size_v<Event>);
   return kNames[e.index()];
 }

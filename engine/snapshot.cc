@@ -32,9 +32,11 @@ std::string_view CheckSnapshot(const ConnectionSnapshot& s) {
   if (!why.empty()) return why;
   why = CloseMachine::CheckState(s.close);
   if (!why.empty()) return why;
-  if (s.error != 0 && s.error != ECONNRESET && s.error != ECONNABORTED) {
-    return "error not ECONNRESET or ECONNABORTED";
+  if (s.error != 0 && s.error != ECONNRESET && s.error != ECONNABORTED &&
+      s.error != EPIPE) {
+    return "error not ECONNRESET, ECONNABORTED or EPIPE";
   }
+  if (s.error_seen && s.error == 0) return "error seen but no error";
   if (s.finished &&
       !(s.close.state == CloseState::kClosed && s.close.released)) {
     return "finished before the close completed";
@@ -58,6 +60,7 @@ Result<ConnectionSnapshot> Connection::Snapshot() const {
   s.read_shut = read_shut_;
   s.finished = finished_;
   s.error = error_;
+  s.error_seen = error_seen_;
   s.counters = counters_;
   return s;
 }
@@ -103,6 +106,7 @@ Status Connection::Restore(const ConnectionSnapshot& s) {
   read_shut_ = s.read_shut;
   finished_ = s.finished;
   error_ = s.error;
+  error_seen_ = s.error_seen;
   counters_ = s.counters;
   return OkStatus();
 }

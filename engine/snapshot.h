@@ -35,7 +35,8 @@ struct ConnectionSnapshot {
   bool published_write_blocked = false;
   bool read_shut = false;
   bool finished = false;
-  int error = 0;  // 0, ECONNRESET or ECONNABORTED
+  int error = 0;            // 0, ECONNRESET, ECONNABORTED or EPIPE
+  bool error_seen = false;  // the app got `error` once
   ConnectionCounters counters;
   bool operator==(const ConnectionSnapshot&) const = default;
 };

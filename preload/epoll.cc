@@ -309,6 +309,38 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   return true;
 }
 
+// The kernel's ready list is in the order the events happened: TCP sockets
+// whose bytes came first are reported first, and event loops serve them in
+// that order (Redis relies on it: a client's EXEC sent before another
+// client's LPUSH runs first). Our events come in the order usmc noticed
+// them (a doorbell ring, or a mirror written while scanning registrations),
+// so the SMC-D ones of one batch are put back in the order their peers
+// published; other fds keep their places.
+void OrderByArrival(epoll_event* events,
+                    const std::vector<std::pair<EpollReg*, int>>& merged) {
+  struct Item {
+    uint64_t stamp;
+    epoll_event ev;
+  };
+  std::vector<Item> items;
+  items.reserve(merged.size());
+  for (const auto& [reg, slot] : merged) {
+    runtime::SmcSocket* s = reg->conn->smc();
+    items.push_back({s != nullptr ? s->PeerPublishedNs() : 0, events[slot]});
+  }
+  if (std::is_sorted(
+          items.begin(), items.end(),
+          [](const Item& a, const Item& b) { return a.stamp < b.stamp; })) {
+    return;
+  }
+  std::stable_sort(
+      items.begin(), items.end(),
+      [](const Item& a, const Item& b) { return a.stamp < b.stamp; });
+  for (size_t i = 0; i < merged.size(); ++i) {
+    events[merged[i].second] = items[i].ev;
+  }
+}
+
 // Rewrites the kernel's events in place: app events pass, mirror events
 // become the app's (re-validated, both mirrors of one socket merged), wake
 // events are consumed. Returns the number of events for the app.
@@ -364,6 +396,7 @@ int Translate(EpollSet& set, epoll_event* events, int n) {
     merged.emplace_back(reg, out);
     ++out;
   }
+  if (merged.size() > 1) OrderByArrival(events, merged);
   return out;
 }
 
@@ -578,8 +611,32 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
     std::lock_guard lock(set->mu);
     nregs = set->regs.size();
   }
+  // Before any look at the kernel's list: a registration reported last
+  // time is not armed (dirty), so bytes that reached it since rang no
+  // doorbell. Its look (PrepareWait) puts it into the kernel's list now,
+  // into the same batch as any doorbell that rang after it, and Translate
+  // orders the batch by arrival: otherwise a later request on an armed
+  // socket would overtake it (Redis: a client's UNSUBSCRIBE, then another
+  // client's PUBLISH).
+  auto sync_all = [&](int* wait_ms) {
+    std::lock_guard lock(set->mu);
+    std::vector<EpollReg*> regs;
+    for (auto& r : set->regs) regs.push_back(r.get());
+    for (EpollReg* r : regs) {
+      if (r->conn->phase() == Phase::kConnecting) {
+        r->conn->SettleConnect(r->app_fd);
+      }
+      if (runtime::SmcSocket* s = r->conn->smc(); s && s->handshaking()) {
+        s->AfterWait();  // feeds a due CLC timeout
+        (void)r->conn->Poll(r->app_fd, POLLIN);
+      }
+      Sync(*set, r, wait_ms);
+    }
+  };
   if (timeout_ms != 0 && nregs <= kSpinMaxSockets) {
     // Whatever holds already (kernel fds included) goes out without a spin.
+    int ignored_ms = -1;
+    sync_all(&ignored_ms);
     int n = real().epoll_pwait(epfd, events, maxevents, 0, sigmask);
     if (n < 0) return n;
     if (n > 0) {
@@ -596,21 +653,7 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
           std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       wait_ms = static_cast<int>(std::max<int64_t>(left.count(), 0));
     }
-    {
-      std::lock_guard lock(set->mu);
-      std::vector<EpollReg*> regs;
-      for (auto& r : set->regs) regs.push_back(r.get());
-      for (EpollReg* r : regs) {
-        if (r->conn->phase() == Phase::kConnecting) {
-          r->conn->SettleConnect(r->app_fd);
-        }
-        if (runtime::SmcSocket* s = r->conn->smc(); s && s->handshaking()) {
-          s->AfterWait();  // feeds a due CLC timeout
-          (void)r->conn->Poll(r->app_fd, POLLIN);
-        }
-        Sync(*set, r, &wait_ms);
-      }
-    }
+    sync_all(&wait_ms);
     int n = real().epoll_pwait(epfd, events, maxevents, wait_ms, sigmask);
     if (n <= 0) {
       if (n < 0) return n;

@@ -209,7 +209,8 @@ void PutEngine(Writer& w, const engine::ConnectionSnapshot& s) {
   PutClose(w, s.close);
   w.U8(ConnFlags(s.local_flags));
   w.U8(static_cast<uint8_t>(Bit(s.published_write_blocked, 0) |
-                            Bit(s.read_shut, 1) | Bit(s.finished, 2)));
+                            Bit(s.read_shut, 1) | Bit(s.finished, 2) |
+                            Bit(s.error_seen, 3)));
   w.U32(static_cast<uint32_t>(s.error));
   ForEachCounter(s.counters, [&](const uint64_t& v) { w.U64(v); });
 }
@@ -234,10 +235,11 @@ engine::ConnectionSnapshot GetEngine(Reader& r) {
   s.data = GetData(r);
   s.close = GetClose(r);
   s.local_flags = GetConnFlags(r.Bits(1, 3, "local flags"), 0);
-  const uint32_t b = r.Bits(1, 3, "connection flags");
+  const uint32_t b = r.Bits(1, 4, "connection flags");
   s.published_write_blocked = Has(b, 0);
   s.read_shut = Has(b, 1);
   s.finished = Has(b, 2);
+  s.error_seen = Has(b, 3);
   s.error = static_cast<int32_t>(r.U32("engine error"));
   ForEachCounter(s.counters, [&](uint64_t& v) { v = r.U64("counters"); });
   return s;

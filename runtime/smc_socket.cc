@@ -163,7 +163,10 @@ void SmcSocket::Execute(const engine::Actions& actions,
               last_published_ = a.area;
             },
             [&](const engine::SignalPeer&) {
-              if (peer_.attached()) peer_.doorbell().Ring();
+              if (peer_.attached()) {
+                peer_.StampPublish();
+                peer_.doorbell().Ring();
+              }
             },
             [&](const engine::CaptureUrgentByte& a) {
               std::byte b{0};
@@ -364,12 +367,22 @@ ssize_t SmcSocket::SendSmc(const std::byte* buf, size_t len, int flags) {
     Refresh();
     if (int err = conn_.SendError(); err != 0) {
       if (done > 0) return static_cast<ssize_t>(done);
+      // TCP reports the socket error once (ECONNRESET: no SIGPIPE), then
+      // EPIPE with SIGPIPE.
+      if (err == conn_.PendingError()) Feed(engine::AppErrorReported{});
       if (err == EPIPE && !(flags & MSG_NOSIGNAL)) ::raise(SIGPIPE);
       errno = err;
       return -1;
     }
     if (done == len && len > 0) return static_cast<ssize_t>(done);
     if (len == 0) return 0;
+    if (conn_.SendDiscards()) {
+      // The peer closed: TCP takes these bytes and the peer resets the
+      // connection; the next send fails.
+      if (done > 0) return static_cast<ssize_t>(done);
+      Feed(engine::AppSentToClosedPeer{});
+      return static_cast<ssize_t>(len);
+    }
     if (conn_.SendSpace() > 0) {
       engine::CopyPlan plan = conn_.PlanSend(len - done);
       std::span<std::byte> dmb = peer_.bytes();
@@ -455,6 +468,7 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
     if (len == 0) return 0;
     if (done > 0 && (st.eof || st.error)) return static_cast<ssize_t>(done);
     if (st.error) {
+      if (!peek) Feed(engine::AppErrorReported{});  // TCP: reported once
       errno = st.error;
       return -1;
     }
@@ -500,13 +514,17 @@ short SmcSocket::SmcPollBits(short events) {
   if (st.readable >= EffectiveLowat() || st.eof || st.error) {
     r |= POLLIN | POLLRDNORM;
   }
-  const int send_err = conn_.SendError();
-  if (conn_.SendSpace() > 0 || send_err) r |= POLLOUT | POLLWRNORM;
+  // As tcp_poll: writable also when a send would fail (or be discarded),
+  // RDHUP once no more bytes will come, HUP when both directions are over,
+  // ERR while the connection's error is pending.
+  if (conn_.SendSpace() > 0 || conn_.SendError() != 0 || conn_.SendDiscards()) {
+    r |= POLLOUT | POLLWRNORM;
+  }
   std::byte urgent{0};
   if (conn_.ReadUrgent(/*peek=*/true, &urgent) == 0) r |= POLLPRI;
-  if (st.eof) r |= POLLRDHUP;
-  if (st.eof && send_err) r |= POLLHUP;
-  if (st.error) r |= POLLERR;
+  if (st.read_closed) r |= POLLIN | POLLRDNORM | POLLRDHUP;
+  if (conn_.HungUp()) r |= POLLHUP;
+  if (conn_.PendingError() != 0) r |= POLLERR;
   return static_cast<short>(r & (events | POLLHUP | POLLERR));
 }
 
@@ -535,6 +553,11 @@ short SmcSocket::Wait(short events, int timeout_ms) {
     }
     if (!WaitForPeer(left) && errno != EAGAIN) return 0;
   }
+}
+
+uint64_t SmcSocket::PeerPublishedNs() const {
+  std::lock_guard lock(mu_);
+  return local_.PeerPublishedNs();
 }
 
 int SmcSocket::PollFd() const {

@@ -175,6 +175,10 @@ class SmcSocket {
   void SetRcvLowat(int n);
   // Our doorbell's fd: readable when the peer signals us. -1 in TCP mode.
   int PollFd() const;
+  // When the peer last published into our DMB (CLOCK_MONOTONIC ns, 0 if
+  // unknown): event loops report ready connections oldest first, as the
+  // kernel's epoll ready list does for TCP.
+  uint64_t PeerPublishedNs() const;
   // FIONREAD and SIOCATMARK. During an undecided non-blocking handshake:
   // 0 and false.
   int Readable();

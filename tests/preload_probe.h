@@ -83,6 +83,8 @@ int ExecChild(int fd, int fd2);  // the image after the exec scenario
 void AddEventScenarios(Scenarios& s);
 int SilentServerMain();
 int SilentClientMain(uint16_t port, const std::string& mode);
+// tests/preload_probe_close.cc: how a close or reset reaches the other side.
+void AddCloseScenarios(Scenarios& s);
 
 }  // namespace usmc::probe
 

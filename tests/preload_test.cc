@@ -556,6 +556,44 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+// ---- how a close reaches the other side (as TCP) ---------------------------
+
+// The scenario's checks are TCP's behaviour: they must hold over plain TCP
+// (no preload) and under usmc with both ends SMC-D.
+class PreloadClose : public Preload,
+                     public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(PreloadClose, SameAsTcp) {
+  const std::string scen = GetParam();
+  {
+    Proc plain({USMC_PROBE, "pair", scen}, Env(false));
+    Exit r = plain.Wait();
+    ASSERT_TRUE(r.ok()) << "plain TCP: " << r;
+    ExpectNoSmc(Reports());
+  }
+  Exit r = RunPair(scen);
+  ASSERT_TRUE(r.ok()) << "usmc: " << r;
+  for (const char* comm : {"probe-srv", "probe-cli"}) {
+    json j = Report(comm);
+    SCOPED_TRACE(j.dump());
+    EXPECT_EQ(U(j, "smcd"), 1u);
+    EXPECT_EQ(U(j, "tcp"), 0u);
+    EXPECT_EQ(U(j, "bytes_tcp_in"), 0u);
+    EXPECT_EQ(U(j, "bytes_tcp_out"), 0u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Close, PreloadClose,
+                         ::testing::Values("close-unread", "send-after-close",
+                                           "close-blocked"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;
