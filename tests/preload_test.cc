@@ -583,6 +583,21 @@ TEST_P(PreloadClose, SameAsTcp) {
   }
 }
 
+// epoll-order (tests/preload_probe_close.cc): an edge-triggered server sees
+// the connection whose bytes came first first. Passes over plain TCP; under
+// usmc the server loses an edge and the pair hangs (a bug found on
+// 2026-11-27, docs/status.md "Not yet"): disabled until that is fixed. Run
+// it with --gtest_also_run_disabled_tests.
+TEST_F(Preload, DISABLED_EpollEtReportsInArrivalOrderAsTcp) {
+  {
+    Proc plain({USMC_PROBE, "pair", "epoll-order"}, Env(false));
+    Exit r = plain.Wait();
+    ASSERT_TRUE(r.ok()) << "plain TCP: " << r;
+  }
+  Exit r = RunPair("epoll-order");
+  ASSERT_TRUE(r.ok()) << "usmc: " << r;
+}
+
 INSTANTIATE_TEST_SUITE_P(Close, PreloadClose,
                          ::testing::Values("close-unread", "send-after-close",
                                            "close-blocked"),
