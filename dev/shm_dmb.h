@@ -206,8 +206,8 @@ class PeerDmb {
   // publishing the cursor.
   Status Write(uint64_t offset, std::span<const std::byte> data) const;
 
-  // Records in the peer's control page that we publish now (before Ring):
-  // the peer orders its ready connections by it.
+  // Records in the peer's control page that we publish now (before the
+  // CDC): the peer orders its ready connections by it.
   void StampPublish() const;
 
  private:

@@ -159,14 +159,14 @@ void SmcSocket::Execute(const engine::Actions& actions,
             },
             [&](const engine::PublishCdc& a) {
               if (!peer_.attached()) return;
+              // Stamped first: a peer that sees this CDC sees a stamp at
+              // least this new (it orders its ready connections by it).
+              peer_.StampPublish();
               StoreCdcArea(peer_.bytes().data(), a.area);
               last_published_ = a.area;
             },
             [&](const engine::SignalPeer&) {
-              if (peer_.attached()) {
-                peer_.StampPublish();
-                peer_.doorbell().Ring();
-              }
+              if (peer_.attached()) peer_.doorbell().Ring();
             },
             [&](const engine::CaptureUrgentByte& a) {
               std::byte b{0};
