@@ -4,12 +4,14 @@
 #include <sys/eventfd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <shared_mutex>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -59,6 +61,12 @@ struct EpollSet {
   std::mutex mu;
   int spin_us = -1;  // adaptive spin before sleeping (-1: not yet set)
   uint32_t spin_probe = 0;
+  // Inside another epoll set or poll(): the kernel must see readiness at
+  // any time, so no scan mode.
+  bool nested = false;
+  int sleepers = 0;           // threads in a sleeping epoll_pwait (scan mode)
+  uint32_t kernel_looks = 0;  // scan mode: calls since the kernel's list
+  size_t scan_next = 0;       // scan mode: where the next scan starts
   std::vector<std::unique_ptr<EpollReg>> regs;
   std::unordered_set<const void*> tags;
 };
@@ -68,6 +76,43 @@ namespace {
 // Sets with more sockets than this do not spin before sleeping: scanning
 // them costs what the spin would save, and a busy server rarely sleeps.
 constexpr size_t kSpinMaxSockets = 16;
+
+// Sets up to this size run in scan mode: each epoll_wait looks at every
+// SMC-D socket in shared memory (tens of nanoseconds each) instead of
+// keeping doorbells armed, which would cost the peer a system call per
+// message while this process is busy anyway. Larger sets keep the doorbells
+// armed between calls: a call then costs O(sockets that moved).
+constexpr size_t kScanMaxSockets = 64;
+
+// Scan mode: while the scan finds SMC-D sockets ready, the kernel's own
+// list (the app's other fds) is read on every kKernelEvery-th call only;
+// it still cannot wait longer than that.
+constexpr uint32_t kKernelEvery = 4;
+
+bool ScanEnabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("USMC_EPOLL_SCAN");
+    return v == nullptr || *v == '\0' || std::string_view(v) != "0";
+  }();
+  return on;
+}
+
+bool ScanMode(const EpollSet& set) {
+  return !set.nested && set.regs.size() <= kScanMaxSockets && ScanEnabled();
+}
+
+// Epoll fds this process created (epoll_create), and which of them were
+// nested before usmc tracked them as a set. fds past kMaxFd: never scan
+// mode.
+constexpr int kMaxFd = 1 << 16;
+constexpr uint8_t kIsEpoll = 1, kNested = 2;
+std::atomic<uint8_t> g_epoll_fds[kMaxFd];
+std::atomic<bool> g_any_epoll{false};
+
+bool NestedHint(int epfd) {
+  return epfd < 0 || epfd >= kMaxFd ||
+         (g_epoll_fds[epfd].load(std::memory_order_relaxed) & kNested);
+}
 
 constexpr uint32_t kFlagBits =
     EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE;  // passed on to the mirrors
@@ -85,6 +130,7 @@ class SetTable {
     if (!s) {
       s = std::make_shared<EpollSet>();
       s->epfd = epfd;
+      s->nested = NestedHint(epfd);
     }
     any_.store(true, std::memory_order_release);
     return s;
@@ -258,12 +304,20 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   runtime::SmcSocket* s = c.smc();
   if (s == nullptr) return true;
   const bool handshaking = s->handshaking();
-  if (!reg->active && !handshaking) return true;
+  if (!reg->active && !handshaking) {
+    // (Scan mode leaves a DEL's items to here: a set about to sleep must
+    // not hold a ready mirror that reports nothing.)
+    Park(set, reg->rd);
+    Park(set, reg->wr);
+    return true;
+  }
   if (wait_ms != nullptr && !reg->dirty && !handshaking) return true;
   // Until the handshake ends the doorbell is not armed: the registration
   // stays dirty, so the first look in SMC-D mode arms it.
   reg->dirty = handshaking;
   const uint32_t flags = reg->events & kFlagBits;
+  // (Scan mode's ADD/MOD leave the mirrors to here: they may not exist yet.)
+  if (c.mirror_rd < 0 || c.mirror_wr < 0) c.UpdateMirrors();
   if (reg->active && !reg->oneshot_fired) {
     if (reg->events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLRDNORM)) {
       Register(set, reg->rd, c.mirror_rd, EPOLLIN | flags);
@@ -341,13 +395,49 @@ void OrderByArrival(epoll_event* events,
   }
 }
 
-// Rewrites the kernel's events in place: app events pass, mirror events
-// become the app's (re-validated, both mirrors of one socket merged), wake
-// events are consumed. Returns the number of events for the app.
-int Translate(EpollSet& set, epoll_event* events, int n) {
-  int out = 0;
-  std::vector<std::pair<EpollReg*, int>> merged;
-  for (int i = 0; i < n; ++i) {
+using Merged = std::vector<std::pair<EpollReg*, int>>;
+
+// Adds `bits` of `reg` to the app's events: one event per registration
+// (both mirrors of a socket, or a scan and a mirror, merge). `fired`: the
+// kernel item that reported it (null: found by a scan).
+void Report(EpollSet& set, EpollReg* reg, const Tag* fired, uint32_t bits,
+            epoll_event* events, int* out, Merged& merged) {
+  if (runtime::SmcSocket* s = reg->conn->smc()) {
+    reg->edge_seen = s->peer_changes();
+  }
+  if ((reg->events & EPOLLONESHOT) && fired != nullptr) {
+    // The kernel disarmed the mirror that fired; disarm the other one.
+    Tag& other = fired == &reg->rd ? reg->wr : reg->rd;
+    if (other.fd >= 0) {
+      epoll_event off{};
+      off.data.ptr = &other;
+      real().epoll_ctl(set.epfd, EPOLL_CTL_MOD, other.fd, &off);
+      other.events = 0;
+    }
+  }
+  // (A scan's ONESHOT report leaves the mirrors: whatever they report
+  // until the app re-arms is dropped, see oneshot_fired.)
+  if (reg->events & EPOLLONESHOT) reg->oneshot_fired = true;
+  auto it = std::find_if(merged.begin(), merged.end(),
+                         [&](const auto& m) { return m.first == reg; });
+  if (it != merged.end()) {
+    events[it->second].events |= bits;
+    return;
+  }
+  events[*out].events = bits;
+  events[*out].data = reg->data;
+  merged.emplace_back(reg, *out);
+  ++*out;
+}
+
+// Rewrites the kernel's events events[out, out + n) in place, after the
+// `out` events already there: app events pass, mirror events become the
+// app's (re-validated, merged per registration), wake events are consumed.
+// Returns the number of events for the app.
+int Translate(EpollSet& set, epoll_event* events, int out, int n,
+              Merged& merged) {
+  const int end = out + n;
+  for (int i = out; i < end; ++i) {
     epoll_event ev = events[i];
     if (!set.tags.count(ev.data.ptr)) {
       events[out++] = ev;
@@ -373,31 +463,104 @@ int Translate(EpollSet& set, epoll_event* events, int n) {
       c.UpdateMirrors();  // stale: the app or another thread got there first
       continue;
     }
-    if (runtime::SmcSocket* s = c.smc()) reg->edge_seen = s->peer_changes();
-    if (reg->events & EPOLLONESHOT) {
-      reg->oneshot_fired = true;
-      // The kernel disarmed the mirror that fired; disarm the other one.
-      Tag& other = t == &reg->rd ? reg->wr : reg->rd;
-      if (other.fd >= 0) {
-        epoll_event off{};
-        off.data.ptr = &other;
-        real().epoll_ctl(set.epfd, EPOLL_CTL_MOD, other.fd, &off);
-        other.events = 0;
-      }
-    }
-    auto it = std::find_if(merged.begin(), merged.end(),
-                           [&](const auto& m) { return m.first == reg; });
-    if (it != merged.end()) {
-      events[it->second].events |= bits;
-      continue;
-    }
-    events[out].events = bits;
-    events[out].data = reg->data;
-    merged.emplace_back(reg, out);
-    ++out;
+    Report(set, reg, t, bits, events, &out, merged);
   }
-  if (merged.size() > 1) OrderByArrival(events, merged);
   return out;
+}
+
+// An SMC-D socket past its handshake: what scan mode looks at directly.
+runtime::SmcSocket* Established(const EpollReg& reg) {
+  if (reg.conn->phase() != Phase::kSmc) return nullptr;
+  runtime::SmcSocket* s = reg.conn->smc();
+  return s != nullptr && !s->handshaking() ? s : nullptr;
+}
+
+// One registration's look for ScanReady: reports it if ready.
+bool ScanOne(EpollSet& set, EpollReg* reg, epoll_event* events, int* out,
+             Merged& merged) {
+  if (!reg->active || reg->oneshot_fired) return false;
+  runtime::SmcSocket* s = Established(*reg);
+  if (s == nullptr) return false;
+  const uint32_t bits = static_cast<uint16_t>(reg->conn->Poll(
+                            reg->app_fd, PollBitsOf(reg->events))) &
+                        (reg->events | EPOLLHUP | EPOLLERR);
+  if (bits == 0) return false;
+  // Edge-triggered: only what the peer changed since the last report.
+  if ((reg->events & EPOLLET) && s->peer_changes() == reg->edge_seen) {
+    return false;
+  }
+  Report(set, reg, nullptr, bits, events, out, merged);
+  return true;
+}
+
+// Scan mode: appends the SMC-D sockets that are ready now, read from
+// shared memory (no mirror, no system call). Starts where the last scan
+// left off, so that a small maxevents cannot starve the set's tail.
+void ScanReady(EpollSet& set, epoll_event* events, int maxevents, int* out,
+               Merged& merged) {
+  const size_t n = set.regs.size();
+  const size_t start = set.scan_next;
+  for (size_t k = 0; k < n && *out < maxevents; ++k) {
+    const size_t i = (start + k) % n;
+    if (ScanOne(set, set.regs[i].get(), events, out, merged)) {
+      set.scan_next = i + 1;
+    }
+  }
+}
+
+// Scan mode, a batch about to go out: a socket looked at before another's
+// bytes were seen may have received bytes sent before those. Looks again at
+// the others, so that the batch holds every publish older than the newest
+// one in it, as the kernel's ready list does for TCP (OrderByArrival then
+// sorts it; Redis relies on this order across clients).
+void CompleteBatch(EpollSet& set, epoll_event* events, int maxevents, int* out,
+                   Merged& merged) {
+  if (merged.empty()) return;
+  const size_t n = set.regs.size();
+  for (size_t k = 0; k < n && *out < maxevents; ++k) {
+    EpollReg* reg = set.regs[k].get();
+    const bool reported =
+        std::any_of(merged.begin(), merged.end(),
+                    [&](const auto& m) { return m.first == reg; });
+    if (!reported) ScanOne(set, reg, events, out, merged);
+  }
+}
+
+// Drives what is not a plain established SMC-D socket (connects,
+// handshakes, sockets gone TCP) and, with `arm`, arms the others too for a
+// sleep. `wait_ms` as in Sync. The set is locked.
+void Maintain(EpollSet& set, bool arm, int* wait_ms) {
+  std::vector<EpollReg*> regs;
+  regs.reserve(set.regs.size());
+  for (auto& r : set.regs) regs.push_back(r.get());
+  for (EpollReg* r : regs) {
+    if (r->conn->phase() == Phase::kConnecting) {
+      r->conn->SettleConnect(r->app_fd);
+    }
+    runtime::SmcSocket* s = r->conn->smc();
+    if (s != nullptr && s->handshaking()) {
+      s->AfterWait();  // feeds a due CLC timeout
+      (void)r->conn->Poll(r->app_fd, POLLIN);
+    }
+    if (!arm && Established(*r) != nullptr) continue;
+    Sync(set, r, wait_ms);
+  }
+}
+
+// Scan mode, after the set's last sleeper woke: disarms its doorbells, so
+// that peers publish without ringing while this process is busy. Sockets
+// another set or thread may sleep on keep theirs.
+void DisarmAll(EpollSet& set) {
+  for (auto& r : set.regs) {
+    runtime::SmcSocket* s = Established(*r);
+    if (s == nullptr) continue;
+    bool shared;
+    {
+      std::lock_guard lock(r->conn->mu);
+      shared = r->conn->regs.size() > 1;
+    }
+    if (!shared && s->DisarmIdle()) r->dirty = true;
+  }
 }
 
 }  // namespace
@@ -466,9 +629,30 @@ void Conn::OnWake(int app_fd, int fired_fd, short revents, bool edge) {
 // ---- wrappers' implementation
 // -------------------------------------------------
 
+namespace {
+
+// An edge-triggered registration reports what is ready at its next look
+// (the kernel does so after ADD and MOD).
+constexpr uint64_t kReportNow = ~uint64_t{0};
+
+// After the app's ADD/MOD: the kernel items follow the new interest at once,
+// except in scan mode, where an established SMC-D socket is looked at in
+// shared memory and its items matter only when the set sleeps (Sync then).
+// Redis's ae changes interest on every request: that costs no system call.
+void SyncAfterCtl(EpollSet& set, EpollReg* reg) {
+  if (ScanMode(set) && Established(*reg) != nullptr) return;
+  reg->conn->UpdateMirrors();
+  Sync(set, reg, nullptr);
+}
+
+}  // namespace
+
 int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
   std::shared_ptr<Conn> c = table().Lookup(fd);
-  if (!c) return real().epoll_ctl(epfd, op, fd, ev);
+  if (!c) {
+    if (op == EPOLL_CTL_ADD && AnyEpollCreated()) NoteNestedIfEpoll(fd);
+    return real().epoll_ctl(epfd, op, fd, ev);
+  }
   Inside in;
   if (c->phase() == Phase::kConnecting) c->SettleConnect(fd);
   std::shared_ptr<EpollSet> set =
@@ -495,8 +679,8 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
         reg->data = ev->data;
         reg->oneshot_fired = false;
         reg->dirty = true;
-        c->UpdateMirrors();
-        Sync(*set, reg, nullptr);
+        reg->edge_seen = kReportNow;
+        SyncAfterCtl(*set, reg);
         return 0;
       }
       if (c->phase() == Phase::kTcp) return real().epoll_ctl(epfd, op, fd, ev);
@@ -510,6 +694,7 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       r->conn = c;
       r->events = ev->events;
       r->data = ev->data;
+      r->edge_seen = kReportNow;
       reg = r.get();
       set->regs.push_back(std::move(r));
       {
@@ -517,8 +702,7 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
         c->regs.push_back(reg);
       }
       c->in_epoll.store(true, std::memory_order_relaxed);
-      c->UpdateMirrors();
-      Sync(*set, reg, nullptr);
+      SyncAfterCtl(*set, reg);
       return 0;
     }
     case EPOLL_CTL_MOD:
@@ -539,16 +723,18 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       reg->data = ev->data;
       reg->oneshot_fired = false;
       reg->dirty = true;
-      c->UpdateMirrors();
-      Sync(*set, reg, nullptr);
+      reg->edge_seen = kReportNow;
+      SyncAfterCtl(*set, reg);
       return 0;
     case EPOLL_CTL_DEL:
       if (reg == nullptr || !reg->active) {
         return real().epoll_ctl(epfd, op, fd, ev);
       }
       reg->active = false;
-      Park(*set, reg->rd);
-      Park(*set, reg->wr);
+      if (!ScanMode(*set)) {
+        Park(*set, reg->rd);
+        Park(*set, reg->wr);
+      }
       return 0;
     default:
       errno = EINVAL;
@@ -562,7 +748,7 @@ namespace {
 // reply that comes within the spin costs the peer no wakeup and us no
 // sleep. Adaptive per epoll set, as the doorbell's spin: a spin that finds
 // nothing halves the next one; one that hits restores the budget.
-bool SpinForReady(EpollSet& set) {
+bool SpinForReady(EpollSet& set, size_t max_sockets) {
   static const uint32_t budget_us = dev::SpinBudgetUsFromEnv();
   if (budget_us == 0) return false;
   uint32_t spin;
@@ -580,7 +766,7 @@ bool SpinForReady(EpollSet& set) {
     }
   }
   // Many sockets: the scan itself costs what the spin would save.
-  if (watch.empty() || watch.size() > kSpinMaxSockets) return false;
+  if (watch.empty() || watch.size() > max_sockets) return false;
   const auto end =
       std::chrono::steady_clock::now() + std::chrono::microseconds(spin);
   bool hit = false;
@@ -595,6 +781,95 @@ bool SpinForReady(EpollSet& set) {
   return hit;
 }
 
+using Clock = std::chrono::steady_clock;
+
+int TranslateAll(EpollSet& set, epoll_event* events, int n) {
+  Merged merged;
+  int out = Translate(set, events, 0, n, merged);
+  if (merged.size() > 1) OrderByArrival(events, merged);
+  return out;
+}
+
+int MsLeft(int timeout_ms, Clock::time_point deadline) {
+  if (timeout_ms < 0) return -1;
+  auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::max<int64_t>(left.count(), 0));
+}
+
+// Scan mode. Busy: a look at the SMC-D sockets in shared memory (and at
+// the kernel's list for the app's other fds) returns what is ready with no
+// system call for SMC-D. Idle: a short spin, then arm every doorbell, sleep
+// in the kernel, and disarm them all once the last sleeper of the set is
+// up, so the peers stop ringing while we work.
+int ScanWait(EpollSet& set, epoll_event* events, int maxevents, int timeout_ms,
+             const sigset_t* sigmask) {
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+  Merged merged;
+  bool spun = false;
+  for (;;) {
+    merged.clear();
+    int out = 0;
+    bool look;
+    {
+      std::lock_guard lock(set.mu);
+      Maintain(set, /*arm=*/false, nullptr);
+      ScanReady(set, events, maxevents, &out, merged);
+      // A sigmask must be applied by the kernel (pending signals).
+      look = out == 0 || sigmask != nullptr ||
+             ++set.kernel_looks % kKernelEvery == 0;
+    }
+    if (look && out < maxevents) {
+      int n = real().epoll_pwait(set.epfd, events + out, maxevents - out, 0,
+                                 sigmask);
+      if (n < 0 && out == 0) return -1;
+      if (n > 0) {
+        std::lock_guard lock(set.mu);
+        out = Translate(set, events, out, n, merged);
+      }
+    }
+    if (out > 0) {
+      {
+        std::lock_guard lock(set.mu);
+        CompleteBatch(set, events, maxevents, &out, merged);
+      }
+      if (merged.size() > 1) OrderByArrival(events, merged);
+      return out;
+    }
+    if (timeout_ms == 0) return 0;
+    if (!spun) {
+      spun = true;
+      if (SpinForReady(set, kScanMaxSockets)) continue;
+    }
+    int wait_ms = MsLeft(timeout_ms, deadline);
+    {
+      std::lock_guard lock(set.mu);
+      ++set.sleepers;
+      Maintain(set, /*arm=*/true, &wait_ms);
+    }
+    int n = real().epoll_pwait(set.epfd, events, maxevents, wait_ms, sigmask);
+    const int saved = errno;
+    {
+      std::lock_guard lock(set.mu);
+      if (--set.sleepers == 0) DisarmAll(set);
+      merged.clear();
+      out = n > 0 ? Translate(set, events, 0, n, merged) : 0;
+      if (out > 0) CompleteBatch(set, events, maxevents, &out, merged);
+    }
+    if (n < 0) {
+      errno = saved;
+      return -1;
+    }
+    if (out > 0) {
+      if (merged.size() > 1) OrderByArrival(events, merged);
+      return out;
+    }
+    if (timeout_ms > 0 && Clock::now() >= deadline) return 0;
+    spun = true;  // woken for nothing of the app's: look, then sleep again
+  }
+}
+
 }  // namespace
 
 int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
@@ -603,14 +878,18 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
   if (!set)
     return real().epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask);
   Inside in;
-  using Clock = std::chrono::steady_clock;
-  const Clock::time_point deadline =
-      Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
   size_t nregs;
+  bool scan;
   {
     std::lock_guard lock(set->mu);
     nregs = set->regs.size();
+    scan = ScanMode(*set);
   }
+  if (scan && maxevents > 0) {
+    return ScanWait(*set, events, maxevents, timeout_ms, sigmask);
+  }
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
   // Before any look at the kernel's list: a registration reported last
   // time is not armed (dirty), so bytes that reached it since rang no
   // doorbell. Its look (PrepareWait) puts it into the kernel's list now,
@@ -620,18 +899,7 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
   // client's PUBLISH).
   auto sync_all = [&](int* wait_ms) {
     std::lock_guard lock(set->mu);
-    std::vector<EpollReg*> regs;
-    for (auto& r : set->regs) regs.push_back(r.get());
-    for (EpollReg* r : regs) {
-      if (r->conn->phase() == Phase::kConnecting) {
-        r->conn->SettleConnect(r->app_fd);
-      }
-      if (runtime::SmcSocket* s = r->conn->smc(); s && s->handshaking()) {
-        s->AfterWait();  // feeds a due CLC timeout
-        (void)r->conn->Poll(r->app_fd, POLLIN);
-      }
-      Sync(*set, r, wait_ms);
-    }
+    Maintain(*set, /*arm=*/true, wait_ms);
   };
   if (timeout_ms != 0 && nregs <= kSpinMaxSockets) {
     // Whatever holds already (kernel fds included) goes out without a spin.
@@ -641,10 +909,10 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
     if (n < 0) return n;
     if (n > 0) {
       std::lock_guard lock(set->mu);
-      int out = Translate(*set, events, n);
+      int out = TranslateAll(*set, events, n);
       if (out > 0) return out;
     }
-    SpinForReady(*set);
+    SpinForReady(*set, kSpinMaxSockets);
   }
   for (;;) {
     int wait_ms = -1;
@@ -663,7 +931,7 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
     int out;
     {
       std::lock_guard lock(set->mu);
-      out = Translate(*set, events, n);
+      out = TranslateAll(*set, events, n);
     }
     if (out > 0) return out;
     if (timeout_ms == 0) {
@@ -672,7 +940,7 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
       n = real().epoll_pwait(epfd, events, maxevents, 0, sigmask);
       if (n <= 0) return n;
       std::lock_guard lock(set->mu);
-      return Translate(*set, events, n);
+      return TranslateAll(*set, events, n);
     }
     if (timeout_ms > 0 && Clock::now() >= deadline) return 0;
   }
@@ -698,6 +966,10 @@ void DropEpollRegs(Conn& c) {
 }
 
 void ForgetEpollSet(int epfd) {
+  if (epfd >= 0 && epfd < kMaxFd &&
+      g_any_epoll.load(std::memory_order_relaxed)) {
+    g_epoll_fds[epfd].store(0, std::memory_order_relaxed);
+  }
   if (!Sets().any()) return;
   std::shared_ptr<EpollSet> set = Sets().Remove(epfd);
   if (!set) return;
@@ -713,6 +985,34 @@ void ForgetEpollSet(int epfd) {
 
 bool IsTrackedEpollSet(int epfd) {
   return Sets().any() && Sets().Find(epfd) != nullptr;
+}
+
+}  // namespace usmc::preload
+
+namespace usmc::preload {
+
+void NoteEpollCreated(int epfd) {
+  if (epfd < 0 || epfd >= kMaxFd) return;
+  g_epoll_fds[epfd].store(kIsEpoll, std::memory_order_relaxed);
+  g_any_epoll.store(true, std::memory_order_relaxed);
+}
+
+bool AnyEpollCreated() { return g_any_epoll.load(std::memory_order_relaxed); }
+
+void NoteNestedIfEpoll(int fd) {
+  if (fd < 0 || fd >= kMaxFd) return;
+  const uint8_t f = g_epoll_fds[fd].load(std::memory_order_relaxed);
+  if (!(f & kIsEpoll) || (f & kNested)) return;
+  g_epoll_fds[fd].store(f | kNested, std::memory_order_relaxed);
+  std::shared_ptr<EpollSet> set = Sets().any() ? Sets().Find(fd) : nullptr;
+  if (!set) return;  // becomes a set later: FindOrCreate reads the hint
+  std::lock_guard lock(set->mu);
+  if (set->nested) return;
+  // Out of scan mode: arm everything now, as the kernel-visible mode keeps
+  // it between calls; the outer poll or epoll set may sleep at once.
+  set->nested = true;
+  int ignored_ms = -1;
+  Maintain(*set, /*arm=*/true, &ignored_ms);
 }
 
 }  // namespace usmc::preload

@@ -12,6 +12,11 @@
 // back to the app's data and re-validates readiness before reporting it.
 // Because the kernel does the queueing, nesting the epoll fd in another
 // epoll set or in poll() works, and a socket may sit in many epoll sets.
+//
+// Scan mode (sets of up to kScanMaxSockets registrations that are not
+// nested): epoll_wait first reads readiness straight from shared memory and
+// keeps the doorbells armed only while it sleeps, so that a busy process
+// costs its peers no system call per message (see EpollWait).
 #ifndef USMC_PRELOAD_EPOLL_H_
 #define USMC_PRELOAD_EPOLL_H_
 
@@ -32,6 +37,12 @@ void DropEpollRegs(Conn& c);
 // The app closed an fd: if it was an epoll set, forget it.
 void ForgetEpollSet(int epfd);
 bool IsTrackedEpollSet(int epfd);
+// epoll_create(1) returned `epfd`.
+void NoteEpollCreated(int epfd);
+bool AnyEpollCreated();
+// The app polls `fd` or adds it to an epoll set: if it is an epoll fd, its
+// SMC-D sockets must stay visible to the kernel (no scan mode).
+void NoteNestedIfEpoll(int fd);
 
 }  // namespace usmc::preload
 

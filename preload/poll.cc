@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "preload/conn.h"
+#include "preload/epoll.h"
 #include "preload/real.h"
 
 namespace usmc::preload {
@@ -34,10 +35,14 @@ int KernelPoll(std::vector<pollfd>& k, int timeout_ms,
 }  // namespace
 
 bool AnyTracked(const pollfd* fds, nfds_t nfds) {
+  bool any = false;
+  const bool epolls = AnyEpollCreated();
   for (nfds_t i = 0; i < nfds; ++i) {
-    if (table().Tracks(fds[i].fd)) return true;
+    // An epoll set polled here must stay visible to the kernel.
+    if (epolls) NoteNestedIfEpoll(fds[i].fd);
+    any = any || table().Tracks(fds[i].fd);
   }
-  return false;
+  return any;
 }
 
 int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms,
@@ -49,6 +54,12 @@ int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms,
   for (nfds_t i = 0; i < nfds; ++i) conns[i] = table().Lookup(fds[i].fd);
   std::vector<pollfd> k;
   std::vector<Entry> map;
+  // Counted before arming: an epoll set in scan mode then leaves our arm.
+  std::vector<runtime::SmcSocket*> counted;
+  auto uncount = [&] {
+    for (runtime::SmcSocket* s : counted) s->AddSleeper(-1);
+    counted.clear();
+  };
   for (;;) {
     k.clear();
     map.clear();
@@ -75,6 +86,8 @@ int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms,
         map.push_back({Entry::kPlain, i});
         continue;
       }
+      s->AddSleeper(1);
+      counted.push_back(s);
       runtime::SmcSocket::WaitSpec spec = s->PrepareWait(fds[i].events);
       if (spec.ready != 0) {
         fds[i].revents = spec.ready;
@@ -95,6 +108,7 @@ int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms,
       }
     }
     int r = KernelPoll(k, ready > 0 ? 0 : wait_ms, sigmask);
+    uncount();
     if (r < 0) return -1;
     for (size_t j = 0; j < k.size(); ++j) {
       if (k[j].revents == 0) continue;
@@ -125,14 +139,16 @@ int PollImpl(pollfd* fds, nfds_t nfds, int timeout_ms,
 bool AnyTrackedInSets(int nfds, const fd_set* rd, const fd_set* wr,
                       const fd_set* ex) {
   nfds = std::min(nfds, FD_SETSIZE);
+  bool any = false;
+  const bool epolls = AnyEpollCreated();
   for (int fd = 0; fd < nfds; ++fd) {
-    if (((rd && FD_ISSET(fd, rd)) || (wr && FD_ISSET(fd, wr)) ||
-         (ex && FD_ISSET(fd, ex))) &&
-        table().Tracks(fd)) {
-      return true;
+    if ((rd && FD_ISSET(fd, rd)) || (wr && FD_ISSET(fd, wr)) ||
+        (ex && FD_ISSET(fd, ex))) {
+      if (epolls) NoteNestedIfEpoll(fd);
+      any = any || table().Tracks(fd);
     }
   }
-  return false;
+  return any;
 }
 
 int SelectImpl(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, int timeout_ms,

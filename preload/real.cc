@@ -53,6 +53,8 @@ RealFunctions Load() {
   USMC_RESOLVE(ppoll);
   USMC_RESOLVE(select);
   USMC_RESOLVE(pselect);
+  USMC_RESOLVE(epoll_create);
+  USMC_RESOLVE(epoll_create1);
   USMC_RESOLVE(epoll_ctl);
   USMC_RESOLVE(epoll_wait);
   USMC_RESOLVE(epoll_pwait);

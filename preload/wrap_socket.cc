@@ -344,6 +344,18 @@ int pselect(int nfds, fd_set* rd, fd_set* wr, fd_set* ex, const timespec* ts,
   return pl::SelectImpl(nfds, rd, wr, ex, TimespecMs(ts), sigmask);
 }
 
+int epoll_create(int size) {
+  int fd = real().epoll_create(size);
+  if (fd >= 0 && !Bypass()) pl::NoteEpollCreated(fd);
+  return fd;
+}
+
+int epoll_create1(int flags) {
+  int fd = real().epoll_create1(flags);
+  if (fd >= 0 && !Bypass()) pl::NoteEpollCreated(fd);
+  return fd;
+}
+
 int epoll_ctl(int epfd, int op, int fd, epoll_event* ev) {
   if (Bypass()) return real().epoll_ctl(epfd, op, fd, ev);
   return pl::EpollCtl(epfd, op, fd, ev);

@@ -97,6 +97,21 @@ void SmcSocket::AfterWait(const WaitSpec& polled, bool edge) {
   peer_changed_.notify_all();
 }
 
+bool SmcSocket::DisarmIdle() {
+  std::lock_guard lock(mu_);
+  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmcd ||
+      !local_.registered()) {
+    return false;
+  }
+  // A poll arms inside PrepareWait, under mu_, after counting itself: seen
+  // here, or it arms after this store.
+  if (doorbell_waiter_ || sleepers_.load(std::memory_order_seq_cst) != 0) {
+    return false;
+  }
+  local_.doorbell().Disarm();
+  return true;
+}
+
 bool SmcSocket::TcpStirs() const {
   char c;
   ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);

@@ -163,6 +163,17 @@ class SmcSocket {
   // its bytes need not be read on every wakeup.
   void AfterWait(const WaitSpec& polled, bool edge = false);
 
+  // For event loops that keep the doorbell armed only while they sleep
+  // (preload/epoll.cc, scan mode): then a busy process costs its peer no
+  // system call per publish. DisarmIdle disarms unless another thread may
+  // sleep on the doorbell (a blocking call of this socket, or a poll that
+  // counted itself with AddSleeper before its PrepareWait). true: disarmed;
+  // the caller must look (Poll/PrepareWait) before it sleeps again.
+  bool DisarmIdle();
+  void AddSleeper(int delta) {
+    sleepers_.fetch_add(delta, std::memory_order_seq_cst);
+  }
+
   // O_NONBLOCK is read from the fd once, at Start; whoever changes it
   // later (fcntl F_SETFL, ioctl FIONBIO) must tell the socket, so that the
   // data path never needs a system call to learn it.
@@ -293,6 +304,7 @@ class SmcSocket {
   mutable std::mutex mu_;
   std::condition_variable_any peer_changed_;  // followers of the doorbell
   bool doorbell_waiter_ = false;              // a thread sleeps on it
+  std::atomic<int> sleepers_{0};  // polls sleeping on it (AddSleeper)
 
   dev::LocalDmb local_;
   dev::PeerDmb peer_;
