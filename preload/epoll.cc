@@ -343,8 +343,8 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
       (s->Poll(PollBitsOf(reg->events)) &
        (reg->events | EPOLLHUP | EPOLLERR))) {
     // The peer published while the doorbell was not armed (we were busy):
-    // no ring came, but for the kernel that would have been an edge.
-    reg->edge_seen = s->peer_changes();
+    // no ring came, but for the kernel that would have been an edge. (The
+    // report, not the poke, moves edge_seen: see Translate.)
     c.UpdateMirrors(/*poke=*/true);
   }
   if (spec.ready != 0) {
@@ -461,6 +461,14 @@ int Translate(EpollSet& set, epoll_event* events, int out, int n,
                           (reg->events | EPOLLHUP | EPOLLERR);
     if (bits == 0) {
       c.UpdateMirrors();  // stale: the app or another thread got there first
+      continue;
+    }
+    // Edge-triggered: a ring or a mirror is a wakeup, not an edge; what it
+    // woke us for may have been reported already (by a scan, or by the
+    // other kernel item). An edge is a publish not yet reported.
+    runtime::SmcSocket* s = c.smc();
+    if ((reg->events & EPOLLET) && s != nullptr && !s->handshaking() &&
+        s->peer_changes() == reg->edge_seen) {
       continue;
     }
     Report(set, reg, t, bits, events, &out, merged);

@@ -539,6 +539,17 @@ TEST_P(PreloadSteps, EventsAndBytes) {
   ExpectSmcd(Report("probe-cli"), steps, 100 * steps);
 }
 
+// The same with epoll's scan mode off: small sets then run the mode that
+// large and nested sets use (preload/epoll.cc), doorbells armed between
+// calls and readiness mirrored into the kernel.
+TEST_P(PreloadSteps, EventsAndBytesKernelVisibleEpoll) {
+  const auto [scen, steps] = GetParam();
+  Exit r = RunPair(scen, {{"USMC_EPOLL_SCAN", "0"}});
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 100 * steps, steps);
+  ExpectSmcd(Report("probe-cli"), steps, 100 * steps);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Readiness, PreloadSteps,
     ::testing::Values(std::pair<std::string, int>{"epoll-lt", 2},
@@ -595,6 +606,8 @@ TEST_F(Preload, EpollEtReportsInArrivalOrderAsTcp) {
   }
   Exit r = RunPair("epoll-order");
   ASSERT_TRUE(r.ok()) << "usmc: " << r;
+  r = RunPair("epoll-order", {{"USMC_EPOLL_SCAN", "0"}});
+  ASSERT_TRUE(r.ok()) << "usmc, kernel-visible epoll: " << r;
 }
 
 INSTANTIATE_TEST_SUITE_P(Close, PreloadClose,
