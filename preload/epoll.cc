@@ -18,88 +18,11 @@
 
 #include "dev/shm_doorbell.h"
 #include "preload/conn.h"
+#include "preload/epoll_internal.h"
 #include "preload/real.h"
 
 namespace usmc::preload {
-
-struct EpollSet;
-
-// Our data in the kernel epoll set: which registration, and what fd.
-struct Tag {
-  enum Kind : uint8_t { kRd, kWr, kWake };
-  EpollReg* reg;
-  Kind kind;
-  int fd = -1;          // -1: not registered
-  uint32_t events = 0;  // as registered (skip epoll_ctl when unchanged)
-};
-
-struct EpollReg {
-  EpollSet* set;
-  int app_fd;
-  std::shared_ptr<Conn> conn;
-  uint32_t events = 0;  // the app's
-  epoll_data_t data{};  // the app's
-  bool oneshot_fired = false;
-  // Edge-triggered: the peer_changes() this registration last reported.
-  uint64_t edge_seen = 0;
-  // The app removed the fd (EPOLL_CTL_DEL): the registration stays, with
-  // its wake fds, for the next EPOLL_CTL_ADD (event loops such as Redis's
-  // switch interest with DEL+ADD on every request), but reports nothing.
-  bool active = true;
-  // Needs PrepareWait before the next sleep. A clean registration's
-  // doorbell is still armed from the last one (only the peer's ring clears
-  // it, and a ring wakes us and makes it dirty), so epoll_wait costs
-  // O(sockets that moved), not O(sockets in the set).
-  bool dirty = true;
-  Tag rd{this, Tag::kRd};
-  Tag wr{this, Tag::kWr};
-  std::vector<std::unique_ptr<Tag>> wake;
-};
-
-struct EpollSet {
-  int epfd;
-  std::mutex mu;
-  int spin_us = -1;  // adaptive spin before sleeping (-1: not yet set)
-  uint32_t spin_probe = 0;
-  // Inside another epoll set or poll(): the kernel must see readiness at
-  // any time, so no scan mode.
-  bool nested = false;
-  int sleepers = 0;           // threads in a sleeping epoll_pwait (scan mode)
-  uint32_t kernel_looks = 0;  // scan mode: calls since the kernel's list
-  size_t scan_next = 0;       // scan mode: where the next scan starts
-  std::vector<std::unique_ptr<EpollReg>> regs;
-  std::unordered_set<const void*> tags;
-};
-
-namespace {
-
-// Sets with more sockets than this do not spin before sleeping: scanning
-// them costs what the spin would save, and a busy server rarely sleeps.
-constexpr size_t kSpinMaxSockets = 16;
-
-// Sets up to this size run in scan mode: each epoll_wait looks at every
-// SMC-D socket in shared memory (tens of nanoseconds each) instead of
-// keeping doorbells armed, which would cost the peer a system call per
-// message while this process is busy anyway. Larger sets keep the doorbells
-// armed between calls: a call then costs O(sockets that moved).
-constexpr size_t kScanMaxSockets = 64;
-
-// Scan mode: while the scan finds SMC-D sockets ready, the kernel's own
-// list (the app's other fds) is read on every kKernelEvery-th call only;
-// it still cannot wait longer than that.
-constexpr uint32_t kKernelEvery = 4;
-
-bool ScanEnabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("USMC_EPOLL_SCAN");
-    return v == nullptr || *v == '\0' || std::string_view(v) != "0";
-  }();
-  return on;
-}
-
-bool ScanMode(const EpollSet& set) {
-  return !set.nested && set.regs.size() <= kScanMaxSockets && ScanEnabled();
-}
+namespace epoll_detail {
 
 // Epoll fds this process created (epoll_create), and which of them were
 // nested before usmc tracked them as a set. fds past kMaxFd: never scan
@@ -363,177 +286,6 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   return true;
 }
 
-// The kernel's ready list is in the order the events happened: TCP sockets
-// whose bytes came first are reported first, and event loops serve them in
-// that order (Redis relies on it: a client's EXEC sent before another
-// client's LPUSH runs first). Our events come in the order usmc noticed
-// them (a doorbell ring, or a mirror written while scanning registrations),
-// so the SMC-D ones of one batch are put back in the order their peers
-// published; other fds keep their places.
-void OrderByArrival(epoll_event* events,
-                    const std::vector<std::pair<EpollReg*, int>>& merged) {
-  struct Item {
-    uint64_t stamp;
-    epoll_event ev;
-  };
-  std::vector<Item> items;
-  items.reserve(merged.size());
-  for (const auto& [reg, slot] : merged) {
-    runtime::SmcSocket* s = reg->conn->smc();
-    items.push_back({s != nullptr ? s->PeerPublishedNs() : 0, events[slot]});
-  }
-  if (std::is_sorted(
-          items.begin(), items.end(),
-          [](const Item& a, const Item& b) { return a.stamp < b.stamp; })) {
-    return;
-  }
-  std::stable_sort(
-      items.begin(), items.end(),
-      [](const Item& a, const Item& b) { return a.stamp < b.stamp; });
-  for (size_t i = 0; i < merged.size(); ++i) {
-    events[merged[i].second] = items[i].ev;
-  }
-}
-
-using Merged = std::vector<std::pair<EpollReg*, int>>;
-
-// Adds `bits` of `reg` to the app's events: one event per registration
-// (both mirrors of a socket, or a scan and a mirror, merge). `fired`: the
-// kernel item that reported it (null: found by a scan).
-void Report(EpollSet& set, EpollReg* reg, const Tag* fired, uint32_t bits,
-            epoll_event* events, int* out, Merged& merged) {
-  if (runtime::SmcSocket* s = reg->conn->smc()) {
-    reg->edge_seen = s->peer_changes();
-  }
-  if ((reg->events & EPOLLONESHOT) && fired != nullptr) {
-    // The kernel disarmed the mirror that fired; disarm the other one.
-    Tag& other = fired == &reg->rd ? reg->wr : reg->rd;
-    if (other.fd >= 0) {
-      epoll_event off{};
-      off.data.ptr = &other;
-      real().epoll_ctl(set.epfd, EPOLL_CTL_MOD, other.fd, &off);
-      other.events = 0;
-    }
-  }
-  // (A scan's ONESHOT report leaves the mirrors: whatever they report
-  // until the app re-arms is dropped, see oneshot_fired.)
-  if (reg->events & EPOLLONESHOT) reg->oneshot_fired = true;
-  auto it = std::find_if(merged.begin(), merged.end(),
-                         [&](const auto& m) { return m.first == reg; });
-  if (it != merged.end()) {
-    events[it->second].events |= bits;
-    return;
-  }
-  events[*out].events = bits;
-  events[*out].data = reg->data;
-  merged.emplace_back(reg, *out);
-  ++*out;
-}
-
-// Rewrites the kernel's events events[out, out + n) in place, after the
-// `out` events already there: app events pass, mirror events become the
-// app's (re-validated, merged per registration), wake events are consumed.
-// Returns the number of events for the app.
-int Translate(EpollSet& set, epoll_event* events, int out, int n,
-              Merged& merged) {
-  const int end = out + n;
-  for (int i = out; i < end; ++i) {
-    epoll_event ev = events[i];
-    if (!set.tags.count(ev.data.ptr)) {
-      events[out++] = ev;
-      continue;
-    }
-    Tag* t = static_cast<Tag*>(ev.data.ptr);
-    EpollReg* reg = t->reg;
-    Conn& c = *reg->conn;
-    reg->dirty = true;
-    if (t->kind == Tag::kWake) {
-      // The peer rang (or the handshake moved): report what holds now
-      // rather than waiting for the mirror to come round the kernel again.
-      c.OnWake(reg->app_fd, t->fd, static_cast<short>(ev.events),
-               (t->events & EPOLLET) != 0);
-      if (reg->oneshot_fired || !reg->active) continue;
-    } else if (reg->oneshot_fired || !reg->active) {
-      continue;
-    }
-    const short want = PollBitsOf(reg->events);
-    const uint32_t bits = static_cast<uint16_t>(c.Poll(reg->app_fd, want)) &
-                          (reg->events | EPOLLHUP | EPOLLERR);
-    if (bits == 0) {
-      c.UpdateMirrors();  // stale: the app or another thread got there first
-      continue;
-    }
-    // Edge-triggered: a ring or a mirror is a wakeup, not an edge; what it
-    // woke us for may have been reported already (by a scan, or by the
-    // other kernel item). An edge is a publish not yet reported.
-    runtime::SmcSocket* s = c.smc();
-    if ((reg->events & EPOLLET) && s != nullptr && !s->handshaking() &&
-        s->peer_changes() == reg->edge_seen) {
-      continue;
-    }
-    Report(set, reg, t, bits, events, &out, merged);
-  }
-  return out;
-}
-
-// An SMC-D socket past its handshake: what scan mode looks at directly.
-runtime::SmcSocket* Established(const EpollReg& reg) {
-  if (reg.conn->phase() != Phase::kSmc) return nullptr;
-  runtime::SmcSocket* s = reg.conn->smc();
-  return s != nullptr && !s->handshaking() ? s : nullptr;
-}
-
-// One registration's look for ScanReady: reports it if ready.
-bool ScanOne(EpollSet& set, EpollReg* reg, epoll_event* events, int* out,
-             Merged& merged) {
-  if (!reg->active || reg->oneshot_fired) return false;
-  runtime::SmcSocket* s = Established(*reg);
-  if (s == nullptr) return false;
-  const uint32_t bits = static_cast<uint16_t>(reg->conn->Poll(
-                            reg->app_fd, PollBitsOf(reg->events))) &
-                        (reg->events | EPOLLHUP | EPOLLERR);
-  if (bits == 0) return false;
-  // Edge-triggered: only what the peer changed since the last report.
-  if ((reg->events & EPOLLET) && s->peer_changes() == reg->edge_seen) {
-    return false;
-  }
-  Report(set, reg, nullptr, bits, events, out, merged);
-  return true;
-}
-
-// Scan mode: appends the SMC-D sockets that are ready now, read from
-// shared memory (no mirror, no system call). Starts where the last scan
-// left off, so that a small maxevents cannot starve the set's tail.
-void ScanReady(EpollSet& set, epoll_event* events, int maxevents, int* out,
-               Merged& merged) {
-  const size_t n = set.regs.size();
-  const size_t start = set.scan_next;
-  for (size_t k = 0; k < n && *out < maxevents; ++k) {
-    const size_t i = (start + k) % n;
-    if (ScanOne(set, set.regs[i].get(), events, out, merged)) {
-      set.scan_next = i + 1;
-    }
-  }
-}
-
-// Scan mode, a batch about to go out: a socket looked at before another's
-// bytes were seen may have received bytes sent before those. Looks again at
-// the others, so that the batch holds every publish older than the newest
-// one in it, as the kernel's ready list does for TCP (OrderByArrival then
-// sorts it; Redis relies on this order across clients).
-void CompleteBatch(EpollSet& set, epoll_event* events, int maxevents, int* out,
-                   Merged& merged) {
-  if (merged.empty()) return;
-  const size_t n = set.regs.size();
-  for (size_t k = 0; k < n && *out < maxevents; ++k) {
-    EpollReg* reg = set.regs[k].get();
-    const bool reported =
-        std::any_of(merged.begin(), merged.end(),
-                    [&](const auto& m) { return m.first == reg; });
-    if (!reported) ScanOne(set, reg, events, out, merged);
-  }
-}
-
 // Drives what is not a plain established SMC-D socket (connects,
 // handshakes, sockets gone TCP) and, with `arm`, arms the others too for a
 // sleep. `wait_ms` as in Sync. The set is locked.
@@ -555,23 +307,32 @@ void Maintain(EpollSet& set, bool arm, int* wait_ms) {
   }
 }
 
-// Scan mode, after the set's last sleeper woke: disarms its doorbells, so
-// that peers publish without ringing while this process is busy. Sockets
-// another set or thread may sleep on keep theirs.
-void DisarmAll(EpollSet& set) {
-  for (auto& r : set.regs) {
-    runtime::SmcSocket* s = Established(*r);
-    if (s == nullptr) continue;
-    bool shared;
-    {
-      std::lock_guard lock(r->conn->mu);
-      shared = r->conn->regs.size() > 1;
-    }
-    if (!shared && s->DisarmIdle()) r->dirty = true;
-  }
+int MsLeft(int timeout_ms, Clock::time_point deadline) {
+  if (timeout_ms < 0) return -1;
+  auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::max<int64_t>(left.count(), 0));
 }
 
-}  // namespace
+}  // namespace epoll_detail
+
+using epoll_detail::Clock;
+using epoll_detail::Established;
+using epoll_detail::g_any_epoll;
+using epoll_detail::g_epoll_fds;
+using epoll_detail::kIsEpoll;
+using epoll_detail::kMaxFd;
+using epoll_detail::kNested;
+using epoll_detail::kSpinMaxSockets;
+using epoll_detail::Maintain;
+using epoll_detail::Park;
+using epoll_detail::RemoveReg;
+using epoll_detail::ScanMode;
+using epoll_detail::ScanWait;
+using epoll_detail::Sets;
+using epoll_detail::SpinForReady;
+using epoll_detail::Sync;
+using epoll_detail::TranslateAll;
 
 // ---- Conn's mirrors
 // ----------------------------------------------------------
@@ -749,136 +510,6 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       return -1;
   }
 }
-
-namespace {
-
-// Before sleeping, look at the SMC-D sockets for a few microseconds: a
-// reply that comes within the spin costs the peer no wakeup and us no
-// sleep. Adaptive per epoll set, as the doorbell's spin: a spin that finds
-// nothing halves the next one; one that hits restores the budget.
-bool SpinForReady(EpollSet& set, size_t max_sockets) {
-  static const uint32_t budget_us = dev::SpinBudgetUsFromEnv();
-  if (budget_us == 0) return false;
-  uint32_t spin;
-  std::vector<std::pair<std::shared_ptr<Conn>, short>> watch;
-  {
-    std::lock_guard lock(set.mu);
-    if (set.spin_us < 0) set.spin_us = static_cast<int>(budget_us);
-    if (set.spin_us == 0 && ++set.spin_probe % 16 != 0) return false;
-    spin = set.spin_us > 0 ? static_cast<uint32_t>(set.spin_us) : budget_us;
-    for (auto& r : set.regs) {
-      if (r->active && !r->oneshot_fired && r->conn->smc() != nullptr &&
-          !r->conn->smc()->handshaking()) {
-        watch.emplace_back(r->conn, PollBitsOf(r->events));
-      }
-    }
-  }
-  // Many sockets: the scan itself costs what the spin would save.
-  if (watch.empty() || watch.size() > max_sockets) return false;
-  const auto end =
-      std::chrono::steady_clock::now() + std::chrono::microseconds(spin);
-  bool hit = false;
-  do {
-    for (auto& [c, interest] : watch) {
-      runtime::SmcSocket* s = c->smc();
-      if (s != nullptr && s->Poll(interest) != 0) hit = true;
-    }
-  } while (!hit && std::chrono::steady_clock::now() < end);
-  std::lock_guard lock(set.mu);
-  set.spin_us = hit ? static_cast<int>(budget_us) : set.spin_us / 2;
-  return hit;
-}
-
-using Clock = std::chrono::steady_clock;
-
-int TranslateAll(EpollSet& set, epoll_event* events, int n) {
-  Merged merged;
-  int out = Translate(set, events, 0, n, merged);
-  if (merged.size() > 1) OrderByArrival(events, merged);
-  return out;
-}
-
-int MsLeft(int timeout_ms, Clock::time_point deadline) {
-  if (timeout_ms < 0) return -1;
-  auto left =
-      std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-  return static_cast<int>(std::max<int64_t>(left.count(), 0));
-}
-
-// Scan mode. Busy: a look at the SMC-D sockets in shared memory (and at
-// the kernel's list for the app's other fds) returns what is ready with no
-// system call for SMC-D. Idle: a short spin, then arm every doorbell, sleep
-// in the kernel, and disarm them all once the last sleeper of the set is
-// up, so the peers stop ringing while we work.
-int ScanWait(EpollSet& set, epoll_event* events, int maxevents, int timeout_ms,
-             const sigset_t* sigmask) {
-  const Clock::time_point deadline =
-      Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
-  Merged merged;
-  bool spun = false;
-  for (;;) {
-    merged.clear();
-    int out = 0;
-    bool look;
-    {
-      std::lock_guard lock(set.mu);
-      Maintain(set, /*arm=*/false, nullptr);
-      ScanReady(set, events, maxevents, &out, merged);
-      // A sigmask must be applied by the kernel (pending signals).
-      look = out == 0 || sigmask != nullptr ||
-             ++set.kernel_looks % kKernelEvery == 0;
-    }
-    if (look && out < maxevents) {
-      int n = real().epoll_pwait(set.epfd, events + out, maxevents - out, 0,
-                                 sigmask);
-      if (n < 0 && out == 0) return -1;
-      if (n > 0) {
-        std::lock_guard lock(set.mu);
-        out = Translate(set, events, out, n, merged);
-      }
-    }
-    if (out > 0) {
-      {
-        std::lock_guard lock(set.mu);
-        CompleteBatch(set, events, maxevents, &out, merged);
-      }
-      if (merged.size() > 1) OrderByArrival(events, merged);
-      return out;
-    }
-    if (timeout_ms == 0) return 0;
-    if (!spun) {
-      spun = true;
-      if (SpinForReady(set, kScanMaxSockets)) continue;
-    }
-    int wait_ms = MsLeft(timeout_ms, deadline);
-    {
-      std::lock_guard lock(set.mu);
-      ++set.sleepers;
-      Maintain(set, /*arm=*/true, &wait_ms);
-    }
-    int n = real().epoll_pwait(set.epfd, events, maxevents, wait_ms, sigmask);
-    const int saved = errno;
-    {
-      std::lock_guard lock(set.mu);
-      if (--set.sleepers == 0) DisarmAll(set);
-      merged.clear();
-      out = n > 0 ? Translate(set, events, 0, n, merged) : 0;
-      if (out > 0) CompleteBatch(set, events, maxevents, &out, merged);
-    }
-    if (n < 0) {
-      errno = saved;
-      return -1;
-    }
-    if (out > 0) {
-      if (merged.size() > 1) OrderByArrival(events, merged);
-      return out;
-    }
-    if (timeout_ms > 0 && Clock::now() >= deadline) return 0;
-    spun = true;  // woken for nothing of the app's: look, then sleep again
-  }
-}
-
-}  // namespace
 
 int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
               const sigset_t* sigmask) {
