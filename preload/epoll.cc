@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -85,6 +86,24 @@ short PollBitsOf(uint32_t epoll_events) {
       (EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLRDNORM | EPOLLWRNORM));
 }
 
+// Whether a wake tag's fd number still names the file it registered. If not,
+// the kernel dropped that registration when the file was closed (or keeps it
+// while a forked child holds the file), and EPOLL_CTL_DEL by the number would
+// remove someone else's: Redis then missed a killed client's hang-up, and
+// new connections stalled.
+bool StillOurs(const Tag& t) {
+  if (t.kind != Tag::kWake) return true;  // mirrors: Conn's, closed last
+  struct stat st;
+  return ::fstat(t.fd, &st) == 0 && st.st_dev == t.dev && st.st_ino == t.ino;
+}
+
+void DropKernelItem(EpollSet& set, Tag& t) {
+  if (t.fd >= 0 && StillOurs(t)) {
+    real().epoll_ctl(set.epfd, EPOLL_CTL_DEL, t.fd, nullptr);
+  }
+  t.fd = -1;
+}
+
 // (Un)registers one tag's fd; the set is locked.
 bool Register(EpollSet& set, Tag& t, int fd, uint32_t events) {
   if (t.fd == fd && t.events == events) return true;
@@ -96,14 +115,15 @@ bool Register(EpollSet& set, Tag& t, int fd, uint32_t events) {
     t.events = events;
     return true;
   }
-  if (t.fd >= 0) {
-    real().epoll_ctl(set.epfd, EPOLL_CTL_DEL, t.fd, nullptr);
-    t.fd = -1;
-  }
+  DropKernelItem(set, t);
+  struct stat st {};
+  if (t.kind == Tag::kWake && ::fstat(fd, &st) != 0) return false;
   if (real().epoll_ctl(set.epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
       errno != EEXIST) {
     return false;
   }
+  t.dev = st.st_dev;
+  t.ino = st.st_ino;
   t.fd = fd;
   t.events = events;
   set.tags.insert(&t);
@@ -121,8 +141,7 @@ void Park(EpollSet& set, Tag& t) {
 }
 
 void Unregister(EpollSet& set, Tag& t) {
-  if (t.fd >= 0) real().epoll_ctl(set.epfd, EPOLL_CTL_DEL, t.fd, nullptr);
-  t.fd = -1;
+  DropKernelItem(set, t);
   set.tags.erase(&t);
 }
 

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstddef>
@@ -29,6 +30,12 @@ struct Tag {
   Kind kind;
   int fd = -1;          // -1: not registered
   uint32_t events = 0;  // as registered (skip epoll_ctl when unchanged)
+  // A wake tag's file: the runtime closes some of its wake fds itself (the
+  // DMB handover listener when the handshake ends, possibly inside a recv),
+  // and the number may belong to another registered fd by the time the tag
+  // goes.
+  dev_t dev = 0;
+  ino_t ino = 0;
 };
 
 struct EpollReg {
