@@ -163,8 +163,8 @@ workloads = [
     lambda m: sockperf(m, "pp", 64),
     lambda m: sockperf(m, "tp", 65536),
     iperf3,
-    lambda m: redis(m, 1, 50000),
-    lambda m: redis(m, 16, 1000000),
+    lambda m: redis(m, 1, 200000),
+    lambda m: redis(m, 16, 3000000),
 ]
 load_start = open("/proc/loadavg").read().split()[:3]
 samples = {m: {} for m in ["tcp", "usmc"] + args.modes.split(",")}

@@ -232,7 +232,7 @@ bool Conn::SettleConnect(int app_fd) {
   return true;
 }
 
-void Conn::AfterCall() {
+void Conn::AfterCall(bool data) {
   if (phase() != Phase::kSmc || sock_->handshaking()) return;
   if (sock_->mode() == engine::Mode::kSmcd) {
     if (!counted_smc_) {
@@ -246,7 +246,7 @@ void Conn::AfterCall() {
         pub->Update(slot_, r);
         pub->CountHandshake(r);
       }
-    } else if ((++calls_ & 1023) == 0) {
+    } else if (data && (++calls_ & 1023) == 0) {
       Publish();  // cursors and counters for `usmc ss -W`, now and then
     }
     return;
@@ -353,7 +353,7 @@ short Conn::Poll(int app_fd, short events) {
   }
   if (phase() == Phase::kSmc) {
     short r = sock_->Poll(events);
-    AfterCall();
+    AfterCall(/*data=*/false);
     if (phase() == Phase::kSmc) return r;
   }
   struct pollfd p = {app_fd, events, 0};

@@ -104,7 +104,10 @@ class Conn {
 
  private:
   void BecomeTcp(uint32_t reason, uint32_t peer_reason = 0);
-  void AfterCall();  // phase follow-up after any call into the socket
+  // Phase follow-up after any call into the socket. `data`: a send/recv
+  // (counts toward the periodic republish; polls, which epoll's scan mode
+  // makes many per request, do not).
+  void AfterCall(bool data = true);
   ssize_t CountIn(ssize_t n);
   ssize_t CountOut(ssize_t n);
 

@@ -99,7 +99,8 @@ struct ConnRecord {
 
 // Fills what the runtime knows: mode, role, state, reasons, DMB sizes,
 // tokens, cursors, doorbell and engine counters; then pid, and from `fd`
-// the addresses (getsockname/getpeername), inode and uid (fstat).
+// the addresses (getsockname/getpeername), inode and uid (fstat). fd -1:
+// none of those (no system call), the caller has them.
 ConnRecord RecordFrom(const SocketStatus& s, int fd);
 // Only the fd part (TCP connections that never had an SmcSocket).
 void FillFromFd(ConnRecord& r, int fd);
