@@ -127,15 +127,19 @@ DoorbellStats Doorbell::stats() const {
   return s;
 }
 
-bool Doorbell::Drain() {
+bool Doorbell::Drain() { return DrainUpTo(/*to_end=*/false); }
+
+bool Doorbell::DrainUpTo(bool to_end) {
   // The peer sends one byte per wakeup, but a hostile peer may flood the
   // socket: read a bounded amount; leftovers only cause a spurious wakeup.
   char buf[512];
   for (int i = 0; i < 64; ++i) {
     ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
     // A short read emptied the socket: no second call just to see EAGAIN
-    // (a close right behind it shows as POLLHUP on the next poll).
-    if (n > 0 && static_cast<size_t>(n) < sizeof buf) return true;
+    // (a close right behind it shows as POLLHUP on the next poll). After a
+    // hang-up there is no next edge for an edge-triggered sleeper: read on
+    // to the end of the stream.
+    if (!to_end && n > 0 && static_cast<size_t>(n) < sizeof buf) return true;
     if (n > 0) continue;
     if (n == 0) return false;  // peer closed its end
     if (errno == EINTR) continue;
@@ -147,7 +151,7 @@ bool Doorbell::Drain() {
 bool Doorbell::DrainLazily(bool hangup) {
   if (!hangup && ++undrained_ < kLazyDrainEvery) return true;
   undrained_ = 0;
-  return Drain();
+  return DrainUpTo(/*to_end=*/hangup);
 }
 
 WaitResult Doorbell::SleepUntil(PredRef ready, Clock::time_point deadline,

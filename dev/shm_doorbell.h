@@ -152,6 +152,7 @@ class Doorbell {
   };
   WaitResult SleepUntil(PredRef ready, Clock::time_point deadline,
                         const WaitOptions& opts);
+  bool DrainUpTo(bool to_end);
   uint32_t SpinForThisWait();
   void Learn(bool spin_hit, uint32_t spun_us);
   static void Bump(std::atomic<uint64_t>& c) {

@@ -262,6 +262,20 @@ TEST(ShmDoorbellTest, PeerClosingItsEndIsPeerGone) {
   EXPECT_FALSE(loop.local.doorbell().Drain());
 }
 
+// Rings left unread (an edge-triggered sleeper drains lazily), then the
+// peer goes: the hang-up's drain must read through to the end of the stream,
+// since no further edge will come.
+TEST(ShmDoorbellTest, HangupBehindUnreadRingsIsPeerGone) {
+  DmbBudget budget(1 << 20);
+  Loop loop = MakeLoop(budget);
+  for (int i = 0; i < 3; ++i) {
+    loop.armed().store(1);
+    ASSERT_EQ(loop.peer.doorbell().Ring(), RingResult::kWoken);
+  }
+  loop.peer.Detach();
+  EXPECT_FALSE(loop.local.doorbell().DrainLazily(/*hangup=*/true));
+}
+
 TEST(ShmDoorbellTest, OwnerGoneIsReportedToTheRinger) {
   DmbBudget budget(1 << 20);
   Loop loop = MakeLoop(budget);
