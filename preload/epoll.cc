@@ -344,6 +344,7 @@ using epoll_detail::kMaxFd;
 using epoll_detail::kNested;
 using epoll_detail::kSpinMaxSockets;
 using epoll_detail::Maintain;
+using epoll_detail::MsLeft;
 using epoll_detail::Park;
 using epoll_detail::RemoveReg;
 using epoll_detail::ScanMode;
@@ -573,12 +574,7 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
     SpinForReady(*set, kSpinMaxSockets);
   }
   for (;;) {
-    int wait_ms = -1;
-    if (timeout_ms >= 0) {
-      auto left =
-          std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      wait_ms = static_cast<int>(std::max<int64_t>(left.count(), 0));
-    }
+    int wait_ms = MsLeft(timeout_ms, deadline);
     sync_all(&wait_ms);
     int n = real().epoll_pwait(epfd, events, maxevents, wait_ms, sigmask);
     if (n <= 0) {

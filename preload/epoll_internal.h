@@ -105,6 +105,11 @@ void Report(EpollSet& set, EpollReg* reg, const Tag* fired, uint32_t bits,
 int Translate(EpollSet& set, epoll_event* events, int out, int n,
               Merged& merged);
 int TranslateAll(EpollSet& set, epoll_event* events, int n);
+// What of the app's interest (and HUP/ERR) holds now.
+uint32_t ReadyBits(EpollReg& reg);
+// Edge-triggered SMC-D registration whose peer published nothing since its
+// last report: no new edge, whatever woke us (a scan, a ring, a mirror).
+bool EdgeReported(const EpollReg& reg);
 // An SMC-D socket past its handshake, or null.
 runtime::SmcSocket* Established(const EpollReg& reg);
 

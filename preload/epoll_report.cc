@@ -99,9 +99,7 @@ int Translate(EpollSet& set, epoll_event* events, int out, int n,
     } else if (reg->oneshot_fired || !reg->active) {
       continue;
     }
-    const short want = PollBitsOf(reg->events);
-    const uint32_t bits = static_cast<uint16_t>(c.Poll(reg->app_fd, want)) &
-                          (reg->events | EPOLLHUP | EPOLLERR);
+    const uint32_t bits = ReadyBits(*reg);
     if (bits == 0) {
       c.UpdateMirrors();  // stale: the app or another thread got there first
       continue;
@@ -109,11 +107,7 @@ int Translate(EpollSet& set, epoll_event* events, int out, int n,
     // Edge-triggered: a ring or a mirror is a wakeup, not an edge; what it
     // woke us for may have been reported already (by a scan, or by the
     // other kernel item). An edge is a publish not yet reported.
-    runtime::SmcSocket* s = c.smc();
-    if ((reg->events & EPOLLET) && s != nullptr && !s->handshaking() &&
-        s->peer_changes() == reg->edge_seen) {
-      continue;
-    }
+    if (EdgeReported(*reg)) continue;
     Report(set, reg, t, bits, events, &out, merged);
   }
   return out;
@@ -124,6 +118,18 @@ int TranslateAll(EpollSet& set, epoll_event* events, int n) {
   int out = Translate(set, events, 0, n, merged);
   if (merged.size() > 1) OrderByArrival(events, merged);
   return out;
+}
+
+uint32_t ReadyBits(EpollReg& reg) {
+  return static_cast<uint16_t>(
+             reg.conn->Poll(reg.app_fd, PollBitsOf(reg.events))) &
+         (reg.events | EPOLLHUP | EPOLLERR);
+}
+
+bool EdgeReported(const EpollReg& reg) {
+  runtime::SmcSocket* s = Established(reg);
+  return (reg.events & EPOLLET) && s != nullptr &&
+         s->peer_changes() == reg.edge_seen;
 }
 
 // An SMC-D socket past its handshake: what scan mode looks at directly.

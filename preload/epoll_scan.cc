@@ -48,16 +48,9 @@ namespace {
 bool ScanOne(EpollSet& set, EpollReg* reg, epoll_event* events, int* out,
              Merged& merged) {
   if (!reg->active || reg->oneshot_fired) return false;
-  runtime::SmcSocket* s = Established(*reg);
-  if (s == nullptr) return false;
-  const uint32_t bits = static_cast<uint16_t>(reg->conn->Poll(
-                            reg->app_fd, PollBitsOf(reg->events))) &
-                        (reg->events | EPOLLHUP | EPOLLERR);
-  if (bits == 0) return false;
-  // Edge-triggered: only what the peer changed since the last report.
-  if ((reg->events & EPOLLET) && s->peer_changes() == reg->edge_seen) {
-    return false;
-  }
+  if (Established(*reg) == nullptr) return false;
+  const uint32_t bits = ReadyBits(*reg);
+  if (bits == 0 || EdgeReported(*reg)) return false;
   Report(set, reg, nullptr, bits, events, out, merged);
   return true;
 }
