@@ -13,7 +13,6 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <link.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -34,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "base/loaded_library.h"
 #include "tests/negotiate_harness.h"
 #include "wire/reason.h"
 
@@ -221,21 +221,6 @@ class Proc {
   Exit exit_;
 };
 
-// An ASan build of the probe needs the ASan runtime first in LD_PRELOAD.
-std::string AsanRuntime() {
-  std::string found;
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* data) {
-        if (info->dlpi_name != nullptr &&
-            std::strstr(info->dlpi_name, "libasan.so") != nullptr) {
-          *static_cast<std::string*>(data) = info->dlpi_name;
-        }
-        return 0;
-      },
-      &found);
-  return found;
-}
-
 std::string Hex(uint32_t reason) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "0x%08x", reason);
@@ -288,7 +273,8 @@ class Preload : public ::testing::Test {
                {"USMC_STATUS_DIR", dir_ + "/status"},
                {"USMC_CONF", ""}};
     if (preload) {
-      static const std::string asan = AsanRuntime();
+      // An ASan build of the probe needs its runtime first in LD_PRELOAD.
+      static const std::string asan = LoadedLibrary("libasan.so");
       env["LD_PRELOAD"] =
           asan.empty() ? USMC_PRELOAD_LIB : asan + " " + USMC_PRELOAD_LIB;
       if (!asan.empty()) env["ASAN_OPTIONS"] = "detect_leaks=0";

@@ -4,7 +4,6 @@
 //
 // The library is found, in order: $USMC_PRELOAD_LIB, next to this binary's
 // build tree (../preload/), or the install location (../lib/usmc/).
-#include <link.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,26 +17,12 @@
 #include <string_view>
 #include <vector>
 
+#include "base/loaded_library.h"
 #include "negotiate/negotiate.h"
 #include "tools/commands.h"
 
 namespace usmc::tools {
 namespace {
-
-// The ASan runtime this process runs with, if any (dl_iterate_phdr).
-std::string LoadedAsanRuntime() {
-  std::string found;
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* data) {
-        if (info->dlpi_name != nullptr &&
-            std::strstr(info->dlpi_name, "libasan.so") != nullptr) {
-          *static_cast<std::string*>(data) = info->dlpi_name;
-        }
-        return 0;
-      },
-      &found);
-  return found;
-}
 
 namespace fs = std::filesystem;
 
@@ -119,7 +104,7 @@ int RunMain(int argc, char** argv) {
   }
   // An ASan build of usmc (scripts/build.sh asan) has an ASan-built
   // interposer, which needs the ASan runtime loaded first in the program.
-  if (std::string asan = LoadedAsanRuntime(); !asan.empty()) {
+  if (std::string asan = LoadedLibrary("libasan.so"); !asan.empty()) {
     preload = asan + " " + preload;
     ::setenv("ASAN_OPTIONS", "detect_leaks=0", 0);
   }
