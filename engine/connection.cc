@@ -88,7 +88,9 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
                 [&](const PeerDmbAttachFailed& e) {
                   m.OnPeerDmbAttachFailed(e, out);
                 },
-                [&](const Timeout&) { m.OnTimeout(now, out); },
+                [&](const Timeout& t) {
+                  m.OnTimeout(t.cut_short ? TimePoint::max() : now, out);
+                },
                 [&](const AppClose&) { m.OnAppClose(out); },
                 [&](const AppAbort&) { m.OnAppClose(out); },
                 // The peer may publish as soon as it is ACTIVE, before we

@@ -61,6 +61,24 @@ TEST(Connection, AfterFallbackOnlyReports) {
   EXPECT_EQ(c.mode(), Mode::kTcp);
 }
 
+TEST(Connection, CutShortTimeoutDeclinesBeforeTheDeadline) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  (void)c.OnEvent(Start{}, kNow);
+  // A plain Timeout before the deadline is stale; a cut-short one is not.
+  ExpectActions<>(c.OnEvent(Timeout{}, kNow));
+  ASSERT_EQ(c.mode(), Mode::kHandshake);
+  Actions out = c.OnEvent(Timeout{.cut_short = true}, kNow);
+  const SendTcp* decline = FindAction<SendTcp>(out);
+  ASSERT_NE(decline, nullptr);
+  const Fallback* f = FindAction<Fallback>(out);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->local_reason, wire::kReasonTimeoutCl);
+  EXPECT_EQ(c.mode(), Mode::kTcp);
+  // No timer runs any more: nothing left to cut short.
+  ExpectActions<>(c.OnEvent(Timeout{.cut_short = true}, kNow));
+}
+
 TEST(Connection, AppCloseDuringHandshakeClosesTcp) {
   SeededEntropy e(1);
   Connection c(TestParams(Role::kServer), &e);

@@ -71,8 +71,13 @@ struct AppShutdown {
 };
 struct AppClose {};
 struct AppAbort {};  // close with SO_LINGER 0
-// The deadline of the last ArmTimer passed.
-struct Timeout {};
+// The deadline of the last ArmTimer passed. cut_short: the runtime stops
+// waiting before it (the app closed a client whose early data must go out
+// over TCP now); it acts as a due timer, and like one is ignored when no
+// timer runs.
+struct Timeout {
+  bool cut_short = false;
+};
 // The device lost the peer or our DMB (local abnormal termination).
 struct DeviceFailed {};
 // The app sent after the peer closed (Connection::SendDiscards): as TCP

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "dev/shm_dmb.h"
 #include "negotiate/negotiate.h"
@@ -131,6 +132,9 @@ void Conn::BecomeTcp(uint32_t reason, uint32_t peer_reason) {
     runtime::ConnRecord r = Record();
     pub->Update(slot_, r);
     pub->CountHandshake(r);
+    if (early_out_ > 0) {
+      pub->AddBytes(slot_, 0, std::exchange(early_out_, 0), false);
+    }
   }
 }
 
@@ -245,6 +249,9 @@ void Conn::AfterCall(bool data) {
         runtime::ConnRecord r = Record();
         pub->Update(slot_, r);
         pub->CountHandshake(r);
+        if (early_out_ > 0) {
+          pub->AddBytes(slot_, 0, std::exchange(early_out_, 0), true);
+        }
       }
     } else if (data && (++calls_ & 1023) == 0) {
       Publish();  // cursors and counters for `usmc ss -W`, now and then
@@ -274,6 +281,11 @@ ssize_t Conn::CountIn(ssize_t n) {
 ssize_t Conn::CountOut(ssize_t n) {
   if (n > 0) {
     bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    if (phase() == Phase::kSmc && !counted_smc_ && sock_->handshaking()) {
+      // Early data: its path is known at the decision (AfterCall).
+      early_out_ += static_cast<uint64_t>(n);
+      return n;
+    }
     if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
       pub->AddBytes(slot_, 0, static_cast<uint64_t>(n), counted_smc_);
     }
@@ -324,11 +336,12 @@ ssize_t Conn::Send(int app_fd, const void* buf, size_t len, int flags) {
   if (phase() != Phase::kSmc) {
     return CountOut(real().send(app_fd, buf, len, flags));
   }
-  if (sock_->handshaking()) {
-    // A write right after accept/connect (a greeting, an error before
-    // close) would get EAGAIN from a non-blocking socket while the CLC
-    // exchange runs. A usmc peer answers within a few round trips, so
-    // wait that long; a silent peer still costs at most this.
+  if (role_ == engine::Role::kServer && sock_->handshaking()) {
+    // A write right after accept (a greeting, an error before close) would
+    // get EAGAIN from a non-blocking socket while the CLC exchange runs. A
+    // usmc client answers within a few round trips, so wait that long; a
+    // silent one still costs at most this. (A client's writes are early
+    // data: the runtime keeps them until the decision.)
     (void)sock_->Progress(kEarlyWriteWaitMs);
   }
   ssize_t n;
@@ -358,6 +371,13 @@ short Conn::Poll(int app_fd, short events) {
   }
   struct pollfd p = {app_fd, events, 0};
   return real().poll(&p, 1, 0) > 0 ? p.revents : 0;
+}
+
+void Conn::SettleHandshake() {
+  Inside in;
+  if (phase() != Phase::kSmc || !sock_->handshaking()) return;
+  (void)sock_->Progress(-1);
+  AfterCall(/*data=*/false);
 }
 
 void Conn::SetNonblocking(bool on) {
@@ -406,6 +426,12 @@ int Conn::Shutdown(int app_fd, int how) {
 void Conn::ReleaseFromProcess() {
   Inside in;
   DropEpollRegs(*this);
+  if (early_out_ > 0 && phase() == Phase::kSmc) {
+    // A client closing before the decision: its early data goes now (and
+    // with it the decision), so that the record below says where.
+    sock_->FlushEarlyData();
+    AfterCall(/*data=*/false);
+  }
   std::lock_guard lock(phase_mu_);
   if (released_) return;
   released_ = true;

@@ -70,6 +70,10 @@ class Conn {
   bool AtMark(int app_fd);
   int Shutdown(int app_fd, int how);
 
+  // fork and exec cannot carry a handshake under way (its CLC state and a
+  // client's early data would be in two processes, or lost): they finish
+  // it first, bounded by the CLC timeout.
+  void SettleHandshake();
   // A socket the previous program image handed over across exec.
   void Adopt(std::unique_ptr<runtime::SmcSocket> s);
   void SetAppFd(int fd);  // the adopting image publishes it under this fd
@@ -126,6 +130,9 @@ class Conn {
   std::atomic<bool> late_clc_{false};
   uint32_t peer_reason_ = 0;
   bool counted_smc_ = false;
+  // Bytes the app sent before the decision (the runtime's early data):
+  // counted as SMC-D or TCP once it is known.
+  uint64_t early_out_ = 0;
   bool released_ = false;
   std::mutex phase_mu_;  // phase transitions
   int app_fds_ = 0;      // fds of this process referring to it (table lock)

@@ -4,10 +4,10 @@
 // fork: every SMC-D connection gains a holder (the count lives in the DMB's
 // control page, shared memory), so that whichever process closes last runs
 // the SMC close. exec: a connection whose fd survives exec is handed to the
-// new image through an inherited memfd (USMC_EXEC_STATE); if it cannot be
-// (handshake under way, a static or set-id program that will not load
-// usmc), it is reset, so the new image finds a dead socket instead of a
-// silent TCP one that would lose the bytes in shared memory.
+// new image through an inherited memfd (USMC_EXEC_STATE), after finishing a
+// handshake under way; if it cannot be (a static or set-id program that will
+// not load usmc), it is reset, so the new image finds a dead socket instead of
+// a silent TCP one that would lose the bytes in shared memory.
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
@@ -130,6 +130,7 @@ void PrepareExec(ExecPrep& p, bool loads_preload, char* const envp[]) {
       c->ReleaseFromProcess();
       continue;
     }
+    c->SettleHandshake();
     runtime::SmcSocket* s = c->smc();
     if (s == nullptr) continue;  // plain TCP: the kernel socket is all
     std::string rec;
@@ -277,6 +278,7 @@ pid_t fork() {
   if (Bypass()) return real().fork();
   Inside in;
   auto conns = pl::UniqueConns();
+  for (auto& c : conns) c->SettleHandshake();
   pl::ListenersBeforeFork();
   pid_t pid = real().fork();
   if (pid != 0) {

@@ -22,7 +22,7 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events) {
     (void)ProgressLocked(0);
     if (HandshakingLocked()) {
       w = HandshakeWaitSpec();
-      w.ready = TcpHupErr();
+      w.ready = static_cast<short>(TcpHupErr() | EarlyPollBits(events));
       if (w.ready != 0) w.n = 0;
       return w;
     }
@@ -133,6 +133,7 @@ void SmcSocket::Forget() {
   std::lock_guard lock(mu_);
   if (tcp_closed_) return;
   forgotten_ = true;
+  early_.clear();  // another process sends the connection's bytes now
   // Only this process's mappings and fds: the Doorbell/PeerDoorbell and
   // DMB destructors write nothing into shared memory and send nothing.
   listener_.reset();

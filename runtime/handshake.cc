@@ -83,11 +83,13 @@ void SmcSocket::BeginHandshake() {
 bool SmcSocket::HandshakingLocked() const {
   if (tcp_closed_ || fatal_) return false;
   return conn_.mode() == engine::Mode::kHandshake ||
-         tcp_out_off_ < tcp_out_.size();
+         tcp_out_off_ < tcp_out_.size() || !early_.empty();
 }
 
 namespace {
 constexpr int kHandshakeSliceMs = 20;
+// How long a close waits for its early data to leave (see CloseEarly).
+constexpr int kCloseFlushMs = 1000;
 }  // namespace
 
 Status SmcSocket::ProgressLocked(int timeout_ms) {
@@ -122,7 +124,8 @@ Status SmcSocket::ProgressLocked(int timeout_ms) {
 }
 
 bool SmcSocket::StepHandshake() {
-  bool moved = FlushTcp();
+  bool moved = FlushEarly();
+  moved = FlushTcp() || moved;
   if (conn_.mode() != engine::Mode::kHandshake) return moved;
   const bool due = deadline_ && Now() >= *deadline_;
   WaitSpec w = HandshakeWaitSpec();
@@ -275,6 +278,75 @@ bool SmcSocket::Settle(bool nonblocking) {
   if (!HandshakingLocked()) return true;
   errno = EAGAIN;
   return false;
+}
+
+size_t SmcSocket::EarlyRoom() const {
+  if (opts_.role != engine::Role::kClient || shut_wr_pending_ || fatal_ ||
+      tcp_closed_) {
+    return 0;
+  }
+  // Also after a fallback while the Decline is still queued: those bytes
+  // go behind it (into tcp_out_) in order.
+  const bool open = conn_.mode() == engine::Mode::kHandshake ||
+                    (conn_.mode() == engine::Mode::kTcp && !early_.empty());
+  return open ? kEarlyDataMax - std::min(early_.size(), kEarlyDataMax) : 0;
+}
+
+ssize_t SmcSocket::SendEarly(const std::byte* buf, size_t len) {
+  const size_t n = std::min(len, EarlyRoom());
+  early_.insert(early_.end(), buf, buf + n);
+  return static_cast<ssize_t>(n);
+}
+
+bool SmcSocket::FlushEarly() {
+  if (early_.empty()) return false;
+  switch (conn_.mode()) {
+    case engine::Mode::kHandshake:
+      return false;
+    case engine::Mode::kSmcd: {
+      // The peer's ring is fresh and at least twice as large: it all fits.
+      // An error (the peer already gone) is the connection's, reported to
+      // the app's next call; the bytes are lost as TCP's would be.
+      std::vector<std::byte> bytes = std::move(early_);
+      early_.clear();
+      (void)SendSmc(bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      return true;
+    }
+    case engine::Mode::kTcp:
+      // Behind the CLC bytes (our Decline), before anything sent later.
+      QueueTcp(early_);
+      early_.clear();
+      return true;
+    case engine::Mode::kFailed:
+      early_.clear();  // reset: nothing will go out
+      return true;
+  }
+  return false;
+}
+
+short SmcSocket::EarlyPollBits(short events) const {
+  if (EarlyRoom() == 0) return 0;
+  return static_cast<short>(events & (POLLOUT | POLLWRNORM));
+}
+
+void SmcSocket::FlushEarlyData() {
+  std::lock_guard lock(mu_);
+  if (!early_.empty() && !tcp_closed_) CloseEarly();
+}
+
+void SmcSocket::CloseEarly() {
+  (void)ProgressLocked(0);  // an answer already here is taken first
+  const bool declined = conn_.mode() == engine::Mode::kHandshake;
+  if (declined) Feed(engine::Timeout{.cut_short = true});
+  // The Decline and the bytes fit into a fresh socket's send buffer; the
+  // bound is for a peer whose window is shut.
+  if (HandshakingLocked()) (void)ProgressLocked(kCloseFlushMs);
+  if (!declined) return;
+  // An Accept that crossed our Decline may be unread: closing with unread
+  // bytes would reset the connection, and with it the early data the
+  // server has not read yet. (At most one CLC message can be there.)
+  std::array<std::byte, wire::kClcMaxMessageLen> sink;
+  (void)::recv(fd_, sink.data(), sink.size(), MSG_DONTWAIT);
 }
 
 short SmcSocket::TcpHupErr() const {

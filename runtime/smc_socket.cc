@@ -354,6 +354,15 @@ void SmcSocket::OnPeerGone() {
 
 ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
   std::lock_guard lock(mu_);
+  if (HandshakingLocked()) {
+    (void)ProgressLocked(0);
+    // Early data (see the header): all of it, or for a non-blocking call
+    // what fits; a blocking call that does not fit waits for the decision.
+    const size_t room = EarlyRoom();
+    if (room > 0 && !(flags & MSG_OOB) && (room >= len || Nonblocking(flags))) {
+      return SendEarly(static_cast<const std::byte*>(buf), len);
+    }
+  }
   if (!Settle(Nonblocking(flags))) return -1;
   if (conn_.mode() != engine::Mode::kSmcd || tcp_closed_) {
     return TcpUnusable() ? -1 : ::send(fd_, buf, len, flags);
@@ -488,9 +497,11 @@ short SmcSocket::Poll(short events) {
   if (tcp_closed_) return POLLNVAL;
   if (HandshakingLocked()) {
     (void)ProgressLocked(0);
-    // Undecided: neither readable nor writable yet (an app byte now would
-    // land in the CLC stream or be taken for one).
-    if (HandshakingLocked()) return TcpHupErr();
+    // Undecided: not readable yet, writable only into early data (an app
+    // byte on the TCP socket now would be taken for CLC).
+    if (HandshakingLocked()) {
+      return static_cast<short>(TcpHupErr() | EarlyPollBits(events));
+    }
   }
   if (conn_.mode() != engine::Mode::kSmcd) {
     struct pollfd p = {fd_, events, 0};
@@ -624,6 +635,7 @@ int SmcSocket::Close() {
     errno = EBADF;
     return -1;
   }
+  if (!early_.empty()) CloseEarly();
   if (conn_.mode() == engine::Mode::kSmcd) {
     Refresh();
     Feed(engine::AppClose{});
@@ -638,6 +650,7 @@ int SmcSocket::Close() {
 void SmcSocket::Abort() {
   std::lock_guard lock(mu_);
   if (tcp_closed_) return;
+  early_.clear();  // a reset discards unsent bytes, as TCP's does
   if (conn_.mode() == engine::Mode::kSmcd) {
     Refresh();
     Feed(engine::AppAbort{});

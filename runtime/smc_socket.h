@@ -56,6 +56,7 @@
 #include "dev/shm_handover.h"
 #include "engine/connection.h"
 #include "runtime/cdc_area.h"
+#include "wire/bufsize.h"
 
 namespace usmc::runtime {
 
@@ -82,6 +83,10 @@ struct SocketStatus {
 
 class SmcSocket {
  public:
+  // A client's early data, at most: half the smallest DMB, so that it
+  // always fits into the peer's fresh ring at the decision.
+  static constexpr size_t kEarlyDataMax = wire::kMinBufSize / 2;
+
   // Starts the CLC handshake on the connected TCP socket `fd` (owned from
   // now on) and makes what progress is possible without waiting: the client
   // sends its Proposal, the server reads a Proposal already there. The
@@ -120,13 +125,20 @@ class SmcSocket {
   // MSG_OOB, MSG_NOSIGNAL (EPIPE otherwise raises SIGPIPE, as TCP does).
   // O_NONBLOCK on the fd is honoured. During the handshake a call that may
   // block finishes the handshake first; a non-blocking one drives it and
-  // fails with EAGAIN while it is undecided.
+  // fails with EAGAIN while it is undecided. Except early data: a client's
+  // send during the handshake is kept (up to kEarlyDataMax bytes) and goes
+  // out at the decision, through the peer's DMB or, after a fallback, over
+  // TCP behind the CLC bytes. So the client's connection is usable when
+  // TCP's is, as with TCP, whose send buffer takes bytes before the peer's
+  // application has accepted (a server busy for a second must not turn a
+  // client's request timeout into a connect timeout).
   ssize_t Send(const void* buf, size_t len, int flags);
   ssize_t Recv(void* buf, size_t len, int flags);
 
   // poll(2) bits that hold now (POLLIN, POLLOUT, POLLPRI, POLLRDHUP,
   // POLLHUP, POLLERR), without blocking. During the handshake only
-  // POLLHUP/POLLERR of the TCP socket: readiness waits for the decision.
+  // POLLHUP/POLLERR of the TCP socket, and a client's POLLOUT while early
+  // data has room: the rest waits for the decision.
   short Poll(short events);
   // Blocks until one of `events` holds or the timeout passes (-1: forever).
   // Returns the bits that hold (0 on timeout).
@@ -198,8 +210,14 @@ class SmcSocket {
   // shutdown(2): SHUT_RD, SHUT_WR, SHUT_RDWR. During an undecided
   // non-blocking handshake it is recorded and applied at the decision.
   int Shutdown(int how);
-  // close(2): the SMC close protocol, then the TCP socket is closed.
+  // close(2): the SMC close protocol, then the TCP socket is closed. A
+  // client's early data still undecided goes first (FlushEarlyData).
   int Close();
+  // A client about to close: early data still waiting for the decision is
+  // sent now, declining (TIMEOUT_CL) unless the server's answer is already
+  // here, so that a close never waits for a silent server. No-op without
+  // early data.
+  void FlushEarlyData();
   // Abortive close (SO_LINGER 0): the peer sees ECONNRESET.
   void Abort();
   // This process stops using the connection without any protocol, because
@@ -264,6 +282,15 @@ class SmcSocket {
   // Before a data call: false (errno EAGAIN) if the handshake is undecided
   // and the call must not block.
   bool Settle(bool nonblocking);
+  // Early data (a client's sends before the decision): how much more fits
+  // now (0 for a server, after shutdown, or once decided), keeping bytes,
+  // and sending them where the decision says (true if it did).
+  size_t EarlyRoom() const;
+  ssize_t SendEarly(const std::byte* buf, size_t len);
+  bool FlushEarly();
+  short EarlyPollBits(short events) const;
+  // FlushEarlyData with mu_ held.
+  void CloseEarly();
   // POLLHUP/POLLERR of the TCP socket.
   short TcpHupErr() const;
 
@@ -329,6 +356,7 @@ class SmcSocket {
   int clc_lowat_ = 1;  // what the handshake wants there (half a message)
   bool handshake_finished_ = false;  // FinishHandshake ran
   bool shut_rd_pending_ = false;     // shutdown during the handshake
+  std::vector<std::byte> early_;     // early data, see Send
   bool shut_wr_pending_ = false;
 };
 

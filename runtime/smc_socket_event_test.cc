@@ -26,13 +26,12 @@ namespace {
 using testing::ConnectLoopback;
 using testing::CountMemfds;
 using testing::ForkClient;
+using testing::kWatchdogMs;
 using testing::ListenLoopback;
+using testing::LoopUntilDecided;
+using testing::LoopWait;
 using testing::Stream;
 using testing::WaitChild;
-
-// Far above any real wakeup latency: a sleep this long with nothing
-// delivered means a wakeup was lost (the test then fails instead of hanging).
-constexpr int kWatchdogMs = 10000;
 
 Options Client() { return Options{.role = engine::Role::kClient}; }
 Options Server() { return Options{.role = engine::Role::kServer}; }
@@ -45,26 +44,6 @@ std::unique_ptr<SmcSocket> MustStart(int fd, const Options& o) {
   auto s = SmcSocket::Start(fd, o);
   if (!s.ok()) return nullptr;
   return std::move(*s);
-}
-
-// One round of an event loop for one socket: PrepareWait, poll(2) on what
-// it returned (or on the fd in TCP mode), AfterWait. Returns the bits of
-// `events` that hold, 0 if the watchdog fired.
-short LoopWait(SmcSocket& s, short events) {
-  for (;;) {
-    SmcSocket::WaitSpec w = s.PrepareWait(events);
-    if (w.ready != 0) return w.ready;
-    if (w.n == 0) {  // TCP mode: the kernel socket itself
-      struct pollfd p = {s.fd(), events, 0};
-      return ::poll(&p, 1, kWatchdogMs) > 0 ? p.revents : 0;
-    }
-    const int ms =
-        w.timeout_ms < 0 ? kWatchdogMs : std::min(w.timeout_ms, kWatchdogMs);
-    const int r = ::poll(w.fds, static_cast<nfds_t>(w.n), ms);
-    if (r == 0 && ms == kWatchdogMs) return 0;  // lost wakeup
-    s.AfterWait(w);
-    if (short got = s.Poll(events); got != 0) return got;
-  }
 }
 
 // Like smc_socket_test's Exchange, but sleeping through LoopWait: sends
@@ -164,24 +143,6 @@ int LoopPingPong(SmcSocket& s, int rounds, size_t max_len, bool client) {
     }
   }
   return 0;
-}
-
-// Drives the handshake the way a loop that only waits for readiness does.
-bool LoopUntilDecided(SmcSocket& s) {
-  while (s.handshaking()) {
-    SmcSocket::WaitSpec w = s.PrepareWait(POLLIN | POLLOUT);
-    if (w.ready & (POLLHUP | POLLERR)) return false;
-    if (w.n > 0) {
-      const int ms =
-          w.timeout_ms < 0 ? kWatchdogMs : std::min(w.timeout_ms, kWatchdogMs);
-      if (::poll(w.fds, static_cast<nfds_t>(w.n), ms) == 0 &&
-          ms == kWatchdogMs) {
-        return false;
-      }
-    }
-    s.AfterWait(w);
-  }
-  return true;
 }
 
 TEST(SmcSocketEventTest, StartOnBothEndsThenNonBlockingProgressReachesSmcd) {

@@ -4,14 +4,18 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
+
+#include "runtime/smc_socket.h"
 
 namespace usmc::runtime::testing {
 
@@ -98,6 +102,42 @@ void Stream::Fill(std::byte* p, size_t n) {
     word_ >>= 8;
     --left_;
   }
+}
+
+short LoopWait(SmcSocket& s, short events) {
+  for (;;) {
+    SmcSocket::WaitSpec w = s.PrepareWait(events);
+    if (w.ready != 0) return w.ready;
+    if (w.n == 0) {  // TCP mode: the kernel socket itself
+      struct pollfd p = {s.fd(), events, 0};
+      return ::poll(&p, 1, kWatchdogMs) > 0 ? p.revents : 0;
+    }
+    const int ms =
+        w.timeout_ms < 0 ? kWatchdogMs : std::min(w.timeout_ms, kWatchdogMs);
+    const int r = ::poll(w.fds, static_cast<nfds_t>(w.n), ms);
+    if (r == 0 && ms == kWatchdogMs) return 0;  // lost wakeup
+    s.AfterWait(w);
+    if (short got = s.Poll(events); got != 0) return got;
+  }
+}
+
+bool LoopUntilDecided(SmcSocket& s) {
+  while (s.handshaking()) {
+    // POLLIN only: a client's POLLOUT holds during the handshake (early
+    // data), and a loop asking for it would never sleep.
+    SmcSocket::WaitSpec w = s.PrepareWait(POLLIN);
+    if (w.ready & (POLLHUP | POLLERR)) return false;
+    if (w.n > 0) {
+      const int ms =
+          w.timeout_ms < 0 ? kWatchdogMs : std::min(w.timeout_ms, kWatchdogMs);
+      if (::poll(w.fds, static_cast<nfds_t>(w.n), ms) == 0 &&
+          ms == kWatchdogMs) {
+        return false;
+      }
+    }
+    s.AfterWait(w);
+  }
+  return true;
 }
 
 }  // namespace usmc::runtime::testing

@@ -9,7 +9,15 @@
 #include <cstdint>
 #include <functional>
 
+namespace usmc::runtime {
+class SmcSocket;
+}  // namespace usmc::runtime
+
 namespace usmc::runtime::testing {
+
+// Far above any real wakeup latency: a sleep this long with nothing
+// delivered means a wakeup was lost (the test then fails instead of hanging).
+inline constexpr int kWatchdogMs = 10000;
 
 // A listening TCP socket on 127.0.0.1 with an ephemeral port.
 int ListenLoopback(int* port);
@@ -20,6 +28,14 @@ int ConnectLoopback(int port);
 int ForkClient(const std::function<int(int fd)>& client, pid_t* child);
 // Waits for the child and returns its exit code (128+signal if killed).
 int WaitChild(pid_t child);
+
+// One round of an event loop for one socket: PrepareWait, poll(2) on what
+// it returned (or on the fd in TCP mode), AfterWait. Returns the bits of
+// `events` that hold, 0 if the watchdog fired.
+short LoopWait(SmcSocket& s, short events);
+// Drives the handshake the way a loop that waits for readability does.
+// false on POLLHUP/POLLERR or when the watchdog fired.
+bool LoopUntilDecided(SmcSocket& s);
 
 // memfds and memfd mappings this process holds (DMBs are memfds).
 int CountMemfds();

@@ -833,6 +833,62 @@ int SilentPeerClient(uint16_t port, const char*) {
   return 0;
 }
 
+// A server whose application is busy when the client connects (Redis in
+// DEBUG SLEEP): it accepts only after the client's request was written.
+// With TCP the client's connect completes in the kernel and the request
+// waits in the server's receive queue; under usmc the same must hold (the
+// request is early data), and the connection must still become SMC-D.
+constexpr size_t kBusyReq = 3000, kBusyRep = 70000;
+int BusyAcceptServer(int lfd) {
+  int ctl = AcceptOne(lfd);
+  CHECK(ctl >= 0, "accept control");
+  RUN(WaitAck(ctl));  // the client has connected and written by now
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  RUN(RecvPat(fd, 0, kBusyReq, 31));
+  RUN(SendPat(fd, 0, kBusyRep, 32));
+  RUN(ExpectEof(fd));
+  close(fd);
+  close(ctl);
+  return 0;
+}
+int BusyAcceptClient(uint16_t port, const char*) {
+  int ctl = Connect(port);
+  CHECK(ctl >= 0, "connect control");
+  int fd;
+  RUN(NbConnectStart(port, &fd));
+  int ep = NewEp(fd, EPOLLOUT, 1);
+  CHECK(ep >= 0, "epoll add");
+  epoll_event ev[8];
+  // The test sets a CLC timeout far above this watchdog: EPOLLOUT here
+  // cannot be a fallback's.
+  CHECK(EpWait(ep, ev, 10000) == 1 && (ev[0].events & EPOLLOUT),
+        "not writable while the server's application is busy");
+  std::vector<char> req = Pattern(0, kBusyReq, 31);
+  CHECK(send(fd, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size()),
+        "request not taken at once");
+  // Not readable before the server answers.
+  CHECK(recv(fd, req.data(), 1, 0) < 0 && errno == EAGAIN, "recv before reply");
+  RUN(Ack(ctl));  // the server may accept now
+  epoll_event mod{};
+  mod.events = EPOLLIN;
+  CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &mod) == 0, "mod");
+  std::vector<char> got(kBusyRep);
+  size_t off = 0;
+  while (off < got.size()) {
+    CHECK(EpWait(ep, ev, 10000) == 1, "no reply (got %zu)", off);
+    ssize_t n = recv(fd, got.data() + off, got.size() - off, 0);
+    if (n < 0 && errno == EAGAIN) continue;
+    CHECK(n > 0, "recv %zd", n);
+    off += static_cast<size_t>(n);
+  }
+  CHECK(Mismatch(got.data(), 0, got.size(), 32) < 0, "reply differs");
+  close(ep);
+  close(fd);
+  close(ctl);
+  return 0;
+}
+
 // The usmc server, facing a silent client first (listener must not stall):
 // "silent-accept": accept the silent one, then serve a normal client
 // (basic) to the end; "silent-talk": after the timeout, talk plain TCP.
@@ -877,6 +933,7 @@ void AddEventScenarios(Scenarios& s) {
   s["peek"] = {PeekServer, PeekClient};
   s["eintr"] = {EintrServer, EintrClient};
   s["silent-peer"] = {nullptr, SilentPeerClient};
+  s["busy-accept"] = {BusyAcceptServer, BusyAcceptClient};
   s["silent-accept"] = {SilentAcceptServer, BasicClient};
   s["silent-talk"] = {SilentTalkServer, nullptr};
 }

@@ -621,6 +621,17 @@ TEST_F(Preload, NonblockingConnectPollOut) {
   ExpectSmcd(Report("probe-cli"), 256 << 10, 256 << 10);
 }
 
+// The server's application accepts only after the client wrote (as Redis
+// in DEBUG SLEEP, its MIGRATE test): the client's connect is writable and
+// takes the request at once (early data), and the connection is SMC-D.
+TEST_F(Preload, ClientWritesBeforeTheServerAccepts) {
+  Exit r = RunPair("busy-accept", {{"USMC_CLC_TIMEOUT_MS", "30000"}});
+  ASSERT_TRUE(r.ok()) << r;
+  // The control connection carried the client's one go-ahead byte.
+  ExpectSmcd(Report("probe-srv"), 3000 + 1, 70000, 2);
+  ExpectSmcd(Report("probe-cli"), 70000, 3000 + 1, 2);
+}
+
 TEST_F(Preload, RefusedConnectReportsEconnrefused) {
   Proc p({USMC_PROBE, "client", "refused", "0"}, Env(true));
   Exit r = p.Wait();
