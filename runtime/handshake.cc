@@ -260,6 +260,9 @@ void SmcSocket::SetTcpLowat(int n) {
 void SmcSocket::FinishHandshake() {
   if (handshake_finished_ || tcp_closed_) return;
   handshake_finished_ = true;
+  // The decision changes readiness (a client's early data went out, its
+  // POLLOUT is the ring's now): edge-triggered waiters get a new edge.
+  peer_changes_.fetch_add(1, std::memory_order_relaxed);
   SetTcpLowat(rcv_lowat_);
   if (fatal_ || !(shut_rd_pending_ || shut_wr_pending_)) return;
   const bool rd = shut_rd_pending_, wr = shut_wr_pending_;

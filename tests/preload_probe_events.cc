@@ -838,47 +838,81 @@ int SilentPeerClient(uint16_t port, const char*) {
 // With TCP the client's connect completes in the kernel and the request
 // waits in the server's receive queue; under usmc the same must hold (the
 // request is early data), and the connection must still become SMC-D.
-constexpr size_t kBusyReq = 3000, kBusyRep = 70000;
-int BusyAcceptServer(int lfd) {
+// "busy-accept": a 3000-byte request, level-triggered epoll.
+// "busy-accept-et": 64 KiB, edge-triggered: the client writes until EAGAIN
+// before the server accepts, and the decision must be a new EPOLLOUT edge.
+constexpr size_t kBusyReq = 3000, kBusyReqEt = 64 << 10, kBusyRep = 70000;
+int BusyAcceptServe(int lfd, size_t req) {
   int ctl = AcceptOne(lfd);
   CHECK(ctl >= 0, "accept control");
   RUN(WaitAck(ctl));  // the client has connected and written by now
   int fd = AcceptOne(lfd);
   CHECK(fd >= 0, "accept");
-  RUN(RecvPat(fd, 0, kBusyReq, 31));
+  RUN(RecvPat(fd, 0, req, 31));
   RUN(SendPat(fd, 0, kBusyRep, 32));
   RUN(ExpectEof(fd));
   close(fd);
   close(ctl);
   return 0;
 }
-int BusyAcceptClient(uint16_t port, const char*) {
+int BusyAcceptClientWith(uint16_t port, bool et) {
+  const size_t req_len = et ? kBusyReqEt : kBusyReq;
   int ctl = Connect(port);
   CHECK(ctl >= 0, "connect control");
   int fd;
   RUN(NbConnectStart(port, &fd));
-  int ep = NewEp(fd, EPOLLOUT, 1);
+  const uint32_t flags = et ? uint32_t{EPOLLET} : 0u;
+  int ep = NewEp(fd, EPOLLOUT | flags, 1);
   CHECK(ep >= 0, "epoll add");
   epoll_event ev[8];
   // The test sets a CLC timeout far above this watchdog: EPOLLOUT here
   // cannot be a fallback's.
   CHECK(EpWait(ep, ev, 10000) == 1 && (ev[0].events & EPOLLOUT),
         "not writable while the server's application is busy");
-  std::vector<char> req = Pattern(0, kBusyReq, 31);
-  CHECK(send(fd, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size()),
+  std::vector<char> req = Pattern(0, req_len, 31);
+  size_t sent = 0;
+  if (!et) {
+    CHECK(
+        send(fd, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size()),
         "request not taken at once");
+    sent = req.size();
+  } else {
+    for (;;) {  // until the socket takes no more
+      ssize_t n = send(fd, req.data() + sent, req.size() - sent, 0);
+      if (n < 0 && errno == EAGAIN) break;
+      CHECK(n > 0, "send");
+      sent += static_cast<size_t>(n);
+      CHECK(sent < req.size(), "all of %zu taken before the server accepted",
+            req.size());
+    }
+    CHECK(sent > 0, "nothing taken before the server accepted");
+  }
   // Not readable before the server answers.
-  CHECK(recv(fd, req.data(), 1, 0) < 0 && errno == EAGAIN, "recv before reply");
+  char c;
+  CHECK(recv(fd, &c, 1, 0) < 0 && errno == EAGAIN, "recv before reply");
   RUN(Ack(ctl));  // the server may accept now
+  while (sent < req.size()) {
+    CHECK(EpWait(ep, ev, 10000) == 1 && (ev[0].events & EPOLLOUT),
+          "no EPOLLOUT after EAGAIN (sent %zu)", sent);
+    for (;;) {
+      ssize_t n = send(fd, req.data() + sent, req.size() - sent, 0);
+      if (n < 0 && errno == EAGAIN) break;
+      CHECK(n > 0, "send");
+      sent += static_cast<size_t>(n);
+      if (sent == req.size()) break;
+    }
+  }
   epoll_event mod{};
-  mod.events = EPOLLIN;
+  mod.events = EPOLLIN | flags;
   CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &mod) == 0, "mod");
   std::vector<char> got(kBusyRep);
   size_t off = 0;
+  bool wait = true;
   while (off < got.size()) {
-    CHECK(EpWait(ep, ev, 10000) == 1, "no reply (got %zu)", off);
+    if (wait) CHECK(EpWait(ep, ev, 10000) == 1, "no reply (got %zu)", off);
     ssize_t n = recv(fd, got.data() + off, got.size() - off, 0);
-    if (n < 0 && errno == EAGAIN) continue;
+    wait = n < 0 && errno == EAGAIN;  // ET: read until EAGAIN, then wait
+    if (wait) continue;
     CHECK(n > 0, "recv %zd", n);
     off += static_cast<size_t>(n);
   }
@@ -933,7 +967,12 @@ void AddEventScenarios(Scenarios& s) {
   s["peek"] = {PeekServer, PeekClient};
   s["eintr"] = {EintrServer, EintrClient};
   s["silent-peer"] = {nullptr, SilentPeerClient};
-  s["busy-accept"] = {BusyAcceptServer, BusyAcceptClient};
+  s["busy-accept"] = {
+      [](int l) { return BusyAcceptServe(l, kBusyReq); },
+      [](uint16_t p, const char*) { return BusyAcceptClientWith(p, false); }};
+  s["busy-accept-et"] = {
+      [](int l) { return BusyAcceptServe(l, kBusyReqEt); },
+      [](uint16_t p, const char*) { return BusyAcceptClientWith(p, true); }};
   s["silent-accept"] = {SilentAcceptServer, BasicClient};
   s["silent-talk"] = {SilentTalkServer, nullptr};
 }

@@ -632,6 +632,15 @@ TEST_F(Preload, ClientWritesBeforeTheServerAccepts) {
   ExpectSmcd(Report("probe-cli"), 70000, 3000 + 1, 2);
 }
 
+// Edge-triggered, writing until EAGAIN before the server accepts: the
+// decision must be a new EPOLLOUT edge.
+TEST_F(Preload, ClientWritesUntilEagainBeforeTheServerAcceptsEt) {
+  Exit r = RunPair("busy-accept-et", {{"USMC_CLC_TIMEOUT_MS", "30000"}});
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), (64 << 10) + 1, 70000, 2);
+  ExpectSmcd(Report("probe-cli"), 70000, (64 << 10) + 1, 2);
+}
+
 TEST_F(Preload, RefusedConnectReportsEconnrefused) {
   Proc p({USMC_PROBE, "client", "refused", "0"}, Env(true));
   Exit r = p.Wait();
