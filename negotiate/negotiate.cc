@@ -2,6 +2,7 @@
 #include "negotiate/negotiate.h"
 
 #include <sys/socket.h>
+#include <time.h>
 
 #include <cerrno>
 
@@ -28,6 +29,24 @@ Outcome NoSmc(Answer answer, Detail detail) {
   return Outcome{answer, detail, wire::kReasonPeerNoSmc};
 }
 
+// USMC_SO_STATUS; false (errno set) if nobody answers the level.
+bool ReadStatus(int fd, int* status) {
+  socklen_t len = sizeof(*status);
+  if (getsockopt(fd, USMC_SOL_NEGOTIATE, USMC_SO_STATUS, status, &len) != 0) {
+    return false;
+  }
+  if (len != sizeof(*status)) {
+    errno = ENOPROTOOPT;
+    return false;
+  }
+  return true;
+}
+
+// How long an established socket may still say PENDING (see QueryOutcome):
+// 200 looks, 100 us apart.
+constexpr int kPendingTries = 200;
+constexpr long kPendingSleepNs = 100 * 1000;
+
 }  // namespace
 
 bool BuiltWithBpf() {
@@ -50,11 +69,28 @@ Outcome QueryOutcome(int fd) {
   if (!BuiltWithBpf()) return NoSmc(Answer::kUnknown, Detail::kNotBuilt);
   ErrnoKeeper keep;
   int status = 0;
-  socklen_t len = sizeof(status);
-  if (getsockopt(fd, USMC_SOL_NEGOTIATE, USMC_SO_STATUS, &status, &len) != 0)
-    return OutcomeFromErrno(errno);
-  if (len != sizeof(status))
-    return NoSmc(Answer::kUnknown, Detail::kHooksAbsent);
+  if (!ReadStatus(fd, &status)) return OutcomeFromErrno(errno);
+  if (status == USMC_ST_PENDING) {
+    // The socket is established, yet the program's ESTABLISHED callback
+    // has not run: the kernel puts an accepted child on the accept queue
+    // (and shows a connect's POLLOUT) a moment before the softirq runs
+    // it. Answering "not SMC" now while the peer decided SMC would leave
+    // CLC bytes in the app's stream (seen once in Redis's suite under
+    // load: a server never answered a Proposal). A socket-lock round trip
+    // lets a callback in progress finish; then look again for a while.
+    int ka = 0;
+    socklen_t kl = sizeof(ka);
+    if (getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &ka, &kl) == 0) {
+      (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &ka, sizeof(ka));
+    }
+    for (int i = 0; i < kPendingTries && status == USMC_ST_PENDING; ++i) {
+      if (i > 0) {
+        const timespec ts{0, kPendingSleepNs};
+        nanosleep(&ts, nullptr);
+      }
+      if (!ReadStatus(fd, &status)) return OutcomeFromErrno(errno);
+    }
+  }
   return OutcomeFromStatus(status);
 }
 
