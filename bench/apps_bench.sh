@@ -3,8 +3,10 @@
 # side by side in one run; prints a markdown table of medians and ratios.
 #
 #   bench/apps_bench.sh [--repeats N] [--seconds S] [--json FILE] [--modes LIST]
+#                       [--only LIST]
 #   (--modes: tcp,usmc by default; tcp alone tries the script without usmc;
-#   add usmc-nostatus for usmc with USMC_STATUS=off, the cost of publishing)
+#   add usmc-nostatus for usmc with USMC_STATUS=off, the cost of publishing;
+#   --only: some of sockperf-pp,sockperf-tp,iperf3,redis-p1,redis-p16)
 #
 # Workloads (client pinned to CPU 0, server to CPU 1, as `usmc bench`):
 #   sockperf ping-pong 64 B: p50 latency (sockperf's one-way figure, RTT/2)
@@ -39,6 +41,8 @@ ap = argparse.ArgumentParser(prog="apps_bench.sh")
 ap.add_argument("--repeats", type=int, default=5)
 ap.add_argument("--seconds", type=int, default=3)
 ap.add_argument("--json")
+ap.add_argument("--only", default="",
+                help="sockperf-pp,sockperf-tp,iperf3,redis-p1,redis-p16 (default all)")
 ap.add_argument("--modes", default="tcp,usmc",
                 help="tcp,usmc[,usmc-nostatus]; tcp alone: try the script without usmc")
 args = ap.parse_args()
@@ -159,13 +163,18 @@ def redis(mode, pipeline, requests):
             f"{p}_cpu_us_per_req": (cli.cpu + srv.cpu) / (2 * requests) * 1e6}
 
 
-workloads = [
-    lambda m: sockperf(m, "pp", 64),
-    lambda m: sockperf(m, "tp", 65536),
-    iperf3,
-    lambda m: redis(m, 1, 200000),
-    lambda m: redis(m, 16, 3000000),
-]
+WORKLOADS = {
+    "sockperf-pp": lambda m: sockperf(m, "pp", 64),
+    "sockperf-tp": lambda m: sockperf(m, "tp", 65536),
+    "iperf3": iperf3,
+    "redis-p1": lambda m: redis(m, 1, 200000),
+    "redis-p16": lambda m: redis(m, 16, 3000000),
+}
+only = [w for w in args.only.split(",") if w]
+for w in only:
+    if w not in WORKLOADS:
+        sys.exit(f"apps_bench: --only: unknown workload {w!r} ({', '.join(WORKLOADS)})")
+workloads = [WORKLOADS[w] for w in (only or WORKLOADS)]
 load_start = open("/proc/loadavg").read().split()[:3]
 samples = {m: {} for m in ["tcp", "usmc"] + args.modes.split(",")}
 for rep in range(args.repeats):
@@ -206,6 +215,8 @@ result = {"repeats": args.repeats, "seconds": args.seconds, "load_start": load_s
 for key, label, unit, better, target in ROWS:
     med = {m: statistics.median(samples[m][key]) if samples[m].get(key) else None
            for m in ("tcp", "usmc")}
+    if all(v is None for v in med.values()):
+        continue  # not run (--only)
     result["median"][key] = med
     ratio = med["usmc"] / med["tcp"] if med["tcp"] and med["usmc"] is not None else None
     mark = ""

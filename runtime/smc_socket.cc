@@ -31,6 +31,12 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
+// Large sends and receives move in steps of this size, each published on
+// its own (a CDC update): a 128 KiB write into a 256 KiB ring otherwise
+// holds the reader, and a 128 KiB read holds a blocked writer, for the
+// whole copy.
+constexpr size_t kCopyStep = 64 * 1024;
+
 uint64_t SeedFromKernel() {
   uint64_t seed = 0;
   if (getrandom(&seed, sizeof seed, 0) != sizeof seed) {
@@ -393,7 +399,10 @@ ssize_t SmcSocket::SendSmc(const std::byte* buf, size_t len, int flags) {
       return static_cast<ssize_t>(len);
     }
     if (conn_.SendSpace() > 0) {
-      engine::CopyPlan plan = conn_.PlanSend(len - done);
+      // In steps: the peer may start reading the first bytes of a large
+      // send while we copy the rest (see kCopyStep).
+      const size_t step = std::min(len - done, kCopyStep);
+      engine::CopyPlan plan = conn_.PlanSend(step);
       std::span<std::byte> dmb = peer_.bytes();
       size_t copied = 0;
       for (uint8_t i = 0; i < plan.count; ++i) {
@@ -406,8 +415,10 @@ ssize_t SmcSocket::SendSmc(const std::byte* buf, size_t len, int flags) {
         copied += c.len;
       }
       done += plan.total;
+      // wanted_more (the peer's "writer blocked"): the ring, not the step,
+      // cut this copy short.
       Feed(engine::AppSent{.len = plan.total,
-                           .wanted_more = done < len,
+                           .wanted_more = done < len && plan.total < step,
                            .urgent = (flags & MSG_OOB) && done == len});
       continue;
     }
@@ -457,7 +468,12 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
                       Nonblocking(flags) ||
                       conn_.ReadUrgent(/*peek=*/true, &urgent) == 0;
     if (st.readable > 0 && done < len && look) {
-      engine::CopyPlan plan = conn_.PlanRecv(len - done);
+      // A read stops at the urgent mark, as TCP's does.
+      if (done > 0 && conn_.AtUrgentMark()) return static_cast<ssize_t>(done);
+      // In steps (not for MSG_PEEK, which consumes nothing): a blocked
+      // sender gets room after the first step, not after the whole copy.
+      const size_t step = peek ? len - done : std::min(len - done, kCopyStep);
+      engine::CopyPlan plan = conn_.PlanRecv(step);
       std::span<std::byte> dmb = local_.bytes();
       size_t copied = 0;
       for (uint8_t i = 0; i < plan.count; ++i) {
@@ -471,9 +487,15 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
       }
       done += plan.total;
       if (!peek) Feed(engine::AppConsumed{plan.total});
-      if (peek || done >= target) return static_cast<ssize_t>(done);
+      if (peek || done == len) return static_cast<ssize_t>(done);
+      // Took all there was (the step was not the limit): as one copy would.
+      if (done >= target && plan.total < step) {
+        return static_cast<ssize_t>(done);
+      }
       continue;
     }
+    // A full step, and nothing more has come since.
+    if (done > 0 && done >= target) return static_cast<ssize_t>(done);
     if (len == 0) return 0;
     if (done > 0 && (st.eof || st.error)) return static_cast<ssize_t>(done);
     if (st.error) {

@@ -116,6 +116,44 @@ TEST(SmcSocketTest, HandshakeReachesSmcdAndMovesBytes) {
   EXPECT_EQ(CountMemfds(), 0);
 }
 
+// A large recv frees the ring in steps: a sender blocked on a full ring
+// gets a consumer update after each step (and can refill it while the rest
+// is copied), not one after the whole copy.
+TEST(SmcSocketTest, LargeRecvReportsConsumptionInSteps) {
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t child;
+  int fd = ForkClient(
+      [&](int fd) {
+        auto s = MustUpgrade(fd, Client());
+        if (!s || !s->is_smc()) return 1;
+        std::vector<std::byte> data(1 << 20);
+        Stream(5).Fill(data.data(), data.size());
+        // Fills the ring and leaves the writer-blocked flag up.
+        ssize_t n = s->Send(data.data(), data.size(), MSG_DONTWAIT);
+        if (n <= 0 || static_cast<size_t>(n) == data.size()) return 2;
+        if (::write(ready[1], &n, sizeof n) != sizeof n) return 3;
+        char c;
+        return s->Recv(&c, 1, 0) == 0 ? 0 : 4;  // waits for our close
+      },
+      &child);
+  auto s = MustUpgrade(fd, Server());
+  ASSERT_TRUE(s && s->is_smc());
+  ssize_t n = 0;
+  ASSERT_EQ(::read(ready[0], &n, sizeof n), static_cast<ssize_t>(sizeof n));
+  const uint64_t before = s->status().engine.counters.consumer_updates;
+  std::vector<std::byte> got(static_cast<size_t>(n)), want(got.size());
+  ASSERT_EQ(s->Recv(got.data(), got.size(), MSG_WAITALL), n);
+  Stream(5).Fill(want.data(), want.size());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size()), 0);
+  // A ring of almost 256 KiB read in 64 KiB steps: an update per step.
+  EXPECT_GE(s->status().engine.counters.consumer_updates - before, 3u);
+  EXPECT_EQ(s->Close(), 0);
+  EXPECT_EQ(WaitChild(child), 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
 TEST(SmcSocketTest, OneGibEachWayAtOnceInRandomChunks) {
   const uint64_t total = uint64_t{1} << 30;
   pid_t child;
