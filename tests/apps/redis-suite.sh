@@ -124,7 +124,9 @@ import re, sys
 ansi = re.compile(r"\x1b\[[0-9;]*m")
 for line in open(sys.argv[1], errors="replace"):
     line = ansi.sub("", line.rstrip("\n"))
-    m = re.match(r"^\[(ok|err|exception|skip|ignore|timeout)\]: (.*)$", line)
+    # search, not match: with --clients 8 another client's output may have
+    # been written into the same line first ("### St[ok]: ...").
+    m = re.search(r"\[(ok|err|exception|skip|ignore|timeout)\]: (.*)$", line)
     if m:
         name = re.sub(r" \(\d+ ms\)$", "", m.group(2))
         name = re.sub(r" in tests/\S+$", "", name)
