@@ -3,7 +3,9 @@
 #   1. unit + integration tests (gcc build) through CTest
 #   2. the same tests under ASan + UBSan
 #   3. every libFuzzer target for USMC_FUZZ_SECONDS (default 30) each
-#   4. real programs under `usmc run` (scripts/apps.sh, tests/apps/; ~10 min)
+#   4. real programs under `usmc run` (scripts/apps.sh, tests/apps/; ~10 min);
+#      with CI set, Redis's whole test suite instead of a subset (~24 min more,
+#      tests/apps/README.md), unless USMC_REDIS_SUITE says otherwise
 # Ends with one line "usmc: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,9 @@ step "build (asan+ubsan)" scripts/build.sh asan
 step "tests (asan+ubsan)" ctest_in build-asan
 step "build (fuzz)" scripts/build.sh fuzz
 step "fuzzers" scripts/fuzz.sh "${USMC_FUZZ_SECONDS:-30}"
+if [ -n "${CI:-}" ] && [ -z "${USMC_REDIS_SUITE+set}" ]; then
+  export USMC_REDIS_SUITE=full
+fi
 step "apps (real programs)" scripts/apps.sh
 
 echo "usmc: $passed passed, $failed failed"
