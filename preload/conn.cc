@@ -380,6 +380,16 @@ void Conn::SettleHandshake() {
   AfterCall(/*data=*/false);
 }
 
+void Conn::SettleEarlyDataForFork() {
+  Inside in;
+  if (early_out_ == 0 || phase() != Phase::kSmc || !sock_->handshaking()) {
+    return;
+  }
+  (void)sock_->Progress(kEarlyWriteWaitMs);
+  sock_->FlushEarlyData();
+  AfterCall(/*data=*/false);
+}
+
 void Conn::SetNonblocking(bool on) {
   if (sock_) sock_->SetNonblocking(on);
 }

@@ -70,10 +70,14 @@ class Conn {
   bool AtMark(int app_fd);
   int Shutdown(int app_fd, int how);
 
-  // fork and exec cannot carry a handshake under way (its CLC state and a
-  // client's early data would be in two processes, or lost): they finish
-  // it first, bounded by the CLC timeout.
+  // exec cannot carry a handshake under way (its CLC state would be
+  // lost): it finishes it first, bounded by the CLC timeout.
   void SettleHandshake();
+  // fork must not copy a client's early data into two processes (both
+  // would send it): a short wait for the decision, else it goes now over
+  // TCP (FlushEarlyData). Other handshakes under way are left alone: a
+  // fork (Redis's BGSAVE) must not wait for a slow peer's CLC.
+  void SettleEarlyDataForFork();
   // A socket the previous program image handed over across exec.
   void Adopt(std::unique_ptr<runtime::SmcSocket> s);
   void SetAppFd(int fd);  // the adopting image publishes it under this fd

@@ -278,7 +278,7 @@ pid_t fork() {
   if (Bypass()) return real().fork();
   Inside in;
   auto conns = pl::UniqueConns();
-  for (auto& c : conns) c->SettleHandshake();
+  for (auto& c : conns) c->SettleEarlyDataForFork();
   pl::ListenersBeforeFork();
   pid_t pid = real().fork();
   if (pid != 0) {

@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -855,7 +856,7 @@ int BusyAcceptServe(int lfd, size_t req) {
   close(ctl);
   return 0;
 }
-int BusyAcceptClientWith(uint16_t port, bool et) {
+int BusyAcceptClientWith(uint16_t port, bool et, bool fork_after = false) {
   const size_t req_len = et ? kBusyReqEt : kBusyReq;
   int ctl = Connect(port);
   CHECK(ctl >= 0, "connect control");
@@ -876,6 +877,15 @@ int BusyAcceptClientWith(uint16_t port, bool et) {
         send(fd, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size()),
         "request not taken at once");
     sent = req.size();
+    if (fork_after) {
+      // A child that exits normally (our exit path releases what it holds)
+      // while the request is still early data: the server must get it once.
+      pid_t pid = fork();
+      CHECK(pid >= 0, "fork");
+      if (pid == 0) exit(0);
+      int st = 0;
+      CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st), "child");
+    }
   } else {
     for (;;) {  // until the socket takes no more
       ssize_t n = send(fd, req.data() + sent, req.size() - sent, 0);
@@ -970,6 +980,11 @@ void AddEventScenarios(Scenarios& s) {
   s["busy-accept"] = {
       [](int l) { return BusyAcceptServe(l, kBusyReq); },
       [](uint16_t p, const char*) { return BusyAcceptClientWith(p, false); }};
+  s["busy-accept-fork"] = {[](int l) { return BusyAcceptServe(l, kBusyReq); },
+                           [](uint16_t p, const char*) {
+                             return BusyAcceptClientWith(p, false,
+                                                         /*fork_after=*/true);
+                           }};
   s["busy-accept-et"] = {
       [](int l) { return BusyAcceptServe(l, kBusyReqEt); },
       [](uint16_t p, const char*) { return BusyAcceptClientWith(p, true); }};

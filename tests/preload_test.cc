@@ -632,6 +632,27 @@ TEST_F(Preload, ClientWritesBeforeTheServerAccepts) {
   ExpectSmcd(Report("probe-cli"), 70000, 3000 + 1, 2);
 }
 
+// The client forks (and the child exits) while its request is early data:
+// the parent sends it first, over TCP after a Decline if the server still
+// sleeps, and the server reads it exactly once (then EOF).
+TEST_F(Preload, ForkWithEarlyDataSendsItOnce) {
+  Exit r = RunPair("busy-accept-fork", {{"USMC_CLC_TIMEOUT_MS", "30000"}});
+  ASSERT_TRUE(r.ok()) << r;
+  uint64_t srv_in = 0, cli_out = 0;
+  for (const json& j : ReportsOf("probe-srv")) {
+    srv_in += U(j, "bytes_smcd_in") + U(j, "bytes_tcp_in");
+  }
+  for (const json& j : ReportsOf("probe-cli")) {
+    cli_out += U(j, "bytes_smcd_out") + U(j, "bytes_tcp_out");
+  }
+  EXPECT_EQ(srv_in, 3000u + 1) << AllReports();
+  EXPECT_EQ(cli_out, 3000u + 1) << AllReports();
+  const json srv = Report("probe-srv");
+  EXPECT_EQ(srv.value("fallback_reasons", json::object()),
+            json({{Hex(wire::kReasonPeerDecl), 1}}))
+      << AllReports();
+}
+
 // Edge-triggered, writing until EAGAIN before the server accepts: the
 // decision must be a new EPOLLOUT edge.
 TEST_F(Preload, ClientWritesUntilEagainBeforeTheServerAcceptsEt) {
