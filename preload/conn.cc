@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <utility>
 
 #include "dev/shm_dmb.h"
 #include "negotiate/negotiate.h"
@@ -128,13 +127,12 @@ void Conn::BecomeTcp(uint32_t reason, uint32_t peer_reason) {
   peer_reason_ = peer_reason;
   phase_.store(Phase::kTcp, std::memory_order_release);
   NoteFallback(role_, reason);
+  const uint64_t early = early_out_.exchange(0, std::memory_order_relaxed);
   if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
     runtime::ConnRecord r = Record();
     pub->Update(slot_, r);
     pub->CountHandshake(r);
-    if (early_out_ > 0) {
-      pub->AddBytes(slot_, 0, std::exchange(early_out_, 0), false);
-    }
+    if (early > 0) pub->AddBytes(slot_, 0, early, false);
   }
 }
 
@@ -245,13 +243,12 @@ void Conn::AfterCall(bool data) {
       if (uint32_t* t = sock_->ProcessHolders()) {
         AddHolder(t, static_cast<uint32_t>(::getpid()));
       }
+      const uint64_t early = early_out_.exchange(0, std::memory_order_relaxed);
       if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
         runtime::ConnRecord r = Record();
         pub->Update(slot_, r);
         pub->CountHandshake(r);
-        if (early_out_ > 0) {
-          pub->AddBytes(slot_, 0, std::exchange(early_out_, 0), true);
-        }
+        if (early > 0) pub->AddBytes(slot_, 0, early, true);
       }
     } else if (data && (++calls_ & 1023) == 0) {
       Publish();  // cursors and counters for `usmc ss -W`, now and then
@@ -283,7 +280,7 @@ ssize_t Conn::CountOut(ssize_t n) {
     bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
     if (phase() == Phase::kSmc && !counted_smc_ && sock_->handshaking()) {
       // Early data: its path is known at the decision (AfterCall).
-      early_out_ += static_cast<uint64_t>(n);
+      early_out_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       return n;
     }
     if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
@@ -382,7 +379,8 @@ void Conn::SettleHandshake() {
 
 void Conn::SettleEarlyDataForFork() {
   Inside in;
-  if (early_out_ == 0 || phase() != Phase::kSmc || !sock_->handshaking()) {
+  if (early_out_.load(std::memory_order_relaxed) == 0 ||
+      phase() != Phase::kSmc || !sock_->handshaking()) {
     return;
   }
   (void)sock_->Progress(kEarlyWriteWaitMs);
@@ -436,7 +434,8 @@ int Conn::Shutdown(int app_fd, int how) {
 void Conn::ReleaseFromProcess() {
   Inside in;
   DropEpollRegs(*this);
-  if (early_out_ > 0 && phase() == Phase::kSmc) {
+  if (early_out_.load(std::memory_order_relaxed) > 0 &&
+      phase() == Phase::kSmc) {
     // A client closing before the decision: its early data goes now (and
     // with it the decision), so that the record below says where.
     sock_->FlushEarlyData();

@@ -136,7 +136,7 @@ class Conn {
   bool counted_smc_ = false;
   // Bytes the app sent before the decision (the runtime's early data):
   // counted as SMC-D or TCP once it is known.
-  uint64_t early_out_ = 0;
+  std::atomic<uint64_t> early_out_{0};
   bool released_ = false;
   std::mutex phase_mu_;  // phase transitions
   int app_fds_ = 0;      // fds of this process referring to it (table lock)
