@@ -19,28 +19,18 @@
 namespace usmc::runtime {
 namespace {
 
-using testing::ConnectLoopback;
+using testing::Client;
+using testing::ConnectedLoopbackPair;
 using testing::ForkClient;
-using testing::ListenLoopback;
 using testing::LoopUntilDecided;
 using testing::LoopWait;
+using testing::MustStart;
+using testing::Server;
+using testing::SetNonblockingFd;
 using testing::Stream;
 using testing::WaitChild;
 
 constexpr size_t kMax = SmcSocket::kEarlyDataMax;
-
-Options Client() { return Options{.role = engine::Role::kClient}; }
-Options Server() { return Options{.role = engine::Role::kServer}; }
-
-void SetNonblockingFd(int fd) {
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-std::unique_ptr<SmcSocket> MustStart(int fd, const Options& o) {
-  auto s = SmcSocket::Start(fd, o);
-  if (!s.ok()) return nullptr;
-  return std::move(*s);
-}
 
 // Receives exactly `len` bytes through event-loop waits; "" on EOF/error.
 std::string RecvAll(SmcSocket& s, size_t len) {
@@ -163,11 +153,7 @@ TEST(SmcSocketEarlyTest, AfterADeclineEarlyDataGoesOverTcpInOrder) {
 // declines at once and its early bytes go over TCP; a server that gets to
 // the connection later finds the Proposal, the Decline, the bytes, EOF.
 TEST(SmcSocketEarlyTest, CloseBeforeTheDecisionDeclinesAndKeepsTheBytes) {
-  int port = 0;
-  int lfd = ListenLoopback(&port);
-  int cfd = ConnectLoopback(port);
-  int sfd = ::accept(lfd, nullptr, nullptr);
-  ::close(lfd);
+  const auto [cfd, sfd] = ConnectedLoopbackPair();
   SetNonblockingFd(cfd);
   auto c = MustStart(cfd, Client());
   ASSERT_TRUE(c);
@@ -231,11 +217,7 @@ TEST(SmcSocketEarlyTest, BlockingSendBeyondTheRoomWaitsForTheDecision) {
 
 // Only a client has early data: an undecided server is not writable.
 TEST(SmcSocketEarlyTest, ServerHasNoEarlyData) {
-  int port = 0;
-  int lfd = ListenLoopback(&port);
-  int cfd = ConnectLoopback(port);
-  int sfd = ::accept(lfd, nullptr, nullptr);
-  ::close(lfd);
+  const auto [cfd, sfd] = ConnectedLoopbackPair();
   SetNonblockingFd(sfd);
   auto s = MustStart(sfd, Server());
   ASSERT_TRUE(s);

@@ -23,28 +23,18 @@
 namespace usmc::runtime {
 namespace {
 
-using testing::ConnectLoopback;
+using testing::Client;
+using testing::ConnectedLoopbackPair;
 using testing::CountMemfds;
 using testing::ForkClient;
 using testing::kWatchdogMs;
-using testing::ListenLoopback;
 using testing::LoopUntilDecided;
 using testing::LoopWait;
+using testing::MustStart;
+using testing::Server;
+using testing::SetNonblockingFd;
 using testing::Stream;
 using testing::WaitChild;
-
-Options Client() { return Options{.role = engine::Role::kClient}; }
-Options Server() { return Options{.role = engine::Role::kServer}; }
-
-void SetNonblockingFd(int fd) {
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-std::unique_ptr<SmcSocket> MustStart(int fd, const Options& o) {
-  auto s = SmcSocket::Start(fd, o);
-  if (!s.ok()) return nullptr;
-  return std::move(*s);
-}
 
 // Like smc_socket_test's Exchange, but sleeping through LoopWait: sends
 // `total` bytes of one stream while receiving `total` of another, in random
@@ -256,11 +246,7 @@ TEST(SmcSocketEventTest, ShutdownDuringTheHandshakeAppliesAtTheDecision) {
 // stall, must withhold readiness until the CLC timeout, then be plain TCP
 // with every later byte of the peer intact.
 TEST(SmcSocketEventTest, SilentPeerDoesNotBlockAndEndsOnTcpIntact) {
-  int port = 0;
-  int lfd = ListenLoopback(&port);
-  int cfd = ConnectLoopback(port);
-  int sfd = ::accept(lfd, nullptr, nullptr);
-  ::close(lfd);
+  const auto [cfd, sfd] = ConnectedLoopbackPair();
   SetNonblockingFd(sfd);
   Options o = Server();
   o.clc_timeout = std::chrono::milliseconds(300);
@@ -302,11 +288,7 @@ TEST(SmcSocketEventTest, SilentPeerDoesNotBlockAndEndsOnTcpIntact) {
 }
 
 TEST(SmcSocketEventTest, ClientWithSilentServerTimesOutToTcp) {
-  int port = 0;
-  int lfd = ListenLoopback(&port);
-  int cfd = ConnectLoopback(port);
-  int sfd = ::accept(lfd, nullptr, nullptr);
-  ::close(lfd);
+  const auto [cfd, sfd] = ConnectedLoopbackPair();
   SetNonblockingFd(cfd);
   Options o = Client();
   o.clc_timeout = std::chrono::milliseconds(200);
@@ -488,11 +470,7 @@ int TcpLowat(int fd) {
 }
 
 TEST(SmcSocketEventTest, RcvLowatOfTheAppSurvivesTheHandshake) {
-  int port = 0;
-  int lfd = ListenLoopback(&port);
-  int cfd = ConnectLoopback(port);
-  int sfd = ::accept(lfd, nullptr, nullptr);
-  ::close(lfd);
+  const auto [cfd, sfd] = ConnectedLoopbackPair();
   int seven = 7;
   ASSERT_EQ(::setsockopt(sfd, SOL_SOCKET, SO_RCVLOWAT, &seven, sizeof seven),
             0);

@@ -19,15 +19,15 @@
 namespace usmc::runtime {
 namespace {
 
+using testing::Client;
+using testing::ConnectedLoopbackPair;
 using testing::ConnectLoopback;
 using testing::CountMemfds;
 using testing::ForkClient;
 using testing::ListenLoopback;
+using testing::Server;
 using testing::Stream;
 using testing::WaitChild;
-
-Options Client() { return Options{.role = engine::Role::kClient}; }
-Options Server() { return Options{.role = engine::Role::kServer}; }
 
 std::unique_ptr<SmcSocket> MustUpgrade(int fd, const Options& o) {
   auto s = SmcSocket::Upgrade(fd, o);
@@ -429,11 +429,7 @@ TEST(SmcSocketTest, PlainTcpPeerBytesReachTheAppUntouched) {
 }
 
 TEST(SmcSocketTest, SilentPeerTimesOutToTcp) {
-  int port = 0;
-  int lfd = ListenLoopback(&port);
-  int cfd = ConnectLoopback(port);
-  int sfd = ::accept(lfd, nullptr, nullptr);
-  ::close(lfd);
+  const auto [cfd, sfd] = ConnectedLoopbackPair();
   Options o = Server();
   o.clc_timeout = std::chrono::milliseconds(200);
   auto s = MustUpgrade(sfd, o);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -45,6 +46,29 @@ int ConnectLoopback(int port) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
+}
+
+LoopbackPair ConnectedLoopbackPair() {
+  int port = 0;
+  const int lfd = ListenLoopback(&port);
+  LoopbackPair p;
+  p.client = ConnectLoopback(port);
+  p.server = ::accept(lfd, nullptr, nullptr);
+  ::close(lfd);
+  return p;
+}
+
+Options Client() { return Options{.role = engine::Role::kClient}; }
+Options Server() { return Options{.role = engine::Role::kServer}; }
+
+void SetNonblockingFd(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+std::unique_ptr<SmcSocket> MustStart(int fd, const Options& o) {
+  auto s = SmcSocket::Start(fd, o);
+  if (!s.ok()) return nullptr;
+  return std::move(*s);
 }
 
 int ForkClient(const std::function<int(int fd)>& client, pid_t* child) {

@@ -8,9 +8,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 namespace usmc::runtime {
 class SmcSocket;
+struct Options;
 }  // namespace usmc::runtime
 
 namespace usmc::runtime::testing {
@@ -23,11 +25,25 @@ inline constexpr int kWatchdogMs = 10000;
 int ListenLoopback(int* port);
 // Connects to 127.0.0.1:port (blocking).
 int ConnectLoopback(int port);
+// Both ends of one loopback connection in this process (the listener is
+// closed again).
+struct LoopbackPair {
+  int client = -1;
+  int server = -1;
+};
+LoopbackPair ConnectedLoopbackPair();
 // Forks; the child connects and runs `client(fd)`, exiting with its return
 // value. The parent accepts and returns the accepted fd; *child gets the pid.
 int ForkClient(const std::function<int(int fd)>& client, pid_t* child);
 // Waits for the child and returns its exit code (128+signal if killed).
 int WaitChild(pid_t child);
+
+// Options for each role, defaults otherwise.
+Options Client();
+Options Server();
+void SetNonblockingFd(int fd);
+// SmcSocket::Start, or nullptr if it failed.
+std::unique_ptr<SmcSocket> MustStart(int fd, const Options& o);
 
 // One round of an event loop for one socket: PrepareWait, poll(2) on what
 // it returned (or on the fd in TCP mode), AfterWait. Returns the bits of
