@@ -88,7 +88,8 @@ bool SmcSocket::HandshakingLocked() const {
 
 namespace {
 constexpr int kHandshakeSliceMs = 20;
-// How long a close waits for its early data to leave (see CloseEarly).
+// How long a close waits for its early data to leave (see
+// FlushEarlyDataLocked).
 constexpr int kCloseFlushMs = 1000;
 }  // namespace
 
@@ -334,10 +335,10 @@ short SmcSocket::EarlyPollBits(short events) const {
 
 void SmcSocket::FlushEarlyData() {
   std::lock_guard lock(mu_);
-  if (!early_.empty() && !tcp_closed_) CloseEarly();
+  if (!early_.empty() && !tcp_closed_) FlushEarlyDataLocked();
 }
 
-void SmcSocket::CloseEarly() {
+void SmcSocket::FlushEarlyDataLocked() {
   (void)ProgressLocked(0);  // an answer already here is taken first
   const bool declined = conn_.mode() == engine::Mode::kHandshake;
   if (declined) Feed(engine::Timeout{.cut_short = true});

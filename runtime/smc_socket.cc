@@ -657,7 +657,7 @@ int SmcSocket::Close() {
     errno = EBADF;
     return -1;
   }
-  if (!early_.empty()) CloseEarly();
+  if (!early_.empty()) FlushEarlyDataLocked();
   if (conn_.mode() == engine::Mode::kSmcd) {
     Refresh();
     Feed(engine::AppClose{});

@@ -290,7 +290,7 @@ class SmcSocket {
   bool FlushEarly();
   short EarlyPollBits(short events) const;
   // FlushEarlyData with mu_ held.
-  void CloseEarly();
+  void FlushEarlyDataLocked();
   // POLLHUP/POLLERR of the TCP socket.
   short TcpHupErr() const;
 
@@ -356,8 +356,8 @@ class SmcSocket {
   int clc_lowat_ = 1;  // what the handshake wants there (half a message)
   bool handshake_finished_ = false;  // FinishHandshake ran
   bool shut_rd_pending_ = false;     // shutdown during the handshake
-  std::vector<std::byte> early_;     // early data, see Send
   bool shut_wr_pending_ = false;
+  std::vector<std::byte> early_;  // early data, see Send
 };
 
 }  // namespace usmc::runtime
