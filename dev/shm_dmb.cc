@@ -227,7 +227,8 @@ Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget) {
   }
   dmb.peer_end_ = UniqueFd(sv[1]);
   dmb.doorbell_.emplace(UniqueFd(sv[0]),
-                        reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff));
+                        reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff),
+                        reinterpret_cast<uint64_t*>(ctrl + kCtrlSleepTokenOff));
   return dmb;
 }
 
@@ -260,7 +261,8 @@ Result<LocalDmb> LocalDmb::Adopt(UniqueFd memfd, UniqueFd doorbell,
   dmb.token_ = token;
   dmb.memfd_ = std::move(memfd);
   dmb.doorbell_.emplace(std::move(doorbell),
-                        reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff));
+                        reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff),
+                        reinterpret_cast<uint64_t*>(ctrl + kCtrlSleepTokenOff));
   return dmb;
 }
 
@@ -325,9 +327,11 @@ Result<PeerDmb> PeerDmb::Attach(UniqueFd memfd, uint64_t expected_token,
       CheckCtrl(ctrl, expected_token, expected_size, "peer DMB"));
   dmb.size_ = expected_size;
   dmb.token_ = expected_token;
-  dmb.doorbell_.emplace(std::move(doorbell),
-                        reinterpret_cast<uint32_t*>(
-                            const_cast<std::byte*>(ctrl) + kCtrlArmedOff));
+  std::byte* peer_ctrl = const_cast<std::byte*>(ctrl);
+  dmb.doorbell_.emplace(
+      std::move(doorbell),
+      reinterpret_cast<uint32_t*>(peer_ctrl + kCtrlArmedOff),
+      reinterpret_cast<uint64_t*>(peer_ctrl + kCtrlSleepTokenOff));
   return dmb;
 }
 

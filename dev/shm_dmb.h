@@ -44,6 +44,10 @@ inline constexpr size_t kCtrlMagicOff = 0;   // u64 kDmbMagic
 inline constexpr size_t kCtrlTokenOff = 8;   // u64 DMB token
 inline constexpr size_t kCtrlSizeOff = 16;   // u64 DMB size in bytes
 inline constexpr size_t kCtrlArmedOff = 64;  // u32 armed, own cache line
+// u64 on the armed word's line: the sleep token the owner armed with (0:
+// none), so that a peer ringing many connections wakes one sleep once
+// (dev/shm_doorbell.h, "Sleep tokens").
+inline constexpr size_t kCtrlSleepTokenOff = 72;
 // u32 for the runtime: processes sharing the connection (fork), own line.
 inline constexpr size_t kCtrlProcessRefsOff = 128;
 // u64, own line: when the peer last published into this DMB (CLOCK_MONOTONIC

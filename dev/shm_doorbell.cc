@@ -1,8 +1,11 @@
 #include "dev/shm_doorbell.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -37,6 +40,8 @@ std::string_view ToString(RingResult r) {
       return "WOKEN";
     case RingResult::kPending:
       return "PENDING";
+    case RingResult::kCoalesced:
+      return "COALESCED";
     case RingResult::kPeerGone:
       return "PEER_GONE";
   }
@@ -81,9 +86,44 @@ Status CheckDoorbellFd(int fd) {
   return OkStatus();
 }
 
-Doorbell::Doorbell(UniqueFd fd, uint32_t* armed)
+namespace {
+
+std::atomic<uint64_t> g_next_sleep_token{0};
+
+void SeedSleepTokens() {
+  uint64_t seed = 0;
+  if (::getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed = (static_cast<uint64_t>(::getpid()) << 40) ^
+           static_cast<uint64_t>(ts.tv_sec) * 1000000000u ^
+           static_cast<uint64_t>(ts.tv_nsec);
+  }
+  g_next_sleep_token.store(seed, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+uint64_t NewSleepToken() {
+  // A forked child must not repeat its parent's tokens: both may sleep on
+  // doorbells of one peer, whose rings would take one for the other.
+  static const bool seeded = [] {
+    SeedSleepTokens();
+    ::pthread_atfork(nullptr, nullptr, SeedSleepTokens);
+    return true;
+  }();
+  (void)seeded;
+  for (;;) {
+    const uint64_t t =
+        g_next_sleep_token.fetch_add(1, std::memory_order_relaxed);
+    if (t != 0) return t;
+  }
+}
+
+Doorbell::Doorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token)
     : fd_(std::move(fd)),
       armed_(armed),
+      sleep_token_(sleep_token),
       spin_us_(SpinBudgetUsFromEnv()),
       cur_spin_us_(spin_us_) {}
 
@@ -162,7 +202,7 @@ WaitResult Doorbell::SleepUntil(PredRef ready, Clock::time_point deadline,
     // Arm, then re-check: with the waker's "publish; fence; load armed" the
     // two fences guarantee that either we see the new data or it sees
     // armed == 1 and sends a wakeup.
-    armed.store(1, std::memory_order_relaxed);
+    StoreArmed(0);  // one waiter, not a loop over many: no token
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (ready()) {
       disarm();
@@ -212,14 +252,15 @@ WaitResult Doorbell::SleepUntil(PredRef ready, Clock::time_point deadline,
   }
 }
 
-PeerDoorbell::PeerDoorbell(UniqueFd fd, uint32_t* armed)
-    : fd_(std::move(fd)), armed_(armed) {}
+PeerDoorbell::PeerDoorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token)
+    : fd_(std::move(fd)), armed_(armed), sleep_token_(sleep_token) {}
 
 DoorbellStats PeerDoorbell::stats() const {
   DoorbellStats s;
   s.rings = c_->rings.load(std::memory_order_relaxed);
   s.wakeups_sent = c_->wakeups_sent.load(std::memory_order_relaxed);
   s.wakeups_skipped = c_->wakeups_skipped.load(std::memory_order_relaxed);
+  s.wakeups_coalesced = c_->wakeups_coalesced.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -238,6 +279,18 @@ RingResult PeerDoorbell::Ring() {
     bump(c_->wakeups_skipped);
     return RingResult::kNotArmed;
   }
+  // The exchange acquired the owner's release store of armed, so this is
+  // the token it armed with (or a later one: a sleep that armed after our
+  // exchange, which our wakeup then reaches as well).
+  static thread_local uint64_t last_woken = 0;
+  const uint64_t token = sleep_token_ == nullptr
+                             ? 0
+                             : std::atomic_ref<uint64_t>(*sleep_token_)
+                                   .load(std::memory_order_relaxed);
+  if (token != 0 && token == last_woken) {
+    bump(c_->wakeups_coalesced);
+    return RingResult::kCoalesced;
+  }
   const char one = 1;
   for (;;) {
     // MSG_DONTWAIT is per call: the peer cannot make us block by changing
@@ -245,6 +298,7 @@ RingResult PeerDoorbell::Ring() {
     ssize_t n = ::send(fd_.get(), &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == 1) {
       bump(c_->wakeups_sent);
+      last_woken = token;
       return RingResult::kWoken;
     }
     if (n < 0 && errno == EINTR) continue;

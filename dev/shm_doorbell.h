@@ -12,6 +12,16 @@
 //   WaitResult r = doorbell.Wait([&] { return ProducerMoved(); }, 10ms);
 //   // waker (peer), after release-storing the cursor into that DMB
 //   peer_doorbell.Ring();
+//
+// Sleep tokens. An event loop that sleeps on many doorbells at once and,
+// once woken by any of them, looks at all its connections (preload's epoll
+// scan mode) arms each with the same token, fresh for that sleep. A thread
+// that rings remembers the token of the last wakeup it sent; ringing another
+// doorbell armed with that token sends nothing (kCoalesced), because that
+// sleep is already being woken. A server answering 50 clients of one
+// sleeping client process then sends one wakeup instead of up to 50. Token
+// 0 (every other waiter) never coalesces. A peer writing tokens only loses
+// its own wakeups: tokens are compared for the rings one thread sends.
 #ifndef USMC_DEV_SHM_DOORBELL_H_
 #define USMC_DEV_SHM_DOORBELL_H_
 
@@ -40,10 +50,11 @@ std::string_view ToString(WaitResult r);
 std::ostream& operator<<(std::ostream& os, WaitResult r);
 
 enum class RingResult {
-  kNotArmed,  // peer was not about to sleep: nothing sent
-  kWoken,     // peer was armed: one wakeup sent
-  kPending,   // peer armed but its doorbell already holds unread wakeups
-  kPeerGone,  // the peer's end is closed
+  kNotArmed,   // peer was not about to sleep: nothing sent
+  kWoken,      // peer was armed: one wakeup sent
+  kPending,    // peer armed but its doorbell already holds unread wakeups
+  kCoalesced,  // peer armed for a sleep this thread has just woken
+  kPeerGone,   // the peer's end is closed
 };
 std::string_view ToString(RingResult r);
 std::ostream& operator<<(std::ostream& os, RingResult r);
@@ -60,9 +71,14 @@ struct DoorbellStats {
   uint64_t timeouts = 0;
   // Waker side.
   uint64_t rings = 0;
-  uint64_t wakeups_sent = 0;     // send(2) calls that succeeded
-  uint64_t wakeups_skipped = 0;  // rings that found the peer not armed
+  uint64_t wakeups_sent = 0;       // send(2) calls that succeeded
+  uint64_t wakeups_skipped = 0;    // rings that found the peer not armed
+  uint64_t wakeups_coalesced = 0;  // armed for a sleep already woken
 };
+
+// A fresh sleep token: never 0, unique within the process (a forked child
+// draws from a new random start).
+uint64_t NewSleepToken();
 
 // The spin budget in microseconds: USMC_SPIN_US if set (read once per
 // process, clamped to 0..100000), otherwise kDefaultSpinUs.
@@ -86,8 +102,9 @@ Status CheckDoorbellFd(int fd);
 // Waiter side. Not copyable; one thread waits at a time.
 class Doorbell {
  public:
-  // `armed` points into the DMB control page (shared with the peer).
-  Doorbell(UniqueFd fd, uint32_t* armed);
+  // `armed` and `sleep_token` point into the DMB control page (shared with
+  // the peer); a null `sleep_token` (tests) arms without tokens.
+  Doorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token = nullptr);
   Doorbell(Doorbell&&) noexcept = default;
   Doorbell& operator=(Doorbell&&) noexcept = default;
 
@@ -136,9 +153,11 @@ class Doorbell {
   // connections): arms, fences, re-checks `ready`. false: ready() holds,
   // not armed, do not sleep. true: armed; the peer's next Ring() makes fd()
   // readable, so sleeping on fd() cannot miss a publish. After the sleep:
-  // Disarm() (harmless if the ring already did) and Drain().
+  // Disarm() (harmless if the ring already did) and Drain(). A non-zero
+  // `sleep_token` lets the peer skip this ring if it woke that sleep through
+  // another doorbell: only for sleepers that then look at every connection.
   template <typename Pred>
-  bool Arm(Pred&& ready);
+  bool Arm(Pred&& ready, uint64_t sleep_token = 0);
   void Disarm() {
     std::atomic_ref<uint32_t>(*armed_).store(0, std::memory_order_relaxed);
   }
@@ -153,6 +172,14 @@ class Doorbell {
   WaitResult SleepUntil(PredRef ready, Clock::time_point deadline,
                         const WaitOptions& opts);
   bool DrainUpTo(bool to_end);
+  // The token first: a waker that sees armed (acquire) sees this token.
+  void StoreArmed(uint64_t sleep_token) {
+    if (sleep_token_ != nullptr) {
+      std::atomic_ref<uint64_t>(*sleep_token_)
+          .store(sleep_token, std::memory_order_relaxed);
+    }
+    std::atomic_ref<uint32_t>(*armed_).store(1, std::memory_order_release);
+  }
   uint32_t SpinForThisWait();
   void Learn(bool spin_hit, uint32_t spun_us);
   static void Bump(std::atomic<uint64_t>& c) {
@@ -161,6 +188,7 @@ class Doorbell {
 
   UniqueFd fd_;
   uint32_t* armed_;
+  uint64_t* sleep_token_;   // may be null
   uint32_t spin_us_;        // the budget (USMC_SPIN_US)
   uint32_t cur_spin_us_;    // what the adaptive policy spins now
   uint32_t undrained_ = 0;  // wakeups since the last read (DrainLazily)
@@ -180,13 +208,14 @@ class Doorbell {
 // Waker side (held by the peer of the DMB owner).
 class PeerDoorbell {
  public:
-  PeerDoorbell(UniqueFd fd, uint32_t* armed);
+  PeerDoorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token = nullptr);
   PeerDoorbell(PeerDoorbell&&) noexcept = default;
   PeerDoorbell& operator=(PeerDoorbell&&) noexcept = default;
 
   // Call after publishing (release stores) into the peer's DMB. Sends a
-  // wakeup only if the owner armed; never blocks, whatever the peer did to
-  // the shared word or its socket.
+  // wakeup only if the owner armed, and not for a sleep token this thread
+  // has just sent a wakeup for; never blocks, whatever the peer did to the
+  // shared words or its socket.
   RingResult Ring();
   int fd() const { return fd_.get(); }
   DoorbellStats stats() const;
@@ -194,8 +223,10 @@ class PeerDoorbell {
  private:
   UniqueFd fd_;
   uint32_t* armed_;
+  uint64_t* sleep_token_;  // may be null
   struct Counters {
-    std::atomic<uint64_t> rings{0}, wakeups_sent{0}, wakeups_skipped{0};
+    std::atomic<uint64_t> rings{0}, wakeups_sent{0}, wakeups_skipped{0},
+        wakeups_coalesced{0};
   };
   std::unique_ptr<Counters> c_ = std::make_unique<Counters>();
 };
@@ -251,15 +282,14 @@ WaitResult Doorbell::Wait(Pred&& ready, std::chrono::nanoseconds timeout,
 }
 
 template <typename Pred>
-bool Doorbell::Arm(Pred&& ready) {
+bool Doorbell::Arm(Pred&& ready, uint64_t sleep_token) {
   Bump(c_->waits);
-  std::atomic_ref<uint32_t> armed(*armed_);
   // The same handshake as SleepUntil: with the waker's "publish; fence;
   // load armed", either ready() sees the publish or the waker sees armed.
-  armed.store(1, std::memory_order_relaxed);
+  StoreArmed(sleep_token);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (ready()) {
-    armed.store(0, std::memory_order_relaxed);
+    Disarm();
     Bump(c_->ready_at_once);
     return false;
   }

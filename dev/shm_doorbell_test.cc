@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -33,6 +34,13 @@ struct Loop {
     auto* w = reinterpret_cast<uint32_t*>(
         local.bytes().data() + (DmbFileSize(kSize) - page) + kCtrlArmedOff);
     return std::atomic_ref<uint32_t>(*w);
+  }
+  std::atomic_ref<uint64_t> sleep_token() {
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    auto* w = reinterpret_cast<uint64_t*>(local.bytes().data() +
+                                          (DmbFileSize(kSize) - page) +
+                                          kCtrlSleepTokenOff);
+    return std::atomic_ref<uint64_t>(*w);
   }
 };
 
@@ -303,6 +311,114 @@ TEST(ShmDoorbellTest, HostileArmedValuesAndBlockingFlagNeverBlockTheRinger) {
   EXPECT_EQ(pending, 1);  // the socket filled up, Ring returned anyway
   EXPECT_TRUE(Readable(loop.local.doorbell().fd()));
   EXPECT_TRUE(loop.local.doorbell().Drain());
+}
+
+// Arms `loop`'s doorbell for a sleep (nothing published yet).
+void ArmFor(Loop& loop, uint64_t token) {
+  ASSERT_TRUE(loop.local.doorbell().Arm([] { return false; }, token));
+}
+
+TEST(ShmDoorbellTest, OneSleepTokenIsWokenThroughOneDoorbellOnly) {
+  DmbBudget budget(1 << 20);
+  Loop a = MakeLoop(budget), b = MakeLoop(budget), c = MakeLoop(budget);
+  const uint64_t token = NewSleepToken();
+  for (Loop* l : {&a, &b, &c}) ArmFor(*l, token);
+  EXPECT_EQ(b.peer.doorbell().Ring(), RingResult::kWoken);
+  EXPECT_EQ(a.peer.doorbell().Ring(), RingResult::kCoalesced);
+  EXPECT_EQ(c.peer.doorbell().Ring(), RingResult::kCoalesced);
+  EXPECT_TRUE(Readable(b.local.doorbell().fd()));
+  EXPECT_FALSE(Readable(a.local.doorbell().fd()));
+  EXPECT_FALSE(Readable(c.local.doorbell().fd()));
+  // Coalesced rings disarm too: the sleep looks at everything once up.
+  EXPECT_EQ(a.armed().load(), 0u);
+  EXPECT_EQ(a.peer.doorbell().stats().wakeups_coalesced, 1u);
+  EXPECT_EQ(a.peer.doorbell().stats().wakeups_sent, 0u);
+  EXPECT_EQ(b.peer.doorbell().stats().wakeups_sent, 1u);
+}
+
+TEST(ShmDoorbellTest, WithoutSleepTokenEveryArmedDoorbellIsWoken) {
+  DmbBudget budget(1 << 20);
+  Loop a = MakeLoop(budget), b = MakeLoop(budget);
+  for (Loop* l : {&a, &b}) ArmFor(*l, 0);
+  EXPECT_EQ(a.peer.doorbell().Ring(), RingResult::kWoken);
+  EXPECT_EQ(b.peer.doorbell().Ring(), RingResult::kWoken);
+}
+
+TEST(ShmDoorbellTest, TheNextSleepGetsItsOwnWakeup) {
+  DmbBudget budget(1 << 20);
+  Loop a = MakeLoop(budget), b = MakeLoop(budget);
+  const uint64_t first = NewSleepToken(), second = NewSleepToken();
+  EXPECT_NE(first, second);
+  for (Loop* l : {&a, &b}) ArmFor(*l, first);
+  EXPECT_EQ(a.peer.doorbell().Ring(), RingResult::kWoken);
+  EXPECT_EQ(b.peer.doorbell().Ring(), RingResult::kCoalesced);
+  EXPECT_TRUE(a.local.doorbell().Drain());
+  for (Loop* l : {&a, &b}) ArmFor(*l, second);
+  EXPECT_EQ(b.peer.doorbell().Ring(), RingResult::kWoken);
+  EXPECT_EQ(a.peer.doorbell().Ring(), RingResult::kCoalesced);
+}
+
+TEST(ShmDoorbellTest, TokensCoalesceOnlyTheRingsOfOneThread) {
+  DmbBudget budget(1 << 20);
+  Loop a = MakeLoop(budget), b = MakeLoop(budget);
+  const uint64_t token = NewSleepToken();
+  for (Loop* l : {&a, &b}) ArmFor(*l, token);
+  EXPECT_EQ(a.peer.doorbell().Ring(), RingResult::kWoken);
+  RingResult other = RingResult::kNotArmed;
+  std::thread([&] { other = b.peer.doorbell().Ring(); }).join();
+  EXPECT_EQ(other, RingResult::kWoken);
+}
+
+// A blocking Wait is one waiter, not a loop over many: it arms without a
+// token, whatever a sleep before it left in the word.
+TEST(ShmDoorbellTest, BlockingWaitArmsWithoutToken) {
+  DmbBudget budget(1 << 20);
+  Loop a = MakeLoop(budget), b = MakeLoop(budget);
+  b.local.doorbell().set_spin_us(0);
+  const uint64_t token = NewSleepToken();
+  ArmFor(a, token);
+  EXPECT_EQ(a.peer.doorbell().Ring(), RingResult::kWoken);  // this thread
+  b.sleep_token().store(token);  // as if the same sleep had armed b
+  std::atomic<bool> published{false};
+  std::atomic<pid_t> tid{0};
+  WaitResult result = WaitResult::kTimedOut;
+  std::thread waiter([&] {
+    tid.store(::gettid());
+    result =
+        b.local.doorbell().Wait([&] { return published.load(); }, seconds(60));
+  });
+  while (tid.load() == 0 || b.armed().load() == 0 ||
+         ThreadState(tid.load()) != 'S') {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(b.sleep_token().load(), 0u);
+  published.store(true);
+  EXPECT_EQ(b.peer.doorbell().Ring(), RingResult::kWoken);
+  waiter.join();
+  EXPECT_EQ(result, WaitResult::kReady);
+}
+
+TEST(ShmDoorbellTest, ForkedChildDrawsOtherSleepTokens) {
+  const uint64_t before = NewSleepToken();
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    uint64_t t = NewSleepToken();
+    _exit(::write(p[1], &t, sizeof t) == sizeof t ? 0 : 1);
+  }
+  ::close(p[1]);
+  uint64_t child = 0;
+  ASSERT_EQ(::read(p[0], &child, sizeof child),
+            static_cast<ssize_t>(sizeof child));
+  ::close(p[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const uint64_t after = NewSleepToken();
+  EXPECT_NE(child, 0u);
+  EXPECT_NE(child, before + 1);  // what the parent drew next
+  EXPECT_EQ(after, before + 1);
 }
 
 TEST(ShmDoorbellTest, EnumsPrint) {

@@ -498,6 +498,7 @@ void Conn::SetAppFd(int fd) {
 }
 
 void Conn::AddHolderPid(pid_t pid) {
+  forked_.store(true, std::memory_order_relaxed);
   if (!sock_ || phase() != Phase::kSmc) return;
   if (uint32_t* t = sock_->ProcessHolders()) {
     AddHolder(t, static_cast<uint32_t>(pid));

@@ -85,6 +85,9 @@ class Conn {
   void ReleaseFromProcess();
   // After fork: `pid` (the child, or ourselves in the child) holds it too.
   void AddHolderPid(pid_t pid);
+  // Ever held by two processes (fork): both may sleep on its doorbell, so
+  // an epoll sleep must not arm it with a sleep token (preload/epoll.cc).
+  bool forked() const { return forked_.load(std::memory_order_relaxed); }
 
   // epoll (preload/epoll.cc): registrations and readiness mirrors.
   std::mutex mu;
@@ -134,6 +137,7 @@ class Conn {
   std::atomic<bool> late_clc_{false};
   uint32_t peer_reason_ = 0;
   bool counted_smc_ = false;
+  std::atomic<bool> forked_{false};
   // Bytes the app sent before the decision (the runtime's early data):
   // counted as SMC-D or TCP once it is known.
   std::atomic<uint64_t> early_out_{0};

@@ -279,7 +279,14 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   const short interest = (reg->oneshot_fired || (reg->events & EPOLLET))
                              ? short{0}
                              : PollBitsOf(reg->events);
-  runtime::SmcSocket::WaitSpec spec = s->PrepareWait(interest);
+  // A sleep token only for a socket no other set or process sleeps on.
+  uint64_t token = 0;
+  if (set.sleep_token != 0 && wait_ms != nullptr && !c.forked()) {
+    std::lock_guard lock(c.mu);
+    if (c.regs.size() == 1) token = set.sleep_token;
+  }
+  runtime::SmcSocket::WaitSpec spec = s->PrepareWait(interest, token);
+  if (token != 0 && spec.ready == 0) set.tokens_out = true;
   if (interest == 0 && !reg->oneshot_fired && reg->active &&
       s->peer_changes() != reg->edge_seen &&
       (s->Poll(PollBitsOf(reg->events)) &
@@ -326,6 +333,12 @@ void Maintain(EpollSet& set, bool arm, int* wait_ms) {
   }
 }
 
+void RevokeSleepTokens(EpollSet& set) {
+  if (!set.tokens_out) return;
+  for (auto& r : set.regs) r->dirty = true;
+  set.tokens_out = false;
+}
+
 int MsLeft(int timeout_ms, Clock::time_point deadline) {
   if (timeout_ms < 0) return -1;
   auto left =
@@ -347,6 +360,7 @@ using epoll_detail::Maintain;
 using epoll_detail::MsLeft;
 using epoll_detail::Park;
 using epoll_detail::RemoveReg;
+using epoll_detail::RevokeSleepTokens;
 using epoll_detail::ScanMode;
 using epoll_detail::ScanWait;
 using epoll_detail::Sets;
@@ -558,6 +572,7 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
   // client's PUBLISH).
   auto sync_all = [&](int* wait_ms) {
     std::lock_guard lock(set->mu);
+    RevokeSleepTokens(*set);  // left by scan mode (the set grew, or nested)
     Maintain(*set, /*arm=*/true, wait_ms);
   };
   if (timeout_ms != 0 && nregs <= kSpinMaxSockets) {
@@ -665,6 +680,7 @@ void NoteNestedIfEpoll(int fd) {
   // Out of scan mode: arm everything now, as the kernel-visible mode keeps
   // it between calls; the outer poll or epoll set may sleep at once.
   set->nested = true;
+  RevokeSleepTokens(*set);
   int ignored_ms = -1;
   Maintain(*set, /*arm=*/true, &ignored_ms);
 }

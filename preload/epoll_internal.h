@@ -72,6 +72,12 @@ struct EpollSet {
   int sleepers = 0;           // threads in a sleeping epoll_pwait (scan mode)
   uint32_t kernel_looks = 0;  // scan mode: calls since the kernel's list
   size_t scan_next = 0;       // scan mode: where the next scan starts
+  // Scan mode, a lone sleeper arming: the token of this sleep (dev's "Sleep
+  // tokens"), 0 otherwise. A peer that rang one of our doorbells armed
+  // with it skips the others: fine for a sleeper that looks at every socket
+  // once up, not for one that reads the kernel's list (see RevokeSleepTokens).
+  uint64_t sleep_token = 0;
+  bool tokens_out = false;  // doorbells may still hold a sleep token
   std::vector<std::unique_ptr<EpollReg>> regs;
   std::unordered_set<const void*> tags;
 };
@@ -96,6 +102,10 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms);
 // handshakes, sockets gone TCP) and, with `arm`, arms the others too for a
 // sleep. The set is locked.
 void Maintain(EpollSet& set, bool arm, int* wait_ms);
+// Before a sleep that relies on every ring reaching the kernel (a second
+// sleeper, kernel-visible mode): marks the registrations dirty if doorbells
+// may hold a sleep token, so that the sleep's Maintain re-arms them without.
+void RevokeSleepTokens(EpollSet& set);
 int MsLeft(int timeout_ms, Clock::time_point deadline);
 
 // epoll_report.cc

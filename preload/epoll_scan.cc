@@ -90,8 +90,10 @@ void CompleteBatch(EpollSet& set, epoll_event* events, int maxevents, int* out,
 
 // Scan mode, after the set's last sleeper woke: disarms its doorbells, so
 // that peers publish without ringing while this process is busy. Sockets
-// another set or thread may sleep on keep theirs.
+// another set or thread may sleep on keep theirs; if the sleep used a
+// token, they are re-armed without it before the next one.
 void DisarmAll(EpollSet& set) {
+  RevokeSleepTokens(set);
   for (auto& r : set.regs) {
     runtime::SmcSocket* s = Established(*r);
     if (s == nullptr) continue;
@@ -191,8 +193,17 @@ int ScanWait(EpollSet& set, epoll_event* events, int maxevents, int timeout_ms,
     int wait_ms = MsLeft(timeout_ms, deadline);
     {
       std::lock_guard lock(set.mu);
-      ++set.sleepers;
+      // Alone, this thread looks at every socket once up: one ring may
+      // wake it for all (sleep token). With another thread asleep in the
+      // set, the kernel must see each ring, as it wakes one sleeper per
+      // event and this one might report only some (maxevents).
+      if (++set.sleepers == 1) {
+        set.sleep_token = dev::NewSleepToken();
+      } else {
+        RevokeSleepTokens(set);
+      }
       Maintain(set, /*arm=*/true, &wait_ms);
+      set.sleep_token = 0;
     }
     int n = real().epoll_pwait(set.epfd, events, maxevents, wait_ms, sigmask);
     const int saved = errno;

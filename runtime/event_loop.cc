@@ -11,7 +11,7 @@
 
 namespace usmc::runtime {
 
-SmcSocket::WaitSpec SmcSocket::PrepareWait(short events) {
+SmcSocket::WaitSpec SmcSocket::PrepareWait(short events, uint64_t sleep_token) {
   std::lock_guard lock(mu_);
   WaitSpec w;
   if (tcp_closed_) {
@@ -39,12 +39,17 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events) {
   // Arm, then look again: the peer rings only an armed doorbell, so a
   // publish between the look above and the sleep either shows here or
   // makes the doorbell fd readable.
+  // A blocked thread of ours or a poll sleeping on this doorbell would not
+  // be woken by a ring the token lets the peer skip.
+  if (doorbell_waiter_ || sleepers_.load() != 0) sleep_token = 0;
   short seen = 0;
-  if (!local_.doorbell().Arm([&] {
-        Refresh();
-        seen = SmcPollBits(events);
-        return seen != 0;
-      })) {
+  if (!local_.doorbell().Arm(
+          [&] {
+            Refresh();
+            seen = SmcPollBits(events);
+            return seen != 0;
+          },
+          sleep_token)) {
     w.ready = seen;
     return w;
   }

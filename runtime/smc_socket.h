@@ -165,7 +165,12 @@ class SmcSocket {
     int timeout_ms = -1;
     short ready = 0;
   };
-  WaitSpec PrepareWait(short events);
+  // `sleep_token` (dev::NewSleepToken, 0: none): the caller will look at
+  // every socket it sleeps for once woken, so the peer need wake it through
+  // one of them only. Dropped while another thread of this process sleeps
+  // on the doorbell; the caller must not pass one for a socket that another
+  // process (fork) may sleep on.
+  WaitSpec PrepareWait(short events, uint64_t sleep_token = 0);
   // After the sleep (any fd ready, or the timeout): drains the doorbell,
   // notices a gone peer, reads the peer's CDC area, drives the handshake
   // and its timeout. Then re-query with Poll or a non-blocking call.

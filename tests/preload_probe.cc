@@ -175,6 +175,7 @@ int ProbeMain(int argc, char** argv) {
   AddDataScenarios(all);
   AddEventScenarios(all);
   AddCloseScenarios(all);
+  AddWakeScenarios(all);
   auto it = all.find(argv[2]);
   if (it == all.end()) return Usage();
   const Scenario& s = it->second;

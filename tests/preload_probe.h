@@ -85,6 +85,8 @@ int SilentServerMain();
 int SilentClientMain(uint16_t port, const std::string& mode);
 // tests/preload_probe_close.cc: how a close or reset reaches the other side.
 void AddCloseScenarios(Scenarios& s);
+// tests/preload_probe_wake.cc: wakeups across many connections of a set.
+void AddWakeScenarios(Scenarios& s);
 
 }  // namespace usmc::probe
 

@@ -607,6 +607,25 @@ INSTANTIATE_TEST_SUITE_P(Close, PreloadClose,
                            return n;
                          });
 
+// Many connections, one epoll set (tests/preload_probe_wake.cc): the server
+// wakes a sleeping client once for all of them (sleep tokens), and still
+// every byte is reported; with two threads asleep in the set, each is woken
+// for its own connection, as TCP does.
+TEST_F(Preload, FanInToOneSleepingSetReportsEveryConnection) {
+  Exit r = RunPair("fan-in");
+  ASSERT_TRUE(r.ok()) << r;
+  // Data: a byte per connection and round (and one ack each way after
+  // the connect); control: an ack per round, plus two.
+  ExpectSmcd(Report("probe-cli"), 200 * 16, 202 + 16, /*smcd=*/17);
+  ExpectSmcd(Report("probe-srv"), 202 + 16, 200 * 16, /*smcd=*/17);
+}
+
+TEST_F(Preload, TwoThreadsAsleepInOneSetAreBothWoken) {
+  Exit r = RunPair("two-sleepers");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-cli"), 100 * 2, 102 + 4, /*smcd=*/5);
+}
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;
