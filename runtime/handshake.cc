@@ -329,8 +329,12 @@ bool SmcSocket::FlushEarly() {
 }
 
 short SmcSocket::EarlyPollBits(short events) const {
-  if (EarlyRoom() == 0) return 0;
-  return static_cast<short>(events & (POLLOUT | POLLWRNORM));
+  short r = 0;
+  // After the app's shutdown, as tcp_poll: writable (a send fails at once)
+  // and, for SHUT_RD, readable (EOF).
+  if (shut_wr_pending_ || EarlyRoom() > 0) r |= POLLOUT | POLLWRNORM;
+  if (shut_rd_pending_) r |= POLLIN | POLLRDNORM | POLLRDHUP;
+  return static_cast<short>(r & events);
 }
 
 void SmcSocket::FlushEarlyData() {

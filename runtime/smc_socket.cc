@@ -362,6 +362,12 @@ ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
   std::lock_guard lock(mu_);
   if (HandshakingLocked()) {
     (void)ProgressLocked(0);
+    if (HandshakingLocked() && shut_wr_pending_) {
+      // As TCP after shutdown(SHUT_WR), whatever the handshake does.
+      if (!(flags & MSG_NOSIGNAL)) ::raise(SIGPIPE);
+      errno = EPIPE;
+      return -1;
+    }
     // Early data (see the header): all of it, or for a non-blocking call
     // what fits; a blocking call that does not fit waits for the decision.
     const size_t room = EarlyRoom();
@@ -433,6 +439,12 @@ ssize_t SmcSocket::SendSmc(const std::byte* buf, size_t len, int flags) {
 
 ssize_t SmcSocket::Recv(void* buf, size_t len, int flags) {
   std::lock_guard lock(mu_);
+  if (HandshakingLocked()) {
+    (void)ProgressLocked(0);
+    // As TCP after shutdown(SHUT_RD): end of stream (no byte of the peer's
+    // app can have arrived before the decision).
+    if (HandshakingLocked() && shut_rd_pending_) return 0;
+  }
   if (!Settle(Nonblocking(flags))) return -1;
   if (conn_.mode() != engine::Mode::kSmcd || tcp_closed_) {
     return TcpUnusable() ? -1 : ::recv(fd_, buf, len, flags);

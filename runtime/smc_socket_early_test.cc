@@ -112,6 +112,50 @@ TEST(SmcSocketEarlyTest,
   ::close(go[1]);
 }
 
+// shutdown before the decision acts as on TCP at once (SHUT_WR: writable,
+// a send fails with EPIPE; SHUT_RD: readable, EOF) and reaches the peer at
+// the decision, behind the early data.
+TEST(SmcSocketEarlyTest, ShutdownBeforeTheDecisionActsAsTcpAtOnce) {
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t child;
+  int fd = ForkClient(
+      [&](int fd) {
+        SetNonblockingFd(fd);
+        auto s = MustStart(fd, Client());
+        if (!s || !s->handshaking()) return 1;
+        if (s->Send("early", 5, 0) != 5) return 2;
+        if (s->Shutdown(SHUT_WR) != 0) return 3;
+        if (!s->handshaking()) return 4;  // the server has not started
+        if (s->Poll(POLLOUT | POLLIN) != POLLOUT) return 5;
+        if (s->Send("x", 1, MSG_NOSIGNAL) != -1 || errno != EPIPE) return 6;
+        if (s->Shutdown(SHUT_RD) != 0) return 7;
+        if (s->Poll(POLLIN | POLLRDHUP) != (POLLIN | POLLRDHUP)) return 8;
+        char c;
+        if (s->Recv(&c, 1, 0) != 0) return 9;
+        if (::write(go[1], "g", 1) != 1) return 10;
+        if (!LoopUntilDecided(*s)) return 11;
+        if (!s->is_smc()) return 12;
+        if (s->Send("x", 1, MSG_NOSIGNAL) != -1 || errno != EPIPE) return 13;
+        return s->Close() == 0 ? 0 : 14;
+      },
+      &child);
+  char c;
+  ASSERT_EQ(::read(go[0], &c, 1), 1);
+  SetNonblockingFd(fd);
+  auto s = MustStart(fd, Server());
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(LoopUntilDecided(*s));
+  ASSERT_TRUE(s->is_smc());
+  EXPECT_EQ(RecvAll(*s, 5), "early");
+  ASSERT_TRUE(LoopWait(*s, POLLIN) & POLLIN);
+  EXPECT_EQ(s->Recv(&c, 1, MSG_DONTWAIT), 0);  // the client's FIN
+  EXPECT_EQ(WaitChild(child), 0);
+  EXPECT_EQ(s->Close(), 0);
+  ::close(go[0]);
+  ::close(go[1]);
+}
+
 // The server declines: the early bytes go over TCP behind the CLC bytes,
 // before the bytes sent after the decision.
 TEST(SmcSocketEarlyTest, AfterADeclineEarlyDataGoesOverTcpInOrder) {
