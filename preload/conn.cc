@@ -237,8 +237,9 @@ bool Conn::SettleConnect(int app_fd) {
 void Conn::AfterCall(bool data) {
   if (phase() != Phase::kSmc || sock_->handshaking()) return;
   if (sock_->mode() == engine::Mode::kSmcd) {
-    if (!counted_smc_) {
-      counted_smc_ = true;
+    if (!counted_smc()) {
+      std::lock_guard lock(phase_mu_);
+      if (counted_smc_.load(std::memory_order_relaxed)) return;
       NoteSmcd(role_);
       if (uint32_t* t = sock_->ProcessHolders()) {
         AddHolder(t, static_cast<uint32_t>(::getpid()));
@@ -250,6 +251,7 @@ void Conn::AfterCall(bool data) {
         pub->CountHandshake(r);
         if (early > 0) pub->AddBytes(slot_, 0, early, true);
       }
+      counted_smc_.store(true, std::memory_order_release);
     } else if (data && (++calls_ & 1023) == 0) {
       Publish();  // cursors and counters for `usmc ss -W`, now and then
     }
@@ -269,7 +271,7 @@ ssize_t Conn::CountIn(ssize_t n) {
   if (n > 0) {
     bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
     if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
-      pub->AddBytes(slot_, static_cast<uint64_t>(n), 0, counted_smc_);
+      pub->AddBytes(slot_, static_cast<uint64_t>(n), 0, counted_smc());
     }
   }
   return n;
@@ -278,13 +280,13 @@ ssize_t Conn::CountIn(ssize_t n) {
 ssize_t Conn::CountOut(ssize_t n) {
   if (n > 0) {
     bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-    if (phase() == Phase::kSmc && !counted_smc_ && sock_->handshaking()) {
+    if (phase() == Phase::kSmc && !counted_smc() && sock_->handshaking()) {
       // Early data: its path is known at the decision (AfterCall).
       early_out_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       return n;
     }
     if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
-      pub->AddBytes(slot_, 0, static_cast<uint64_t>(n), counted_smc_);
+      pub->AddBytes(slot_, 0, static_cast<uint64_t>(n), counted_smc());
     }
   }
   return n;
@@ -424,7 +426,7 @@ int Conn::Shutdown(int app_fd, int how) {
     if (in_epoll.load(std::memory_order_relaxed)) UpdateMirrors();
     // The close state changed: `usmc ss` shows it, with the cursors and
     // counters as they are now (a state change, not the data path).
-    if (phase() == Phase::kSmc && counted_smc_) Publish();
+    if (phase() == Phase::kSmc && counted_smc()) Publish();
     errno = err;
     if (phase() == Phase::kSmc) return r;
   }
@@ -488,7 +490,7 @@ Conn::InFlight::~InFlight() {
 
 void Conn::Adopt(std::unique_ptr<runtime::SmcSocket> s) {
   sock_ = std::move(s);
-  counted_smc_ = sock_->mode() == engine::Mode::kSmcd;
+  counted_smc_.store(sock_->mode() == engine::Mode::kSmcd);
   phase_.store(Phase::kSmc, std::memory_order_release);
 }
 

@@ -107,7 +107,9 @@ class Conn {
   // Status: the fallback reason and bytes, for usmc ss / exit reports.
   uint32_t reason() const { return reason_; }
   std::atomic<uint64_t> bytes_in{0}, bytes_out{0};
-  bool counted_smc() const { return counted_smc_; }
+  bool counted_smc() const {
+    return counted_smc_.load(std::memory_order_acquire);
+  }
   // `usmc ss`: (re)publishes this connection's record; after fork the
   // child takes a slot in its own status file.
   void Publish();
@@ -136,7 +138,9 @@ class Conn {
   // (preload/late_clc.h); the first read drops it.
   std::atomic<bool> late_clc_{false};
   uint32_t peer_reason_ = 0;
-  bool counted_smc_ = false;
+  // Set once, under phase_mu_: the app's threads and the progress thread
+  // (preload/unattended.h) may see the decision at once.
+  std::atomic<bool> counted_smc_{false};
   std::atomic<bool> forked_{false};
   // Bytes the app sent before the decision (the runtime's early data):
   // counted as SMC-D or TCP once it is known.

@@ -302,7 +302,7 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   } else {
     // The doorbell edge-triggered: every ring is an edge, so its bytes
     // need not be read per wakeup (Doorbell::DrainLazily).
-    SyncWake(set, *reg, spec.fds, std::min(spec.n, 2),
+    SyncWake(set, *reg, spec.fds, std::min(spec.n, 3),
              handshaking ? 0u : static_cast<uint32_t>(EPOLLET));
     if (wait_ms != nullptr && spec.timeout_ms >= 0 &&
         (*wait_ms < 0 || spec.timeout_ms < *wait_ms)) {

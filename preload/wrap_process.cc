@@ -33,6 +33,7 @@
 #include "preload/policy_glue.h"
 #include "preload/real.h"
 #include "preload/status.h"
+#include "preload/unattended.h"
 
 extern char** environ;
 
@@ -280,7 +281,9 @@ pid_t fork() {
   auto conns = pl::UniqueConns();
   for (auto& c : conns) c->SettleEarlyDataForFork();
   pl::ListenersBeforeFork();
+  pl::UnattendedBeforeFork();
   pid_t pid = real().fork();
+  pl::UnattendedAfterFork(/*child=*/pid == 0);
   if (pid != 0) {
     const int err = errno;
     pl::ListenersAfterForkParent();

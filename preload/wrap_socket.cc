@@ -22,6 +22,7 @@
 #include "preload/poll.h"
 #include "preload/real.h"
 #include "preload/status.h"
+#include "preload/unattended.h"
 
 using usmc::preload::Bypass;
 using usmc::preload::Conn;
@@ -55,6 +56,10 @@ int AfterAccept(int fd) {
     auto c = std::make_shared<Conn>(usmc::engine::Role::kServer);
     table().Install(fd, c);
     c->OnEstablished(fd, /*blocking=*/false);  // never stalls accept()
+    if (c->phase() == Phase::kSmc && c->smc() != nullptr &&
+        c->smc()->handshaking()) {
+      pl::NoteUnattended(c);
+    }
   }
   errno = saved;
   return fd;

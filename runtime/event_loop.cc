@@ -1,6 +1,7 @@
 // SmcSocket's hooks for event loops (PrepareWait/AfterWait), SO_RCVLOWAT,
 // and what the interposer needs across fork (Forget, ProcessRefs).
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events, uint64_t sleep_token) {
     (void)ProgressLocked(0);
     if (HandshakingLocked()) {
       w = HandshakeWaitSpec();
+      if (decided_fd_ >= 0 && w.n < 3) w.fds[w.n++] = {decided_fd_, POLLIN, 0};
       w.ready = static_cast<short>(TcpHupErr() | EarlyPollBits(events));
       if (w.ready != 0) w.n = 0;
       return w;
@@ -100,6 +102,18 @@ void SmcSocket::AfterWait(const WaitSpec& polled, bool edge) {
   }
   Refresh();
   peer_changed_.notify_all();
+}
+
+void SmcSocket::WatchDecision() {
+  std::lock_guard lock(mu_);
+  if (decided_fd_ >= 0 || !HandshakingLocked()) return;
+  decided_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+SmcSocket::WaitSpec SmcSocket::HandshakeSpec() const {
+  std::lock_guard lock(mu_);
+  if (!HandshakingLocked()) return {};
+  return HandshakeWaitSpec();
 }
 
 bool SmcSocket::DisarmIdle() {

@@ -261,6 +261,10 @@ void SmcSocket::SetTcpLowat(int n) {
 void SmcSocket::FinishHandshake() {
   if (handshake_finished_ || tcp_closed_) return;
   handshake_finished_ = true;
+  if (decided_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)::write(decided_fd_, &one, sizeof one);
+  }
   // The decision changes readiness (a client's early data went out, its
   // POLLOUT is the ring's now): edge-triggered waiters get a new edge.
   peer_changes_.fetch_add(1, std::memory_order_relaxed);

@@ -77,6 +77,8 @@ SmcSocket::SmcSocket(int fd, const Options& opts)
 
 SmcSocket::~SmcSocket() {
   if (!tcp_closed_) Close();
+  // Only now: a sleeper may hold the number in its poll set until then.
+  if (decided_fd_ >= 0) ::close(decided_fd_);
 }
 
 engine::TimePoint SmcSocket::Now() {

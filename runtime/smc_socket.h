@@ -149,7 +149,8 @@ class SmcSocket {
   //   ready != 0: those bits (of events|POLLHUP|POLLERR) hold now; do not
   //               sleep. POLLNVAL after Close/Forget.
   //   handshake:  fds = TCP socket (POLLIN, POLLOUT while CLC bytes wait to
-  //               go out) and, on the server, the DMB handover listener;
+  //               go out), on the server the DMB handover listener, and
+  //               the decision eventfd if watched (WatchDecision);
   //               timeout_ms = time to the CLC deadline (-1: none).
   //   SMC-D:      our doorbell is ARMED (the peer rings it on its next
   //               publish) and the readiness re-checked after arming, so no
@@ -161,7 +162,7 @@ class SmcSocket {
   // costs one spurious wakeup at most.
   struct WaitSpec {
     int n = 0;
-    struct pollfd fds[2] = {};
+    struct pollfd fds[3] = {};
     int timeout_ms = -1;
     short ready = 0;
   };
@@ -179,6 +180,16 @@ class SmcSocket {
   // `edge`: the doorbell fd was polled edge-triggered (epoll EPOLLET), so
   // its bytes need not be read on every wakeup.
   void AfterWait(const WaitSpec& polled, bool edge = false);
+
+  // Another thread drives this handshake too (preload/unattended.h): it may
+  // take the CLC bytes a sleeper of the app was woken for, and the
+  // sleeper's poll then sleeps on. From now on the handshake spec includes
+  // an eventfd that becomes readable once the handshake has ended.
+  void WatchDecision();
+  // For that thread: what the handshake waits on (n == 0 once it is over;
+  // never the doorbell, which belongs to the app's sleepers). Progress(0)
+  // then takes what came.
+  WaitSpec HandshakeSpec() const;
 
   // For event loops that keep the doorbell armed only while they sleep
   // (preload/epoll.cc, scan mode): then a busy process costs its peer no
@@ -337,6 +348,7 @@ class SmcSocket {
   std::condition_variable_any peer_changed_;  // followers of the doorbell
   bool doorbell_waiter_ = false;              // a thread sleeps on it
   std::atomic<int> sleepers_{0};  // polls sleeping on it (AddSleeper)
+  int decided_fd_ = -1;           // WatchDecision's eventfd
 
   dev::LocalDmb local_;
   dev::PeerDmb peer_;

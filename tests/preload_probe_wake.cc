@@ -1,6 +1,7 @@
-// tests/preload_probe_wake.cc: wakeups across many connections of one
-// epoll set (the sleep tokens of dev/shm_doorbell.h: a peer wakes one
-// sleep through one doorbell and skips the rest).
+// tests/preload_probe_wake.cc: wakeups and handshakes across many
+// connections: the sleep tokens of dev/shm_doorbell.h (a peer wakes one
+// sleep through one doorbell and skips the rest), and handshakes that no
+// call of the server's app drives (preload/unattended.h).
 //
 //   fan-in:      one client thread, kFanConns connections in one set; each
 //                round the server writes to all of them at once while the
@@ -10,6 +11,9 @@
 //                at once and each thread must be woken for one of them
 //                (neither moves on before the other got its byte). TCP wakes
 //                both; a sleep token left armed would wake one.
+//   accept-first: the server accepts kAcceptFirst connections (blocking)
+//                before it touches any; the client connects them one after
+//                the other with blocking connects, then writes on each.
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -200,11 +204,55 @@ int TwoSleepersClient(uint16_t port, const char*) {
   return 0;
 }
 
+constexpr int kAcceptFirst = 4;
+
+int AcceptFirstServer(int lfd) {
+  std::vector<int> fds;
+  for (int i = 0; i < kAcceptFirst; ++i) {
+    int fd = AcceptOne(lfd);
+    CHECK(fd >= 0, "accept %d", i);
+    fds.push_back(fd);
+  }
+  for (int i = 0; i < kAcceptFirst; ++i) {
+    const int fd = fds[static_cast<size_t>(i)];
+    char c;
+    RUN(ReadExact(fd, &c, 1));
+    CHECK(c == static_cast<char>('0' + i), "byte of %d", i);
+    RUN(WriteAll(fd, &c, 1));
+  }
+  for (int fd : fds) {
+    RUN(ExpectEof(fd));
+    close(fd);
+  }
+  return 0;
+}
+
+int AcceptFirstClient(uint16_t port, const char*) {
+  std::vector<int> fds;
+  for (int i = 0; i < kAcceptFirst; ++i) {
+    int fd = Connect(port);
+    CHECK(fd >= 0, "connect %d", i);
+    fds.push_back(fd);
+  }
+  for (int i = 0; i < kAcceptFirst; ++i) {
+    const char c = static_cast<char>('0' + i);
+    RUN(WriteAll(fds[static_cast<size_t>(i)], &c, 1));
+  }
+  for (int i = 0; i < kAcceptFirst; ++i) {
+    char c;
+    RUN(ReadExact(fds[static_cast<size_t>(i)], &c, 1));
+    CHECK(c == static_cast<char>('0' + i), "echo of %d", i);
+  }
+  for (int fd : fds) close(fd);
+  return 0;
+}
+
 }  // namespace
 
 void AddWakeScenarios(Scenarios& s) {
   s["fan-in"] = {FanInServer, FanInClient};
   s["two-sleepers"] = {TwoSleepersServer, TwoSleepersClient};
+  s["accept-first"] = {AcceptFirstServer, AcceptFirstClient};
 }
 
 }  // namespace usmc::probe

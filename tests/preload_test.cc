@@ -626,6 +626,17 @@ TEST_F(Preload, TwoThreadsAsleepInOneSetAreBothWoken) {
   ExpectSmcd(Report("probe-cli"), 100 * 2, 102 + 4, /*smcd=*/5);
 }
 
+// The server accepts four connections before it touches any, the client
+// connects them with blocking connects: the progress thread drives the
+// handshakes accept() left undecided (preload/unattended.h), so every
+// connection is SMC-D (without it, all four ended in TCP, after seconds).
+TEST_F(Preload, BlockingAcceptLoopDrivesEarlierHandshakes) {
+  Exit r = RunPair("accept-first");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-cli"), 4, 4, /*smcd=*/4);
+  ExpectSmcd(Report("probe-srv"), 4, 4, /*smcd=*/4);
+}
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;

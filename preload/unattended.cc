@@ -1,0 +1,174 @@
+#include "preload/unattended.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "preload/conn.h"
+#include "preload/real.h"
+#include "runtime/smc_socket.h"
+
+namespace usmc::preload {
+namespace {
+
+using Live = std::vector<std::shared_ptr<Conn>>;
+
+// More undecided accepts than this at once: the rest wait for the app's
+// calls, as without the thread.
+constexpr size_t kMaxNoted = 1024;
+
+// Never destroyed: the thread may still run while the process exits.
+struct State {
+  std::mutex mu;     // the fields below
+  std::mutex drive;  // held by the thread while it calls into sockets
+  std::vector<std::weak_ptr<Conn>> noted;
+  bool running = false;
+  pid_t owner = 0;  // the process the thread runs in (a fork copies `running`)
+  int wake = -1;    // eventfd: new connections to watch
+};
+State& S() {
+  static State* s = new State();
+  return *s;
+}
+
+bool Undecided(const Conn& c) {
+  if (c.phase() != Phase::kSmc) return false;
+  runtime::SmcSocket* s = c.smc();
+  return s != nullptr && s->handshaking();
+}
+
+// The noted connections still undecided; forgets the others. None left:
+// the thread is done (under the lock, so a new note starts another).
+Live TakeOrStop() {
+  State& st = S();
+  std::lock_guard lock(st.mu);
+  Live live;
+  auto keep = st.noted.begin();
+  for (auto it = st.noted.begin(); it != st.noted.end(); ++it) {
+    std::shared_ptr<Conn> c = it->lock();
+    if (!c || !Undecided(*c)) continue;
+    live.push_back(std::move(c));
+    *keep++ = std::move(*it);
+  }
+  st.noted.erase(keep, st.noted.end());
+  if (live.empty()) st.running = false;
+  return live;
+}
+
+int MinTimeout(int a, int b) { return a < 0 ? b : b < 0 ? a : std::min(a, b); }
+
+void* Run(void*) {
+  Inside in;  // our own socket calls go to the kernel, not to the wrappers
+  State& st = S();
+  for (;;) {
+    Live live = TakeOrStop();
+    if (live.empty()) return nullptr;
+    std::vector<pollfd> fds{{st.wake, POLLIN, 0}};
+    std::vector<runtime::SmcSocket*> owner;  // of fds[1..]
+    int wait_ms = -1;
+    {
+      std::lock_guard drive(st.drive);
+      for (auto& c : live) {
+        runtime::SmcSocket* s = c->smc();
+        if (s == nullptr) continue;
+        // Only the handshake's fds: once decided, the doorbell and the
+        // connection's readiness are the app's business alone.
+        runtime::SmcSocket::WaitSpec w = s->HandshakeSpec();
+        for (int j = 0; j < w.n; ++j) {
+          fds.push_back(w.fds[j]);
+          owner.push_back(s);
+        }
+        wait_ms = MinTimeout(wait_ms, w.timeout_ms);
+      }
+    }
+    if (fds.size() == 1) continue;  // all decided meanwhile: forget them
+    const int n = real().poll(fds.data(), fds.size(), wait_ms);
+    if (n < 0) continue;  // EINTR cannot come (signals blocked); ENOMEM
+    if (fds[0].revents != 0) {
+      uint64_t v;
+      (void)real().read(st.wake, &v, sizeof v);
+    }
+    std::lock_guard drive(st.drive);
+    runtime::SmcSocket* last = nullptr;
+    for (size_t k = 1; k < fds.size(); ++k) {
+      // Fired, or nothing did (a CLC deadline came): Progress takes either.
+      if ((fds[k].revents != 0 || n == 0) && owner[k - 1] != last) {
+        last = owner[k - 1];
+        (void)last->Progress(0);
+      }
+    }
+  }
+}
+
+// Under st.mu.
+bool StartLocked(State& st) {
+  if (st.wake < 0) st.wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (st.wake < 0) return false;
+  // Every signal blocked in the thread: the app's handlers run on its own
+  // threads, as without usmc.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t t;
+  const bool ok = pthread_create(&t, &attr, Run, nullptr) == 0;
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (ok) {
+    st.running = true;
+    st.owner = ::getpid();
+  }
+  return ok;
+}
+
+}  // namespace
+
+void NoteUnattended(const std::shared_ptr<Conn>& c) {
+  if (runtime::SmcSocket* s = c->smc()) s->WatchDecision();
+  State& st = S();
+  std::lock_guard lock(st.mu);
+  if (st.noted.size() >= kMaxNoted) return;
+  // A fork the wrapper did not see (glibc's daemon()) copied `running`
+  // without the thread.
+  if (st.running && st.owner != ::getpid()) {
+    st.running = false;
+    st.noted.clear();
+    st.wake = -1;  // the parent's
+  }
+  st.noted.push_back(c);
+  if (st.running) {
+    const uint64_t one = 1;
+    (void)real().write(st.wake, &one, sizeof one);
+  } else if (!StartLocked(st)) {
+    st.noted.pop_back();  // the app's calls drive it, as without the thread
+  }
+}
+
+void UnattendedBeforeFork() {
+  S().drive.lock();
+  S().mu.lock();
+}
+
+void UnattendedAfterFork(bool child) {
+  State& st = S();
+  if (child) {
+    st.running = false;
+    st.noted.clear();
+    if (st.wake >= 0) real().close(st.wake);  // the parent's thread's
+    st.wake = -1;
+  }
+  st.mu.unlock();
+  st.drive.unlock();
+}
+
+}  // namespace usmc::preload
