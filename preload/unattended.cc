@@ -56,7 +56,8 @@ Live TakeOrStop() {
     std::shared_ptr<Conn> c = it->lock();
     if (!c || !Undecided(*c)) continue;
     live.push_back(std::move(c));
-    *keep++ = std::move(*it);
+    if (keep != it) *keep = std::move(*it);  // a self-move empties it
+    ++keep;
   }
   st.noted.erase(keep, st.noted.end());
   if (live.empty()) st.running = false;
