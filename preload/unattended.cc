@@ -45,9 +45,14 @@ bool Undecided(const Conn& c) {
   return s != nullptr && s->handshaking();
 }
 
-// The noted connections still undecided; forgets the others. None left:
-// the thread is done (under the lock, so a new note starts another).
-Live TakeOrStop() {
+// Idle this long, the thread ends: a server accepting now and then does
+// not start one per connection.
+constexpr int kLingerMs = 1000;
+
+// The noted connections still undecided; forgets the others. None left
+// and `stop`: the thread is done (under the lock, so a new note starts
+// another).
+Live TakeOrStop(bool stop) {
   State& st = S();
   std::lock_guard lock(st.mu);
   Live live;
@@ -60,7 +65,7 @@ Live TakeOrStop() {
     ++keep;
   }
   st.noted.erase(keep, st.noted.end());
-  if (live.empty()) st.running = false;
+  if (live.empty() && stop) st.running = false;
   return live;
 }
 
@@ -70,8 +75,17 @@ void* Run(void*) {
   Inside in;  // our own socket calls go to the kernel, not to the wrappers
   State& st = S();
   for (;;) {
-    Live live = TakeOrStop();
-    if (live.empty()) return nullptr;
+    Live live = TakeOrStop(/*stop=*/false);
+    if (live.empty()) {
+      pollfd p{st.wake, POLLIN, 0};
+      if (real().poll(&p, 1, kLingerMs) > 0) {
+        uint64_t v;
+        (void)real().read(st.wake, &v, sizeof v);
+        continue;
+      }
+      live = TakeOrStop(/*stop=*/true);
+      if (live.empty()) return nullptr;
+    }
     std::vector<pollfd> fds{{st.wake, POLLIN, 0}};
     std::vector<runtime::SmcSocket*> owner;  // of fds[1..]
     int wait_ms = -1;

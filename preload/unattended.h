@@ -9,8 +9,8 @@
 // the connection to a progress thread (ARCHITECTURE.md, "Handshake"), which
 // sleeps on such connections' sockets and drives them until each is
 // decided; the app's own calls drive them too, under the socket's lock. The
-// thread starts on demand, blocks every signal, and ends once it has
-// nothing left to drive.
+// thread starts on demand, blocks every signal, and ends once it has had
+// nothing to drive for a second.
 //
 //   NoteUnattended(conn);           // accept: still handshaking
 //   UnattendedBeforeFork();         // fork wrapper, around real fork()
