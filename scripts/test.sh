@@ -2,7 +2,8 @@
 # README command (b): install, build every flavour, run the whole suite.
 #   1. unit + integration tests (gcc build) through CTest
 #   2. the same tests under ASan + UBSan
-#   3. every libFuzzer target for USMC_FUZZ_SECONDS (default 30) each
+#   3. every libFuzzer target for USMC_FUZZ_SECONDS each (default 10; 30
+#      with CI set)
 #   4. real programs under `usmc run` (scripts/apps.sh, tests/apps/; ~10 min);
 #      with CI set, Redis's whole test suite instead of a subset (~24 min more,
 #      tests/apps/README.md), unless USMC_REDIS_SUITE says otherwise
@@ -27,10 +28,12 @@ step "tests (gcc)" ctest_in build
 step "build (asan+ubsan)" scripts/build.sh asan
 step "tests (asan+ubsan)" ctest_in build-asan
 step "build (fuzz)" scripts/build.sh fuzz
-step "fuzzers" scripts/fuzz.sh "${USMC_FUZZ_SECONDS:-30}"
-if [ -n "${CI:-}" ] && [ -z "${USMC_REDIS_SUITE+set}" ]; then
-  export USMC_REDIS_SUITE=full
+fuzz_seconds=10
+if [ -n "${CI:-}" ]; then
+  fuzz_seconds=30
+  [ -z "${USMC_REDIS_SUITE+set}" ] && export USMC_REDIS_SUITE=full
 fi
+step "fuzzers" scripts/fuzz.sh "${USMC_FUZZ_SECONDS:-$fuzz_seconds}"
 step "apps (real programs)" scripts/apps.sh
 
 echo "usmc: $passed passed, $failed failed"
