@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <utility>
@@ -19,7 +20,19 @@
 namespace usmc::preload {
 namespace {
 
+using Clock = std::chrono::steady_clock;
 using Live = std::vector<std::shared_ptr<Conn>>;
+
+struct Noted {
+  std::weak_ptr<Conn> conn;
+  Clock::time_point due;  // when the thread starts driving it
+};
+
+// The app's own calls come first: most apps touch a socket within this
+// time of accepting it (and a forking server forks at once, after which
+// the child drives it: see UnattendedAfterFork). Only connections left
+// alone longer are the thread's.
+constexpr std::chrono::milliseconds kGrace{20};
 
 // More undecided accepts than this at once: the rest wait for the app's
 // calls, as without the thread.
@@ -29,10 +42,13 @@ constexpr size_t kMaxNoted = 1024;
 struct State {
   std::mutex mu;     // the fields below
   std::mutex drive;  // held by the thread while it calls into sockets
-  std::vector<std::weak_ptr<Conn>> noted;
+  std::vector<Noted> noted;
   bool running = false;
   pid_t owner = 0;  // the process the thread runs in (a fork copies `running`)
-  int wake = -1;    // eventfd: new connections to watch
+  // Bumped by every fork (under both locks): connections noted before it
+  // are shared with the child, which may handshake them itself now.
+  uint64_t epoch = 0;
+  int wake = -1;  // eventfd: new connections to watch
 };
 State& S() {
   static State* s = new State();
@@ -49,23 +65,33 @@ bool Undecided(const Conn& c) {
 // not start one per connection.
 constexpr int kLingerMs = 1000;
 
-// The noted connections still undecided; forgets the others. None left
-// and `stop`: the thread is done (under the lock, so a new note starts
-// another).
-Live TakeOrStop(bool stop) {
+// The noted connections still undecided and due; forgets the decided
+// ones. `*next_ms`: when the next one falls due (-1: none waits). Nothing
+// noted and `stop`: the thread is done (under the lock, so a new note
+// starts another).
+Live TakeOrStop(bool stop, uint64_t* epoch, int* next_ms) {
   State& st = S();
   std::lock_guard lock(st.mu);
+  *epoch = st.epoch;
+  *next_ms = -1;
+  const Clock::time_point now = Clock::now();
   Live live;
   auto keep = st.noted.begin();
   for (auto it = st.noted.begin(); it != st.noted.end(); ++it) {
-    std::shared_ptr<Conn> c = it->lock();
+    std::shared_ptr<Conn> c = it->conn.lock();
     if (!c || !Undecided(*c)) continue;
-    live.push_back(std::move(c));
+    if (it->due <= now) {
+      live.push_back(std::move(c));
+    } else {
+      const int ms = static_cast<int>(
+          std::chrono::ceil<std::chrono::milliseconds>(it->due - now).count());
+      *next_ms = *next_ms < 0 ? ms : std::min(*next_ms, ms);
+    }
     if (keep != it) *keep = std::move(*it);  // a self-move empties it
     ++keep;
   }
   st.noted.erase(keep, st.noted.end());
-  if (live.empty() && stop) st.running = false;
+  if (st.noted.empty() && stop) st.running = false;
   return live;
 }
 
@@ -75,20 +101,26 @@ void* Run(void*) {
   Inside in;  // our own socket calls go to the kernel, not to the wrappers
   State& st = S();
   for (;;) {
-    Live live = TakeOrStop(/*stop=*/false);
+    uint64_t epoch;
+    int next_ms;
+    Live live = TakeOrStop(/*stop=*/false, &epoch, &next_ms);
     if (live.empty()) {
       pollfd p{st.wake, POLLIN, 0};
-      if (real().poll(&p, 1, kLingerMs) > 0) {
+      if (real().poll(&p, 1, next_ms >= 0 ? next_ms : kLingerMs) > 0) {
         uint64_t v;
         (void)real().read(st.wake, &v, sizeof v);
         continue;
       }
-      live = TakeOrStop(/*stop=*/true);
-      if (live.empty()) return nullptr;
+      if (next_ms >= 0) continue;  // one fell due
+      live = TakeOrStop(/*stop=*/true, &epoch, &next_ms);
+      if (live.empty()) {
+        if (next_ms < 0) return nullptr;
+        continue;
+      }
     }
     std::vector<pollfd> fds{{st.wake, POLLIN, 0}};
     std::vector<runtime::SmcSocket*> owner;  // of fds[1..]
-    int wait_ms = -1;
+    int wait_ms = next_ms;
     {
       std::lock_guard drive(st.drive);
       for (auto& c : live) {
@@ -112,6 +144,9 @@ void* Run(void*) {
       (void)real().read(st.wake, &v, sizeof v);
     }
     std::lock_guard drive(st.drive);
+    // A fork since the look: the child may be handshaking these right now,
+    // and two processes reading one socket's CLC bytes break it.
+    if (st.epoch != epoch) continue;
     runtime::SmcSocket* last = nullptr;
     for (size_t k = 1; k < fds.size(); ++k) {
       // Fired, or nothing did (a CLC deadline came): Progress takes either.
@@ -160,7 +195,7 @@ void NoteUnattended(const std::shared_ptr<Conn>& c) {
     st.noted.clear();
     st.wake = -1;  // the parent's
   }
-  st.noted.push_back(c);
+  st.noted.push_back({c, Clock::now() + kGrace});
   if (st.running) {
     const uint64_t one = 1;
     (void)real().write(st.wake, &one, sizeof one);
@@ -176,9 +211,13 @@ void UnattendedBeforeFork() {
 
 void UnattendedAfterFork(bool child) {
   State& st = S();
+  // Both processes hold the noted connections now; whichever uses one
+  // drives it by its calls, as before the thread (a forking server's parent
+  // only closes them).
+  st.noted.clear();
+  ++st.epoch;
   if (child) {
     st.running = false;
-    st.noted.clear();
     if (st.wake >= 0) real().close(st.wake);  // the parent's thread's
     st.wake = -1;
   }

@@ -6,9 +6,10 @@
 // loop, then the work; a thread pool that is busy) would leave each
 // client's blocking connect() waiting for the CLC answer until the CLC
 // timeout, then TCP. So an accept that leaves the handshake undecided hands
-// the connection to a progress thread (ARCHITECTURE.md, "Handshake"), which
-// sleeps on such connections' sockets and drives them until each is
-// decided; the app's own calls drive them too, under the socket's lock. The
+// the connection to a progress thread (ARCHITECTURE.md, "Handshake"),
+// which, once the app has left it alone for 20 ms, sleeps on such
+// connections' sockets and drives them until each is decided; the app's
+// own calls drive them too, under the socket's lock. The
 // thread starts on demand, blocks every signal, and ends once it has had
 // nothing to drive for a second.
 //
@@ -28,8 +29,10 @@ class Conn;
 void NoteUnattended(const std::shared_ptr<Conn>& c);
 
 // fork must not copy a socket's lock while the thread holds it: the
-// thread is paused (between two steps) across the fork. In the child it
-// does not exist: the child drives nothing it inherited on its own.
+// thread is paused (between two steps) across the fork. Afterwards neither
+// process's thread drives the connections noted before it: both hold them,
+// and the one that uses a connection handshakes it by its calls (a forking
+// server's child serves it, the parent closes it).
 void UnattendedBeforeFork();
 void UnattendedAfterFork(bool child);
 

@@ -14,10 +14,15 @@
 //   accept-first: the server accepts kAcceptFirst connections (blocking)
 //                before it touches any; the client connects them one after
 //                the other with blocking connects, then writes on each.
+//   fork-serve:  a forking server (accept, fork, the child serves, the
+//                parent closes) and kForkServe clients connecting at once:
+//                the parent's progress thread must leave the handshakes the
+//                children now run alone.
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -247,12 +252,63 @@ int AcceptFirstClient(uint16_t port, const char*) {
   return 0;
 }
 
+constexpr int kForkServe = 8;
+constexpr size_t kForkServeBytes = 256 << 10;
+
+int ForkServeServer(int lfd) {
+  std::vector<pid_t> kids;
+  for (int i = 0; i < kForkServe; ++i) {
+    int fd = AcceptOne(lfd);
+    CHECK(fd >= 0, "accept %d", i);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+      close(lfd);
+      std::vector<char> buf(kForkServeBytes);
+      const int ok = ReadExact(fd, buf.data(), buf.size()) == 0 &&
+                     WriteAll(fd, buf.data(), buf.size()) == 0 &&
+                     ExpectEof(fd) == 0;
+      close(fd);
+      _exit(ok ? 0 : 1);
+    }
+    close(fd);
+    kids.push_back(pid);
+  }
+  for (pid_t pid : kids) {
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed (%#x)", st);
+  }
+  return 0;
+}
+
+int ForkServeClient(uint16_t port, const char*) {
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kForkServe; ++i) {
+    threads.emplace_back([&, i] {
+      int fd = Connect(port);
+      std::vector<char> got(kForkServeBytes);
+      const bool ok = fd >= 0 && SendPat(fd, 0, kForkServeBytes, i) == 0 &&
+                      ReadExact(fd, got.data(), got.size()) == 0 &&
+                      Mismatch(got.data(), 0, got.size(), i) < 0;
+      if (!ok) failures.fetch_add(1);
+      if (fd >= 0) close(fd);
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures.load() == 0, "%d of %d echoes failed", failures.load(),
+        kForkServe);
+  return 0;
+}
+
 }  // namespace
 
 void AddWakeScenarios(Scenarios& s) {
   s["fan-in"] = {FanInServer, FanInClient};
   s["two-sleepers"] = {TwoSleepersServer, TwoSleepersClient};
   s["accept-first"] = {AcceptFirstServer, AcceptFirstClient};
+  s["fork-serve"] = {ForkServeServer, ForkServeClient};
 }
 
 }  // namespace usmc::probe

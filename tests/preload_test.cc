@@ -637,6 +637,16 @@ TEST_F(Preload, BlockingAcceptLoopDrivesEarlierHandshakes) {
   ExpectSmcd(Report("probe-srv"), 4, 4, /*smcd=*/4);
 }
 
+// A forking server and eight clients at once: the parent's progress thread
+// stops driving a handshake once a child holds it too (two processes
+// reading one socket's CLC bytes broke it: ERR_RTOK, ECONNABORTED).
+TEST_F(Preload, ForkingServerChildrenHandshakeAlone) {
+  Exit r = RunPair("fork-serve");
+  ASSERT_TRUE(r.ok()) << r;
+  const uint64_t bytes = 8 * (256 << 10);
+  ExpectSmcd(Report("probe-cli"), bytes, bytes, /*smcd=*/8);
+}
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;
