@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -219,6 +220,40 @@ TEST(ShmHandoverTest, ClientRefusesAServerThatIsNotItsTcpPeer) {
   WaitChild(squatter);
   ::close(ready[0]);
   ::close(ready[1]);
+}
+
+// A forking server: the process that created the handover listener (the
+// client's SO_PEERCRED) handed the TCP socket to a child and closed its own
+// copy; the child holds it now and is accepted as the peer.
+TEST(ShmHandoverTest, AChildHoldingTheTcpSocketIsTheServersProcess) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  Result<UniqueFd> cli = TcpConnectLoopback(port);
+  ASSERT_TRUE(cli.ok());
+  Result<UniqueFd> srv = TcpAccept(l->get());
+  ASSERT_TRUE(srv.ok());
+  struct stat st {};
+  ASSERT_EQ(::fstat(srv->get(), &st), 0);
+  int hold[2];
+  ASSERT_EQ(::pipe(hold), 0);
+  pid_t child = Spawn([&] {
+    ::close(hold[1]);
+    char c;
+    return ::read(hold[0], &c, 1) >= 0 ? 0 : 1;  // keeps srv until told
+  });
+  ASSERT_GT(child, 0);
+  srv->Reset();
+  const PeerCred me{::getpid(), ::getuid(), ::getgid()};
+  EXPECT_FALSE(*ProcessHoldsSocket(me.pid, st.st_ino));
+  EXPECT_TRUE(ChildHoldsSocket(me.pid, st.st_ino));
+  const auto deadline = std::chrono::steady_clock::now() + seconds(3);
+  EXPECT_TRUE(VerifyTcpPeerProcess(cli->get(), me, deadline).ok());
+  ::close(hold[1]);
+  WaitChild(child);
+  ::close(hold[0]);
+  // The child is gone with its copy: nobody of ours holds it any more.
+  EXPECT_FALSE(VerifyTcpPeerProcess(cli->get(), me, deadline).ok());
 }
 
 TEST(ShmHandoverTest, SilentClientTimesOut) {

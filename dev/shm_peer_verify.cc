@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -198,6 +199,35 @@ Result<bool> ProcessHoldsSocket(pid_t pid, uint64_t inode) {
   return found;
 }
 
+bool ChildHoldsSocket(pid_t pid, uint64_t inode) {
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(task.c_str());
+  if (d == nullptr) return false;
+  bool found = false;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    // Needs CONFIG_PROC_CHILDREN (Debian has it); without it, no child.
+    UniqueFd f(::open((task + "/" + e->d_name + "/children").c_str(),
+                      O_RDONLY | O_CLOEXEC));
+    if (!f) continue;
+    char buf[4096];
+    const ssize_t n = ::read(f.get(), buf, sizeof buf - 1);
+    if (n <= 0) continue;
+    buf[n] = '\0';
+    for (char* p = buf; *p != '\0' && !found;) {
+      char* end = nullptr;
+      const long child = std::strtol(p, &end, 10);
+      if (end == p) break;
+      Result<bool> holds = ProcessHoldsSocket(static_cast<pid_t>(child), inode);
+      found = holds.ok() && *holds;
+      p = end;
+    }
+    if (found) break;
+  }
+  ::closedir(d);
+  return found;
+}
+
 Status VerifyTcpPeerProcess(int tcp_fd, const PeerCred& cred,
                             std::chrono::steady_clock::time_point deadline) {
   Result<TcpPeerSocket> peer = FindTcpPeerSocket(tcp_fd, deadline);
@@ -210,7 +240,7 @@ Status VerifyTcpPeerProcess(int tcp_fd, const PeerCred& cred,
   }
   Result<bool> holds = ProcessHoldsSocket(cred.pid, peer->inode);
   if (!holds.ok()) return holds.status();
-  if (!*holds) {
+  if (!*holds && !ChildHoldsSocket(cred.pid, peer->inode)) {
     return Status(StatusCode::kPermissionDenied,
                   "Unix peer pid " + std::to_string(cred.pid) +
                       " does not hold the TCP peer socket");

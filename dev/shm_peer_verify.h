@@ -46,7 +46,14 @@ Result<TcpPeerSocket> FindTcpPeerSocket(
 // (another uid and we lack CAP_SYS_PTRACE, or it is not dumpable).
 Result<bool> ProcessHoldsSocket(pid_t pid, uint64_t inode);
 
-// All checks above; kPermissionDenied naming the first that failed.
+// Whether a child of `pid` (one generation, from /proc/PID/task/*/children)
+// holds socket:[inode]. A forking server: the process that created the
+// handover listener (SO_PEERCRED names it) gave the connection to a child
+// and closed its own copy; the child serves the handover.
+bool ChildHoldsSocket(pid_t pid, uint64_t inode);
+
+// All checks above (the pid, or one of its children, must hold the TCP
+// peer socket); kPermissionDenied naming the first that failed.
 Status VerifyTcpPeerProcess(int tcp_fd, const PeerCred& cred,
                             std::chrono::steady_clock::time_point deadline);
 
