@@ -184,6 +184,7 @@ bool StartLocked(State& st) {
 }  // namespace
 
 void NoteUnattended(const std::shared_ptr<Conn>& c) {
+  if (!Undecided(*c)) return;
   if (runtime::SmcSocket* s = c->smc()) s->WatchDecision();
   State& st = S();
   std::lock_guard lock(st.mu);

@@ -25,7 +25,7 @@ namespace usmc::preload {
 
 class Conn;
 
-// `c` was accepted and is still handshaking.
+// `c` was just accepted: noted if its handshake is still undecided.
 void NoteUnattended(const std::shared_ptr<Conn>& c);
 
 // fork must not copy a socket's lock while the thread holds it: the

@@ -56,10 +56,7 @@ int AfterAccept(int fd) {
     auto c = std::make_shared<Conn>(usmc::engine::Role::kServer);
     table().Install(fd, c);
     c->OnEstablished(fd, /*blocking=*/false);  // never stalls accept()
-    if (c->phase() == Phase::kSmc && c->smc() != nullptr &&
-        c->smc()->handshaking()) {
-      pl::NoteUnattended(c);
-    }
+    pl::NoteUnattended(c);
   }
   errno = saved;
   return fd;
