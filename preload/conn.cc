@@ -20,6 +20,7 @@
 #include "preload/real.h"
 #include "preload/signals.h"
 #include "preload/status.h"
+#include "preload/unattended.h"
 #include "wire/reason.h"
 
 namespace usmc::preload {
@@ -212,6 +213,14 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
   // makes AfterCall take it, and a blocking connect() then deadlocked.
   if (blocking) (void)sock_->Progress(-1);
   AfterCall();
+  // Never stalls accept() or a non-blocking connect: if the app leaves the
+  // socket alone (an accept loop, a pool connecting ahead of use), the
+  // thread answers the peer before its CLC timer runs out.
+  if (!blocking) {
+    if (std::shared_ptr<Conn> self = weak_from_this().lock()) {
+      NoteUnattended(self);
+    }
+  }
 }
 
 bool Conn::SettleConnect(int app_fd) {

@@ -39,7 +39,7 @@ enum class Phase : uint8_t {
 
 struct EpollReg;  // preload/epoll.h
 
-class Conn {
+class Conn : public std::enable_shared_from_this<Conn> {
  public:
   explicit Conn(engine::Role role) : role_(role) {}
   ~Conn();
@@ -48,7 +48,9 @@ class Conn {
   Phase phase() const { return phase_.load(std::memory_order_acquire); }
 
   // Becomes kSmc (the peer offered SMC too) or kTcp. `blocking` lets the
-  // client handshake run to completion now (a blocking connect).
+  // client handshake run to completion now (a blocking connect); otherwise
+  // a handshake left undecided goes to the progress thread
+  // (preload/unattended.h) in case the app leaves the socket alone.
   void OnEstablished(int app_fd, bool blocking);
   // kConnecting: checks whether the non-blocking connect finished, and if
   // so, settles. false if it is still in progress.
@@ -103,6 +105,10 @@ class Conn {
   // handshake bytes, a finished connect) and refresh the mirrors.
   void OnWake(int app_fd, int fired_fd = -1, short revents = 0,
               bool edge = false);
+
+  // The progress thread moved the handshake on: count and publish a
+  // decision now, not at the app's next call.
+  void AfterProgress() { AfterCall(/*data=*/false); }
 
   // Status: the fallback reason and bytes, for usmc ss / exit reports.
   uint32_t reason() const { return reason_; }

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -119,7 +121,7 @@ void* Run(void*) {
       }
     }
     std::vector<pollfd> fds{{st.wake, POLLIN, 0}};
-    std::vector<runtime::SmcSocket*> owner;  // of fds[1..]
+    std::vector<Conn*> owner;  // of fds[1..]
     int wait_ms = next_ms;
     {
       std::lock_guard drive(st.drive);
@@ -131,7 +133,7 @@ void* Run(void*) {
         runtime::SmcSocket::WaitSpec w = s->HandshakeSpec();
         for (int j = 0; j < w.n; ++j) {
           fds.push_back(w.fds[j]);
-          owner.push_back(s);
+          owner.push_back(c.get());
         }
         wait_ms = MinTimeout(wait_ms, w.timeout_ms);
       }
@@ -147,12 +149,15 @@ void* Run(void*) {
     // A fork since the look: the child may be handshaking these right now,
     // and two processes reading one socket's CLC bytes break it.
     if (st.epoch != epoch) continue;
-    runtime::SmcSocket* last = nullptr;
+    Conn* last = nullptr;
     for (size_t k = 1; k < fds.size(); ++k) {
       // Fired, or nothing did (a CLC deadline came): Progress takes either.
       if ((fds[k].revents != 0 || n == 0) && owner[k - 1] != last) {
         last = owner[k - 1];
-        (void)last->Progress(0);
+        runtime::SmcSocket* s = last->smc();
+        if (s == nullptr) continue;  // the app's call decided it: TCP
+        (void)s->Progress(0);
+        last->AfterProgress();  // `usmc ss` shows it now
       }
     }
   }
@@ -184,7 +189,11 @@ bool StartLocked(State& st) {
 }  // namespace
 
 void NoteUnattended(const std::shared_ptr<Conn>& c) {
-  if (!Undecided(*c)) return;
+  static const bool enabled = [] {
+    const char* v = ::getenv("USMC_PROGRESS_THREAD");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  if (!enabled || !Undecided(*c)) return;
   if (runtime::SmcSocket* s = c->smc()) s->WatchDecision();
   State& st = S();
   std::lock_guard lock(st.mu);

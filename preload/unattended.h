@@ -1,19 +1,20 @@
-// preload/unattended.h: server handshakes that no call of the app drives.
+// preload/unattended.h: handshakes that no call of the app drives.
 //
-// A usmc server handshakes when the app calls into the accepted socket
-// (recv, send, poll, epoll); Linux does it in the kernel, before accept. A
-// server that accepts several connections before it touches any (an accept
-// loop, then the work; a thread pool that is busy) would leave each
-// client's blocking connect() waiting for the CLC answer until the CLC
-// timeout, then TCP. So an accept that leaves the handshake undecided hands
-// the connection to a progress thread (ARCHITECTURE.md, "Handshake"),
-// which, once the app has left it alone for 20 ms, sleeps on such
-// connections' sockets and drives them until each is decided; the app's
-// own calls drive them too, under the socket's lock. The
-// thread starts on demand, blocks every signal, and ends once it has had
-// nothing to drive for a second.
+// A usmc socket handshakes when the app calls into it (recv, send, poll,
+// epoll); Linux does it in the kernel. A server that accepts several
+// connections before it touches any (an accept loop, then the work; a
+// busy thread pool), or a client that connects ahead of use (a connection
+// pool), would leave the peer waiting for its CLC answer until the peer's
+// CLC timer runs out, then TCP. So an accept or a non-blocking connect
+// that leaves the handshake undecided hands the connection to a progress
+// thread (ARCHITECTURE.md, "Handshake"), which, once the app has left it
+// alone for 20 ms, sleeps on such connections' sockets and drives them
+// until each is decided; the app's own calls drive them too, under the
+// socket's lock. The thread starts on demand, blocks every signal, and
+// ends once it has had nothing to drive for a second. USMC_PROGRESS_THREAD=0
+// turns it off (the app's calls alone drive handshakes).
 //
-//   NoteUnattended(conn);           // accept: still handshaking
+//   NoteUnattended(conn);           // accept / connect: still handshaking
 //   UnattendedBeforeFork();         // fork wrapper, around real fork()
 //   UnattendedAfterFork(/*child=*/pid == 0);
 #ifndef USMC_PRELOAD_UNATTENDED_H_
@@ -25,7 +26,8 @@ namespace usmc::preload {
 
 class Conn;
 
-// `c` was just accepted: noted if its handshake is still undecided.
+// `c` was just accepted or connected: noted if its handshake is still
+// undecided.
 void NoteUnattended(const std::shared_ptr<Conn>& c);
 
 // fork must not copy a socket's lock while the thread holds it: the

@@ -22,7 +22,6 @@
 #include "preload/poll.h"
 #include "preload/real.h"
 #include "preload/status.h"
-#include "preload/unattended.h"
 
 using usmc::preload::Bypass;
 using usmc::preload::Conn;
@@ -56,7 +55,6 @@ int AfterAccept(int fd) {
     auto c = std::make_shared<Conn>(usmc::engine::Role::kServer);
     table().Install(fd, c);
     c->OnEstablished(fd, /*blocking=*/false);  // never stalls accept()
-    pl::NoteUnattended(c);
   }
   errno = saved;
   return fd;

@@ -45,6 +45,13 @@ int LateAcceptServer(int lfd) {
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   return BasicServer(lfd);
 }
+// accept() 200 ms late: the client's connect() has long returned, so the
+// server's Accept can only reach it after (at connect, a quick Accept is
+// read at once and the handshake ends inside connect()).
+int SlowAcceptServer(int lfd) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  return BasicServer(lfd);
+}
 int BasicExchange(int fd);
 int BasicClient(uint16_t port, const char*) {
   int fd = Connect(port);
@@ -52,7 +59,8 @@ int BasicClient(uint16_t port, const char*) {
   return BasicExchange(fd);
 }
 // Non-blocking connect, then nothing for ARG ms (a pool that connects
-// ahead of use): the handshake moves only when the app calls in again.
+// ahead of use): the handshake moves only when the app calls in again, or
+// when the progress thread does.
 int LateClient(uint16_t port, const char* arg) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   sockaddr_in a = Loopback(port);
@@ -594,7 +602,7 @@ int ExecStaticClient(uint16_t port, const char* static_probe) {
 void AddDataScenarios(Scenarios& s) {
   s["basic"] = {BasicServer, BasicClient};
   s["late-accept"] = {LateAcceptServer, BasicClient};
-  s["late-client"] = {BasicServer, LateClient};
+  s["late-client"] = {SlowAcceptServer, LateClient};
   s["dup"] = {DupServer, DupClient};
   s["fork"] = {ForkServer, ForkClient};
   s["fork-noclose"] = {ForkServer, ForkNoCloseClient};

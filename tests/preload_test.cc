@@ -849,12 +849,30 @@ TEST_F(Preload, HandshakeEndingInsideAcceptFallsBackToTcp) {
   ExpectTcp(Report("probe-srv"), wire::kReasonPeerDecl, 1 << 20, 512 << 10);
 }
 
-// The client's app calls in only after its own CLC timer ran out; the
+// A pool connects ahead of use: the client's non-blocking connect is left
+// alone far longer than the server's CLC timer. The client's progress
+// thread answers the server's Accept, so both ends are SMC-D (without the
+// thread, both were TCP: the case below).
+TEST_F(Preload, IdleNonblockingConnectStillGetsSmcd) {
+  SplitRun r =
+      RunSplit("late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "150"}}),
+               Env(true), "800");
+  ASSERT_TRUE(r.client.ok()) << r.client << r.server;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
+  ExpectSmcd(Report("probe-srv"), 1 << 20, 512 << 10);
+}
+
+// Without the client's progress thread (USMC_PROGRESS_THREAD=0; a process
+// that cannot run is the same), the handshake moves only when the app calls
+// in. The client's app calls in only after its own CLC timer ran out; the
 // server's Accept came in time, so the handshake completes: SMC-D.
 TEST_F(Preload, ClientCallingInLateStillReadsTheTimelyAccept) {
-  SplitRun r =
-      RunSplit("late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "5000"}}),
-               Env(true, {{"USMC_CLC_TIMEOUT_MS", "100"}}), "600");
+  SplitRun r = RunSplit(
+      "late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "5000"}}),
+      Env(true,
+          {{"USMC_CLC_TIMEOUT_MS", "100"}, {"USMC_PROGRESS_THREAD", "0"}}),
+      "600");
   ASSERT_TRUE(r.client.ok()) << r.client;
   ASSERT_TRUE(r.server.ok()) << r.server;
   ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
@@ -864,9 +882,11 @@ TEST_F(Preload, ClientCallingInLateStillReadsTheTimelyAccept) {
 // ... and after the server's timer ran out too: its Decline is behind its
 // Accept, so the client sends no Confirm and both ends are TCP.
 TEST_F(Preload, ClientCallingInAfterTheServerGaveUpIsTcp) {
-  SplitRun r =
-      RunSplit("late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "150"}}),
-               Env(true, {{"USMC_CLC_TIMEOUT_MS", "100"}}), "800");
+  SplitRun r = RunSplit(
+      "late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "150"}}),
+      Env(true,
+          {{"USMC_CLC_TIMEOUT_MS", "100"}, {"USMC_PROGRESS_THREAD", "0"}}),
+      "800");
   ASSERT_TRUE(r.client.ok()) << r.client << r.server;
   ASSERT_TRUE(r.server.ok()) << r.server;
   ExpectTcp(Report("probe-cli"), wire::kReasonPeerDecl, 512 << 10, 1 << 20);

@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/negotiate_harness.h"
@@ -319,6 +320,38 @@ TEST_F(StatusE2e, ListenerIsShownWhileItIsOpen) {
   EXPECT_EQ(server->Wait(), 0) << server->Stderr();
   // The child was SIGKILLed: its file is recognised as stale.
   EXPECT_TRUE(UsmcJson("ss --json -l")["connections"].empty());
+}
+
+// Neither app calls into its socket after accept() / the connect: the
+// progress threads of both ends finish the handshake, and `usmc ss` shows
+// SMC-D at once, not at the apps' next call (a server whose accept loop
+// runs ahead of its work, a pool that connects ahead of use).
+TEST_F(StatusE2e, HandshakesNoCallDrivesAreShownDecided) {
+  auto server = Start({USMC_STATUS_PEER, "hold"}, true);
+  std::optional<std::string> line = server->ReadLine();
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server->Stderr();
+  const std::string port = line->substr(5);
+  auto client = Start({USMC_STATUS_PEER, "idle", "127.0.0.1", port}, true);
+  ASSERT_EQ(client->ReadLine(), "CONNECTED") << client->Stderr();
+
+  // Waits for the outcome, bounded: the threads start 20 ms after the
+  // apps' last calls.
+  json cc;
+  for (int i = 0; i < 500; ++i) {
+    cc = UsmcJson("ss --json")["connections"];
+    int smcd = 0;
+    for (const json& c : cc) smcd += c["mode"] == "SMCD";
+    if (smcd == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(cc.size(), 2u) << cc.dump(2);
+  for (const json& c : cc) {
+    EXPECT_EQ(c["mode"], "SMCD") << c.dump(2);
+    EXPECT_EQ(c["local_reason"], 0) << c.dump(2);
+    EXPECT_EQ(c["pid"], c["role"] == "server" ? server->pid() : client->pid());
+  }
+  EXPECT_EQ(client->Wait(), 0) << client->Stderr();
+  EXPECT_EQ(server->Wait(), 0) << server->Stderr();
 }
 
 TEST_F(StatusE2e, ChkSaysSmcdAgainstItsOwnServer) {

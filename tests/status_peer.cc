@@ -9,6 +9,13 @@
 //       listening socket and answers "CLOSED"; "fork" forks a child that
 //       holds everything until killed and answers "CHILD <pid>"; EOF ends
 //       the process.
+//   status_peer hold
+//       As serve, but makes no call on the connections it accepts: only
+//       usmc's progress thread can answer their handshakes.
+//   status_peer idle HOST PORT
+//       A non-blocking connect; once it is connected (poll), prints
+//       "CONNECTED" and makes no further call on the socket until stdin
+//       reaches EOF (a pool connecting ahead of use).
 //   status_peer client BYTES HOST PORT COUNT [HOST PORT COUNT ...]
 //       COUNT connections to each HOST PORT. Each moves BYTES each way: 1200
 //       echoed 256-byte messages one at a time, then the rest in a single
@@ -78,7 +85,7 @@ void Echo(int fd) {
   shutdown(fd, SHUT_WR);  // kept open: the test looks at it in `usmc ss`
 }
 
-int Serve() {
+int Serve(bool hold) {
   int lst = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int on = 1, off = 0;
   setsockopt(lst, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
@@ -118,21 +125,35 @@ int Serve() {
     }
     if (lst >= 0 && (p[1].revents & POLLIN)) {
       const int c = accept4(lst, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c >= 0) std::thread(Echo, c).detach();
+      if (c >= 0 && !hold) std::thread(Echo, c).detach();
     }
   }
 }
 
-int Connect(const char* host, const char* port) {
+int Connect(const char* host, const char* port, int flags = 0) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   if (getaddrinfo(host, port, &hints, &res) != 0) Die("getaddrinfo");
-  const int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0)
+  const int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+  if (fd < 0 || (connect(fd, res->ai_addr, res->ai_addrlen) != 0 &&
+                 !((flags & SOCK_NONBLOCK) && errno == EINPROGRESS)))
     Die(std::string("connect ") + host + " " + port);
   freeaddrinfo(res);
   return fd;
+}
+
+int Idle(const char* host, const char* port) {
+  const int fd = Connect(host, port, SOCK_NONBLOCK);
+  pollfd p{fd, POLLOUT, 0};
+  if (poll(&p, 1, 10000) != 1 || !(p.revents & POLLOUT)) Die("connect poll");
+  std::printf("CONNECTED\n");
+  std::fflush(stdout);
+  char c;
+  while (read(STDIN_FILENO, &c, 1) > 0) {
+  }
+  close(fd);
+  return 0;
 }
 
 void Exchange(int fd, size_t bytes, int conn) {
@@ -184,11 +205,15 @@ int Client(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 2 && std::strcmp(argv[1], "serve") == 0) return Serve();
+  if (argc >= 2 && std::strcmp(argv[1], "serve") == 0) return Serve(false);
+  if (argc >= 2 && std::strcmp(argv[1], "hold") == 0) return Serve(true);
+  if (argc >= 4 && std::strcmp(argv[1], "idle") == 0)
+    return Idle(argv[2], argv[3]);
   if (argc >= 6 && std::strcmp(argv[1], "client") == 0)
     return Client(argc, argv);
   std::fprintf(stderr,
-               "usage: status_peer serve | status_peer client BYTES HOST "
-               "PORT COUNT [HOST PORT COUNT ...]\n");
+               "usage: status_peer serve | status_peer hold | status_peer "
+               "idle HOST PORT | status_peer client BYTES HOST PORT COUNT "
+               "[HOST PORT COUNT ...]\n");
   return 2;
 }
