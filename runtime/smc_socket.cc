@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -36,6 +38,14 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 // holds the reader, and a 128 KiB read holds a blocked writer, for the
 // whole copy.
 constexpr size_t kCopyStep = 64 * 1024;
+
+// Bumped by every fork of a process that has SmcSockets (pthread_atfork)
+// and by the exec handover: see SmcSocket::MaybeShared. Never reset: a
+// sibling that published and exited leaves our state behind what the peer
+// knows until we adopt it once.
+std::atomic<uint32_t> g_shared{0};
+
+void CountFork() { g_shared.fetch_add(1, std::memory_order_seq_cst); }
 
 uint64_t SeedFromKernel() {
   uint64_t seed = 0;
@@ -73,7 +83,18 @@ SmcSocket::SmcSocket(int fd, const Options& opts)
     : fd_(fd),
       opts_(opts),
       entropy_(SeedFromKernel()),
-      conn_(MakeParams(opts), &entropy_) {}
+      conn_(MakeParams(opts), &entropy_) {
+  // Before any fork that could share this socket.
+  static const bool counted =
+      ::pthread_atfork(CountFork, nullptr, nullptr) == 0;
+  if (!counted) NoteShared();  // cannot tell: always look
+}
+
+bool SmcSocket::MaybeShared() {
+  return g_shared.load(std::memory_order_seq_cst) != 0;
+}
+
+void SmcSocket::NoteShared() { CountFork(); }
 
 SmcSocket::~SmcSocket() {
   if (!tcp_closed_) Close();
@@ -99,7 +120,11 @@ engine::Mode SmcSocket::mode() const {
 
 void SmcSocket::Feed(const engine::Event& e) {
   std::vector<engine::Event> answers;
-  Execute(conn_.OnEvent(e, Now()), answers);
+  // Only the handshake has timers; a clock read per send or receive costs
+  // more than the rest of the engine's step on some VMs.
+  const engine::TimePoint now =
+      conn_.mode() == engine::Mode::kHandshake ? Now() : engine::TimePoint{};
+  Execute(conn_.OnEvent(e, now), answers);
   for (const engine::Event& a : answers) Feed(a);
 }
 
@@ -223,7 +248,7 @@ void SmcSocket::Refresh() {
       peer_gone_) {
     return;
   }
-  if (peer_.attached()) AdoptSiblingProgress();
+  if (peer_.attached() && MaybeShared()) AdoptSiblingProgress();
   CdcArea area = LoadCdcArea(local_.bytes().data());
   if (area == last_area_) return;
   last_area_ = area;

@@ -316,6 +316,12 @@ class SmcSocket {
   // the area in the peer's DMB is not what we published last, take over
   // its cursors (engine snapshot, patched, restored).
   void AdoptSiblingProgress();
+  // Whether another process may have published into our peer's DMB for
+  // this connection: this process forked since its first SmcSocket (or a
+  // vfork child exported it for exec), or this image adopted it after exec.
+  // Otherwise AdoptSiblingProgress has nothing to find.
+  static bool MaybeShared();
+  static void NoteShared();
   bool AreaChanged() const;
   // poll bits of the SMC-D connection (after Refresh).
   short SmcPollBits(short events);

@@ -67,6 +67,8 @@ Status CheckMemfd(int fd) {
 }  // namespace
 
 Status SmcSocket::ExportForExec(std::string& out) {
+  // A vfork child exporting shares our memory: the parent learns it too.
+  NoteShared();
   std::lock_guard lock(mu_);
   if (tcp_closed_) return Precondition("socket already closed");
   if (HandshakingLocked()) {
@@ -196,6 +198,7 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptAfterExec(
   s->last_area_ = rec.last_area;
   s->peer_gone_ = rec.peer_gone;
   s->fatal_ = rec.fatal;
+  NoteShared();  // a process forked before the exec may hold it too
   s->error_ = rec.error;
   // Like O_NONBLOCK, the app's SO_RCVLOWAT lives in the kernel socket,
   // which exec did not touch.
