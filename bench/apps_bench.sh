@@ -6,13 +6,16 @@
 #                       [--only LIST]
 #   (--modes: tcp,usmc by default; tcp alone tries the script without usmc;
 #   add usmc-nostatus for usmc with USMC_STATUS=off, the cost of publishing;
-#   --only: some of sockperf-pp,sockperf-tp,iperf3,redis-p1,redis-p16)
+#   --only: some of sockperf-pp,sockperf-tp,iperf3,redis-p1,redis-p16,
+#   setup-fds)
 #
 # Workloads (client pinned to CPU 0, server to CPU 1, as `usmc bench`):
 #   sockperf ping-pong 64 B: p50 latency (sockperf's one-way figure, RTT/2)
 #   sockperf throughput 64 KiB messages: MB/s as sockperf's sender reports it
 #   iperf3, 1 stream: Gbit/s received
 #   redis-benchmark SET and GET, 50 clients, -P 1 and -P 16: requests/s
+#   connection setup (connect, one byte each way, close) to a python server
+#   holding 5000 open files: p50 (bench/setup_fds.py)
 # CPU: user + system time of the client and the server processes (wait4
 # rusage, children included), divided by round trips, bytes or requests.
 # Each workload runs --repeats times per mode (TCP, usmc alternating); each
@@ -42,7 +45,7 @@ ap.add_argument("--repeats", type=int, default=5)
 ap.add_argument("--seconds", type=int, default=3)
 ap.add_argument("--json")
 ap.add_argument("--only", default="",
-                help="sockperf-pp,sockperf-tp,iperf3,redis-p1,redis-p16 (default all)")
+                help="sockperf-pp,sockperf-tp,iperf3,redis-p1,redis-p16,setup-fds (default all)")
 ap.add_argument("--modes", default="tcp,usmc",
                 help="tcp,usmc[,usmc-nostatus]; tcp alone: try the script without usmc")
 args = ap.parse_args()
@@ -168,12 +171,25 @@ def redis(mode, pipeline, requests):
             f"{p}_cpu_us_per_req": (cli.cpu + srv.cpu) / (2 * requests) * 1e6}
 
 
+def setup_fds(mode, fds=5000, conns=300):
+    port = free_port()
+    helper = os.path.join(os.getcwd(), "bench", "setup_fds.py")
+    srv = Proc(mode, SERVER_CPU, ["python3", helper, "server", str(port), str(fds)],
+               out=DEVNULL)
+    wait_listen(port)
+    cli = Proc(mode, CLIENT_CPU, ["python3", helper, "client", str(port),
+                                  str(conns)]).wait()
+    srv.wait()
+    return {"setup_fds_p50_us": float(cli.out.split()[1])}
+
+
 WORKLOADS = {
     "sockperf-pp": lambda m: sockperf(m, "pp", 64),
     "sockperf-tp": lambda m: sockperf(m, "tp", 65536),
     "iperf3": iperf3,
     "redis-p1": lambda m: redis(m, 1, 200000),
     "redis-p16": lambda m: redis(m, 16, 3000000),
+    "setup-fds": setup_fds,
 }
 only = [w for w in args.only.split(",") if w]
 for w in only:
@@ -204,6 +220,7 @@ ROWS = [  # key, label, unit, better, target ratio text
     ("redis_P16_SET_rps", "redis-benchmark SET, 50 clients, -P 16", "req/s", "high", "≥ 1.5"),
     ("redis_P16_GET_rps", "redis-benchmark GET, 50 clients, -P 16", "req/s", "high", "≥ 1.5"),
     ("redis_P16_cpu_us_per_req", "redis, -P 16, CPU per request", "µs", "low", ""),
+    ("setup_fds_p50_us", "setup + 1 B echo, server holding 5000 fds, p50", "µs", "low", ""),
 ]
 
 

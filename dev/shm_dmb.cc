@@ -174,7 +174,8 @@ void Mapping::Reset() {
   len_ = 0;
 }
 
-Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget) {
+Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget,
+                                    int fd_hint) {
   const uint64_t file_size = DmbFileSize(size);
   if (file_size == 0) {
     return Status(StatusCode::kInvalidArgument,
@@ -212,7 +213,7 @@ Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget) {
   if (p == MAP_FAILED) return Status::FromErrno(errno, "mmap DMB");
   dmb.map_ = Mapping(static_cast<std::byte*>(p), file_size);
 
-  Result<uint64_t> token = NewDmbToken();
+  Result<uint64_t> token = NewDmbToken(fd_hint);
   if (!token.ok()) return token.status();
   dmb.token_ = *token;
 

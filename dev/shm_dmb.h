@@ -124,8 +124,10 @@ class BudgetCharge {
 // Our DMB. Move-only; the destructor unregisters.
 class LocalDmb {
  public:
+  // `fd_hint`: our TCP socket's fd, carried in the token (NewDmbToken).
   static Result<LocalDmb> Register(uint64_t size,
-                                   DmbBudget& budget = DmbBudget::Process());
+                                   DmbBudget& budget = DmbBudget::Process(),
+                                   int fd_hint = -1);
   // Rebuilds a DMB this process registered before exec(2) from the
   // inherited memfd and our doorbell end. Checks what Attach checks (file
   // type and size, seals incl. F_SEAL_SEAL, no write seal, magic, token and

@@ -273,9 +273,10 @@ Result<PeerDmb> HandoverListener::Accept(LocalDmb& dmb,
       continue;
     }
     Result<PeerCred> cred = GetPeerCred(conn.get());
-    Status verified = cred.ok()
-                          ? VerifyTcpPeerProcess(params.tcp_fd, *cred, deadline)
-                          : cred.status();
+    Status verified =
+        cred.ok() ? VerifyTcpPeerProcess(params.tcp_fd, *cred, deadline,
+                                         DmbTokenFdHint(params.peer_token))
+                  : cred.status();
     if (!verified.ok()) {
       ++rejected_;  // not our TCP peer: close unanswered, keep listening
       last_rejection = verified.message();
@@ -311,7 +312,10 @@ Result<PeerDmb> ConnectHandover(LocalDmb& dmb, const HandoverParams& params) {
   }
   Result<PeerCred> cred = GetPeerCred(conn.get());
   if (!cred.ok()) return cred.status();
-  USMC_RETURN_IF_ERROR(VerifyTcpPeerProcess(params.tcp_fd, *cred, deadline));
+  // The server's token carries the fd its socket has there: one lookup
+  // instead of a scan of every fd of a server with thousands.
+  USMC_RETURN_IF_ERROR(VerifyTcpPeerProcess(params.tcp_fd, *cred, deadline,
+                                            DmbTokenFdHint(params.peer_token)));
   return Exchange(conn.get(), dmb, params, /*send_first=*/true, deadline);
 }
 

@@ -256,6 +256,52 @@ TEST(ShmHandoverTest, AChildHoldingTheTcpSocketIsTheServersProcess) {
   EXPECT_FALSE(VerifyTcpPeerProcess(cli->get(), me, deadline).ok());
 }
 
+// The fd hint shortens the search and decides nothing: a right one finds
+// the socket at once, a wrong or stale one falls back to the whole table,
+// and no hint makes a process hold a socket it does not.
+TEST(ShmHandoverTest, FdHintIsOnlyWhereToLookFirst) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  Result<UniqueFd> cli = TcpConnectLoopback(port);
+  ASSERT_TRUE(cli.ok());
+  Result<UniqueFd> srv = TcpAccept(l->get());
+  ASSERT_TRUE(srv.ok());
+  struct stat st {};
+  ASSERT_EQ(::fstat(srv->get(), &st), 0);
+  const pid_t me = ::getpid();
+  for (int hint : {srv->get(), cli->get(), l->get(), 65000, -1}) {
+    Result<bool> holds = ProcessHoldsSocket(me, st.st_ino, hint);
+    ASSERT_TRUE(holds.ok()) << hint;
+    EXPECT_TRUE(*holds) << hint;
+  }
+  // A child that holds only other fds: no hint makes it hold ours.
+  int hold[2], ready[2];
+  ASSERT_EQ(::pipe(hold), 0);
+  ASSERT_EQ(::pipe(ready), 0);
+  const int srv_fd = srv->get();
+  pid_t child = Spawn([&] {
+    ::close(srv_fd);
+    ::close(hold[1]);
+    char c = 'r';
+    if (::write(ready[1], &c, 1) != 1) return 1;
+    return ::read(hold[0], &c, 1) >= 0 ? 0 : 1;
+  });
+  ASSERT_GT(child, 0);
+  ::close(ready[1]);
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);  // its copy of srv is closed
+  ::close(ready[0]);
+  for (int hint : {srv_fd, hold[0], -1}) {
+    Result<bool> holds = ProcessHoldsSocket(child, st.st_ino, hint);
+    ASSERT_TRUE(holds.ok()) << hint;
+    EXPECT_FALSE(*holds) << hint;
+  }
+  ::close(hold[1]);
+  WaitChild(child);
+  ::close(hold[0]);
+}
+
 TEST(ShmHandoverTest, SilentClientTimesOut) {
   uint16_t port;
   Result<UniqueFd> l = TcpListenLoopback(&port);

@@ -96,15 +96,23 @@ Result<ShmGid> LocalShmGid() {
   return cached;
 }
 
-Result<uint64_t> NewDmbToken() {
+Result<uint64_t> NewDmbToken(int fd_hint) {
+  const uint64_t hint =
+      fd_hint > 0 && fd_hint <= 0xffff ? static_cast<uint64_t>(fd_hint) : 0;
   for (;;) {
     uint64_t token = 0;
     ssize_t n = ::getrandom(&token, sizeof token, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::FromErrno(errno, "getrandom");
     if (n != static_cast<ssize_t>(sizeof token)) continue;
-    if (token != 0) return token;  // 0 means "no DMB"
+    token = (token & ~uint64_t{0xffff}) | hint;
+    if (token >> 16 != 0) return token;  // 0 means "no DMB"
   }
+}
+
+int DmbTokenFdHint(uint64_t token) {
+  const int fd = static_cast<int>(token & 0xffff);
+  return fd > 0 ? fd : -1;
 }
 
 }  // namespace usmc::dev

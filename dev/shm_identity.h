@@ -41,8 +41,14 @@ Result<ShmGid> DeriveShmGid(std::string_view boot_id, uint64_t netns_id);
 // The GID of this process's device; computed once, then cached.
 Result<ShmGid> LocalShmGid();
 
-// A fresh non-zero random 64-bit DMB token from getrandom(2).
-Result<uint64_t> NewDmbToken();
+// A fresh non-zero random 64-bit DMB token from getrandom(2). With
+// `fd_hint` in [1, 65535] (the registering process's TCP socket fd), the low
+// 16 bits carry it and 48 stay random: the peer verifying this process
+// (dev/shm_peer_verify.h) looks at that fd first instead of scanning
+// thousands. The hint proves nothing; the check it shortens does.
+Result<uint64_t> NewDmbToken(int fd_hint = -1);
+// The fd hint a token carries; -1 if none.
+int DmbTokenFdHint(uint64_t token);
 
 // A 64-bit mixing function (bijective, avalanching). Not cryptographic:
 // used to keep boot_id and tokens out of names others can read.

@@ -103,6 +103,25 @@ TEST(ShmIdentityTest, TokensAreNonZeroAndDistinct) {
   EXPECT_EQ(seen.size(), 10000u);
 }
 
+TEST(ShmIdentityTest, TokensCarryAnFdHintAndStayRandomAbove) {
+  std::set<uint64_t> high;
+  for (int i = 0; i < 1000; ++i) {
+    Result<uint64_t> t = NewDmbToken(4711);
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(DmbTokenFdHint(*t), 4711);
+    high.insert(*t >> 16);
+  }
+  EXPECT_EQ(high.size(), 1000u);
+  // Out of range or absent: no hint, and the token is still valid.
+  for (int fd : {-1, 0, 65536, 1 << 30}) {
+    Result<uint64_t> t = NewDmbToken(fd);
+    ASSERT_TRUE(t.ok());
+    EXPECT_NE(*t >> 16, 0u);
+    EXPECT_EQ(DmbTokenFdHint(*t), -1) << fd;
+  }
+  EXPECT_EQ(DmbTokenFdHint(0xabcd'0000'0000'0007), 7);
+}
+
 TEST(ShmIdentityTest, Mix64IsNotIdentityAndSpreadsBits) {
   EXPECT_NE(Mix64(1), 1u);
   EXPECT_NE(Mix64(1), Mix64(2));

@@ -44,7 +44,9 @@ Result<TcpPeerSocket> FindTcpPeerSocket(
 // Whether process `pid` has socket:[inode] among its fds. kNotFound if the
 // process is gone, kPermissionDenied if its fd table is not ours to read
 // (another uid and we lack CAP_SYS_PTRACE, or it is not dumpable).
-Result<bool> ProcessHoldsSocket(pid_t pid, uint64_t inode);
+// `fd_hint` (>= 0): the fd to look at first (DmbTokenFdHint), a saving
+// only: a wrong one costs one lookup, then every fd is looked at.
+Result<bool> ProcessHoldsSocket(pid_t pid, uint64_t inode, int fd_hint = -1);
 
 // Whether a child of `pid` (one generation, from /proc/PID/task/*/children)
 // holds socket:[inode]. A forking server: the process that created the
@@ -55,7 +57,8 @@ bool ChildHoldsSocket(pid_t pid, uint64_t inode);
 // All checks above (the pid, or one of its children, must hold the TCP
 // peer socket); kPermissionDenied naming the first that failed.
 Status VerifyTcpPeerProcess(int tcp_fd, const PeerCred& cred,
-                            std::chrono::steady_clock::time_point deadline);
+                            std::chrono::steady_clock::time_point deadline,
+                            int fd_hint = -1);
 
 }  // namespace usmc::dev
 

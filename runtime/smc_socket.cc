@@ -148,7 +148,8 @@ void SmcSocket::Execute(const engine::Actions& actions,
               consumed_ += a.len;
             },
             [&](const engine::RegisterDmb& a) {
-              Result<dev::LocalDmb> dmb = dev::LocalDmb::Register(a.size);
+              Result<dev::LocalDmb> dmb = dev::LocalDmb::Register(
+                  a.size, dev::DmbBudget::Process(), /*fd_hint=*/fd_);
               if (!dmb.ok()) {
                 answers.push_back(engine::DmbRegisterFailed{
                     dmb.status().code() == StatusCode::kResourceExhausted
