@@ -18,6 +18,7 @@
 
 #include "dev/shm_identity.h"
 #include "dev/shm_peer_verify.h"
+#include "engine/clc_common.h"
 #include "engine/snapshot.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
@@ -148,8 +149,18 @@ void SmcSocket::Execute(const engine::Actions& actions,
               consumed_ += a.len;
             },
             [&](const engine::RegisterDmb& a) {
-              Result<dev::LocalDmb> dmb = dev::LocalDmb::Register(
-                  a.size, dev::DmbBudget::Process(), /*fd_hint=*/fd_);
+              dev::DmbBudget& budget = dev::DmbBudget::Process();
+              uint32_t size = a.size;
+              if (opts_.roomy_dmb_size > a.size) {
+                const uint32_t roomy =
+                    engine::SmcdDmbSizeFor(opts_.roomy_dmb_size);
+                if (budget.used() + dev::DmbFileSize(roomy) <=
+                    opts_.roomy_budget) {
+                  size = roomy;  // the engine advertises what we register
+                }
+              }
+              Result<dev::LocalDmb> dmb =
+                  dev::LocalDmb::Register(size, budget, /*fd_hint=*/fd_);
               if (!dmb.ok()) {
                 answers.push_back(engine::DmbRegisterFailed{
                     dmb.status().code() == StatusCode::kResourceExhausted

@@ -65,6 +65,12 @@ struct Options {
   // Our receive buffer (DMB) size, CDC area included. SMC-D sizes are
   // powers of two from 16 KiB to 1 MiB; the engine rounds.
   uint32_t dmb_size = 256 * 1024;
+  // Non-zero: a larger DMB for this connection while the process's DMBs
+  // (dev::DmbBudget::Process()) stay within roomy_budget bytes with it. A
+  // process with a few connections streams with fewer waits for room; one
+  // with hundreds keeps them small (cache footprint, memory).
+  uint32_t roomy_dmb_size = 0;
+  uint64_t roomy_budget = 0;
   // The UEID both ends must share (blank padded to 32 bytes).
   std::string eid = "USMC-SHM";
   std::chrono::milliseconds clc_timeout{6000};
