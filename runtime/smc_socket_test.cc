@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "dev/shm_dmb.h"
 #include "runtime/smc_socket_test_util.h"
 #include "wire/reason.h"
 
@@ -114,6 +115,42 @@ TEST(SmcSocketTest, HandshakeReachesSmcdAndMovesBytes) {
   EXPECT_EQ(WaitChild(child), 0);
   EXPECT_EQ(s->Close(), 0);
   EXPECT_EQ(CountMemfds(), 0);
+}
+
+// A roomy DMB while the process's DMBs stay within the roomy budget, the
+// ordinary size after; the peer learns whichever was registered.
+TEST(SmcSocketTest, RoomyDmbOnlyWithinItsBudget) {
+  Options server = Server();
+  server.dmb_size = 64 * 1024;
+  server.roomy_dmb_size = 1024 * 1024;
+  server.roomy_budget = 4 << 20;
+  auto run = [&](uint32_t want) {
+    pid_t child;
+    int fd = ForkClient(
+        [want](int fd) {
+          auto s = MustUpgrade(fd, Client());
+          if (!s || !s->is_smc()) return 1;
+          if (s->status().engine.peer_dmb_size != want) return 2;
+          return s->Close() == 0 ? 0 : 3;
+        },
+        &child);
+    auto s = MustUpgrade(fd, server);
+    ASSERT_TRUE(s && s->is_smc());
+    EXPECT_EQ(s->status().engine.local_dmb_size, want);
+    EXPECT_EQ(WaitChild(child), 0);
+    EXPECT_EQ(s->Close(), 0);
+  };
+  run(1024 * 1024);
+  // Four megabytes of DMBs held already: no room for a roomy one.
+  std::vector<dev::LocalDmb> held;
+  for (int i = 0; i < 4; ++i) {
+    Result<dev::LocalDmb> d = dev::LocalDmb::Register(1024 * 1024);
+    ASSERT_TRUE(d.ok()) << d.status();
+    held.push_back(std::move(*d));
+  }
+  run(64 * 1024);
+  held.clear();
+  run(1024 * 1024);
 }
 
 // A large recv frees the ring in steps: a sender blocked on a full ring
