@@ -40,6 +40,27 @@ pid_t Spawn(F body) {
   return pid;
 }
 
+// A TCP connection within this process, and the inode of its server end.
+struct LoopbackTcp {
+  UniqueFd listener, cli, srv;
+  uint64_t srv_inode = 0;
+};
+void OpenLoopbackTcp(LoopbackTcp* t) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  Result<UniqueFd> cli = TcpConnectLoopback(port);
+  ASSERT_TRUE(cli.ok());
+  Result<UniqueFd> srv = TcpAccept(l->get());
+  ASSERT_TRUE(srv.ok());
+  struct stat st {};
+  ASSERT_EQ(::fstat(srv->get(), &st), 0);
+  t->listener = std::move(*l);
+  t->cli = std::move(*cli);
+  t->srv = std::move(*srv);
+  t->srv_inode = st.st_ino;
+}
+
 bool ExitedZero(int st) { return WIFEXITED(st) && WEXITSTATUS(st) == 0; }
 
 TEST(ShmHandoverTest, ParentAndChildSwapDmbsAndDoorbells) {
@@ -226,15 +247,8 @@ TEST(ShmHandoverTest, ClientRefusesAServerThatIsNotItsTcpPeer) {
 // client's SO_PEERCRED) handed the TCP socket to a child and closed its own
 // copy; the child holds it now and is accepted as the peer.
 TEST(ShmHandoverTest, AChildHoldingTheTcpSocketIsTheServersProcess) {
-  uint16_t port;
-  Result<UniqueFd> l = TcpListenLoopback(&port);
-  ASSERT_TRUE(l.ok());
-  Result<UniqueFd> cli = TcpConnectLoopback(port);
-  ASSERT_TRUE(cli.ok());
-  Result<UniqueFd> srv = TcpAccept(l->get());
-  ASSERT_TRUE(srv.ok());
-  struct stat st {};
-  ASSERT_EQ(::fstat(srv->get(), &st), 0);
+  LoopbackTcp t;
+  ASSERT_NO_FATAL_FAILURE(OpenLoopbackTcp(&t));
   int hold[2];
   ASSERT_EQ(::pipe(hold), 0);
   pid_t child = Spawn([&] {
@@ -243,35 +257,28 @@ TEST(ShmHandoverTest, AChildHoldingTheTcpSocketIsTheServersProcess) {
     return ::read(hold[0], &c, 1) >= 0 ? 0 : 1;  // keeps srv until told
   });
   ASSERT_GT(child, 0);
-  srv->Reset();
+  t.srv.Reset();
   const PeerCred me{::getpid(), ::getuid(), ::getgid()};
-  EXPECT_FALSE(*ProcessHoldsSocket(me.pid, st.st_ino));
-  EXPECT_TRUE(ChildHoldsSocket(me.pid, st.st_ino));
+  EXPECT_FALSE(*ProcessHoldsSocket(me.pid, t.srv_inode));
+  EXPECT_TRUE(ChildHoldsSocket(me.pid, t.srv_inode));
   const auto deadline = std::chrono::steady_clock::now() + seconds(3);
-  EXPECT_TRUE(VerifyTcpPeerProcess(cli->get(), me, deadline).ok());
+  EXPECT_TRUE(VerifyTcpPeerProcess(t.cli.get(), me, deadline).ok());
   ::close(hold[1]);
   WaitChild(child);
   ::close(hold[0]);
   // The child is gone with its copy: nobody of ours holds it any more.
-  EXPECT_FALSE(VerifyTcpPeerProcess(cli->get(), me, deadline).ok());
+  EXPECT_FALSE(VerifyTcpPeerProcess(t.cli.get(), me, deadline).ok());
 }
 
 // The fd hint shortens the search and decides nothing: a right one finds
 // the socket at once, a wrong or stale one falls back to the whole table,
 // and no hint makes a process hold a socket it does not.
 TEST(ShmHandoverTest, FdHintIsOnlyWhereToLookFirst) {
-  uint16_t port;
-  Result<UniqueFd> l = TcpListenLoopback(&port);
-  ASSERT_TRUE(l.ok());
-  Result<UniqueFd> cli = TcpConnectLoopback(port);
-  ASSERT_TRUE(cli.ok());
-  Result<UniqueFd> srv = TcpAccept(l->get());
-  ASSERT_TRUE(srv.ok());
-  struct stat st {};
-  ASSERT_EQ(::fstat(srv->get(), &st), 0);
+  LoopbackTcp t;
+  ASSERT_NO_FATAL_FAILURE(OpenLoopbackTcp(&t));
   const pid_t me = ::getpid();
-  for (int hint : {srv->get(), cli->get(), l->get(), 65000, -1}) {
-    Result<bool> holds = ProcessHoldsSocket(me, st.st_ino, hint);
+  for (int hint : {t.srv.get(), t.cli.get(), t.listener.get(), 65000, -1}) {
+    Result<bool> holds = ProcessHoldsSocket(me, t.srv_inode, hint);
     ASSERT_TRUE(holds.ok()) << hint;
     EXPECT_TRUE(*holds) << hint;
   }
@@ -279,7 +286,7 @@ TEST(ShmHandoverTest, FdHintIsOnlyWhereToLookFirst) {
   int hold[2], ready[2];
   ASSERT_EQ(::pipe(hold), 0);
   ASSERT_EQ(::pipe(ready), 0);
-  const int srv_fd = srv->get();
+  const int srv_fd = t.srv.get();
   pid_t child = Spawn([&] {
     ::close(srv_fd);
     ::close(hold[1]);
@@ -293,7 +300,7 @@ TEST(ShmHandoverTest, FdHintIsOnlyWhereToLookFirst) {
   ASSERT_EQ(::read(ready[0], &c, 1), 1);  // its copy of srv is closed
   ::close(ready[0]);
   for (int hint : {srv_fd, hold[0], -1}) {
-    Result<bool> holds = ProcessHoldsSocket(child, st.st_ino, hint);
+    Result<bool> holds = ProcessHoldsSocket(child, t.srv_inode, hint);
     ASSERT_TRUE(holds.ok()) << hint;
     EXPECT_FALSE(*holds) << hint;
   }

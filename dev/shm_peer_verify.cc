@@ -163,13 +163,6 @@ Result<TcpPeerSocket> FindTcpPeerSocket(
 
 Result<bool> ProcessHoldsSocket(pid_t pid, uint64_t inode, int fd_hint) {
   const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  const std::string want = "socket:[" + std::to_string(inode) + "]";
-  char link[64];
-  auto is_it = [&](int dirfd, const char* name) {
-    const ssize_t n = ::readlinkat(dirfd, name, link, sizeof link);
-    return n > 0 && static_cast<size_t>(n) == want.size() &&
-           std::memcmp(link, want.data(), want.size()) == 0;
-  };
   UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dfd) {
     if (errno == ENOENT) {
@@ -181,9 +174,18 @@ Result<bool> ProcessHoldsSocket(pid_t pid, uint64_t inode, int fd_hint) {
     }
     return Status::FromErrno(errno, "open " + dir);
   }
-  if (fd_hint >= 0 && is_it(dfd.get(), std::to_string(fd_hint).c_str())) {
-    return true;
-  }
+  // Whether fd `fd` of the process is socket:[inode]. The directory fd
+  // stays open below, owned by the DIR stream.
+  const int dir_fd = dfd.get();
+  const std::string want = "socket:[" + std::to_string(inode) + "]";
+  auto is_it = [&](int fd) {
+    char name[16], link[64];
+    std::snprintf(name, sizeof name, "%d", fd);
+    const ssize_t n = ::readlinkat(dir_fd, name, link, sizeof link);
+    return n > 0 && static_cast<size_t>(n) == want.size() &&
+           std::memcmp(link, want.data(), want.size()) == 0;
+  };
+  if (fd_hint >= 0 && is_it(fd_hint)) return true;
   DIR* d = ::fdopendir(dfd.get());
   if (d == nullptr) return Status::FromErrno(errno, "fdopendir");
   dfd.Release();  // now owned by d
@@ -208,11 +210,9 @@ Result<bool> ProcessHoldsSocket(pid_t pid, uint64_t inode, int fd_hint) {
   }
   std::sort(fds.begin(), fds.end(), std::greater<>());
   bool found = false;
-  char name[16];
   for (int fd : fds) {
     if (fd == fd_hint) continue;  // looked at already
-    std::snprintf(name, sizeof name, "%d", fd);
-    if (is_it(::dirfd(d), name)) {
+    if (is_it(fd)) {
       found = true;
       break;
     }
