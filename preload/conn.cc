@@ -108,7 +108,10 @@ runtime::Options SocketOptions(engine::Role role) {
   // sender then waits for room four times less often; iperf3 2.0x -> 3.6x
   // TCP on this VM), 256 KiB for the rest (a server's hundreds of
   // connections keep their cache footprint and memory).
-  static const bool fixed = std::getenv("USMC_DMB_SIZE") != nullptr;
+  static const bool fixed = [] {
+    const char* v = std::getenv("USMC_DMB_SIZE");
+    return v != nullptr && *v != '\0';  // empty counts as unset (EnvLong)
+  }();
   runtime::Options o;
   o.role = role;
   o.dmb_size = static_cast<uint32_t>(dmb);
