@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -205,7 +206,14 @@ TEST_P(Conformance, SameTranscriptPlainAndUnderUsmc) {
   for (Mode mode : {Mode::kSmcd, Mode::kTcpClients, Mode::kTcpServers}) {
     SCOPED_TRACE(Name(mode));
     const std::string report = dir_ + "/" + Name(mode) + ".jsonl";
+    const auto t0 = std::chrono::steady_clock::now();
     Exit e = Run(GetParam(), mode, report);
+    // For whoever reads the log (a slow mode is a hint); never asserted.
+    std::printf("  %s: %lld ms\n", Name(mode),
+                static_cast<long long>(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - t0)
+                        .count()));
     ASSERT_TRUE(e.ok()) << "under usmc (" << Name(mode) << ")\n" << e;
     EXPECT_EQ(Join(ByRole(e.out)), want)
         << "the transcript under usmc (" << Name(mode)
