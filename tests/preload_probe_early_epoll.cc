@@ -26,8 +26,9 @@ namespace {
 constexpr size_t kReq = 64 << 10;
 constexpr size_t kReply = 3 << 20;
 constexpr uint64_t kData = 0x51ab0000beef0001ull;  // the main set's data
-constexpr uint64_t kData2 = 77;                     // the second set's
+constexpr uint64_t kData2 = 77;                    // the second set's
 constexpr uint64_t kStale = 99;  // a closed fd's (must never come back)
+constexpr int kQuietMs = 200;    // "no event": nothing within this long
 
 int Wait(int ep, epoll_event* ev, int n, int timeout_ms) {
   int r;
@@ -57,20 +58,22 @@ int EarlyServer(int lfd) {
 // arg: et | lt | oneshot (the flags of the registration made before
 // connect), optionally with "-dup" (a dup of the socket is registered and
 // used; the original fd is closed right after connect) or "-reuse" (an
-// earlier socket registered under the same fd number was closed first).
+// earlier socket registered under the same fd number was closed first) or
+// "-fired" (a ONESHOT that fired before connect stays disarmed).
 int EarlyEpollClient(uint16_t port, const char* arg) {
   const std::string mode = arg;
   const bool et = mode.rfind("et", 0) == 0;
   const bool oneshot = mode.rfind("oneshot", 0) == 0;
   const bool dup_fd = mode.find("-dup") != std::string::npos;
   const bool reuse = mode.find("-reuse") != std::string::npos;
+  const bool fired = mode.find("-fired") != std::string::npos;
   int ep = epoll_create1(EPOLL_CLOEXEC);
   int ep2 = epoll_create1(EPOLL_CLOEXEC);
   CHECK(ep >= 0 && ep2 >= 0, "epoll_create1");
   if (reuse) {
     int old = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    CHECK(old >= 0 && Ctl(ep, EPOLL_CTL_ADD, old, EPOLLIN | EPOLLOUT,
-                          kStale) == 0,
+    CHECK(old >= 0 &&
+              Ctl(ep, EPOLL_CTL_ADD, old, EPOLLIN | EPOLLOUT, kStale) == 0,
           "register the socket that is closed before connect");
     close(old);  // the kernel drops its item; the number is free again
   }
@@ -84,10 +87,22 @@ int EarlyEpollClient(uint16_t port, const char* arg) {
   CHECK(Ctl(ep, EPOLL_CTL_ADD, io, flags, kData) == 0, "add before connect");
   // The same socket in a second set, level-triggered, for its EOF.
   CHECK(Ctl(ep2, EPOLL_CTL_ADD, io, EPOLLIN, kData2) == 0, "add to set 2");
+  if (fired) {
+    // An unconnected TCP socket polls writable and hung up: the ONESHOT
+    // fires now and stays disarmed through connect, until the app's MOD.
+    epoll_event ev[8];
+    CHECK(Wait(ep, ev, 8, 0) == 1 && ev[0].data.u64 == kData,
+          "no event of the unconnected socket");
+  }
   sockaddr_in a = Loopback(port);
   int r = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
   CHECK(r == 0 || errno == EINPROGRESS, "non-blocking connect");
   if (dup_fd) close(fd);  // the connection lives on in `io`
+  if (fired) {
+    epoll_event ev[8];
+    CHECK(Wait(ep, ev, 8, kQuietMs) == 0, "a fired ONESHOT reported again");
+    CHECK(Ctl(ep, EPOLL_CTL_MOD, io, flags, kData) == 0, "re-arm");
+  }
 
   std::vector<char> req = Pattern(0, kReq, 21), reply(kReply);
   size_t sent = 0, got = 0;

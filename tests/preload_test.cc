@@ -666,7 +666,8 @@ TEST_F(Preload, NonblockingConnectPollOut) {
 // its registration reports the bytes that arrive in shared memory (a reply
 // of several DMBs), with the app's flags and data, in both epoll modes.
 // "-dup": a dup of the socket was registered and carries the connection;
-// "-reuse": a closed socket's registration under the same number stays gone.
+// "-reuse": a closed socket's registration under the same number stays gone;
+// "-fired": a ONESHOT that fired before connect stays disarmed until MOD.
 class PreloadEarlyEpoll
     : public Preload,
       public ::testing::WithParamInterface<std::tuple<std::string, bool>> {};
@@ -684,7 +685,8 @@ TEST_P(PreloadEarlyEpoll, RegisteredBeforeConnectReportsSmcdData) {
 INSTANTIATE_TEST_SUITE_P(
     Readiness, PreloadEarlyEpoll,
     ::testing::Combine(::testing::Values("et", "lt", "oneshot", "et-dup",
-                                         "lt-reuse", "oneshot-dup"),
+                                         "lt-reuse", "oneshot-dup",
+                                         "oneshot-fired"),
                        ::testing::Bool()),
     [](const auto& info) {
       std::string n = std::get<0>(info.param);
