@@ -97,10 +97,17 @@ void NoteClosed(const Conn& conn) {
   }
 }
 
+// Read when the library is loaded: nginx (and other daemons) clear their
+// workers' environment before those exit.
+const std::string g_exit_report = [] {
+  const char* v = std::getenv("USMC_EXIT_REPORT");
+  return std::string(v != nullptr ? v : "");
+}();
+
 void WriteExitReport() {
   Inside in;
-  const char* path = std::getenv("USMC_EXIT_REPORT");
-  if (path == nullptr || *path == '\0') return;
+  const char* path = g_exit_report.c_str();
+  if (*path == '\0') return;
   Counters& c = C();
   if (c.reported.exchange(true)) return;
   // Connections still open count too (a process may exit without closing).
