@@ -528,6 +528,23 @@ INSTANTIATE_TEST_SUITE_P(
       return n + (std::get<1>(info.param) ? "_scan" : "_kernel_visible");
     });
 
+// The same against a server without usmc: the connection is TCP
+// (PEERNOSMC) and the kernel's epoll items, made before connect, serve it.
+TEST_F(Preload, RegisteredBeforeConnectToAPlainServer) {
+  for (const char* mode : {"et", "lt", "oneshot-dup"}) {
+    SCOPED_TRACE(mode);
+    SplitRun r = RunSplit("epoll-before-connect", Env(false), Env(true), mode);
+    ASSERT_TRUE(r.client.ok()) << r.client;
+    ASSERT_TRUE(r.server.ok()) << r.server;
+  }
+  std::vector<json> cli = ReportsOf("probe-cli");
+  ASSERT_EQ(cli.size(), 3u) << AllReports();
+  for (const json& j : cli) {
+    ExpectTcp(j, wire::kReasonPeerNoSmc, 3 << 20, 64 << 10);
+  }
+  EXPECT_TRUE(ReportsOf("probe-srv").empty()) << AllReports();
+}
+
 // A listener added to epoll before listen(): its readiness is the kernel's
 // (accepts), and the accepted connection is SMC-D.
 TEST_F(Preload, ListenerRegisteredBeforeListen) {
