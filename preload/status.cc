@@ -98,16 +98,17 @@ void NoteClosed(const Conn& conn) {
 }
 
 // Read when the library is loaded: nginx (and other daemons) clear their
-// workers' environment before those exit.
-const std::string g_exit_report = [] {
+// workers' environment before those exit. A copy that is never freed: the
+// report is written after the C++ globals' destructors ran.
+const char* const g_exit_report = [] {
   const char* v = std::getenv("USMC_EXIT_REPORT");
-  return std::string(v != nullptr ? v : "");
+  return v != nullptr ? ::strdup(v) : nullptr;
 }();
 
 void WriteExitReport() {
   Inside in;
-  const char* path = g_exit_report.c_str();
-  if (*path == '\0') return;
+  const char* path = g_exit_report;
+  if (path == nullptr || *path == '\0') return;
   Counters& c = C();
   if (c.reported.exchange(true)) return;
   // Connections still open count too (a process may exit without closing).
