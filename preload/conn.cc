@@ -97,6 +97,14 @@ bool OtherHolderAlive(uint32_t* table, uint32_t self) {
 
 }  // namespace
 
+namespace {
+// The settings are read when the library is loaded, not at the first
+// connection: nginx clears its workers' environment (all but TZ) before
+// they connect.
+[[maybe_unused]] const bool g_options_read =
+    (SocketOptions(engine::Role::kClient), true);
+}  // namespace
+
 runtime::Options SocketOptions(engine::Role role) {
   static const long dmb =
       EnvLong("USMC_DMB_SIZE", 256 * 1024, 16 * 1024, 1024 * 1024);

@@ -186,14 +186,16 @@ bool StartLocked(State& st) {
   return ok;
 }
 
+// Read at load: nginx clears its workers' environment.
+const bool g_unattended_enabled = [] {
+  const char* v = ::getenv("USMC_PROGRESS_THREAD");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}();
+
 }  // namespace
 
 void NoteUnattended(const std::shared_ptr<Conn>& c) {
-  static const bool enabled = [] {
-    const char* v = ::getenv("USMC_PROGRESS_THREAD");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
-  if (!enabled || !Undecided(*c)) return;
+  if (!g_unattended_enabled || !Undecided(*c)) return;
   if (runtime::SmcSocket* s = c->smc()) s->WatchDecision();
   State& st = S();
   std::lock_guard lock(st.mu);

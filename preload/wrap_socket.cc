@@ -17,6 +17,7 @@
 #include "negotiate/negotiate.h"
 #include "preload/conn.h"
 #include "preload/epoll.h"
+#include "preload/fresh_sockets.h"
 #include "preload/listeners.h"
 #include "preload/policy_glue.h"
 #include "preload/poll.h"
@@ -49,6 +50,7 @@ int AfterAccept(int fd) {
   if (fd < 0 || Bypass()) return fd;
   Inside in;
   const int saved = errno;
+  pl::ForgetFreshFd(fd);  // a mark left by a close we did not see
   usmc::negotiate::Outcome o = usmc::negotiate::QueryOutcome(fd);
   if (o.both_offered() ||
       o.detail == usmc::negotiate::Detail::kPeerDidNotOffer) {
@@ -63,6 +65,7 @@ int AfterAccept(int fd) {
 // The app's fd `fd` goes away (close, or replaced by dup2): the connection
 // ends if no other fd of this process refers to it.
 void ForgetFd(int fd) {
+  pl::ForgetFreshFd(fd);
   if (std::shared_ptr<Conn> c = table().Remove(fd)) {
     c->ReleaseFromProcess();
     pl::NoteClosed(*c);
@@ -80,6 +83,18 @@ void ForgetFdForProcess(int fd) { ForgetFd(fd); }
 
 extern "C" {
 
+int socket(int domain, int type, int protocol) {
+  const int fd = real().socket(domain, type, protocol);
+  if (fd >= 0 && !Bypass()) {
+    // Only what connect() may turn into a Conn is tracked until then.
+    const bool tcp = (domain == AF_INET || domain == AF_INET6) &&
+                     (type & 0xf) == SOCK_STREAM &&
+                     (protocol == 0 || protocol == IPPROTO_TCP);
+    pl::NoteSocketCreated(fd, tcp);
+  }
+  return fd;
+}
+
 int connect(int fd, const sockaddr* addr, socklen_t len) {
   if (Bypass() || !IsInet(addr) || table().Tracks(fd)) {
     return real().connect(fd, addr, len);
@@ -89,8 +104,9 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
       pl::PolicyAllowsConnect(fd, addr, len) && usmc::negotiate::OptIn(fd);
   int r = real().connect(fd, addr, len);
   const int err = errno;
+  std::shared_ptr<Conn> c;
   if (opted && (r == 0 || err == EINPROGRESS)) {
-    auto c = std::make_shared<Conn>(usmc::engine::Role::kClient);
+    c = std::make_shared<Conn>(usmc::engine::Role::kClient);
     table().Install(fd, c);
     if (r == 0) {
       c->OnEstablished(fd, /*blocking=*/!IsNonblocking(fd));
@@ -101,6 +117,18 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
       (void)c->SettleConnect(fd);
     }
   }
+  if (r == 0 || err == EINPROGRESS) {
+    // What the app did with the socket before: its dups become fds of the
+    // connection, and its epoll items ours (unless it is TCP already: then
+    // the kernel's items are right as they are).
+    pl::EndFresh(fd, [&](const pl::FreshSocket& f) {
+      if (!c) return;
+      for (int d : f.fds) {
+        if (d != fd) table().Install(d, c);
+      }
+      if (c->phase() != Phase::kTcp) pl::AdoptEarlyEpollRegs(c, f.items);
+    });
+  }
   errno = err;
   return r;
 }
@@ -110,6 +138,7 @@ int listen(int fd, int backlog) {
   Inside in;
   const bool opted = pl::PolicyAllowsListen(fd) && usmc::negotiate::OptIn(fd);
   const int r = real().listen(fd, backlog);
+  if (r == 0) pl::EndFresh(fd, nullptr);  // its readiness stays the kernel's
   if (r == 0 && opted) {
     // Only listeners that offer SMC: the connections of the others are
     // not ours and not published either.
@@ -155,6 +184,7 @@ int close_range(unsigned first, unsigned last, int flags) {
     });
     for (int fd : fds) ForgetFd(fd);
     pl::ForgetListenerFds(first, last);
+    pl::ForgetFreshFds(first, last);
     for (unsigned fd = first; fd <= last && fd < 65536; ++fd) {
       if (pl::IsTrackedEpollSet(static_cast<int>(fd))) {
         pl::ForgetEpollSet(static_cast<int>(fd));
@@ -169,6 +199,7 @@ int dup(int fd) {
   if (r >= 0 && !Bypass()) {
     table().Duplicate(fd, r);
     pl::DuplicateListenerFd(fd, r);
+    pl::DuplicateFreshFd(fd, r);
   }
   return r;
 }
@@ -182,6 +213,7 @@ int dup2(int from, int to) {
     ForgetFd(to);  // dup2 closed it
     table().Duplicate(from, to);
     pl::DuplicateListenerFd(from, to);
+    pl::DuplicateFreshFd(from, to);
     errno = err;
   }
   return r;
@@ -195,6 +227,7 @@ int dup3(int from, int to, int flags) {
     ForgetFd(to);
     table().Duplicate(from, to);
     pl::DuplicateListenerFd(from, to);
+    pl::DuplicateFreshFd(from, to);
   }
   return r;
 }
@@ -211,6 +244,7 @@ static int FcntlImpl(int fd, int cmd, void* arg) {
     case F_DUPFD_CLOEXEC:
       table().Duplicate(fd, r);
       pl::DuplicateListenerFd(fd, r);
+      pl::DuplicateFreshFd(fd, r);
       break;
     default:
       break;

@@ -13,6 +13,7 @@ PACKAGES=(
   tshark                             # independent decoder for wire tests
   iproute2 procps strace             # strace: tests/conformance counts system calls
   sockperf iperf3 redis-server redis-tools tcl curl python3   # tests/apps (scripts/apps.sh)
+  nginx-light                                                  # tests/apps/nginx.sh
 )
 
 missing=()

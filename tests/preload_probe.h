@@ -87,6 +87,9 @@ int SilentClientMain(uint16_t port, const std::string& mode);
 void AddCloseScenarios(Scenarios& s);
 // tests/preload_probe_wake.cc: wakeups across many connections of a set.
 void AddWakeScenarios(Scenarios& s);
+// tests/preload_probe_early_epoll.cc: epoll registrations made before
+// connect() or listen().
+void AddEarlyEpollScenarios(Scenarios& s);
 
 }  // namespace usmc::probe
 

@@ -493,6 +493,67 @@ TEST_F(Preload, NonblockingConnectPollOut) {
   ExpectSmcd(Report("probe-cli"), 256 << 10, 256 << 10);
 }
 
+// A socket added to epoll before its non-blocking connect (nginx's
+// upstream connections: ADD IN|OUT|RDHUP|ET, then connect): once SMC-D,
+// its registration reports the bytes that arrive in shared memory (a reply
+// of several DMBs), with the app's flags and data, in both epoll modes.
+// "-dup": a dup of the socket was registered and carries the connection;
+// "-reuse": a closed socket's registration under the same number stays gone;
+// "-fired": a ONESHOT that fired before connect stays disarmed until MOD.
+class PreloadEarlyEpoll
+    : public Preload,
+      public ::testing::WithParamInterface<std::tuple<std::string, bool>> {};
+
+TEST_P(PreloadEarlyEpoll, RegisteredBeforeConnectReportsSmcdData) {
+  const auto [mode, scan] = GetParam();
+  EnvMap env;
+  if (!scan) env["USMC_EPOLL_SCAN"] = "0";
+  Exit r = RunPair("epoll-before-connect", env, mode);
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 64 << 10, 3 << 20);
+  ExpectSmcd(Report("probe-cli"), 3 << 20, 64 << 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Readiness, PreloadEarlyEpoll,
+    ::testing::Combine(::testing::Values("et", "lt", "oneshot", "et-dup",
+                                         "lt-reuse", "oneshot-dup",
+                                         "oneshot-fired"),
+                       ::testing::Bool()),
+    [](const auto& info) {
+      std::string n = std::get<0>(info.param);
+      for (char& c : n) {
+        if (c == '-') c = '_';
+      }
+      return n + (std::get<1>(info.param) ? "_scan" : "_kernel_visible");
+    });
+
+// The same against a server without usmc: the connection is TCP
+// (PEERNOSMC) and the kernel's epoll items, made before connect, serve it.
+TEST_F(Preload, RegisteredBeforeConnectToAPlainServer) {
+  for (const char* mode : {"et", "lt", "oneshot-dup"}) {
+    SCOPED_TRACE(mode);
+    SplitRun r = RunSplit("epoll-before-connect", Env(false), Env(true), mode);
+    ASSERT_TRUE(r.client.ok()) << r.client;
+    ASSERT_TRUE(r.server.ok()) << r.server;
+  }
+  std::vector<json> cli = ReportsOf("probe-cli");
+  ASSERT_EQ(cli.size(), 3u) << AllReports();
+  for (const json& j : cli) {
+    ExpectTcp(j, wire::kReasonPeerNoSmc, 3 << 20, 64 << 10);
+  }
+  EXPECT_TRUE(ReportsOf("probe-srv").empty()) << AllReports();
+}
+
+// A listener added to epoll before listen(): its readiness is the kernel's
+// (accepts), and the accepted connection is SMC-D.
+TEST_F(Preload, ListenerRegisteredBeforeListen) {
+  Exit r = RunPair("epoll-before-listen");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-cli"), 64 << 10, 64 << 10);
+  ExpectSmcd(Report("probe-cli2"), 64 << 10, 64 << 10);
+}
+
 // The server's application accepts only after the client wrote (as Redis
 // in DEBUG SLEEP, its MIGRATE test): the client's connect is writable and
 // takes the request at once (early data), and the connection is SMC-D.
