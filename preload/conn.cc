@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/owned_fd.h"
 #include "dev/shm_dmb.h"
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
@@ -127,8 +128,8 @@ runtime::Options SocketOptions(engine::Role role) {
 
 Conn::~Conn() {
   Inside in;
-  if (mirror_rd >= 0) real().close(mirror_rd);
-  if (mirror_wr >= 0) real().close(mirror_wr);
+  if (mirror_rd >= 0) base::CloseOwnedFd(mirror_rd);
+  if (mirror_wr >= 0) base::CloseOwnedFd(mirror_wr);
 }
 
 runtime::SmcSocket* Conn::smc() const {
@@ -204,8 +205,12 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
       return;
     }
     // The runtime's own reference to the socket: the app may close or dup2
-    // over its fd numbers at will.
-    int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
+    // over its fd numbers at will. Above the numbers programs dup2 onto
+    // (base/owned_fd.h); the SmcSocket marks it as ours.
+    int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, base::kOwnedFdFloor);
+    if (priv < 0 && errno == EINVAL) {
+      priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);  // a low fd limit
+    }
     if (priv < 0) {
       BecomeTcp(wire::kReasonMem);
       return;

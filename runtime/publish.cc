@@ -20,6 +20,7 @@
 #include <new>
 #include <sstream>
 
+#include "base/owned_fd.h"
 #include "runtime/publish_layout.h"
 #include "runtime/smc_socket.h"
 
@@ -315,7 +316,7 @@ StatusPublisher::StatusPublisher(std::string path, int fd, FileLayout* f)
 StatusPublisher::~StatusPublisher() {
   if (getpid() == owner_pid_) unlink(path_.c_str());
   munmap(f_, sizeof(FileLayout));
-  close(fd_);
+  base::CloseOwnedFd(fd_);
 }
 
 Result<StatusPublisher*> StatusPublisher::Create(const std::string& dir) {
@@ -361,7 +362,9 @@ Result<StatusPublisher*> StatusPublisher::Create(const std::string& dir) {
   std::memcpy(f->h.comm, comm.data(),
               std::min(comm.size(), sizeof(f->h.comm) - 1));
   f->h.ready.store(1, std::memory_order_release);
-  return new StatusPublisher(std::move(path), fd, f);
+  // Marked as ours: an app closing every fd it does not know (before exec)
+  // leaves it, and our close never hits an fd of the app's.
+  return new StatusPublisher(std::move(path), base::OwnFd(fd), f);
 }
 
 StatusPublisher* StatusPublisher::Process() {

@@ -87,6 +87,8 @@ int SilentClientMain(uint16_t port, const std::string& mode);
 void AddCloseScenarios(Scenarios& s);
 // tests/preload_probe_wake.cc: wakeups across many connections of a set.
 void AddWakeScenarios(Scenarios& s);
+// tests/preload_probe_exec.cc: exec after closing every other fd.
+void AddExecScenarios(Scenarios& s);
 
 }  // namespace usmc::probe
 

@@ -782,6 +782,37 @@ TEST_F(Preload, ExecOfAStaticProgramFailsLoudly) {
   EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
 }
 
+// fork, the socket onto 0 and 1, small numbers dup2'ed over, every fd from 3
+// closed, exec (Python's close_fds, git daemon, sshd's re-exec): usmc's own
+// fds survive, and the connection moves to the new image as SMC-D.
+class PreloadExecCloseAll : public Preload,
+                            public ::testing::WithParamInterface<std::string> {
+};
+
+TEST_P(PreloadExecCloseAll, ConnectionMovesAsSmcd) {
+  SplitRun r = RunSplit(GetParam(), Env(true), Env(true));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  EXPECT_EQ(r.client.err.find("usmc:"), std::string::npos) << r.client;
+  ExpectSmcd(Report("probe-srv"), 3 * kChunk, kChunk + 1);
+  json e = Report("probe-exec");
+  SCOPED_TRACE(e.dump());
+  EXPECT_EQ(U(e, "bytes_smcd_out"), 2 * kChunk);
+  EXPECT_EQ(U(e, "bytes_smcd_in"), kChunk);
+  EXPECT_EQ(U(e, "bytes_tcp_out"), 0u);
+  EXPECT_EQ(U(e, "bytes_tcp_in"), 0u);
+  EXPECT_EQ(U(e, "handshake_errors"), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Exec, PreloadExecCloseAll,
+                         ::testing::Values("exec-close-range", "exec-closefrom",
+                                           "exec-close-loop", "exec-proc-walk"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::erase(n, '-');
+                           return n;
+                         });
+
 // ---- silent peer: echoed the option, never sends CLC
 // ---------------------------------
 

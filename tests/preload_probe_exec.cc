@@ -1,0 +1,109 @@
+// tests/preload_probe_exec.cc: probe scenarios of exec after "close every
+// other fd" (Python's subprocess with close_fds, git daemon, sshd): fork,
+// the socket onto fds 0 and 1, every fd from 3 closed (close_range,
+// closefrom, a close loop, a /proc/self/fd walk), exec. usmc's own fds must
+// survive it and the connection must move to the new image as SMC-D.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <vector>
+
+#include "tests/preload_probe.h"
+
+namespace usmc::probe {
+namespace {
+
+constexpr size_t kChunk = 64 << 10;  // as ExecChild sends and receives
+
+enum class CloseAll { kRange, kFrom, kLoop, kProcWalk };
+
+void CloseAllFrom3(CloseAll how) {
+  switch (how) {
+    case CloseAll::kRange:
+      close_range(3, ~0u, 0);
+      break;
+    case CloseAll::kFrom:
+      closefrom(3);
+      break;
+    case CloseAll::kLoop: {
+      struct rlimit rl {};
+      getrlimit(RLIMIT_NOFILE, &rl);
+      const rlim_t n = rl.rlim_cur < 65536 ? rl.rlim_cur : 65536;
+      for (rlim_t fd = 3; fd < n; ++fd) close(static_cast<int>(fd));
+      break;
+    }
+    case CloseAll::kProcWalk: {
+      std::vector<int> fds;
+      DIR* d = opendir("/proc/self/fd");
+      if (d == nullptr) return;
+      while (dirent* e = readdir(d)) {
+        int fd = std::atoi(e->d_name);
+        if (fd >= 3 && fd != dirfd(d)) fds.push_back(fd);
+      }
+      closedir(d);
+      for (int fd : fds) close(fd);
+      break;
+    }
+  }
+}
+
+int ExecCloseAllServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  RUN(RecvPat(fd, 0, kChunk, 23));
+  RUN(Ack(fd));
+  RUN(RecvPat(fd, kChunk, 2 * kChunk, 23));
+  RUN(SendPat(fd, 0, kChunk, 24));
+  RUN(ExpectEof(fd));
+  close(fd);
+  return 0;
+}
+
+int ExecCloseAllClient(uint16_t port, CloseAll how) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  RUN(SendPat(fd, 0, kChunk, 23));
+  RUN(WaitAck(fd));
+  pid_t pid = fork();
+  CHECK(pid >= 0, "fork");
+  if (pid == 0) {
+    SetName("probe-fork");
+    if (dup2(fd, 0) != 0 || dup2(fd, 1) != 1) _exit(3);
+    // As sshd before its re-exec: fixed small numbers for the new image
+    // (a file here), numbers the kernel may have given usmc's own fds.
+    int null = open("/dev/null", O_RDWR);
+    for (int k = 3; k < 16; ++k) {
+      if (k != null && dup2(null, k) != k) _exit(4);
+    }
+    CloseAllFrom3(how);
+    execl("/proc/self/exe", "preload_probe", "exec-child", "0", "1",
+          static_cast<char*>(nullptr));
+    _exit(5);
+  }
+  close(fd);
+  int st = 0;
+  CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+        "the exec'd child failed (status %#x)", st);
+  return 0;
+}
+
+}  // namespace
+
+void AddExecScenarios(Scenarios& s) {
+  auto add = [&](const char* name, CloseAll how) {
+    s[name] = {ExecCloseAllServer, [how](uint16_t port, const char*) {
+                 return ExecCloseAllClient(port, how);
+               }};
+  };
+  add("exec-close-range", CloseAll::kRange);
+  add("exec-closefrom", CloseAll::kFrom);
+  add("exec-close-loop", CloseAll::kLoop);
+  add("exec-proc-walk", CloseAll::kProcWalk);
+}
+
+}  // namespace usmc::probe
