@@ -59,6 +59,15 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // Data path (the wrappers' common cases).
   ssize_t Recv(int app_fd, void* buf, size_t len, int flags);
   ssize_t Send(int app_fd, const void* buf, size_t len, int flags);
+  // TCP for good with nothing left for us to do on it: read, write, readv
+  // and writev go to the app's own function, not to recv/send (a seccomp
+  // sandbox may allow only the calls the app makes: sshd's pre-auth child
+  // is killed by recvfrom/sendto). Counted as TCP bytes.
+  bool PlainTcp() const {
+    return phase() == Phase::kTcp && !late_clc_.load(std::memory_order_relaxed);
+  }
+  ssize_t CountTcpIn(ssize_t n) { return CountIn(n); }
+  ssize_t CountTcpOut(ssize_t n) { return CountOut(n); }
 
   // poll(2) bits that hold now, for the app's `events` (non-blocking).
   short Poll(int app_fd, short events);

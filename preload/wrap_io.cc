@@ -98,7 +98,10 @@ ssize_t SendIov(Conn& c, int fd, const iovec* iov, int cnt, int flags) {
 extern "C" {
 
 ssize_t read(int fd, void* buf, size_t n) {
-  if (auto c = Smc(fd)) return c->Recv(fd, buf, n, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PlainTcp()) return c->CountTcpIn(real().read(fd, buf, n));
+    return c->Recv(fd, buf, n, 0);
+  }
   return real().read(fd, buf, n);
 }
 
@@ -108,17 +111,26 @@ ssize_t __read_chk(int fd, void* buf, size_t n, size_t buflen) {
 }
 
 ssize_t readv(int fd, const iovec* iov, int cnt) {
-  if (auto c = Smc(fd)) return RecvIov(*c, fd, iov, cnt, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PlainTcp()) return c->CountTcpIn(real().readv(fd, iov, cnt));
+    return RecvIov(*c, fd, iov, cnt, 0);
+  }
   return real().readv(fd, iov, cnt);
 }
 
 ssize_t write(int fd, const void* buf, size_t n) {
-  if (auto c = Smc(fd)) return c->Send(fd, buf, n, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PlainTcp()) return c->CountTcpOut(real().write(fd, buf, n));
+    return c->Send(fd, buf, n, 0);
+  }
   return real().write(fd, buf, n);
 }
 
 ssize_t writev(int fd, const iovec* iov, int cnt) {
-  if (auto c = Smc(fd)) return SendIov(*c, fd, iov, cnt, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PlainTcp()) return c->CountTcpOut(real().writev(fd, iov, cnt));
+    return SendIov(*c, fd, iov, cnt, 0);
+  }
   return real().writev(fd, iov, cnt);
 }
 

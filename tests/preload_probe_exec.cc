@@ -5,7 +5,13 @@
 // survive it and the connection must move to the new image as SMC-D.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -92,9 +98,59 @@ int ExecCloseAllClient(uint16_t port, CloseAll how) {
   return 0;
 }
 
+// As sshd's pre-auth child: a seccomp filter that allows read and write but
+// kills the process on recvfrom and sendto (what recv and send become).
+int SandboxReadWriteOnly() {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),  // not x86-64: no check
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_recvfrom, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+  };
+  struct sock_fprog prog = {static_cast<unsigned short>(std::size(f)), f};
+  CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs");
+  CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0, "seccomp");
+  return 0;
+}
+
+// The server (under usmc) of a connection that is TCP (the client has no
+// usmc) serves it from a forked child in that sandbox with read and write.
+int SandboxTcpServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  pid_t pid = fork();
+  CHECK(pid >= 0, "fork");
+  if (pid == 0) {
+    if (SandboxReadWriteOnly() != 0) _exit(2);
+    if (RecvPat(fd, 0, kChunk, 31) != 0) _exit(3);
+    if (SendPat(fd, 0, kChunk, 32) != 0) _exit(4);
+    if (ExpectEof(fd) != 0) _exit(5);
+    _exit(0);
+  }
+  close(fd);
+  int st = 0;
+  CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+        "the sandboxed child failed (status %#x)", st);
+  return 0;
+}
+int SandboxTcpClient(uint16_t port, const char*) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  RUN(SendPat(fd, 0, kChunk, 31));
+  RUN(RecvPat(fd, 0, kChunk, 32));
+  close(fd);
+  return 0;
+}
+
 }  // namespace
 
 void AddExecScenarios(Scenarios& s) {
+  s["sandbox-tcp"] = {SandboxTcpServer, SandboxTcpClient};
   auto add = [&](const char* name, CloseAll how) {
     s[name] = {ExecCloseAllServer, [how](uint16_t port, const char*) {
                  return ExecCloseAllClient(port, how);

@@ -804,6 +804,20 @@ TEST_P(PreloadExecCloseAll, ConnectionMovesAsSmcd) {
   EXPECT_EQ(U(e, "handshake_errors"), 0u);
 }
 
+// A TCP connection (the client has no usmc) served by a forked child in a
+// seccomp sandbox that kills on recvfrom/sendto and allows read/write (sshd's
+// pre-auth child): usmc must make the calls the app makes.
+TEST_F(Preload, TcpConnectionInASeccompSandboxKeepsTheAppsCalls) {
+  SplitRun r = RunSplit("sandbox-tcp", Env(true), Env(false));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  json s = Report("probe-srv");
+  SCOPED_TRACE(s.dump());
+  EXPECT_EQ(U(s, "smcd"), 0u);
+  EXPECT_EQ(U(s, "tcp"), 1u);
+  EXPECT_EQ(s["fallback_reasons"].value("0x03010000", 0u), 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Exec, PreloadExecCloseAll,
                          ::testing::Values("exec-close-range", "exec-closefrom",
                                            "exec-close-loop", "exec-proc-walk"),
