@@ -33,6 +33,7 @@
 #include "preload/policy_glue.h"
 #include "preload/real.h"
 #include "preload/status.h"
+#include "preload/stdio.h"
 #include "preload/unattended.h"
 
 extern char** environ;
@@ -425,11 +426,15 @@ __attribute__((constructor)) void UsmcPreloadStart() {
   (void)real();
   pl::LoadProcessPolicy();
   pl::AdoptExecState();
+  pl::WrapStdStreamsOnSmc();
 }
 
 // exit(3) closes every fd, as the kernel does for TCP: the connections this
 // process held last get their SMC close, the others lose one holder.
 __attribute__((destructor)) void UsmcPreloadEnd() {
+  // exit() flushes stdio after the destructors: an SMC stream's last
+  // bytes must go before its connection closes.
+  pl::FlushSmcStreams();
   Inside in;
   std::vector<int> fds;
   pl::table().ForEach(

@@ -89,6 +89,7 @@ void AddCloseScenarios(Scenarios& s);
 void AddWakeScenarios(Scenarios& s);
 // tests/preload_probe_exec.cc: exec after closing every other fd.
 void AddExecScenarios(Scenarios& s);
+int ExecStdioChild();  // the image after "exec-stdio"
 
 }  // namespace usmc::probe
 

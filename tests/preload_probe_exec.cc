@@ -69,7 +69,8 @@ int ExecCloseAllServer(int lfd) {
   return 0;
 }
 
-int ExecCloseAllClient(uint16_t port, CloseAll how) {
+int ExecCloseAllClient(uint16_t port, CloseAll how,
+                       const char* child = "exec-child") {
   int fd = Connect(port);
   CHECK(fd >= 0, "connect");
   RUN(SendPat(fd, 0, kChunk, 23));
@@ -86,7 +87,7 @@ int ExecCloseAllClient(uint16_t port, CloseAll how) {
       if (k != null && dup2(null, k) != k) _exit(4);
     }
     CloseAllFrom3(how);
-    execl("/proc/self/exe", "preload_probe", "exec-child", "0", "1",
+    execl("/proc/self/exe", "preload_probe", child, "0", "1",
           static_cast<char*>(nullptr));
     _exit(5);
   }
@@ -149,7 +150,26 @@ int SandboxTcpClient(uint16_t port, const char*) {
 
 }  // namespace
 
+// The new image of "exec-stdio": an inetd-style program that talks through
+// stdin and stdout (C stdio buffers, glibc's own read/write underneath).
+int ExecStdioChild() {
+  SetName("probe-exec");
+  std::vector<char> out = Pattern(kChunk, 2 * kChunk, 23);
+  CHECK(fwrite(out.data(), 1, out.size(), stdout) == out.size(), "fwrite");
+  CHECK(fflush(stdout) == 0, "fflush");
+  std::vector<char> in(kChunk);
+  CHECK(fread(in.data(), 1, in.size(), stdin) == in.size(), "fread");
+  long bad = Mismatch(in.data(), 0, kChunk, 24);
+  CHECK(bad < 0, "byte %ld read through stdin differs", bad);
+  CHECK(fileno(stdout) == 1 && fileno(stdin) == 0, "fileno");
+  return 0;  // exit() closes 0 and 1: the peer reads EOF
+}
+
 void AddExecScenarios(Scenarios& s) {
+  s["exec-stdio"] = {ExecCloseAllServer, [](uint16_t port, const char*) {
+                       return ExecCloseAllClient(port, CloseAll::kRange,
+                                                 "exec-stdio-child");
+                     }};
   s["sandbox-tcp"] = {SandboxTcpServer, SandboxTcpClient};
   auto add = [&](const char* name, CloseAll how) {
     s[name] = {ExecCloseAllServer, [how](uint16_t port, const char*) {

@@ -820,7 +820,8 @@ TEST_F(Preload, TcpConnectionInASeccompSandboxKeepsTheAppsCalls) {
 
 INSTANTIATE_TEST_SUITE_P(Exec, PreloadExecCloseAll,
                          ::testing::Values("exec-close-range", "exec-closefrom",
-                                           "exec-close-loop", "exec-proc-walk"),
+                                           "exec-close-loop", "exec-proc-walk",
+                                           "exec-stdio"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::erase(n, '-');
