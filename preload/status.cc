@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "base/sandbox.h"
 #include "preload/conn.h"
 #include "preload/real.h"
 
@@ -101,6 +102,8 @@ void WriteExitReport() {
   Inside in;
   const char* path = std::getenv("USMC_EXIT_REPORT");
   if (path == nullptr || *path == '\0') return;
+  // A sandboxed process (seccomp) may be killed for the open: no line.
+  if (base::SyscallFilterActive()) return;
   Counters& c = C();
   if (c.reported.exchange(true)) return;
   // Connections still open count too (a process may exit without closing).

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/sandbox.h"
 #include "preload/conn.h"
 #include "preload/listeners.h"
 #include "preload/policy_glue.h"
@@ -300,6 +302,20 @@ pid_t fork() {
     pl::ListenersAfterForkChild();
   }
   return pid;
+}
+
+// A seccomp filter (sshd's pre-auth child) may kill the process for calls
+// usmc makes on its own at exit: from now on it leaves them out.
+int prctl(int option, ...) {
+  va_list ap;
+  va_start(ap, option);
+  unsigned long a[4];
+  for (unsigned long& x : a) x = va_arg(ap, unsigned long);
+  va_end(ap);
+  if (option == PR_SET_SECCOMP) usmc::base::NoteSyscallFilter();
+  using Fn = int (*)(int, ...);
+  static Fn next = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "prctl"));
+  return next(option, a[0], a[1], a[2], a[3]);
 }
 
 // A vfork child shares our memory until it execs: our exec wrapper would

@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "base/owned_fd.h"
+#include "base/sandbox.h"
 #include "runtime/publish_layout.h"
 #include "runtime/smc_socket.h"
 
@@ -274,7 +275,9 @@ std::atomic<int> g_file_seq{0};
 void UnlinkAtExit() {
   StatusPublisher* p = g_process.load(std::memory_order_acquire);
   // Not deleted: other threads may still publish while the process exits.
-  if (p != nullptr) unlink(p->path().c_str());
+  // In a seccomp sandbox unlink may kill the process: the file stays, as
+  // after a crash (readers skip a dead pid's file).
+  if (p != nullptr && !base::SyscallFilterActive()) unlink(p->path().c_str());
 }
 
 void AfterForkInChild() {
@@ -314,7 +317,11 @@ StatusPublisher::StatusPublisher(std::string path, int fd, FileLayout* f)
     : path_(std::move(path)), fd_(fd), owner_pid_(getpid()), f_(f) {}
 
 StatusPublisher::~StatusPublisher() {
-  if (getpid() == owner_pid_) unlink(path_.c_str());
+  // In a seccomp sandbox unlink may kill the process: the file stays, as
+  // after a crash (readers skip a dead pid's file).
+  if (getpid() == owner_pid_ && !base::SyscallFilterActive()) {
+    unlink(path_.c_str());
+  }
   munmap(f_, sizeof(FileLayout));
   base::CloseOwnedFd(fd_);
 }

@@ -13,6 +13,7 @@ PACKAGES=(
   tshark                             # independent decoder for wire tests
   iproute2 procps
   sockperf iperf3 redis-server redis-tools tcl curl python3   # tests/apps (scripts/apps.sh)
+  git openssh-server openssh-client                          # tests/apps: git.sh, ssh.sh
 )
 
 missing=()

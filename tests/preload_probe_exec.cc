@@ -100,15 +100,18 @@ int ExecCloseAllClient(uint16_t port, CloseAll how,
 }
 
 // As sshd's pre-auth child: a seccomp filter that allows read and write but
-// kills the process on recvfrom and sendto (what recv and send become).
+// kills the process on recvfrom and sendto (what recv and send become), and
+// on unlink (usmc's status file at exit).
 int SandboxReadWriteOnly() {
   struct sock_filter f[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),  // not x86-64: no check
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_recvfrom, 2, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 1, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_recvfrom, 4, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_sendto, 3, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_unlink, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_unlinkat, 1, 0),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
   };
@@ -130,7 +133,7 @@ int SandboxTcpServer(int lfd) {
     if (RecvPat(fd, 0, kChunk, 31) != 0) _exit(3);
     if (SendPat(fd, 0, kChunk, 32) != 0) _exit(4);
     if (ExpectEof(fd) != 0) _exit(5);
-    _exit(0);
+    exit(0);  // usmc's exit path runs in the sandbox too
   }
   close(fd);
   int st = 0;
