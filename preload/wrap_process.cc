@@ -267,6 +267,27 @@ void AdoptExecState() {
   }
 }
 
+// A server that drops privileges after accept (setuid, chroot) would run a
+// handshake under way without what it needs (its uid for the peer check,
+// /proc): as exec does, finish those first, bounded by the CLC timeout.
+// Once SMC-D, the connection needs neither.
+void SettleBeforePrivilegeDrop() {
+  if (Bypass()) return;
+  Inside in;
+  for (auto& c : UniqueConns()) c->SettleHandshake();
+}
+
+template <typename... A>
+int CallNext(const char* name, A... args) {
+  using Fn = int (*)(A...);
+  auto next = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
+  if (next == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(args...);
+}
+
 }  // namespace
 }  // namespace usmc::preload
 
@@ -302,6 +323,27 @@ pid_t fork() {
     pl::ListenersAfterForkChild();
   }
   return pid;
+}
+
+int setuid(uid_t u) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("setuid", u);
+}
+int seteuid(uid_t u) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("seteuid", u);
+}
+int setreuid(uid_t r, uid_t e) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("setreuid", r, e);
+}
+int setresuid(uid_t r, uid_t e, uid_t s) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("setresuid", r, e, s);
+}
+int chroot(const char* path) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("chroot", path);
 }
 
 // A seccomp filter (sshd's pre-auth child) may kill the process for calls
