@@ -107,7 +107,10 @@ void FlushSmcStreams() {
 extern "C" FILE* fdopen(int fd, const char* mode) {
   using Fn = FILE* (*)(int, const char*);
   static Fn next = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "fdopen"));
-  if (!usmc::preload::Bypass() && usmc::preload::table().Tracks(fd)) {
+  // A connection that is TCP for good keeps glibc's own stream.
+  std::shared_ptr<usmc::preload::Conn> c =
+      usmc::preload::Bypass() ? nullptr : usmc::preload::table().Lookup(fd);
+  if (c && c->phase() != usmc::preload::Phase::kTcp) {
     if (usmc::preload::real().fcntl(fd, F_GETFL) < 0) return nullptr;  // EBADF
     return usmc::preload::Wrap(fd, mode);
   }

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <vector>
 
@@ -151,6 +152,32 @@ int SandboxTcpClient(uint16_t port, const char*) {
   return 0;
 }
 
+// A client that talks through fdopen()'s stream (fwrite, fflush, fread).
+int FdopenServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  RUN(RecvPat(fd, 0, kChunk, 41));
+  RUN(SendPat(fd, 0, kChunk, 42));
+  RUN(ExpectEof(fd));
+  close(fd);
+  return 0;
+}
+int FdopenClient(uint16_t port, const char*) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  FILE* f = fdopen(fd, "r+");
+  CHECK(f != nullptr, "fdopen");
+  CHECK(fileno(f) == fd, "fileno");
+  std::vector<char> out = Pattern(0, kChunk, 41);
+  CHECK(fwrite(out.data(), 1, out.size(), f) == out.size(), "fwrite");
+  CHECK(fflush(f) == 0, "fflush");
+  std::vector<char> in(kChunk);
+  CHECK(fread(in.data(), 1, in.size(), f) == in.size(), "fread");
+  CHECK(Mismatch(in.data(), 0, kChunk, 42) < 0, "fread: bytes differ");
+  CHECK(fclose(f) == 0, "fclose");  // closes fd: the peer reads EOF
+  return 0;
+}
+
 }  // namespace
 
 // The new image of "exec-stdio": an inetd-style program that talks through
@@ -169,6 +196,7 @@ int ExecStdioChild() {
 }
 
 void AddExecScenarios(Scenarios& s) {
+  s["fdopen"] = {FdopenServer, FdopenClient};
   s["exec-stdio"] = {ExecCloseAllServer, [](uint16_t port, const char*) {
                        return ExecCloseAllClient(port, CloseAll::kRange,
                                                  "exec-stdio-child");

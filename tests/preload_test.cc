@@ -636,6 +636,15 @@ TEST_P(PreloadExecCloseAll, ConnectionMovesAsSmcd) {
   EXPECT_EQ(U(e, "handshake_errors"), 0u);
 }
 
+// stdio through fdopen() on an SMC-D socket: glibc's FILE writes with its
+// internal write(2), which usmc must not let reach the kernel TCP socket.
+TEST_F(Preload, FdopenStreamMovesItsBytesOverSmcd) {
+  Exit r = RunPair("fdopen");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), kChunk, kChunk);
+  ExpectSmcd(Report("probe-cli"), kChunk, kChunk);
+}
+
 // A TCP connection (the client has no usmc) served by a forked child in a
 // seccomp sandbox that kills on recvfrom/sendto and allows read/write (sshd's
 // pre-auth child): usmc must make the calls the app makes.
