@@ -160,7 +160,7 @@ int close(int fd) {
 
 namespace {
 
-int RealCloseRange(unsigned first, unsigned last, int flags) {
+static int RealCloseRange(unsigned first, unsigned last, int flags) {
   if (real().close_range != nullptr) {
     return real().close_range(first, last, flags);
   }
@@ -170,7 +170,7 @@ int RealCloseRange(unsigned first, unsigned last, int flags) {
 // close_range over [first, last] minus usmc's fds: one call per gap.
 // CLOSE_RANGE_CLOEXEC needs no gaps (ours are close-on-exec already, and
 // the exec wrapper clears it where a connection moves to the new image).
-int CloseRangeSkippingOurs(unsigned first, unsigned last, int flags) {
+static int CloseRangeSkippingOurs(unsigned first, unsigned last, int flags) {
   if (flags & CLOSE_RANGE_CLOEXEC) return RealCloseRange(first, last, flags);
   return usmc::base::ForEachUnownedRange(
       first, last,
