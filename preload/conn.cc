@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +15,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/owned_fd.h"
+#include "base/sandbox.h"
 #include "dev/shm_dmb.h"
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
@@ -42,15 +46,28 @@ long EnvLong(const char* name, long dflt, long lo, long hi) {
   return std::clamp(n, lo, hi);
 }
 
+bool ProcVisible() {
+  struct stat st {};
+  return ::stat("/proc/self/stat", &st) == 0;
+}
+
 // The holder table (dev::kCtrlHoldersOff): pids of the processes that hold
 // an SMC-D connection. A process that exits without closing (_exit, a
 // crash, a Redis BGSAVE child) leaves its pid behind; a dead or zombie pid
 // no longer counts, so the last live holder still runs the SMC close.
 bool PidAlive(uint32_t pid) {
+  // In a seccomp sandbox (sshd's pre-auth child) a call may kill us, and a
+  // holder we cannot check is alive: we never close under it.
+  if (base::SyscallFilterActive()) return true;
   char path[48];
   std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) {
+    // No /proc here (a server that chroot()ed after accept): kill(0)
+    // tells a gone pid (ESRCH) from a live one, of any uid (EPERM).
+    if (ProcVisible()) return false;
+    return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+  }
   char buf[512];
   ssize_t n = real().read(fd, buf, sizeof buf - 1);
   real().close(fd);
@@ -135,8 +152,8 @@ runtime::Options SocketOptions(engine::Role role) {
 
 Conn::~Conn() {
   Inside in;
-  if (mirror_rd >= 0) real().close(mirror_rd);
-  if (mirror_wr >= 0) real().close(mirror_wr);
+  if (mirror_rd >= 0) base::CloseOwnedFd(mirror_rd);
+  if (mirror_wr >= 0) base::CloseOwnedFd(mirror_wr);
 }
 
 runtime::SmcSocket* Conn::smc() const {
@@ -212,8 +229,12 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
       return;
     }
     // The runtime's own reference to the socket: the app may close or dup2
-    // over its fd numbers at will.
-    int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
+    // over its fd numbers at will. Above the numbers programs dup2 onto
+    // (base/owned_fd.h); the SmcSocket marks it as ours.
+    int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, base::kOwnedFdFloor);
+    if (priv < 0 && errno == EINVAL) {
+      priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);  // a low fd limit
+    }
     if (priv < 0) {
       BecomeTcp(wire::kReasonMem);
       return;

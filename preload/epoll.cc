@@ -20,6 +20,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/owned_fd.h"
 #include "dev/shm_doorbell.h"
 #include "preload/conn.h"
 #include "preload/epoll_internal.h"
@@ -382,8 +383,12 @@ void Conn::UpdateMirrors(bool poke) {
     r = s->Poll(POLLIN | POLLOUT | POLLRDHUP | POLLPRI);
   }
   std::lock_guard lock(mu);
-  if (mirror_rd < 0) mirror_rd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (mirror_wr < 0) mirror_wr = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (mirror_rd < 0) {
+    mirror_rd = base::OwnFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  }
+  if (mirror_wr < 0) {
+    mirror_wr = base::OwnFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  }
   const bool rd = r & (POLLIN | POLLRDHUP | POLLPRI | POLLHUP | POLLERR);
   const bool wr = r & (POLLOUT | POLLHUP | POLLERR);
   uint64_t v = 1;

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/owned_fd.h"
 #include "preload/conn.h"
 #include "preload/real.h"
 #include "runtime/smc_socket.h"
@@ -165,7 +166,9 @@ void* Run(void*) {
 
 // Under st.mu.
 bool StartLocked(State& st) {
-  if (st.wake < 0) st.wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (st.wake < 0) {
+    st.wake = base::OwnFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  }
   if (st.wake < 0) return false;
   // Every signal blocked in the thread: the app's handlers run on its own
   // threads, as without usmc.
@@ -230,7 +233,7 @@ void UnattendedAfterFork(bool child) {
   ++st.epoch;
   if (child) {
     st.running = false;
-    if (st.wake >= 0) real().close(st.wake);  // the parent's thread's
+    if (st.wake >= 0) base::CloseOwnedFd(st.wake);  // the parent's thread's
     st.wake = -1;
   }
   st.mu.unlock();

@@ -98,7 +98,12 @@ ssize_t SendIov(Conn& c, int fd, const iovec* iov, int cnt, int flags) {
 extern "C" {
 
 ssize_t read(int fd, void* buf, size_t n) {
-  if (auto c = Smc(fd)) return c->Recv(fd, buf, n, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/true)) {
+      return c->CountIn(real().read(fd, buf, n));
+    }
+    return c->Recv(fd, buf, n, 0);
+  }
   return real().read(fd, buf, n);
 }
 
@@ -118,7 +123,12 @@ ssize_t readv(int fd, const iovec* iov, int cnt) {
 }
 
 ssize_t write(int fd, const void* buf, size_t n) {
-  if (auto c = Smc(fd)) return c->Send(fd, buf, n, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/false)) {
+      return c->CountOut(real().write(fd, buf, n));
+    }
+    return c->Send(fd, buf, n, 0);
+  }
   return real().write(fd, buf, n);
 }
 

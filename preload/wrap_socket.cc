@@ -1,5 +1,6 @@
 // preload/wrap_socket.cc: connection setup and the fd-level calls (connect,
 // listen, accept, close, dup, fcntl, ioctl, socket options, poll, epoll).
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
@@ -8,12 +9,16 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
+#include "base/owned_fd.h"
 #include "negotiate/negotiate.h"
 #include "preload/conn.h"
 #include "preload/epoll.h"
@@ -164,13 +169,47 @@ int shutdown(int fd, int how) {
   return real().shutdown(fd, how);
 }
 
+// usmc's own fds (base/owned_fd.h) are not the app's: a program closing
+// every fd it does not know of (a close loop, close_range or closefrom
+// before exec, a /proc/self/fd walk) must not take them, or the SMC
+// connections they carry die with them. The app sees what it would see
+// without usmc, where that number is not open: EBADF for close, nothing
+// for the range calls.
 int close(int fd) {
   if (!Bypass()) {
+    if (usmc::base::IsOwnedFd(fd)) {
+      errno = EBADF;
+      return -1;
+    }
     Inside in;
     ForgetFd(fd);
   }
   return real().close(fd);
 }
+
+namespace {
+
+static int RealCloseRange(unsigned first, unsigned last, int flags) {
+  if (real().close_range != nullptr) {
+    return real().close_range(first, last, flags);
+  }
+  return static_cast<int>(::syscall(SYS_close_range, first, last, flags));
+}
+
+// close_range over [first, last] minus usmc's fds: one call per gap.
+// CLOSE_RANGE_CLOEXEC needs no gaps (ours are close-on-exec already, and
+// the exec wrapper clears it where a connection moves to the new image).
+static int CloseRangeSkippingOurs(unsigned first, unsigned last, int flags) {
+  if (flags & CLOSE_RANGE_CLOEXEC) return RealCloseRange(first, last, flags);
+  return usmc::base::ForEachUnownedRange(
+      first, last,
+      [](unsigned lo, unsigned hi, void* f) {
+        return RealCloseRange(lo, hi, *static_cast<int*>(f));
+      },
+      &flags);
+}
+
+}  // namespace
 
 int close_range(unsigned first, unsigned last, int flags) {
   if (!Bypass() && !(flags & CLOSE_RANGE_CLOEXEC)) {
@@ -191,7 +230,49 @@ int close_range(unsigned first, unsigned last, int flags) {
       }
     }
   }
-  return real().close_range(first, last, flags);
+  if (Bypass()) return RealCloseRange(first, last, flags);
+  return CloseRangeSkippingOurs(first, last, flags);
+}
+
+// glibc's closefrom calls close_range inside the library, past our
+// wrapper: it needs its own.
+void closefrom(int lowfd) {
+  const unsigned low = lowfd < 0 ? 0u : static_cast<unsigned>(lowfd);
+  if (close_range(low, ~0u, 0) == 0) return;
+  // No close_range (a kernel before 5.9): every open fd from /proc, as
+  // glibc's fallback does, through close() (which skips ours).
+  Inside in;
+  std::vector<int> fds;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    const int dfd = ::dirfd(d);
+    while (dirent* e = ::readdir(d)) {
+      const int fd = std::atoi(e->d_name);
+      if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && fd >= lowfd &&
+          fd != dfd) {
+        fds.push_back(fd);
+      }
+    }
+    ::closedir(d);
+  } else {
+    for (int fd = std::max(lowfd, 0); fd < 65536; ++fd) fds.push_back(fd);
+  }
+  for (int fd : fds) {
+    if (usmc::base::IsOwnedFd(fd)) continue;
+    ForgetFd(fd);
+    real().close(fd);
+  }
+}
+
+// dup2/dup3 onto a number usmc holds (at kOwnedFdFloor or above, where
+// programs rarely aim): replacing it would make usmc ring or read the app's
+// file. Refused as the kernel refuses a number another thread is opening.
+static int DupOntoOurs(int to) {
+  std::fprintf(stderr,
+               "usmc: dup2 onto fd %d, which usmc holds for a connection: "
+               "refused (EBUSY)\n",
+               to);
+  errno = EBUSY;
+  return -1;
 }
 
 int dup(int fd) {
@@ -206,6 +287,7 @@ int dup(int fd) {
 
 int dup2(int from, int to) {
   if (Bypass() || from == to) return real().dup2(from, to);
+  if (usmc::base::IsOwnedFd(to)) return DupOntoOurs(to);
   Inside in;
   int r = real().dup2(from, to);
   if (r >= 0) {
@@ -221,6 +303,7 @@ int dup2(int from, int to) {
 
 int dup3(int from, int to, int flags) {
   if (Bypass()) return real().dup3(from, to, flags);
+  if (from != to && usmc::base::IsOwnedFd(to)) return DupOntoOurs(to);
   Inside in;
   int r = real().dup3(from, to, flags);
   if (r >= 0) {

@@ -14,6 +14,7 @@ PACKAGES=(
   iproute2 procps strace             # strace: tests/conformance counts system calls
   sockperf iperf3 redis-server redis-tools tcl curl python3   # tests/apps (scripts/apps.sh)
   nginx-light                                                  # tests/apps/nginx.sh
+  git openssh-server openssh-client                          # tests/apps: git.sh, ssh.sh
 )
 
 missing=()

@@ -166,6 +166,7 @@ int ProbeMain(int argc, char** argv) {
   if (mode == "exec-child" && argc == 4) {
     return ExecChild(std::atoi(argv[2]), std::atoi(argv[3]));
   }
+  if (mode == "exec-stdio-child") return ExecStdioChild();
   if (mode == "silent-server") return SilentServerMain();
   if (mode == "silent-client" && argc == 4) {
     return SilentClientMain(static_cast<uint16_t>(std::atoi(argv[2])), argv[3]);
@@ -177,6 +178,7 @@ int ProbeMain(int argc, char** argv) {
   AddCloseScenarios(all);
   AddWakeScenarios(all);
   AddEarlyEpollScenarios(all);
+  AddExecScenarios(all);
   auto it = all.find(argv[2]);
   if (it == all.end()) return Usage();
   const Scenario& s = it->second;

@@ -90,6 +90,9 @@ void AddWakeScenarios(Scenarios& s);
 // tests/preload_probe_early_epoll.cc: epoll registrations made before
 // connect() or listen().
 void AddEarlyEpollScenarios(Scenarios& s);
+// tests/preload_probe_exec.cc: exec after closing every other fd.
+void AddExecScenarios(Scenarios& s);
+int ExecStdioChild();  // the image after "exec-stdio"
 
 }  // namespace usmc::probe
 

@@ -675,6 +675,61 @@ TEST_F(Preload, ExecOfAStaticProgramFailsLoudly) {
   EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
 }
 
+// fork, the socket onto 0 and 1, small numbers dup2'ed over, every fd from 3
+// closed, exec (Python's close_fds, git daemon, sshd's re-exec): usmc's own
+// fds survive, and the connection moves to the new image as SMC-D.
+class PreloadExecCloseAll : public Preload,
+                            public ::testing::WithParamInterface<std::string> {
+};
+
+TEST_P(PreloadExecCloseAll, ConnectionMovesAsSmcd) {
+  SplitRun r = RunSplit(GetParam(), Env(true), Env(true));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  EXPECT_EQ(r.client.err.find("usmc:"), std::string::npos) << r.client;
+  ExpectSmcd(Report("probe-srv"), 3 * kChunk, kChunk + 1);
+  json e = Report("probe-exec");
+  SCOPED_TRACE(e.dump());
+  EXPECT_EQ(U(e, "bytes_smcd_out"), 2 * kChunk);
+  EXPECT_EQ(U(e, "bytes_smcd_in"), kChunk);
+  EXPECT_EQ(U(e, "bytes_tcp_out"), 0u);
+  EXPECT_EQ(U(e, "bytes_tcp_in"), 0u);
+  EXPECT_EQ(U(e, "handshake_errors"), 0u);
+}
+
+// stdio through fdopen() on an SMC-D socket: glibc's FILE writes with its
+// internal write(2), which usmc must not let reach the kernel TCP socket.
+TEST_F(Preload, FdopenStreamMovesItsBytesOverSmcd) {
+  Exit r = RunPair("fdopen");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), kChunk, kChunk);
+  ExpectSmcd(Report("probe-cli"), kChunk, kChunk);
+}
+
+// A TCP connection (the client has no usmc) served by a forked child in a
+// seccomp sandbox that kills on recvfrom/sendto and allows read/write (sshd's
+// pre-auth child): usmc must make the calls the app makes.
+TEST_F(Preload, TcpConnectionInASeccompSandboxKeepsTheAppsCalls) {
+  SplitRun r = RunSplit("sandbox-tcp", Env(true), Env(false));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  json s = Report("probe-srv");
+  SCOPED_TRACE(s.dump());
+  EXPECT_EQ(U(s, "smcd"), 0u);
+  EXPECT_EQ(U(s, "tcp"), 1u);
+  EXPECT_EQ(s["fallback_reasons"].value("0x03010000", 0u), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Exec, PreloadExecCloseAll,
+                         ::testing::Values("exec-close-range", "exec-closefrom",
+                                           "exec-close-loop", "exec-proc-walk",
+                                           "exec-stdio"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::erase(n, '-');
+                           return n;
+                         });
+
 // ---- silent peer: echoed the option, never sends CLC
 // ---------------------------------
 
