@@ -176,6 +176,7 @@ int ProbeMain(int argc, char** argv) {
   AddEventScenarios(all);
   AddCloseScenarios(all);
   AddWakeScenarios(all);
+  AddPassScenarios(all);
   auto it = all.find(argv[2]);
   if (it == all.end()) return Usage();
   const Scenario& s = it->second;

@@ -87,6 +87,8 @@ int SilentClientMain(uint16_t port, const std::string& mode);
 void AddCloseScenarios(Scenarios& s);
 // tests/preload_probe_wake.cc: wakeups across many connections of a set.
 void AddWakeScenarios(Scenarios& s);
+// tests/preload_probe_pass.cc: connections passed to a worker (SCM_RIGHTS).
+void AddPassScenarios(Scenarios& s);
 
 }  // namespace usmc::probe
 

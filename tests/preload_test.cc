@@ -647,6 +647,42 @@ TEST_F(Preload, ForkingServerChildrenHandshakeAlone) {
   ExpectSmcd(Report("probe-cli"), bytes, bytes, /*smcd=*/8);
 }
 
+// Accepted SMC-D sockets passed to a worker over a Unix socketpair
+// (tests/preload_probe_pass.cc): the worker takes the connection along
+// (its DMBs and cursors) and serves it over SMC-D; the listener closed its
+// copy at once. Before usmc carried the connection, the worker read an
+// idle TCP socket (0 of 50 requests answered).
+class PreloadPass : public Preload,
+                    public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(PreloadPass, WorkerServesPassedSmcdConnections) {
+  const std::string scen = GetParam();
+  Exit r = RunPair(scen);
+  ASSERT_TRUE(r.ok()) << r << AllReports();
+  const uint64_t req = 50 * 4096, reply = 50 * (96 << 10);
+  ExpectSmcd(Report("probe-cli"), reply, req, /*smcd=*/50);
+  if (scen == "pass-back") {
+    // The worker read the requests; the listener, given each socket back,
+    // wrote the replies.
+    ExpectSmcd(Report("probe-wrk"), req, 0, /*smcd=*/0);
+    ExpectSmcd(Report("probe-srv"), 0, reply, /*smcd=*/50);
+  } else {
+    ExpectSmcd(Report("probe-wrk"), req, reply, /*smcd=*/0);
+    ExpectSmcd(Report("probe-srv"), 0, 0, /*smcd=*/50);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, PreloadPass,
+                         ::testing::Values("pass-stream", "pass-dgram-many",
+                                           "pass-back"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;

@@ -1,0 +1,190 @@
+// tests/preload_probe_pass.cc: accepted sockets passed to another process
+// with SCM_RIGHTS (preload/pass.h), as pre-fork servers, socket activation
+// and cluster modes do. The listener forks a worker first (so the worker's
+// exit report counts only what it moved), accepts, and hands connections
+// over a Unix socketpair; the worker serves them.
+//
+//   pass-stream:     SOCK_STREAM pair, one fd per message; the listener
+//                    closes its copy right after sending.
+//   pass-dgram-many: SOCK_DGRAM pair, a whole batch of fds in one message.
+//   pass-back:       the worker reads the request and hands the socket back
+//                    to the listener (closing its copy), which replies.
+//
+// The client makes kPassConns connections, kPassBatch at a time: a request
+// of kPassReq bytes each, then it checks a reply of kPassReply bytes and EOF.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "tests/preload_probe.h"
+
+namespace usmc::probe {
+namespace {
+
+constexpr int kPassConns = 50;
+constexpr int kPassBatch = 5;
+constexpr size_t kPassReq = 4096;
+constexpr size_t kPassReply = 96 << 10;
+
+// One message carrying `fds` (and one byte: a stream needs data).
+int SendFds(int sock, const std::vector<int>& fds) {
+  char byte = 'f';
+  iovec iov{&byte, 1};
+  std::vector<char> ctl(CMSG_SPACE(fds.size() * sizeof(int)), 0);
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl.data();
+  mh.msg_controllen = ctl.size();
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+  std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  CHECK(n == 1, "sendmsg of %zu fds", fds.size());
+  return 0;
+}
+
+// Receives one message with up to `max` fds into *fds; the control buffer
+// is exactly what `max` fds need, as an application sizes it.
+int RecvFds(int sock, size_t max, std::vector<int>* fds) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  std::vector<char> ctl(CMSG_SPACE(max * sizeof(int)), 0);
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl.data();
+  mh.msg_controllen = ctl.size();
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  CHECK(n == 1 && byte == 'f', "recvmsg: %zd", n);
+  CHECK(!(mh.msg_flags & MSG_CTRUNC), "control data truncated");
+  fds->clear();
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+    CHECK(c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS,
+          "unexpected cmsg %d/%d", c->cmsg_level, c->cmsg_type);
+    const size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      fds->push_back(fd);
+    }
+  }
+  CHECK(!fds->empty() && fds->size() <= max, "got %zu fds", fds->size());
+  return 0;
+}
+
+bool IsCloexec(int fd) { return (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0; }
+
+int Reply(int fd, int i) {
+  RUN(SendPat(fd, 0, kPassReply, 200 + i));
+  close(fd);
+  return 0;
+}
+
+enum class Mode { kStream, kDgramMany, kBack };
+
+// The worker: receives every connection, reads its request, and replies
+// (or, kBack, hands it back to the listener).
+int Worker(int sock, Mode mode) {
+  SetName("probe-wrk");
+  int next = 0;
+  while (next < kPassConns) {
+    std::vector<int> fds;
+    RUN(RecvFds(sock, mode == Mode::kDgramMany ? kPassBatch : 1, &fds));
+    for (int fd : fds) {
+      CHECK(IsCloexec(fd), "MSG_CMSG_CLOEXEC not applied");
+      const int i = next++;
+      RUN(RecvPat(fd, 0, kPassReq, 100 + i));
+      if (mode == Mode::kBack) {
+        RUN(SendFds(sock, {fd}));
+        close(fd);
+      } else {
+        RUN(Reply(fd, i));
+      }
+    }
+  }
+  return 0;
+}
+
+int PassServer(int lfd, Mode mode) {
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, mode == Mode::kDgramMany ? SOCK_DGRAM : SOCK_STREAM,
+                   0, sv) == 0,
+        "socketpair");
+  pid_t worker = fork();
+  CHECK(worker >= 0, "fork");
+  if (worker == 0) {
+    close(lfd);
+    close(sv[0]);
+    exit(Worker(sv[1], mode));  // exit(): the worker's report is written
+  }
+  close(sv[1]);
+  for (int b = 0; b < kPassConns / kPassBatch; ++b) {
+    std::vector<int> fds;
+    for (int k = 0; k < kPassBatch; ++k) {
+      int fd = AcceptOne(lfd);
+      CHECK(fd >= 0, "accept %d", b * kPassBatch + k);
+      fds.push_back(fd);
+    }
+    if (mode == Mode::kDgramMany) {
+      RUN(SendFds(sv[0], fds));
+    } else {
+      for (int fd : fds) RUN(SendFds(sv[0], {fd}));
+    }
+    for (int fd : fds) close(fd);
+    if (mode == Mode::kBack) {
+      for (int k = 0; k < kPassBatch; ++k) {
+        std::vector<int> back;
+        RUN(RecvFds(sv[0], 1, &back));
+        RUN(Reply(back[0], b * kPassBatch + k));
+      }
+    }
+  }
+  int st = 0;
+  CHECK(waitpid(worker, &st, 0) == worker, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker failed (%#x)", st);
+  close(sv[0]);
+  return 0;
+}
+
+int PassClient(uint16_t port, const char*) {
+  for (int b = 0; b < kPassConns / kPassBatch; ++b) {
+    std::vector<int> fds;
+    for (int k = 0; k < kPassBatch; ++k) {
+      int fd = Connect(port);
+      CHECK(fd >= 0, "connect %d", b * kPassBatch + k);
+      RUN(SendPat(fd, 0, kPassReq, 100 + b * kPassBatch + k));
+      fds.push_back(fd);
+    }
+    for (int k = 0; k < kPassBatch; ++k) {
+      RUN(RecvPat(fds[k], 0, kPassReply, 200 + b * kPassBatch + k));
+      RUN(ExpectEof(fds[k]));
+      close(fds[k]);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddPassScenarios(Scenarios& s) {
+  s["pass-stream"] = {[](int lfd) { return PassServer(lfd, Mode::kStream); },
+                      PassClient};
+  s["pass-dgram-many"] = {
+      [](int lfd) { return PassServer(lfd, Mode::kDgramMany); }, PassClient};
+  s["pass-back"] = {[](int lfd) { return PassServer(lfd, Mode::kBack); },
+                    PassClient};
+}
+
+}  // namespace usmc::probe
