@@ -7,8 +7,13 @@
 // DMB, local doorbell, peer DMB, peer doorbell, then the state memfd.
 #include "preload/pass.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -17,6 +22,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -24,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dev/shm_peer_verify.h"
 #include "preload/conn.h"
 #include "preload/policy_glue.h"
 #include "preload/real.h"
@@ -85,25 +92,11 @@ std::string LibName() {
   return std::string(slash == p.npos ? p : p.substr(slash + 1));
 }
 
-// Can the process at the other end of Unix socket `fd` take an SMC-D
-// connection? 1 yes, 0 no (why in *why), -1 cannot tell (not connected).
-int PeerTakes(int fd, const char** why) {
-  struct ucred uc {};
-  socklen_t len = sizeof uc;
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0 ||
-      uc.pid <= 0) {
-    return -1;
-  }
-  if (uc.uid != ::geteuid()) {
-    *why = "the receiver runs under another uid";
-    return 0;
-  }
-  // A socketpair this process made: its other end is in a fork child,
-  // which runs usmc as we do.
-  if (uc.pid == ::getpid()) return 1;
+// Whether process `pid` has our library mapped: 1, 0, or -1 (cannot tell).
+int RunsUsmc(pid_t pid) {
   const std::string lib = LibName();
   char path[48];
-  std::snprintf(path, sizeof path, "/proc/%d/maps", static_cast<int>(uc.pid));
+  std::snprintf(path, sizeof path, "/proc/%d/maps", static_cast<int>(pid));
   const int m = ::open(path, O_RDONLY | O_CLOEXEC);
   if (lib.empty() || m < 0) return -1;
   std::string tail;
@@ -122,8 +115,125 @@ int PeerTakes(int fd, const char** why) {
     if (tail.size() > lib.size()) tail.erase(0, tail.size() - lib.size());
   }
   real().close(m);
-  if (!found) *why = "the receiving process does not run usmc";
   return found ? 1 : 0;
+}
+
+// The inode of the other end of connected Unix socket `fd` (sock_diag,
+// UDIAG_SHOW_PEER), or 0.
+uint64_t UnixPeerInode(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return 0;
+  const int nl =
+      ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) return 0;
+  struct {
+    nlmsghdr nlh;
+    unix_diag_req req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST;  // one socket, not a dump
+  msg.nlh.nlmsg_seq = 1;
+  msg.req.sdiag_family = AF_UNIX;
+  msg.req.udiag_states = ~0u;
+  msg.req.udiag_ino = static_cast<uint32_t>(st.st_ino);
+  msg.req.udiag_show = UDIAG_SHOW_PEER;
+  msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // no cookie
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  uint64_t peer = 0;
+  alignas(nlmsghdr) char buf[4096];
+  if (::sendto(nl, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel),
+               sizeof kernel) == static_cast<ssize_t>(sizeof msg)) {
+    pollfd p{nl, POLLIN, 0};
+    const ssize_t n = real().poll(&p, 1, 1000) == 1
+                          ? real().recv(nl, buf, sizeof buf, MSG_DONTWAIT)
+                          : -1;
+    const auto* h = reinterpret_cast<const nlmsghdr*>(buf);
+    if (n >= static_cast<ssize_t>(sizeof(nlmsghdr)) &&
+        h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+        h->nlmsg_len <= static_cast<size_t>(n) &&
+        h->nlmsg_len >= NLMSG_LENGTH(sizeof(unix_diag_msg))) {
+      int left =
+          static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(unix_diag_msg)));
+      const auto* a = reinterpret_cast<const rtattr*>(
+          buf + NLMSG_LENGTH(sizeof(unix_diag_msg)));
+      for (; RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+        if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4) {
+          uint32_t v;
+          std::memcpy(&v, RTA_DATA(a), sizeof v);
+          peer = v;
+        }
+      }
+    }
+  }
+  real().close(nl);
+  return peer;
+}
+
+// The children of `pid` (/proc/PID/task/*/children).
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> kids;
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(task.c_str());
+  if (d == nullptr) return kids;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const int f = ::open((task + "/" + e->d_name + "/children").c_str(),
+                         O_RDONLY | O_CLOEXEC);
+    if (f < 0) continue;
+    char b[4096];
+    const ssize_t n = real().read(f, b, sizeof b - 1);
+    real().close(f);
+    if (n <= 0) continue;
+    b[n] = '\0';
+    for (char* p = b; *p != '\0';) {
+      char* end = nullptr;
+      const long k = std::strtol(p, &end, 10);
+      if (end == p) break;
+      kids.push_back(static_cast<pid_t>(k));
+      p = end;
+    }
+  }
+  ::closedir(d);
+  return kids;
+}
+
+// Can the process at the other end of Unix socket `fd` take an SMC-D
+// connection? 1 yes, 0 no (why in *why), -1 cannot tell (not connected).
+int PeerTakes(int fd, const char** why) {
+  struct ucred uc {};
+  socklen_t len = sizeof uc;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0 ||
+      uc.pid <= 0) {
+    return -1;
+  }
+  if (uc.uid != ::geteuid()) {
+    *why = "the receiver runs under another uid";
+    return 0;
+  }
+  // SO_PEERCRED names the process that made the other end (for a
+  // socketpair: this one, before it forked the worker). The receiver is a
+  // process that holds that end now: that one, or one of its children
+  // (which may have exec'd a program without usmc).
+  const uint64_t peer = UnixPeerInode(fd);
+  pid_t holder = 0;
+  if (peer != 0) {
+    for (pid_t kid : ChildrenOf(uc.pid)) {
+      Result<bool> h = dev::ProcessHoldsSocket(kid, peer);
+      if (h.ok() && *h) {
+        holder = kid;
+        break;
+      }
+    }
+  }
+  if (holder == 0) {
+    if (uc.pid == ::getpid()) return 1;  // the other end is still ours
+    holder = uc.pid;
+  }
+  const int runs = RunsUsmc(holder);
+  if (runs == 0) *why = "the receiving process does not run usmc";
+  return runs;
 }
 
 // As exec does for a program that will not load usmc: a dead socket for

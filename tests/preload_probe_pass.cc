@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <string>
 #include <vector>
 
 #include "tests/preload_probe.h"
@@ -176,9 +177,65 @@ int PassClient(uint16_t port, const char*) {
   return 0;
 }
 
+// pass-static: the client hands its SMC-D socket to a program that does
+// not run usmc (a static one, which also reads the socket): it cannot take
+// the connection along, so usmc resets it rather than leave that program an
+// idle TCP socket whose bytes are in shared memory (as for exec).
+int PassStaticServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  RUN(RecvPat(fd, 0, kPassReq, 31));
+  RUN(Ack(fd));
+  char buf[64];
+  ssize_t n;
+  do {
+    n = recv(fd, buf, sizeof buf, 0);
+  } while (n < 0 && errno == EINTR);
+  CHECK(n < 0 && (errno == ECONNRESET || errno == ECONNABORTED),
+        "after the peer passed the socket to a program without usmc: recv "
+        "%zd (want ECONNRESET)",
+        n);
+  close(fd);
+  return 0;
+}
+
+int PassStaticClient(uint16_t port, const char* static_probe) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  RUN(SendPat(fd, 0, kPassReq, 31));
+  RUN(WaitAck(fd));
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+        "socketpair");
+  pid_t kid = fork();
+  CHECK(kid >= 0, "fork");
+  if (kid == 0) {
+    close(fd);
+    const int u = dup(sv[1]);  // without FD_CLOEXEC
+    std::string a = std::to_string(u);
+    execl(static_probe, "preload_probe_static", "recv", a.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(sv[1]);
+  char ready;
+  CHECK(read(sv[0], &ready, 1) == 1, "the static program's ready byte");
+  RUN(SendFds(sv[0], {fd}));
+  close(fd);
+  int st = 0;
+  CHECK(waitpid(kid, &st, 0) == kid, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+        "the static program's socket did not fail (%#x): it must not be a "
+        "silent idle TCP socket",
+        st);
+  close(sv[0]);
+  return 0;
+}
+
 }  // namespace
 
 void AddPassScenarios(Scenarios& s) {
+  s["pass-static"] = {PassStaticServer, PassStaticClient};
   s["pass-stream"] = {[](int lfd) { return PassServer(lfd, Mode::kStream); },
                       PassClient};
   s["pass-dgram-many"] = {

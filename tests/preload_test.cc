@@ -683,6 +683,21 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, PreloadPass,
                            return n;
                          });
 
+// The client passes its SMC-D socket to a program without usmc (static):
+// the connection cannot go along, so it is reset, loudly; that program's
+// socket fails and the server sees ECONNRESET. Before, the program got an
+// idle TCP socket whose bytes were in shared memory.
+TEST_F(Preload, PassToAProgramWithoutUsmcResets) {
+  SplitRun r =
+      RunSplit("pass-static", Env(true), Env(true), USMC_PROBE_STATIC_BIN);
+  EXPECT_NE(r.client.err.find("cannot move to the receiving process"),
+            std::string::npos)
+      << "no message about the reset connection\n"
+      << r.client;
+  EXPECT_TRUE(r.client.ok()) << r.client;
+  EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
+}
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;
