@@ -56,6 +56,19 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // so, settles. false if it is still in progress.
   bool SettleConnect(int app_fd);
 
+  // Plain TCP for good (the peer did not offer SMC, or a fallback): the
+  // app's call may reach the kernel as it was made — one sendmsg stays one
+  // sendmsg, its control messages intact — counted with CountIn/CountOut.
+  // A read waits for a late CLC message to be dropped first (`read`).
+  bool PassThrough(int app_fd, bool read) {
+    if (phase() == Phase::kConnecting) SettleConnect(app_fd);
+    return phase() == Phase::kTcp &&
+           !(read && late_clc_.load(std::memory_order_relaxed));
+  }
+  // Bytes the app moved (status, exit report); returns n.
+  ssize_t CountIn(ssize_t n);
+  ssize_t CountOut(ssize_t n);
+
   // Data path (the wrappers' common cases).
   ssize_t Recv(int app_fd, void* buf, size_t len, int flags);
   ssize_t Send(int app_fd, const void* buf, size_t len, int flags);
@@ -137,8 +150,6 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // (counts toward the periodic republish; polls, which epoll's scan mode
   // makes many per request, do not).
   void AfterCall(bool data = true);
-  ssize_t CountIn(ssize_t n);
-  ssize_t CountOut(ssize_t n);
 
   runtime::ConnRecord Record();
 

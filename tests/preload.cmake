@@ -36,7 +36,7 @@ set_property(TARGET preload_probe_static PROPERTY COMPILE_OPTIONS
 set_property(TARGET preload_probe_static PROPERTY LINK_OPTIONS -static)
 
 add_executable(preload_test preload_test.cc)
-target_link_libraries(preload_test PRIVATE usmc_negotiate_harness
+target_link_libraries(preload_test PRIVATE usmc_test_proc usmc_negotiate_harness
                       nlohmann_json::nlohmann_json GTest::gtest
                       GTest::gtest_main)
 target_compile_definitions(preload_test PRIVATE
