@@ -30,7 +30,6 @@
 #include <string_view>
 #include <vector>
 
-#include "dev/shm_peer_verify.h"
 #include "preload/conn.h"
 #include "preload/policy_glue.h"
 #include "preload/real.h"
@@ -171,6 +170,27 @@ uint64_t UnixPeerInode(int fd) {
   return peer;
 }
 
+// Whether process `pid` has socket:[inode] among its fds.
+bool HoldsSocket(pid_t pid, uint64_t inode) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  const std::string want = "socket:[" + std::to_string(inode) + "]";
+  bool found = false;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char link[64];
+    const ssize_t n = ::readlinkat(::dirfd(d), e->d_name, link, sizeof link);
+    if (n == static_cast<ssize_t>(want.size()) &&
+        std::memcmp(link, want.data(), want.size()) == 0) {
+      found = true;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
 // The children of `pid` (/proc/PID/task/*/children).
 std::vector<pid_t> ChildrenOf(pid_t pid) {
   std::vector<pid_t> kids;
@@ -220,8 +240,7 @@ int PeerTakes(int fd, const char** why) {
   pid_t holder = 0;
   if (peer != 0) {
     for (pid_t kid : ChildrenOf(uc.pid)) {
-      Result<bool> h = dev::ProcessHoldsSocket(kid, peer);
-      if (h.ok() && *h) {
+      if (HoldsSocket(kid, peer)) {
         holder = kid;
         break;
       }
