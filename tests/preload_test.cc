@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -869,6 +870,18 @@ TEST_F(PreloadConf, BadConfigFileMeansTcpAndAMessage) {
   ASSERT_TRUE(r.ok()) << r;
   EXPECT_NE(r.err.find("usmc.conf:1"), std::string::npos) << r;
   EXPECT_NE(r.err.find("SMC is off"), std::string::npos) << r;
+  ExpectNoSmc(Reports());
+}
+
+// A config path that names a FIFO: every program under usmc hung in its
+// constructor (open waited for a writer). Now it is a bad config file:
+// a message, and TCP.
+TEST_F(PreloadConf, FifoConfigFileDoesNotHangTheProgram) {
+  const std::string fifo = dir_ + "/fifo.conf";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Exit r = RunPair("basic", {{"USMC_CONF", fifo}});
+  ASSERT_TRUE(r.ok()) << r;
+  EXPECT_NE(r.err.find(fifo + ": not a regular file"), std::string::npos) << r;
   ExpectNoSmc(Reports());
 }
 
