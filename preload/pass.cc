@@ -548,13 +548,19 @@ ssize_t SendmsgPassing(int fd, const msghdr* msg, int flags) {
 ssize_t RecvmsgPassing(int fd, msghdr* msg, int flags) {
   const size_t app_len = msg->msg_controllen;
   // Room for the app's control data and a full list of fds.
-  std::vector<cmsghdr> store(
-      (CMSG_ALIGN(app_len) + CMSG_SPACE(kMaxFds * sizeof(int))) /
-          sizeof(cmsghdr) +
-      1);
+  // On the stack for the usual small buffers (a UDP server's IP_PKTINFO
+  // comes through here on every datagram).
+  const size_t need = CMSG_ALIGN(app_len) + CMSG_SPACE(kMaxFds * sizeof(int));
+  alignas(cmsghdr) char small[2048];
+  std::vector<cmsghdr> big;
+  char* buf = small;
+  if (need > sizeof small) {
+    big.resize(need / sizeof(cmsghdr) + 1);
+    buf = reinterpret_cast<char*>(big.data());
+  }
   msghdr m = *msg;
-  m.msg_control = store.data();
-  m.msg_controllen = store.size() * sizeof(cmsghdr);
+  m.msg_control = buf;
+  m.msg_controllen = need;
   const ssize_t r = real().recvmsg(fd, &m, flags);
   if (r < 0) return r;
   const int err = errno;
