@@ -191,6 +191,25 @@ bool HoldsSocket(pid_t pid, uint64_t inode) {
   return found;
 }
 
+// The effective uid of process `pid` (/proc/PID/status), or -1.
+long EffectiveUid(pid_t pid) {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+  const int f = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (f < 0) return -1;
+  char b[4096];
+  const ssize_t n = real().read(f, b, sizeof b - 1);
+  real().close(f);
+  if (n <= 0) return -1;
+  b[n] = '\0';
+  const char* u = std::strstr(b, "\nUid:");
+  if (u == nullptr) return -1;
+  char* end = nullptr;
+  std::strtol(u + 5, &end, 10);  // real
+  const long e = std::strtol(end, &end, 10);
+  return end != nullptr ? e : -1;
+}
+
 // The children of `pid` (/proc/PID/task/*/children).
 std::vector<pid_t> ChildrenOf(pid_t pid) {
   std::vector<pid_t> kids;
@@ -250,6 +269,13 @@ int PeerTakes(int fd, const char** why) {
     if (uc.pid == ::getpid()) return 1;  // the other end is still ours
     holder = uc.pid;
   }
+  // A worker may have changed its uid after the socketpair was made
+  // (SO_PEERCRED keeps the creator's): memory is shared within one uid.
+  const long uid = EffectiveUid(holder);
+  if (uid >= 0 && static_cast<uid_t>(uid) != ::geteuid()) {
+    *why = "the receiver runs under another uid";
+    return 0;
+  }
   const int runs = RunsUsmc(holder);
   if (runs == 0) *why = "the receiving process does not run usmc";
   return runs;
@@ -284,6 +310,9 @@ struct State {
   size_t app_fds = 0;
   uint32_t marker = 0;
   std::vector<Incoming> records;
+  // Laid out as ours, but not sealed or not of our uid: nothing of it is
+  // taken (another uid may not share our memory, and could have forged it).
+  bool foreign = false;
 };
 
 // Is the last fd of the message our state memfd? Sealed, ours, and its
@@ -291,15 +320,14 @@ struct State {
 std::optional<State> ReadState(const std::vector<int>& fds) {
   const int sfd = fds.back();
   struct stat st {};
-  if (::fstat(sfd, &st) != 0 || !S_ISREG(st.st_mode) ||
-      st.st_uid != ::geteuid() || st.st_size < 20 ||
+  if (::fstat(sfd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 20 ||
       st.st_size > static_cast<off_t>(kMaxState)) {
     return std::nullopt;
   }
   const int seals = real().fcntl(sfd, F_GET_SEALS);
-  if (seals < 0 || !(seals & F_SEAL_WRITE) || !(seals & F_SEAL_SHRINK)) {
-    return std::nullopt;
-  }
+  if (seals < 0) return std::nullopt;  // not a memfd
+  const bool foreign = st.st_uid != ::geteuid() || !(seals & F_SEAL_WRITE) ||
+                       !(seals & F_SEAL_SHRINK);
   std::string blob(static_cast<size_t>(st.st_size), '\0');
   if (::pread(sfd, blob.data(), blob.size(), 0) !=
       static_cast<ssize_t>(blob.size())) {
@@ -310,6 +338,7 @@ std::optional<State> ReadState(const std::vector<int>& fds) {
   in.remove_prefix(kMagic.size());
   bool ok = true;
   State s;
+  s.foreign = foreign;
   s.app_fds = GetU32(in, ok);
   const uint32_t n = GetU32(in, ok);
   s.marker = GetU32(in, ok);
@@ -579,7 +608,21 @@ ssize_t RecvmsgPassing(int fd, msghdr* msg, int flags) {
     real().close(fds.back());
   }
   const size_t fit = CopyControl(&m, msg, app_len, app_fds, &out_flags);
-  if (s && !(flags & MSG_PEEK)) {
+  if (s && s->foreign) {
+    // Its sender checked our uid; if it still came, take nothing of it,
+    // and leave no silent socket either.
+    for (size_t i = app_fds; i + 1 < fds.size(); ++i) real().close(fds[i]);
+    for (const Incoming& in : s->records) {
+      const int app_fd = fds[in.index];
+      std::fprintf(stderr,
+                   "usmc: SCM_RIGHTS: an SMC connection on fd %d came from "
+                   "another uid; it is reset\n",
+                   app_fd);
+      struct linger l = {1, 0};
+      ::setsockopt(app_fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      ::shutdown(app_fd, SHUT_RDWR);
+    }
+  } else if (s && !(flags & MSG_PEEK)) {
     Adopt(fds, *s);
   } else if (s) {
     // A peek: the kernel gives the fds again with the real read, which

@@ -9,6 +9,8 @@
 //   pass-dgram-many: SOCK_DGRAM pair, a whole batch of fds in one message.
 //   pass-back:       the worker reads the request and hands the socket back
 //                    to the listener (closing its copy), which replies.
+//   pass-static, pass-otheruid: a receiver that cannot take the connection
+//                    (no usmc; another uid) gets a reset socket.
 //
 // The client makes kPassConns connections, kPassBatch at a time: a request
 // of kPassReq bytes each, then it checks a reply of kPassReply bytes and EOF.
@@ -232,10 +234,49 @@ int PassStaticClient(uint16_t port, const char* static_probe) {
   return 0;
 }
 
+// pass-otheruid: the same with a receiver that runs usmc but changed its
+// uid after the socketpair was made (SO_PEERCRED still names root): it may
+// not share our memory, so the connection cannot go along.
+int PassOtherUidClient(uint16_t port, const char*) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  RUN(SendPat(fd, 0, kPassReq, 31));
+  RUN(WaitAck(fd));
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+  pid_t kid = fork();
+  CHECK(kid >= 0, "fork");
+  if (kid == 0) {
+    SetName("probe-nobody");
+    close(fd);
+    close(sv[0]);
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(20);
+    if (write(sv[1], "r", 1) != 1) _exit(21);
+    std::vector<int> got;
+    if (RecvFds(sv[1], 1, &got) != 0) _exit(22);
+    ssize_t w = write(got[0], "plain bytes", 11);
+    char c;
+    ssize_t r = read(got[0], &c, 1);
+    _exit(w < 0 || r < 0 ? 0 : 23);  // a dead socket, not a silent one
+  }
+  close(sv[1]);
+  char ready;
+  CHECK(read(sv[0], &ready, 1) == 1, "the worker's ready byte");
+  RUN(SendFds(sv[0], {fd}));
+  close(fd);
+  int st = 0;
+  CHECK(waitpid(kid, &st, 0) == kid, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+        "the other uid's socket did not fail (%#x)", st);
+  close(sv[0]);
+  return 0;
+}
+
 }  // namespace
 
 void AddPassScenarios(Scenarios& s) {
   s["pass-static"] = {PassStaticServer, PassStaticClient};
+  s["pass-otheruid"] = {PassStaticServer, PassOtherUidClient};
   s["pass-stream"] = {[](int lfd) { return PassServer(lfd, Mode::kStream); },
                       PassClient};
   s["pass-dgram-many"] = {

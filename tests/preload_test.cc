@@ -531,6 +531,18 @@ TEST_F(Preload, PassToAProgramWithoutUsmcResets) {
   EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
 }
 
+// The same for a receiver that changed its uid after the socketpair was
+// made: it may not share the sender's memory. Before, it got the usmc fds
+// too (six instead of one) and an idle TCP socket.
+TEST_F(Preload, PassToAnotherUidResets) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the worker as nobody";
+  SplitRun r = RunSplit("pass-otheruid", Env(true), Env(true));
+  EXPECT_NE(r.client.err.find("runs under another uid"), std::string::npos)
+      << r.client;
+  EXPECT_TRUE(r.client.ok()) << r.client;
+  EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
+}
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;
