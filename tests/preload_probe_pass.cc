@@ -7,6 +7,8 @@
 //   pass-stream:     SOCK_STREAM pair, one fd per message; the listener
 //                    closes its copy right after sending.
 //   pass-dgram-many: SOCK_DGRAM pair, a whole batch of fds in one message.
+//   pass-late:       as pass-stream, but the worker receives each batch only
+//                    after the listener closed its copies.
 //   pass-back:       the worker reads the request and hands the socket back
 //                    to the listener (closing its copy), which replies.
 //   pass-static, pass-otheruid: a receiver that cannot take the connection
@@ -95,14 +97,18 @@ int Reply(int fd, int i) {
   return 0;
 }
 
-enum class Mode { kStream, kDgramMany, kBack };
+// kLate: as kStream, but the worker receives a batch only after the
+// listener closed its copies (a pipe says so): the connections are in
+// flight with no process of the sender's side holding them.
+enum class Mode { kStream, kDgramMany, kBack, kLate };
 
 // The worker: receives every connection, reads its request, and replies
 // (or, kBack, hands it back to the listener).
-int Worker(int sock, Mode mode) {
+int Worker(int sock, Mode mode, int go) {
   SetName("probe-wrk");
   int next = 0;
   while (next < kPassConns) {
+    if (mode == Mode::kLate && next % kPassBatch == 0) RUN(WaitAck(go));
     std::vector<int> fds;
     RUN(RecvFds(sock, mode == Mode::kDgramMany ? kPassBatch : 1, &fds));
     for (int fd : fds) {
@@ -125,14 +131,18 @@ int PassServer(int lfd, Mode mode) {
   CHECK(socketpair(AF_UNIX, mode == Mode::kDgramMany ? SOCK_DGRAM : SOCK_STREAM,
                    0, sv) == 0,
         "socketpair");
+  int go[2];
+  CHECK(pipe(go) == 0, "pipe");
   pid_t worker = fork();
   CHECK(worker >= 0, "fork");
   if (worker == 0) {
     close(lfd);
     close(sv[0]);
-    exit(Worker(sv[1], mode));  // exit(): the worker's report is written
+    close(go[1]);
+    exit(Worker(sv[1], mode, go[0]));  // exit(): its report is written
   }
   close(sv[1]);
+  close(go[0]);
   for (int b = 0; b < kPassConns / kPassBatch; ++b) {
     std::vector<int> fds;
     for (int k = 0; k < kPassBatch; ++k) {
@@ -146,6 +156,7 @@ int PassServer(int lfd, Mode mode) {
       for (int fd : fds) RUN(SendFds(sv[0], {fd}));
     }
     for (int fd : fds) close(fd);
+    if (mode == Mode::kLate) RUN(Ack(go[1]));
     if (mode == Mode::kBack) {
       for (int k = 0; k < kPassBatch; ++k) {
         std::vector<int> back;
@@ -281,6 +292,8 @@ void AddPassScenarios(Scenarios& s) {
                       PassClient};
   s["pass-dgram-many"] = {
       [](int lfd) { return PassServer(lfd, Mode::kDgramMany); }, PassClient};
+  s["pass-late"] = {[](int lfd) { return PassServer(lfd, Mode::kLate); },
+                    PassClient};
   s["pass-back"] = {[](int lfd) { return PassServer(lfd, Mode::kBack); },
                     PassClient};
 }

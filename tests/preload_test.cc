@@ -507,7 +507,7 @@ TEST_P(PreloadPass, WorkerServesPassedSmcdConnections) {
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, PreloadPass,
                          ::testing::Values("pass-stream", "pass-dgram-many",
-                                           "pass-back"),
+                                           "pass-late", "pass-back"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) {
