@@ -537,7 +537,9 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
         copied += c.len;
       }
       done += plan.total;
-      if (!peek) Feed(engine::AppConsumed{plan.total});
+      // Shared with another process (fork): each read is confirmed at once,
+      // so a sibling that reads next starts after it.
+      if (!peek) Feed(engine::AppConsumed{plan.total, MaybeShared()});
       if (peek || done == len) return static_cast<ssize_t>(done);
       // Took all there was (the step was not the limit): as one copy would.
       if (done >= target && plan.total < step) {
