@@ -98,12 +98,16 @@ void RemoveHolder(uint32_t* table, uint32_t pid) {
   }
 }
 
+// A pass marker (Conn::PassMarker) lives as long as its sender: the
+// receiver may take the connection after the sender closed it.
+constexpr uint32_t kPassMarkerBit = 0x80000000u;
+
 bool OtherHolderAlive(uint32_t* table, uint32_t self) {
   bool alive = false;
   for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
     uint32_t v = std::atomic_ref<uint32_t>(table[i]).load();
     if (v == 0 || v == self) continue;
-    if (PidAlive(v)) {
+    if (PidAlive(v & ~kPassMarkerBit)) {
       alive = true;
     } else {
       std::atomic_ref<uint32_t>(table[i]).compare_exchange_strong(v, 0);
@@ -556,6 +560,34 @@ void Conn::AddHolderPid(pid_t pid) {
   if (uint32_t* t = sock_->ProcessHolders()) {
     AddHolder(t, static_cast<uint32_t>(pid));
   }
+}
+
+uint32_t Conn::PassMarker(pid_t sender) {
+  return static_cast<uint32_t>(sender) | kPassMarkerBit;
+}
+
+void Conn::AddHolderValue(uint32_t v) {
+  forked_.store(true, std::memory_order_relaxed);  // two processes hold it
+  if (!sock_ || phase() != Phase::kSmc) return;
+  if (uint32_t* t = sock_->ProcessHolders()) AddHolder(t, v);
+}
+
+void Conn::RemoveHolderValue(uint32_t v) {
+  if (!sock_ || phase() != Phase::kSmc) return;
+  if (uint32_t* t = sock_->ProcessHolders()) RemoveHolder(t, v);
+}
+
+void Conn::SettleForPass(int app_fd) {
+  Inside in;
+  if (phase() == Phase::kConnecting && !SettleConnect(app_fd)) {
+    // The kernel's connect is still under way: wait for it, bounded as a
+    // handshake is.
+    struct pollfd p = {app_fd, POLLOUT, 0};
+    (void)real().poll(
+        &p, 1, static_cast<int>(SocketOptions(role_).clc_timeout.count()));
+    (void)SettleConnect(app_fd);
+  }
+  SettleHandshake();
 }
 
 // ---- ConnTable --------------------------------------------------------------

@@ -100,6 +100,16 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void ReleaseFromProcess();
   // After fork: `pid` (the child, or ourselves in the child) holds it too.
   void AddHolderPid(pid_t pid);
+  // SCM_RIGHTS (preload/pass.h): while a passed connection is in flight,
+  // PassMarker() of the sender stands in the holder table for the process
+  // that will receive it, so that the sender closing its copy right after
+  // sendmsg does not end the connection; the receiver removes it.
+  static uint32_t PassMarker(pid_t sender);
+  void AddHolderValue(uint32_t v);
+  void RemoveHolderValue(uint32_t v);
+  // Before its fd leaves the process: a connect or a handshake under way
+  // is finished first (the receiver could not carry it on).
+  void SettleForPass(int app_fd);
   // Ever held by two processes (fork): both may sleep on its doorbell, so
   // an epoll sleep must not arm it with a sleep token (preload/epoll.cc).
   bool forked() const { return forked_.load(std::memory_order_relaxed); }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "preload/conn.h"
+#include "preload/pass.h"
 #include "preload/real.h"
 
 using usmc::preload::Bypass;
@@ -28,6 +29,12 @@ namespace {
 std::shared_ptr<Conn> Smc(int fd) {
   if (Bypass()) return nullptr;
   return table().Lookup(fd);
+}
+
+// Whether a message's control data may carry fds (preload/pass.h).
+bool MayPassFds(const msghdr* msg) {
+  return msg != nullptr && msg->msg_control != nullptr &&
+         msg->msg_controllen >= sizeof(cmsghdr) && !Bypass();
 }
 
 size_t IovTotal(const iovec* iov, int cnt) {
@@ -186,6 +193,7 @@ ssize_t recvmsg(int fd, msghdr* msg, int flags) {
     }
     return r;
   }
+  if (MayPassFds(msg)) return usmc::preload::RecvmsgPassing(fd, msg, flags);
   return real().recvmsg(fd, msg, flags);
 }
 
@@ -239,13 +247,18 @@ ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
     return SendIov(*c, fd, msg->msg_iov, static_cast<int>(msg->msg_iovlen),
                    flags);
   }
+  if (MayPassFds(msg)) return usmc::preload::SendmsgPassing(fd, msg, flags);
   return real().sendmsg(fd, msg, flags);
 }
 
 int sendmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags) {
   auto c = Smc(fd);
-  if (!c) return real().sendmmsg(fd, vec, vlen, flags);
-  if (c->PassThrough(fd, /*read=*/false)) {
+  bool fds = false;  // then one sendmsg each, which carries connections
+  for (unsigned i = 0; !c && i < vlen && !fds; ++i) {
+    fds = MayPassFds(&vec[i].msg_hdr);
+  }
+  if (!c && !fds) return real().sendmmsg(fd, vec, vlen, flags);
+  if (c && c->PassThrough(fd, /*read=*/false)) {
     int r = real().sendmmsg(fd, vec, vlen, flags);
     for (int i = 0; i < r; ++i) c->CountOut(vec[i].msg_len);
     return r;

@@ -179,6 +179,7 @@ int ProbeMain(int argc, char** argv) {
   AddWakeScenarios(all);
   AddEarlyEpollScenarios(all);
   AddExecScenarios(all);
+  AddPassScenarios(all);
   auto it = all.find(argv[2]);
   if (it == all.end()) return Usage();
   const Scenario& s = it->second;

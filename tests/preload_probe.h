@@ -93,6 +93,8 @@ void AddEarlyEpollScenarios(Scenarios& s);
 // tests/preload_probe_exec.cc: exec after closing every other fd.
 void AddExecScenarios(Scenarios& s);
 int ExecStdioChild();  // the image after "exec-stdio"
+// tests/preload_probe_pass.cc: connections passed to a worker (SCM_RIGHTS).
+void AddPassScenarios(Scenarios& s);
 
 }  // namespace usmc::probe
 

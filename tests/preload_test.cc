@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -479,6 +480,69 @@ TEST_F(Preload, ForkingServerChildrenHandshakeAlone) {
   ExpectSmcd(Report("probe-cli"), bytes, bytes, /*smcd=*/8);
 }
 
+// Accepted SMC-D sockets passed to a worker over a Unix socketpair
+// (tests/preload_probe_pass.cc): the worker takes the connection along
+// (its DMBs and cursors) and serves it over SMC-D; the listener closed its
+// copy at once. Before usmc carried the connection, the worker read an
+// idle TCP socket (0 of 50 requests answered).
+class PreloadPass : public Preload,
+                    public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(PreloadPass, WorkerServesPassedSmcdConnections) {
+  const std::string scen = GetParam();
+  Exit r = RunPair(scen);
+  ASSERT_TRUE(r.ok()) << r << AllReports();
+  const uint64_t req = 50 * 4096, reply = 50 * (96 << 10);
+  ExpectSmcd(Report("probe-cli"), reply, req, /*smcd=*/50);
+  if (scen == "pass-back") {
+    // The worker read the requests; the listener, given each socket back,
+    // wrote the replies.
+    ExpectSmcd(Report("probe-wrk"), req, 0, /*smcd=*/0);
+    ExpectSmcd(Report("probe-srv"), 0, reply, /*smcd=*/50);
+  } else {
+    ExpectSmcd(Report("probe-wrk"), req, reply, /*smcd=*/0);
+    ExpectSmcd(Report("probe-srv"), 0, 0, /*smcd=*/50);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, PreloadPass,
+                         ::testing::Values("pass-stream", "pass-dgram-many",
+                                           "pass-late", "pass-back"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
+// The client passes its SMC-D socket to a program without usmc (static):
+// the connection cannot go along, so it is reset, loudly; that program's
+// socket fails and the server sees ECONNRESET. Before, the program got an
+// idle TCP socket whose bytes were in shared memory.
+TEST_F(Preload, PassToAProgramWithoutUsmcResets) {
+  SplitRun r =
+      RunSplit("pass-static", Env(true), Env(true), USMC_PROBE_STATIC_BIN);
+  EXPECT_NE(r.client.err.find("cannot move to the receiving process"),
+            std::string::npos)
+      << "no message about the reset connection\n"
+      << r.client;
+  EXPECT_TRUE(r.client.ok()) << r.client;
+  EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
+}
+
+// The same for a receiver that changed its uid after the socketpair was
+// made: it may not share the sender's memory. Before, it got the usmc fds
+// too (six instead of one) and an idle TCP socket.
+TEST_F(Preload, PassToAnotherUidResets) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the worker as nobody";
+  SplitRun r = RunSplit("pass-otheruid", Env(true), Env(true));
+  EXPECT_NE(r.client.err.find("runs under another uid"), std::string::npos)
+      << r.client;
+  EXPECT_TRUE(r.client.ok()) << r.client;
+  EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
+}
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;
@@ -934,6 +998,18 @@ TEST_F(PreloadConf, BadConfigFileMeansTcpAndAMessage) {
   ASSERT_TRUE(r.ok()) << r;
   EXPECT_NE(r.err.find("usmc.conf:1"), std::string::npos) << r;
   EXPECT_NE(r.err.find("SMC is off"), std::string::npos) << r;
+  ExpectNoSmc(Reports());
+}
+
+// A config path that names a FIFO: every program under usmc hung in its
+// constructor (open waited for a writer). Now it is a bad config file:
+// a message, and TCP.
+TEST_F(PreloadConf, FifoConfigFileDoesNotHangTheProgram) {
+  const std::string fifo = dir_ + "/fifo.conf";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Exit r = RunPair("basic", {{"USMC_CONF", fifo}});
+  ASSERT_TRUE(r.ok()) << r;
+  EXPECT_NE(r.err.find(fifo + ": not a regular file"), std::string::npos) << r;
   ExpectNoSmc(Reports());
 }
 
