@@ -123,6 +123,12 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
  private:
   void BecomeTcp(uint32_t reason, uint32_t peer_reason = 0);
+  // Once TCP the calls go to the kernel socket; the socket (if there was
+  // one) still knows whether the peer's crossing CLC message may come
+  // (runtime/late_clc.h). DropLateClc: false with errno EAGAIN / EINTR, as
+  // the app's read would say.
+  bool LateClcPending() const { return sock_ && sock_->late_clc_pending(); }
+  bool DropLateClc(int app_fd, int flags);
   // Phase follow-up after any call into the socket. `data`: a send/recv
   // (counts toward the periodic republish; polls, which epoll's scan mode
   // makes many per request, do not).
@@ -140,9 +146,6 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::atomic<Phase> phase_{Phase::kConnecting};
   std::unique_ptr<runtime::SmcSocket> sock_;
   uint32_t reason_ = 0;
-  // Our CLC timer ran out: the peer's next CLC message may still come
-  // (preload/late_clc.h); the first read drops it.
-  std::atomic<bool> late_clc_{false};
   uint32_t peer_reason_ = 0;
   // Set once, under phase_mu_: the app's threads and the progress thread
   // (preload/unattended.h) may see the decision at once.
