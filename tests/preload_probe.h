@@ -87,6 +87,10 @@ int SilentClientMain(uint16_t port, const std::string& mode);
 void AddCloseScenarios(Scenarios& s);
 // tests/preload_probe_wake.cc: wakeups across many connections of a set.
 void AddWakeScenarios(Scenarios& s);
+// tests/preload_probe_clc.cc: a scripted CLC peer forcing fallbacks.
+void AddClcScenarios(Scenarios& s);
+int ClcPeerMain(const std::string& mode, const std::string& script,
+                uint16_t port);
 
 }  // namespace usmc::probe
 
