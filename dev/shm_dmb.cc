@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/owned_fd.h"
 #include "dev/shm_identity.h"
 
 namespace usmc::dev {
@@ -194,8 +195,8 @@ Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget,
 
   // Anonymous: the name only shows in /proc/<pid>/maps, nothing under
   // /dev/shm can be opened by guessing.
-  dmb.memfd_ =
-      UniqueFd(::memfd_create("usmc-dmb", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  dmb.memfd_ = UniqueFd(
+      base::OwnFd(::memfd_create("usmc-dmb", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
   if (!dmb.memfd_) return Status::FromErrno(errno, "memfd_create");
   int rc;
   do {
@@ -226,8 +227,8 @@ Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget,
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return Status::FromErrno(errno, "socketpair doorbell");
   }
-  dmb.peer_end_ = UniqueFd(sv[1]);
-  dmb.doorbell_.emplace(UniqueFd(sv[0]),
+  dmb.peer_end_ = UniqueFd(base::OwnFd(sv[1]));
+  dmb.doorbell_.emplace(UniqueFd(base::OwnFd(sv[0])),
                         reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff),
                         reinterpret_cast<uint64_t*>(ctrl + kCtrlSleepTokenOff));
   return dmb;

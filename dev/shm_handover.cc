@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/endian.h"
+#include "base/owned_fd.h"
 #include "dev/shm_identity.h"
 #include "dev/shm_peer_verify.h"
 
@@ -134,7 +135,7 @@ Result<Offer> RecvOffer(int conn, Clock::time_point deadline) {
       for (size_t i = 0; i < count; ++i) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        fds.emplace_back(fd);
+        fds.emplace_back(base::OwnFd(fd));
       }
     }
     if (n == 0) {
@@ -238,8 +239,8 @@ Result<HandoverListener> HandoverListener::Listen(const LocalDmb& dmb) {
   if (!dmb.registered()) {
     return Status(StatusCode::kFailedPrecondition, "DMB not registered");
   }
-  UniqueFd fd(
-      ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  UniqueFd fd(base::OwnFd(
+      ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)));
   if (!fd) return Status::FromErrno(errno, "socket AF_UNIX");
   sockaddr_un addr;
   socklen_t len = AbstractAddr(dmb.token(), &addr);

@@ -2,6 +2,7 @@
 // TCP loopback connection and swap DMBs through the handover.
 #include "dev/shm_handover.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -241,6 +242,99 @@ TEST(ShmHandoverTest, ClientRefusesAServerThatIsNotItsTcpPeer) {
   WaitChild(squatter);
   ::close(ready[0]);
   ::close(ready[1]);
+}
+
+// A server of another uid that offers its DMB without checking anything (a
+// hostile or foreign implementation): the client must apply the server's
+// rule (same uid) itself, and neither send its own DMB there nor map the
+// server's. Before the client checked, it verified only that the listener's
+// process held the server's TCP socket, then swapped DMBs.
+TEST(ShmHandoverTest, ClientRefusesAServerOfAnotherUid) {
+  if (::geteuid() != 0)
+    GTEST_SKIP() << "needs root to run the server as nobody";
+  int info[2];
+  ASSERT_EQ(::pipe(info), 0);
+  pid_t server = Spawn([&] {
+    ::close(info[0]);
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 30;
+    uint16_t port;
+    Result<UniqueFd> l = TcpListenLoopback(&port);
+    if (!l.ok()) return 31;
+    if (!WriteU64(info[1], port).ok()) return 32;
+    Result<UniqueFd> tcp = TcpAccept(l->get());
+    if (!tcp.ok()) return 33;
+    Result<LocalDmb> dmb = LocalDmb::Register(kSize);
+    if (!dmb.ok()) return 34;
+    Result<HandoverListener> h = HandoverListener::Listen(*dmb);
+    if (!h.ok()) return 35;
+    if (!WriteU64(info[1], dmb->token()).ok()) return 36;
+    pollfd pfd{h->fd(), POLLIN, 0};
+    if (::poll(&pfd, 1, 20000) != 1) return 37;
+    UniqueFd conn(::accept4(h->fd(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) return 38;
+    // Whatever the client sends: an offer with fds means it handed its DMB
+    // to a process of another uid.
+    pfd = pollfd{conn.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 20000) != 1) return 39;
+    std::byte msg[kOfferSize];
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(8 * sizeof(int))];
+    iovec iov{msg, sizeof msg};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    const ssize_t n = ::recvmsg(conn.get(), &mh, MSG_CMSG_CLOEXEC);
+    if (n <= 0) return 0;  // refused: closed without a byte
+    // Answer like a server would, so that an unchecking client attaches.
+    uint64_t client_token;
+    std::memcpy(&client_token, msg + 8, sizeof client_token);
+    std::byte offer[kOfferSize] = {};
+    const uint32_t magic = kOfferMagic;
+    const uint16_t version = kOfferVersion;
+    const uint64_t words[3] = {dmb->token(), dmb->size(), client_token};
+    std::memcpy(offer, &magic, 4);
+    std::memcpy(offer + 4, &version, 2);
+    std::memcpy(offer + 8, words, sizeof words);
+    const int fds[2] = {dmb->memfd(), dmb->doorbell_peer_end()};
+    alignas(cmsghdr) char out[CMSG_SPACE(sizeof fds)] = {};
+    iovec oiov{offer, sizeof offer};
+    msghdr om{};
+    om.msg_iov = &oiov;
+    om.msg_iovlen = 1;
+    om.msg_control = out;
+    om.msg_controllen = sizeof out;
+    cmsghdr* c = CMSG_FIRSTHDR(&om);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof fds);
+    ::sendmsg(conn.get(), &om, MSG_NOSIGNAL);
+    char b;
+    while (::read(tcp->get(), &b, 1) > 0) {
+    }
+    return 20;  // the client's DMB reached us
+  });
+  ASSERT_GT(server, 0);
+  ::close(info[1]);
+  Result<uint64_t> port = ReadU64(info[0]);
+  ASSERT_TRUE(port.ok());
+  Result<UniqueFd> cli = TcpConnectLoopback(static_cast<uint16_t>(*port));
+  ASSERT_TRUE(cli.ok());
+  Result<uint64_t> token = ReadU64(info[0]);
+  ASSERT_TRUE(token.ok());
+  Result<LocalDmb> mine = LocalDmb::Register(kSize);
+  ASSERT_TRUE(mine.ok());
+  Result<PeerDmb> p =
+      ConnectHandover(*mine, {cli->get(), *token, kSize, milliseconds(3000)});
+  EXPECT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kPermissionDenied) << p.status();
+  EXPECT_NE(p.status().message().find("uid 65534"), std::string::npos)
+      << p.status();
+  cli->Reset();
+  const int st = WaitChild(server);
+  EXPECT_TRUE(ExitedZero(st)) << "server exit " << WEXITSTATUS(st);
+  ::close(info[0]);
 }
 
 // A forking server: the process that created the handover listener (the

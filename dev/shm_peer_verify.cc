@@ -257,6 +257,14 @@ bool ChildHoldsSocket(pid_t pid, uint64_t inode) {
 Status VerifyTcpPeerProcess(int tcp_fd, const PeerCred& cred,
                             std::chrono::steady_clock::time_point deadline,
                             int fd_hint) {
+  // Memory is shared only between processes of one uid, whichever side
+  // asks: the server checks it before CLC, and a client must not rely on
+  // a server (of another implementation, or hostile) having done so.
+  if (cred.uid != ::geteuid()) {
+    return Status(StatusCode::kPermissionDenied,
+                  "Unix peer uid " + std::to_string(cred.uid) +
+                      " is not ours (uid " + std::to_string(::geteuid()) + ")");
+  }
   Result<TcpPeerSocket> peer = FindTcpPeerSocket(tcp_fd, deadline);
   if (!peer.ok()) return peer.status();
   if (peer->uid != cred.uid) {

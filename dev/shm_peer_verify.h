@@ -55,7 +55,9 @@ Result<bool> ProcessHoldsSocket(pid_t pid, uint64_t inode, int fd_hint = -1);
 bool ChildHoldsSocket(pid_t pid, uint64_t inode);
 
 // All checks above (the pid, or one of its children, must hold the TCP
-// peer socket); kPermissionDenied naming the first that failed.
+// peer socket), and the Unix peer's uid must be our effective uid (the
+// rule both sides apply: memory is shared within one uid only);
+// kPermissionDenied naming the first that failed.
 Status VerifyTcpPeerProcess(int tcp_fd, const PeerCred& cred,
                             std::chrono::steady_clock::time_point deadline,
                             int fd_hint = -1);

@@ -1,7 +1,8 @@
 // dev/unique_fd.h: an owning file descriptor (closes on destruction).
 //
 // Every fd the shm device creates or receives is wrapped at once, so no
-// error path can leak one.
+// error path can leak one. A held fd is marked as usmc's own
+// (base/owned_fd.h): the app's close loops and close_range skip it.
 //
 //   usmc::dev::UniqueFd fd(memfd_create("x", MFD_CLOEXEC));
 //   if (!fd) return Status::FromErrno(errno, "memfd_create");
@@ -13,12 +14,14 @@
 
 #include <utility>
 
+#include "base/owned_fd.h"
+
 namespace usmc::dev {
 
 class UniqueFd {
  public:
   UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
+  explicit UniqueFd(int fd) : fd_(fd) { base::MarkOwnedFd(fd); }
   UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
   UniqueFd& operator=(UniqueFd&& o) noexcept {
     if (this != &o) Reset(std::exchange(o.fd_, -1));
@@ -30,11 +33,16 @@ class UniqueFd {
 
   int get() const { return fd_; }
   explicit operator bool() const { return fd_ >= 0; }
-  int Release() { return std::exchange(fd_, -1); }
+  // The caller owns the fd now (and closes it its own way).
+  int Release() {
+    base::DisownFd(fd_);
+    return std::exchange(fd_, -1);
+  }
   // close() is not retried on EINTR: on Linux the fd is gone either way.
   void Reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) base::CloseOwnedFd(fd_);
     fd_ = fd;
+    base::MarkOwnedFd(fd);
   }
 
  private:

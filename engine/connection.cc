@@ -271,7 +271,7 @@ void Connection::OnAppConsumed(const AppConsumed& e, Actions& out) {
     return;
   }
   counters_.bytes_received += e.len;
-  if (data_->CommitRecv(e.len)) {
+  if (data_->CommitRecv(e.len) || (e.confirm && e.len > 0)) {
     Publish(out);
     ++counters_.consumer_updates;
   }

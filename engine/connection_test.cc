@@ -147,6 +147,23 @@ TEST(ConnectionClose, CloseWithUnreadDataSendsAbortNotClosed) {
   EXPECT_FALSE(m.conn_state.peer_conn_closed);
 }
 
+// A small read waits for the update rule; one the runtime asks to confirm
+// (the connection is shared with a forked process) publishes the consumer
+// cursor at once.
+TEST(ConnectionData, ConfirmedReadPublishesTheConsumerAtOnce) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
+  EXPECT_EQ(FindAction<PublishCdc>(c.OnEvent(AppConsumed{10}, kNow)), nullptr);
+  const wire::CdcMessage m =
+      Published(c.OnEvent(AppConsumed{.len = 20, .confirm = true}, kNow));
+  EXPECT_EQ(m.consumer.count, 30u);
+  EXPECT_EQ(FindAction<PublishCdc>(
+                c.OnEvent(AppConsumed{.len = 0, .confirm = true}, kNow)),
+            nullptr);
+}
+
 TEST(ConnectionClose, CloseWithEverythingReadSendsClosed) {
   SeededEntropy e(1);
   Connection c(TestParams(Role::kClient), &e);

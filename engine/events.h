@@ -62,8 +62,12 @@ struct AppSent {
   bool urgent = false;
 };
 // The app consumed len bytes per Connection::PlanRecv (not for MSG_PEEK).
+// `confirm`: publish the consumer cursor now, whatever the update rule
+// says: another process shares the connection (fork) and may read next; it
+// must start after these bytes, even if this process dies without a word.
 struct AppConsumed {
   uint32_t len = 0;
+  bool confirm = false;
 };
 struct AppShutdown {
   bool read = false;

@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +15,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/owned_fd.h"
+#include "base/sandbox.h"
 #include "dev/shm_dmb.h"
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
@@ -41,15 +45,28 @@ long EnvLong(const char* name, long dflt, long lo, long hi) {
   return std::clamp(n, lo, hi);
 }
 
+bool ProcVisible() {
+  struct stat st {};
+  return ::stat("/proc/self/stat", &st) == 0;
+}
+
 // The holder table (dev::kCtrlHoldersOff): pids of the processes that hold
 // an SMC-D connection. A process that exits without closing (_exit, a
 // crash, a Redis BGSAVE child) leaves its pid behind; a dead or zombie pid
 // no longer counts, so the last live holder still runs the SMC close.
 bool PidAlive(uint32_t pid) {
+  // In a seccomp sandbox (sshd's pre-auth child) a call may kill us, and a
+  // holder we cannot check is alive: we never close under it.
+  if (base::SyscallFilterActive()) return true;
   char path[48];
   std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) {
+    // No /proc here (a server that chroot()ed after accept): kill(0)
+    // tells a gone pid (ESRCH) from a live one, of any uid (EPERM).
+    if (ProcVisible()) return false;
+    return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+  }
   char buf[512];
   ssize_t n = real().read(fd, buf, sizeof buf - 1);
   real().close(fd);
@@ -80,12 +97,16 @@ void RemoveHolder(uint32_t* table, uint32_t pid) {
   }
 }
 
+// A pass marker (Conn::PassMarker) lives as long as its sender: the
+// receiver may take the connection after the sender closed it.
+constexpr uint32_t kPassMarkerBit = 0x80000000u;
+
 bool OtherHolderAlive(uint32_t* table, uint32_t self) {
   bool alive = false;
   for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
     uint32_t v = std::atomic_ref<uint32_t>(table[i]).load();
     if (v == 0 || v == self) continue;
-    if (PidAlive(v)) {
+    if (PidAlive(v & ~kPassMarkerBit)) {
       alive = true;
     } else {
       std::atomic_ref<uint32_t>(table[i]).compare_exchange_strong(v, 0);
@@ -94,6 +115,14 @@ bool OtherHolderAlive(uint32_t* table, uint32_t self) {
   return alive;
 }
 
+}  // namespace
+
+namespace {
+// The settings are read when the library is loaded, not at the first
+// connection: nginx clears its workers' environment (all but TZ) before
+// they connect.
+[[maybe_unused]] const bool g_options_read =
+    (SocketOptions(engine::Role::kClient), true);
 }  // namespace
 
 runtime::Options SocketOptions(engine::Role role) {
@@ -126,8 +155,8 @@ runtime::Options SocketOptions(engine::Role role) {
 
 Conn::~Conn() {
   Inside in;
-  if (mirror_rd >= 0) real().close(mirror_rd);
-  if (mirror_wr >= 0) real().close(mirror_wr);
+  if (mirror_rd >= 0) base::CloseOwnedFd(mirror_rd);
+  if (mirror_wr >= 0) base::CloseOwnedFd(mirror_wr);
 }
 
 runtime::SmcSocket* Conn::smc() const {
@@ -202,8 +231,12 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
       return;
     }
     // The runtime's own reference to the socket: the app may close or dup2
-    // over its fd numbers at will.
-    int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);
+    // over its fd numbers at will. Above the numbers programs dup2 onto
+    // (base/owned_fd.h); the SmcSocket marks it as ours.
+    int priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, base::kOwnedFdFloor);
+    if (priv < 0 && errno == EINVAL) {
+      priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);  // a low fd limit
+    }
     if (priv < 0) {
       BecomeTcp(wire::kReasonMem);
       return;
@@ -527,6 +560,34 @@ void Conn::AddHolderPid(pid_t pid) {
   if (uint32_t* t = sock_->ProcessHolders()) {
     AddHolder(t, static_cast<uint32_t>(pid));
   }
+}
+
+uint32_t Conn::PassMarker(pid_t sender) {
+  return static_cast<uint32_t>(sender) | kPassMarkerBit;
+}
+
+void Conn::AddHolderValue(uint32_t v) {
+  forked_.store(true, std::memory_order_relaxed);  // two processes hold it
+  if (!sock_ || phase() != Phase::kSmc) return;
+  if (uint32_t* t = sock_->ProcessHolders()) AddHolder(t, v);
+}
+
+void Conn::RemoveHolderValue(uint32_t v) {
+  if (!sock_ || phase() != Phase::kSmc) return;
+  if (uint32_t* t = sock_->ProcessHolders()) RemoveHolder(t, v);
+}
+
+void Conn::SettleForPass(int app_fd) {
+  Inside in;
+  if (phase() == Phase::kConnecting && !SettleConnect(app_fd)) {
+    // The kernel's connect is still under way: wait for it, bounded as a
+    // handshake is.
+    struct pollfd p = {app_fd, POLLOUT, 0};
+    (void)real().poll(
+        &p, 1, static_cast<int>(SocketOptions(role_).clc_timeout.count()));
+    (void)SettleConnect(app_fd);
+  }
+  SettleHandshake();
 }
 
 // ---- ConnTable --------------------------------------------------------------

@@ -56,6 +56,18 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // so, settles. false if it is still in progress.
   bool SettleConnect(int app_fd);
 
+  // Plain TCP for good (the peer did not offer SMC, or a fallback): the
+  // app's call may reach the kernel as it was made — one sendmsg stays one
+  // sendmsg, its control messages intact — counted with CountIn/CountOut.
+  // A read waits for a late CLC message to be dropped first (`read`).
+  bool PassThrough(int app_fd, bool read) {
+    if (phase() == Phase::kConnecting) SettleConnect(app_fd);
+    return phase() == Phase::kTcp && !(read && LateClcPending());
+  }
+  // Bytes the app moved (status, exit report); returns n.
+  ssize_t CountIn(ssize_t n);
+  ssize_t CountOut(ssize_t n);
+
   // Data path (the wrappers' common cases).
   ssize_t Recv(int app_fd, void* buf, size_t len, int flags);
   ssize_t Send(int app_fd, const void* buf, size_t len, int flags);
@@ -87,6 +99,16 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void ReleaseFromProcess();
   // After fork: `pid` (the child, or ourselves in the child) holds it too.
   void AddHolderPid(pid_t pid);
+  // SCM_RIGHTS (preload/pass.h): while a passed connection is in flight,
+  // PassMarker() of the sender stands in the holder table for the process
+  // that will receive it, so that the sender closing its copy right after
+  // sendmsg does not end the connection; the receiver removes it.
+  static uint32_t PassMarker(pid_t sender);
+  void AddHolderValue(uint32_t v);
+  void RemoveHolderValue(uint32_t v);
+  // Before its fd leaves the process: a connect or a handshake under way
+  // is finished first (the receiver could not carry it on).
+  void SettleForPass(int app_fd);
   // Ever held by two processes (fork): both may sleep on its doorbell, so
   // an epoll sleep must not arm it with a sleep token (preload/epoll.cc).
   bool forked() const { return forked_.load(std::memory_order_relaxed); }
@@ -133,8 +155,6 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // (counts toward the periodic republish; polls, which epoll's scan mode
   // makes many per request, do not).
   void AfterCall(bool data = true);
-  ssize_t CountIn(ssize_t n);
-  ssize_t CountOut(ssize_t n);
 
   runtime::ConnRecord Record();
 

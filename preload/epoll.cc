@@ -1,5 +1,6 @@
 #include "preload/epoll.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -9,17 +10,21 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "base/owned_fd.h"
 #include "dev/shm_doorbell.h"
 #include "preload/conn.h"
 #include "preload/epoll_internal.h"
+#include "preload/fresh_sockets.h"
 #include "preload/real.h"
 
 namespace usmc::preload {
@@ -378,8 +383,12 @@ void Conn::UpdateMirrors(bool poke) {
     r = s->Poll(POLLIN | POLLOUT | POLLRDHUP | POLLPRI);
   }
   std::lock_guard lock(mu);
-  if (mirror_rd < 0) mirror_rd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (mirror_wr < 0) mirror_wr = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (mirror_rd < 0) {
+    mirror_rd = base::OwnFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  }
+  if (mirror_wr < 0) {
+    mirror_wr = base::OwnFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  }
   const bool rd = r & (POLLIN | POLLRDHUP | POLLPRI | POLLHUP | POLLERR);
   const bool wr = r & (POLLOUT | POLLHUP | POLLERR);
   uint64_t v = 1;
@@ -448,9 +457,82 @@ void SyncAfterCtl(EpollSet& set, EpollReg* reg) {
   Sync(set, reg, nullptr);
 }
 
+EpollReg* NewReg(EpollSet& set, int fd, const std::shared_ptr<Conn>& c,
+                 uint32_t events, epoll_data_t data) {
+  auto r = std::make_unique<EpollReg>();
+  r->set = &set;
+  r->app_fd = fd;
+  r->conn = c;
+  r->events = events;
+  r->data = data;
+  r->edge_seen = kReportNow;
+  EpollReg* reg = r.get();
+  set.regs.push_back(std::move(r));
+  {
+    std::lock_guard cl(c->mu);
+    c->regs.push_back(reg);
+  }
+  c->in_epoll.store(true, std::memory_order_relaxed);
+  return reg;
+}
+
+// Whether the kernel's item of `fd` in `epfd` is a ONESHOT that fired and
+// was not re-armed: the kernel then keeps only the flag bits of its events,
+// which /proc shows (there is no other way to read an item back).
+bool KernelOneshotFired(int epfd, int fd) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/fdinfo/%d", epfd);
+  const int pf = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (pf < 0) return false;
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = real().read(pf, buf, sizeof buf)) > 0;) {
+    text.append(buf, static_cast<size_t>(n));
+  }
+  real().close(pf);
+  constexpr uint32_t kPrivate =
+      EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE;
+  for (size_t at = text.find("tfd:"); at != std::string::npos;
+       at = text.find("tfd:", at + 4)) {
+    int tfd = -1;
+    unsigned events = 0;
+    if (std::sscanf(text.c_str() + at, "tfd: %d events: %x", &tfd, &events) ==
+            2 &&
+        tfd == fd) {
+      return (events & ~kPrivate) == 0;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
+void AdoptEarlyEpollRegs(const std::shared_ptr<Conn>& c,
+                         const std::vector<EarlyEpollItem>& items) {
+  Inside in;
+  for (const EarlyEpollItem& it : items) {
+    if (table().Lookup(it.fd) != c) continue;
+    const bool fired =
+        (it.events & EPOLLONESHOT) && KernelOneshotFired(it.epfd, it.fd);
+    // Fails if the kernel dropped the item (its epoll fd was closed).
+    if (real().epoll_ctl(it.epfd, EPOLL_CTL_DEL, it.fd, nullptr) != 0) {
+      continue;
+    }
+    std::shared_ptr<EpollSet> set = Sets().FindOrCreate(it.epfd);
+    std::lock_guard lock(set->mu);
+    EpollReg* reg = NewReg(*set, it.fd, c, it.events, it.data);
+    reg->oneshot_fired = fired;
+    SyncAfterCtl(*set, reg);
+  }
+}
+
 int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
+  if (IsFresh(fd)) {
+    // A socket not connected yet (or being taken over by its Conn now):
+    // the kernel's item, remembered for connect().
+    int r;
+    if (FreshEpollCtl(epfd, op, fd, ev, &r)) return r;
+  }
   std::shared_ptr<Conn> c = table().Lookup(fd);
   if (!c) {
     if (op == EPOLL_CTL_ADD && AnyEpollCreated()) NoteNestedIfEpoll(fd);
@@ -491,21 +573,7 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       epoll_event probe{};
       if (real().epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &probe) != 0) return -1;
       real().epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nullptr);
-      auto r = std::make_unique<EpollReg>();
-      r->set = set.get();
-      r->app_fd = fd;
-      r->conn = c;
-      r->events = ev->events;
-      r->data = ev->data;
-      r->edge_seen = kReportNow;
-      reg = r.get();
-      set->regs.push_back(std::move(r));
-      {
-        std::lock_guard cl(c->mu);
-        c->regs.push_back(reg);
-      }
-      c->in_epoll.store(true, std::memory_order_relaxed);
-      SyncAfterCtl(*set, reg);
+      SyncAfterCtl(*set, NewReg(*set, fd, c, ev->events, ev->data));
       return 0;
     }
     case EPOLL_CTL_MOD:

@@ -23,6 +23,9 @@
 #include <sys/epoll.h>
 
 #include <memory>
+#include <vector>
+
+#include "preload/fresh_sockets.h"
 
 namespace usmc::preload {
 
@@ -32,6 +35,12 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev);
 // timeout_ms < 0: forever. sigmask may be null.
 int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
               const sigset_t* sigmask);
+// `c` was just created for a socket that the app had added to epoll sets
+// before it connected (preload/fresh_sockets.h): each item the kernel still
+// holds becomes a registration of ours with the app's events and data (a
+// ONESHOT that fired stays disarmed).
+void AdoptEarlyEpollRegs(const std::shared_ptr<Conn>& c,
+                         const std::vector<EarlyEpollItem>& items);
 // The last fd of `c` in this process closed: unregister it everywhere.
 void DropEpollRegs(Conn& c);
 // The app closed an fd: if it was an epoll set, forget it.

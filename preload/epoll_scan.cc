@@ -35,6 +35,7 @@ bool ScanEnabled() {
   }();
   return on;
 }
+[[maybe_unused]] const bool g_scan_read = ScanEnabled();  // at load (nginx)
 
 }  // namespace
 

@@ -273,7 +273,9 @@ std::optional<std::string_view> Value(const std::optional<std::string>& v) {
 Result<std::string> ReadConf(const std::string& path, bool explicit_path,
                              bool* absent) {
   *absent = false;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would wait for a writer, in the constructor of
+  // every program under usmc. Only a regular file is read (fstat below).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     if (errno == ENOENT && !explicit_path) {
       *absent = true;

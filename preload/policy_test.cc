@@ -1,7 +1,9 @@
 #include "preload/policy.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,6 +13,7 @@
 #include <new>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -492,6 +495,45 @@ TEST(LoadTest, DirectoryIsNotAConfigFile) {
   Result<Policy> p = LoadPolicy(env);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().message(), "USMC_CONF: /tmp: not a regular file");
+}
+
+// A FIFO (or any file whose open or read can block) must not hang every
+// program under usmc in its constructor: open never waits for a writer, and
+// only regular files are read. Should the open block, a watchdog opens the
+// FIFO for writing after a while so that the test fails instead of hanging.
+TEST(LoadTest, FifoIsNotAConfigFileAndDoesNotBlock) {
+  char dir[] = "/tmp/usmc_policy_fifo_XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/usmc.conf";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  std::atomic<bool> done{false};
+  std::atomic<bool> rescued{false};
+  std::thread watchdog([&] {
+    while (!done.load()) {
+      for (int i = 0; i < 250 && !done.load(); ++i) ::usleep(20 * 1000);
+      if (done.load()) return;
+      rescued.store(true);
+      int w = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);
+      if (w >= 0) ::close(w);
+    }
+  });
+  for (bool explicit_path : {true, false}) {
+    PolicyEnv env = NoFileEnv();
+    if (explicit_path) {
+      env.conf = path;
+    } else {
+      env.default_conf = path;
+    }
+    Result<Policy> p = LoadPolicy(env);
+    ASSERT_FALSE(p.ok());
+    EXPECT_EQ(p.status().message(), (explicit_path ? "USMC_CONF: " : "") +
+                                        path + ": not a regular file");
+  }
+  done.store(true);
+  watchdog.join();
+  EXPECT_FALSE(rescued.load()) << "open of the FIFO blocked";
+  ::unlink(path.c_str());
+  ::rmdir(dir);
 }
 
 TEST(LoadTest, BadFileErrorNamesFileAndLine) {

@@ -32,6 +32,13 @@ int KernelPoll(std::vector<pollfd>& k, int timeout_ms,
   return real().ppoll(k.data(), k.size(), tsp, sigmask);
 }
 
+// Is fd a connection poll must look at itself? One that is plain TCP for
+// good is polled by the kernel as it is.
+bool Ours(int fd) {
+  std::shared_ptr<Conn> c = table().Lookup(fd);
+  return c != nullptr && c->phase() != Phase::kTcp;
+}
+
 }  // namespace
 
 bool AnyTracked(const pollfd* fds, nfds_t nfds) {
@@ -40,7 +47,7 @@ bool AnyTracked(const pollfd* fds, nfds_t nfds) {
   for (nfds_t i = 0; i < nfds; ++i) {
     // An epoll set polled here must stay visible to the kernel.
     if (epolls) NoteNestedIfEpoll(fds[i].fd);
-    any = any || table().Tracks(fds[i].fd);
+    any = any || Ours(fds[i].fd);
   }
   return any;
 }
@@ -145,7 +152,7 @@ bool AnyTrackedInSets(int nfds, const fd_set* rd, const fd_set* wr,
     if ((rd && FD_ISSET(fd, rd)) || (wr && FD_ISSET(fd, wr)) ||
         (ex && FD_ISSET(fd, ex))) {
       if (epolls) NoteNestedIfEpoll(fd);
-      any = any || table().Tracks(fd);
+      any = any || Ours(fd);
     }
   }
   return any;

@@ -64,6 +64,7 @@ RealFunctions Load() {
   USMC_RESOLVE(execveat);
   USMC_RESOLVE(fexecve);
   USMC_RESOLVE(close_range);
+  USMC_RESOLVE(socket);
 #undef USMC_RESOLVE
   if (!r.connect || !r.recv || !r.send || !r.close || !r.poll ||
       !r.epoll_wait || !r.fork || !r.execve) {

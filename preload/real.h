@@ -67,6 +67,7 @@ struct RealFunctions {
   int (*execveat)(int, const char*, char* const[], char* const[], int);
   int (*fexecve)(int, char* const[], char* const[]);
   int (*close_range)(unsigned, unsigned, int);
+  int (*socket)(int, int, int);
 };
 
 // Resolved on first use (wrappers may run before our constructor).

@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "base/sandbox.h"
 #include "preload/conn.h"
 #include "preload/real.h"
 
@@ -97,10 +98,20 @@ void NoteClosed(const Conn& conn) {
   }
 }
 
+// Read when the library is loaded: nginx (and other daemons) clear their
+// workers' environment before those exit. A copy that is never freed: the
+// report is written after the C++ globals' destructors ran.
+const char* const g_exit_report = [] {
+  const char* v = std::getenv("USMC_EXIT_REPORT");
+  return v != nullptr ? ::strdup(v) : nullptr;
+}();
+
 void WriteExitReport() {
   Inside in;
-  const char* path = std::getenv("USMC_EXIT_REPORT");
+  const char* path = g_exit_report;
   if (path == nullptr || *path == '\0') return;
+  // A sandboxed process (seccomp) may be killed for the open: no line.
+  if (base::SyscallFilterActive()) return;
   Counters& c = C();
   if (c.reported.exchange(true)) return;
   // Connections still open count too (a process may exit without closing).

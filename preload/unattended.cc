@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/owned_fd.h"
 #include "preload/conn.h"
 #include "preload/real.h"
 #include "runtime/smc_socket.h"
@@ -165,7 +166,9 @@ void* Run(void*) {
 
 // Under st.mu.
 bool StartLocked(State& st) {
-  if (st.wake < 0) st.wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (st.wake < 0) {
+    st.wake = base::OwnFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  }
   if (st.wake < 0) return false;
   // Every signal blocked in the thread: the app's handlers run on its own
   // threads, as without usmc.
@@ -186,14 +189,16 @@ bool StartLocked(State& st) {
   return ok;
 }
 
+// Read at load: nginx clears its workers' environment.
+const bool g_unattended_enabled = [] {
+  const char* v = ::getenv("USMC_PROGRESS_THREAD");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}();
+
 }  // namespace
 
 void NoteUnattended(const std::shared_ptr<Conn>& c) {
-  static const bool enabled = [] {
-    const char* v = ::getenv("USMC_PROGRESS_THREAD");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
-  if (!enabled || !Undecided(*c)) return;
+  if (!g_unattended_enabled || !Undecided(*c)) return;
   if (runtime::SmcSocket* s = c->smc()) s->WatchDecision();
   State& st = S();
   std::lock_guard lock(st.mu);
@@ -228,7 +233,7 @@ void UnattendedAfterFork(bool child) {
   ++st.epoch;
   if (child) {
     st.running = false;
-    if (st.wake >= 0) real().close(st.wake);  // the parent's thread's
+    if (st.wake >= 0) base::CloseOwnedFd(st.wake);  // the parent's thread's
     st.wake = -1;
   }
   st.mu.unlock();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "preload/conn.h"
+#include "preload/pass.h"
 #include "preload/real.h"
 
 using usmc::preload::Bypass;
@@ -28,6 +29,12 @@ namespace {
 std::shared_ptr<Conn> Smc(int fd) {
   if (Bypass()) return nullptr;
   return table().Lookup(fd);
+}
+
+// Whether a message's control data may carry fds (preload/pass.h).
+bool MayPassFds(const msghdr* msg) {
+  return msg != nullptr && msg->msg_control != nullptr &&
+         msg->msg_controllen >= sizeof(cmsghdr) && !Bypass();
 }
 
 size_t IovTotal(const iovec* iov, int cnt) {
@@ -98,7 +105,12 @@ ssize_t SendIov(Conn& c, int fd, const iovec* iov, int cnt, int flags) {
 extern "C" {
 
 ssize_t read(int fd, void* buf, size_t n) {
-  if (auto c = Smc(fd)) return c->Recv(fd, buf, n, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/true)) {
+      return c->CountIn(real().read(fd, buf, n));
+    }
+    return c->Recv(fd, buf, n, 0);
+  }
   return real().read(fd, buf, n);
 }
 
@@ -108,17 +120,32 @@ ssize_t __read_chk(int fd, void* buf, size_t n, size_t buflen) {
 }
 
 ssize_t readv(int fd, const iovec* iov, int cnt) {
-  if (auto c = Smc(fd)) return RecvIov(*c, fd, iov, cnt, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/true)) {
+      return c->CountIn(real().readv(fd, iov, cnt));
+    }
+    return RecvIov(*c, fd, iov, cnt, 0);
+  }
   return real().readv(fd, iov, cnt);
 }
 
 ssize_t write(int fd, const void* buf, size_t n) {
-  if (auto c = Smc(fd)) return c->Send(fd, buf, n, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/false)) {
+      return c->CountOut(real().write(fd, buf, n));
+    }
+    return c->Send(fd, buf, n, 0);
+  }
   return real().write(fd, buf, n);
 }
 
 ssize_t writev(int fd, const iovec* iov, int cnt) {
-  if (auto c = Smc(fd)) return SendIov(*c, fd, iov, cnt, 0);
+  if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/false)) {
+      return c->CountOut(real().writev(fd, iov, cnt));
+    }
+    return SendIov(*c, fd, iov, cnt, 0);
+  }
   return real().writev(fd, iov, cnt);
 }
 
@@ -135,6 +162,9 @@ ssize_t __recv_chk(int fd, void* buf, size_t n, size_t buflen, int flags) {
 ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr,
                  socklen_t* addrlen) {
   if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/true)) {
+      return c->CountIn(real().recvfrom(fd, buf, n, flags, addr, addrlen));
+    }
     ssize_t r = c->Recv(fd, buf, n, flags);
     // TCP reports no source address (as the kernel does for TCP).
     if (r >= 0 && addr != nullptr && addrlen != nullptr) *addrlen = 0;
@@ -151,6 +181,9 @@ ssize_t __recvfrom_chk(int fd, void* buf, size_t n, size_t buflen, int flags,
 
 ssize_t recvmsg(int fd, msghdr* msg, int flags) {
   if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/true)) {
+      return c->CountIn(real().recvmsg(fd, msg, flags));
+    }
     ssize_t r =
         RecvIov(*c, fd, msg->msg_iov, static_cast<int>(msg->msg_iovlen), flags);
     if (r >= 0) {
@@ -160,12 +193,18 @@ ssize_t recvmsg(int fd, msghdr* msg, int flags) {
     }
     return r;
   }
+  if (MayPassFds(msg)) return usmc::preload::RecvmsgPassing(fd, msg, flags);
   return real().recvmsg(fd, msg, flags);
 }
 
 int recvmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags, timespec* tmo) {
   auto c = Smc(fd);
   if (!c) return real().recvmmsg(fd, vec, vlen, flags, tmo);
+  if (c->PassThrough(fd, /*read=*/true)) {
+    int r = real().recvmmsg(fd, vec, vlen, flags, tmo);
+    for (int i = 0; i < r; ++i) c->CountIn(vec[i].msg_len);
+    return r;
+  }
   // Stream sockets fill one message per call; after the first, take only
   // what is there (MSG_WAITFORONE is how TCP behaves here anyway).
   unsigned got = 0;
@@ -190,22 +229,40 @@ ssize_t send(int fd, const void* buf, size_t n, int flags) {
 
 ssize_t sendto(int fd, const void* buf, size_t n, int flags,
                const sockaddr* addr, socklen_t addrlen) {
-  // A connected TCP socket ignores the address.
-  if (auto c = Smc(fd)) return c->Send(fd, buf, n, flags);
+  if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/false)) {
+      return c->CountOut(real().sendto(fd, buf, n, flags, addr, addrlen));
+    }
+    // A connected TCP socket ignores the address.
+    return c->Send(fd, buf, n, flags);
+  }
   return real().sendto(fd, buf, n, flags, addr, addrlen);
 }
 
 ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
   if (auto c = Smc(fd)) {
+    if (c->PassThrough(fd, /*read=*/false)) {
+      return c->CountOut(real().sendmsg(fd, msg, flags));
+    }
     return SendIov(*c, fd, msg->msg_iov, static_cast<int>(msg->msg_iovlen),
                    flags);
   }
+  if (MayPassFds(msg)) return usmc::preload::SendmsgPassing(fd, msg, flags);
   return real().sendmsg(fd, msg, flags);
 }
 
 int sendmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags) {
   auto c = Smc(fd);
-  if (!c) return real().sendmmsg(fd, vec, vlen, flags);
+  bool fds = false;  // then one sendmsg each, which carries connections
+  for (unsigned i = 0; !c && i < vlen && !fds; ++i) {
+    fds = MayPassFds(&vec[i].msg_hdr);
+  }
+  if (!c && !fds) return real().sendmmsg(fd, vec, vlen, flags);
+  if (c && c->PassThrough(fd, /*read=*/false)) {
+    int r = real().sendmmsg(fd, vec, vlen, flags);
+    for (int i = 0; i < r; ++i) c->CountOut(vec[i].msg_len);
+    return r;
+  }
   unsigned sent = 0;
   for (; sent < vlen; ++sent) {
     ssize_t r = sendmsg(fd, &vec[sent].msg_hdr, flags);

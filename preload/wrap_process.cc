@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,11 +29,13 @@
 #include <string_view>
 #include <vector>
 
+#include "base/sandbox.h"
 #include "preload/conn.h"
 #include "preload/listeners.h"
 #include "preload/policy_glue.h"
 #include "preload/real.h"
 #include "preload/status.h"
+#include "preload/stdio.h"
 #include "preload/unattended.h"
 
 extern char** environ;
@@ -264,6 +267,27 @@ void AdoptExecState() {
   }
 }
 
+// A server that drops privileges after accept (setuid, chroot) would run a
+// handshake under way without what it needs (its uid for the peer check,
+// /proc): as exec does, finish those first, bounded by the CLC timeout.
+// Once SMC-D, the connection needs neither.
+void SettleBeforePrivilegeDrop() {
+  if (Bypass()) return;
+  Inside in;
+  for (auto& c : UniqueConns()) c->SettleHandshake();
+}
+
+template <typename... A>
+int CallNext(const char* name, A... args) {
+  using Fn = int (*)(A...);
+  auto next = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
+  if (next == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return next(args...);
+}
+
 }  // namespace
 }  // namespace usmc::preload
 
@@ -299,6 +323,41 @@ pid_t fork() {
     pl::ListenersAfterForkChild();
   }
   return pid;
+}
+
+int setuid(uid_t u) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("setuid", u);
+}
+int seteuid(uid_t u) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("seteuid", u);
+}
+int setreuid(uid_t r, uid_t e) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("setreuid", r, e);
+}
+int setresuid(uid_t r, uid_t e, uid_t s) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("setresuid", r, e, s);
+}
+int chroot(const char* path) {
+  pl::SettleBeforePrivilegeDrop();
+  return pl::CallNext("chroot", path);
+}
+
+// A seccomp filter (sshd's pre-auth child) may kill the process for calls
+// usmc makes on its own at exit: from now on it leaves them out.
+int prctl(int option, ...) {
+  va_list ap;
+  va_start(ap, option);
+  unsigned long a[4];
+  for (unsigned long& x : a) x = va_arg(ap, unsigned long);
+  va_end(ap);
+  if (option == PR_SET_SECCOMP) usmc::base::NoteSyscallFilter();
+  using Fn = int (*)(int, ...);
+  static Fn next = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "prctl"));
+  return next(option, a[0], a[1], a[2], a[3]);
 }
 
 // A vfork child shares our memory until it execs: our exec wrapper would
@@ -425,11 +484,15 @@ __attribute__((constructor)) void UsmcPreloadStart() {
   (void)real();
   pl::LoadProcessPolicy();
   pl::AdoptExecState();
+  pl::WrapStdStreamsOnSmc();
 }
 
 // exit(3) closes every fd, as the kernel does for TCP: the connections this
 // process held last get their SMC close, the others lose one holder.
 __attribute__((destructor)) void UsmcPreloadEnd() {
+  // exit() flushes stdio after the destructors: an SMC stream's last
+  // bytes must go before its connection closes.
+  pl::FlushSmcStreams();
   Inside in;
   std::vector<int> fds;
   pl::table().ForEach(

@@ -1,5 +1,6 @@
 // preload/wrap_socket.cc: connection setup and the fd-level calls (connect,
 // listen, accept, close, dup, fcntl, ioctl, socket options, poll, epoll).
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
@@ -8,15 +9,20 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
+#include "base/owned_fd.h"
 #include "negotiate/negotiate.h"
 #include "preload/conn.h"
 #include "preload/epoll.h"
+#include "preload/fresh_sockets.h"
 #include "preload/listeners.h"
 #include "preload/policy_glue.h"
 #include "preload/poll.h"
@@ -49,6 +55,7 @@ int AfterAccept(int fd) {
   if (fd < 0 || Bypass()) return fd;
   Inside in;
   const int saved = errno;
+  pl::ForgetFreshFd(fd);  // a mark left by a close we did not see
   usmc::negotiate::Outcome o = usmc::negotiate::QueryOutcome(fd);
   if (o.both_offered() ||
       o.detail == usmc::negotiate::Detail::kPeerDidNotOffer) {
@@ -63,6 +70,7 @@ int AfterAccept(int fd) {
 // The app's fd `fd` goes away (close, or replaced by dup2): the connection
 // ends if no other fd of this process refers to it.
 void ForgetFd(int fd) {
+  pl::ForgetFreshFd(fd);
   if (std::shared_ptr<Conn> c = table().Remove(fd)) {
     c->ReleaseFromProcess();
     pl::NoteClosed(*c);
@@ -80,6 +88,18 @@ void ForgetFdForProcess(int fd) { ForgetFd(fd); }
 
 extern "C" {
 
+int socket(int domain, int type, int protocol) {
+  const int fd = real().socket(domain, type, protocol);
+  if (fd >= 0 && !Bypass()) {
+    // Only what connect() may turn into a Conn is tracked until then.
+    const bool tcp = (domain == AF_INET || domain == AF_INET6) &&
+                     (type & 0xf) == SOCK_STREAM &&
+                     (protocol == 0 || protocol == IPPROTO_TCP);
+    pl::NoteSocketCreated(fd, tcp);
+  }
+  return fd;
+}
+
 int connect(int fd, const sockaddr* addr, socklen_t len) {
   if (Bypass() || !IsInet(addr) || table().Tracks(fd)) {
     return real().connect(fd, addr, len);
@@ -89,8 +109,9 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
       pl::PolicyAllowsConnect(fd, addr, len) && usmc::negotiate::OptIn(fd);
   int r = real().connect(fd, addr, len);
   const int err = errno;
+  std::shared_ptr<Conn> c;
   if (opted && (r == 0 || err == EINPROGRESS)) {
-    auto c = std::make_shared<Conn>(usmc::engine::Role::kClient);
+    c = std::make_shared<Conn>(usmc::engine::Role::kClient);
     table().Install(fd, c);
     if (r == 0) {
       c->OnEstablished(fd, /*blocking=*/!IsNonblocking(fd));
@@ -101,6 +122,18 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
       (void)c->SettleConnect(fd);
     }
   }
+  if (r == 0 || err == EINPROGRESS) {
+    // What the app did with the socket before: its dups become fds of the
+    // connection, and its epoll items ours (unless it is TCP already: then
+    // the kernel's items are right as they are).
+    pl::EndFresh(fd, [&](const pl::FreshSocket& f) {
+      if (!c) return;
+      for (int d : f.fds) {
+        if (d != fd) table().Install(d, c);
+      }
+      if (c->phase() != Phase::kTcp) pl::AdoptEarlyEpollRegs(c, f.items);
+    });
+  }
   errno = err;
   return r;
 }
@@ -110,6 +143,7 @@ int listen(int fd, int backlog) {
   Inside in;
   const bool opted = pl::PolicyAllowsListen(fd) && usmc::negotiate::OptIn(fd);
   const int r = real().listen(fd, backlog);
+  if (r == 0) pl::EndFresh(fd, nullptr);  // its readiness stays the kernel's
   if (r == 0 && opted) {
     // Only listeners that offer SMC: the connections of the others are
     // not ours and not published either.
@@ -135,13 +169,47 @@ int shutdown(int fd, int how) {
   return real().shutdown(fd, how);
 }
 
+// usmc's own fds (base/owned_fd.h) are not the app's: a program closing
+// every fd it does not know of (a close loop, close_range or closefrom
+// before exec, a /proc/self/fd walk) must not take them, or the SMC
+// connections they carry die with them. The app sees what it would see
+// without usmc, where that number is not open: EBADF for close, nothing
+// for the range calls.
 int close(int fd) {
   if (!Bypass()) {
+    if (usmc::base::IsOwnedFd(fd)) {
+      errno = EBADF;
+      return -1;
+    }
     Inside in;
     ForgetFd(fd);
   }
   return real().close(fd);
 }
+
+namespace {
+
+static int RealCloseRange(unsigned first, unsigned last, int flags) {
+  if (real().close_range != nullptr) {
+    return real().close_range(first, last, flags);
+  }
+  return static_cast<int>(::syscall(SYS_close_range, first, last, flags));
+}
+
+// close_range over [first, last] minus usmc's fds: one call per gap.
+// CLOSE_RANGE_CLOEXEC needs no gaps (ours are close-on-exec already, and
+// the exec wrapper clears it where a connection moves to the new image).
+static int CloseRangeSkippingOurs(unsigned first, unsigned last, int flags) {
+  if (flags & CLOSE_RANGE_CLOEXEC) return RealCloseRange(first, last, flags);
+  return usmc::base::ForEachUnownedRange(
+      first, last,
+      [](unsigned lo, unsigned hi, void* f) {
+        return RealCloseRange(lo, hi, *static_cast<int*>(f));
+      },
+      &flags);
+}
+
+}  // namespace
 
 int close_range(unsigned first, unsigned last, int flags) {
   if (!Bypass() && !(flags & CLOSE_RANGE_CLOEXEC)) {
@@ -155,13 +223,56 @@ int close_range(unsigned first, unsigned last, int flags) {
     });
     for (int fd : fds) ForgetFd(fd);
     pl::ForgetListenerFds(first, last);
+    pl::ForgetFreshFds(first, last);
     for (unsigned fd = first; fd <= last && fd < 65536; ++fd) {
       if (pl::IsTrackedEpollSet(static_cast<int>(fd))) {
         pl::ForgetEpollSet(static_cast<int>(fd));
       }
     }
   }
-  return real().close_range(first, last, flags);
+  if (Bypass()) return RealCloseRange(first, last, flags);
+  return CloseRangeSkippingOurs(first, last, flags);
+}
+
+// glibc's closefrom calls close_range inside the library, past our
+// wrapper: it needs its own.
+void closefrom(int lowfd) {
+  const unsigned low = lowfd < 0 ? 0u : static_cast<unsigned>(lowfd);
+  if (close_range(low, ~0u, 0) == 0) return;
+  // No close_range (a kernel before 5.9): every open fd from /proc, as
+  // glibc's fallback does, through close() (which skips ours).
+  Inside in;
+  std::vector<int> fds;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    const int dfd = ::dirfd(d);
+    while (dirent* e = ::readdir(d)) {
+      const int fd = std::atoi(e->d_name);
+      if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && fd >= lowfd &&
+          fd != dfd) {
+        fds.push_back(fd);
+      }
+    }
+    ::closedir(d);
+  } else {
+    for (int fd = std::max(lowfd, 0); fd < 65536; ++fd) fds.push_back(fd);
+  }
+  for (int fd : fds) {
+    if (usmc::base::IsOwnedFd(fd)) continue;
+    ForgetFd(fd);
+    real().close(fd);
+  }
+}
+
+// dup2/dup3 onto a number usmc holds (at kOwnedFdFloor or above, where
+// programs rarely aim): replacing it would make usmc ring or read the app's
+// file. Refused as the kernel refuses a number another thread is opening.
+static int DupOntoOurs(int to) {
+  std::fprintf(stderr,
+               "usmc: dup2 onto fd %d, which usmc holds for a connection: "
+               "refused (EBUSY)\n",
+               to);
+  errno = EBUSY;
+  return -1;
 }
 
 int dup(int fd) {
@@ -169,12 +280,14 @@ int dup(int fd) {
   if (r >= 0 && !Bypass()) {
     table().Duplicate(fd, r);
     pl::DuplicateListenerFd(fd, r);
+    pl::DuplicateFreshFd(fd, r);
   }
   return r;
 }
 
 int dup2(int from, int to) {
   if (Bypass() || from == to) return real().dup2(from, to);
+  if (usmc::base::IsOwnedFd(to)) return DupOntoOurs(to);
   Inside in;
   int r = real().dup2(from, to);
   if (r >= 0) {
@@ -182,6 +295,7 @@ int dup2(int from, int to) {
     ForgetFd(to);  // dup2 closed it
     table().Duplicate(from, to);
     pl::DuplicateListenerFd(from, to);
+    pl::DuplicateFreshFd(from, to);
     errno = err;
   }
   return r;
@@ -189,12 +303,14 @@ int dup2(int from, int to) {
 
 int dup3(int from, int to, int flags) {
   if (Bypass()) return real().dup3(from, to, flags);
+  if (from != to && usmc::base::IsOwnedFd(to)) return DupOntoOurs(to);
   Inside in;
   int r = real().dup3(from, to, flags);
   if (r >= 0) {
     ForgetFd(to);
     table().Duplicate(from, to);
     pl::DuplicateListenerFd(from, to);
+    pl::DuplicateFreshFd(from, to);
   }
   return r;
 }
@@ -211,6 +327,7 @@ static int FcntlImpl(int fd, int cmd, void* arg) {
     case F_DUPFD_CLOEXEC:
       table().Duplicate(fd, r);
       pl::DuplicateListenerFd(fd, r);
+      pl::DuplicateFreshFd(fd, r);
       break;
     default:
       break;

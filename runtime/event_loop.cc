@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 
+#include "base/owned_fd.h"
 #include "runtime/smc_socket.h"
 
 namespace usmc::runtime {
@@ -107,7 +108,7 @@ void SmcSocket::AfterWait(const WaitSpec& polled, bool edge) {
 void SmcSocket::WatchDecision() {
   std::lock_guard lock(mu_);
   if (decided_fd_ >= 0 || !HandshakingLocked()) return;
-  decided_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  decided_fd_ = base::OwnFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
 }
 
 SmcSocket::WaitSpec SmcSocket::HandshakeSpec() const {
@@ -158,7 +159,7 @@ void SmcSocket::Forget() {
   listener_.reset();
   peer_.Detach();
   local_.Unregister();
-  ::close(fd_);
+  base::CloseOwnedFd(fd_);
   tcp_closed_ = true;
   peer_changed_.notify_all();
 }

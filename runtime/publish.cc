@@ -20,6 +20,8 @@
 #include <new>
 #include <sstream>
 
+#include "base/owned_fd.h"
+#include "base/sandbox.h"
 #include "runtime/publish_layout.h"
 #include "runtime/smc_socket.h"
 
@@ -273,7 +275,9 @@ std::atomic<int> g_file_seq{0};
 void UnlinkAtExit() {
   StatusPublisher* p = g_process.load(std::memory_order_acquire);
   // Not deleted: other threads may still publish while the process exits.
-  if (p != nullptr) unlink(p->path().c_str());
+  // In a seccomp sandbox unlink may kill the process: the file stays, as
+  // after a crash (readers skip a dead pid's file).
+  if (p != nullptr && !base::SyscallFilterActive()) unlink(p->path().c_str());
 }
 
 void AfterForkInChild() {
@@ -313,9 +317,13 @@ StatusPublisher::StatusPublisher(std::string path, int fd, FileLayout* f)
     : path_(std::move(path)), fd_(fd), owner_pid_(getpid()), f_(f) {}
 
 StatusPublisher::~StatusPublisher() {
-  if (getpid() == owner_pid_) unlink(path_.c_str());
+  // In a seccomp sandbox unlink may kill the process: the file stays, as
+  // after a crash (readers skip a dead pid's file).
+  if (getpid() == owner_pid_ && !base::SyscallFilterActive()) {
+    unlink(path_.c_str());
+  }
   munmap(f_, sizeof(FileLayout));
-  close(fd_);
+  base::CloseOwnedFd(fd_);
 }
 
 Result<StatusPublisher*> StatusPublisher::Create(const std::string& dir) {
@@ -361,7 +369,9 @@ Result<StatusPublisher*> StatusPublisher::Create(const std::string& dir) {
   std::memcpy(f->h.comm, comm.data(),
               std::min(comm.size(), sizeof(f->h.comm) - 1));
   f->h.ready.store(1, std::memory_order_release);
-  return new StatusPublisher(std::move(path), fd, f);
+  // Marked as ours: an app closing every fd it does not know (before exec)
+  // leaves it, and our close never hits an fd of the app's.
+  return new StatusPublisher(std::move(path), base::OwnFd(fd), f);
 }
 
 StatusPublisher* StatusPublisher::Process() {

@@ -16,6 +16,7 @@
 #include <new>
 #include <variant>
 
+#include "base/owned_fd.h"
 #include "dev/shm_identity.h"
 #include "dev/shm_peer_verify.h"
 #include "engine/clc_common.h"
@@ -85,6 +86,9 @@ SmcSocket::SmcSocket(int fd, const Options& opts)
       opts_(opts),
       entropy_(SeedFromKernel()),
       conn_(MakeParams(opts), &entropy_) {
+  // The app may close every fd it does not know of (close_range before
+  // exec): ours stays.
+  base::MarkOwnedFd(fd_);
   // Before any fork that could share this socket.
   static const bool counted =
       ::pthread_atfork(CountFork, nullptr, nullptr) == 0;
@@ -100,7 +104,7 @@ void SmcSocket::NoteShared() { CountFork(); }
 SmcSocket::~SmcSocket() {
   if (!tcp_closed_) Close();
   // Only now: a sleeper may hold the number in its poll set until then.
-  if (decided_fd_ >= 0) ::close(decided_fd_);
+  if (decided_fd_ >= 0) base::CloseOwnedFd(decided_fd_);
 }
 
 engine::TimePoint SmcSocket::Now() {
@@ -546,7 +550,9 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
         copied += c.len;
       }
       done += plan.total;
-      if (!peek) Feed(engine::AppConsumed{plan.total});
+      // Shared with another process (fork): each read is confirmed at once,
+      // so a sibling that reads next starts after it.
+      if (!peek) Feed(engine::AppConsumed{plan.total, MaybeShared()});
       if (peek || done == len) return static_cast<ssize_t>(done);
       // Took all there was (the step was not the limit): as one copy would.
       if (done >= target && plan.total < step) {
@@ -768,7 +774,7 @@ void SmcSocket::CloseFd(bool reset) {
     struct linger l = {1, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   }
-  ::close(fd_);
+  base::CloseOwnedFd(fd_);
   tcp_closed_ = true;
 }
 

@@ -61,6 +61,8 @@
 
 namespace usmc::runtime {
 
+struct ExecRecord;  // runtime/exec_record.h
+
 struct Options {
   engine::Role role = engine::Role::kClient;
   // Our receive buffer (DMB) size, CDC area included. SMC-D sizes are
@@ -279,9 +281,23 @@ class SmcSocket {
   // Rebuilds one socket from the front of `in` (advanced past the record).
   static Result<std::unique_ptr<SmcSocket>> AdoptAfterExec(
       std::string_view& in);
+  // SCM_RIGHTS handover (preload/pass.cc): the same record, its fds this
+  // process's numbers (FD_CLOEXEC untouched); the caller sends the fds and
+  // the record's bytes to the receiving process. This process may go on
+  // holding the socket: another process publishes for it from now on.
+  Status ExportForPass(ExecRecord& rec);
+  // Rebuilds a socket from a record whose fds the caller has already put
+  // into this process. On
+  // failure after the TCP fd was checked, the connection is reset.
+  // `own_buffer_fds`: the four buffer fds are closed on any failure (else
+  // only once they proved to be buffers). The TCP fd is never closed on
+  // failure.
+  static Result<std::unique_ptr<SmcSocket>> AdoptRecord(const ExecRecord& rec,
+                                                        bool own_buffer_fds);
 
  private:
   SmcSocket(int fd, const Options& opts);
+  Status ExportRecord(ExecRecord& rec);  // ExportFor*'s common part
 
   using Clock = std::chrono::steady_clock;
   static engine::TimePoint Now();

@@ -69,6 +69,32 @@ Status CheckMemfd(int fd) {
 Status SmcSocket::ExportForExec(std::string& out) {
   // A vfork child exporting shares our memory: the parent learns it too.
   NoteShared();
+  ExecRecord rec;
+  USMC_RETURN_IF_ERROR(ExportRecord(rec));
+  const int fds[] = {rec.tcp_fd, rec.local_memfd, rec.local_doorbell_fd,
+                     rec.peer_memfd, rec.peer_doorbell_fd};
+  for (size_t i = 0; i < std::size(fds); ++i) {
+    Status st = SetCloexec(fds[i], false);
+    if (!st.ok()) {
+      // Put back what we changed: nothing leaks into the next exec.
+      for (size_t j = 0; j < i; ++j) {
+        (void)SetCloexec(fds[j], j == 0 ? rec.tcp_cloexec : true);
+      }
+      return st;
+    }
+  }
+  AppendExecRecord(rec, out);
+  return OkStatus();
+}
+
+Status SmcSocket::ExportForPass(ExecRecord& rec) {
+  // The receiver publishes into the peer's DMB too from now on: this
+  // process must look for its progress (AdoptSiblingProgress).
+  NoteShared();
+  return ExportRecord(rec);
+}
+
+Status SmcSocket::ExportRecord(ExecRecord& rec) {
   std::lock_guard lock(mu_);
   if (tcp_closed_) return Precondition("socket already closed");
   if (HandshakingLocked()) {
@@ -99,7 +125,6 @@ Status SmcSocket::ExportForExec(std::string& out) {
                   "the engine's link");
   }
 
-  ExecRecord rec;
   rec.tcp_fd = fd_;
   rec.local_memfd = local_.memfd();
   rec.local_doorbell_fd = local_.doorbell().fd();
@@ -119,20 +144,6 @@ Status SmcSocket::ExportForExec(std::string& out) {
   const int tcp_fl = ::fcntl(fd_, F_GETFD);
   if (tcp_fl < 0) return Status::FromErrno(errno, "fcntl F_GETFD");
   rec.tcp_cloexec = tcp_fl & FD_CLOEXEC;
-
-  const int fds[] = {rec.tcp_fd, rec.local_memfd, rec.local_doorbell_fd,
-                     rec.peer_memfd, rec.peer_doorbell_fd};
-  for (size_t i = 0; i < std::size(fds); ++i) {
-    Status st = SetCloexec(fds[i], false);
-    if (!st.ok()) {
-      // Put back what we changed: nothing leaks into the next exec.
-      for (size_t j = 0; j < i; ++j) {
-        (void)SetCloexec(fds[j], j == 0 ? rec.tcp_cloexec : true);
-      }
-      return st;
-    }
-  }
-  AppendExecRecord(rec, out);
   return OkStatus();
 }
 
@@ -140,12 +151,30 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptAfterExec(
     std::string_view& in) {
   Result<ExecRecord> decoded = DecodeExecRecord(in);
   if (!decoded.ok()) return decoded.status();
-  const ExecRecord& rec = *decoded;
+  return AdoptRecord(*decoded, /*own_buffer_fds=*/false);
+}
+
+Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptRecord(const ExecRecord& rec,
+                                                          bool own_buffer_fds) {
+  // A received record's buffer fds are ours whatever happens; an exec
+  // record's are only once they proved to be buffers (a bad record may
+  // name the app's fds).
+  auto close_buffers = [&] {
+    if (!own_buffer_fds) return;
+    for (int fd : {rec.local_memfd, rec.local_doorbell_fd, rec.peer_memfd,
+                   rec.peer_doorbell_fd}) {
+      if (fd >= 0) ::close(fd);
+    }
+  };
   if (rec.engine.finished) {
+    close_buffers();
     return Status(StatusCode::kInvalidArgument,
                   "exec record: connection already finished");
   }
-  USMC_RETURN_IF_ERROR(CheckTcpFd(rec.tcp_fd));
+  if (Status st = CheckTcpFd(rec.tcp_fd); !st.ok()) {
+    close_buffers();
+    return st;
+  }
   // From here on the peer must learn if we fail: a half-adopted connection
   // would leave it waiting on a silent socket. shutdown, not close: the fd
   // number belongs to the application.
@@ -156,10 +185,16 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptAfterExec(
     return st;
   };
   for (int fd : {rec.local_memfd, rec.peer_memfd}) {
-    if (Status st = CheckMemfd(fd); !st.ok()) return fail(st);
+    if (Status st = CheckMemfd(fd); !st.ok()) {
+      close_buffers();
+      return fail(st);
+    }
   }
   for (int fd : {rec.local_doorbell_fd, rec.peer_doorbell_fd}) {
-    if (Status st = dev::CheckDoorbellFd(fd); !st.ok()) return fail(st);
+    if (Status st = dev::CheckDoorbellFd(fd); !st.ok()) {
+      close_buffers();
+      return fail(st);
+    }
   }
   // The four buffer fds are ours now: every failure below closes them.
   dev::UniqueFd local_mem(rec.local_memfd), local_bell(rec.local_doorbell_fd),

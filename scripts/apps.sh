@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real-program suite (issue 5): sockperf, iperf3, redis (+ Redis's own
-# test suite), python, curl, forking servers and mixed usmc/plain pairs, each
+# test suite), python, curl, forking servers, mixed usmc/plain pairs, nginx
+# as a reverse proxy, git daemon + clone and sshd + ssh, each
 # under `usmc run` on both ends unless the test says otherwise. See
 # tests/apps/*.sh for what each checks.
 #
@@ -25,7 +26,7 @@ fi
 export USMC_APPS_MODE=$APPS_MODE
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
-  tests=(sockperf iperf3 redis python curl fork mixed redis-suite)
+  tests=(sockperf iperf3 redis python curl fork mixed nginx git ssh redis-suite)
   # USMC_APPS_REDIS_SUITE=0 leaves Redis's own suite out (two runs of a
   # subset of ./runtest, about 4 minutes together).
   [ "${USMC_APPS_REDIS_SUITE:-1}" = 0 ] && unset 'tests[-1]'

@@ -11,8 +11,10 @@ PACKAGES=(
   libbpf-dev bpftool                 # negotiate/: the TCP option program
   libibverbs-dev                     # dev/verbs (SMC-R)
   tshark                             # independent decoder for wire tests
-  iproute2 procps
+  iproute2 procps strace             # strace: tests/conformance counts system calls
   sockperf iperf3 redis-server redis-tools tcl curl python3   # tests/apps (scripts/apps.sh)
+  nginx-light                                                  # tests/apps/nginx.sh
+  git openssh-server openssh-client                          # tests/apps: git.sh, ssh.sh
 )
 
 missing=()

@@ -7,6 +7,9 @@ endif()
 add_library(usmc_negotiate_harness STATIC negotiate_harness.cc)
 target_link_libraries(usmc_negotiate_harness PUBLIC usmc_negotiate
                       GTest::gtest)
+# Child processes with captured output, for the black-box drivers.
+add_library(usmc_test_proc STATIC proc_util.cc)
+target_link_libraries(usmc_test_proc PUBLIC usmc_negotiate_harness)
 
 # Handshake tests attach only to a private child cgroup; the lock keeps them
 # from capturing on lo at the same time as each other.

@@ -21,7 +21,9 @@ find_package(Threads REQUIRED)
 
 add_executable(preload_probe preload_probe.cc preload_probe_data.cc
                preload_probe_events.cc preload_probe_close.cc
-               preload_probe_wake.cc preload_probe_clc.cc)
+               preload_probe_wake.cc preload_probe_early_epoll.cc
+               preload_probe_exec.cc preload_probe_pass.cc
+               preload_probe_clc.cc)
 # Fortified glibc calls (__read_chk, __recv_chk, __poll_chk...) are part of
 # what the interposer must catch.
 target_compile_options(preload_probe PRIVATE -O2 -U_FORTIFY_SOURCE
@@ -36,7 +38,7 @@ set_property(TARGET preload_probe_static PROPERTY COMPILE_OPTIONS
 set_property(TARGET preload_probe_static PROPERTY LINK_OPTIONS -static)
 
 add_executable(preload_test preload_test.cc)
-target_link_libraries(preload_test PRIVATE usmc_negotiate_harness
+target_link_libraries(preload_test PRIVATE usmc_test_proc usmc_negotiate_harness
                       nlohmann_json::nlohmann_json GTest::gtest
                       GTest::gtest_main)
 target_compile_definitions(preload_test PRIVATE

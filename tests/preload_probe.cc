@@ -168,6 +168,7 @@ int ProbeMain(int argc, char** argv) {
   if (mode == "exec-child" && argc == 4) {
     return ExecChild(std::atoi(argv[2]), std::atoi(argv[3]));
   }
+  if (mode == "exec-stdio-child") return ExecStdioChild();
   if (mode == "silent-server") return SilentServerMain();
   if (mode == "silent-client" && argc == 4) {
     return SilentClientMain(static_cast<uint16_t>(std::atoi(argv[2])), argv[3]);
@@ -184,6 +185,9 @@ int ProbeMain(int argc, char** argv) {
   AddEventScenarios(all);
   AddCloseScenarios(all);
   AddWakeScenarios(all);
+  AddEarlyEpollScenarios(all);
+  AddExecScenarios(all);
+  AddPassScenarios(all);
   AddClcScenarios(all);
   auto it = all.find(argv[2]);
   if (it == all.end()) return Usage();

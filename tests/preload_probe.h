@@ -87,6 +87,14 @@ int SilentClientMain(uint16_t port, const std::string& mode);
 void AddCloseScenarios(Scenarios& s);
 // tests/preload_probe_wake.cc: wakeups across many connections of a set.
 void AddWakeScenarios(Scenarios& s);
+// tests/preload_probe_early_epoll.cc: epoll registrations made before
+// connect() or listen().
+void AddEarlyEpollScenarios(Scenarios& s);
+// tests/preload_probe_exec.cc: exec after closing every other fd.
+void AddExecScenarios(Scenarios& s);
+int ExecStdioChild();  // the image after "exec-stdio"
+// tests/preload_probe_pass.cc: connections passed to a worker (SCM_RIGHTS).
+void AddPassScenarios(Scenarios& s);
 // tests/preload_probe_clc.cc: a scripted CLC peer forcing fallbacks.
 void AddClcScenarios(Scenarios& s);
 int ClcPeerMain(const std::string& mode, const std::string& script,

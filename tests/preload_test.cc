@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@
 
 #include "base/loaded_library.h"
 #include "tests/negotiate_harness.h"
+#include "tests/proc_util.h"
 #include "wire/reason.h"
 
 extern char** environ;
@@ -44,182 +46,13 @@ namespace {
 
 using json = nlohmann::json;
 using negotiate_test::NegotiateCgroup;
+using test_proc::EnvMap;
+using test_proc::Exit;
+using test_proc::Proc;
 namespace fs = std::filesystem;
 
 constexpr uint64_t kChunk = 64 << 10;
-constexpr int kProcTimeoutMs = 20000;  // a hang becomes a failure
-
-// ---- child processes
-// ------------------------------------------------------------
-
-struct Exit {
-  int code = -1;  // exit code, or -1 (signal / timeout)
-  bool timed_out = false;
-  std::string out, err;
-  bool ok() const { return code == 0 && !timed_out; }
-};
-std::ostream& operator<<(std::ostream& os, const Exit& e) {
-  return os << "exit " << e.code << (e.timed_out ? " (TIMED OUT, killed)" : "")
-            << "\n--- stdout ---\n"
-            << e.out << "--- stderr ---\n"
-            << e.err;
-}
-
-// Where the processes of group `pgid` hang (gdb, if installed): the
-// report of a hang names the blocking call.
-std::string StacksOfGroup(pid_t pgid) {
-  if (access("/usr/bin/gdb", X_OK) != 0) return {};
-  std::string out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (getpgid(std::stoi(name)) != pgid) continue;
-    negotiate_test::CommandResult r = negotiate_test::RunCommand(
-        "gdb -batch -nx -p " + name +
-        " -ex 'thread apply all bt 12' 2>/dev/null | grep -E '^(#|Thread)'");
-    out += "\n[stacks of hung pid " + name + "]\n" + r.out.substr(0, 6000);
-  }
-  return out;
-}
-
-using EnvMap = std::map<std::string, std::string>;
-
-// One process (and its process group) with stdout/stderr captured.
-class Proc {
- public:
-  Proc(const std::vector<std::string>& args, const EnvMap& env) {
-    int out[2], err[2];
-    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return;
-    std::vector<std::string> env_store;
-    for (char** e = environ; *e != nullptr; ++e) {
-      std::string v = *e;
-      std::string key = v.substr(0, v.find('='));
-      if (key == "LD_PRELOAD" || key.rfind("USMC_", 0) == 0 || env.count(key)) {
-        continue;
-      }
-      env_store.push_back(v);
-    }
-    for (const auto& [k, v] : env) env_store.push_back(k + "=" + v);
-    std::vector<char*> envp, argv;
-    for (auto& s : env_store) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    std::vector<std::string> args_store = args;
-    for (auto& s : args_store) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      dup2(out[1], 1);
-      dup2(err[1], 2);
-      execve(argv[0], argv.data(), envp.data());
-      _exit(127);
-    }
-    setpgid(pid_, pid_);
-    close(out[1]);
-    close(err[1]);
-    out_fd_ = out[0];
-    err_fd_ = err[0];
-  }
-  ~Proc() {
-    if (pid_ > 0 && !reaped_) {
-      kill(-pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (out_fd_ >= 0) close(out_fd_);
-    if (err_fd_ >= 0) close(err_fd_);
-  }
-
-  // The next line on stdout (without '\n'); nullopt on EOF or timeout.
-  std::optional<std::string> ReadLine(int timeout_ms) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    for (;;) {
-      size_t nl = exit_.out.find('\n', line_pos_);
-      if (nl != std::string::npos) {
-        std::string line = exit_.out.substr(line_pos_, nl - line_pos_);
-        line_pos_ = nl + 1;
-        return line;
-      }
-      int left = MsLeft(deadline);
-      if (left == 0 || out_fd_ < 0) return std::nullopt;
-      if (!Pump(left)) return std::nullopt;
-    }
-  }
-
-  // Waits for the process to exit (killing its group at the deadline).
-  Exit Wait(int timeout_ms = kProcTimeoutMs) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    std::optional<Clock::time_point> exited_at;
-    while (!reaped_ || out_fd_ >= 0 || err_fd_ >= 0) {
-      if (!reaped_) {
-        int st = 0;
-        if (waitpid(pid_, &st, WNOHANG) == pid_) {
-          reaped_ = true;
-          exit_.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-          if (WIFSIGNALED(st)) {
-            exit_.err +=
-                "\n[killed by signal " + std::to_string(WTERMSIG(st)) + "]\n";
-          }
-          exited_at = Clock::now();
-        }
-      }
-      // Grandchildren may hold the pipes; give them a moment after exit.
-      if (exited_at && Clock::now() - *exited_at > std::chrono::seconds(2)) {
-        break;
-      }
-      if (MsLeft(deadline) == 0) {
-        exit_.timed_out = true;
-        exit_.err += StacksOfGroup(pid_);
-        break;
-      }
-      Pump(50);
-    }
-    if (pid_ > 0) kill(-pid_, SIGKILL);
-    if (!reaped_) {
-      int st = 0;
-      waitpid(pid_, &st, 0);
-      reaped_ = true;
-      exit_.code = -1;
-    }
-    while (Pump(0)) {
-    }
-    return exit_;
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  static int MsLeft(Clock::time_point deadline) {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  deadline - Clock::now())
-                  .count();
-    return ms <= 0 ? 0 : static_cast<int>(ms);
-  }
-  // Reads what is there (waiting up to timeout_ms); false if both closed.
-  bool Pump(int timeout_ms) {
-    pollfd p[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
-    if (out_fd_ < 0 && err_fd_ < 0) return false;
-    if (poll(p, 2, timeout_ms) <= 0) return true;
-    for (int i = 0; i < 2; ++i) {
-      if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) {
-        continue;
-      }
-      char buf[4096];
-      ssize_t n = read(p[i].fd, buf, sizeof buf);
-      if (n <= 0) {
-        close(p[i].fd);
-        (i == 0 ? out_fd_ : err_fd_) = -1;
-        continue;
-      }
-      (i == 0 ? exit_.out : exit_.err).append(buf, static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  int out_fd_ = -1, err_fd_ = -1;
-  size_t line_pos_ = 0;
-  Exit exit_;
-};
+constexpr int kProcTimeoutMs = test_proc::kDefaultTimeoutMs;
 
 std::string Hex(uint32_t reason) {
   char buf[16];
@@ -647,6 +480,69 @@ TEST_F(Preload, ForkingServerChildrenHandshakeAlone) {
   ExpectSmcd(Report("probe-cli"), bytes, bytes, /*smcd=*/8);
 }
 
+// Accepted SMC-D sockets passed to a worker over a Unix socketpair
+// (tests/preload_probe_pass.cc): the worker takes the connection along
+// (its DMBs and cursors) and serves it over SMC-D; the listener closed its
+// copy at once. Before usmc carried the connection, the worker read an
+// idle TCP socket (0 of 50 requests answered).
+class PreloadPass : public Preload,
+                    public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(PreloadPass, WorkerServesPassedSmcdConnections) {
+  const std::string scen = GetParam();
+  Exit r = RunPair(scen);
+  ASSERT_TRUE(r.ok()) << r << AllReports();
+  const uint64_t req = 50 * 4096, reply = 50 * (96 << 10);
+  ExpectSmcd(Report("probe-cli"), reply, req, /*smcd=*/50);
+  if (scen == "pass-back") {
+    // The worker read the requests; the listener, given each socket back,
+    // wrote the replies.
+    ExpectSmcd(Report("probe-wrk"), req, 0, /*smcd=*/0);
+    ExpectSmcd(Report("probe-srv"), 0, reply, /*smcd=*/50);
+  } else {
+    ExpectSmcd(Report("probe-wrk"), req, reply, /*smcd=*/0);
+    ExpectSmcd(Report("probe-srv"), 0, 0, /*smcd=*/50);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Scenarios, PreloadPass,
+                         ::testing::Values("pass-stream", "pass-dgram-many",
+                                           "pass-late", "pass-back"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
+// The client passes its SMC-D socket to a program without usmc (static):
+// the connection cannot go along, so it is reset, loudly; that program's
+// socket fails and the server sees ECONNRESET. Before, the program got an
+// idle TCP socket whose bytes were in shared memory.
+TEST_F(Preload, PassToAProgramWithoutUsmcResets) {
+  SplitRun r =
+      RunSplit("pass-static", Env(true), Env(true), USMC_PROBE_STATIC_BIN);
+  EXPECT_NE(r.client.err.find("cannot move to the receiving process"),
+            std::string::npos)
+      << "no message about the reset connection\n"
+      << r.client;
+  EXPECT_TRUE(r.client.ok()) << r.client;
+  EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
+}
+
+// The same for a receiver that changed its uid after the socketpair was
+// made: it may not share the sender's memory. Before, it got the usmc fds
+// too (six instead of one) and an idle TCP socket.
+TEST_F(Preload, PassToAnotherUidResets) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the worker as nobody";
+  SplitRun r = RunSplit("pass-otheruid", Env(true), Env(true));
+  EXPECT_NE(r.client.err.find("runs under another uid"), std::string::npos)
+      << r.client;
+  EXPECT_TRUE(r.client.ok()) << r.client;
+  EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
+}
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;
@@ -659,6 +555,67 @@ TEST_F(Preload, NonblockingConnectPollOut) {
   ASSERT_TRUE(r.ok()) << r;
   ExpectSmcd(Report("probe-srv"), 256 << 10, 256 << 10);
   ExpectSmcd(Report("probe-cli"), 256 << 10, 256 << 10);
+}
+
+// A socket added to epoll before its non-blocking connect (nginx's
+// upstream connections: ADD IN|OUT|RDHUP|ET, then connect): once SMC-D,
+// its registration reports the bytes that arrive in shared memory (a reply
+// of several DMBs), with the app's flags and data, in both epoll modes.
+// "-dup": a dup of the socket was registered and carries the connection;
+// "-reuse": a closed socket's registration under the same number stays gone;
+// "-fired": a ONESHOT that fired before connect stays disarmed until MOD.
+class PreloadEarlyEpoll
+    : public Preload,
+      public ::testing::WithParamInterface<std::tuple<std::string, bool>> {};
+
+TEST_P(PreloadEarlyEpoll, RegisteredBeforeConnectReportsSmcdData) {
+  const auto [mode, scan] = GetParam();
+  EnvMap env;
+  if (!scan) env["USMC_EPOLL_SCAN"] = "0";
+  Exit r = RunPair("epoll-before-connect", env, mode);
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 64 << 10, 3 << 20);
+  ExpectSmcd(Report("probe-cli"), 3 << 20, 64 << 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Readiness, PreloadEarlyEpoll,
+    ::testing::Combine(::testing::Values("et", "lt", "oneshot", "et-dup",
+                                         "lt-reuse", "oneshot-dup",
+                                         "oneshot-fired"),
+                       ::testing::Bool()),
+    [](const auto& info) {
+      std::string n = std::get<0>(info.param);
+      for (char& c : n) {
+        if (c == '-') c = '_';
+      }
+      return n + (std::get<1>(info.param) ? "_scan" : "_kernel_visible");
+    });
+
+// The same against a server without usmc: the connection is TCP
+// (PEERNOSMC) and the kernel's epoll items, made before connect, serve it.
+TEST_F(Preload, RegisteredBeforeConnectToAPlainServer) {
+  for (const char* mode : {"et", "lt", "oneshot-dup"}) {
+    SCOPED_TRACE(mode);
+    SplitRun r = RunSplit("epoll-before-connect", Env(false), Env(true), mode);
+    ASSERT_TRUE(r.client.ok()) << r.client;
+    ASSERT_TRUE(r.server.ok()) << r.server;
+  }
+  std::vector<json> cli = ReportsOf("probe-cli");
+  ASSERT_EQ(cli.size(), 3u) << AllReports();
+  for (const json& j : cli) {
+    ExpectTcp(j, wire::kReasonPeerNoSmc, 3 << 20, 64 << 10);
+  }
+  EXPECT_TRUE(ReportsOf("probe-srv").empty()) << AllReports();
+}
+
+// A listener added to epoll before listen(): its readiness is the kernel's
+// (accepts), and the accepted connection is SMC-D.
+TEST_F(Preload, ListenerRegisteredBeforeListen) {
+  Exit r = RunPair("epoll-before-listen");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-cli"), 64 << 10, 64 << 10);
+  ExpectSmcd(Report("probe-cli2"), 64 << 10, 64 << 10);
 }
 
 // The server's application accepts only after the client wrote (as Redis
@@ -781,6 +738,61 @@ TEST_F(Preload, ExecOfAStaticProgramFailsLoudly) {
       << r.client;
   EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
 }
+
+// fork, the socket onto 0 and 1, small numbers dup2'ed over, every fd from 3
+// closed, exec (Python's close_fds, git daemon, sshd's re-exec): usmc's own
+// fds survive, and the connection moves to the new image as SMC-D.
+class PreloadExecCloseAll : public Preload,
+                            public ::testing::WithParamInterface<std::string> {
+};
+
+TEST_P(PreloadExecCloseAll, ConnectionMovesAsSmcd) {
+  SplitRun r = RunSplit(GetParam(), Env(true), Env(true));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  EXPECT_EQ(r.client.err.find("usmc:"), std::string::npos) << r.client;
+  ExpectSmcd(Report("probe-srv"), 3 * kChunk, kChunk + 1);
+  json e = Report("probe-exec");
+  SCOPED_TRACE(e.dump());
+  EXPECT_EQ(U(e, "bytes_smcd_out"), 2 * kChunk);
+  EXPECT_EQ(U(e, "bytes_smcd_in"), kChunk);
+  EXPECT_EQ(U(e, "bytes_tcp_out"), 0u);
+  EXPECT_EQ(U(e, "bytes_tcp_in"), 0u);
+  EXPECT_EQ(U(e, "handshake_errors"), 0u);
+}
+
+// stdio through fdopen() on an SMC-D socket: glibc's FILE writes with its
+// internal write(2), which usmc must not let reach the kernel TCP socket.
+TEST_F(Preload, FdopenStreamMovesItsBytesOverSmcd) {
+  Exit r = RunPair("fdopen");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), kChunk, kChunk);
+  ExpectSmcd(Report("probe-cli"), kChunk, kChunk);
+}
+
+// A TCP connection (the client has no usmc) served by a forked child in a
+// seccomp sandbox that kills on recvfrom/sendto and allows read/write (sshd's
+// pre-auth child): usmc must make the calls the app makes.
+TEST_F(Preload, TcpConnectionInASeccompSandboxKeepsTheAppsCalls) {
+  SplitRun r = RunSplit("sandbox-tcp", Env(true), Env(false));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  json s = Report("probe-srv");
+  SCOPED_TRACE(s.dump());
+  EXPECT_EQ(U(s, "smcd"), 0u);
+  EXPECT_EQ(U(s, "tcp"), 1u);
+  EXPECT_EQ(s["fallback_reasons"].value("0x03010000", 0u), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Exec, PreloadExecCloseAll,
+                         ::testing::Values("exec-close-range", "exec-closefrom",
+                                           "exec-close-loop", "exec-proc-walk",
+                                           "exec-stdio"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::erase(n, '-');
+                           return n;
+                         });
 
 // ---- silent peer: echoed the option, never sends CLC
 // ---------------------------------
@@ -1037,6 +1049,18 @@ TEST_F(PreloadConf, BadConfigFileMeansTcpAndAMessage) {
   ASSERT_TRUE(r.ok()) << r;
   EXPECT_NE(r.err.find("usmc.conf:1"), std::string::npos) << r;
   EXPECT_NE(r.err.find("SMC is off"), std::string::npos) << r;
+  ExpectNoSmc(Reports());
+}
+
+// A config path that names a FIFO: every program under usmc hung in its
+// constructor (open waited for a writer). Now it is a bad config file:
+// a message, and TCP.
+TEST_F(PreloadConf, FifoConfigFileDoesNotHangTheProgram) {
+  const std::string fifo = dir_ + "/fifo.conf";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Exit r = RunPair("basic", {{"USMC_CONF", fifo}});
+  ASSERT_TRUE(r.ok()) << r;
+  EXPECT_NE(r.err.find(fifo + ": not a regular file"), std::string::npos) << r;
   ExpectNoSmc(Reports());
 }
 

@@ -10,3 +10,11 @@ target_compile_definitions(status_cli_test PRIVATE
 add_dependencies(status_cli_test usmc)
 gtest_discover_tests(status_cli_test DISCOVERY_TIMEOUT 60
                      PROPERTIES ENVIRONMENT "USMC_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+
+# A static program: `usmc run` must say it cannot interpose it.
+add_executable(static_hello static_hello.c)
+set_property(TARGET static_hello PROPERTY COMPILE_OPTIONS -Wall -Wextra -Werror)
+set_property(TARGET static_hello PROPERTY LINK_OPTIONS -static)
+target_compile_definitions(status_cli_test PRIVATE
+                           USMC_STATIC_HELLO="$<TARGET_FILE:static_hello>")
+add_dependencies(status_cli_test static_hello)

@@ -337,6 +337,18 @@ TEST(StatusSchema, RejectsOutputThatBreaksIt) {
   EXPECT_EQ(v.Check(wrong_mode), "");
 }
 
+// A static program cannot be interposed: `usmc run` says so (and still
+// runs it); a dynamic one gets no such word.
+TEST(UsmcRun, SaysWhenAProgramCannotBeInterposed) {
+  Output st = Usmc(std::string("run -q ") + USMC_STATIC_HELLO);
+  EXPECT_EQ(st.code, 0) << st.out;
+  EXPECT_NE(st.out.find("is statically linked"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("hello"), std::string::npos) << st.out;
+  Output dyn = Usmc("run -q /bin/true");
+  EXPECT_EQ(dyn.code, 0) << dyn.out;
+  EXPECT_EQ(dyn.out, "") << dyn.out;
+}
+
 TEST(ChkVerdict, SaysWhetherSmcWasUsedAndWhyNot) {
   tools::ChkVerdict ok = tools::VerdictOf(
       {{"mode", "SMCD"}, {"dmb_size", 65536}, {"peer_dmb_size", 65536}});

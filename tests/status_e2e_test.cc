@@ -412,6 +412,27 @@ TEST_F(StatusE2e, ChkOnAClosedPortIsAClearError) {
       << o.out;
 }
 
+// A name the resolver cannot find is the resolver's error, not an errno
+// left over from elsewhere (it used to say ENOENT).
+TEST_F(StatusE2e, ChkOnAnUnknownHostSaysTheResolverFailed) {
+  Output o = Usmc("chk no-such-host.invalid 80");
+  EXPECT_EQ(o.code, 2) << o.out;
+  EXPECT_NE(o.out.find("cannot resolve no-such-host.invalid: "),
+            std::string::npos)
+      << o.out;
+  EXPECT_EQ(o.out.find("No such file"), std::string::npos) << o.out;
+}
+
+// Usage errors exit 2 in every subcommand (CLI11's own codes were 105-109).
+TEST_F(StatusE2e, UsageErrorsExitTwo) {
+  for (const char* args : {"ss --bogus", "stats --bogus", "chk --bogus",
+                           "ss extra-argument", "setup --bogus"}) {
+    Output o = Usmc(args);
+    EXPECT_EQ(o.code, 2) << args << "\n" << o.out;
+  }
+  EXPECT_EQ(Usmc("ss --help").code, 0);
+}
+
 // A client of another user: the server declines (the DMB handover could
 // not prove who the peer is), and both ends show why, in codes and words.
 TEST_F(StatusE2e, DeclinedConnectionShowsBothEndsReasons) {

@@ -49,13 +49,18 @@ std::string Self() {
   return std::filesystem::read_symlink("/proc/self/exe", ec).string();
 }
 
-int Connect(const std::string& host, int port) {
+// A connected socket, or -1 with `why` saying what failed.
+int Connect(const std::string& host, int port, std::string* why) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) !=
-      0)
+  const int gai =
+      getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+  if (gai != 0) {
+    // The resolver's own words (errno means nothing here).
+    *why = "cannot resolve " + host + ": " + gai_strerror(gai);
     return -1;
+  }
   int fd = -1;
   for (addrinfo* a = res; a != nullptr && fd < 0; a = a->ai_next) {
     fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
@@ -64,17 +69,17 @@ int Connect(const std::string& host, int port) {
       fd = -1;
     }
   }
+  if (fd < 0) *why = "connect failed: " + std::string(strerror(errno));
   freeaddrinfo(res);
   return fd;
 }
 
 // Under `usmc run`: connect, exchange a line, print our record as JSON.
 void Probe(const ChkArgs& a) {
-  const int fd = Connect(a.host, a.port);
+  std::string why;
+  const int fd = Connect(a.host, a.port, &why);
   if (fd < 0) {
-    std::cout << nlohmann::json{{"error", "connect failed: " +
-                                              std::string(strerror(errno))}}
-              << "\n";
+    std::cout << nlohmann::json{{"error", why}} << "\n";
     ExitWith(2);
   }
   const char line[] = "usmc chk\n";

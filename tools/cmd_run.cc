@@ -4,7 +4,10 @@
 //
 // The library is found, in order: $USMC_PRELOAD_LIB, next to this binary's
 // build tree (../preload/), or the install location (../lib/usmc/).
+#include <elf.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -55,6 +58,55 @@ bool NegotiationAvailable() {
   return ok;
 }
 
+// The file execvp would run for `prog` ("" if none is found).
+std::string ResolveProgram(const std::string& prog) {
+  if (prog.find('/') != std::string::npos) return prog;
+  const char* path = std::getenv("PATH");
+  std::string_view rest = path != nullptr ? path : "/usr/bin:/bin";
+  while (true) {
+    const size_t colon = rest.find(':');
+    std::string dir(rest.substr(0, colon));
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + prog;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (colon == std::string_view::npos) return {};
+    rest.remove_prefix(colon + 1);
+  }
+}
+
+// Why the dynamic loader will not load the interposer into `file`, or "":
+// a static executable has no loader, and a set-id one ignores LD_PRELOAD
+// (for a user other than its owner).
+std::string WhyNotInterposable(const std::string& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string why;
+  struct stat st {};
+  Elf64_Ehdr eh{};
+  if (::fstat(fd, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)) &&
+      st.st_uid != ::geteuid()) {
+    why = "is set-user-ID or set-group-ID: the loader ignores LD_PRELOAD";
+  } else if (::pread(fd, &eh, sizeof eh, 0) == sizeof eh &&
+             std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+             eh.e_ident[EI_CLASS] == ELFCLASS64 &&
+             (eh.e_type == ET_EXEC || eh.e_type == ET_DYN)) {
+    bool interp = false, dynamic = false;
+    for (int k = 0; k < eh.e_phnum; ++k) {
+      Elf64_Phdr ph{};
+      const off_t off = static_cast<off_t>(eh.e_phoff) + k * eh.e_phentsize;
+      if (::pread(fd, &ph, sizeof ph, off) != sizeof ph) break;
+      interp = interp || ph.p_type == PT_INTERP;
+      dynamic = dynamic || ph.p_type == PT_DYNAMIC;
+    }
+    // No interpreter: linked statically (ET_EXEC), or a static-pie (ET_DYN
+    // with its own dynamic section). A shared library has neither.
+    if (!interp && (eh.e_type == ET_EXEC || dynamic)) {
+      why = "is statically linked: no loader runs it, so nothing interposes";
+    }
+  }
+  ::close(fd);
+  return why;
+}
+
 }  // namespace
 
 int RunMain(int argc, char** argv) {
@@ -97,6 +149,12 @@ int RunMain(int argc, char** argv) {
     std::cerr << "usmc run: the SMC negotiation program is not attached for "
                  "this cgroup (run `sudo usmc setup`); connections will "
                  "stay TCP\n";
+  }
+  if (const std::string why = WhyNotInterposable(ResolveProgram(argv[i]));
+      !why.empty()) {
+    // Said even with -q: the user asked for usmc and gets none.
+    std::cerr << "usmc run: " << argv[i] << " " << why
+              << "; its connections stay plain TCP\n";
   }
   std::string preload = lib;
   if (const char* old = std::getenv("LD_PRELOAD"); old && *old) {

@@ -34,7 +34,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Help prints and exits 0; every usage error exits 2, as `run` and
+    // `setup` do (not CLI11's own codes, 105-109).
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const usmc::tools::Exit& e) {
     std::fflush(stdout);
     return e.code;

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""The layers of ARCHITECTURE.md, enforced: each folder may include only
+the folders its arrows point to (and itself). Tests, fuzzers and benchmarks
+(*_test.cc, *_fuzz.cc, *test_util*, tests/, fuzz/, bench/) may reach below
+their layer freely; the code they test may not.
+
+  tests/layers_check.py [SOURCE_DIR]     exit 1 and one line per break
+
+KNOWN_BREAKS lists today's exceptions, each with the issue that removes it;
+a new upward include fails, and so does an exception that no longer occurs
+(so the list only ever shrinks)."""
+import pathlib
+import re
+import sys
+
+# folder -> folders it may include (besides itself and system headers).
+ALLOWED = {
+    "base": set(),
+    "wire": {"base"},
+    "engine": {"base", "wire"},
+    "dev": {"base"},
+    "negotiate": {"base", "wire"},
+    "runtime": {"base", "wire", "engine", "dev", "negotiate"},
+    # preload/ and tools/ talk to the runtime, never to a device directly.
+    "preload": {"base", "wire", "engine", "negotiate", "runtime"},
+    "tools": {"base", "wire", "engine", "negotiate", "runtime", "bench"},
+}
+
+# (file, included header): to be removed by issue 17 (one device interface
+# and one executor).
+KNOWN_BREAKS = {
+    ("dev/sim_pair.h", "engine/connection.h"),
+    ("dev/sim_pair.cc", "wire/reason.h"),
+    ("preload/conn.cc", "dev/shm_dmb.h"),
+    ("preload/epoll.cc", "dev/shm_doorbell.h"),
+    ("preload/epoll_scan.cc", "dev/shm_doorbell.h"),
+}
+
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/([^"]+)"', re.M)
+
+
+def is_test_code(path: pathlib.Path) -> bool:
+    n = path.name
+    return (n.endswith("_test.cc") or n.endswith("_test.c") or
+            n.endswith("_fuzz.cc") or "test_util" in n or
+            "_testing" in n or n.endswith("_helper.cc"))
+
+
+def main() -> int:
+    root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else
+                        pathlib.Path(__file__).resolve().parent.parent)
+    breaks, seen_known = [], set()
+    for layer, allowed in ALLOWED.items():
+        for path in sorted((root / layer).rglob("*")):
+            if path.suffix not in (".h", ".cc", ".c") or is_test_code(path):
+                continue
+            rel = path.relative_to(root).as_posix()
+            for m in INCLUDE.finditer(path.read_text(errors="replace")):
+                folder, header = m.group(1), f"{m.group(1)}/{m.group(2)}"
+                if folder == layer or folder in allowed:
+                    continue
+                if folder not in ALLOWED:
+                    continue  # a system header such as "linux/bpf.h"
+                if (rel, header) in KNOWN_BREAKS:
+                    seen_known.add((rel, header))
+                    continue
+                breaks.append(f"{rel}: includes {header}: {layer}/ may "
+                              f"include only {sorted(allowed) or 'itself'}")
+    for rel, header in sorted(KNOWN_BREAKS - seen_known):
+        breaks.append(f"{rel} no longer includes {header}: remove it from "
+                      f"KNOWN_BREAKS in {pathlib.Path(__file__).name}")
+    for b in breaks:
+        print(b)
+    print(f"layers: {len(breaks)} break(s), "
+          f"{len(seen_known)} known exception(s) left")
+    return 1 if breaks else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

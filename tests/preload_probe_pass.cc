@@ -1,0 +1,301 @@
+// tests/preload_probe_pass.cc: accepted sockets passed to another process
+// with SCM_RIGHTS (preload/pass.h), as pre-fork servers, socket activation
+// and cluster modes do. The listener forks a worker first (so the worker's
+// exit report counts only what it moved), accepts, and hands connections
+// over a Unix socketpair; the worker serves them.
+//
+//   pass-stream:     SOCK_STREAM pair, one fd per message; the listener
+//                    closes its copy right after sending.
+//   pass-dgram-many: SOCK_DGRAM pair, a whole batch of fds in one message.
+//   pass-late:       as pass-stream, but the worker receives each batch only
+//                    after the listener closed its copies.
+//   pass-back:       the worker reads the request and hands the socket back
+//                    to the listener (closing its copy), which replies.
+//   pass-static, pass-otheruid: a receiver that cannot take the connection
+//                    (no usmc; another uid) gets a reset socket.
+//
+// The client makes kPassConns connections, kPassBatch at a time: a request
+// of kPassReq bytes each, then it checks a reply of kPassReply bytes and EOF.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/preload_probe.h"
+
+namespace usmc::probe {
+namespace {
+
+constexpr int kPassConns = 50;
+constexpr int kPassBatch = 5;
+constexpr size_t kPassReq = 4096;
+constexpr size_t kPassReply = 96 << 10;
+
+// One message carrying `fds` (and one byte: a stream needs data).
+int SendFds(int sock, const std::vector<int>& fds) {
+  char byte = 'f';
+  iovec iov{&byte, 1};
+  std::vector<char> ctl(CMSG_SPACE(fds.size() * sizeof(int)), 0);
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl.data();
+  mh.msg_controllen = ctl.size();
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+  std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  CHECK(n == 1, "sendmsg of %zu fds", fds.size());
+  return 0;
+}
+
+// Receives one message with up to `max` fds into *fds; the control buffer
+// is exactly what `max` fds need, as an application sizes it.
+int RecvFds(int sock, size_t max, std::vector<int>* fds) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  std::vector<char> ctl(CMSG_SPACE(max * sizeof(int)), 0);
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl.data();
+  mh.msg_controllen = ctl.size();
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  CHECK(n == 1 && byte == 'f', "recvmsg: %zd", n);
+  CHECK(!(mh.msg_flags & MSG_CTRUNC), "control data truncated");
+  fds->clear();
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+    CHECK(c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS,
+          "unexpected cmsg %d/%d", c->cmsg_level, c->cmsg_type);
+    const size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      fds->push_back(fd);
+    }
+  }
+  CHECK(!fds->empty() && fds->size() <= max, "got %zu fds", fds->size());
+  return 0;
+}
+
+bool IsCloexec(int fd) { return (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0; }
+
+int Reply(int fd, int i) {
+  RUN(SendPat(fd, 0, kPassReply, 200 + i));
+  close(fd);
+  return 0;
+}
+
+// kLate: as kStream, but the worker receives a batch only after the
+// listener closed its copies (a pipe says so): the connections are in
+// flight with no process of the sender's side holding them.
+enum class Mode { kStream, kDgramMany, kBack, kLate };
+
+// The worker: receives every connection, reads its request, and replies
+// (or, kBack, hands it back to the listener).
+int Worker(int sock, Mode mode, int go) {
+  SetName("probe-wrk");
+  int next = 0;
+  while (next < kPassConns) {
+    if (mode == Mode::kLate && next % kPassBatch == 0) RUN(WaitAck(go));
+    std::vector<int> fds;
+    RUN(RecvFds(sock, mode == Mode::kDgramMany ? kPassBatch : 1, &fds));
+    for (int fd : fds) {
+      CHECK(IsCloexec(fd), "MSG_CMSG_CLOEXEC not applied");
+      const int i = next++;
+      RUN(RecvPat(fd, 0, kPassReq, 100 + i));
+      if (mode == Mode::kBack) {
+        RUN(SendFds(sock, {fd}));
+        close(fd);
+      } else {
+        RUN(Reply(fd, i));
+      }
+    }
+  }
+  return 0;
+}
+
+int PassServer(int lfd, Mode mode) {
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, mode == Mode::kDgramMany ? SOCK_DGRAM : SOCK_STREAM,
+                   0, sv) == 0,
+        "socketpair");
+  int go[2];
+  CHECK(pipe(go) == 0, "pipe");
+  pid_t worker = fork();
+  CHECK(worker >= 0, "fork");
+  if (worker == 0) {
+    close(lfd);
+    close(sv[0]);
+    close(go[1]);
+    exit(Worker(sv[1], mode, go[0]));  // exit(): its report is written
+  }
+  close(sv[1]);
+  close(go[0]);
+  for (int b = 0; b < kPassConns / kPassBatch; ++b) {
+    std::vector<int> fds;
+    for (int k = 0; k < kPassBatch; ++k) {
+      int fd = AcceptOne(lfd);
+      CHECK(fd >= 0, "accept %d", b * kPassBatch + k);
+      fds.push_back(fd);
+    }
+    if (mode == Mode::kDgramMany) {
+      RUN(SendFds(sv[0], fds));
+    } else {
+      for (int fd : fds) RUN(SendFds(sv[0], {fd}));
+    }
+    for (int fd : fds) close(fd);
+    if (mode == Mode::kLate) RUN(Ack(go[1]));
+    if (mode == Mode::kBack) {
+      for (int k = 0; k < kPassBatch; ++k) {
+        std::vector<int> back;
+        RUN(RecvFds(sv[0], 1, &back));
+        RUN(Reply(back[0], b * kPassBatch + k));
+      }
+    }
+  }
+  int st = 0;
+  CHECK(waitpid(worker, &st, 0) == worker, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker failed (%#x)", st);
+  close(sv[0]);
+  return 0;
+}
+
+int PassClient(uint16_t port, const char*) {
+  for (int b = 0; b < kPassConns / kPassBatch; ++b) {
+    std::vector<int> fds;
+    for (int k = 0; k < kPassBatch; ++k) {
+      int fd = Connect(port);
+      CHECK(fd >= 0, "connect %d", b * kPassBatch + k);
+      RUN(SendPat(fd, 0, kPassReq, 100 + b * kPassBatch + k));
+      fds.push_back(fd);
+    }
+    for (int k = 0; k < kPassBatch; ++k) {
+      RUN(RecvPat(fds[k], 0, kPassReply, 200 + b * kPassBatch + k));
+      RUN(ExpectEof(fds[k]));
+      close(fds[k]);
+    }
+  }
+  return 0;
+}
+
+// pass-static: the client hands its SMC-D socket to a program that does
+// not run usmc (a static one, which also reads the socket): it cannot take
+// the connection along, so usmc resets it rather than leave that program an
+// idle TCP socket whose bytes are in shared memory (as for exec).
+int PassStaticServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  RUN(RecvPat(fd, 0, kPassReq, 31));
+  RUN(Ack(fd));
+  char buf[64];
+  ssize_t n;
+  do {
+    n = recv(fd, buf, sizeof buf, 0);
+  } while (n < 0 && errno == EINTR);
+  CHECK(n < 0 && (errno == ECONNRESET || errno == ECONNABORTED),
+        "after the peer passed the socket to a program without usmc: recv "
+        "%zd (want ECONNRESET)",
+        n);
+  close(fd);
+  return 0;
+}
+
+int PassStaticClient(uint16_t port, const char* static_probe) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  RUN(SendPat(fd, 0, kPassReq, 31));
+  RUN(WaitAck(fd));
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+        "socketpair");
+  pid_t kid = fork();
+  CHECK(kid >= 0, "fork");
+  if (kid == 0) {
+    close(fd);
+    const int u = dup(sv[1]);  // without FD_CLOEXEC
+    std::string a = std::to_string(u);
+    execl(static_probe, "preload_probe_static", "recv", a.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(sv[1]);
+  char ready;
+  CHECK(read(sv[0], &ready, 1) == 1, "the static program's ready byte");
+  RUN(SendFds(sv[0], {fd}));
+  close(fd);
+  int st = 0;
+  CHECK(waitpid(kid, &st, 0) == kid, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+        "the static program's socket did not fail (%#x): it must not be a "
+        "silent idle TCP socket",
+        st);
+  close(sv[0]);
+  return 0;
+}
+
+// pass-otheruid: the same with a receiver that runs usmc but changed its
+// uid after the socketpair was made (SO_PEERCRED still names root): it may
+// not share our memory, so the connection cannot go along.
+int PassOtherUidClient(uint16_t port, const char*) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  RUN(SendPat(fd, 0, kPassReq, 31));
+  RUN(WaitAck(fd));
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+  pid_t kid = fork();
+  CHECK(kid >= 0, "fork");
+  if (kid == 0) {
+    SetName("probe-nobody");
+    close(fd);
+    close(sv[0]);
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(20);
+    if (write(sv[1], "r", 1) != 1) _exit(21);
+    std::vector<int> got;
+    if (RecvFds(sv[1], 1, &got) != 0) _exit(22);
+    ssize_t w = write(got[0], "plain bytes", 11);
+    char c;
+    ssize_t r = read(got[0], &c, 1);
+    _exit(w < 0 || r < 0 ? 0 : 23);  // a dead socket, not a silent one
+  }
+  close(sv[1]);
+  char ready;
+  CHECK(read(sv[0], &ready, 1) == 1, "the worker's ready byte");
+  RUN(SendFds(sv[0], {fd}));
+  close(fd);
+  int st = 0;
+  CHECK(waitpid(kid, &st, 0) == kid, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+        "the other uid's socket did not fail (%#x)", st);
+  close(sv[0]);
+  return 0;
+}
+
+}  // namespace
+
+void AddPassScenarios(Scenarios& s) {
+  s["pass-static"] = {PassStaticServer, PassStaticClient};
+  s["pass-otheruid"] = {PassStaticServer, PassOtherUidClient};
+  s["pass-stream"] = {[](int lfd) { return PassServer(lfd, Mode::kStream); },
+                      PassClient};
+  s["pass-dgram-many"] = {
+      [](int lfd) { return PassServer(lfd, Mode::kDgramMany); }, PassClient};
+  s["pass-late"] = {[](int lfd) { return PassServer(lfd, Mode::kLate); },
+                    PassClient};
+  s["pass-back"] = {[](int lfd) { return PassServer(lfd, Mode::kBack); },
+                    PassClient};
+}
+
+}  // namespace usmc::probe
