@@ -77,9 +77,14 @@ struct HandshakeDone {
 };
 // The connection stays TCP. local_reason: our reason code (PEERDECL when the
 // peer declined); peer_reason: the peer's diagnosis (0 if we declined).
+// declined: we sent a Decline. The peer may have sent one CLC message of
+// its own before it read ours (its answer to our last message, or its own
+// Decline when its timer ran out at the same time): that message is still
+// to come at the head of the TCP stream, and is not the app's.
 struct Fallback {
   uint32_t local_reason = 0;
   uint32_t peer_reason = 0;
+  bool declined = false;
 };
 // Deliver Timeout once `deadline` has passed (replaces an earlier timer).
 struct ArmTimer {

@@ -233,7 +233,7 @@ void HandshakeCore::FallBack(uint32_t local, uint32_t peer, bool send_decline,
   ReleaseBuffers(out);
   local_reason = local;
   peer_reason = peer;
-  out.push_back(Fallback{local, peer});
+  out.push_back(Fallback{local, peer, send_decline});
 }
 
 void HandshakeCore::Fail(int err, std::string_view what, bool abort_tcp,

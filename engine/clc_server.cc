@@ -33,7 +33,7 @@ constexpr ClcServerTransition kTable[] = {
      4},
     {S::kAwaitConfirm, E::kPeerDmbAttached, {S::kAwaitConfirm}, 1},
     {S::kAwaitConfirm, E::kClcError, {S::kFallback}, 1},
-    {S::kAwaitConfirm, E::kTimeout, {S::kFallback}, 1},
+    {S::kAwaitConfirm, E::kTimeout, {S::kFallback, S::kFailed}, 2},
     {S::kAwaitConfirm, E::kTcpEof, {S::kFallback}, 1},
     {S::kAwaitConfirm, E::kAppClose, {S::kFailed}, 1},
     {S::kAttachingPeerDmb, E::kPeerDmbAttached, {S::kActive}, 1},
@@ -221,13 +221,20 @@ void ClcServer::OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out) {
            true, out);
 }
 
-void ClcServer::OnPeerDmbAttached(const PeerDmbAttached& e, Actions& out) {
+void ClcServer::OnPeerDmbAttached(const PeerDmbAttached& e, TimePoint now,
+                                  Actions& out) {
   if (!Check(E::kPeerDmbAttached, out)) return;
   core_.peer_attached = true;
   if (state_ == S::kAwaitConfirm) {
     // The client ran the handover before Confirm; Confirm must match it.
     core_.link.peer_dmb_token = e.token;
     core_.link.peer_dmb_size = e.size;
+    // The client sends Confirm right after a handover that worked and is
+    // SMC-D from then on: a Decline now would leave it writing into our
+    // DMB while we read TCP. A fresh timer (a server that ran late may be
+    // past the old deadline already) only bounds a client that breaks
+    // the protocol, and its end is an abort, not a fallback.
+    core_.ArmTimer(now, out);
     Move(E::kPeerDmbAttached, S::kAwaitConfirm, out);
     return;
   }
@@ -246,6 +253,12 @@ void ClcServer::OnPeerDmbAttachFailed(const PeerDmbAttachFailed&,
 void ClcServer::OnTimeout(TimePoint now, Actions& out) {
   if (!core_.TimeoutDue(now)) return;
   if (!Check(E::kTimeout, out)) return;
+  if (state_ == S::kAwaitConfirm && core_.peer_attached) {
+    // The client is committed (see OnPeerDmbAttached): too late to decline.
+    core_.Fail(ETIMEDOUT, "no Confirm after the DMB handover", true, out);
+    Move(E::kTimeout, S::kFailed, out);
+    return;
+  }
   FallBack(E::kTimeout, wire::kReasonTimeoutCl, 0, true, out);
 }
 

@@ -62,7 +62,7 @@ class ClcServer {
                   Actions& out);
   void OnDmbRegistered(const DmbRegistered& e, TimePoint now, Actions& out);
   void OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out);
-  void OnPeerDmbAttached(const PeerDmbAttached& e, Actions& out);
+  void OnPeerDmbAttached(const PeerDmbAttached& e, TimePoint now, Actions& out);
   void OnPeerDmbAttachFailed(const PeerDmbAttachFailed& e, Actions& out);
   void OnTimeout(TimePoint now, Actions& out);
   void OnTcpEof(Actions& out);

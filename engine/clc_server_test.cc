@@ -93,7 +93,7 @@ TEST_F(ClcServerTest, ConfirmLeadsToAttachThenActive) {
   EXPECT_EQ(Nth<AttachPeerDmb>(out, 2).size, 16384u);
   EXPECT_EQ(s.state(), S::kAttachingPeerDmb);
   Actions done;
-  s.OnPeerDmbAttached({}, done);
+  s.OnPeerDmbAttached({}, kNow, done);
   ExpectActions<HandshakeDone>(done);
   const SmcdLink& l = Nth<HandshakeDone>(done, 0).link;
   EXPECT_EQ(l.local_dmb_token, 0xAAAAu);
@@ -107,8 +107,8 @@ TEST_F(ClcServerTest, HandoverBeforeConfirmThenMatchingConfirmIsActive) {
   uint32_t link_id = 0;
   ClcServer s = AwaitingConfirm(&link_id);
   Actions early;
-  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, early);
-  ExpectActions<>(early);
+  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, kNow, early);
+  ExpectActions<ArmTimer>(early);  // fresh: see the test below
   EXPECT_EQ(s.state(), S::kAwaitConfirm);
   wire::ClcSmcdAccept c = BuildSmcdAccept(
       wire::ClcType::kConfirm, client_params_, 0xCCCC, 16384, link_id);
@@ -121,11 +121,70 @@ TEST_F(ClcServerTest, HandoverBeforeConfirmThenMatchingConfirmIsActive) {
   EXPECT_EQ(s.state(), S::kActive);
 }
 
+// Issue 16: a server that runs late (hundreds of handshakes at once) serves
+// the client's DMB handover after its Confirm deadline has passed. The
+// client sends Confirm right after the handover and is SMC-D from then on:
+// a Decline (and TCP) here left it writing into our DMB while we read TCP,
+// and our Decline reached its app as payload. The deadline starts afresh
+// at the handover, and when even that one passes the end is an abort.
+TEST_F(ClcServerTest, NoDeclineOnceTheHandoverServedTheCommittedClient) {
+  uint32_t link_id = 0;
+  ClcServer s = AwaitingConfirm(&link_id);
+  const TimePoint late = kNow + std::chrono::seconds(60);  // old one passed
+  Actions early;
+  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, late, early);
+  ExpectActions<ArmTimer>(early);
+  EXPECT_EQ(Nth<ArmTimer>(early, 0).deadline, late + std::chrono::seconds(6));
+  Actions stale;
+  s.OnTimeout(late, stale);  // the old deadline's event, handled late
+  ExpectActions<>(stale);
+  EXPECT_EQ(s.state(), S::kAwaitConfirm);
+  wire::ClcSmcdAccept c = BuildSmcdAccept(
+      wire::ClcType::kConfirm, client_params_, 0xCCCC, 16384, link_id);
+  Actions out;
+  s.OnTcpBytes(EncodeClcBytes(c), late, out);
+  ExpectActions<TcpConsumed, CancelTimer, HandshakeDone>(out);
+  EXPECT_EQ(s.state(), S::kActive);
+}
+
+TEST_F(ClcServerTest, NoConfirmLongAfterTheHandoverAbortsNeverDeclines) {
+  uint32_t link_id = 0;
+  ClcServer s = AwaitingConfirm(&link_id);
+  Actions early;
+  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, kNow, early);
+  Actions out;
+  s.OnTimeout(kNow + std::chrono::seconds(7), out);
+  EXPECT_EQ(FindAction<SendTcp>(out), nullptr);  // no Decline
+  EXPECT_EQ(FindAction<Fallback>(out), nullptr);
+  ASSERT_NE(FindAction<AbortTcp>(out), nullptr);
+  EXPECT_EQ(FindAction<ReportError>(out)->err, ETIMEDOUT);
+  const ReleaseBuffers* r = FindAction<ReleaseBuffers>(out);
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(r->peer_attached);
+  EXPECT_EQ(s.state(), S::kFailed);
+}
+
+// A Decline tells the runtime that the peer's crossing CLC message may come
+// (Fallback::declined); a fallback that sent none says so too.
+TEST_F(ClcServerTest, FallbackSaysWhetherWeDeclined) {
+  ClcServer s = AwaitingProposal();
+  Actions out;
+  s.OnTimeout(kNow + std::chrono::seconds(7), out);
+  ASSERT_NE(FindAction<SendTcp>(out), nullptr);
+  EXPECT_TRUE(FindAction<Fallback>(out)->declined);
+  ClcServer t = AwaitingProposal();
+  wire::ClcDecline d;
+  Actions peer;
+  t.OnTcpBytes(EncodeClcBytes(d), kNow, peer);
+  EXPECT_EQ(FindAction<SendTcp>(peer), nullptr);
+  EXPECT_FALSE(FindAction<Fallback>(peer)->declined);
+}
+
 TEST_F(ClcServerTest, ConfirmNamingAnotherDmbThanTheHandoverAborts) {
   uint32_t link_id = 0;
   ClcServer s = AwaitingConfirm(&link_id);
   Actions early;
-  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, early);
+  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, kNow, early);
   wire::ClcSmcdAccept c = BuildSmcdAccept(
       wire::ClcType::kConfirm, client_params_, 0xDDDD, 16384, link_id);
   Actions out;
@@ -142,7 +201,7 @@ TEST_F(ClcServerTest, DeclineAfterHandoverReleasesThePeerDmbToo) {
   uint32_t link_id = 0;
   ClcServer s = AwaitingConfirm(&link_id);
   Actions early;
-  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, early);
+  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, kNow, early);
   wire::ClcDecline d;
   d.peer_diagnosis = wire::kReasonErrRtok;
   Actions out;
@@ -349,7 +408,7 @@ TEST_F(ClcServerTest, InvalidEventInEveryState) {
     ClcServer s(params_, &entropy_, st, SmcdLink{}, false);
     Actions out;
     if (st == S::kInit) {
-      s.OnPeerDmbAttached({}, out);
+      s.OnPeerDmbAttached({}, kNow, out);
     } else {
       s.OnStart(kNow, out);
     }

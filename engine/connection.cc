@@ -84,7 +84,14 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
                 [&](const DmbRegisterFailed& e) {
                   m.OnDmbRegisterFailed(e, out);
                 },
-                [&](const PeerDmbAttached& e) { m.OnPeerDmbAttached(e, out); },
+                [&](const PeerDmbAttached& e) {
+                  if constexpr (std::is_same_v<std::decay_t<decltype(m)>,
+                                               ClcServer>) {
+                    m.OnPeerDmbAttached(e, now, out);
+                  } else {
+                    m.OnPeerDmbAttached(e, out);
+                  }
+                },
                 [&](const PeerDmbAttachFailed& e) {
                   m.OnPeerDmbAttachFailed(e, out);
                 },

@@ -20,7 +20,6 @@
 #include "dev/shm_dmb.h"
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
-#include "preload/late_clc.h"
 #include "preload/real.h"
 #include "preload/signals.h"
 #include "preload/status.h"
@@ -166,7 +165,6 @@ runtime::SmcSocket* Conn::smc() const {
 
 void Conn::BecomeTcp(uint32_t reason, uint32_t peer_reason) {
   reason_ = reason;
-  late_clc_.store(reason == wire::kReasonTimeoutCl, std::memory_order_relaxed);
   peer_reason_ = peer_reason;
   phase_.store(Phase::kTcp, std::memory_order_release);
   NoteFallback(role_, reason);
@@ -317,6 +315,9 @@ void Conn::AfterCall(bool data) {
   // inside it right now.
   std::lock_guard lock(phase_mu_);
   if (phase() == Phase::kSmc) {
+    // Failed (not declined): the peer had committed, the connection was
+    // reset. A handshake error, as when Start fails (OnEstablished).
+    if (sock_->mode() == engine::Mode::kFailed) NoteHandshakeError(role_);
     const runtime::SocketStatus st = sock_->status();
     BecomeTcp(st.engine.local_reason, st.engine.peer_reason);
   }
@@ -347,22 +348,19 @@ ssize_t Conn::CountOut(ssize_t n) {
   return n;
 }
 
+bool Conn::DropLateClc(int app_fd, int flags) {
+  const bool wait =
+      !(flags & MSG_DONTWAIT) && !(real().fcntl(app_fd, F_GETFL) & O_NONBLOCK);
+  return sock_->DropLateClc(app_fd, wait) == runtime::LateClc::kDone;
+}
+
 ssize_t Conn::Recv(int app_fd, void* buf, size_t len, int flags) {
   Inside in;
   if (phase() == Phase::kConnecting) SettleConnect(app_fd);
   if (phase() != Phase::kSmc) {
-    if (late_clc_.load(std::memory_order_relaxed)) {
-      const bool wait = !(flags & MSG_DONTWAIT) &&
-                        !(real().fcntl(app_fd, F_GETFL) & O_NONBLOCK);
-      switch (DropLateClc(app_fd, wait)) {
-        case LateClc::kDone:
-          late_clc_.store(false, std::memory_order_relaxed);
-          break;
-        case LateClc::kWouldBlock:
-        case LateClc::kInterrupted:
-          return -1;  // errno: EAGAIN / EINTR, as a read would say
-      }
-    }
+    // We declined: the peer's one crossing CLC message is not the app's
+    // (runtime/late_clc.h). errno EAGAIN / EINTR as the read would say.
+    if (LateClcPending() && !DropLateClc(app_fd, flags)) return -1;
     return CountIn(real().recv(app_fd, buf, len, flags));
   }
   // The epoll mirrors are not cleared here: a stale one costs a spurious
@@ -423,6 +421,7 @@ short Conn::Poll(int app_fd, short events) {
     AfterCall(/*data=*/false);
     if (phase() == Phase::kSmc) return r;
   }
+  if (LateClcPending()) (void)DropLateClc(app_fd, MSG_DONTWAIT);
   struct pollfd p = {app_fd, events, 0};
   return real().poll(&p, 1, 0) > 0 ? p.revents : 0;
 }
@@ -460,6 +459,7 @@ int Conn::Readable(int app_fd) {
     AfterCall();
     if (phase() == Phase::kSmc) return n;
   }
+  if (LateClcPending()) (void)DropLateClc(app_fd, MSG_DONTWAIT);
   int n = 0;
   return real().ioctl(app_fd, FIONREAD, &n) == 0 ? n : -1;
 }

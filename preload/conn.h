@@ -62,8 +62,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // A read waits for a late CLC message to be dropped first (`read`).
   bool PassThrough(int app_fd, bool read) {
     if (phase() == Phase::kConnecting) SettleConnect(app_fd);
-    return phase() == Phase::kTcp &&
-           !(read && late_clc_.load(std::memory_order_relaxed));
+    return phase() == Phase::kTcp && !(read && LateClcPending());
   }
   // Bytes the app moved (status, exit report); returns n.
   ssize_t CountIn(ssize_t n);
@@ -146,6 +145,12 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
  private:
   void BecomeTcp(uint32_t reason, uint32_t peer_reason = 0);
+  // Once TCP the calls go to the kernel socket; the socket (if there was
+  // one) still knows whether the peer's crossing CLC message may come
+  // (runtime/late_clc.h). DropLateClc: false with errno EAGAIN / EINTR, as
+  // the app's read would say.
+  bool LateClcPending() const { return sock_ && sock_->late_clc_pending(); }
+  bool DropLateClc(int app_fd, int flags);
   // Phase follow-up after any call into the socket. `data`: a send/recv
   // (counts toward the periodic republish; polls, which epoll's scan mode
   // makes many per request, do not).
@@ -161,9 +166,6 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::atomic<Phase> phase_{Phase::kConnecting};
   std::unique_ptr<runtime::SmcSocket> sock_;
   uint32_t reason_ = 0;
-  // Our CLC timer ran out: the peer's next CLC message may still come
-  // (preload/late_clc.h); the first read drops it.
-  std::atomic<bool> late_clc_{false};
   uint32_t peer_reason_ = 0;
   // Set once, under phase_mu_: the app's threads and the progress thread
   // (preload/unattended.h) may see the decision at once.

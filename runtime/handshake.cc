@@ -356,9 +356,8 @@ void SmcSocket::FlushEarlyDataLocked() {
   if (!declined) return;
   // An Accept that crossed our Decline may be unread: closing with unread
   // bytes would reset the connection, and with it the early data the
-  // server has not read yet. (At most one CLC message can be there.)
-  std::array<std::byte, wire::kClcMaxMessageLen> sink;
-  (void)::recv(fd_, sink.data(), sink.size(), MSG_DONTWAIT);
+  // server has not read yet.
+  (void)DropLateClc(fd_, /*wait=*/false);
 }
 
 short SmcSocket::TcpHupErr() const {

@@ -232,7 +232,10 @@ void SmcSocket::Execute(const engine::Actions& actions,
                     1, std::memory_order_release);
               }
             },
-            [&](const engine::Fallback&) { listener_.reset(); },
+            [&](const engine::Fallback& a) {
+              listener_.reset();
+              if (a.declined) late_clc_.store(true, std::memory_order_release);
+            },
             [&](const engine::ArmTimer& a) { deadline_ = a.deadline; },
             [&](const engine::CancelTimer&) { deadline_.reset(); },
             [&](const engine::ReportError& a) {
@@ -481,7 +484,7 @@ ssize_t SmcSocket::SendSmc(const std::byte* buf, size_t len, int flags) {
 }
 
 ssize_t SmcSocket::Recv(void* buf, size_t len, int flags) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (HandshakingLocked()) {
     (void)ProgressLocked(0);
     // As TCP after shutdown(SHUT_RD): end of stream (no byte of the peer's
@@ -490,7 +493,13 @@ ssize_t SmcSocket::Recv(void* buf, size_t len, int flags) {
   }
   if (!Settle(Nonblocking(flags))) return -1;
   if (conn_.mode() != engine::Mode::kSmcd || tcp_closed_) {
-    return TcpUnusable() ? -1 : ::recv(fd_, buf, len, flags);
+    if (TcpUnusable()) return -1;
+    if (late_clc_pending()) {
+      const bool wait = !Nonblocking(flags);
+      lock.unlock();  // a wait here must not hold up our sends
+      if (DropLateClc(fd_, wait) != LateClc::kDone) return -1;
+    }
+    return ::recv(fd_, buf, len, flags);
   }
   return RecvSmc(static_cast<std::byte*>(buf), len, flags);
 }
@@ -583,11 +592,22 @@ short SmcSocket::Poll(short events) {
     }
   }
   if (conn_.mode() != engine::Mode::kSmcd) {
+    // A late CLC message alone does not make the socket readable.
+    if (late_clc_pending()) (void)DropLateClc(fd_, /*wait=*/false);
     struct pollfd p = {fd_, events, 0};
     return ::poll(&p, 1, 0) > 0 ? p.revents : 0;
   }
   Refresh();
   return SmcPollBits(events);
+}
+
+LateClc SmcSocket::DropLateClc(int fd, bool wait) {
+  if (!late_clc_pending()) return LateClc::kDone;
+  std::lock_guard lock(late_mu_);
+  if (!late_clc_pending()) return LateClc::kDone;  // another thread did
+  const LateClc r = runtime::DropLateClc(fd, wait);
+  if (r == LateClc::kDone) late_clc_.store(false, std::memory_order_release);
+  return r;
 }
 
 uint32_t SmcSocket::EffectiveLowat() const {
@@ -639,7 +659,10 @@ short SmcSocket::Wait(short events, int timeout_ms) {
     if (conn_.mode() != engine::Mode::kSmcd) {
       lock.unlock();
       struct pollfd p = {fd_, events, 0};
-      return ::poll(&p, 1, left) > 0 ? p.revents : 0;
+      if (::poll(&p, 1, left) <= 0) return 0;
+      // Only a late CLC message came (dropped by Poll): wait on.
+      if (late_clc_pending() && (p.revents & POLLIN)) continue;
+      return p.revents;
     }
     if (!WaitForPeer(left) && errno != EAGAIN) return 0;
   }
@@ -667,6 +690,7 @@ int SmcSocket::Readable() {
   }
   if (!Settle(nonblocking_)) return 0;
   if (conn_.mode() != engine::Mode::kSmcd) {
+    if (late_clc_pending()) (void)DropLateClc(fd_, /*wait=*/false);
     int n = 0;
     return ::ioctl(fd_, FIONREAD, &n) == 0 ? n : -1;
   }

@@ -56,6 +56,7 @@
 #include "dev/shm_handover.h"
 #include "engine/connection.h"
 #include "runtime/cdc_area.h"
+#include "runtime/late_clc.h"
 #include "wire/bufsize.h"
 
 namespace usmc::runtime {
@@ -114,6 +115,16 @@ class SmcSocket {
   int fd() const { return fd_; }
   engine::Mode mode() const;
   bool is_smc() const { return mode() == engine::Mode::kSmcd; }
+
+  // After a fallback in which we declined (engine::Fallback::declined), one
+  // CLC message of the peer's may still come (runtime/late_clc.h). The
+  // socket's own TCP-mode calls drop it first; a caller that reads the TCP
+  // socket directly (any fd of it) calls this before each read until it
+  // says kDone. Never waits for anything but a first byte (`wait`).
+  LateClc DropLateClc(int fd, bool wait);
+  bool late_clc_pending() const {
+    return late_clc_.load(std::memory_order_acquire);
+  }
 
   // True until the handshake is decided and its last CLC bytes are written.
   // Then mode() is final: kSmcd, kTcp (use the TCP socket directly from now
@@ -392,6 +403,11 @@ class SmcSocket {
   bool peer_gone_ = false;
   bool nonblocking_ = false;  // O_NONBLOCK of the fd (see SetNonblocking)
   bool forgotten_ = false;    // Forget(): tcp_closed_ too, nothing mapped
+  // DropLateClc: a late CLC message may still come. late_mu_ (never held
+  // while taking mu_) lets one thread at a time drop it, without mu_: a
+  // blocking read's wait must not hold up the socket's sends.
+  std::atomic<bool> late_clc_{false};
+  std::mutex late_mu_;
 
   // Handshake state (runtime/handshake.cc).
   std::vector<std::byte> tcp_out_;  // CLC bytes not yet written

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "dev/shm_doorbell.h"
+#include "dev/shm_handover.h"
+#include "dev/shm_identity.h"
 #include "runtime/smc_socket.h"
 #include "runtime/smc_socket_test_util.h"
 #include "wire/reason.h"
@@ -184,6 +186,149 @@ TEST(SmcSocketEventTest, StartOnBothEndsThenNonBlockingProgressReachesSmcd) {
   EXPECT_EQ(WaitChild(child), 0);
   EXPECT_EQ(s->Close(), 0);
   ::close(go[0]);
+  ::close(go[1]);
+}
+
+template <class T>
+const T* FindAction(const engine::Actions& a) {
+  for (const engine::Action& x : a) {
+    if (const T* t = std::get_if<T>(&x)) return t;
+  }
+  return nullptr;
+}
+
+// A client driven by hand (engine + shm device) whose handover and Confirm
+// go only when the test says: the interleaving below, deterministically.
+// After the Accept it runs the handover on the first byte from `go`,
+// writes 'a' to `attached` once it is through, sends Confirm on the second
+// byte from `go`, then waits for the server's close.
+int HandClientConfirmingOnCue(int fd, int attached, int go) {
+  Result<dev::ShmGid> gid = dev::LocalShmGid();
+  if (!gid.ok()) return 1;
+  const Options o = Client();
+  engine::EngineParams p;
+  p.role = engine::Role::kClient;
+  p.device = {.gid = gid->gid, .gid_ext = gid->gid_ext, .chid = dev::kShmChid};
+  p.eid = wire::MakeClcEid(o.eid);
+  p.dmb_size = o.dmb_size;
+  engine::SeededEntropy entropy(7);
+  engine::Connection c(p, &entropy);
+  const auto now = [] {
+    return engine::TimePoint(
+        std::chrono::steady_clock::now().time_since_epoch());
+  };
+  engine::Actions a = c.OnEvent(engine::Start{}, now());
+  const auto* proposal = FindAction<engine::SendTcp>(a);
+  if (proposal == nullptr ||
+      ::send(fd, proposal->bytes.data(), proposal->bytes.size(), 0) !=
+          static_cast<ssize_t>(proposal->bytes.size())) {
+    return 2;
+  }
+  std::vector<std::byte> accept(wire::kClcHeaderLen);
+  if (::recv(fd, accept.data(), accept.size(), MSG_WAITALL) != 8) return 3;
+  const size_t len = (std::to_integer<size_t>(accept[5]) << 8) |
+                     std::to_integer<size_t>(accept[6]);
+  if (len < 8 || len > wire::kClcMaxMessageLen) return 4;
+  accept.resize(len);
+  if (::recv(fd, accept.data() + 8, len - 8, MSG_WAITALL) !=
+      static_cast<ssize_t>(len - 8)) {
+    return 5;
+  }
+  a = c.OnEvent(engine::TcpBytes{accept}, now());
+  const auto* reg = FindAction<engine::RegisterDmb>(a);
+  if (reg == nullptr) return 6;
+  Result<dev::LocalDmb> local =
+      dev::LocalDmb::Register(reg->size, dev::DmbBudget::Process(), fd);
+  if (!local.ok()) return 7;
+  a = c.OnEvent(engine::DmbRegistered{local->token(),
+                                      static_cast<uint32_t>(local->size())},
+                now());
+  const auto* attach = FindAction<engine::AttachPeerDmb>(a);
+  if (attach == nullptr) return 8;
+  char cue;
+  if (::read(go, &cue, 1) != 1) return 13;  // "run the handover now"
+  dev::HandoverParams hp;
+  hp.tcp_fd = fd;
+  hp.peer_token = attach->token;
+  hp.peer_dmb_size = attach->size;
+  Result<dev::PeerDmb> peer = dev::ConnectHandover(*local, hp);
+  if (!peer.ok()) return 9;
+  a = c.OnEvent(engine::PeerDmbAttached{}, now());
+  const auto* confirm = FindAction<engine::SendTcp>(a);
+  if (confirm == nullptr || confirm->type != wire::ClcType::kConfirm) return 10;
+  cue = 'a';
+  if (::write(attached, &cue, 1) != 1 || ::read(go, &cue, 1) != 1) return 11;
+  if (::send(fd, confirm->bytes.data(), confirm->bytes.size(), 0) !=
+      static_cast<ssize_t>(confirm->bytes.size())) {
+    return 12;
+  }
+  char buf[64];
+  while (::recv(fd, buf, sizeof buf, 0) > 0) {
+  }
+  return 0;
+}
+
+// Issue 16: a server that runs late (hundreds of handshakes at once) serves
+// the client's DMB handover after its Confirm deadline has passed. The
+// client confirms right after the handover and is SMC-D from then on; the
+// server timed out before that Confirm came, declined and went TCP: the
+// client's bytes went into a DMB nobody read, our Decline into its app.
+TEST(SmcSocketEventTest, HandoverServedAfterTheDeadlineWaitsForTheConfirm) {
+  int attached[2], go[2];
+  ASSERT_EQ(::pipe(attached), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t child;
+  int fd = ForkClient(
+      [&](int fd) {
+        // Only the parent's ends open elsewhere: its exit is our EOF.
+        ::close(attached[0]);
+        ::close(go[1]);
+        return HandClientConfirmingOnCue(fd, attached[1], go[0]);
+      },
+      &child);
+  ::close(attached[1]);
+  ::close(go[0]);
+  SetNonblockingFd(fd);
+  Options o = Server();
+  o.clc_timeout = std::chrono::milliseconds(1000);
+  auto s = MustStart(fd, o);
+  ASSERT_TRUE(s);
+  // Until the Accept is out (Start may have read the Proposal already):
+  // the handover listener is up then.
+  SmcSocket::WaitSpec w;
+  for (int ms = 0; (w = s->HandshakeSpec()).n < 2; ++ms) {
+    ASSERT_LT(ms, kWatchdogMs);
+    ASSERT_TRUE(s->Progress(0).ok());
+    ASSERT_TRUE(s->handshaking())
+        << wire::FormatReason(s->status().engine.local_reason);
+    pollfd p = {fd, POLLIN, 0};
+    ::poll(&p, 1, 1);
+  }
+  // The client connects to the handover listener and waits there, while
+  // the server's app is busy past the Confirm deadline; then it calls in
+  // and serves the handover. The Confirm is not there yet.
+  ASSERT_EQ(::write(go[1], "h", 1), 1);
+  pollfd l = {w.fds[1].fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&l, 1, kWatchdogMs), 1);
+  ::poll(nullptr, 0, 1100);
+  pollfd cue = {attached[0], POLLIN, 0};
+  while (::poll(&cue, 1, 1) == 0) {
+    ASSERT_TRUE(s->Progress(0).ok());
+    ASSERT_TRUE(s->handshaking())
+        << "decided before the Confirm came: "
+        << wire::FormatReason(s->status().engine.local_reason);
+  }
+  ASSERT_TRUE(s->handshaking());
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  while (s->handshaking()) {
+    ASSERT_TRUE(s->Progress(0).ok()) << "aborted";
+    ::poll(nullptr, 0, 1);
+  }
+  EXPECT_TRUE(s->is_smc()) << wire::FormatReason(
+      s->status().engine.local_reason);
+  EXPECT_EQ(s->Close(), 0);
+  EXPECT_EQ(WaitChild(child), 0);
+  ::close(attached[0]);
   ::close(go[1]);
 }
 

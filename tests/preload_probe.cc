@@ -11,6 +11,8 @@
 //   preload_probe client SCEN PORT [ARG]
 //   preload_probe silent-server        # opts in, never sends CLC (no preload)
 //   preload_probe silent-client PORT MODE
+//   preload_probe clc-server SCRIPT     # scripted CLC peer (no preload),
+//   preload_probe clc-client SCRIPT PORT  # see preload_probe_clc.cc
 //
 // The processes name themselves (prctl PR_SET_NAME) probe-srv, probe-cli,
 // probe-cli2 (forked child), probe-exec (after exec): the exit report line
@@ -171,6 +173,12 @@ int ProbeMain(int argc, char** argv) {
   if (mode == "silent-client" && argc == 4) {
     return SilentClientMain(static_cast<uint16_t>(std::atoi(argv[2])), argv[3]);
   }
+  if (mode == "clc-server" || (mode == "clc-client" && argc == 4)) {
+    if (argc < 3) return Usage();
+    return ClcPeerMain(
+        mode, argv[2],
+        argc == 4 ? static_cast<uint16_t>(std::atoi(argv[3])) : 0);
+  }
   if (argc < 3) return Usage();
   Scenarios all;
   AddDataScenarios(all);
@@ -180,6 +188,7 @@ int ProbeMain(int argc, char** argv) {
   AddEarlyEpollScenarios(all);
   AddExecScenarios(all);
   AddPassScenarios(all);
+  AddClcScenarios(all);
   auto it = all.find(argv[2]);
   if (it == all.end()) return Usage();
   const Scenario& s = it->second;

@@ -95,6 +95,10 @@ void AddExecScenarios(Scenarios& s);
 int ExecStdioChild();  // the image after "exec-stdio"
 // tests/preload_probe_pass.cc: connections passed to a worker (SCM_RIGHTS).
 void AddPassScenarios(Scenarios& s);
+// tests/preload_probe_clc.cc: a scripted CLC peer forcing fallbacks.
+void AddClcScenarios(Scenarios& s);
+int ClcPeerMain(const std::string& mode, const std::string& script,
+                uint16_t port);
 
 }  // namespace usmc::probe
 

@@ -905,6 +905,57 @@ TEST_F(Preload, ClientCallingInAfterTheServerGaveUpIsTcp) {
   ExpectTcp(Report("probe-srv"), wire::kReasonTimeoutCl, 1 << 20, 512 << 10);
 }
 
+// ---- fallbacks whose CLC must not reach the app (issue 16)
+// -------------------------------------------------------------
+// A scripted peer (tests/preload_probe_clc.cc) forces the interleaving.
+
+// The usmc server declines the peer's Proposal at once; the peer's own
+// Decline (its timer ran out before it read ours) crosses it, followed by
+// its app bytes. The server's app read that Decline as payload (the
+// 400-connection asyncio run read E2 D4 C3 .. 04 ..: a Decline header).
+TEST_F(Preload, ServerAndPeerDecliningAtOnceLeaveNoClcForTheApp) {
+  Proc server({USMC_PROBE, "server", "clc-hello"}, Env(true));
+  std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
+  Proc peer({USMC_PROBE, "clc-client", "cross", line->substr(5)}, Env(false));
+  Exit p = peer.Wait();
+  Exit s = server.Wait();
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_TRUE(p.ok()) << p;
+  ExpectTcp(Report("probe-srv"), wire::kReasonCnfErr, 32, 32);
+}
+
+// The same on the client: it declines the peer's Accept, the peer's
+// Decline crosses its own (a server whose Confirm timer ran out).
+TEST_F(Preload, ClientAndPeerDecliningAtOnceLeaveNoClcForTheApp) {
+  Proc peer({USMC_PROBE, "clc-server", "cross"}, Env(false));
+  std::optional<std::string> line = peer.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << peer.Wait(1000);
+  Proc client({USMC_PROBE, "client", "clc-hello", line->substr(5)}, Env(true));
+  Exit c = client.Wait();
+  Exit p = peer.Wait();
+  ASSERT_TRUE(c.ok()) << c;
+  ASSERT_TRUE(p.ok()) << p;
+  ExpectTcp(Report("probe-cli"), wire::kReasonCnfErr, 32, 32);
+}
+
+// Issue 16 (6a): a valid CLC header, then nothing. The server declines at
+// its CLC timeout; the peer's later bytes reached the app only once their
+// total passed the length that header announced (here: never). The header
+// it started is its app's bytes, handed over with the rest at once.
+TEST_F(Preload, HalfAClcMessageThenAppBytesReachTheAppAtOnce) {
+  Proc server({USMC_PROBE, "server", "clc-partial"},
+              Env(true, {{"USMC_CLC_TIMEOUT_MS", "300"}}));
+  std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
+  Proc peer({USMC_PROBE, "clc-client", "partial", line->substr(5)}, Env(false));
+  Exit p = peer.Wait();
+  Exit s = server.Wait();
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_TRUE(p.ok()) << p;
+  ExpectTcp(Report("probe-srv"), wire::kReasonTimeoutCl, 8 + 32, 32);
+}
+
 // ---- mixed pairs
 // -----------------------------------------------------------------
 
