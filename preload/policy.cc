@@ -678,6 +678,19 @@ Result<Policy> LoadPolicy(const PolicyEnv& env) {
       for (Rule& r : *file) rules.push_back(std::move(r));
     }
   }
+  // Built in, after every rule of the user's: OpenSSH's sshd serves each
+  // connection from a pre-auth child in a seccomp sandbox that kills the
+  // system calls of SMC-D's doorbells (and caps its fds at one), so its
+  // listener offers no SMC and its connections are TCP from the start
+  // (docs/preload.md). An explicit rule for sshd above still decides.
+  Result<std::vector<Rule>> builtin =
+      ParseRules("deny server prog sshd", "built-in");
+  if (builtin.ok()) {
+    for (Rule& r : *builtin) {
+      r.source = "built-in";
+      rules.push_back(std::move(r));
+    }
+  }
   return Policy(std::move(rules));
 }
 

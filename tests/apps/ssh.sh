@@ -3,12 +3,12 @@
 # loopback port with its own config and host key in the test's directory;
 # each ssh run downloads and uploads an 8 MiB random file, both checked by
 # SHA-256.
-#  - plain ssh -> sshd under usmc, normal (re-exec) mode and `sshd -r`: TCP
-#    with reason PEERNOSMC, the data equal (`sshd -r` under usmc used to
+#  - plain ssh -> sshd under usmc (offering SMC by a user rule), normal
+#    (re-exec) mode and `sshd -r`: TCP with reason PEERNOSMC, the data equal (`sshd -r` under usmc used to
 #    reset these: its seccomp-sandboxed pre-auth child was killed when usmc
 #    turned its read/write into recv/send);
 #  - ssh under usmc -> sshd under usmc: TCP, because sshd's listener does not
-#    offer SMC (a `deny server` rule for its port): the pre-auth child's
+#    offer SMC (usmc's built-in `deny server prog sshd` rule): the pre-auth child's
 #    seccomp sandbox allows read/write/poll but not the sendto/recvfrom of
 #    usmc's SMC-D doorbells, so an SMC-D connection would be killed there
 #    (docs/preload.md, "Not covered"). The client falls back with PEERNOSMC.
@@ -55,12 +55,15 @@ xfer() {
 }
 # The run() helper takes stdin from ours: the upload reads the blob.
 
+# sshd offers SMC here by the user's own rule (usmc's built-in one keeps it
+# off): its connections from plain clients then take usmc's plain-TCP path.
+echo "allow server prog sshd" >"$T/allow_sshd.conf"
 for mode in reexec norexec; do
   port=$(free_port)
   sshd_config "$port"
   flags=()
   [ "$mode" = norexec ] && flags=(-r)
-  start usmc "sshd_$mode" "$SSHD" -D -e -f "$T/sshd_$port.conf" "${flags[@]}"
+  USMC_CONF="$T/allow_sshd.conf" start usmc "sshd_$mode" "$SSHD" -D -e -f "$T/sshd_$port.conf" "${flags[@]}"
   check "$mode: sshd listens" wait_listen "$port"
   for i in 1 2; do
     check "$mode: plain ssh $i: 8 MiB down and up, SHA-256 equal" \
@@ -75,8 +78,7 @@ done
 # Both ends under usmc; sshd's listener does not offer SMC (see above).
 port=$(free_port)
 sshd_config "$port"
-echo "deny server port $port" >"$T/usmc.conf"
-USMC_CONF="$T/usmc.conf" start usmc sshd_both "$SSHD" -D -e -f "$T/sshd_$port.conf"
+start usmc sshd_both "$SSHD" -D -e -f "$T/sshd_$port.conf"
 check "both: sshd listens" wait_listen "$port"
 for i in 1 2; do
   check "both: ssh $i under usmc: 8 MiB down and up, SHA-256 equal" \
