@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "base/owned_fd.h"
 #include "base/sandbox.h"
@@ -562,6 +563,18 @@ void Conn::AddHolderPid(pid_t pid) {
   }
 }
 
+void Conn::LockForFork() {
+  mu.lock();  // epoll's, taken before the others (UpdateMirrors)
+  phase_mu_.lock();
+  if (sock_) sock_->LockForFork();
+}
+
+void Conn::UnlockAfterFork() {
+  if (sock_) sock_->UnlockAfterFork();
+  phase_mu_.unlock();
+  mu.unlock();
+}
+
 uint32_t Conn::PassMarker(pid_t sender) {
   return static_cast<uint32_t>(sender) | kPassMarkerBit;
 }
@@ -632,6 +645,14 @@ void ConnTable::Duplicate(int from, int to) {
   if (to < 0 || static_cast<size_t>(to) >= size_) return;
   std::shared_ptr<Conn> c = Lookup(from);
   if (c) Install(to, std::move(c));
+}
+
+void ConnTable::UnlockAfterFork(bool child) {
+  if (child) {
+    new (&mu_) std::shared_mutex();  // held by us, no one else is left
+  } else {
+    mu_.unlock();
+  }
 }
 
 void ConnTable::ForEach(

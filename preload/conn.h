@@ -112,6 +112,13 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // Ever held by two processes (fork): both may sleep on its doorbell, so
   // an epoll sleep must not arm it with a sleep token (preload/epoll.cc).
   bool forked() const { return forked_.load(std::memory_order_relaxed); }
+  // fork(): the epoll lock, the phase lock and the socket's lock are held
+  // across the fork (in the order the app's calls take them), so that the
+  // child never finds them held by a thread of the parent (git clone forks
+  // index-pack while its sideband thread reads the connection: the child
+  // hung in fork()).
+  void LockForFork();
+  void UnlockAfterFork();
 
   // epoll (preload/epoll.cc): registrations and readiness mirrors.
   std::mutex mu;
@@ -214,6 +221,13 @@ class ConnTable {
       const std::function<void(int, const std::shared_ptr<Conn>&)>& fn) const;
   bool Tracks(int fd) const { return Lookup(fd) != nullptr; }
   size_t capacity() const { return size_; }
+  // Held across fork() (after the connections' locks): a thread's Lookup
+  // in the parent would leave the child a reader count that its next
+  // Install or Remove (a close before exec) waits on forever. The child
+  // starts it afresh: a rwlock's unlock tells a writer by its thread id,
+  // which fork changed.
+  void LockForFork() { mu_.lock(); }
+  void UnlockAfterFork(bool child);
 
  private:
   std::shared_ptr<Conn> LookupSlow(int fd) const;

@@ -306,7 +306,16 @@ pid_t fork() {
   for (auto& c : conns) c->SettleEarlyDataForFork();
   pl::ListenersBeforeFork();
   pl::UnattendedBeforeFork();
+  // Another thread of the app may be inside a connection right now (a
+  // blocking recv between two waits): its locks are taken here, so the
+  // child gets them free and the state they guard whole.
+  for (auto& c : conns) c->LockForFork();
+  pl::table().LockForFork();
   pid_t pid = real().fork();
+  pl::table().UnlockAfterFork(/*child=*/pid == 0);
+  for (auto it = conns.rbegin(); it != conns.rend(); ++it) {
+    (*it)->UnlockAfterFork();
+  }
   pl::UnattendedAfterFork(/*child=*/pid == 0);
   if (pid != 0) {
     const int err = errno;

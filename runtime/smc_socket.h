@@ -260,6 +260,11 @@ class SmcSocket {
   // this object's fds (the TCP fd too); publishes nothing, rings nothing.
   // Afterwards only status() and mode() are meaningful; calls fail (EBADF).
   void Forget();
+  // fork() from a threaded process: held across the fork, so that the child
+  // never inherits the lock taken by a thread it does not have (it would
+  // wait for it forever) nor state half-changed under it.
+  void LockForFork() { mu_.lock(); }
+  void UnlockAfterFork() { mu_.unlock(); }
   // SMC-D: a 32-bit word in our DMB's control page, 1 when SMC-D came up,
   // for a reference count shared by the processes holding the connection
   // (use std::atomic_ref). nullptr otherwise. The peer maps that page too.

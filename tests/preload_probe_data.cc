@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <thread>
 
 #include "tests/preload_probe.h"
@@ -220,6 +221,50 @@ int ForkParentClosesClient(uint16_t port, const char*) {
   int st = 0;
   CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed (%d)", st);
+  return 0;
+}
+
+// One thread of the app is inside the connection (git clone's sideband
+// thread reads it) while another forks (git clone forks index-pack): the
+// child must not inherit the socket's lock, or the fd table's, taken by a
+// thread it does not have. Each child closes its copy (as a child does
+// before exec) and exits. Without the locks held across fork, a child hung
+// in fork() within the first few dozen forks.
+constexpr int kForksWhileReading = 200;
+int ForkWhileReadingServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  RUN(RecvPat(fd, 0, kChunk, 9));
+  RUN(SendPat(fd, 0, kChunk, 10));
+  RUN(ExpectEof(fd));
+  close(fd);
+  return 0;
+}
+int ForkWhileReadingClient(uint16_t port, const char*) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    char c;
+    // Nothing comes until the forks are done: every call is EAGAIN.
+    while (!stop.load()) (void)recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+  });
+  int failed = 0;
+  for (int i = 0; i < kForksWhileReading && failed == 0; ++i) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(close(fd) == 0 ? 0 : 3);
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+        WEXITSTATUS(st) != 0) {
+      failed = i + 1;
+    }
+  }
+  stop.store(true);
+  reader.join();
+  CHECK(failed == 0, "fork %d (or its child) failed", failed);
+  RUN(SendPat(fd, 0, kChunk, 9));
+  RUN(RecvPat(fd, 0, kChunk, 10));
+  close(fd);
   return 0;
 }
 
@@ -608,6 +653,7 @@ void AddDataScenarios(Scenarios& s) {
   s["fork-noclose"] = {ForkServer, ForkNoCloseClient};
   s["fork-parent-closes"] = {ForkParentClosesServer, ForkParentClosesClient};
   s["vfork"] = {ForkServer, VforkClient};
+  s["fork-while-reading"] = {ForkWhileReadingServer, ForkWhileReadingClient};
   s["fortify"] = {FortifyServer, FortifyClient};
   s["splice"] = {SpliceServer, SpliceClient};
   s["mmsg"] = {MmsgServer, MmsgClient};

@@ -288,6 +288,15 @@ TEST_F(Preload, ForkParentClosesChildCarriesOn) {
   ExpectForkSplit(ReportsOf("probe-cli"), ReportsOf("probe-cli2"), 2 * kChunk);
 }
 
+// A thread reads the connection while another forks (git clone): the
+// children must not hang in fork() on a lock of the parent's thread.
+TEST_F(Preload, ForkWhileAnotherThreadIsInTheConnection) {
+  Exit r = RunPair("fork-while-reading");
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), kChunk, kChunk);
+  ExpectSmcd(Report("probe-cli"), kChunk, kChunk);
+}
+
 TEST_F(Preload, VforkExecOfAProgramThatInheritsTheSocket) {
   Exit r = RunPair("vfork");
   ASSERT_TRUE(r.ok()) << r;

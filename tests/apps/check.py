@@ -143,6 +143,39 @@ def cmd_bytes_match(a):
         fail(f"client sent {c['bytes_out']} bytes per usmc, want >= {a.min_bytes}")
 
 
+def cmd_stats_report(a):
+    """Prints process PID's counters (`usmc stats`) as one exit report line.
+
+    For a server that ends by a signal (git daemon on SIGTERM) and so writes
+    no exit report of its own, yet may have counted connections: those whose
+    handshake its progress thread finished before it forked the child that
+    serves them.
+    """
+    r = subprocess.run([a.usmc, "stats", "--json", "-a", "-p", str(a.pid)],
+                       capture_output=True, text=True, timeout=20)
+    if r.returncode != 0:
+        fail(f"usmc stats -p {a.pid}: exit {r.returncode}: {r.stderr.strip()[:300]}")
+    try:
+        procs = json.loads(r.stdout)["processes"]
+    except (json.JSONDecodeError, KeyError) as e:
+        fail(f"usmc stats --json: bad output ({e}): {r.stdout[:300]}")
+    if len(procs) != 1:
+        fail(f"usmc stats -p {a.pid}: {len(procs)} process(es), want 1")
+    c = procs[0]["counters"]
+    conns = c["connections"]
+    reasons = {}
+    for e in c["fallback_reasons"]:
+        reasons[e["hex"]] = reasons.get(e["hex"], 0) + int(e["count"])
+    print(json.dumps({
+        "pid": procs[0]["pid"], "comm": procs[0]["comm"], "source": "status",
+        "smcd": sum(conns["smc"].values()),
+        "tcp": sum(conns["tcp_fallback"].values()),
+        "handshake_errors": sum(conns["handshake_errors"].values()),
+        "fallback_reasons": reasons,
+        "bytes_smcd_in": c["rx"]["bytes_smc"], "bytes_smcd_out": c["tx"]["bytes_smc"],
+        "bytes_tcp_in": c["rx"]["bytes_tcp"], "bytes_tcp_out": c["tx"]["bytes_tcp"]}))
+
+
 def ss_snapshot(usmc):
     r = subprocess.run([usmc, "ss", "--json"], capture_output=True, text=True,
                        timeout=20)
@@ -585,6 +618,8 @@ def main():
         (["--min"], {"type": int, "default": 1}),
         (["--timeout"], {"type": float, "default": 20}),
         (["--expect"], {"action": "append", "default": []}))
+    add("stats-report", cmd_stats_report, (["--usmc"], {"required": True}),
+        (["--pid"], {"type": int, "required": True}))
     add("xfer-server", cmd_xfer_server, host, port, conns)
     add("xfer-client", cmd_xfer_client, host, port, conns, size, seed,
         (["--parallel"], {"action": "store_true"}),
