@@ -38,24 +38,6 @@ void SetName(const char* n) {
   prctl(PR_SET_NAME, g_name, 0, 0, 0);
 }
 
-// Byte i of stream `seed`.
-uint8_t Pat(uint64_t i, int seed) {
-  uint64_t x = i * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(seed) * 977;
-  return static_cast<uint8_t>((x >> 29) ^ (x >> 47));
-}
-std::vector<char> Pattern(uint64_t off, size_t len, int seed) {
-  std::vector<char> v(len);
-  for (size_t i = 0; i < len; ++i) v[i] = static_cast<char>(Pat(off + i, seed));
-  return v;
-}
-// Index of the first mismatch, or -1.
-long Mismatch(const char* p, uint64_t off, size_t len, int seed) {
-  for (size_t i = 0; i < len; ++i) {
-    if (static_cast<uint8_t>(p[i]) != Pat(off + i, seed)) return long(i);
-  }
-  return -1;
-}
-
 int WriteAll(int fd, const void* buf, size_t len) {
   const char* p = static_cast<const char*>(buf);
   while (len > 0) {

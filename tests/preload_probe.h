@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/byte_pattern.h"
+
 namespace usmc::probe {
 
 #define CHECK(cond, ...)                                                      \
@@ -46,9 +48,9 @@ const char* Name();
 void SetName(const char* n);
 
 // Byte i of stream `seed`; a run of it; the first index that differs (-1).
-uint8_t Pat(uint64_t i, int seed);
-std::vector<char> Pattern(uint64_t off, size_t len, int seed);
-long Mismatch(const char* p, uint64_t off, size_t len, int seed);
+using test_pattern::Mismatch;
+using test_pattern::Pat;
+using test_pattern::Pattern;
 
 // Blocking helpers on top of read/write (EINTR retried); 0 = ok.
 int WriteAll(int fd, const void* buf, size_t len);

@@ -86,11 +86,6 @@ void SetNonblock(int fd, bool on) {
   fcntl(fd, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK));
 }
 
-uint8_t Pat(uint64_t i, int seed) {
-  uint64_t x = i * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(seed) * 977;
-  return static_cast<uint8_t>((x >> 29) ^ (x >> 47));
-}
-
 int WriteAll(int fd, const void* buf, size_t len) {
   const char* p = static_cast<const char*>(buf);
   while (len > 0) {
@@ -116,18 +111,16 @@ int ReadExact(int fd, void* buf, size_t len) {
 }
 
 int SendPat(int fd, uint64_t off, size_t len, int seed) {
-  std::vector<char> v(len);
-  for (size_t i = 0; i < len; ++i) v[i] = static_cast<char>(Pat(off + i, seed));
+  std::vector<char> v = test_pattern::Pattern(off, len, seed);
   return WriteAll(fd, v.data(), v.size());
 }
 
 int RecvPat(int fd, uint64_t off, size_t len, int seed) {
   std::vector<char> v(len);
   CRUN(ReadExact(fd, v.data(), len));
-  for (size_t i = 0; i < len; ++i) {
-    CCHECK(static_cast<uint8_t>(v[i]) == Pat(off + i, seed),
-           "byte %zu of stream %d differs", static_cast<size_t>(off + i), seed);
-  }
+  const long bad = test_pattern::Mismatch(v.data(), off, len, seed);
+  CCHECK(bad < 0, "byte %lu of stream %d differs",
+         static_cast<unsigned long>(off + static_cast<uint64_t>(bad)), seed);
   return 0;
 }
 

@@ -35,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/byte_pattern.h"
+
 namespace usmc::conform {
 
 // Appends "ROLE: text\n" to the transcript (stdout, in one write(2), so
@@ -88,8 +90,8 @@ int Connect(uint16_t port);
 int AcceptOne(int lfd);  // -1 on error
 void SetNonblock(int fd, bool on);
 
-// Byte i of stream `seed`, as a checked pattern.
-uint8_t Pat(uint64_t i, int seed);
+// Byte i of stream `seed`, as a checked pattern (tests/byte_pattern.h).
+using test_pattern::Pat;
 int WriteAll(int fd, const void* buf, size_t len);
 int ReadExact(int fd, void* buf, size_t len);
 int SendPat(int fd, uint64_t off, size_t len, int seed);
