@@ -21,6 +21,7 @@
 #include "dev/shm_peer_verify.h"
 #include "engine/clc_common.h"
 #include "engine/snapshot.h"
+#include "runtime/config.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
@@ -86,6 +87,8 @@ SmcSocket::SmcSocket(int fd, const Options& opts)
       opts_(opts),
       entropy_(SeedFromKernel()),
       conn_(MakeParams(opts), &entropy_) {
+  // The device's process-wide values (DMB budget, spin) come from it.
+  (void)ProcessConfig();
   // The app may close every fd it does not know of (close_range before
   // exec): ours stays.
   base::MarkOwnedFd(fd_);
