@@ -35,7 +35,7 @@ TEST(SimAlloc, SteadyStateDataPathDoesNotAllocate) {
   SimPair sim(SimPair::DefaultOptions());
   sim.Start();
   sim.Pump();
-  ASSERT_EQ(sim.conn(kClient).mode(), engine::Mode::kSmcd);
+  ASSERT_EQ(sim.conn(kClient).mode(), engine::Mode::kSmc);
   std::vector<std::byte> out(50000, std::byte{1});
   std::vector<std::byte> in(50000);
   uint64_t moved = 0;

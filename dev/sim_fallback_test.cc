@@ -183,8 +183,8 @@ TEST(SimFallback, AcceptDelayedWithinTheTimeoutStillConnects) {
   sim.Feed(kClient, engine::Timeout{});  // not due yet: ignored
   sim.device().pipe(kServer).set_held(false);
   sim.Pump();
-  EXPECT_EQ(sim.conn(kClient).mode(), Mode::kSmcd);
-  EXPECT_EQ(sim.conn(kServer).mode(), Mode::kSmcd);
+  EXPECT_EQ(sim.conn(kClient).mode(), Mode::kSmc);
+  EXPECT_EQ(sim.conn(kServer).mode(), Mode::kSmc);
   EXPECT_FALSE(sim.side(kClient).deadline.has_value());
 }
 

@@ -59,24 +59,24 @@ void SimPair::Execute(int s, const Actions& actions) {
           } else if constexpr (std::is_same_v<T, TcpConsumed>) {
             const size_t n = std::min(a.len, me.tcp_rx.size());
             me.tcp_rx.erase(me.tcp_rx.begin(), me.tcp_rx.begin() + n);
-          } else if constexpr (std::is_same_v<T, RegisterDmb>) {
+          } else if constexpr (std::is_same_v<T, RegisterRecvBuffer>) {
             std::optional<uint64_t> tok = dev_.RegisterDmb(a.size);
             if (tok.has_value()) {
               me.own_token = *tok;
               me.own_registered = true;
-              me.answers.push_back(DmbRegistered{*tok, a.size});
+              me.answers.push_back(RecvBufferRegistered{*tok, a.size});
             } else {
-              me.answers.push_back(DmbRegisterFailed{wire::kReasonMem});
+              me.answers.push_back(RecvBufferFailed{wire::kReasonMem});
             }
-          } else if constexpr (std::is_same_v<T, AttachPeerDmb>) {
+          } else if constexpr (std::is_same_v<T, AttachPeerBuffer>) {
             if (dev_.Exists(a.token) && dev_.Dmb(a.token).size() == a.size) {
               me.peer_token = a.token;
               me.peer_attached = true;
-              me.answers.push_back(PeerDmbAttached{});
+              me.answers.push_back(PeerBufferAttached{});
             } else {
-              me.answers.push_back(PeerDmbAttachFailed{wire::kReasonErrRtok});
+              me.answers.push_back(PeerBufferAttachFailed{wire::kReasonErrRtok});
             }
-          } else if constexpr (std::is_same_v<T, PublishCdc>) {
+          } else if constexpr (std::is_same_v<T, PostCdc>) {
             std::span<std::byte> dmb = dev_.Dmb(me.peer_token);
             if (me.peer_attached && dmb.size() >= a.area.size()) {
               std::memcpy(dmb.data(), a.area.data(), a.area.size());
@@ -86,8 +86,8 @@ void SimPair::Execute(int s, const Actions& actions) {
             ++me.signals;
           } else if constexpr (std::is_same_v<T, CaptureUrgentByte>) {
             std::span<std::byte> dmb = dev_.Dmb(me.own_token);
-            if (a.dmb_offset < dmb.size()) {
-              me.answers.push_front(UrgentByteCaptured{dmb[a.dmb_offset]});
+            if (a.buffer_offset < dmb.size()) {
+              me.answers.push_front(UrgentByteCaptured{dmb[a.buffer_offset]});
             } else {
               ++me.plan_out_of_bounds;
             }
@@ -136,14 +136,14 @@ bool SimPair::Step(int s) {
   if (me.cdc_dirty && mode != Mode::kHandshake) {
     me.cdc_dirty = false;
     std::span<std::byte> dmb = dev_.Dmb(me.own_token);
-    if (mode == Mode::kSmcd && me.own_registered && dmb.size() >= 32) {
-      PeerCdcChanged e;
+    if (mode == Mode::kSmc && me.own_registered && dmb.size() >= 32) {
+      CdcArrived e;
       std::memcpy(e.area.data(), dmb.data(), e.area.size());
       Feed(s, e);
       return true;
     }
   }
-  if (mode != Mode::kHandshake && mode != Mode::kSmcd) return false;
+  if (mode != Mode::kHandshake && mode != Mode::kSmc) return false;
   SimPipe& in = dev_.pipe(1 - s);
   if (in.readable()) {
     std::vector<std::byte> got = in.Read(options_.trickle ? 1 : in.size());

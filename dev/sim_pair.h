@@ -1,6 +1,6 @@
 // dev/sim_pair.h: a client and a server engine wired together over SimDevice
 // (fizz's LocalTransport): it carries out every action the engines return,
-// feeds back the answers (DmbRegistered, PeerCdcChanged, TcpBytes...), and
+// feeds back the answers (RecvBufferRegistered, CdcArrived, TcpBytes...), and
 // offers app-level Send/Recv/Close for tests. Deterministic: one thread, an
 // injected clock, seeded tokens.
 //

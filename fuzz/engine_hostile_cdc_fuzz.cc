@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   SimPair sim(o);
   sim.Start();
   sim.Pump();
-  CHECK_INVARIANT(sim.conn(kServer).mode() == usmc::engine::Mode::kSmcd);
+  CHECK_INVARIANT(sim.conn(kServer).mode() == usmc::engine::Mode::kSmc);
   std::vector<std::byte> buf(40000);
   size_t pos = 0;
   auto next = [&]() -> uint8_t { return pos < size ? data[pos++] : 0; };

@@ -30,7 +30,7 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events, uint64_t sleep_token) {
       return w;
     }
   }
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) {
+  if (conn_.mode() != engine::Mode::kSmc || !local_.registered()) {
     return w;  // TCP (or failed): the kernel socket is all there is
   }
   Refresh();
@@ -80,7 +80,7 @@ void SmcSocket::AfterWait(const WaitSpec& polled, bool edge) {
     (void)ProgressLocked(0);
     return;
   }
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) return;
+  if (conn_.mode() != engine::Mode::kSmc || !local_.registered()) return;
   if (!doorbell_waiter_) {
     // (A thread blocked in Send/Recv sleeps on the doorbell itself: the
     // wakeups and the armed word are its own then.)
@@ -119,7 +119,7 @@ SmcSocket::WaitSpec SmcSocket::HandshakeSpec() const {
 
 bool SmcSocket::DisarmIdle() {
   std::lock_guard lock(mu_);
-  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmcd ||
+  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmc ||
       !local_.registered()) {
     return false;
   }
@@ -166,13 +166,13 @@ void SmcSocket::Forget() {
 
 uint32_t* SmcSocket::ProcessRefs() {
   std::lock_guard lock(mu_);
-  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmcd) return nullptr;
+  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmc) return nullptr;
   return CtrlWord(dev::kCtrlProcessRefsOff);
 }
 
 uint32_t* SmcSocket::ProcessHolders() {
   std::lock_guard lock(mu_);
-  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmcd) return nullptr;
+  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmc) return nullptr;
   return CtrlWord(dev::kCtrlHoldersOff);
 }
 

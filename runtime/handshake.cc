@@ -202,7 +202,7 @@ void SmcSocket::ServeHandover() {
   if (!peer.ok()) return;  // nothing to do: the client declines in CLC
   peer_ = std::move(*peer);
   listener_.reset();
-  Feed(engine::PeerDmbAttached{peer_.token(),
+  Feed(engine::PeerBufferAttached{peer_.token(),
                                static_cast<uint32_t>(peer_.size())});
 }
 
@@ -279,7 +279,7 @@ void SmcSocket::FinishHandshake() {
   if (fatal_ || !(shut_rd_pending_ || shut_wr_pending_)) return;
   const bool rd = shut_rd_pending_, wr = shut_wr_pending_;
   shut_rd_pending_ = shut_wr_pending_ = false;
-  if (conn_.mode() == engine::Mode::kSmcd) {
+  if (conn_.mode() == engine::Mode::kSmc) {
     Refresh();
     Feed(engine::AppShutdown{.read = rd, .write = wr});
   } else if (conn_.mode() == engine::Mode::kTcp) {
@@ -318,7 +318,7 @@ bool SmcSocket::FlushEarly() {
   switch (conn_.mode()) {
     case engine::Mode::kHandshake:
       return false;
-    case engine::Mode::kSmcd: {
+    case engine::Mode::kSmc: {
       // The peer's ring is fresh and at least twice as large: it all fits.
       // An error (the peer already gone) is the connection's, reported to
       // the app's next call; the bytes are lost as TCP's would be.

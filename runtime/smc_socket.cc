@@ -155,7 +155,7 @@ void SmcSocket::Execute(const engine::Actions& actions,
               }
               consumed_ += a.len;
             },
-            [&](const engine::RegisterDmb& a) {
+            [&](const engine::RegisterRecvBuffer& a) {
               dev::DmbBudget& budget = dev::DmbBudget::Process();
               uint32_t size = a.size;
               if (opts_.roomy_dmb_size > a.size) {
@@ -169,7 +169,7 @@ void SmcSocket::Execute(const engine::Actions& actions,
               Result<dev::LocalDmb> dmb =
                   dev::LocalDmb::Register(size, budget, /*fd_hint=*/fd_);
               if (!dmb.ok()) {
-                answers.push_back(engine::DmbRegisterFailed{
+                answers.push_back(engine::RecvBufferFailed{
                     dmb.status().code() == StatusCode::kResourceExhausted
                         ? wire::kReasonMem
                         : wire::kReasonErrRegBuf});
@@ -184,15 +184,15 @@ void SmcSocket::Execute(const engine::Actions& actions,
                 if (!l.ok()) {
                   local_.Unregister();
                   answers.push_back(
-                      engine::DmbRegisterFailed{wire::kReasonErrRegBuf});
+                      engine::RecvBufferFailed{wire::kReasonErrRegBuf});
                   return;
                 }
                 listener_.emplace(std::move(*l));
               }
-              answers.push_back(engine::DmbRegistered{
+              answers.push_back(engine::RecvBufferRegistered{
                   local_.token(), static_cast<uint32_t>(local_.size())});
             },
-            [&](const engine::AttachPeerDmb& a) {
+            [&](const engine::AttachPeerBuffer& a) {
               dev::HandoverParams p{.tcp_fd = fd_,
                                     .peer_token = a.token,
                                     .peer_dmb_size = a.size,
@@ -203,13 +203,13 @@ void SmcSocket::Execute(const engine::Actions& actions,
               listener_.reset();
               if (!peer.ok()) {
                 answers.push_back(
-                    engine::PeerDmbAttachFailed{wire::kReasonErrRtok});
+                    engine::PeerBufferAttachFailed{wire::kReasonErrRtok});
                 return;
               }
               peer_ = std::move(*peer);
-              answers.push_back(engine::PeerDmbAttached{});
+              answers.push_back(engine::PeerBufferAttached{});
             },
-            [&](const engine::PublishCdc& a) {
+            [&](const engine::PostCdc& a) {
               if (!peer_.attached()) return;
               // Stamped first: a peer that sees this CDC sees a stamp at
               // least this new (it orders its ready connections by it).
@@ -222,7 +222,7 @@ void SmcSocket::Execute(const engine::Actions& actions,
             },
             [&](const engine::CaptureUrgentByte& a) {
               std::byte b{0};
-              (void)local_.Read(a.dmb_offset, {&b, 1});
+              (void)local_.Read(a.buffer_offset, {&b, 1});
               answers.push_back(engine::UrgentByteCaptured{b});
             },
             [&](const engine::NotifyApp&) {},
@@ -266,7 +266,7 @@ void SmcSocket::Execute(const engine::Actions& actions,
 void SmcSocket::Refresh() {
   // Once the peer is gone, its last words are final: OnPeerGone may have
   // completed them with the close its death implies.
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered() ||
+  if (conn_.mode() != engine::Mode::kSmc || !local_.registered() ||
       peer_gone_) {
     return;
   }
@@ -275,7 +275,7 @@ void SmcSocket::Refresh() {
   if (area == last_area_) return;
   last_area_ = area;
   peer_changes_.fetch_add(1, std::memory_order_relaxed);
-  Feed(engine::PeerCdcChanged{area});
+  Feed(engine::CdcArrived{area});
 }
 
 void SmcSocket::AdoptSiblingProgress() {
@@ -404,7 +404,7 @@ void SmcSocket::OnPeerGone() {
   (void)wire::EncodeSmcdCdc(cdc, area);  // cannot fail: 32-byte buffer
   last_area_ = area;
   peer_changes_.fetch_add(1, std::memory_order_relaxed);
-  Feed(engine::PeerCdcChanged{area});
+  Feed(engine::CdcArrived{area});
 }
 
 ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
@@ -425,7 +425,7 @@ ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
     }
   }
   if (!Settle(Nonblocking(flags))) return -1;
-  if (conn_.mode() != engine::Mode::kSmcd || tcp_closed_) {
+  if (conn_.mode() != engine::Mode::kSmc || tcp_closed_) {
     return TcpUnusable() ? -1 : ::send(fd_, buf, len, flags);
   }
   return SendSmc(static_cast<const std::byte*>(buf), len, flags);
@@ -495,7 +495,7 @@ ssize_t SmcSocket::Recv(void* buf, size_t len, int flags) {
     if (HandshakingLocked() && shut_rd_pending_) return 0;
   }
   if (!Settle(Nonblocking(flags))) return -1;
-  if (conn_.mode() != engine::Mode::kSmcd || tcp_closed_) {
+  if (conn_.mode() != engine::Mode::kSmc || tcp_closed_) {
     if (TcpUnusable()) return -1;
     if (late_clc_pending()) {
       const bool wait = !Nonblocking(flags);
@@ -594,7 +594,7 @@ short SmcSocket::Poll(short events) {
       return static_cast<short>(TcpHupErr() | EarlyPollBits(events));
     }
   }
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (conn_.mode() != engine::Mode::kSmc) {
     // A late CLC message alone does not make the socket readable.
     if (late_clc_pending()) (void)DropLateClc(fd_, /*wait=*/false);
     struct pollfd p = {fd_, events, 0};
@@ -659,7 +659,7 @@ short SmcSocket::Wait(short events, int timeout_ms) {
       (void)ProgressLocked(left);
       continue;
     }
-    if (conn_.mode() != engine::Mode::kSmcd) {
+    if (conn_.mode() != engine::Mode::kSmc) {
       lock.unlock();
       struct pollfd p = {fd_, events, 0};
       if (::poll(&p, 1, left) <= 0) return 0;
@@ -678,7 +678,7 @@ uint64_t SmcSocket::PeerPublishedNs() const {
 
 int SmcSocket::PollFd() const {
   std::lock_guard lock(mu_);
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered() ||
+  if (conn_.mode() != engine::Mode::kSmc || !local_.registered() ||
       tcp_closed_) {
     return -1;
   }
@@ -692,7 +692,7 @@ int SmcSocket::Readable() {
     return -1;
   }
   if (!Settle(nonblocking_)) return 0;
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (conn_.mode() != engine::Mode::kSmc) {
     if (late_clc_pending()) (void)DropLateClc(fd_, /*wait=*/false);
     int n = 0;
     return ::ioctl(fd_, FIONREAD, &n) == 0 ? n : -1;
@@ -704,7 +704,7 @@ int SmcSocket::Readable() {
 bool SmcSocket::AtMark() {
   std::lock_guard lock(mu_);
   if (tcp_closed_ || !Settle(nonblocking_)) return false;
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (conn_.mode() != engine::Mode::kSmc) {
     int at = 0;
     return ::ioctl(fd_, SIOCATMARK, &at) == 0 && at;
   }
@@ -729,7 +729,7 @@ int SmcSocket::Shutdown(int how) {
     shut_wr_pending_ |= how != SHUT_RD;
     return 0;
   }
-  if (conn_.mode() != engine::Mode::kSmcd) return ::shutdown(fd_, how);
+  if (conn_.mode() != engine::Mode::kSmc) return ::shutdown(fd_, how);
   Refresh();
   Feed(engine::AppShutdown{.read = how != SHUT_WR, .write = how != SHUT_RD});
   return 0;
@@ -742,7 +742,7 @@ int SmcSocket::Close() {
     return -1;
   }
   if (!early_.empty()) FlushEarlyDataLocked();
-  if (conn_.mode() == engine::Mode::kSmcd) {
+  if (conn_.mode() == engine::Mode::kSmc) {
     Refresh();
     Feed(engine::AppClose{});
   }
@@ -757,7 +757,7 @@ void SmcSocket::Abort() {
   std::lock_guard lock(mu_);
   if (tcp_closed_) return;
   early_.clear();  // a reset discards unsent bytes, as TCP's does
-  if (conn_.mode() == engine::Mode::kSmcd) {
+  if (conn_.mode() == engine::Mode::kSmc) {
     Refresh();
     Feed(engine::AppAbort{});
   }

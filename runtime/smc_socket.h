@@ -118,7 +118,7 @@ class SmcSocket {
 
   int fd() const { return fd_; }
   engine::Mode mode() const;
-  bool is_smc() const { return mode() == engine::Mode::kSmcd; }
+  bool is_smc() const { return mode() == engine::Mode::kSmc; }
 
   // After a fallback in which we declined (engine::Fallback::declined), one
   // CLC message of the peer's may still come (runtime/late_clc.h). The
@@ -314,7 +314,7 @@ class SmcSocket {
   static int MsLeft(engine::TimePoint now, engine::TimePoint deadline);
 
   // Feeds one event and carries out the resulting actions, then feeds the
-  // answer events those actions produced (RegisterDmb -> DmbRegistered...).
+  // answer events those actions produced (RegisterRecvBuffer -> RecvBufferRegistered...).
   void Feed(const engine::Event& e);
   void Execute(const engine::Actions& actions,
                std::vector<engine::Event>& answers);

@@ -101,7 +101,7 @@ Status SmcSocket::ExportRecord(ExecRecord& rec) {
     // Half-read CLC bytes, queued CLC output and timers cannot move.
     return Precondition("handshake in progress");
   }
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (conn_.mode() != engine::Mode::kSmc) {
     // TCP mode has nothing to move: the kernel socket is the connection.
     return Precondition("socket in mode " +
                         std::string(engine::ToString(conn_.mode())) +
