@@ -22,6 +22,7 @@
 #include "dev/shm_peer_verify.h"
 #include "engine/clc_common.h"
 #include "engine/snapshot.h"
+#include "runtime/config.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
@@ -95,6 +96,8 @@ SmcSocket::SmcSocket(int fd, const Options& opts)
       opts_(opts),
       entropy_(SeedFromKernel()),
       conn_(MakeParams(opts), &entropy_) {
+  // The device's process-wide values (DMB budget, spin) come from it.
+  (void)ProcessConfig();
   UseDevice(dev::ShmDevice::Create(
       opts.role == engine::Role::kServer, fd,
       {.size = opts.roomy_dmb_size > 0
