@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "dev/sim_pair.h"
+#include "runtime/sim_pair.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
 
-namespace usmc::dev {
+namespace usmc::runtime {
 namespace {
 
 using engine::CloseState;
@@ -415,4 +415,4 @@ TEST(SimHostile, RandomAreasNeverEscapeTheConnection) {
 }
 
 }  // namespace
-}  // namespace usmc::dev
+}  // namespace usmc::runtime

@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "dev/sim_pair.h"
+#include "runtime/sim_pair.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
 
-namespace usmc::dev {
+namespace usmc::runtime {
 namespace {
 
 using engine::CloseState;
@@ -387,4 +387,4 @@ TEST(SimClose, PeerTcpGoneWithoutSmcCloseIsAReset) {
 }
 
 }  // namespace
-}  // namespace usmc::dev
+}  // namespace usmc::runtime
