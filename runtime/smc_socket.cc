@@ -21,7 +21,6 @@
 #include "dev/shm_identity.h"
 #include "dev/shm_peer_verify.h"
 #include "engine/clc_common.h"
-#include "engine/snapshot.h"
 #include "runtime/config.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
