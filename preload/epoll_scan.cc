@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "dev/shm_doorbell.h"
 #include "preload/epoll_internal.h"
 #include "preload/real.h"
+#include "runtime/wait.h"
 
 namespace usmc::preload::epoll_detail {
 
@@ -114,7 +114,7 @@ void DisarmAll(EpollSet& set) {
 // sleep. Adaptive per epoll set, as the doorbell's spin: a spin that finds
 // nothing halves the next one; one that hits restores the budget.
 bool SpinForReady(EpollSet& set, size_t max_sockets) {
-  static const uint32_t budget_us = dev::SpinBudgetUsFromEnv();
+  static const uint32_t budget_us = runtime::SpinBudgetUs();
   if (budget_us == 0) return false;
   uint32_t spin;
   std::vector<std::pair<std::shared_ptr<Conn>, short>> watch;
@@ -199,7 +199,7 @@ int ScanWait(EpollSet& set, epoll_event* events, int maxevents, int timeout_ms,
       // set, the kernel must see each ring, as it wakes one sleeper per
       // event and this one might report only some (maxevents).
       if (++set.sleepers == 1) {
-        set.sleep_token = dev::NewSleepToken();
+        set.sleep_token = runtime::NewSleepToken();
       } else {
         RevokeSleepTokens(set);
       }
