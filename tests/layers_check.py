@@ -31,12 +31,26 @@ ALLOWED = {
 KNOWN_BREAKS = {
     ("dev/sim_pair.h", "engine/connection.h"),
     ("dev/sim_pair.cc", "wire/reason.h"),
-    ("preload/conn.cc", "dev/shm_dmb.h"),
-    ("preload/epoll.cc", "dev/shm_doorbell.h"),
-    ("preload/epoll_scan.cc", "dev/shm_doorbell.h"),
 }
 
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/([^"]+)"', re.M)
+# Every spelling the compiler accepts with the source root on the include
+# path: "dev/x.h", <dev/x.h>, and relative ones such as "../dev/x.h".
+INCLUDE = re.compile(r'^\s*#\s*include\s*(?:"([^"]+)"|<([^>]+)>)', re.M)
+
+
+def included_header(root: pathlib.Path, path: pathlib.Path, spelled: str):
+    """The header as "folder/rest" relative to the source root, or None for
+    a header outside the layers (system, same folder)."""
+    if spelled.startswith(("./", "../")):
+        target = (path.parent / spelled).resolve()
+        try:
+            spelled = target.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return None
+    folder = spelled.split("/", 1)[0]
+    if "/" not in spelled or folder not in ALLOWED:
+        return None  # "vmlinux.h", a system header such as <linux/bpf.h>
+    return folder, spelled
 
 
 def is_test_code(path: pathlib.Path) -> bool:
@@ -56,11 +70,12 @@ def main() -> int:
                 continue
             rel = path.relative_to(root).as_posix()
             for m in INCLUDE.finditer(path.read_text(errors="replace")):
-                folder, header = m.group(1), f"{m.group(1)}/{m.group(2)}"
+                found = included_header(root, path, m.group(1) or m.group(2))
+                if found is None:
+                    continue
+                folder, header = found
                 if folder == layer or folder in allowed:
                     continue
-                if folder not in ALLOWED:
-                    continue  # a system header such as "linux/bpf.h"
                 if (rel, header) in KNOWN_BREAKS:
                     seen_known.add((rel, header))
                     continue
