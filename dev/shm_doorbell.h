@@ -35,19 +35,10 @@
 #include <type_traits>
 
 #include "base/status.h"
+#include "dev/device.h"
 #include "dev/unique_fd.h"
 
 namespace usmc::dev {
-
-enum class WaitResult {
-  kReady,         // the predicate became true
-  kTimedOut,      // timeout passed, predicate still false
-  kPeerGone,      // the peer's end of the doorbell closed (exit, SIGKILL)
-  kExtraFdReady,  // the caller's extra fd (e.g. the TCP socket) polled ready
-  kInterrupted,   // a signal arrived and WaitOptions::return_on_signal is set
-};
-std::string_view ToString(WaitResult r);
-std::ostream& operator<<(std::ostream& os, WaitResult r);
 
 enum class RingResult {
   kNotArmed,   // peer was not about to sleep: nothing sent
@@ -58,23 +49,6 @@ enum class RingResult {
 };
 std::string_view ToString(RingResult r);
 std::ostream& operator<<(std::ostream& os, RingResult r);
-
-// Counters of one doorbell side. Plain values: a snapshot.
-struct DoorbellStats {
-  // Waiter side.
-  uint64_t waits = 0;
-  uint64_t ready_at_once = 0;  // predicate true on entry
-  uint64_t spins = 0;          // waits that spun before arming
-  uint64_t spin_hits = 0;      // became true while spinning
-  uint64_t sleeps = 0;         // poll(2) calls after arming
-  uint64_t wakeups_received = 0;
-  uint64_t timeouts = 0;
-  // Waker side.
-  uint64_t rings = 0;
-  uint64_t wakeups_sent = 0;       // send(2) calls that succeeded
-  uint64_t wakeups_skipped = 0;    // rings that found the peer not armed
-  uint64_t wakeups_coalesced = 0;  // armed for a sleep already woken
-};
 
 // A fresh sleep token: never 0, unique within the process (a forked child
 // draws from a new random start).
@@ -88,11 +62,6 @@ uint32_t SpinBudgetUsFromEnv();
 // Longest wait honoured; longer timeouts are cut to this (about a year).
 inline constexpr std::chrono::nanoseconds kMaxWait =
     std::chrono::hours(24 * 365);
-
-struct WaitOptions {
-  int extra_fd = -1;              // also return when this fd polls readable
-  bool return_on_signal = false;  // EINTR -> kInterrupted instead of retrying
-};
 
 // An fd inherited across exec(2) that should be a doorbell end: OK if it is
 // an AF_UNIX stream socket, else kDataLoss (kSystem if fstat/getsockopt

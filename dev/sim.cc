@@ -1,6 +1,7 @@
 #include "dev/sim.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace usmc::dev {
 
@@ -40,6 +41,68 @@ std::span<std::byte> SimDevice::Dmb(uint64_t token) {
   auto it = dmbs_.find(token);
   if (it == dmbs_.end()) return {};
   return it->second;
+}
+
+SimEndpoint& SimDevice::endpoint(int s) {
+  if (!endpoints_[s]) endpoints_[s] = std::make_unique<SimEndpoint>(*this, s);
+  return *endpoints_[s];
+}
+
+Result<BufferInfo> SimEndpoint::RegisterBuffer(const RegisterRequest& r) {
+  std::optional<uint64_t> tok = d_.RegisterDmb(r.size);
+  if (!tok.has_value()) {
+    return Status(StatusCode::kResourceExhausted, "sim: registration fails");
+  }
+  own_ = {*tok, r.size};
+  return own_;
+}
+
+void SimEndpoint::UnregisterBuffer() {
+  if (own_.token != 0) d_.UnregisterDmb(own_.token);
+  own_ = {};
+}
+
+Status SimEndpoint::ReadOwn(uint64_t offset, std::span<std::byte> out) const {
+  std::span<std::byte> b = d_.Dmb(own_.token);
+  if (offset < 32 || offset > b.size() || out.size() > b.size() - offset) {
+    return Status(StatusCode::kInvalidArgument, "sim: read outside the ring");
+  }
+  if (!out.empty()) std::memcpy(out.data(), b.data() + offset, out.size());
+  return OkStatus();
+}
+
+Result<BufferInfo> SimEndpoint::AttachPeerBuffer(const AttachRequest& r) {
+  if (!d_.Exists(r.token) || d_.Dmb(r.token).size() != r.size) {
+    return Status(StatusCode::kNotFound, "sim: no such DMB");
+  }
+  peer_ = {r.token, r.size};
+  return peer_;
+}
+
+Status SimEndpoint::MoveData(uint64_t offset, std::span<const std::byte> data) {
+  std::span<std::byte> b = d_.Dmb(peer_.token);
+  // The CDC area is the device's, never the data path's.
+  if (offset < 32 || offset > b.size() || data.size() > b.size() - offset) {
+    return Status(StatusCode::kInvalidArgument, "sim: write outside the ring");
+  }
+  if (!data.empty()) std::memcpy(b.data() + offset, data.data(), data.size());
+  return OkStatus();
+}
+
+void SimEndpoint::PostCdc(std::span<const std::byte> cdc) {
+  std::span<std::byte> b = d_.Dmb(peer_.token);
+  if (peer_.token == 0 || b.size() < cdc.size()) return;
+  std::memcpy(b.data(), cdc.data(), cdc.size());
+  d_.MarkCdcPosted(1 - side_);
+}
+
+CdcBytes SimEndpoint::LoadCdc() const {
+  CdcBytes c;
+  std::span<std::byte> b = d_.Dmb(own_.token);
+  if (b.size() < 32) return c;
+  std::memcpy(c.data.data(), b.data(), 32);
+  c.len = 32;
+  return c;
 }
 
 }  // namespace usmc::dev

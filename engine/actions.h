@@ -7,13 +7,13 @@
 // ReportError own heap memory.
 //
 //   for (const Action& a : conn.OnEvent(AppSent{.len = n}, now)) {
-//     if (auto* p = std::get_if<PublishCdc>(&a)) WriteCdcArea(p->area);
+//     if (auto* p = std::get_if<PostCdc>(&a)) WriteCdcArea(p->area);
 //     ...
 //   }
 //
 // The runtime must not call back into the engine while it executes an
 // action list, except to feed the answer events the action asks for
-// (DmbRegistered for RegisterDmb, ...), after the list is done.
+// (RecvBufferRegistered for RegisterRecvBuffer, ...), after the list is done.
 #ifndef USMC_ENGINE_ACTIONS_H_
 #define USMC_ENGINE_ACTIONS_H_
 
@@ -43,19 +43,19 @@ struct TcpConsumed {
   size_t len = 0;
 };
 // Register a DMB of `size` bytes (CDC area included, zeroed) and answer
-// DmbRegistered or DmbRegisterFailed.
-struct RegisterDmb {
+// RecvBufferRegistered or RecvBufferFailed.
+struct RegisterRecvBuffer {
   uint32_t size = 0;
 };
-// Map the peer's DMB for writing and answer PeerDmbAttached or
-// PeerDmbAttachFailed.
-struct AttachPeerDmb {
+// Map the peer's DMB for writing and answer PeerBufferAttached or
+// PeerBufferAttachFailed.
+struct AttachPeerBuffer {
   uint64_t token = 0;
   uint32_t size = 0;
 };
 // Store these 32 bytes at offset 0 of the peer's DMB, after every data
 // write issued before it is visible (release order).
-struct PublishCdc {
+struct PostCdc {
   std::array<std::byte, 32> area{};
 };
 // The peer may need waking (new data, space freed, flags): the device
@@ -64,16 +64,18 @@ struct SignalPeer {};
 // Copy the byte at this offset of OUR DMB now and answer
 // UrgentByteCaptured before carrying out the next action.
 struct CaptureUrgentByte {
-  uint32_t dmb_offset = 0;
+  uint32_t buffer_offset = 0;
 };
 // Readiness may have changed: re-check the queries and wake waiters.
 struct NotifyApp {
   bool readable = false;
   bool writable = false;
 };
-// The handshake chose SMC-D; app bytes go through the DMBs from now on.
+// The handshake chose SMC; app bytes go through the receive buffers from
+// now on.
 struct HandshakeDone {
-  SmcdLink link;
+  Technology technology = Technology::kSmcd;
+  SmcdLink link;  // SMC-D's negotiated parameters
 };
 // The connection stays TCP. local_reason: our reason code (PEERDECL when the
 // peer declined); peer_reason: the peer's diagnosis (0 if we declined).
@@ -102,7 +104,7 @@ struct AbortTcp {};
 // peer_attached).
 struct ReleaseBuffers {
   bool own_registered = false;
-  uint64_t own_dmb_token = 0;
+  uint64_t own_token = 0;
   bool peer_attached = false;
   uint64_t peer_dmb_token = 0;
 };
@@ -110,10 +112,10 @@ struct ReleaseBuffers {
 struct CloseTcp {};
 
 using Action =
-    std::variant<SendTcp, TcpConsumed, RegisterDmb, AttachPeerDmb, PublishCdc,
-                 SignalPeer, CaptureUrgentByte, NotifyApp, HandshakeDone,
-                 Fallback, ArmTimer, CancelTimer, ReportError, AbortTcp,
-                 ReleaseBuffers, CloseTcp>;
+    std::variant<SendTcp, TcpConsumed, RegisterRecvBuffer, AttachPeerBuffer,
+                 PostCdc, SignalPeer, CaptureUrgentByte, NotifyApp,
+                 HandshakeDone, Fallback, ArmTimer, CancelTimer, ReportError,
+                 AbortTcp, ReleaseBuffers, CloseTcp>;
 
 std::string_view ActionName(const Action& a);
 std::ostream& operator<<(std::ostream& os, const Action& a);

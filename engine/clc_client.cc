@@ -146,11 +146,11 @@ void ClcClient::OnMessage(const wire::ClcMessage& m, Actions& out) {
       static_cast<uint32_t>(wire::UncompressBufSize(a->dmbe_size));
   core_.link.link_id = a->link_id;
   core_.link.eid = a->eid;
-  out.push_back(RegisterDmb{SmcdDmbSizeFor(core_.params().dmb_size)});
+  out.push_back(RegisterRecvBuffer{SmcdDmbSizeFor(core_.params().dmb_size)});
   Move(E::kClcMessage, S::kRegisteringDmb, out);
 }
 
-void ClcClient::OnDmbRegistered(const DmbRegistered& e, Actions& out) {
+void ClcClient::OnDmbRegistered(const RecvBufferRegistered& e, Actions& out) {
   if (!Check(E::kDmbRegistered, out)) return;
   core_.own_registered = true;
   core_.link.local_dmb_token = e.token;
@@ -163,28 +163,28 @@ void ClcClient::OnDmbRegistered(const DmbRegistered& e, Actions& out) {
   // waits for Confirm, so a handover that fails (the peer process cannot be
   // verified) is still a Decline and plain TCP, not an abort.
   out.push_back(
-      AttachPeerDmb{core_.link.peer_dmb_token, core_.link.peer_dmb_size});
+      AttachPeerBuffer{core_.link.peer_dmb_token, core_.link.peer_dmb_size});
   Move(E::kDmbRegistered, S::kAttachingPeerDmb, out);
 }
 
-void ClcClient::OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out) {
+void ClcClient::OnDmbRegisterFailed(const RecvBufferFailed& e, Actions& out) {
   if (!Check(E::kDmbRegisterFailed, out)) return;
   FallBack(E::kDmbRegisterFailed, e.reason ? e.reason : wire::kReasonMem, 0,
            true, out);
 }
 
-void ClcClient::OnPeerDmbAttached(const PeerDmbAttached&, Actions& out) {
+void ClcClient::OnPeerDmbAttached(const PeerBufferAttached&, Actions& out) {
   if (!Check(E::kPeerDmbAttached, out)) return;
   core_.peer_attached = true;
   // Committed from here on, as in Linux: Confirm is the client's last word.
   out.push_back(EncodeForTcp(BuildSmcdAccept(
       wire::ClcType::kConfirm, core_.params(), core_.link.local_dmb_token,
       core_.link.local_dmb_size, core_.link.link_id)));
-  out.push_back(HandshakeDone{core_.link});
+  out.push_back(HandshakeDone{Technology::kSmcd, core_.link});
   Move(E::kPeerDmbAttached, S::kActive, out);
 }
 
-void ClcClient::OnPeerDmbAttachFailed(const PeerDmbAttachFailed& e,
+void ClcClient::OnPeerDmbAttachFailed(const PeerBufferAttachFailed& e,
                                       Actions& out) {
   if (!Check(E::kPeerDmbAttachFailed, out)) return;
   FallBack(E::kPeerDmbAttachFailed, e.reason ? e.reason : wire::kReasonErrRtok,

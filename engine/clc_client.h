@@ -10,7 +10,7 @@
 //   ClcClient c(params, &entropy);
 //   Actions out;
 //   c.OnStart(now, out);            // SendTcp(Proposal), ArmTimer
-//   c.OnTcpBytes(bytes, now, out);  // TcpConsumed, RegisterDmb
+//   c.OnTcpBytes(bytes, now, out);  // TcpConsumed, RegisterRecvBuffer
 #ifndef USMC_ENGINE_CLC_CLIENT_H_
 #define USMC_ENGINE_CLC_CLIENT_H_
 
@@ -59,10 +59,10 @@ class ClcClient {
   void OnStart(TimePoint now, Actions& out);
   void OnTcpBytes(std::span<const std::byte> bytes, TimePoint now,
                   Actions& out);
-  void OnDmbRegistered(const DmbRegistered& e, Actions& out);
-  void OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out);
-  void OnPeerDmbAttached(const PeerDmbAttached& e, Actions& out);
-  void OnPeerDmbAttachFailed(const PeerDmbAttachFailed& e, Actions& out);
+  void OnDmbRegistered(const RecvBufferRegistered& e, Actions& out);
+  void OnDmbRegisterFailed(const RecvBufferFailed& e, Actions& out);
+  void OnPeerDmbAttached(const PeerBufferAttached& e, Actions& out);
+  void OnPeerDmbAttachFailed(const PeerBufferAttachFailed& e, Actions& out);
   void OnTimeout(TimePoint now, Actions& out);
   void OnTcpEof(Actions& out);
   void OnAppClose(Actions& out);

@@ -88,9 +88,9 @@ TEST_F(ClcClientTest, AcceptLeadsToRegisterDmb) {
   bytes.push_back(std::byte{'x'});  // app data after it is not ours
   Actions out;
   c.OnTcpBytes(bytes, kNow, out);
-  ExpectActions<TcpConsumed, CancelTimer, RegisterDmb>(out);
+  ExpectActions<TcpConsumed, CancelTimer, RegisterRecvBuffer>(out);
   EXPECT_EQ(Nth<TcpConsumed>(out, 0).len, accept_len);
-  EXPECT_EQ(Nth<RegisterDmb>(out, 2).size, 64u * 1024);
+  EXPECT_EQ(Nth<RegisterRecvBuffer>(out, 2).size, 64u * 1024);
   EXPECT_EQ(c.state(), S::kRegisteringDmb);
   EXPECT_EQ(c.core().link.peer_dmb_token, 0xD00Du);
   EXPECT_EQ(c.core().link.peer_dmb_size, 32u * 1024);
@@ -110,7 +110,7 @@ TEST_F(ClcClientTest, AcceptArrivingOneByteAtATime) {
   }
   Actions out;
   c.OnTcpBytes(bytes, kNow, out);
-  ExpectActions<TcpConsumed, CancelTimer, RegisterDmb>(out);
+  ExpectActions<TcpConsumed, CancelTimer, RegisterRecvBuffer>(out);
   EXPECT_EQ(Nth<TcpConsumed>(out, 0).len, bytes.size());
   EXPECT_EQ(c.state(), S::kRegisteringDmb);
 }
@@ -251,26 +251,26 @@ TEST_F(ClcClientTest, TcpEofFallsBack) {
 TEST_F(ClcClientTest, RegisteredDmbAttachesBeforeConfirm) {
   ClcClient c(params_, &entropy_, S::kRegisteringDmb, AcceptedLink(), false);
   Actions out;
-  c.OnDmbRegistered(DmbRegistered{0xBEEF, 64 * 1024}, out);
-  ExpectActions<AttachPeerDmb>(out);
-  EXPECT_EQ(Nth<AttachPeerDmb>(out, 0).token, 0xD00Du);
-  EXPECT_EQ(Nth<AttachPeerDmb>(out, 0).size, 32u * 1024);
+  c.OnDmbRegistered(RecvBufferRegistered{0xBEEF, 64 * 1024}, out);
+  ExpectActions<AttachPeerBuffer>(out);
+  EXPECT_EQ(Nth<AttachPeerBuffer>(out, 0).token, 0xD00Du);
+  EXPECT_EQ(Nth<AttachPeerBuffer>(out, 0).size, 32u * 1024);
   EXPECT_EQ(c.state(), S::kAttachingPeerDmb);
 }
 
 TEST_F(ClcClientTest, OddDmbSizeDeclinesAndReleases) {
   ClcClient c(params_, &entropy_, S::kRegisteringDmb, AcceptedLink(), false);
   Actions out;
-  c.OnDmbRegistered(DmbRegistered{0xBEEF, 1000}, out);
+  c.OnDmbRegistered(RecvBufferRegistered{0xBEEF, 1000}, out);
   ExpectActions<SendTcp, ReleaseBuffers, Fallback>(out);
-  EXPECT_EQ(Nth<ReleaseBuffers>(out, 1).own_dmb_token, 0xBEEFu);
+  EXPECT_EQ(Nth<ReleaseBuffers>(out, 1).own_token, 0xBEEFu);
   EXPECT_EQ(Nth<Fallback>(out, 2).local_reason, wire::kReasonErrRegBuf);
 }
 
 TEST_F(ClcClientTest, RegisterFailureDeclines) {
   ClcClient c(params_, &entropy_, S::kRegisteringDmb, AcceptedLink(), false);
   Actions out;
-  c.OnDmbRegisterFailed(DmbRegisterFailed{wire::kReasonMaxDmb}, out);
+  c.OnDmbRegisterFailed(RecvBufferFailed{wire::kReasonMaxDmb}, out);
   ExpectActions<SendTcp, Fallback>(out);
   EXPECT_EQ(Nth<Fallback>(out, 1).local_reason, wire::kReasonMaxDmb);
 }
@@ -304,13 +304,13 @@ TEST_F(ClcClientTest, AttachFailureDeclinesAndReleases) {
   link.local_dmb_token = 0xBEEF;
   ClcClient c(params_, &entropy_, S::kAttachingPeerDmb, link, true);
   Actions out;
-  c.OnPeerDmbAttachFailed(PeerDmbAttachFailed{0}, out);
+  c.OnPeerDmbAttachFailed(PeerBufferAttachFailed{0}, out);
   ExpectActions<SendTcp, ReleaseBuffers, Fallback>(out);
   const wire::ClcMessage m = DecodeSent(Nth<SendTcp>(out, 0));
   const auto* d = std::get_if<wire::ClcDecline>(&m);
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(d->peer_diagnosis, wire::kReasonErrRtok);
-  EXPECT_EQ(Nth<ReleaseBuffers>(out, 1).own_dmb_token, 0xBEEFu);
+  EXPECT_EQ(Nth<ReleaseBuffers>(out, 1).own_token, 0xBEEFu);
   EXPECT_EQ(Nth<Fallback>(out, 2).local_reason, wire::kReasonErrRtok);
   EXPECT_EQ(c.state(), S::kFallback);
 }
@@ -333,7 +333,7 @@ TEST_F(ClcClientTest, InvalidEventInEveryState) {
     ClcClient c(params_, &entropy_, s, AcceptedLink(), false);
     Actions out;
     if (s == S::kAttachingPeerDmb) {
-      c.OnDmbRegistered(DmbRegistered{1, 65536}, out);
+      c.OnDmbRegistered(RecvBufferRegistered{1, 65536}, out);
     } else {
       c.OnPeerDmbAttached({}, out);
     }

@@ -22,13 +22,13 @@ std::string_view ToString(HandshakeEvent e) {
     case HandshakeEvent::kClcError:
       return "ClcError";
     case HandshakeEvent::kDmbRegistered:
-      return "DmbRegistered";
+      return "RecvBufferRegistered";
     case HandshakeEvent::kDmbRegisterFailed:
-      return "DmbRegisterFailed";
+      return "RecvBufferFailed";
     case HandshakeEvent::kPeerDmbAttached:
-      return "PeerDmbAttached";
+      return "PeerBufferAttached";
     case HandshakeEvent::kPeerDmbAttachFailed:
-      return "PeerDmbAttachFailed";
+      return "PeerBufferAttachFailed";
     case HandshakeEvent::kTimeout:
       return "Timeout";
     case HandshakeEvent::kTcpEof:

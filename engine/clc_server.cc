@@ -146,11 +146,11 @@ void ClcServer::OnProposal(const wire::ClcMessage& m, Actions& out) {
   core_.link.peer_device = core_.params().device;  // matched in CheckProposal
   core_.link.eid = core_.params().eid;
   core_.link.link_id = core_.NewLinkId();
-  out.push_back(RegisterDmb{SmcdDmbSizeFor(core_.params().dmb_size)});
+  out.push_back(RegisterRecvBuffer{SmcdDmbSizeFor(core_.params().dmb_size)});
   Move(E::kClcMessage, S::kRegisteringDmb, out);
 }
 
-void ClcServer::OnDmbRegistered(const DmbRegistered& e, TimePoint now,
+void ClcServer::OnDmbRegistered(const RecvBufferRegistered& e, TimePoint now,
                                 Actions& out) {
   if (!Check(E::kDmbRegistered, out)) return;
   core_.own_registered = true;
@@ -204,24 +204,24 @@ void ClcServer::OnConfirm(const wire::ClcMessage& m, Actions& out) {
       Move(E::kClcMessage, S::kFailed, out);
       return;
     }
-    out.push_back(HandshakeDone{core_.link});
+    out.push_back(HandshakeDone{Technology::kSmcd, core_.link});
     Move(E::kClcMessage, S::kActive, out);
     return;
   }
   core_.link.peer_dmb_token = c->dmb_token;
   core_.link.peer_dmb_size = confirmed_size;
   out.push_back(
-      AttachPeerDmb{core_.link.peer_dmb_token, core_.link.peer_dmb_size});
+      AttachPeerBuffer{core_.link.peer_dmb_token, core_.link.peer_dmb_size});
   Move(E::kClcMessage, S::kAttachingPeerDmb, out);
 }
 
-void ClcServer::OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out) {
+void ClcServer::OnDmbRegisterFailed(const RecvBufferFailed& e, Actions& out) {
   if (!Check(E::kDmbRegisterFailed, out)) return;
   FallBack(E::kDmbRegisterFailed, e.reason ? e.reason : wire::kReasonMem, 0,
            true, out);
 }
 
-void ClcServer::OnPeerDmbAttached(const PeerDmbAttached& e, TimePoint now,
+void ClcServer::OnPeerDmbAttached(const PeerBufferAttached& e, TimePoint now,
                                   Actions& out) {
   if (!Check(E::kPeerDmbAttached, out)) return;
   core_.peer_attached = true;
@@ -238,11 +238,11 @@ void ClcServer::OnPeerDmbAttached(const PeerDmbAttached& e, TimePoint now,
     Move(E::kPeerDmbAttached, S::kAwaitConfirm, out);
     return;
   }
-  out.push_back(HandshakeDone{core_.link});
+  out.push_back(HandshakeDone{Technology::kSmcd, core_.link});
   Move(E::kPeerDmbAttached, S::kActive, out);
 }
 
-void ClcServer::OnPeerDmbAttachFailed(const PeerDmbAttachFailed&,
+void ClcServer::OnPeerDmbAttachFailed(const PeerBufferAttachFailed&,
                                       Actions& out) {
   if (!Check(E::kPeerDmbAttachFailed, out)) return;
   // The client went ACTIVE when it sent Confirm: too late to decline.

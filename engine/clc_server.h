@@ -11,7 +11,7 @@
 //   ClcServer s(params, &entropy);
 //   Actions out;
 //   s.OnStart(now, out);            // ArmTimer
-//   s.OnTcpBytes(bytes, now, out);  // TcpConsumed, RegisterDmb
+//   s.OnTcpBytes(bytes, now, out);  // TcpConsumed, RegisterRecvBuffer
 #ifndef USMC_ENGINE_CLC_SERVER_H_
 #define USMC_ENGINE_CLC_SERVER_H_
 
@@ -60,10 +60,10 @@ class ClcServer {
   void OnStart(TimePoint now, Actions& out);
   void OnTcpBytes(std::span<const std::byte> bytes, TimePoint now,
                   Actions& out);
-  void OnDmbRegistered(const DmbRegistered& e, TimePoint now, Actions& out);
-  void OnDmbRegisterFailed(const DmbRegisterFailed& e, Actions& out);
-  void OnPeerDmbAttached(const PeerDmbAttached& e, TimePoint now, Actions& out);
-  void OnPeerDmbAttachFailed(const PeerDmbAttachFailed& e, Actions& out);
+  void OnDmbRegistered(const RecvBufferRegistered& e, TimePoint now, Actions& out);
+  void OnDmbRegisterFailed(const RecvBufferFailed& e, Actions& out);
+  void OnPeerDmbAttached(const PeerBufferAttached& e, TimePoint now, Actions& out);
+  void OnPeerDmbAttachFailed(const PeerBufferAttachFailed& e, Actions& out);
   void OnTimeout(TimePoint now, Actions& out);
   void OnTcpEof(Actions& out);
   void OnAppClose(Actions& out);

@@ -37,7 +37,7 @@ class ClcServerTest : public ::testing::Test {
     ClcServer s = AwaitingProposal();
     Actions out;
     s.OnTcpBytes(EncodeClcBytes(BuildProposal(client_params_)), kNow, out);
-    s.OnDmbRegistered(DmbRegistered{0xAAAA, 64 * 1024}, kNow, out);
+    s.OnDmbRegistered(RecvBufferRegistered{0xAAAA, 64 * 1024}, kNow, out);
     EXPECT_EQ(s.state(), S::kAwaitConfirm);
     *link_id = s.core().link.link_id;
     return s;
@@ -50,9 +50,9 @@ TEST_F(ClcServerTest, ProposalLeadsToRegisterDmb) {
       EncodeClcBytes(BuildProposal(client_params_));
   Actions out;
   s.OnTcpBytes(p, kNow, out);
-  ExpectActions<TcpConsumed, CancelTimer, RegisterDmb>(out);
+  ExpectActions<TcpConsumed, CancelTimer, RegisterRecvBuffer>(out);
   EXPECT_EQ(Nth<TcpConsumed>(out, 0).len, p.size());
-  EXPECT_EQ(Nth<RegisterDmb>(out, 2).size, 64u * 1024);
+  EXPECT_EQ(Nth<RegisterRecvBuffer>(out, 2).size, 64u * 1024);
   EXPECT_EQ(s.state(), S::kRegisteringDmb);
 }
 
@@ -62,7 +62,7 @@ TEST_F(ClcServerTest, RegisteredSendsAcceptAndArmsTimer) {
   s.OnTcpBytes(EncodeClcBytes(BuildProposal(client_params_)), kNow, ignored);
   Actions out;
   const TimePoint later = kNow + std::chrono::milliseconds(5);
-  s.OnDmbRegistered(DmbRegistered{0xAAAA, 64 * 1024}, later, out);
+  s.OnDmbRegistered(RecvBufferRegistered{0xAAAA, 64 * 1024}, later, out);
   ExpectActions<SendTcp, ArmTimer>(out);
   EXPECT_EQ(Nth<ArmTimer>(out, 1).deadline, later + std::chrono::seconds(6));
   const wire::ClcMessage m = DecodeSent(Nth<SendTcp>(out, 0));
@@ -88,9 +88,9 @@ TEST_F(ClcServerTest, ConfirmLeadsToAttachThenActive) {
       wire::ClcType::kConfirm, client_params_, 0xCCCC, 16384, link_id);
   Actions out;
   s.OnTcpBytes(EncodeClcBytes(c), kNow, out);
-  ExpectActions<TcpConsumed, CancelTimer, AttachPeerDmb>(out);
-  EXPECT_EQ(Nth<AttachPeerDmb>(out, 2).token, 0xCCCCu);
-  EXPECT_EQ(Nth<AttachPeerDmb>(out, 2).size, 16384u);
+  ExpectActions<TcpConsumed, CancelTimer, AttachPeerBuffer>(out);
+  EXPECT_EQ(Nth<AttachPeerBuffer>(out, 2).token, 0xCCCCu);
+  EXPECT_EQ(Nth<AttachPeerBuffer>(out, 2).size, 16384u);
   EXPECT_EQ(s.state(), S::kAttachingPeerDmb);
   Actions done;
   s.OnPeerDmbAttached({}, kNow, done);
@@ -107,7 +107,7 @@ TEST_F(ClcServerTest, HandoverBeforeConfirmThenMatchingConfirmIsActive) {
   uint32_t link_id = 0;
   ClcServer s = AwaitingConfirm(&link_id);
   Actions early;
-  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, kNow, early);
+  s.OnPeerDmbAttached(PeerBufferAttached{0xCCCC, 16384}, kNow, early);
   ExpectActions<ArmTimer>(early);  // fresh: see the test below
   EXPECT_EQ(s.state(), S::kAwaitConfirm);
   wire::ClcSmcdAccept c = BuildSmcdAccept(
@@ -132,7 +132,7 @@ TEST_F(ClcServerTest, NoDeclineOnceTheHandoverServedTheCommittedClient) {
   ClcServer s = AwaitingConfirm(&link_id);
   const TimePoint late = kNow + std::chrono::seconds(60);  // old one passed
   Actions early;
-  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, late, early);
+  s.OnPeerDmbAttached(PeerBufferAttached{0xCCCC, 16384}, late, early);
   ExpectActions<ArmTimer>(early);
   EXPECT_EQ(Nth<ArmTimer>(early, 0).deadline, late + std::chrono::seconds(6));
   Actions stale;
@@ -151,7 +151,7 @@ TEST_F(ClcServerTest, NoConfirmLongAfterTheHandoverAbortsNeverDeclines) {
   uint32_t link_id = 0;
   ClcServer s = AwaitingConfirm(&link_id);
   Actions early;
-  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, kNow, early);
+  s.OnPeerDmbAttached(PeerBufferAttached{0xCCCC, 16384}, kNow, early);
   Actions out;
   s.OnTimeout(kNow + std::chrono::seconds(7), out);
   EXPECT_EQ(FindAction<SendTcp>(out), nullptr);  // no Decline
@@ -184,7 +184,7 @@ TEST_F(ClcServerTest, ConfirmNamingAnotherDmbThanTheHandoverAborts) {
   uint32_t link_id = 0;
   ClcServer s = AwaitingConfirm(&link_id);
   Actions early;
-  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, kNow, early);
+  s.OnPeerDmbAttached(PeerBufferAttached{0xCCCC, 16384}, kNow, early);
   wire::ClcSmcdAccept c = BuildSmcdAccept(
       wire::ClcType::kConfirm, client_params_, 0xDDDD, 16384, link_id);
   Actions out;
@@ -201,7 +201,7 @@ TEST_F(ClcServerTest, DeclineAfterHandoverReleasesThePeerDmbToo) {
   uint32_t link_id = 0;
   ClcServer s = AwaitingConfirm(&link_id);
   Actions early;
-  s.OnPeerDmbAttached(PeerDmbAttached{0xCCCC, 16384}, kNow, early);
+  s.OnPeerDmbAttached(PeerBufferAttached{0xCCCC, 16384}, kNow, early);
   wire::ClcDecline d;
   d.peer_diagnosis = wire::kReasonErrRtok;
   Actions out;
@@ -226,7 +226,7 @@ TEST_F(ClcServerTest, ConfirmWithOtherLinkIdDeclines) {
   ExpectActions<TcpConsumed, CancelTimer, SendTcp, ReleaseBuffers, Fallback>(
       out);
   EXPECT_EQ(Nth<Fallback>(out, 4).local_reason, wire::kReasonCnfErr);
-  EXPECT_EQ(Nth<ReleaseBuffers>(out, 3).own_dmb_token, 0xAAAAu);
+  EXPECT_EQ(Nth<ReleaseBuffers>(out, 3).own_token, 0xAAAAu);
 }
 
 TEST_F(ClcServerTest, DeclineInsteadOfConfirmReleasesAndFallsBack) {
@@ -254,7 +254,7 @@ TEST_F(ClcServerTest, AttachFailureAfterConfirmAborts) {
   link.local_dmb_token = 0xAAAA;
   ClcServer s(params_, &entropy_, S::kAttachingPeerDmb, link, true);
   Actions out;
-  s.OnPeerDmbAttachFailed(PeerDmbAttachFailed{0}, out);
+  s.OnPeerDmbAttachFailed(PeerBufferAttachFailed{0}, out);
   ExpectActions<ReleaseBuffers, AbortTcp, ReportError>(out);
   EXPECT_EQ(Nth<ReportError>(out, 2).err, ECONNABORTED);
   EXPECT_EQ(s.state(), S::kFailed);
@@ -264,7 +264,7 @@ TEST_F(ClcServerTest, AttachFailureAfterConfirmAborts) {
 TEST_F(ClcServerTest, RegisterFailureDeclines) {
   ClcServer s(params_, &entropy_, S::kRegisteringDmb, SmcdLink{}, false);
   Actions out;
-  s.OnDmbRegisterFailed(DmbRegisterFailed{wire::kReasonMem}, out);
+  s.OnDmbRegisterFailed(RecvBufferFailed{wire::kReasonMem}, out);
   ExpectActions<SendTcp, Fallback>(out);
   EXPECT_EQ(Nth<Fallback>(out, 1).local_reason, wire::kReasonMem);
 }
@@ -381,7 +381,7 @@ TEST_F(ClcServerTest, PartialDeclineBehindTheProposalIsNotRead) {
   bytes.insert(bytes.end(), d.begin(), d.end() - 1);
   Actions out;
   s.OnTcpBytes(bytes, kNow, out);
-  ExpectActions<TcpConsumed, CancelTimer, RegisterDmb>(out);
+  ExpectActions<TcpConsumed, CancelTimer, RegisterRecvBuffer>(out);
   EXPECT_EQ(Nth<TcpConsumed>(out, 0).len, proposal_len);
   EXPECT_EQ(s.state(), S::kRegisteringDmb);
 }

@@ -26,18 +26,26 @@ inline constexpr Duration kClcTimeout = std::chrono::seconds(6);
 
 enum class Role { kClient, kServer };
 
+// Which SMC: SMC-D (a DMB on an ISM device, here dev/shm) or SMC-R (an RMB
+// over RDMA). The data path, close machine and cursor arithmetic are the
+// same; the technology picks the CDC transport and the device.
+enum class Technology { kSmcd, kSmcr };
+
 // What carries the connection's bytes right now.
 enum class Mode {
   kHandshake,  // CLC in progress; no app byte may move yet
-  kSmcd,       // SMC-D: app bytes go through the peer's DMB
+  kSmc,        // SMC (Connection::technology()): app bytes go through the
+               // peer's receive buffer
   kTcp,        // fallback: the app uses the TCP socket directly
   kFailed,     // handshake abandoned (app closed, or aborted after Confirm)
 };
 
 std::string_view ToString(Role r);
 std::string_view ToString(Mode m);
+std::string_view ToString(Technology t);
 std::ostream& operator<<(std::ostream& os, Role r);
 std::ostream& operator<<(std::ostream& os, Mode m);
+std::ostream& operator<<(std::ostream& os, Technology t);
 
 }  // namespace usmc::engine
 

@@ -50,7 +50,7 @@ Actions Connection::OnEvent(const Event& event, TimePoint now) {
     case Mode::kHandshake:
       OnHandshakeEvent(event, now, out);
       break;
-    case Mode::kSmcd:
+    case Mode::kSmc:
       OnSmcdEvent(event, out);
       break;
     case Mode::kTcp:
@@ -73,7 +73,7 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
                 [&](const Start&) { m.OnStart(now, out); },
                 [&](const TcpBytes& e) { m.OnTcpBytes(e.bytes, now, out); },
                 [&](const TcpEof&) { m.OnTcpEof(out); },
-                [&](const DmbRegistered& e) {
+                [&](const RecvBufferRegistered& e) {
                   if constexpr (std::is_same_v<std::decay_t<decltype(m)>,
                                                ClcServer>) {
                     m.OnDmbRegistered(e, now, out);
@@ -81,10 +81,10 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
                     m.OnDmbRegistered(e, out);
                   }
                 },
-                [&](const DmbRegisterFailed& e) {
+                [&](const RecvBufferFailed& e) {
                   m.OnDmbRegisterFailed(e, out);
                 },
-                [&](const PeerDmbAttached& e) {
+                [&](const PeerBufferAttached& e) {
                   if constexpr (std::is_same_v<std::decay_t<decltype(m)>,
                                                ClcServer>) {
                     m.OnPeerDmbAttached(e, now, out);
@@ -92,7 +92,7 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
                     m.OnPeerDmbAttached(e, out);
                   }
                 },
-                [&](const PeerDmbAttachFailed& e) {
+                [&](const PeerBufferAttachFailed& e) {
                   m.OnPeerDmbAttachFailed(e, out);
                 },
                 [&](const Timeout& t) {
@@ -102,7 +102,7 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
                 [&](const AppAbort&) { m.OnAppClose(out); },
                 // The peer may publish as soon as it is ACTIVE, before we
                 // are: the runtime re-delivers the area after HandshakeDone.
-                [&](const PeerCdcChanged&) {},
+                [&](const CdcArrived&) {},
                 [&](const auto&) { m.OnForeignEvent(EventName(event), out); },
             },
             event);
@@ -118,7 +118,8 @@ void Connection::AfterHandshakeStep(Actions& out) {
   const HandshakeOutcome o =
       std::visit([](const auto& m) { return m.Outcome(); }, clc_);
   if (o == HandshakeOutcome::kSmcd) {
-    mode_ = Mode::kSmcd;
+    mode_ = Mode::kSmc;
+    technology_ = Technology::kSmcd;
     link_ = core.link;
     transport_ = std::make_unique<SmcdTransport>();
     data_.emplace(DataPathConfig{link_.local_dmb_size, link_.peer_dmb_size,
@@ -144,7 +145,7 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
   }
   std::visit(
       Overloaded{
-          [&](const PeerCdcChanged& e) { OnPeerCdc(e, out); },
+          [&](const CdcArrived& e) { OnPeerCdc(e, out); },
           [&](const AppSent& e) { OnAppSent(e, out); },
           [&](const AppConsumed& e) { OnAppConsumed(e, out); },
           [&](const UrgentByteCaptured& e) { data_->SetUrgentByte(e.value); },
@@ -199,7 +200,7 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
       event);
 }
 
-void Connection::OnPeerCdc(const PeerCdcChanged& e, Actions& out) {
+void Connection::OnPeerCdc(const CdcArrived& e, Actions& out) {
   if (AllZero(e.area)) return;  // the peer has not written a CDC yet
   const CloseState cs = close_.state();
   if (cs == CloseState::kPeerAbortWait || cs == CloseState::kProcessAbort ||
@@ -325,11 +326,11 @@ void Connection::LocalAbort(std::string_view what, Actions& out) {
 void Connection::InvalidEvent(const Event& event, Actions& out) {
   std::string what = "invalid event " + std::string(EventName(event)) +
                      " in mode " + std::string(ToString(mode_));
-  if (mode_ == Mode::kSmcd) {
+  if (mode_ == Mode::kSmc) {
     what += ", close state " + std::string(ToString(close_.state()));
   }
   out.push_back(ReportError{EINVAL, what});
-  if (mode_ == Mode::kSmcd && !finished_) {
+  if (mode_ == Mode::kSmc && !finished_) {
     (void)ApplyClose(CloseEvent::kLocalAbort, out);
   }
 }
@@ -362,25 +363,25 @@ void Connection::ReportErrno(int err, std::string_view what, Actions& out) {
 // ---- queries ----
 
 int Connection::PendingError() const {
-  if (mode_ != Mode::kSmcd || error_seen_) return 0;
+  if (mode_ != Mode::kSmc || error_seen_) return 0;
   return error_;
 }
 
 bool Connection::HungUp() const {
-  if (mode_ != Mode::kSmcd) return false;
+  if (mode_ != Mode::kSmc) return false;
   return error_ != 0 || finished_ ||
          (close_.peer_write_shut() && close_.write_shut());
 }
 
 int Connection::SendError() const {
-  if (mode_ != Mode::kSmcd) return ENOTCONN;
+  if (mode_ != Mode::kSmc) return ENOTCONN;
   if (error_ != 0) return error_seen_ ? EPIPE : error_;
   if (close_.write_shut() || close_.aborted()) return EPIPE;
   return 0;
 }
 
 bool Connection::SendDiscards() const {
-  return mode_ == Mode::kSmcd && error_ == 0 && !finished_ &&
+  return mode_ == Mode::kSmc && error_ == 0 && !finished_ &&
          close_.peer_closed() && !close_.write_shut() && !close_.aborted();
 }
 
@@ -395,7 +396,7 @@ CopyPlan Connection::PlanSend(size_t want) const {
 
 RecvStatus Connection::RecvState() const {
   RecvStatus s;
-  if (mode_ != Mode::kSmcd) {
+  if (mode_ != Mode::kSmc) {
     s.error = ENOTCONN;
     return s;
   }
@@ -420,7 +421,7 @@ RecvStatus Connection::RecvState() const {
 }
 
 CopyPlan Connection::PlanRecv(size_t max) const {
-  if (mode_ != Mode::kSmcd || error_ == ECONNABORTED || finished_) {
+  if (mode_ != Mode::kSmc || error_ == ECONNABORTED || finished_) {
     return CopyPlan{};
   }
   return data_->PlanRecv(max);
@@ -434,11 +435,11 @@ bool Connection::WaitAllSatisfied(size_t n) const {
 }
 
 bool Connection::AtUrgentMark() const {
-  return mode_ == Mode::kSmcd && data_->AtUrgentMark();
+  return mode_ == Mode::kSmc && data_->AtUrgentMark();
 }
 
 int Connection::ReadUrgent(bool peek, std::byte* out) {
-  if (mode_ != Mode::kSmcd) return EINVAL;
+  if (mode_ != Mode::kSmc) return EINVAL;
   return data_->ReadUrgent(peek, out);
 }
 
@@ -446,6 +447,7 @@ ConnectionStats Connection::Stats() const {
   ConnectionStats s;
   s.role = params_.role;
   s.mode = mode_;
+  s.technology = technology_;
   s.handshake_state = handshake_state();
   s.close_state = close_.state();
   const HandshakeCore& core = std::visit(

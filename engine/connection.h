@@ -11,7 +11,7 @@
 //   Actions a = conn.OnEvent(Start{}, now);       // SendTcp(Proposal), ...
 //   ...
 //   CopyPlan p = conn.PlanSend(len);              // memcpy into peer DMB
-//   a = conn.OnEvent(AppSent{.len = p.total}, now);  // PublishCdc, SignalPeer
+//   a = conn.OnEvent(AppSent{.len = p.total}, now);  // PostCdc, SignalPeer
 //
 // No system calls, clocks, threads or allocation on the data path. Not
 // thread-safe; never re-entered from action execution.
@@ -59,13 +59,15 @@ class Connection {
 
   Role role() const { return params_.role; }
   Mode mode() const { return mode_; }
+  // SMC-D or SMC-R, once mode() is kSmc.
+  Technology technology() const { return technology_; }
   std::string_view handshake_state() const;
   CloseState close_state() const { return close_.state(); }
   // The next Timeout deadline, if a timer is armed.
   std::optional<TimePoint> NextDeadline() const;
   // Negotiated parameters (SMC-D mode only).
   const SmcdLink* link() const {
-    return mode_ == Mode::kSmcd ? &link_ : nullptr;
+    return mode_ == Mode::kSmc ? &link_ : nullptr;
   }
 
   // ---- errors (SMC-D mode), as TCP reports them ----
@@ -123,7 +125,7 @@ class Connection {
   void OnHandshakeEvent(const Event& event, TimePoint now, Actions& out);
   void AfterHandshakeStep(Actions& out);
   void OnSmcdEvent(const Event& event, Actions& out);
-  void OnPeerCdc(const PeerCdcChanged& e, Actions& out);
+  void OnPeerCdc(const CdcArrived& e, Actions& out);
   void OnAppSent(const AppSent& e, Actions& out);
   void OnAppConsumed(const AppConsumed& e, Actions& out);
   // Runs one close event; false if the close machine does not declare it.
@@ -138,6 +140,7 @@ class Connection {
   const EngineParams params_;
   Entropy* entropy_;
   Mode mode_ = Mode::kHandshake;
+  Technology technology_ = Technology::kSmcd;
   std::variant<ClcClient, ClcServer> clc_;
   SmcdLink link_;
   std::optional<DataPath> data_;

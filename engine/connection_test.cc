@@ -109,26 +109,26 @@ void MakeSmcd(Connection& c) {
       BuildSmcdAccept(wire::ClcType::kAccept, TestParams(Role::kServer), 0xD00D,
                       kDmb, 0x11223344);
   (void)c.OnEvent(TcpBytes{EncodeClcBytes(accept)}, kNow);
-  (void)c.OnEvent(DmbRegistered{0xBEEF, kDmb}, kNow);
-  (void)c.OnEvent(PeerDmbAttached{0xD00D, kDmb}, kNow);
-  ASSERT_EQ(c.mode(), Mode::kSmcd);
+  (void)c.OnEvent(RecvBufferRegistered{0xBEEF, kDmb}, kNow);
+  (void)c.OnEvent(PeerBufferAttached{0xD00D, kDmb}, kNow);
+  ASSERT_EQ(c.mode(), Mode::kSmc);
 }
 
 // The peer's CDC: `produced` bytes in our ring in all, with these flags.
-PeerCdcChanged PeerArea(uint32_t produced, bool done_writing, bool closed,
+CdcArrived PeerArea(uint32_t produced, bool done_writing, bool closed,
                         bool abort) {
   wire::CdcMessage m;
   m.producer = {0, produced};
   m.conn_state.peer_done_writing = done_writing;
   m.conn_state.peer_conn_closed = closed;
   m.conn_state.peer_conn_abort = abort;
-  PeerCdcChanged e;
+  CdcArrived e;
   EXPECT_TRUE(wire::EncodeSmcdCdc(m, e.area).ok());
   return e;
 }
 
 wire::CdcMessage Published(const Actions& out) {
-  const PublishCdc* p = FindAction<PublishCdc>(out);
+  const PostCdc* p = FindAction<PostCdc>(out);
   EXPECT_NE(p, nullptr);
   if (p == nullptr) return {};
   wire::WireResult<wire::CdcMessage> m = wire::DecodeSmcdCdc(p->area);
@@ -155,11 +155,11 @@ TEST(ConnectionData, ConfirmedReadPublishesTheConsumerAtOnce) {
   Connection c(TestParams(Role::kClient), &e);
   MakeSmcd(c);
   (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
-  EXPECT_EQ(FindAction<PublishCdc>(c.OnEvent(AppConsumed{10}, kNow)), nullptr);
+  EXPECT_EQ(FindAction<PostCdc>(c.OnEvent(AppConsumed{10}, kNow)), nullptr);
   const wire::CdcMessage m =
       Published(c.OnEvent(AppConsumed{.len = 20, .confirm = true}, kNow));
   EXPECT_EQ(m.consumer.count, 30u);
-  EXPECT_EQ(FindAction<PublishCdc>(
+  EXPECT_EQ(FindAction<PostCdc>(
                 c.OnEvent(AppConsumed{.len = 0, .confirm = true}, kNow)),
             nullptr);
 }
@@ -222,7 +222,7 @@ TEST(ConnectionClose, SendAfterPeerClosedIsTakenOnceThenEpipe) {
   EXPECT_EQ(c.SendSpace(), 0u);
   EXPECT_EQ(c.PlanSend(10).total, 0u);
   Actions out = c.OnEvent(AppSentToClosedPeer{}, kNow);
-  EXPECT_EQ(FindAction<PublishCdc>(out), nullptr);  // nothing reaches it
+  EXPECT_EQ(FindAction<PostCdc>(out), nullptr);  // nothing reaches it
   ASSERT_NE(FindAction<NotifyApp>(out), nullptr);
   EXPECT_FALSE(c.SendDiscards());
   EXPECT_EQ(c.SendError(), EPIPE);

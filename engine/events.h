@@ -29,25 +29,25 @@ struct TcpBytes {
 };
 // The TCP connection reached EOF or was reset.
 struct TcpEof {};
-// Answers to RegisterDmb / AttachPeerDmb, fed before the next other event.
-struct DmbRegistered {
+// Answers to RegisterRecvBuffer / AttachPeerBuffer, fed before the next other event.
+struct RecvBufferRegistered {
   uint64_t token = 0;
   uint32_t size = 0;  // whole DMB, CDC area included
 };
-struct DmbRegisterFailed {
+struct RecvBufferFailed {
   uint32_t reason = 0;  // e.g. wire::kReasonMem, kReasonMaxDmb
 };
 // token/size: what was attached, when the runtime learned them from the
 // peer itself (server, handover before Confirm); 0 means "as requested".
-struct PeerDmbAttached {
+struct PeerBufferAttached {
   uint64_t token = 0;
   uint32_t size = 0;
 };
-struct PeerDmbAttachFailed {
+struct PeerBufferAttachFailed {
   uint32_t reason = 0;
 };
 // The 32-byte CDC area of OUR DMB changed (the peer published a CDC).
-struct PeerCdcChanged {
+struct CdcArrived {
   std::array<std::byte, 32> area{};
 };
 // Answer to CaptureUrgentByte.
@@ -94,8 +94,8 @@ struct AppSentToClosedPeer {};
 struct AppErrorReported {};
 
 using Event =
-    std::variant<Start, TcpBytes, TcpEof, DmbRegistered, DmbRegisterFailed,
-                 PeerDmbAttached, PeerDmbAttachFailed, PeerCdcChanged,
+    std::variant<Start, TcpBytes, TcpEof, RecvBufferRegistered, RecvBufferFailed,
+                 PeerBufferAttached, PeerBufferAttachFailed, CdcArrived,
                  UrgentByteCaptured, AppSent, AppConsumed, AppShutdown,
                  AppClose, AppAbort, Timeout, DeviceFailed, AppSentToClosedPeer,
                  AppErrorReported>;

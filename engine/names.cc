@@ -18,8 +18,8 @@ std::string_view ToString(Mode m) {
   switch (m) {
     case Mode::kHandshake:
       return "handshake";
-    case Mode::kSmcd:
-      return "SMC-D";
+    case Mode::kSmc:
+      return "SMC";
     case Mode::kTcp:
       return "TCP";
     case Mode::kFailed:
@@ -28,18 +28,25 @@ std::string_view ToString(Mode m) {
   return "unknown";
 }
 
+std::string_view ToString(Technology t) {
+  return t == Technology::kSmcd ? "SMC-D" : "SMC-R";
+}
+
 std::ostream& operator<<(std::ostream& os, Role r) { return os << ToString(r); }
+std::ostream& operator<<(std::ostream& os, Technology t) {
+  return os << ToString(t);
+}
 std::ostream& operator<<(std::ostream& os, Mode m) { return os << ToString(m); }
 
 std::string_view EventName(const Event& e) {
   static constexpr std::string_view kNames[] = {"Start",
                                                 "TcpBytes",
                                                 "TcpEof",
-                                                "DmbRegistered",
-                                                "DmbRegisterFailed",
-                                                "PeerDmbAttached",
-                                                "PeerDmbAttachFailed",
-                                                "PeerCdcChanged",
+                                                "RecvBufferRegistered",
+                                                "RecvBufferFailed",
+                                                "PeerBufferAttached",
+                                                "PeerBufferAttachFailed",
+                                                "CdcArrived",
                                                 "UrgentByteCaptured",
                                                 "AppSent",
                                                 "AppConsumed",
@@ -60,10 +67,10 @@ std::ostream& operator<<(std::ostream& os, const Event& e) {
 
 std::string_view ActionName(const Action& a) {
   static constexpr std::string_view kNames[] = {
-      "SendTcp",       "TcpConsumed", "RegisterDmb",       "AttachPeerDmb",
-      "PublishCdc",    "SignalPeer",  "CaptureUrgentByte", "NotifyApp",
-      "HandshakeDone", "Fallback",    "ArmTimer",          "CancelTimer",
-      "ReportError",   "AbortTcp",    "ReleaseBuffers",    "CloseTcp"};
+      "SendTcp",       "TcpConsumed", "RegisterRecvBuffer", "AttachPeerBuffer",
+      "PostCdc",       "SignalPeer",  "CaptureUrgentByte",  "NotifyApp",
+      "HandshakeDone", "Fallback",    "ArmTimer",           "CancelTimer",
+      "ReportError",   "AbortTcp",    "ReleaseBuffers",     "CloseTcp"};
   static_assert(std::size(kNames) == std::variant_size_v<Action>);
   return kNames[a.index()];
 }
@@ -77,9 +84,9 @@ std::ostream& operator<<(std::ostream& os, const Action& a) {
           os << "{" << x.type << ", " << x.bytes.size() << " bytes}";
         } else if constexpr (std::is_same_v<T, TcpConsumed>) {
           os << "{" << x.len << "}";
-        } else if constexpr (std::is_same_v<T, RegisterDmb>) {
+        } else if constexpr (std::is_same_v<T, RegisterRecvBuffer>) {
           os << "{" << x.size << "}";
-        } else if constexpr (std::is_same_v<T, AttachPeerDmb>) {
+        } else if constexpr (std::is_same_v<T, AttachPeerBuffer>) {
           os << "{token " << x.token << ", " << x.size << "}";
         } else if constexpr (std::is_same_v<T, Fallback>) {
           os << std::hex << "{local 0x" << x.local_reason << ", peer 0x"
@@ -87,7 +94,7 @@ std::ostream& operator<<(std::ostream& os, const Action& a) {
         } else if constexpr (std::is_same_v<T, ReportError>) {
           os << "{" << x.err << ", " << x.what << "}";
         } else if constexpr (std::is_same_v<T, CaptureUrgentByte>) {
-          os << "{" << x.dmb_offset << "}";
+          os << "{" << x.buffer_offset << "}";
         }
       },
       a);

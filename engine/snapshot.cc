@@ -45,7 +45,7 @@ std::string_view CheckSnapshot(const ConnectionSnapshot& s) {
 }
 
 Result<ConnectionSnapshot> Connection::Snapshot() const {
-  if (mode_ != Mode::kSmcd || !data_.has_value()) {
+  if (mode_ != Mode::kSmc || !data_.has_value()) {
     return Status(StatusCode::kFailedPrecondition,
                   "no snapshot of a connection in mode " +
                       std::string(ToString(mode_)) + " (SMC-D only)");
@@ -96,7 +96,7 @@ Status Connection::Restore(const ConnectionSnapshot& s) {
     clc_.emplace<ClcServer>(params_, entropy_, ClcServerState::kActive, s.link,
                             /*own_registered=*/true);
   }
-  mode_ = Mode::kSmcd;
+  mode_ = Mode::kSmc;
   link_ = s.link;
   transport_ = std::make_unique<SmcdTransport>();
   data_.emplace(ConfigFor(link_), s.data);

@@ -26,19 +26,19 @@ void MakeSmcd(Connection& c) {
       BuildSmcdAccept(wire::ClcType::kAccept, TestParams(Role::kServer), 0xD00D,
                       kDmb, 0x11223344);
   (void)c.OnEvent(TcpBytes{EncodeClcBytes(accept)}, kNow);
-  (void)c.OnEvent(DmbRegistered{0xBEEF, kDmb}, kNow);
-  (void)c.OnEvent(PeerDmbAttached{0xD00D, kDmb}, kNow);
-  ASSERT_EQ(c.mode(), Mode::kSmcd);
+  (void)c.OnEvent(RecvBufferRegistered{0xBEEF, kDmb}, kNow);
+  (void)c.OnEvent(PeerBufferAttached{0xD00D, kDmb}, kNow);
+  ASSERT_EQ(c.mode(), Mode::kSmc);
 }
 
-PeerCdcChanged PeerCdc(wire::Cursor producer, wire::Cursor consumer,
+CdcArrived PeerCdc(wire::Cursor producer, wire::Cursor consumer,
                        bool urgent = false, bool done_writing = false) {
   wire::CdcMessage m;
   m.producer = producer;
   m.consumer = consumer;
   m.prod_flags.urg_data_present = urgent;
   m.conn_state.peer_done_writing = done_writing;
-  PeerCdcChanged e;
+  CdcArrived e;
   EXPECT_TRUE(wire::EncodeSmcdCdc(m, e.area).ok());
   return e;
 }
@@ -106,7 +106,7 @@ TEST(Snapshot, RestoredConnectionBehavesLikeTheOriginal) {
 
   Connection copy(TestParams(Role::kClient), &e2);
   ASSERT_TRUE(copy.Restore(*s).ok());
-  EXPECT_EQ(copy.mode(), Mode::kSmcd);
+  EXPECT_EQ(copy.mode(), Mode::kSmc);
   ASSERT_NE(copy.link(), nullptr);
   EXPECT_EQ(*copy.link(), *orig.link());
   ASSERT_TRUE(copy.Snapshot().ok());
@@ -122,7 +122,7 @@ TEST(Snapshot, EveryCloseStateRoundTrips) {
   (void)c.OnEvent(AppShutdown{.read = false, .write = true}, kNow);
   wire::CdcMessage m;
   m.conn_state.peer_conn_closed = true;
-  PeerCdcChanged closed;
+  CdcArrived closed;
   ASSERT_TRUE(wire::EncodeSmcdCdc(m, closed.area).ok());
   (void)c.OnEvent(closed, kNow);
   ASSERT_EQ(c.close_state(), CloseState::kAppFinCloseWait);

@@ -34,6 +34,7 @@ struct ConnectionCounters {
 struct ConnectionStats {
   Role role = Role::kClient;
   Mode mode = Mode::kHandshake;
+  Technology technology = Technology::kSmcd;  // meaningful in Mode::kSmc
   std::string_view handshake_state;  // ClcClientState / ClcServerState name
   CloseState close_state = CloseState::kActive;
   uint32_t local_reason = 0;  // fallback reason (wire/reason.h), 0 if none

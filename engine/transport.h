@@ -7,7 +7,7 @@
 // the link group's current link, with the ring at RMBE offset 0.
 //
 //   SmcdTransport t;
-//   t.Publish(cdc, out);   // PublishCdc{area}, SignalPeer
+//   t.Publish(cdc, out);   // PostCdc{area}, SignalPeer
 #ifndef USMC_ENGINE_TRANSPORT_H_
 #define USMC_ENGINE_TRANSPORT_H_
 
@@ -35,7 +35,7 @@ class SmcdTransport final : public CdcTransport {
  public:
   uint32_t ring_offset() const override { return wire::kSmcdCdcLen; }
   void Publish(const wire::CdcMessage& m, Actions& out) override {
-    PublishCdc p;
+    PostCdc p;
     (void)wire::EncodeSmcdCdc(m, p.area);  // cannot fail: 32-byte buffer
     out.push_back(p);
     out.push_back(SignalPeer{});

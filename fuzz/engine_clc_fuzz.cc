@@ -1,6 +1,6 @@
 // Fuzzes the CLC client and server machines with arbitrary TCP bytes in
 // arbitrary chunks (peek semantics: unconsumed bytes are fed again), with
-// every RegisterDmb/AttachPeerDmb answered and timers firing. Invariants:
+// every RegisterRecvBuffer/AttachPeerBuffer answered and timers firing. Invariants:
 // no crash, no action list overflow, never more bytes consumed than fed.
 #include <cstddef>
 #include <cstdint>
@@ -39,10 +39,10 @@ void Run(Role role, const uint8_t* data, size_t size) {
       if (const auto* c = std::get_if<TcpConsumed>(&x)) {
         Check(c->len <= pending.size());
         pending.erase(pending.begin(), pending.begin() + c->len);
-      } else if (const auto* r = std::get_if<RegisterDmb>(&x)) {
-        answers.push_back(DmbRegistered{0x77, r->size});
-      } else if (std::holds_alternative<AttachPeerDmb>(x)) {
-        answers.push_back(PeerDmbAttached{});
+      } else if (const auto* r = std::get_if<RegisterRecvBuffer>(&x)) {
+        answers.push_back(RecvBufferRegistered{0x77, r->size});
+      } else if (std::holds_alternative<AttachPeerBuffer>(x)) {
+        answers.push_back(PeerBufferAttached{});
       }
     }
   };

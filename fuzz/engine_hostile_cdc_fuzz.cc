@@ -12,13 +12,13 @@
 #include <cstdlib>
 #include <vector>
 
-#include "dev/sim_pair.h"
+#include "runtime/sim_pair.h"
 
 namespace {
 
-using usmc::dev::kClient;
-using usmc::dev::kServer;
-using usmc::dev::SimPair;
+using usmc::runtime::kClient;
+using usmc::runtime::kServer;
+using usmc::runtime::SimPair;
 
 // Aborts (a libFuzzer crash) naming the broken invariant.
 #define CHECK_INVARIANT(cond)                                \
@@ -32,13 +32,13 @@ using usmc::dev::SimPair;
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  usmc::dev::SimOptions o = SimPair::DefaultOptions();
+  usmc::runtime::SimOptions o = SimPair::DefaultOptions();
   o.client.dmb_size = 16 * 1024;  // small rings wrap often
   o.server.dmb_size = 16 * 1024;
   SimPair sim(o);
   sim.Start();
   sim.Pump();
-  CHECK_INVARIANT(sim.conn(kServer).mode() == usmc::engine::Mode::kSmcd);
+  CHECK_INVARIANT(sim.conn(kServer).mode() == usmc::engine::Mode::kSmc);
   std::vector<std::byte> buf(40000);
   size_t pos = 0;
   auto next = [&]() -> uint8_t { return pos < size ? data[pos++] : 0; };

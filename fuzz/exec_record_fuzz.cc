@@ -44,7 +44,7 @@ void Exercise(const runtime::ExecRecord& r) {
   const engine::SmcdLink& l = r.engine.link;
   const engine::TimePoint now{0};
   CheckPlans(c, l);
-  (void)c.OnEvent(engine::PeerCdcChanged{r.last_area}, now);
+  (void)c.OnEvent(engine::CdcArrived{r.last_area}, now);
   CheckPlans(c, l);
   (void)c.OnEvent(engine::AppConsumed{c.RecvState().readable}, now);
   CheckPlans(c, l);

@@ -290,7 +290,7 @@ bool Conn::SettleConnect(int app_fd) {
 
 void Conn::AfterCall(bool data) {
   if (phase() != Phase::kSmc || sock_->handshaking()) return;
-  if (sock_->mode() == engine::Mode::kSmcd) {
+  if (sock_->mode() == engine::Mode::kSmc) {
     if (!counted_smc()) {
       std::lock_guard lock(phase_mu_);
       if (counted_smc_.load(std::memory_order_relaxed)) return;
@@ -546,7 +546,7 @@ Conn::InFlight::~InFlight() {
 
 void Conn::Adopt(std::unique_ptr<runtime::SmcSocket> s) {
   sock_ = std::move(s);
-  counted_smc_.store(sock_->mode() == engine::Mode::kSmcd);
+  counted_smc_.store(sock_->mode() == engine::Mode::kSmc);
   phase_.store(Phase::kSmc, std::memory_order_release);
 }
 

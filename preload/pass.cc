@@ -496,7 +496,7 @@ ssize_t SendmsgPassing(int fd, const msghdr* msg, int flags) {
     if (again) continue;
     c->SettleForPass(fds[i]);
     runtime::SmcSocket* s = c->smc();
-    if (s == nullptr || s->mode() != engine::Mode::kSmcd) continue;  // TCP
+    if (s == nullptr || s->mode() != engine::Mode::kSmc) continue;  // TCP
     if (takes == -2) takes = PeerTakes(fd, &why);
     if (takes == 0) {
       ResetConn(*c, fds[i], why);

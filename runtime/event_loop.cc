@@ -30,7 +30,7 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events, uint64_t sleep_token) {
       return w;
     }
   }
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) {
+  if (conn_.mode() != engine::Mode::kSmc || !dev_->registered()) {
     return w;  // TCP (or failed): the kernel socket is all there is
   }
   Refresh();
@@ -46,18 +46,17 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events, uint64_t sleep_token) {
   // be woken by a ring the token lets the peer skip.
   if (doorbell_waiter_ || sleepers_.load() != 0) sleep_token = 0;
   short seen = 0;
-  if (!local_.doorbell().Arm(
-          [&] {
-            Refresh();
-            seen = SmcPollBits(events);
-            return seen != 0;
-          },
-          sleep_token)) {
+  auto ready = [&] {
+    Refresh();
+    seen = SmcPollBits(events);
+    return seen != 0;
+  };
+  if (!dev_->Arm(ready, sleep_token)) {
     w.ready = seen;
     return w;
   }
   w.n = 2;
-  w.fds[0] = {local_.doorbell().fd(), POLLIN, 0};
+  w.fds[0] = {dev_->WaitFd(), POLLIN, 0};
   // During SMC-D the TCP socket is silent: readable means the peer's
   // process closed it (exit, kill) or broke the protocol.
   w.fds[1] = {fd_, POLLIN, 0};
@@ -80,24 +79,23 @@ void SmcSocket::AfterWait(const WaitSpec& polled, bool edge) {
     (void)ProgressLocked(0);
     return;
   }
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered()) return;
+  if (conn_.mode() != engine::Mode::kSmc || !dev_->registered()) return;
   if (!doorbell_waiter_) {
     // (A thread blocked in Send/Recv sleeps on the doorbell itself: the
     // wakeups and the armed word are its own then.)
-    dev::Doorbell& bell = local_.doorbell();
+    const int bell_fd = dev_->WaitFd();
     bool bell_fired = false, tcp_fired = false, bell_hup = false;
     for (int i = 0; i < polled.n && i < 2; ++i) {
       const pollfd& p = polled.fds[i];
       if (p.revents == 0) continue;
-      if (p.fd == bell.fd() || (p.fd < 0 && i == 0)) {
+      if (p.fd == bell_fd || (p.fd < 0 && i == 0)) {
         bell_fired = true;
         bell_hup = p.fd < 0 || (p.revents & (POLLHUP | POLLERR | POLLRDHUP));
       }
       if (p.fd == fd_ || (p.fd < 0 && i == 1)) tcp_fired = true;
     }
-    bell.Disarm();
-    bool gone =
-        bell_fired && !(edge ? bell.DrainLazily(bell_hup) : bell.Drain());
+    dev_->Disarm();
+    bool gone = bell_fired && !dev_->Drain(/*lazily=*/edge, bell_hup);
     if (!gone && tcp_fired) gone = TcpStirs();
     if (gone) OnPeerGone();
   }
@@ -119,8 +117,8 @@ SmcSocket::WaitSpec SmcSocket::HandshakeSpec() const {
 
 bool SmcSocket::DisarmIdle() {
   std::lock_guard lock(mu_);
-  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmcd ||
-      !local_.registered()) {
+  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmc ||
+      !dev_->registered()) {
     return false;
   }
   // A poll arms inside PrepareWait, under mu_, after counting itself: seen
@@ -128,7 +126,7 @@ bool SmcSocket::DisarmIdle() {
   if (doorbell_waiter_ || sleepers_.load(std::memory_order_seq_cst) != 0) {
     return false;
   }
-  local_.doorbell().Disarm();
+  dev_->Disarm();
   return true;
 }
 
@@ -156,9 +154,8 @@ void SmcSocket::Forget() {
   early_.clear();  // another process sends the connection's bytes now
   // Only this process's mappings and fds: the Doorbell/PeerDoorbell and
   // DMB destructors write nothing into shared memory and send nothing.
-  listener_.reset();
-  peer_.Detach();
-  local_.Unregister();
+  dev_->DetachPeerBuffer();
+  dev_->UnregisterBuffer();
   base::CloseOwnedFd(fd_);
   tcp_closed_ = true;
   peer_changed_.notify_all();
@@ -166,23 +163,14 @@ void SmcSocket::Forget() {
 
 uint32_t* SmcSocket::ProcessRefs() {
   std::lock_guard lock(mu_);
-  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmcd) return nullptr;
-  return CtrlWord(dev::kCtrlProcessRefsOff);
+  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmc) return nullptr;
+  return dev_->Shared(dev::SharedWord::kProcessRefs);
 }
 
 uint32_t* SmcSocket::ProcessHolders() {
   std::lock_guard lock(mu_);
-  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmcd) return nullptr;
-  return CtrlWord(dev::kCtrlHoldersOff);
-}
-
-uint32_t* SmcSocket::CtrlWord(size_t off) const {
-  if (!local_.registered()) return nullptr;
-  // The control page follows the DMB bytes, rounded up to pages, in the
-  // same mapping (dev/shm_dmb.h).
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const uint64_t ctrl = dev::DmbFileSize(local_.size()) - page;
-  return reinterpret_cast<uint32_t*>(local_.bytes().data() + ctrl + off);
+  if (tcp_closed_ || conn_.mode() != engine::Mode::kSmc) return nullptr;
+  return dev_->Shared(dev::SharedWord::kHolders);
 }
 
 }  // namespace usmc::runtime

@@ -20,6 +20,7 @@
 #ifndef USMC_RUNTIME_EXEC_RECORD_H_
 #define USMC_RUNTIME_EXEC_RECORD_H_
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -28,7 +29,6 @@
 
 #include "base/status.h"
 #include "engine/snapshot.h"
-#include "runtime/cdc_area.h"
 
 namespace usmc::runtime {
 
@@ -57,7 +57,8 @@ struct ExecRecord {
   bool fatal = false;
   bool tcp_cloexec = false;  // tcp_fd had FD_CLOEXEC before the export
   int32_t error = 0;         // sticky errno
-  CdcArea last_area{};       // the peer's CDC area as last fed to the engine
+  std::array<std::byte, 32>
+      last_area{};  // the peer's CDC area as last fed to the engine
   engine::ConnectionSnapshot engine;
   bool operator==(const ExecRecord&) const = default;
 };

@@ -128,11 +128,11 @@ bool SmcSocket::StepHandshake() {
   bool moved = FlushEarly();
   moved = FlushTcp() || moved;
   if (conn_.mode() != engine::Mode::kHandshake) return moved;
-  const bool due = deadline_ && Now() >= *deadline_;
+  const bool due = exec_->deadline() && Now() >= *exec_->deadline();
   WaitSpec w = HandshakeWaitSpec();
   if (::poll(w.fds, static_cast<nfds_t>(w.n), 0) <= 0) {
     if (!due) return moved;
-    deadline_.reset();
+    exec_->TimerFired();
     Feed(engine::Timeout{});
     return true;
   }
@@ -142,7 +142,7 @@ bool SmcSocket::StepHandshake() {
   // TCP stream).
   if (due && !(w.fds[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
       !(w.n > 1 && (w.fds[1].revents & POLLIN))) {
-    deadline_.reset();
+    exec_->TimerFired();
     Feed(engine::Timeout{});
     return true;
   }
@@ -188,15 +188,11 @@ void SmcSocket::ServeHandover() {
   // Short: whoever connected is there now. A peer that fails the checks is
   // closed unanswered (the client then declines in CLC); the listener stays
   // up for the real one until Confirm or the CLC timeout.
-  dev::HandoverParams hp{.tcp_fd = fd_,
-                         .timeout = std::min(opts_.handover_timeout,
-                                             std::chrono::milliseconds(200))};
-  Result<dev::PeerDmb> peer = listener_->Accept(local_, hp);
+  Result<dev::BufferInfo> peer = dev_->AttachPeerBuffer(
+      {.timeout =
+           std::min(opts_.handover_timeout, std::chrono::milliseconds(200))});
   if (!peer.ok()) return;  // nothing to do: the client declines in CLC
-  peer_ = std::move(*peer);
-  listener_.reset();
-  Feed(engine::PeerDmbAttached{peer_.token(),
-                               static_cast<uint32_t>(peer_.size())});
+  Feed(engine::PeerBufferAttached{peer->token, peer->size});
 }
 
 SmcSocket::WaitSpec SmcSocket::HandshakeWaitSpec() const {
@@ -210,15 +206,15 @@ SmcSocket::WaitSpec SmcSocket::HandshakeWaitSpec() const {
   }
   w.n = 1;
   w.fds[0] = {fd_, static_cast<short>(POLLIN | (out ? POLLOUT : 0)), 0};
-  if (listener_ && !peer_.attached()) {
-    w.fds[1] = {listener_->fd(), POLLIN, 0};
+  if (int fd = dev_->AttachFd(); fd >= 0) {
+    w.fds[1] = {fd, POLLIN, 0};
     w.n = 2;
   }
-  if (deadline_) w.timeout_ms = MsLeft(Now(), *deadline_);
+  if (exec_->deadline()) w.timeout_ms = MsLeft(Now(), *exec_->deadline());
   return w;
 }
 
-void SmcSocket::QueueTcp(const std::vector<std::byte>& bytes) {
+void SmcSocket::QueueTcp(std::span<const std::byte> bytes) {
   if (tcp_out_off_ == tcp_out_.size()) {
     tcp_out_.clear();
     tcp_out_off_ = 0;
@@ -272,7 +268,7 @@ void SmcSocket::FinishHandshake() {
   if (fatal_ || !(shut_rd_pending_ || shut_wr_pending_)) return;
   const bool rd = shut_rd_pending_, wr = shut_wr_pending_;
   shut_rd_pending_ = shut_wr_pending_ = false;
-  if (conn_.mode() == engine::Mode::kSmcd) {
+  if (conn_.mode() == engine::Mode::kSmc) {
     Refresh();
     Feed(engine::AppShutdown{.read = rd, .write = wr});
   } else if (conn_.mode() == engine::Mode::kTcp) {
@@ -311,7 +307,7 @@ bool SmcSocket::FlushEarly() {
   switch (conn_.mode()) {
     case engine::Mode::kHandshake:
       return false;
-    case engine::Mode::kSmcd: {
+    case engine::Mode::kSmc: {
       // The peer's ring is fresh and at least twice as large: it all fits.
       // An error (the peer already gone) is the connection's, reported to
       // the app's next call; the bytes are lost as TCP's would be.

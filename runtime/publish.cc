@@ -66,10 +66,10 @@ std::ostream& operator<<(std::ostream& os, ConnMode m) {
   return os << ToString(m);
 }
 
-ConnMode ToConnMode(engine::Mode m) {
+ConnMode ToConnMode(engine::Mode m, engine::Technology t) {
   switch (m) {
-    case engine::Mode::kSmcd:
-      return ConnMode::kSmcd;
+    case engine::Mode::kSmc:
+      return t == engine::Technology::kSmcr ? ConnMode::kSmcr : ConnMode::kSmcd;
     case engine::Mode::kTcp:
       return ConnMode::kTcp;
     case engine::Mode::kHandshake:
@@ -120,7 +120,7 @@ CursorValue ToCursor(wire::Cursor c) { return {c.wrap, c.count}; }
 ConnRecord RecordFrom(const SocketStatus& s, int fd) {
   ConnRecord r;
   const engine::ConnectionStats& e = s.engine;
-  r.mode = ToConnMode(e.mode);
+  r.mode = ToConnMode(e.mode, e.technology);
   r.role = e.role;
   if (e.mode == engine::Mode::kFailed)
     SetState(r, "FAILED");

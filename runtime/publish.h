@@ -56,7 +56,7 @@ std::string_view ToString(ConnMode m);  // "HANDSHAKE" "SMCD" "SMCR" "TCP"
 std::ostream& operator<<(std::ostream& os, ConnMode m);
 // The engine's Mode; kFailed (handshake abandoned) shows as HANDSHAKE with
 // state "FAILED".
-ConnMode ToConnMode(engine::Mode m);
+ConnMode ToConnMode(engine::Mode m, engine::Technology t);
 
 struct CursorValue {
   uint32_t wrap = 0;

@@ -583,7 +583,7 @@ TEST(RecordFrom, FillsEngineFieldsAndTheFdsAddressesAndInode) {
 
   SocketStatus s;
   s.engine.role = engine::Role::kClient;
-  s.engine.mode = engine::Mode::kSmcd;
+  s.engine.mode = engine::Mode::kSmc;
   s.engine.close_state = engine::CloseState::kAppCloseWait1;
   s.engine.local_dmb_size = 32768;
   s.engine.peer_dmb_size = 65536;

@@ -17,6 +17,7 @@
 #include <variant>
 
 #include "base/owned_fd.h"
+#include "dev/shm_device.h"
 #include "dev/shm_identity.h"
 #include "dev/shm_peer_verify.h"
 #include "engine/clc_common.h"
@@ -58,6 +59,14 @@ uint64_t SeedFromKernel() {
   return seed;
 }
 
+// The engine's SMC-D event from the device's CDC (SMC-D: the 32-byte area).
+engine::CdcArrived ToArrived(const dev::CdcBytes& cdc) {
+  engine::CdcArrived e;
+  std::memcpy(e.area.data(), cdc.data.data(),
+              std::min<size_t>(cdc.len, e.area.size()));
+  return e;
+}
+
 engine::EngineParams MakeParams(const Options& opts) {
   engine::EngineParams p;
   p.role = opts.role;
@@ -86,6 +95,14 @@ SmcSocket::SmcSocket(int fd, const Options& opts)
       opts_(opts),
       entropy_(SeedFromKernel()),
       conn_(MakeParams(opts), &entropy_) {
+  UseDevice(dev::ShmDevice::Create(
+      opts.role == engine::Role::kServer, fd,
+      {.size = opts.roomy_dmb_size > 0
+                   ? engine::SmcdDmbSizeFor(opts.roomy_dmb_size)
+                   : 0,
+       .budget = opts.roomy_budget}));
+  // The DMB's CDC area at registration: all zero.
+  last_area_.len = wire::kSmcdCdcLen;
   // The app may close every fd it does not know of (close_range before
   // exec): ours stays.
   base::MarkOwnedFd(fd_);
@@ -129,133 +146,41 @@ void SmcSocket::Feed(const engine::Event& e) {
   // more than the rest of the engine's step on some VMs.
   const engine::TimePoint now =
       conn_.mode() == engine::Mode::kHandshake ? Now() : engine::TimePoint{};
-  Execute(conn_.OnEvent(e, now), answers);
+  exec_->Execute(conn_.OnEvent(e, now), answers);
+  if (error_ == 0) error_ = exec_->error();
+  if (exec_->fallback() && exec_->fallback()->declined && !decline_noted_) {
+    decline_noted_ = true;
+    late_clc_.store(true, std::memory_order_release);
+  }
   for (const engine::Event& a : answers) Feed(a);
 }
 
-void SmcSocket::Execute(const engine::Actions& actions,
-                        std::vector<engine::Event>& answers) {
-  for (const engine::Action& action : actions) {
-    std::visit(
-        Overloaded{
-            [&](const engine::SendTcp& a) { QueueTcp(a.bytes); },
-            [&](const engine::TcpConsumed& a) {
-              // The bytes are in the socket: they were peeked.
-              std::byte sink[256];
-              size_t left = a.len;
-              while (left > 0) {
-                ssize_t n = ::recv(fd_, sink, std::min(left, sizeof sink),
-                                   MSG_DONTWAIT);
-                if (n <= 0 && errno == EINTR) continue;
-                if (n <= 0) break;
-                left -= static_cast<size_t>(n);
-              }
-              consumed_ += a.len;
-            },
-            [&](const engine::RegisterDmb& a) {
-              dev::DmbBudget& budget = dev::DmbBudget::Process();
-              uint32_t size = a.size;
-              if (opts_.roomy_dmb_size > a.size) {
-                const uint32_t roomy =
-                    engine::SmcdDmbSizeFor(opts_.roomy_dmb_size);
-                if (budget.used() + dev::DmbFileSize(roomy) <=
-                    opts_.roomy_budget) {
-                  size = roomy;  // the engine advertises what we register
-                }
-              }
-              Result<dev::LocalDmb> dmb =
-                  dev::LocalDmb::Register(size, budget, /*fd_hint=*/fd_);
-              if (!dmb.ok()) {
-                answers.push_back(engine::DmbRegisterFailed{
-                    dmb.status().code() == StatusCode::kResourceExhausted
-                        ? wire::kReasonMem
-                        : wire::kReasonErrRegBuf});
-                return;
-              }
-              local_ = std::move(*dmb);
-              if (opts_.role == engine::Role::kServer) {
-                // Listen before Accept goes out: the client connects as
-                // soon as it has read it.
-                Result<dev::HandoverListener> l =
-                    dev::HandoverListener::Listen(local_);
-                if (!l.ok()) {
-                  local_.Unregister();
-                  answers.push_back(
-                      engine::DmbRegisterFailed{wire::kReasonErrRegBuf});
-                  return;
-                }
-                listener_.emplace(std::move(*l));
-              }
-              answers.push_back(engine::DmbRegistered{
-                  local_.token(), static_cast<uint32_t>(local_.size())});
-            },
-            [&](const engine::AttachPeerDmb& a) {
-              dev::HandoverParams p{.tcp_fd = fd_,
-                                    .peer_token = a.token,
-                                    .peer_dmb_size = a.size,
-                                    .timeout = opts_.handover_timeout};
-              Result<dev::PeerDmb> peer = listener_
-                                              ? listener_->Accept(local_, p)
-                                              : dev::ConnectHandover(local_, p);
-              listener_.reset();
-              if (!peer.ok()) {
-                answers.push_back(
-                    engine::PeerDmbAttachFailed{wire::kReasonErrRtok});
-                return;
-              }
-              peer_ = std::move(*peer);
-              answers.push_back(engine::PeerDmbAttached{});
-            },
-            [&](const engine::PublishCdc& a) {
-              if (!peer_.attached()) return;
-              // Stamped first: a peer that sees this CDC sees a stamp at
-              // least this new (it orders its ready connections by it).
-              peer_.StampPublish();
-              StoreCdcArea(peer_.bytes().data(), a.area);
-              last_published_ = a.area;
-            },
-            [&](const engine::SignalPeer&) {
-              if (peer_.attached()) peer_.doorbell().Ring();
-            },
-            [&](const engine::CaptureUrgentByte& a) {
-              std::byte b{0};
-              (void)local_.Read(a.dmb_offset, {&b, 1});
-              answers.push_back(engine::UrgentByteCaptured{b});
-            },
-            [&](const engine::NotifyApp&) {},
-            // last_area_ stays all-zero, the DMB's content at registration:
-            // the peer may already have published data by now.
-            [&](const engine::HandshakeDone&) {
-              // This process is the connection's only holder so far.
-              if (uint32_t* refs = CtrlWord(dev::kCtrlProcessRefsOff)) {
-                std::atomic_ref<uint32_t>(*refs).store(
-                    1, std::memory_order_release);
-              }
-            },
-            [&](const engine::Fallback& a) {
-              listener_.reset();
-              if (a.declined) late_clc_.store(true, std::memory_order_release);
-            },
-            [&](const engine::ArmTimer& a) { deadline_ = a.deadline; },
-            [&](const engine::CancelTimer&) { deadline_.reset(); },
-            [&](const engine::ReportError& a) {
-              if (a.err != 0 && error_ == 0) error_ = a.err;
-            },
-            [&](const engine::AbortTcp&) {
-              struct linger l = {1, 0};
-              ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-              ::shutdown(fd_, SHUT_RDWR);
-              fatal_ = true;
-            },
-            [&](const engine::ReleaseBuffers& a) {
-              if (a.own_registered) local_.Unregister();
-              if (a.peer_attached) peer_.Detach();
-              listener_.reset();
-            },
-            [&](const engine::CloseTcp&) { CloseFd(/*reset=*/false); },
-        },
-        action);
+void SmcSocket::UseDevice(std::unique_ptr<dev::Device> d) {
+  exec_.reset();
+  dev_ = std::move(d);
+  exec_.emplace(*dev_, static_cast<TcpSide&>(*this),
+                ExecutorOptions{.tcp_fd_hint = fd_,
+                                .attach_timeout = opts_.handover_timeout});
+}
+
+void SmcSocket::ConsumeClc(size_t len) {
+  // The bytes are in the socket: they were peeked.
+  std::byte sink[256];
+  size_t left = len;
+  while (left > 0) {
+    ssize_t n = ::recv(fd_, sink, std::min(left, sizeof sink), MSG_DONTWAIT);
+    if (n <= 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    left -= static_cast<size_t>(n);
   }
+  consumed_ += len;
+}
+
+void SmcSocket::ResetTcp() {
+  struct linger l = {1, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  ::shutdown(fd_, SHUT_RDWR);
+  fatal_ = true;
 }
 
 // ---- SMC-D data path ------------------------------------------------------
@@ -263,27 +188,25 @@ void SmcSocket::Execute(const engine::Actions& actions,
 void SmcSocket::Refresh() {
   // Once the peer is gone, its last words are final: OnPeerGone may have
   // completed them with the close its death implies.
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered() ||
-      peer_gone_) {
+  if (conn_.mode() != engine::Mode::kSmc || !dev_->registered() || peer_gone_) {
     return;
   }
-  if (peer_.attached() && MaybeShared()) AdoptSiblingProgress();
-  CdcArea area = LoadCdcArea(local_.bytes().data());
-  if (area == last_area_) return;
-  last_area_ = area;
+  if (dev_->attached() && MaybeShared()) AdoptSiblingProgress();
+  const dev::CdcBytes cdc = dev_->LoadCdc();
+  if (cdc == last_area_) return;
+  last_area_ = cdc;
   peer_changes_.fetch_add(1, std::memory_order_relaxed);
-  Feed(engine::PeerCdcChanged{area});
+  Feed(ToArrived(cdc));
 }
 
 void SmcSocket::AdoptSiblingProgress() {
-  const CdcArea now = LoadCdcArea(peer_.bytes().data());
-  if (now == last_published_) return;
+  dev::CdcBytes now;
+  if (!dev_->LoadForeignPost(now)) return;
   // (After exec nothing was published by this image yet: the area then
   // matches the restored state and the resync below changes nothing.)
-  last_published_ = now;
-  wire::WireResult<wire::CdcMessage> ours = wire::DecodeSmcdCdc(now);
+  wire::WireResult<wire::CdcMessage> ours = wire::DecodeSmcdCdc(now.bytes());
   wire::WireResult<wire::CdcMessage> peers =
-      wire::DecodeSmcdCdc(LoadCdcArea(local_.bytes().data()));
+      wire::DecodeSmcdCdc(dev_->LoadCdc().bytes());
   Result<engine::ConnectionSnapshot> snap = conn_.Snapshot();
   if (!ours.ok() || !snap.ok()) return;
   // What the sibling published is what the peer knows of our side: every
@@ -318,7 +241,7 @@ void SmcSocket::SetNonblocking(bool on) {
 }
 
 bool SmcSocket::WaitForPeer(int timeout_ms) {
-  if (!local_.registered() || peer_gone_) {
+  if (!dev_->registered() || peer_gone_) {
     errno = EAGAIN;
     return false;
   }
@@ -330,18 +253,17 @@ bool SmcSocket::WaitForPeer(int timeout_ms) {
     peer_changed_.wait_for(mu_, slice);
     return true;
   }
-  const CdcArea seen = last_area_;
-  const std::byte* area = local_.bytes().data();
-  dev::Doorbell& bell = local_.doorbell();
+  const dev::CdcBytes seen = last_area_;
+  dev::Device& d = *dev_;
   auto timeout =
       timeout_ms < 0
           ? std::chrono::nanoseconds::max() / 2
           : std::chrono::nanoseconds(std::chrono::milliseconds(timeout_ms));
   doorbell_waiter_ = true;
   mu_.unlock();
+  auto moved = [&] { return !(d.LoadCdc() == seen); };
   dev::WaitResult r =
-      bell.Wait([&] { return LoadCdcArea(area) != seen; }, timeout,
-                {.extra_fd = fd_, .return_on_signal = true});
+      d.Wait(moved, timeout, {.extra_fd = fd_, .return_on_signal = true});
   mu_.lock();
   doorbell_waiter_ = false;
   bool progressed = true;
@@ -372,7 +294,8 @@ void SmcSocket::OnPeerGone() {
   if (peer_gone_) return;
   Refresh();          // it may have published its close just before exiting
   peer_gone_ = true;  // from now on the area is ours alone (see Refresh)
-  wire::WireResult<wire::CdcMessage> last = wire::DecodeSmcdCdc(last_area_);
+  wire::WireResult<wire::CdcMessage> last =
+      wire::DecodeSmcdCdc(last_area_.bytes());
   wire::CdcMessage cdc = last.ok() ? *last : wire::CdcMessage{};
   if (cdc.conn_state.peer_conn_closed || cdc.conn_state.peer_conn_abort) {
     return;  // an orderly close: the engine has it
@@ -397,11 +320,12 @@ void SmcSocket::OnPeerGone() {
   const bool unread = !(st.tx_producer == st.peer_consumer);
   (unread ? cdc.conn_state.peer_conn_abort : cdc.conn_state.peer_conn_closed) =
       true;
-  CdcArea area{};
-  (void)wire::EncodeSmcdCdc(cdc, area);  // cannot fail: 32-byte buffer
-  last_area_ = area;
+  engine::CdcArrived forged;
+  (void)wire::EncodeSmcdCdc(cdc, forged.area);  // cannot fail: 32 bytes
+  std::memcpy(last_area_.data.data(), forged.area.data(), forged.area.size());
+  last_area_.len = static_cast<uint8_t>(forged.area.size());
   peer_changes_.fetch_add(1, std::memory_order_relaxed);
-  Feed(engine::PeerCdcChanged{area});
+  Feed(forged);
 }
 
 ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
@@ -422,7 +346,7 @@ ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {
     }
   }
   if (!Settle(Nonblocking(flags))) return -1;
-  if (conn_.mode() != engine::Mode::kSmcd || tcp_closed_) {
+  if (conn_.mode() != engine::Mode::kSmc || tcp_closed_) {
     return TcpUnusable() ? -1 : ::send(fd_, buf, len, flags);
   }
   return SendSmc(static_cast<const std::byte*>(buf), len, flags);
@@ -455,16 +379,9 @@ ssize_t SmcSocket::SendSmc(const std::byte* buf, size_t len, int flags) {
       // send while we copy the rest (see kCopyStep).
       const size_t step = std::min(len - done, kCopyStep);
       engine::CopyPlan plan = conn_.PlanSend(step);
-      std::span<std::byte> dmb = peer_.bytes();
-      size_t copied = 0;
-      for (uint8_t i = 0; i < plan.count; ++i) {
-        const engine::RingChunk& c = plan.chunks[i];
-        if (uint64_t{c.offset} + c.len > dmb.size()) {
-          errno = EIO;  // an engine bug, never a peer's doing
-          return -1;
-        }
-        std::memcpy(dmb.data() + c.offset, buf + done + copied, c.len);
-        copied += c.len;
+      if (!exec_->CopyToPeer(plan, buf + done)) {
+        errno = EIO;  // an engine bug, never a peer's doing
+        return -1;
       }
       done += plan.total;
       // wanted_more (the peer's "writer blocked"): the ring, not the step,
@@ -492,7 +409,7 @@ ssize_t SmcSocket::Recv(void* buf, size_t len, int flags) {
     if (HandshakingLocked() && shut_rd_pending_) return 0;
   }
   if (!Settle(Nonblocking(flags))) return -1;
-  if (conn_.mode() != engine::Mode::kSmcd || tcp_closed_) {
+  if (conn_.mode() != engine::Mode::kSmc || tcp_closed_) {
     if (TcpUnusable()) return -1;
     if (late_clc_pending()) {
       const bool wait = !Nonblocking(flags);
@@ -538,16 +455,9 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
       // sender gets room after the first step, not after the whole copy.
       const size_t step = peek ? len - done : std::min(len - done, kCopyStep);
       engine::CopyPlan plan = conn_.PlanRecv(step);
-      std::span<std::byte> dmb = local_.bytes();
-      size_t copied = 0;
-      for (uint8_t i = 0; i < plan.count; ++i) {
-        const engine::RingChunk& c = plan.chunks[i];
-        if (uint64_t{c.offset} + c.len > dmb.size()) {
-          errno = EIO;
-          return -1;
-        }
-        std::memcpy(buf + done + copied, dmb.data() + c.offset, c.len);
-        copied += c.len;
+      if (!exec_->CopyFromOwn(plan, buf + done)) {
+        errno = EIO;
+        return -1;
       }
       done += plan.total;
       // Shared with another process (fork): each read is confirmed at once,
@@ -591,7 +501,7 @@ short SmcSocket::Poll(short events) {
       return static_cast<short>(TcpHupErr() | EarlyPollBits(events));
     }
   }
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (conn_.mode() != engine::Mode::kSmc) {
     // A late CLC message alone does not make the socket readable.
     if (late_clc_pending()) (void)DropLateClc(fd_, /*wait=*/false);
     struct pollfd p = {fd_, events, 0};
@@ -612,8 +522,8 @@ LateClc SmcSocket::DropLateClc(int fd, bool wait) {
 
 uint32_t SmcSocket::EffectiveLowat() const {
   // Never more than the ring holds: a larger mark could never be reached.
-  const uint64_t ring =
-      local_.size() > wire::kSmcdCdcLen ? local_.size() - wire::kSmcdCdcLen : 1;
+  const uint64_t size = dev_->own().size;
+  const uint64_t ring = size > wire::kSmcdCdcLen ? size - wire::kSmcdCdcLen : 1;
   return static_cast<uint32_t>(
       std::clamp<uint64_t>(static_cast<uint64_t>(rcv_lowat_), 1, ring));
 }
@@ -656,7 +566,7 @@ short SmcSocket::Wait(short events, int timeout_ms) {
       (void)ProgressLocked(left);
       continue;
     }
-    if (conn_.mode() != engine::Mode::kSmcd) {
+    if (conn_.mode() != engine::Mode::kSmc) {
       lock.unlock();
       struct pollfd p = {fd_, events, 0};
       if (::poll(&p, 1, left) <= 0) return 0;
@@ -670,16 +580,16 @@ short SmcSocket::Wait(short events, int timeout_ms) {
 
 uint64_t SmcSocket::PeerPublishedNs() const {
   std::lock_guard lock(mu_);
-  return local_.PeerPublishedNs();
+  return dev_->PeerPostedNs();
 }
 
 int SmcSocket::PollFd() const {
   std::lock_guard lock(mu_);
-  if (conn_.mode() != engine::Mode::kSmcd || !local_.registered() ||
+  if (conn_.mode() != engine::Mode::kSmc || !dev_->registered() ||
       tcp_closed_) {
     return -1;
   }
-  return const_cast<dev::LocalDmb&>(local_).doorbell().fd();
+  return dev_->WaitFd();
 }
 
 int SmcSocket::Readable() {
@@ -689,7 +599,7 @@ int SmcSocket::Readable() {
     return -1;
   }
   if (!Settle(nonblocking_)) return 0;
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (conn_.mode() != engine::Mode::kSmc) {
     if (late_clc_pending()) (void)DropLateClc(fd_, /*wait=*/false);
     int n = 0;
     return ::ioctl(fd_, FIONREAD, &n) == 0 ? n : -1;
@@ -701,7 +611,7 @@ int SmcSocket::Readable() {
 bool SmcSocket::AtMark() {
   std::lock_guard lock(mu_);
   if (tcp_closed_ || !Settle(nonblocking_)) return false;
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (conn_.mode() != engine::Mode::kSmc) {
     int at = 0;
     return ::ioctl(fd_, SIOCATMARK, &at) == 0 && at;
   }
@@ -726,7 +636,7 @@ int SmcSocket::Shutdown(int how) {
     shut_wr_pending_ |= how != SHUT_RD;
     return 0;
   }
-  if (conn_.mode() != engine::Mode::kSmcd) return ::shutdown(fd_, how);
+  if (conn_.mode() != engine::Mode::kSmc) return ::shutdown(fd_, how);
   Refresh();
   Feed(engine::AppShutdown{.read = how != SHUT_WR, .write = how != SHUT_RD});
   return 0;
@@ -739,7 +649,7 @@ int SmcSocket::Close() {
     return -1;
   }
   if (!early_.empty()) FlushEarlyDataLocked();
-  if (conn_.mode() == engine::Mode::kSmcd) {
+  if (conn_.mode() == engine::Mode::kSmc) {
     Refresh();
     Feed(engine::AppClose{});
   }
@@ -754,7 +664,7 @@ void SmcSocket::Abort() {
   std::lock_guard lock(mu_);
   if (tcp_closed_) return;
   early_.clear();  // a reset discards unsent bytes, as TCP's does
-  if (conn_.mode() == engine::Mode::kSmcd) {
+  if (conn_.mode() == engine::Mode::kSmc) {
     Refresh();
     Feed(engine::AppAbort{});
   }
@@ -762,9 +672,8 @@ void SmcSocket::Abort() {
 }
 
 void SmcSocket::ReleaseAll(bool reset) {
-  listener_.reset();
-  peer_.Detach();
-  local_.Unregister();
+  dev_->DetachPeerBuffer();
+  dev_->UnregisterBuffer();
   CloseFd(reset);
 }
 
@@ -794,14 +703,10 @@ SocketStatus SmcSocket::status() const {
   std::lock_guard lock(mu_);
   SocketStatus s;
   s.engine = conn_.Stats();
-  if (local_.registered()) {
-    s.local_dmb_token = local_.token();
-    s.doorbell = const_cast<dev::LocalDmb&>(local_).doorbell().stats();
-  }
-  if (peer_.attached()) {
-    s.peer_dmb_token = peer_.token();
-    s.peer_doorbell = const_cast<dev::PeerDmb&>(peer_).doorbell().stats();
-  }
+  s.local_dmb_token = dev_->own().token;
+  s.peer_dmb_token = dev_->peer().token;
+  s.doorbell = dev_->wait_stats();
+  s.peer_doorbell = dev_->signal_stats();
   return s;
 }
 

@@ -52,10 +52,9 @@
 #include <vector>
 
 #include "base/status.h"
-#include "dev/shm_dmb.h"
-#include "dev/shm_handover.h"
+#include "dev/device.h"
 #include "engine/connection.h"
-#include "runtime/cdc_area.h"
+#include "runtime/executor.h"
 #include "runtime/late_clc.h"
 #include "wire/bufsize.h"
 
@@ -69,7 +68,7 @@ struct Options {
   // powers of two from 16 KiB to 1 MiB; the engine rounds.
   uint32_t dmb_size = 256 * 1024;
   // Non-zero: a larger DMB for this connection while the process's DMBs
-  // (dev::DmbBudget::Process()) stay within roomy_budget bytes with it. A
+  // (the device's process budget) stay within roomy_budget bytes with it. A
   // process with a few connections streams with fewer waits for room; one
   // with hundreds keeps them small (cache footprint, memory).
   uint32_t roomy_dmb_size = 0;
@@ -90,7 +89,7 @@ struct SocketStatus {
   uint64_t peer_dmb_token = 0;
 };
 
-class SmcSocket {
+class SmcSocket : private TcpSide {
  public:
   // A client's early data, at most: half the smallest DMB, so that it
   // always fits into the peer's fresh ring at the decision.
@@ -114,7 +113,7 @@ class SmcSocket {
 
   int fd() const { return fd_; }
   engine::Mode mode() const;
-  bool is_smc() const { return mode() == engine::Mode::kSmcd; }
+  bool is_smc() const { return mode() == engine::Mode::kSmc; }
 
   // After a fallback in which we declined (engine::Fallback::declined), one
   // CLC message of the peer's may still come (runtime/late_clc.h). The
@@ -269,7 +268,7 @@ class SmcSocket {
   // for a reference count shared by the processes holding the connection
   // (use std::atomic_ref). nullptr otherwise. The peer maps that page too.
   uint32_t* ProcessRefs();
-  // dev::kCtrlHolderSlots u32 pids in our DMB's control page (the
+  // dev::kHolderSlots u32 pids in our DMB's control page (the
   // interposer's record of which processes hold the connection), or
   // nullptr when not SMC-D.
   uint32_t* ProcessHolders();
@@ -309,11 +308,17 @@ class SmcSocket {
   // Milliseconds from now to deadline for poll(2): 0 if past, capped.
   static int MsLeft(engine::TimePoint now, engine::TimePoint deadline);
 
-  // Feeds one event and carries out the resulting actions, then feeds the
-  // answer events those actions produced (RegisterDmb -> DmbRegistered...).
+  // Feeds one event, has exec_ carry out the resulting actions, then feeds
+  // the answer events they produced (RegisterRecvBuffer ->
+  // RecvBufferRegistered...).
   void Feed(const engine::Event& e);
-  void Execute(const engine::Actions& actions,
-               std::vector<engine::Event>& answers);
+  // The device the connection runs over, and the executor on it.
+  void UseDevice(std::unique_ptr<dev::Device> d);
+  // TcpSide, for the executor.
+  void SendClc(std::span<const std::byte> bytes) override { QueueTcp(bytes); }
+  void ConsumeClc(size_t len) override;
+  void ResetTcp() override;
+  void CloseTcp() override { CloseFd(/*reset=*/false); }
 
   // ---- handshake (runtime/handshake.cc); all with mu_ held ----
   void BeginHandshake();
@@ -328,7 +333,7 @@ class SmcSocket {
   // What the handshake waits for (fds and the CLC deadline).
   WaitSpec HandshakeWaitSpec() const;
   // CLC output: queued, written without blocking as the socket allows.
-  void QueueTcp(const std::vector<std::byte>& bytes);
+  void QueueTcp(std::span<const std::byte> bytes);
   bool FlushTcp();
   void SetTcpLowat(int n);
   // Once decided: restores SO_RCVLOWAT, applies a deferred shutdown.
@@ -371,7 +376,6 @@ class SmcSocket {
   void OnPeerGone();
   // TCP readable during SMC-D (peer died or broke the protocol)?
   bool TcpStirs() const;
-  uint32_t* CtrlWord(size_t off) const;
 
   // TCP mode: true (errno set) once the fd is closed or the handshake
   // failed after commit.
@@ -394,16 +398,14 @@ class SmcSocket {
   std::atomic<int> sleepers_{0};  // polls sleeping on it (AddSleeper)
   int decided_fd_ = -1;           // WatchDecision's eventfd
 
-  dev::LocalDmb local_;
-  dev::PeerDmb peer_;
-  std::optional<dev::HandoverListener> listener_;
-  CdcArea last_area_{};
+  std::unique_ptr<dev::Device> dev_;
+  std::optional<Executor> exec_;  // on *dev_
+  dev::CdcBytes last_area_{};     // the peer's CDC as last fed to the engine
   std::atomic<uint64_t> peer_changes_{0};
-  CdcArea last_published_{};  // what this process last stored in the peer
-  std::optional<engine::TimePoint> deadline_;
-  int error_ = 0;        // sticky errno from ReportError
-  size_t consumed_ = 0;  // CLC bytes the last TcpBytes consumed
-  bool fatal_ = false;   // handshake failed after commit: fd unusable
+  bool decline_noted_ = false;  // the executor's Fallback{declined} seen
+  int error_ = 0;               // sticky errno from ReportError
+  size_t consumed_ = 0;         // CLC bytes the last TcpBytes consumed
+  bool fatal_ = false;          // handshake failed after commit: fd unusable
   bool tcp_closed_ = false;
   bool peer_gone_ = false;
   bool nonblocking_ = false;  // O_NONBLOCK of the fd (see SetNonblocking)

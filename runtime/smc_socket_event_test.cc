@@ -238,15 +238,15 @@ int HandClientConfirmingOnCue(int fd, int attached, int go) {
     return 5;
   }
   a = c.OnEvent(engine::TcpBytes{accept}, now());
-  const auto* reg = FindAction<engine::RegisterDmb>(a);
+  const auto* reg = FindAction<engine::RegisterRecvBuffer>(a);
   if (reg == nullptr) return 6;
   Result<dev::LocalDmb> local =
       dev::LocalDmb::Register(reg->size, dev::DmbBudget::Process(), fd);
   if (!local.ok()) return 7;
-  a = c.OnEvent(engine::DmbRegistered{local->token(),
+  a = c.OnEvent(engine::RecvBufferRegistered{local->token(),
                                       static_cast<uint32_t>(local->size())},
                 now());
-  const auto* attach = FindAction<engine::AttachPeerDmb>(a);
+  const auto* attach = FindAction<engine::AttachPeerBuffer>(a);
   if (attach == nullptr) return 8;
   char cue;
   if (::read(go, &cue, 1) != 1) return 13;  // "run the handover now"
@@ -256,7 +256,7 @@ int HandClientConfirmingOnCue(int fd, int attached, int go) {
   hp.peer_dmb_size = attach->size;
   Result<dev::PeerDmb> peer = dev::ConnectHandover(*local, hp);
   if (!peer.ok()) return 9;
-  a = c.OnEvent(engine::PeerDmbAttached{}, now());
+  a = c.OnEvent(engine::PeerBufferAttached{}, now());
   const auto* confirm = FindAction<engine::SendTcp>(a);
   if (confirm == nullptr || confirm->type != wire::ClcType::kConfirm) return 10;
   cue = 'a';
@@ -688,7 +688,7 @@ TEST(SmcSocketEventTest, ForgetInAForkedChildLeavesTheParentsConnection) {
     }
     (*s)->Forget();
     int rc = 0;
-    if ((*s)->mode() != engine::Mode::kSmcd) rc = 1;
+    if ((*s)->mode() != engine::Mode::kSmc) rc = 1;
     if ((*s)->ProcessRefs() != nullptr) rc = 2;
     if ((*s)->Send("x", 1, MSG_NOSIGNAL) != -1 || errno != EBADF) rc = 3;
     if ((*s)->Poll(POLLIN) != POLLNVAL) rc = 4;

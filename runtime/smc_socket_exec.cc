@@ -9,8 +9,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
-#include "dev/shm_doorbell.h"
+#include "dev/shm_device.h"
 #include "runtime/exec_record.h"
 #include "runtime/smc_socket.h"
 
@@ -101,35 +102,34 @@ Status SmcSocket::ExportRecord(ExecRecord& rec) {
     // Half-read CLC bytes, queued CLC output and timers cannot move.
     return Precondition("handshake in progress");
   }
-  if (conn_.mode() != engine::Mode::kSmcd) {
+  if (conn_.mode() != engine::Mode::kSmc) {
     // TCP mode has nothing to move: the kernel socket is the connection.
     return Precondition("socket in mode " +
                         std::string(engine::ToString(conn_.mode())) +
                         ", only SMC-D sockets are exported");
   }
-  if (!local_.registered() || !peer_.attached() || peer_.memfd() < 0) {
-    return Precondition("buffers already released");
-  }
+  std::array<int, 4> fds{};
+  if (Status st = dev_->ExportFds(fds); !st.ok()) return st;
   // Deferred shutdowns and the app's SO_RCVLOWAT go where they belong
   // first (a no-op once done), so the snapshot and the socket hold them.
   FinishHandshake();
   Result<engine::ConnectionSnapshot> snap = conn_.Snapshot();
   if (!snap.ok()) return snap.status();
   const engine::SmcdLink& link = snap->link;
-  if (link.local_dmb_token != local_.token() ||
-      link.local_dmb_size != local_.size() ||
-      link.peer_dmb_token != peer_.token() ||
-      link.peer_dmb_size != peer_.size()) {
+  const dev::BufferInfo own = dev_->own(), peer = dev_->peer();
+  if (link.local_dmb_token != own.token || link.local_dmb_size != own.size ||
+      link.peer_dmb_token != peer.token || link.peer_dmb_size != peer.size) {
     return Status(StatusCode::kInternal,
                   "exec export: buffers do not match "
                   "the engine's link");
   }
 
   rec.tcp_fd = fd_;
-  rec.local_memfd = local_.memfd();
-  rec.local_doorbell_fd = local_.doorbell().fd();
-  rec.peer_memfd = peer_.memfd();
-  rec.peer_doorbell_fd = peer_.doorbell().fd();
+  // ShmDevice::ExportFds' order.
+  rec.local_memfd = fds[0];
+  rec.local_doorbell_fd = fds[1];
+  rec.peer_memfd = fds[2];
+  rec.peer_doorbell_fd = fds[3];
   rec.role = opts_.role;
   rec.smcd_enabled = opts_.smcd_enabled;
   rec.eid = opts_.eid.substr(0, kExecRecordMaxEid);
@@ -139,7 +139,8 @@ Status SmcSocket::ExportRecord(ExecRecord& rec) {
   rec.peer_gone = peer_gone_;
   rec.fatal = fatal_;
   rec.error = error_;
-  rec.last_area = last_area_;
+  std::memcpy(rec.last_area.data(), last_area_.data.data(),
+              std::min<size_t>(last_area_.len, rec.last_area.size()));
   rec.engine = *snap;
   const int tcp_fl = ::fcntl(fd_, F_GETFD);
   if (tcp_fl < 0) return Status::FromErrno(errno, "fcntl F_GETFD");
@@ -191,7 +192,7 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptRecord(const ExecRecord& rec,
     }
   }
   for (int fd : {rec.local_doorbell_fd, rec.peer_doorbell_fd}) {
-    if (Status st = dev::CheckDoorbellFd(fd); !st.ok()) {
+    if (Status st = dev::ShmDevice::CheckDoorbell(fd); !st.ok()) {
       close_buffers();
       return fail(st);
     }
@@ -217,20 +218,18 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptRecord(const ExecRecord& rec,
   s->tcp_closed_ = true;
   if (Status st = s->conn_.Restore(rec.engine); !st.ok()) return fail(st);
   const engine::SmcdLink& link = rec.engine.link;
-  Result<dev::LocalDmb> local =
-      dev::LocalDmb::Adopt(std::move(local_mem), std::move(local_bell),
-                           link.local_dmb_token, link.local_dmb_size);
-  if (!local.ok()) return fail(local.status());
-  Result<dev::PeerDmb> peer =
-      dev::PeerDmb::Attach(std::move(peer_mem), link.peer_dmb_token,
-                           link.peer_dmb_size, std::move(peer_bell));
-  if (!peer.ok()) return fail(peer.status());
+  Result<std::unique_ptr<dev::ShmDevice>> d = dev::ShmDevice::Adopt(
+      rec.tcp_fd, std::move(local_mem), std::move(local_bell),
+      {link.local_dmb_token, link.local_dmb_size}, std::move(peer_mem),
+      std::move(peer_bell), {link.peer_dmb_token, link.peer_dmb_size});
+  if (!d.ok()) return fail(d.status());
   if (rec.tcp_cloexec) {
     if (Status st = SetCloexec(rec.tcp_fd, true); !st.ok()) return fail(st);
   }
-  s->local_ = std::move(*local);
-  s->peer_ = std::move(*peer);
-  s->last_area_ = rec.last_area;
+  s->UseDevice(std::move(*d));
+  std::memcpy(s->last_area_.data.data(), rec.last_area.data(),
+              rec.last_area.size());
+  s->last_area_.len = static_cast<uint8_t>(rec.last_area.size());
   s->peer_gone_ = rec.peer_gone;
   s->fatal_ = rec.fatal;
   NoteShared();  // a process forked before the exec may hold it too

@@ -74,7 +74,7 @@ int usmc_status(const usmc_socket* s, struct usmc_status* out) {
   }
   usmc::runtime::SocketStatus st = s->impl->status();
   const auto& e = st.engine;
-  out->mode = e.mode == usmc::engine::Mode::kSmcd  ? USMC_MODE_SMCD
+  out->mode = e.mode == usmc::engine::Mode::kSmc  ? USMC_MODE_SMCD
               : e.mode == usmc::engine::Mode::kTcp ? USMC_MODE_TCP
                                                    : USMC_MODE_HANDSHAKE;
   out->local_reason = e.local_reason;

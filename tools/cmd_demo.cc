@@ -21,7 +21,7 @@ namespace {
 std::string Describe(const runtime::SmcSocket& s) {
   runtime::SocketStatus st = s.status();
   const engine::ConnectionStats& e = st.engine;
-  if (e.mode != engine::Mode::kSmcd) {
+  if (e.mode != engine::Mode::kSmc) {
     return fmt::format(
         "TCP (fallback: local {}, peer {})", wire::FormatReason(e.local_reason),
         e.peer_reason ? wire::FormatReason(e.peer_reason) : "none");

@@ -1,4 +1,4 @@
-// runtime/cdc_area.h: moving the 32-byte SMC-D CDC area through shared
+// dev/shm_cdc_area.h: moving the 32-byte SMC-D CDC area through shared
 // memory without torn reads.
 //
 // The area (PROTOCOL.md §5.2) is four 8-byte words: [0] type + reserved,
@@ -12,8 +12,8 @@
 //
 //   StoreCdcArea(peer_dmb.data(), action.area);     // after the data memcpy
 //   std::array<std::byte, 32> a = LoadCdcArea(own_dmb.data());
-#ifndef USMC_RUNTIME_CDC_AREA_H_
-#define USMC_RUNTIME_CDC_AREA_H_
+#ifndef USMC_DEV_SHM_CDC_AREA_H_
+#define USMC_DEV_SHM_CDC_AREA_H_
 
 #include <array>
 #include <atomic>
@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace usmc::runtime {
+namespace usmc::dev {
 
 inline constexpr size_t kCdcAreaLen = 32;
 using CdcArea = std::array<std::byte, kCdcAreaLen>;
@@ -49,6 +49,6 @@ inline CdcArea LoadCdcArea(const std::byte* dmb) {
   return area;
 }
 
-}  // namespace usmc::runtime
+}  // namespace usmc::dev
 
-#endif  // USMC_RUNTIME_CDC_AREA_H_
+#endif  // USMC_DEV_SHM_CDC_AREA_H_

@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "dev/sim_pair.h"
+#include "runtime/sim_pair.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
 
-namespace usmc::dev {
+namespace usmc::runtime {
 namespace {
 
 using engine::CloseState;
@@ -183,8 +183,8 @@ TEST(SimFallback, AcceptDelayedWithinTheTimeoutStillConnects) {
   sim.Feed(kClient, engine::Timeout{});  // not due yet: ignored
   sim.device().pipe(kServer).set_held(false);
   sim.Pump();
-  EXPECT_EQ(sim.conn(kClient).mode(), Mode::kSmcd);
-  EXPECT_EQ(sim.conn(kServer).mode(), Mode::kSmcd);
+  EXPECT_EQ(sim.conn(kClient).mode(), Mode::kSmc);
+  EXPECT_EQ(sim.conn(kServer).mode(), Mode::kSmc);
   EXPECT_FALSE(sim.side(kClient).deadline.has_value());
 }
 
@@ -415,4 +415,4 @@ TEST(SimHostile, RandomAreasNeverEscapeTheConnection) {
 }
 
 }  // namespace
-}  // namespace usmc::dev
+}  // namespace usmc::runtime

@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "dev/sim_pair.h"
+#include "runtime/sim_pair.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
 
-namespace usmc::dev {
+namespace usmc::runtime {
 namespace {
 
 using engine::CloseState;
@@ -32,8 +32,8 @@ std::string Str(std::span<const std::byte> b) {
 void Connect(SimPair& sim) {
   sim.Start();
   sim.Pump();
-  ASSERT_EQ(sim.conn(kClient).mode(), Mode::kSmcd);
-  ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmcd);
+  ASSERT_EQ(sim.conn(kClient).mode(), Mode::kSmc);
+  ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmc);
 }
 
 TEST(SimHandshake, ReachesSmcdWithMirroredParameters) {
@@ -81,14 +81,14 @@ TEST(SimHandshake, OneByteTrickleGivesTheSameResult) {
 TEST(SimData, ClientSendsBeforeTheServerIsActive) {
   SimPair sim(SimPair::DefaultOptions());
   sim.Start();
-  for (int i = 0; i < 100 && sim.conn(kClient).mode() != Mode::kSmcd; ++i) {
+  for (int i = 0; i < 100 && sim.conn(kClient).mode() != Mode::kSmc; ++i) {
     sim.Pump(1);
   }
-  ASSERT_EQ(sim.conn(kClient).mode(), Mode::kSmcd);
+  ASSERT_EQ(sim.conn(kClient).mode(), Mode::kSmc);
   ASSERT_EQ(sim.conn(kServer).mode(), Mode::kHandshake);
   EXPECT_EQ(sim.Send(kClient, Bytes("early")), 5u);
   sim.Pump();
-  ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmcd);
+  ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmc);
   std::vector<std::byte> buf(10);
   ASSERT_EQ(sim.Recv(kServer, buf), 5u);
   EXPECT_EQ(Str(std::span(buf).first(5)), "early");
@@ -387,4 +387,4 @@ TEST(SimClose, PeerTcpGoneWithoutSmcCloseIsAReset) {
 }
 
 }  // namespace
-}  // namespace usmc::dev
+}  // namespace usmc::runtime

@@ -1,6 +1,6 @@
 // dev/sim_pair.h: a client and a server engine wired together over SimDevice
 // (fizz's LocalTransport): it carries out every action the engines return,
-// feeds back the answers (DmbRegistered, PeerCdcChanged, TcpBytes...), and
+// feeds back the answers (RecvBufferRegistered, CdcArrived, TcpBytes...), and
 // offers app-level Send/Recv/Close for tests. Deterministic: one thread, an
 // injected clock, seeded tokens.
 //
@@ -12,8 +12,8 @@
 //   sim.Pump();                                // handshake runs to the end
 //   sim.Send(kClient, bytes); sim.Pump();
 //   size_t n = sim.Recv(kServer, buf);
-#ifndef USMC_DEV_SIM_PAIR_H_
-#define USMC_DEV_SIM_PAIR_H_
+#ifndef USMC_RUNTIME_SIM_PAIR_H_
+#define USMC_RUNTIME_SIM_PAIR_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -25,8 +25,12 @@
 
 #include "dev/sim.h"
 #include "engine/connection.h"
+#include "runtime/executor.h"
 
-namespace usmc::dev {
+namespace usmc::runtime {
+
+using dev::SimDevice;
+using dev::SimPipe;
 
 inline constexpr int kClient = 0;
 inline constexpr int kServer = 1;
@@ -43,7 +47,6 @@ struct SimSide {
   std::optional<engine::Connection> conn;
   std::vector<std::byte> tcp_rx;  // read from TCP, not consumed by the engine
   std::deque<engine::Event> answers;  // owed answer events
-  bool cdc_dirty = false;             // our CDC area changed
   std::optional<engine::TimePoint> deadline;
   std::optional<engine::SmcdLink> link;
   std::optional<engine::Fallback> fallback;
@@ -106,6 +109,21 @@ class SimPair {
   void InjectRing(int s, uint32_t offset, std::span<const std::byte> bytes);
 
  private:
+  // One side's TCP socket for the executor: the pipe it writes, the bytes
+  // it has read.
+  class Tcp final : public TcpSide {
+   public:
+    Tcp(SimPair& pair, int side) : pair_(pair), side_(side) {}
+    void SendClc(std::span<const std::byte> bytes) override;
+    void ConsumeClc(size_t len) override;
+    void ResetTcp() override;
+    void CloseTcp() override;
+
+   private:
+    SimPair& pair_;
+    const int side_;
+  };
+
   void Execute(int s, const engine::Actions& actions);
   bool Step(int s);
 
@@ -113,8 +131,10 @@ class SimPair {
   SimDevice dev_;
   engine::SeededEntropy entropy_[2];
   SimSide sides_[2];
+  Tcp tcp_[2] = {Tcp(*this, 0), Tcp(*this, 1)};
+  std::optional<Executor> exec_[2];
 };
 
-}  // namespace usmc::dev
+}  // namespace usmc::runtime
 
-#endif  // USMC_DEV_SIM_PAIR_H_
+#endif  // USMC_RUNTIME_SIM_PAIR_H_

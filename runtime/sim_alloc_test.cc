@@ -9,7 +9,7 @@
 #include <new>
 #include <vector>
 
-#include "dev/sim_pair.h"
+#include "runtime/sim_pair.h"
 
 namespace {
 std::atomic<uint64_t> g_allocs{0};
@@ -28,14 +28,14 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
 #pragma GCC diagnostic pop
 
-namespace usmc::dev {
+namespace usmc::runtime {
 namespace {
 
 TEST(SimAlloc, SteadyStateDataPathDoesNotAllocate) {
   SimPair sim(SimPair::DefaultOptions());
   sim.Start();
   sim.Pump();
-  ASSERT_EQ(sim.conn(kClient).mode(), engine::Mode::kSmcd);
+  ASSERT_EQ(sim.conn(kClient).mode(), engine::Mode::kSmc);
   std::vector<std::byte> out(50000, std::byte{1});
   std::vector<std::byte> in(50000);
   uint64_t moved = 0;
@@ -58,4 +58,4 @@ TEST(SimAlloc, SteadyStateDataPathDoesNotAllocate) {
 }
 
 }  // namespace
-}  // namespace usmc::dev
+}  // namespace usmc::runtime

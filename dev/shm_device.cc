@@ -1,0 +1,178 @@
+#include "dev/shm_device.h"
+
+#include <unistd.h>
+
+#include <utility>
+
+namespace usmc::dev {
+
+std::unique_ptr<ShmDevice> ShmDevice::Create(bool server, int tcp_fd,
+                                             ShmRoomy roomy) {
+  return std::unique_ptr<ShmDevice>(new ShmDevice(server, tcp_fd, roomy));
+}
+
+Result<std::unique_ptr<ShmDevice>> ShmDevice::Adopt(
+    int tcp_fd, UniqueFd own_memfd, UniqueFd own_doorbell, BufferInfo own,
+    UniqueFd peer_memfd, UniqueFd peer_doorbell, BufferInfo peer) {
+  Result<LocalDmb> local = LocalDmb::Adopt(
+      std::move(own_memfd), std::move(own_doorbell), own.token, own.size);
+  if (!local.ok()) return local.status();
+  Result<PeerDmb> p = PeerDmb::Attach(std::move(peer_memfd), peer.token,
+                                      peer.size, std::move(peer_doorbell));
+  if (!p.ok()) return p.status();
+  std::unique_ptr<ShmDevice> d(new ShmDevice(false, tcp_fd, {}));
+  d->local_ = std::move(*local);
+  d->peer_ = std::move(*p);
+  // What the old image posted last is what the peer's DMB holds now.
+  d->last_posted_ = LoadCdcArea(d->peer_.bytes().data());
+  return d;
+}
+
+Result<BufferInfo> ShmDevice::RegisterBuffer(const RegisterRequest& r) {
+  DmbBudget& budget = DmbBudget::Process();
+  uint64_t size = r.size;
+  if (roomy_.size > r.size &&
+      budget.used() + DmbFileSize(roomy_.size) <= roomy_.budget) {
+    size = roomy_.size;  // CLC advertises what was registered
+  }
+  Result<LocalDmb> dmb = LocalDmb::Register(size, budget, r.tcp_fd_hint);
+  if (!dmb.ok()) return dmb.status();
+  local_ = std::move(*dmb);
+  if (server_) {
+    Result<HandoverListener> l = HandoverListener::Listen(local_);
+    if (!l.ok()) {
+      local_.Unregister();
+      return l.status();
+    }
+    listener_.emplace(std::move(*l));
+  }
+  return own();
+}
+
+BufferInfo ShmDevice::own() const {
+  if (!local_.registered()) return {};
+  return {local_.token(), static_cast<uint32_t>(local_.size())};
+}
+
+void ShmDevice::UnregisterBuffer() {
+  listener_.reset();
+  local_.Unregister();
+}
+
+Result<BufferInfo> ShmDevice::AttachPeerBuffer(const AttachRequest& r) {
+  HandoverParams p{.tcp_fd = tcp_fd_,
+                   .peer_token = r.token,
+                   .peer_dmb_size = r.size,
+                   .timeout = r.timeout};
+  Result<PeerDmb> got =
+      listener_ ? listener_->Accept(local_, p) : ConnectHandover(local_, p);
+  // A server's early attempt (token 0: before Confirm) that failed keeps
+  // listening for the real peer; any other attempt is the last.
+  if (got.ok() || r.token != 0) listener_.reset();
+  if (!got.ok()) return got.status();
+  peer_ = std::move(*got);
+  return peer();
+}
+
+BufferInfo ShmDevice::peer() const {
+  if (!peer_.attached()) return {};
+  return {peer_.token(), static_cast<uint32_t>(peer_.size())};
+}
+
+Status ShmDevice::MoveData(uint64_t offset, std::span<const std::byte> data) {
+  return peer_.Write(offset, data);
+}
+
+int ShmDevice::AttachFd() const {
+  return listener_ && !peer_.attached() ? listener_->fd() : -1;
+}
+
+void ShmDevice::PostCdc(std::span<const std::byte> cdc) {
+  if (!peer_.attached() || cdc.size() != kCdcAreaLen) return;
+  CdcArea area;
+  std::memcpy(area.data(), cdc.data(), kCdcAreaLen);
+  // Stamped first: a peer that sees this CDC sees a stamp at least this new
+  // (it orders its ready connections by it).
+  peer_.StampPublish();
+  StoreCdcArea(peer_.bytes().data(), area);
+  last_posted_ = area;
+}
+
+CdcBytes ShmDevice::LoadCdc() const {
+  CdcBytes c;
+  if (!local_.registered()) return c;
+  const CdcArea area = LoadCdcArea(local_.bytes().data());
+  std::memcpy(c.data.data(), area.data(), kCdcAreaLen);
+  c.len = kCdcAreaLen;
+  return c;
+}
+
+bool ShmDevice::LoadForeignPost(CdcBytes& out) {
+  if (!peer_.attached()) return false;
+  const CdcArea now = LoadCdcArea(peer_.bytes().data());
+  if (now == last_posted_) return false;
+  last_posted_ = now;  // reported once
+  std::memcpy(out.data.data(), now.data(), kCdcAreaLen);
+  out.len = kCdcAreaLen;
+  return true;
+}
+
+void ShmDevice::Signal() {
+  if (peer_.attached()) peer_.doorbell().Ring();
+}
+
+WaitResult ShmDevice::Wait(ReadyFn ready, std::chrono::nanoseconds timeout,
+                           const WaitOptions& opts) {
+  return local_.doorbell().Wait(ready, timeout, opts);
+}
+
+bool ShmDevice::Arm(ReadyFn ready, uint64_t sleep_token) {
+  return local_.doorbell().Arm(ready, sleep_token);
+}
+
+void ShmDevice::Disarm() {
+  if (local_.registered()) local_.doorbell().Disarm();
+}
+
+int ShmDevice::WaitFd() const {
+  return local_.registered() ? const_cast<LocalDmb&>(local_).doorbell().fd()
+                             : -1;
+}
+
+bool ShmDevice::Drain(bool lazily, bool hangup) {
+  Doorbell& bell = local_.doorbell();
+  return lazily ? bell.DrainLazily(hangup) : bell.Drain();
+}
+
+DoorbellStats ShmDevice::wait_stats() const {
+  if (!local_.registered()) return {};
+  return const_cast<LocalDmb&>(local_).doorbell().stats();
+}
+
+DoorbellStats ShmDevice::signal_stats() const {
+  if (!peer_.attached()) return {};
+  return const_cast<PeerDmb&>(peer_).doorbell().stats();
+}
+
+uint32_t* ShmDevice::Shared(SharedWord w) {
+  if (!local_.registered()) return nullptr;
+  static_assert(kHolderSlots == kCtrlHolderSlots);
+  // The control page follows the DMB bytes, rounded up to pages, in the
+  // same mapping (dev/shm_dmb.h).
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t ctrl = DmbFileSize(local_.size()) - page;
+  const size_t off =
+      w == SharedWord::kProcessRefs ? kCtrlProcessRefsOff : kCtrlHoldersOff;
+  return reinterpret_cast<uint32_t*>(local_.bytes().data() + ctrl + off);
+}
+
+Status ShmDevice::ExportFds(std::array<int, 4>& fds) const {
+  if (!local_.registered() || !peer_.attached() || peer_.memfd() < 0) {
+    return Status(StatusCode::kFailedPrecondition, "buffers already released");
+  }
+  fds = {local_.memfd(), const_cast<LocalDmb&>(local_).doorbell().fd(),
+         peer_.memfd(), const_cast<PeerDmb&>(peer_).doorbell().fd()};
+  return OkStatus();
+}
+
+}  // namespace usmc::dev

@@ -1,0 +1,94 @@
+// dev/shm_device.h: SMC-D on one host behind dev/device.h: our DMB and the
+// peer's (sealed memfds, dev/shm_dmb.h), the fd handover that swaps them
+// (dev/shm_handover.h), the doorbells (dev/shm_doorbell.h) and the CDC area
+// at offset 0 of each DMB (dev/shm_cdc_area.h).
+//
+//   std::unique_ptr<ShmDevice> d = ShmDevice::Create(/*server=*/true, fd);
+//   d->RegisterBuffer({.size = 65536});   // a server also starts listening
+//   d->AttachPeerBuffer({.token = t, .size = s});  // the fd handover
+#ifndef USMC_DEV_SHM_DEVICE_H_
+#define USMC_DEV_SHM_DEVICE_H_
+
+#include <memory>
+#include <optional>
+
+#include "dev/device.h"
+#include "dev/shm_cdc_area.h"
+#include "dev/shm_dmb.h"
+#include "dev/shm_handover.h"
+#include "dev/unique_fd.h"
+
+namespace usmc::dev {
+
+// Register's roomy option: a larger DMB for this connection while the
+// process's DMBs stay within `roomy_budget` bytes with it.
+struct ShmRoomy {
+  uint32_t size = 0;  // 0: off
+  uint64_t budget = 0;
+};
+
+class ShmDevice final : public Device {
+ public:
+  // `server`: RegisterBuffer also opens the handover listener (before the
+  // Accept goes out, so the client can connect as soon as it has read it).
+  static std::unique_ptr<ShmDevice> Create(bool server, int tcp_fd,
+                                           ShmRoomy roomy = {});
+  // Rebuilds a connection's device from the fds ExportFds gave (exec,
+  // SCM_RIGHTS), checked as dev/shm_dmb.h's Adopt and Attach check them.
+  static Result<std::unique_ptr<ShmDevice>> Adopt(
+      int tcp_fd, UniqueFd own_memfd, UniqueFd own_doorbell, BufferInfo own,
+      UniqueFd peer_memfd, UniqueFd peer_doorbell, BufferInfo peer);
+  // Whether an inherited fd can be a doorbell end (dev/shm_doorbell.h).
+  static Status CheckDoorbell(int fd) { return CheckDoorbellFd(fd); }
+
+  Result<BufferInfo> RegisterBuffer(const RegisterRequest& r) override;
+  bool registered() const override { return local_.registered(); }
+  BufferInfo own() const override;
+  void UnregisterBuffer() override;
+  Status ReadOwn(uint64_t offset, std::span<std::byte> out) const override {
+    return local_.Read(offset, out);
+  }
+
+  Result<BufferInfo> AttachPeerBuffer(const AttachRequest& r) override;
+  bool attached() const override { return peer_.attached(); }
+  BufferInfo peer() const override;
+  void DetachPeerBuffer() override { peer_.Detach(); }
+  Status MoveData(uint64_t offset, std::span<const std::byte> data) override;
+
+  int AttachFd() const override;
+  void EndHandshake() override { listener_.reset(); }
+
+  void PostCdc(std::span<const std::byte> cdc) override;
+  CdcBytes LoadCdc() const override;
+  bool LoadForeignPost(CdcBytes& out) override;
+
+  void Signal() override;
+  WaitResult Wait(ReadyFn ready, std::chrono::nanoseconds timeout,
+                  const WaitOptions& opts) override;
+  bool Arm(ReadyFn ready, uint64_t sleep_token) override;
+  void Disarm() override;
+  int WaitFd() const override;
+  bool Drain(bool lazily, bool hangup) override;
+  uint64_t PeerPostedNs() const override { return local_.PeerPublishedNs(); }
+  DoorbellStats wait_stats() const override;
+  DoorbellStats signal_stats() const override;
+
+  uint32_t* Shared(SharedWord w) override;
+  Status ExportFds(std::array<int, 4>& fds) const override;
+
+ private:
+  ShmDevice(bool server, int tcp_fd, ShmRoomy roomy)
+      : server_(server), tcp_fd_(tcp_fd), roomy_(roomy) {}
+
+  const bool server_;
+  const int tcp_fd_;
+  const ShmRoomy roomy_;
+  LocalDmb local_;
+  PeerDmb peer_;
+  std::optional<HandoverListener> listener_;
+  CdcArea last_posted_{};  // what this process last stored in the peer
+};
+
+}  // namespace usmc::dev
+
+#endif  // USMC_DEV_SHM_DEVICE_H_
