@@ -18,7 +18,6 @@
 
 #include "base/owned_fd.h"
 #include "base/sandbox.h"
-#include "dev/shm_dmb.h"
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
 #include "preload/real.h"
@@ -26,6 +25,7 @@
 #include "preload/status.h"
 #include "preload/unattended.h"
 #include "runtime/config.h"
+#include "runtime/wait.h"
 #include "wire/reason.h"
 
 namespace usmc::preload {
@@ -43,7 +43,7 @@ bool ProcVisible() {
   return ::stat("/proc/self/stat", &st) == 0;
 }
 
-// The holder table (dev::kCtrlHoldersOff): pids of the processes that hold
+// The holder table (SmcSocket::ProcessHolders): pids of the processes that hold
 // an SMC-D connection. A process that exits without closing (_exit, a
 // crash, a Redis BGSAVE child) leaves its pid behind; a dead or zombie pid
 // no longer counts, so the last live holder still runs the SMC close.
@@ -71,10 +71,10 @@ bool PidAlive(uint32_t pid) {
 }
 
 void AddHolder(uint32_t* table, uint32_t pid) {
-  for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
+  for (size_t i = 0; i < runtime::kProcessHolderSlots; ++i) {
     if (std::atomic_ref<uint32_t>(table[i]).load() == pid) return;
   }
-  for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
+  for (size_t i = 0; i < runtime::kProcessHolderSlots; ++i) {
     uint32_t expected = 0;
     if (std::atomic_ref<uint32_t>(table[i]).compare_exchange_strong(expected,
                                                                     pid)) {
@@ -84,7 +84,7 @@ void AddHolder(uint32_t* table, uint32_t pid) {
 }
 
 void RemoveHolder(uint32_t* table, uint32_t pid) {
-  for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
+  for (size_t i = 0; i < runtime::kProcessHolderSlots; ++i) {
     uint32_t expected = pid;
     std::atomic_ref<uint32_t>(table[i]).compare_exchange_strong(expected, 0);
   }
@@ -96,7 +96,7 @@ constexpr uint32_t kPassMarkerBit = 0x80000000u;
 
 bool OtherHolderAlive(uint32_t* table, uint32_t self) {
   bool alive = false;
-  for (size_t i = 0; i < dev::kCtrlHolderSlots; ++i) {
+  for (size_t i = 0; i < runtime::kProcessHolderSlots; ++i) {
     uint32_t v = std::atomic_ref<uint32_t>(table[i]).load();
     if (v == 0 || v == self) continue;
     if (PidAlive(v & ~kPassMarkerBit)) {

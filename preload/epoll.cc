@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "base/owned_fd.h"
-#include "dev/shm_doorbell.h"
 #include "preload/conn.h"
 #include "preload/epoll_internal.h"
 #include "preload/fresh_sockets.h"

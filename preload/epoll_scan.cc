@@ -8,10 +8,10 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "dev/shm_doorbell.h"
 #include "preload/epoll_internal.h"
 #include "preload/real.h"
 #include "runtime/config.h"
+#include "runtime/wait.h"
 
 namespace usmc::preload::epoll_detail {
 
@@ -197,7 +197,7 @@ int ScanWait(EpollSet& set, epoll_event* events, int maxevents, int timeout_ms,
       // set, the kernel must see each ring, as it wakes one sleeper per
       // event and this one might report only some (maxevents).
       if (++set.sleepers == 1) {
-        set.sleep_token = dev::NewSleepToken();
+        set.sleep_token = runtime::NewSleepToken();
       } else {
         RevokeSleepTokens(set);
       }

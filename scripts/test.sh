@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command (b): install, build every flavour, run the whole suite.
 #   1. unit + integration tests (gcc build) through CTest
-#   2. the same tests under ASan + UBSan
+#   2. the same tests under ASan + UBSan; a gcc Release build (-O3, -Werror)
+#      and its unit tests (ctest -L unit)
 #   3. every libFuzzer target for USMC_FUZZ_SECONDS each (default 10; 30
 #      with CI set)
 #   4. real programs under `usmc run` (scripts/apps.sh, tests/apps/; ~10 min);
@@ -27,6 +28,10 @@ step "build (gcc)" scripts/build.sh default
 step "tests (gcc)" ctest_in build
 step "build (asan+ubsan)" scripts/build.sh asan
 step "tests (asan+ubsan)" ctest_in build-asan
+# -O3 under -Werror warns differently (gcc 12); the unit tests only.
+step "build (gcc Release)" scripts/build.sh release
+step "unit tests (gcc Release)" ctest --test-dir build-release -L unit \
+  --output-on-failure -j "$(nproc)" --timeout 600
 step "build (fuzz)" scripts/build.sh fuzz
 fuzz_seconds=10
 if [ -n "${CI:-}" ]; then

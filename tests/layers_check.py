@@ -26,15 +26,28 @@ ALLOWED = {
     "tools": {"base", "wire", "engine", "negotiate", "runtime", "bench"},
 }
 
-# (file, included header): to be removed by issue 17 (one device interface
-# and one executor).
-KNOWN_BREAKS = {
-    ("preload/conn.cc", "dev/shm_dmb.h"),
-    ("preload/epoll.cc", "dev/shm_doorbell.h"),
-    ("preload/epoll_scan.cc", "dev/shm_doorbell.h"),
-}
+# (file, included header): known upward includes, each with the issue that
+# removes it. None left since issue 17 (one device interface and executor).
+KNOWN_BREAKS: set = set()
 
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/([^"]+)"', re.M)
+# Every spelling the compiler accepts with the source root on the include
+# path: "dev/x.h", <dev/x.h>, and relative ones such as "../dev/x.h".
+INCLUDE = re.compile(r'^\s*#\s*include\s*(?:"([^"]+)"|<([^>]+)>)', re.M)
+
+
+def included_header(root: pathlib.Path, path: pathlib.Path, spelled: str):
+    """The header as "folder/rest" relative to the source root, or None for
+    a header outside the layers (system, same folder)."""
+    if spelled.startswith(("./", "../")):
+        target = (path.parent / spelled).resolve()
+        try:
+            spelled = target.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return None
+    folder = spelled.split("/", 1)[0]
+    if "/" not in spelled or folder not in ALLOWED:
+        return None  # "vmlinux.h", a system header such as <linux/bpf.h>
+    return folder, spelled
 
 
 def is_test_code(path: pathlib.Path) -> bool:
@@ -54,11 +67,12 @@ def main() -> int:
                 continue
             rel = path.relative_to(root).as_posix()
             for m in INCLUDE.finditer(path.read_text(errors="replace")):
-                folder, header = m.group(1), f"{m.group(1)}/{m.group(2)}"
+                found = included_header(root, path, m.group(1) or m.group(2))
+                if found is None:
+                    continue
+                folder, header = found
                 if folder == layer or folder in allowed:
                     continue
-                if folder not in ALLOWED:
-                    continue  # a system header such as "linux/bpf.h"
                 if (rel, header) in KNOWN_BREAKS:
                     seen_known.add((rel, header))
                     continue

@@ -174,7 +174,12 @@ std::string EventNames(uint32_t ev) {
       ev &= ~n.bit;
     }
   }
-  if (ev != 0) s += (s.empty() ? "" : "|") + std::to_string(ev);
+  if (ev != 0) {
+    // Not `("" or "|") + std::to_string(ev)`: gcc 12 -O3 reports a false
+    // -Wrestrict in literal + temporary string (GCC bug 105651).
+    if (!s.empty()) s += '|';
+    s += std::to_string(ev);
+  }
   return s.empty() ? "0" : s;
 }
 
