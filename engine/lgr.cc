@@ -668,19 +668,18 @@ std::ostream& operator<<(std::ostream& os, LgrState s) {
 
 std::string_view ToString(LgrEventKind k) {
   static constexpr std::string_view kNames[] = {
-      "QpReady",       "LlcReceived",  "RxActivity",   "Timeout",
-      "ConnOpen",      "ConnClosed",   "AddPeerRtoken", "ConfirmRkey",
-      "DeleteRkey",    "LinkFailed",   "Terminate"};
+      "QpReady",    "LlcReceived", "RxActivity",    "Timeout",
+      "ConnOpen",   "ConnClosed",  "AddPeerRtoken", "ConfirmRkey",
+      "DeleteRkey", "LinkFailed",  "Terminate"};
   const size_t i = size_t(k);
   return i < std::size(kNames) ? kNames[i] : "?";
 }
 
 std::string_view LgrActionName(const LgrAction& a) {
   static constexpr std::string_view kNames[] = {
-      "SendLlc",         "QpToRts",         "LinkUp",
-      "FirstContactFailed", "ConnAdded",    "ConnRefused",
-      "PeerRtokenAdded", "RkeyConfirmed",   "RkeyDeleted",
-      "ArmTimer",        "CancelTimer",     "Ended"};
+      "SendLlc",     "QpToRts",     "LinkUp",          "FirstContactFailed",
+      "ConnAdded",   "ConnRefused", "PeerRtokenAdded", "RkeyConfirmed",
+      "RkeyDeleted", "ArmTimer",    "CancelTimer",     "Ended"};
   static_assert(std::size(kNames) == std::variant_size_v<LgrAction>);
   return kNames[a.index()];
 }

@@ -38,9 +38,11 @@
 namespace usmc::engine {
 
 // Kernel values (SMCR.md §1.7).
-inline constexpr Duration kLlcWaitTime = std::chrono::seconds(2);  // SMC_LLC_WAIT_TIME
+inline constexpr Duration kLlcWaitTime =
+    std::chrono::seconds(2);  // SMC_LLC_WAIT_TIME
 inline constexpr Duration kTestLinkTime = std::chrono::seconds(30);
-inline constexpr Duration kLgrIdleTime = std::chrono::seconds(30);  // SMCR.md §3.2
+inline constexpr Duration kLgrIdleTime =
+    std::chrono::seconds(30);                  // SMCR.md §3.2
 inline constexpr size_t kLgrMaxRtokens = 255;  // SMC_RMBS_PER_LGR_MAX
 inline constexpr size_t kLgrMaxConns = 255;    // max_conns is a u8
 inline constexpr size_t kLgrLocalQueue = 512;  // queued local RKEY requests
@@ -229,11 +231,11 @@ std::ostream& operator<<(std::ostream& os, const LgrAction& a);
 // ---- State ----------------------------------------------------------------
 
 enum class LgrState : uint8_t {
-  kAwaitQp,           // created; our QP is not ready yet
-  kConfirmingLink,    // CONFIRM_LINK exchange (server: waits for the
-                      // response; client: for the request)
-  kActive,            // the link is ACTIVE
-  kEnded,             // terminated; every event is ignored or refused
+  kAwaitQp,         // created; our QP is not ready yet
+  kConfirmingLink,  // CONFIRM_LINK exchange (server: waits for the
+                    // response; client: for the request)
+  kActive,          // the link is ACTIVE
+  kEnded,           // terminated; every event is ignored or refused
 };
 std::string_view ToString(LgrState s);
 std::string_view ToString(LgrEventKind k);
@@ -262,9 +264,9 @@ struct LgrQueued {
 
 // Counters for `usmc ss` / stats.
 struct LgrCounters {
-  uint64_t llc_rx = 0;        // LLC messages received
-  uint64_t llc_tx = 0;        // LLC messages sent
-  uint64_t llc_ignored = 0;   // received and dropped (malformed, stale)
+  uint64_t llc_rx = 0;       // LLC messages received
+  uint64_t llc_tx = 0;       // LLC messages sent
+  uint64_t llc_ignored = 0;  // received and dropped (malformed, stale)
   uint64_t test_link_sent = 0;
   friend bool operator==(const LgrCounters&, const LgrCounters&) = default;
 };
@@ -291,8 +293,8 @@ struct LgrData {
   uint16_t queue_head = 0;
   uint16_t queue_len = 0;
   // Timers; TimePoint{} = not running.
-  TimePoint flow_deadline{};   // local flow or first-contact wait
-  TimePoint test_deadline{};   // next keepalive check, or answer due
+  TimePoint flow_deadline{};  // local flow or first-contact wait
+  TimePoint test_deadline{};  // next keepalive check, or answer due
   bool test_outstanding = false;
   TimePoint idle_deadline{};
   TimePoint last_rx{};

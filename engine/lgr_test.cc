@@ -335,8 +335,7 @@ TEST(LgrTestLink, KeepaliveAfterIdleTimeThenAnswered) {
   EXPECT_EQ(lgr.OnEvent(LgrTimeout{}, T(30)),
             (LgrActions{Sent(TestLink(false)), LgrArmTimer{T(32)}}));
   EXPECT_TRUE(lgr.data().test_outstanding);
-  EXPECT_EQ(Feed(lgr, TestLink(true), T(31)),
-            (LgrActions{LgrArmTimer{T(61)}}));
+  EXPECT_EQ(Feed(lgr, TestLink(true), T(31)), (LgrActions{LgrArmTimer{T(61)}}));
   EXPECT_FALSE(lgr.data().test_outstanding);
 }
 
@@ -436,7 +435,8 @@ TEST(LgrPeerRkey, TooManyEntriesOrAFullTableIsNegRetry) {
   EXPECT_EQ(lgr.FindRtoken(0x400), -1);
 
   LgrData d = lgr.data();
-  for (size_t i = 0; i < kLgrMaxRtokens; ++i) d.rtokens[i] = {1000u + uint32_t(i), i, true};
+  for (size_t i = 0; i < kLgrMaxRtokens; ++i)
+    d.rtokens[i] = {1000u + uint32_t(i), i, true};
   d.num_rtokens = kLgrMaxRtokens;
   Lgr full(Params(Role::kClient), d);
   req.num_other_rtokens = 0;
@@ -481,9 +481,9 @@ TEST(LgrPeerRkey, LongDeleteRkeyV2IsAnsweredIn44Bytes) {
 
 TEST(LgrLocalFlow, OneAtATimeQueuedInOrder) {
   Lgr lgr = Active(Role::kClient);  // timer armed at T(30)
-  EXPECT_EQ(lgr.OnEvent(LgrConfirmRkey{0x10, 0x2000}, T(1)),
-            (LgrActions{Sent(ConfirmRkey(0x10, 0x2000, false)),
-                        LgrArmTimer{T(3)}}));
+  EXPECT_EQ(
+      lgr.OnEvent(LgrConfirmRkey{0x10, 0x2000}, T(1)),
+      (LgrActions{Sent(ConfirmRkey(0x10, 0x2000, false)), LgrArmTimer{T(3)}}));
   EXPECT_TRUE(lgr.OnEvent(LgrDeleteRkey{0x9}, T(1)).empty());  // queued
   EXPECT_EQ(lgr.data().queue_len, 1);
   // A response of the other kind is not ours: dropped.
@@ -514,10 +514,10 @@ TEST(LgrLocalFlow, QueuedUntilTheLinkIsUp) {
   lgr.OnEvent(LgrConnOpen{}, T(0));
   EXPECT_TRUE(lgr.OnEvent(LgrConfirmRkey{0x10, 0x2000}, T(0)).empty());
   lgr.OnEvent(LgrQpReady{}, T(0));
-  EXPECT_EQ(Feed(lgr, ConfirmLink(Role::kClient, true), T(1)),
-            (LgrActions{LgrLinkUp{1, 0x101, 0x101},
-                        Sent(ConfirmRkey(0x10, 0x2000, false)),
-                        LgrArmTimer{T(3)}}));
+  EXPECT_EQ(
+      Feed(lgr, ConfirmLink(Role::kClient, true), T(1)),
+      (LgrActions{LgrLinkUp{1, 0x101, 0x101},
+                  Sent(ConfirmRkey(0x10, 0x2000, false)), LgrArmTimer{T(3)}}));
 }
 
 // ---- DELETE_LINK, termination, idle ---------------------------------------
@@ -528,11 +528,11 @@ TEST(LgrDeleteLink, ClientTerminatesOnAllAndSendsItsOwn) {
   EXPECT_EQ(
       Feed(lgr, DeleteLink(true, false, 0, LlcDeleteLinkReason::kOpInitTerm),
            T(2)),
-      (LgrActions{Sent(DeleteLink(true, false, 0,
-                                  LlcDeleteLinkReason::kProgInitTerm)),
-                  LgrRkeyConfirmed{0x10, false},
-                  LgrEnded{Code(LlcDeleteLinkReason::kOpInitTerm), {1, 2}},
-                  LgrCancelTimer{}}));
+      (LgrActions{
+          Sent(DeleteLink(true, false, 0, LlcDeleteLinkReason::kProgInitTerm)),
+          LgrRkeyConfirmed{0x10, false},
+          LgrEnded{Code(LlcDeleteLinkReason::kOpInitTerm), {1, 2}},
+          LgrCancelTimer{}}));
   EXPECT_EQ(lgr.state(), LgrState::kEnded);
   EXPECT_EQ(lgr.data().num_tokens, 0);
 }
@@ -542,10 +542,10 @@ TEST(LgrDeleteLink, ServerEchoesAllOrderlyWithThePeersReason) {
   EXPECT_EQ(
       Feed(lgr, DeleteLink(true, true, 0, LlcDeleteLinkReason::kProgInitTerm),
            T(2)),
-      (LgrActions{Sent(DeleteLink(true, true, 0,
-                                  LlcDeleteLinkReason::kProgInitTerm)),
-                  LgrEnded{Code(LlcDeleteLinkReason::kProgInitTerm), {1}},
-                  LgrCancelTimer{}}));
+      (LgrActions{
+          Sent(DeleteLink(true, true, 0, LlcDeleteLinkReason::kProgInitTerm)),
+          LgrEnded{Code(LlcDeleteLinkReason::kProgInitTerm), {1}},
+          LgrCancelTimer{}}));
 }
 
 TEST(LgrDeleteLink, ClientAnswersForAnotherLinkNoLnkAndForOursEnds) {
@@ -581,10 +581,10 @@ TEST(LgrEnd, TerminateSendsDeleteLinkAllAndAbortsEveryConnection) {
   EXPECT_EQ(
       lgr.OnEvent(LgrTerminate{false, Code(LlcDeleteLinkReason::kOpInitTerm)},
                   T(1)),
-      (LgrActions{Sent(DeleteLink(true, false, 0,
-                                  LlcDeleteLinkReason::kOpInitTerm)),
-                  LgrEnded{Code(LlcDeleteLinkReason::kOpInitTerm), {1, 2, 3}},
-                  LgrCancelTimer{}}));
+      (LgrActions{
+          Sent(DeleteLink(true, false, 0, LlcDeleteLinkReason::kOpInitTerm)),
+          LgrEnded{Code(LlcDeleteLinkReason::kOpInitTerm), {1, 2, 3}},
+          LgrCancelTimer{}}));
 }
 
 TEST(LgrEnd, LinkFailureSendsNothing) {
@@ -650,7 +650,8 @@ TEST(LgrIdle, WaitsForTheLocalFlowToEnd) {
 TEST(LgrHostile, ShortOrUnknownMessagesAreIgnored) {
   Lgr lgr = Active(Role::kClient);
   std::vector<std::byte> b = Bytes(TestLink(false));
-  EXPECT_TRUE(lgr.OnEvent(LgrLlcReceived{std::span(b).first(43)}, T(1)).empty());
+  EXPECT_TRUE(
+      lgr.OnEvent(LgrLlcReceived{std::span(b).first(43)}, T(1)).empty());
   b[0] = std::byte{0x2A};  // no such type
   EXPECT_TRUE(lgr.OnEvent(LgrLlcReceived{b}, T(1)).empty());
   b[0] = std::byte{0x37};  // version 3
@@ -751,19 +752,19 @@ TEST_F(KernelReplay, UsmcClientAnswersTheKernelServer) {
                   T(2));
   EXPECT_EQ(OnlySent(a), HexFixture("llc_f0118_c2s_add_link_resp.bin"));
   // f241 DELETE_RKEY of the server's RMB -> f244.
-  a = lgr.OnEvent(
-      LgrLlcReceived{Fixture("llc_f0241_s2c_delete_rkey_req.bin")}, T(3));
+  a = lgr.OnEvent(LgrLlcReceived{Fixture("llc_f0241_s2c_delete_rkey_req.bin")},
+                  T(3));
   EXPECT_EQ(OnlySent(a), HexFixture("llc_f0244_c2s_delete_rkey_resp.bin"));
   EXPECT_EQ(lgr.FindRtoken(0x367), -1);
   // Our own DELETE_RKEY for the client's RMB equals f243.
   a = lgr.OnEvent(LgrDeleteRkey{0x35c}, T(3));
   EXPECT_EQ(OnlySent(a), HexFixture("llc_f0243_c2s_delete_rkey_req.bin"));
-  a = lgr.OnEvent(
-      LgrLlcReceived{Fixture("llc_f0246_s2c_delete_rkey_resp.bin")}, T(3));
+  a = lgr.OnEvent(LgrLlcReceived{Fixture("llc_f0246_s2c_delete_rkey_resp.bin")},
+                  T(3));
   EXPECT_EQ(a.front(), LgrAction(LgrRkeyDeleted{0x35c, true}));
   // f258 DELETE_LINK ALL OP_INIT_TERM -> f260 DELETE_LINK ALL PROG_INIT_TERM.
-  a = lgr.OnEvent(
-      LgrLlcReceived{Fixture("llc_f0258_s2c_delete_link_req.bin")}, T(4));
+  a = lgr.OnEvent(LgrLlcReceived{Fixture("llc_f0258_s2c_delete_link_req.bin")},
+                  T(4));
   EXPECT_EQ(OnlySent(a), HexFixture("llc_f0260_c2s_delete_link_req.bin"));
   EXPECT_EQ(lgr.state(), LgrState::kEnded);
 }
@@ -783,16 +784,16 @@ TEST_F(KernelReplay, UsmcServerSpeaksLikeTheKernelServer) {
   // Our DELETE_RKEY for the server's RMB equals f241; f244 answers it.
   a = lgr.OnEvent(LgrDeleteRkey{0x367}, T(2));
   EXPECT_EQ(OnlySent(a), HexFixture("llc_f0241_s2c_delete_rkey_req.bin"));
-  a = lgr.OnEvent(
-      LgrLlcReceived{Fixture("llc_f0244_c2s_delete_rkey_resp.bin")}, T(2));
+  a = lgr.OnEvent(LgrLlcReceived{Fixture("llc_f0244_c2s_delete_rkey_resp.bin")},
+                  T(2));
   EXPECT_EQ(a.front(), LgrAction(LgrRkeyDeleted{0x367, true}));
   // f243 (the kernel client's DELETE_RKEY) -> f246.
-  a = lgr.OnEvent(
-      LgrLlcReceived{Fixture("llc_f0243_c2s_delete_rkey_req.bin")}, T(3));
+  a = lgr.OnEvent(LgrLlcReceived{Fixture("llc_f0243_c2s_delete_rkey_req.bin")},
+                  T(3));
   EXPECT_EQ(OnlySent(a), HexFixture("llc_f0246_s2c_delete_rkey_resp.bin"));
   // The kernel server's end (OP_INIT_TERM, not orderly) equals f258.
-  a = lgr.OnEvent(
-      LgrTerminate{false, Code(LlcDeleteLinkReason::kOpInitTerm)}, T(4));
+  a = lgr.OnEvent(LgrTerminate{false, Code(LlcDeleteLinkReason::kOpInitTerm)},
+                  T(4));
   EXPECT_EQ(OnlySent(a), HexFixture("llc_f0258_s2c_delete_link_req.bin"));
 }
 

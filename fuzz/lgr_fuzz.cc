@@ -140,22 +140,44 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     LgrEvent ev = LgrTimeout{};
     std::vector<std::byte> buf;
     switch (op) {
-      case 0: ev = LgrQpReady{}; break;
+      case 0:
+        ev = LgrQpReady{};
+        break;
       case 1: {
         std::span<const std::byte> raw = in.Take(in.U8());
         buf.assign(raw.begin(), raw.end());
         break;
       }
-      case 2: buf = MakeLlc(in); break;
-      case 3: ev = LgrRxActivity{}; break;
-      case 4: ev = LgrTimeout{}; break;
-      case 5: ev = LgrConnOpen{}; break;
-      case 6: ev = LgrConnClosed{in.U8()}; break;
-      case 7: ev = LgrAddPeerRtoken{in.U8(), in.U8()}; break;
-      case 8: ev = LgrConfirmRkey{in.U8(), in.U8()}; break;
-      case 9: ev = LgrDeleteRkey{in.U8()}; break;
-      case 10: ev = LgrLinkFailed{}; break;
-      default: ev = LgrTerminate{bool(in.U8() & 1), in.U32()}; break;
+      case 2:
+        buf = MakeLlc(in);
+        break;
+      case 3:
+        ev = LgrRxActivity{};
+        break;
+      case 4:
+        ev = LgrTimeout{};
+        break;
+      case 5:
+        ev = LgrConnOpen{};
+        break;
+      case 6:
+        ev = LgrConnClosed{in.U8()};
+        break;
+      case 7:
+        ev = LgrAddPeerRtoken{in.U8(), in.U8()};
+        break;
+      case 8:
+        ev = LgrConfirmRkey{in.U8(), in.U8()};
+        break;
+      case 9:
+        ev = LgrDeleteRkey{in.U8()};
+        break;
+      case 10:
+        ev = LgrLinkFailed{};
+        break;
+      default:
+        ev = LgrTerminate{bool(in.U8() & 1), in.U32()};
+        break;
     }
     if (op == 1 || op == 2) ev = LgrLlcReceived{buf};
     const LgrState from = lgr.state();
@@ -168,7 +190,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto m = wire::DecodeLlc(s->bytes);
         // A DELETE_RKEY answer keeps the peer's count in 44 bytes.
         Check(m.ok() || (s->type == wire::LlcType::kDeleteRkey && s->response));
-        if (m.ok()) Check(wire::HeaderOf(*m).v2 && wire::HeaderOf(*m).length == 44);
+        if (m.ok())
+          Check(wire::HeaderOf(*m).v2 && wire::HeaderOf(*m).length == 44);
       } else if (const auto* t = std::get_if<LgrArmTimer>(&a)) {
         Check(t->deadline > now);
       } else if (std::holds_alternative<LgrEnded>(a)) {
