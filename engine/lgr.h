@@ -16,7 +16,7 @@
 //   Lgr lgr(params, &entropy);                       // kAwaitQp
 //   LgrActions a = lgr.OnEvent(LgrQpReady{}, now);   // server: CONFIRM_LINK
 //   a = lgr.OnEvent(LgrLlcReceived{bytes}, now);     // its response
-//   // a == {LgrCancelTimer, LgrLinkUp, LgrArmTimer}; lgr.state() == kActive
+//   // a == {LgrLinkUp, LgrArmTimer}; lgr.state() == LgrState::kActive
 #ifndef USMC_ENGINE_LGR_H_
 #define USMC_ENGINE_LGR_H_
 
