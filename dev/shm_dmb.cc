@@ -91,18 +91,19 @@ uint64_t DmbFileSize(uint64_t size) {
 }
 
 DmbBudget& DmbBudget::Process() {
-  static DmbBudget budget([] {
-    const char* v = std::getenv("USMC_DMB_BUDGET");
-    if (v == nullptr) return kDefaultDmbBudget;
-    return ParseByteSize(v).value_or(kDefaultDmbBudget);
-  }());
+  static DmbBudget budget(kDefaultDmbBudget);
   return budget;
+}
+
+void SetProcessDmbBudget(uint64_t bytes) {
+  DmbBudget::Process().set_limit(bytes);
 }
 
 bool DmbBudget::TryCharge(uint64_t bytes) {
   uint64_t used = used_.load(std::memory_order_relaxed);
   do {
-    if (bytes > limit_ || used > limit_ - bytes) return false;
+    const uint64_t limit = limit_.load(std::memory_order_relaxed);
+    if (bytes > limit || used > limit - bytes) return false;
   } while (!used_.compare_exchange_weak(used, used + bytes,
                                         std::memory_order_relaxed));
   return true;

@@ -36,7 +36,8 @@ namespace usmc::dev {
 // Largest DMB we register or attach. SMC-D itself stops at 1 MiB (c <= 6);
 // the shm device allows more for bulk transfers, within the budget.
 inline constexpr uint64_t kMaxDmbSize = uint64_t{1} << 30;
-// Default per-process cap on DMB bytes (USMC_DMB_BUDGET overrides).
+// Default per-process cap on DMB bytes (the runtime sets the limit from
+// USMC_DMB_BUDGET: SetProcessDmbBudget).
 inline constexpr uint64_t kDefaultDmbBudget = uint64_t{256} << 20;
 
 // Control page layout (offsets inside the page after the DMB bytes).
@@ -69,19 +70,26 @@ uint64_t DmbFileSize(uint64_t size);
 class DmbBudget {
  public:
   explicit DmbBudget(uint64_t limit_bytes) : limit_(limit_bytes) {}
-  // The process-wide budget: USMC_DMB_BUDGET (bytes, optional K/M/G suffix;
-  // read once) or kDefaultDmbBudget.
+  // The process-wide budget: kDefaultDmbBudget until the runtime sets its
+  // limit (SetProcessDmbBudget, from runtime::Config).
   static DmbBudget& Process();
 
   bool TryCharge(uint64_t bytes);
   void Release(uint64_t bytes);
   uint64_t used() const { return used_.load(std::memory_order_relaxed); }
-  uint64_t limit() const { return limit_; }
+  uint64_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  // A lower limit does not take back what is charged; it stops new charges.
+  void set_limit(uint64_t bytes) {
+    limit_.store(bytes, std::memory_order_relaxed);
+  }
 
  private:
-  const uint64_t limit_;
+  std::atomic<uint64_t> limit_;
   std::atomic<uint64_t> used_{0};
 };
+
+// Sets DmbBudget::Process()'s limit (the runtime, at config load).
+void SetProcessDmbBudget(uint64_t bytes);
 
 // Parses a budget value ("268435456", "256M", "1G"); nullopt if malformed.
 std::optional<uint64_t> ParseByteSize(const char* text);

@@ -224,9 +224,23 @@ TEST(ShmDmbTest, BudgetExhaustedThenFreedAgain) {
 }
 
 TEST(ShmDmbTest, ProcessBudgetDefaultsTo256MiB) {
-  if (std::getenv("USMC_DMB_BUDGET") != nullptr) GTEST_SKIP();
+  // dev/ reads no environment: the runtime sets the limit from its Config.
+  ::setenv("USMC_DMB_BUDGET", "1K", 1);
   EXPECT_EQ(DmbBudget::Process().limit(), kDefaultDmbBudget);
+  ::unsetenv("USMC_DMB_BUDGET");
   EXPECT_EQ(kDefaultDmbBudget, uint64_t{256} << 20);
+}
+
+TEST(ShmDmbTest, SetProcessDmbBudgetLimitsNewCharges) {
+  DmbBudget& b = DmbBudget::Process();
+  const uint64_t before = b.limit();
+  SetProcessDmbBudget(b.used() + 4096);
+  EXPECT_EQ(b.limit(), b.used() + 4096);
+  EXPECT_FALSE(b.TryCharge(8192));
+  EXPECT_TRUE(b.TryCharge(4096));
+  b.Release(4096);
+  SetProcessDmbBudget(before);
+  EXPECT_EQ(b.limit(), before);
 }
 
 TEST(ShmDmbTest, ParseByteSize) {

@@ -32,17 +32,16 @@ std::ostream& operator<<(std::ostream& os, RingResult r) {
   return os << ToString(r);
 }
 
-uint32_t SpinBudgetUsFromEnv() {
-  static const uint32_t kSpin = [] {
-    const char* v = std::getenv("USMC_SPIN_US");
-    if (v == nullptr || *v == '\0') return kDefaultSpinUs;
-    char* end = nullptr;
-    errno = 0;
-    unsigned long n = std::strtoul(v, &end, 10);
-    if (errno != 0 || *end != '\0') return kDefaultSpinUs;
-    return static_cast<uint32_t>(std::min<unsigned long>(n, 100000));
-  }();
-  return kSpin;
+namespace {
+std::atomic<uint32_t> g_default_spin_us{kDefaultSpinUs};
+}  // namespace
+
+void SetDefaultSpinUs(uint32_t us) {
+  g_default_spin_us.store(us, std::memory_order_relaxed);
+}
+
+uint32_t DefaultSpinUs() {
+  return g_default_spin_us.load(std::memory_order_relaxed);
 }
 
 Status CheckDoorbellFd(int fd) {
@@ -105,7 +104,7 @@ Doorbell::Doorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token)
     : fd_(std::move(fd)),
       armed_(armed),
       sleep_token_(sleep_token),
-      spin_us_(SpinBudgetUsFromEnv()),
+      spin_us_(DefaultSpinUs()),
       cur_spin_us_(spin_us_) {}
 
 uint32_t Doorbell::SpinForThisWait() {

@@ -54,10 +54,12 @@ std::ostream& operator<<(std::ostream& os, RingResult r);
 // draws from a new random start).
 uint64_t NewSleepToken();
 
-// The spin budget in microseconds: USMC_SPIN_US if set (read once per
-// process, clamped to 0..100000), otherwise kDefaultSpinUs.
+// The spin budget in microseconds a new Doorbell starts with: the runtime
+// sets it from its Config (USMC_SPIN_US, runtime/config.h) before it makes
+// doorbells; until then kDefaultSpinUs. dev/ reads no environment.
 inline constexpr uint32_t kDefaultSpinUs = 20;
-uint32_t SpinBudgetUsFromEnv();
+void SetDefaultSpinUs(uint32_t us);
+uint32_t DefaultSpinUs();
 
 // Longest wait honoured; longer timeouts are cut to this (about a year).
 inline constexpr std::chrono::nanoseconds kMaxWait =

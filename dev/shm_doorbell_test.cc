@@ -429,12 +429,16 @@ TEST(ShmDoorbellTest, EnumsPrint) {
   EXPECT_EQ(os.str(), "READY WOKEN");
 }
 
-TEST(ShmDoorbellTest, SpinBudgetFromEnvIsStable) {
-  // Read once per process: repeated calls agree.
-  EXPECT_EQ(SpinBudgetUsFromEnv(), SpinBudgetUsFromEnv());
-  if (std::getenv("USMC_SPIN_US") == nullptr) {
-    EXPECT_EQ(SpinBudgetUsFromEnv(), kDefaultSpinUs);
-  }
+TEST(ShmDoorbellTest, DefaultSpinIsSetByTheRuntime) {
+  // dev/ reads no environment: the runtime sets the default from its
+  // Config (USMC_SPIN_US).
+  ::setenv("USMC_SPIN_US", "7", 1);
+  EXPECT_EQ(DefaultSpinUs(), kDefaultSpinUs);
+  ::unsetenv("USMC_SPIN_US");
+  SetDefaultSpinUs(7);
+  EXPECT_EQ(DefaultSpinUs(), 7u);
+  SetDefaultSpinUs(kDefaultSpinUs);
+  EXPECT_EQ(DefaultSpinUs(), kDefaultSpinUs);
 }
 
 }  // namespace

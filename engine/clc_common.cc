@@ -4,6 +4,7 @@
 #include <array>
 
 #include "wire/bufsize.h"
+#include "wire/clc_frame.h"
 #include "wire/reason.h"
 
 namespace usmc::engine {
@@ -170,38 +171,41 @@ wire::ClcFrameDecoder::Status HandshakeCore::Feed(
   // keeps every byte it sent for the app after the fallback. The runtime
   // feeds the same (peeked) bytes again once more have arrived.
   using St = wire::ClcFrameDecoder::Status;
-  if (bytes.size() < wire::kClcHeaderLen) return St::kNeedMore;
-  wire::WireResult<wire::ClcHeader> h = wire::DecodeClcHeader(bytes);
-  if (h.ok() && h->length <= wire::kClcMaxMessageLen &&
-      bytes.size() < h->length) {
-    return St::kNeedMore;
+  const wire::ClcFramePeek p = wire::PeekClcFrame(bytes);
+  if (p.status == wire::ClcFramePeek::Status::kNeedMore) return St::kNeedMore;
+  peer_spoke_clc_ = p.status == wire::ClcFramePeek::Status::kComplete;
+  if (!peer_spoke_clc_) {
+    // Not CLC at all: those bytes are the app's.
+    frame_len_ = 0;
+    decode_error_ = p.error;
+    return St::kError;
   }
-  decoder_ = wire::ClcFrameDecoder();
-  peer_spoke_clc_ = h.ok();
-  wire::ClcFrameDecoder::Result r = decoder_.Feed(
-      h.ok() ? bytes.first(std::min<size_t>(h->length, bytes.size()))
-             : bytes.first(wire::kClcHeaderLen));
-  // Not CLC at all: those bytes are the app's.
-  if (r.consumed > 0 && h.ok()) out.push_back(TcpConsumed{r.consumed});
-  return r.status;
+  // A whole message with a CLC header is the handshake's, valid or not.
+  frame_len_ = p.length;
+  out.push_back(TcpConsumed{p.length});
+  wire::WireResult<wire::ClcMessage> m = wire::DecodeClc(bytes.first(p.length));
+  if (!m) {
+    decode_error_ = m.error();
+    return St::kError;
+  }
+  message_ = std::move(*m);
+  return St::kFrame;
 }
 
 std::optional<uint32_t> HandshakeCore::DeclineBehindFrame(
     std::span<const std::byte> bytes, Actions& out) {
-  const size_t used = decoder_.frame().size();
-  if (used >= bytes.size()) return std::nullopt;
-  std::span<const std::byte> rest = bytes.subspan(used);
-  wire::WireResult<wire::ClcHeader> h = wire::DecodeClcHeader(rest);
-  if (!h.ok() || h->type != wire::ClcType::kDecline ||
-      rest.size() < h->length) {
+  if (frame_len_ == 0 || frame_len_ >= bytes.size()) return std::nullopt;
+  std::span<const std::byte> rest = bytes.subspan(frame_len_);
+  const wire::ClcFramePeek p = wire::PeekClcFrame(rest);
+  if (p.status != wire::ClcFramePeek::Status::kComplete ||
+      p.header.type != wire::ClcType::kDecline) {
     return std::nullopt;
   }
-  wire::ClcFrameDecoder d;
-  wire::ClcFrameDecoder::Result r = d.Feed(rest.first(h->length));
-  if (r.status != wire::ClcFrameDecoder::Status::kFrame) return std::nullopt;
-  const auto* decline = std::get_if<wire::ClcDecline>(&d.message());
+  wire::WireResult<wire::ClcMessage> m = wire::DecodeClc(rest.first(p.length));
+  if (!m) return std::nullopt;
+  const auto* decline = std::get_if<wire::ClcDecline>(&*m);
   if (decline == nullptr) return std::nullopt;
-  out.push_back(TcpConsumed{r.consumed});
+  out.push_back(TcpConsumed{p.length});
   return decline->peer_diagnosis;
 }
 

@@ -77,12 +77,13 @@ class HandshakeCore {
   HandshakeCore(const EngineParams& params, Entropy* entropy)
       : params_(params), entropy_(entropy) {}
 
-  // Feeds TCP bytes to the frame decoder; consumed bytes are reported with
-  // TcpConsumed. Returns the decoder status.
+  // Frames the TCP bytes with wire::PeekClcFrame and decodes a whole
+  // message; consumed bytes are reported with TcpConsumed. Returns kFrame
+  // (message()), kNeedMore, or kError (decode_error()).
   wire::ClcFrameDecoder::Status Feed(std::span<const std::byte> bytes,
                                      Actions& out);
-  const wire::ClcMessage& message() const { return decoder_.message(); }
-  const wire::WireError& decode_error() const { return decoder_.error(); }
+  const wire::ClcMessage& message() const { return message_; }
+  const wire::WireError& decode_error() const { return decode_error_; }
   // After Feed returned kFrame for `bytes`: if a whole Decline follows that
   // message in `bytes`, consumes it too and returns its peer diagnosis.
   std::optional<uint32_t> DeclineBehindFrame(std::span<const std::byte> bytes,
@@ -122,7 +123,9 @@ class HandshakeCore {
  private:
   const EngineParams params_;
   Entropy* entropy_;
-  wire::ClcFrameDecoder decoder_;
+  wire::ClcMessage message_;
+  wire::WireError decode_error_{wire::WireErrc::kTruncated, "clc"};
+  size_t frame_len_ = 0;  // bytes of the last whole message Feed() framed
   bool peer_spoke_clc_ = true;
   std::optional<TimePoint> deadline_;
   bool finished_ = false;

@@ -21,7 +21,11 @@ namespace usmc::engine {
 using Duration = std::chrono::nanoseconds;
 using TimePoint = std::chrono::nanoseconds;
 
-// How long each CLC wait may take (Linux CLC_WAIT_TIME).
+// How long each CLC wait may take: the Linux kernel's CLC_WAIT_TIME,
+// "(6 * HZ)" in net/smc/smc_clc.h, from the first SMC version to the newest
+// read (torvalds/linux 07e5c4eb, with the v2.1 First Contact Extension).
+// The engine's and runtime::Options' default; the interposer waits less
+// (runtime::kInterposerClcTimeout, 2 s, runtime/config.h says why).
 inline constexpr Duration kClcTimeout = std::chrono::seconds(6);
 
 enum class Role { kClient, kServer };

@@ -136,9 +136,12 @@ void Connection::AfterHandshakeStep(Actions& out) {
 
 void Connection::OnSmcdEvent(const Event& event, Actions& out) {
   if (finished_) {
-    // Buffers are gone; only a stale timer or late TCP news may arrive.
+    // Buffers are gone; only a stale timer or late news of the peer or a
+    // sibling may arrive.
     if (!std::holds_alternative<Timeout>(event) &&
-        !std::holds_alternative<TcpEof>(event)) {
+        !std::holds_alternative<TcpEof>(event) &&
+        !std::holds_alternative<PeerVanished>(event) &&
+        !std::holds_alternative<SiblingPublished>(event)) {
       InvalidEvent(event, out);
     }
     return;
@@ -169,6 +172,8 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
             MaybeFinish(out);
           },
           [&](const DeviceFailed&) { LocalAbort("device failed", out); },
+          [&](const SiblingPublished& e) { OnSiblingPublished(e, out); },
+          [&](const PeerVanished&) { OnPeerVanished(out); },
           [&](const TcpEof&) {
             // A peer that closes TCP without closing SMC first has died:
             // treat it as an abort (ECONNRESET), like a TCP RST.
@@ -200,13 +205,15 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
       event);
 }
 
+bool Connection::Dead() const {
+  const CloseState cs = close_.state();
+  return cs == CloseState::kPeerAbortWait || cs == CloseState::kProcessAbort ||
+         cs == CloseState::kClosed;
+}
+
 void Connection::OnPeerCdc(const CdcArrived& e, Actions& out) {
   if (AllZero(e.area)) return;  // the peer has not written a CDC yet
-  const CloseState cs = close_.state();
-  if (cs == CloseState::kPeerAbortWait || cs == CloseState::kProcessAbort ||
-      cs == CloseState::kClosed) {
-    return;  // dead connection: nothing the peer writes matters any more
-  }
+  if (Dead()) return;
   wire::WireResult<wire::CdcMessage> m = transport_->Decode(e.area);
   if (!m.ok()) {
     ++counters_.violations;
@@ -225,19 +232,9 @@ void Connection::OnPeerCdc(const CdcArrived& e, Actions& out) {
     out.push_back(CaptureUrgentByte{r.urgent_offset});
     ++counters_.urgent_received;
   }
-  bool state_changed = false;
-  CloseEvent ev = CloseEvent::kPeerDoneWriting;
-  if (r.new_abort) {
-    ev = CloseEvent::kPeerAbort;
-  } else if (r.new_closed) {
-    ev = CloseEvent::kPeerClosed;
-  }
-  if (r.new_abort || r.new_closed || r.new_done_writing) {
-    state_changed = true;
-    if (!ApplyClose(ev, out)) {
-      LocalAbort("impossible close sequence from the peer", out);
-      return;
-    }
+  const bool state_changed = r.new_abort || r.new_closed || r.new_done_writing;
+  if (!PeerCloseFlags(r.new_abort, r.new_closed, r.new_done_writing, out)) {
+    return;
   }
   if (r.send_consumer_update && !finished_) {
     Publish(out);
@@ -248,6 +245,53 @@ void Connection::OnPeerCdc(const CdcArrived& e, Actions& out) {
     out.push_back(
         NotifyApp{r.new_bytes > 0 || r.urgent_arrived || state_changed,
                   r.freed_space > 0 || state_changed});
+  }
+}
+
+bool Connection::PeerCloseFlags(bool abort, bool closed, bool done_writing,
+                                Actions& out) {
+  if (!abort && !closed && !done_writing) return true;
+  CloseEvent ev = CloseEvent::kPeerDoneWriting;
+  if (abort) {
+    ev = CloseEvent::kPeerAbort;
+  } else if (closed) {
+    ev = CloseEvent::kPeerClosed;
+  }
+  if (!ApplyClose(ev, out)) {
+    LocalAbort("impossible close sequence from the peer", out);
+    return false;
+  }
+  return true;
+}
+
+void Connection::OnSiblingPublished(const SiblingPublished& e, Actions& out) {
+  // Nothing published yet (after exec the area matches our state already).
+  if (AllZero(e.published) || Dead()) return;
+  wire::WireResult<wire::CdcMessage> ours = transport_->Decode(e.published);
+  wire::WireResult<wire::CdcMessage> peers{wire::CdcMessage{}};
+  if (!AllZero(e.peer_area)) peers = transport_->Decode(e.peer_area);
+  if (!ours.ok() || !peers.ok()) {
+    ++counters_.violations;
+    LocalAbort(ToString(CdcViolation::kUndecodable), out);
+    return;
+  }
+  const CdcViolation v =
+      data_->AdoptSibling(*ours, AllZero(e.peer_area) ? nullptr : &*peers);
+  if (v != CdcViolation::kNone) {
+    ++counters_.violations;
+    LocalAbort(ToString(v), out);
+  }
+}
+
+void Connection::OnPeerVanished(Actions& out) {
+  // Its last CDC closed or aborted: an orderly end the engine has already.
+  if (finished_ || Dead() || close_.peer_closed()) return;
+  // What TCP does when a process dies: its close becomes a FIN (EOF after
+  // the data already here), or a reset (RST) if it left data of ours unread.
+  const bool unread = !(data_->tx_producer() == data_->peer_consumer());
+  data_->NotePeerVanished(unread);
+  if (PeerCloseFlags(unread, !unread, false, out)) {
+    out.push_back(NotifyApp{true, true});
   }
 }
 

@@ -80,6 +80,11 @@ class Connection {
   // Both directions are over (TCP's POLLHUP): the peer shut down writing and
   // we did too, or the connection was reset or aborted.
   bool HungUp() const;
+  // The peer's last CDC closed or aborted the connection: its process's
+  // death changes nothing (the runtime then need not look at TCP).
+  bool PeerClosed() const {
+    return mode_ == Mode::kSmc && close_.peer_closed();
+  }
 
   // ---- sending (SMC-D mode) ----
   // errno a send gets now: 0, ENOTCONN (not SMC-D), the pending error, else
@@ -126,6 +131,13 @@ class Connection {
   void AfterHandshakeStep(Actions& out);
   void OnSmcdEvent(const Event& event, Actions& out);
   void OnPeerCdc(const CdcArrived& e, Actions& out);
+  void OnSiblingPublished(const SiblingPublished& e, Actions& out);
+  void OnPeerVanished(Actions& out);
+  // Applies the peer's new connection-state flags to the close machine.
+  // false if the connection was aborted for it.
+  bool PeerCloseFlags(bool abort, bool closed, bool done_writing, Actions& out);
+  // Dead: nothing the peer (or a sibling) writes matters any more.
+  bool Dead() const;
   void OnAppSent(const AppSent& e, Actions& out);
   void OnAppConsumed(const AppConsumed& e, Actions& out);
   // Runs one close event; false if the close machine does not declare it.

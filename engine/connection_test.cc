@@ -116,7 +116,7 @@ void MakeSmcd(Connection& c) {
 
 // The peer's CDC: `produced` bytes in our ring in all, with these flags.
 CdcArrived PeerArea(uint32_t produced, bool done_writing, bool closed,
-                        bool abort) {
+                    bool abort) {
   wire::CdcMessage m;
   m.producer = {0, produced};
   m.conn_state.peer_done_writing = done_writing;
@@ -290,6 +290,296 @@ TEST(ConnectionClose, ReportedErrorSurvivesSnapshot) {
   bad.error = 0;  // seen, but which error?
   Connection fresh(TestParams(Role::kClient), &e2);
   EXPECT_EQ(fresh.Restore(bad).code(), StatusCode::kInvalidArgument);
+}
+
+// ---- fork: another process published for this connection (SiblingPublished)
+
+constexpr uint32_t kRing = kDmb - wire::kSmcdCdcLen;
+
+wire::CdcMessage Cdc(wire::Cursor producer, wire::Cursor consumer) {
+  wire::CdcMessage m;
+  m.producer = producer;
+  m.consumer = consumer;
+  return m;
+}
+
+std::array<std::byte, 32> Area(const wire::CdcMessage& m) {
+  std::array<std::byte, 32> a{};
+  EXPECT_TRUE(wire::EncodeSmcdCdc(m, a).ok());
+  return a;
+}
+
+// `published`: what the sibling stored in the peer's DMB; `peer`: the
+// peer's latest CDC in ours (none: all zero).
+SiblingPublished Sibling(const wire::CdcMessage& published,
+                         const wire::CdcMessage* peer = nullptr) {
+  SiblingPublished e;
+  e.published = Area(published);
+  if (peer != nullptr) e.peer_area = Area(*peer);
+  return e;
+}
+
+void SendBytes(Connection& c, uint32_t n) {
+  ASSERT_EQ(c.PlanSend(n).total, n);
+  (void)c.OnEvent(AppSent{.len = n}, kNow);
+}
+
+void ExpectAborted(Connection& c, const Actions& out) {
+  const ReportError* r = FindAction<ReportError>(out);
+  ASSERT_NE(r, nullptr) << Describe(out);
+  EXPECT_EQ(r->err, ECONNABORTED);
+  EXPECT_EQ(c.close_state(), CloseState::kPeerAbortWait);
+  EXPECT_EQ(c.counters().violations, 1u);
+  EXPECT_NE(FindAction<AbortTcp>(out), nullptr);
+}
+
+TEST(ConnectionSibling, ProducerIsTakenExactly) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  SendBytes(c, 100);
+  // The sibling sent 200 more after ours.
+  ExpectActions<>(c.OnEvent(Sibling(Cdc({0, 300}, {0, 0})), kNow));
+  EXPECT_EQ(c.Stats().tx_producer, (wire::Cursor{0, 300}));
+  EXPECT_EQ(c.SendSpace(), kRing - 300);
+  // Our next bytes follow the sibling's.
+  EXPECT_EQ(c.PlanSend(10).chunks[0].offset, wire::kSmcdCdcLen + 300);
+  EXPECT_EQ(Published(c.OnEvent(AppSent{.len = 10}, kNow)).producer,
+            (wire::Cursor{0, 310}));
+}
+
+TEST(ConnectionSibling, ConsumerIsWhatTheSiblingConfirmed) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
+  // The sibling read 40 bytes (maybe more: what it read without
+  // confirming is read again here).
+  ExpectActions<>(c.OnEvent(Sibling(Cdc({0, 0}, {0, 40})), kNow));
+  EXPECT_EQ(c.Stats().rx_consumer, (wire::Cursor{0, 40}));
+  EXPECT_EQ(c.RecvState().readable, 60u);
+  EXPECT_EQ(c.PlanRecv(100).chunks[0].offset, wire::kSmcdCdcLen + 40);
+  const wire::CdcMessage m =
+      Published(c.OnEvent(AppConsumed{.len = 10, .confirm = true}, kNow));
+  EXPECT_EQ(m.consumer, (wire::Cursor{0, 50}));
+}
+
+TEST(ConnectionSibling, OurReadsAreNotTakenBackButConfirmedAgain) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
+  (void)c.OnEvent(AppConsumed{.len = 50, .confirm = true}, kNow);
+  // A sibling published after us with an older consumer.
+  ExpectActions<>(c.OnEvent(Sibling(Cdc({0, 0}, {0, 20})), kNow));
+  EXPECT_EQ(c.Stats().rx_consumer, (wire::Cursor{0, 50}));
+  EXPECT_EQ(c.RecvState().readable, 50u);
+  // The peer only knows 20: the next confirmation says 50 + 1.
+  const wire::CdcMessage m =
+      Published(c.OnEvent(AppConsumed{.len = 1, .confirm = true}, kNow));
+  EXPECT_EQ(m.consumer, (wire::Cursor{0, 51}));
+}
+
+TEST(ConnectionSibling, PeerProducerMovesOnlyForward) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
+  // The sibling read bytes we have not seen arrive yet.
+  (void)c.OnEvent(Sibling(Cdc({0, 0}, {0, 150})), kNow);
+  EXPECT_EQ(c.Stats().peer_producer, (wire::Cursor{0, 150}));
+  EXPECT_EQ(c.RecvState().readable, 0u);
+  // The peer's CDC then shows the rest, validated from there.
+  (void)c.OnEvent(PeerArea(200, false, false, false), kNow);
+  EXPECT_EQ(c.RecvState().readable, 50u);
+  EXPECT_EQ(c.counters().violations, 0u);
+}
+
+TEST(ConnectionSibling, PeerConsumerFromItsLatestCdcMovesOnlyForward) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  SendBytes(c, 100);
+  (void)c.OnEvent(PeerArea(0, false, false, false), kNow);  // consumer 0
+  const wire::CdcMessage peer = Cdc({0, 0}, {0, 60});
+  (void)c.OnEvent(Sibling(Cdc({0, 100}, {0, 0}), &peer), kNow);
+  EXPECT_EQ(c.Stats().peer_consumer, (wire::Cursor{0, 60}));
+  EXPECT_EQ(c.SendSpace(), kRing - 40);
+  const wire::CdcMessage older = Cdc({0, 0}, {0, 10});
+  ExpectActions<>(c.OnEvent(Sibling(Cdc({0, 110}, {0, 0}), &older), kNow));
+  EXPECT_EQ(c.Stats().peer_consumer, (wire::Cursor{0, 60}));
+  EXPECT_EQ(c.Stats().tx_producer, (wire::Cursor{0, 110}));
+  EXPECT_EQ(c.counters().violations, 0u);
+}
+
+TEST(ConnectionSibling, SiblingReadPastTheUrgentByte) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  wire::CdcMessage m = Cdc({0, 10}, {0, 0});
+  m.prod_flags.urg_data_present = true;  // byte 9 is urgent
+  CdcArrived urgent;
+  urgent.area = Area(m);
+  (void)c.OnEvent(urgent, kNow);
+  ASSERT_EQ(c.RecvState().readable, 9u);
+  const Actions out = c.OnEvent(Sibling(Cdc({0, 0}, {0, 10})), kNow);
+  EXPECT_EQ(c.counters().violations, 0u) << Describe(out);
+  EXPECT_EQ(c.RecvState().readable, 0u);
+  EXPECT_TRUE(c.AtUrgentMark());
+}
+
+TEST(ConnectionSibling, NothingPublishedOrDeadChangesNothing) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  SendBytes(c, 100);
+  ExpectActions<>(c.OnEvent(SiblingPublished{}, kNow));
+  EXPECT_EQ(c.Stats().tx_producer, (wire::Cursor{0, 100}));
+  (void)c.OnEvent(DeviceFailed{}, kNow);
+  ExpectActions<>(c.OnEvent(Sibling(Cdc({9, 9}, {9, 9})), kNow));
+  EXPECT_EQ(c.Stats().tx_producer, (wire::Cursor{0, 100}));
+}
+
+// The peer can write both areas: an impossible value is a hostile CDC.
+TEST(ConnectionSibling, ImpossibleValuesAbort) {
+  const wire::CdcMessage too_far = Cdc({0, 0}, {0, 200});
+  const wire::CdcMessage outside = Cdc({0, 0}, {0, kRing});
+  struct Case {
+    const char* what;
+    SiblingPublished event;
+  } cases[] = {
+      {"producer outside the peer ring", Sibling(Cdc({0, kRing}, {0, 0}))},
+      {"consumer outside our ring", Sibling(Cdc({0, 100}, {0, kRing + 5}))},
+      {"producer more than a ring ahead", Sibling(Cdc({2, 100}, {0, 0}))},
+      {"producer behind the peer's consumer",
+       Sibling(Cdc({0, 100}, {0, 0}), &too_far)},
+      {"peer consumer outside the peer ring",
+       Sibling(Cdc({0, 100}, {0, 0}), &outside)},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.what);
+    SeededEntropy e(1);
+    Connection c(TestParams(Role::kClient), &e);
+    MakeSmcd(c);
+    SendBytes(c, 100);
+    ExpectAborted(c, c.OnEvent(k.event, kNow));
+    EXPECT_EQ(c.PendingError(), ECONNABORTED);
+    // Nothing was taken over.
+    EXPECT_EQ(c.Stats().tx_producer, (wire::Cursor{0, 100}));
+  }
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  SiblingPublished garbage = Sibling(Cdc({0, 0}, {0, 0}));
+  garbage.published[0] = std::byte{0x01};  // not a CDC
+  ExpectAborted(c, c.OnEvent(garbage, kNow));
+  Connection c2(TestParams(Role::kClient), &e);
+  MakeSmcd(c2);
+  garbage = Sibling(Cdc({0, 0}, {0, 0}));
+  garbage.peer_area[0] = std::byte{0x01};
+  ExpectAborted(c2, c2.OnEvent(garbage, kNow));
+}
+
+// ---- the peer's process died (PeerVanished) ----
+
+TEST(ConnectionPeerVanished, AfterItsCloseNothingHappens) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  SendBytes(c, 100);  // unread by the peer, yet it closed first
+  (void)c.OnEvent(PeerArea(5, true, true, false), kNow);
+  ASSERT_TRUE(c.PeerClosed());
+  ExpectActions<>(c.OnEvent(PeerVanished{}, kNow));
+  EXPECT_EQ(c.close_state(), CloseState::kAppCloseWait1);
+  EXPECT_EQ(c.PendingError(), 0);
+  // And after its abort.
+  Connection a(TestParams(Role::kClient), &e);
+  MakeSmcd(a);
+  (void)a.OnEvent(PeerArea(0, false, false, true), kNow);
+  ExpectActions<>(a.OnEvent(PeerVanished{}, kNow));
+  EXPECT_EQ(a.close_state(), CloseState::kProcessAbort);
+}
+
+TEST(ConnectionPeerVanished, DataOfOursUnreadIsAReset) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(30, false, false, false), kNow);
+  SendBytes(c, 100);
+  EXPECT_FALSE(c.PeerClosed());
+  Actions out = c.OnEvent(PeerVanished{}, kNow);
+  ASSERT_NE(FindAction<ReportError>(out), nullptr) << Describe(out);
+  EXPECT_EQ(FindAction<ReportError>(out)->err, ECONNRESET);
+  EXPECT_NE(FindAction<NotifyApp>(out), nullptr);
+  EXPECT_EQ(c.close_state(), CloseState::kProcessAbort);
+  EXPECT_EQ(c.counters().violations, 0u);
+  // TCP reads what came before the RST first.
+  EXPECT_EQ(c.RecvState().readable, 30u);
+  EXPECT_EQ(c.SendError(), ECONNRESET);
+}
+
+TEST(ConnectionPeerVanished, EverythingReadIsAnOrderlyClose) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  SendBytes(c, 100);
+  (void)c.OnEvent(PeerArea(30, false, false, false), kNow);
+  // The peer consumed everything we sent.
+  wire::CdcMessage m = Cdc({0, 30}, {0, 100});
+  CdcArrived read_all;
+  read_all.area = Area(m);
+  (void)c.OnEvent(read_all, kNow);
+  Actions out = c.OnEvent(PeerVanished{}, kNow);
+  EXPECT_EQ(FindAction<ReportError>(out), nullptr) << Describe(out);
+  EXPECT_NE(FindAction<NotifyApp>(out), nullptr);
+  EXPECT_EQ(c.close_state(), CloseState::kAppCloseWait1);
+  EXPECT_TRUE(c.PeerClosed());
+  EXPECT_EQ(c.PendingError(), 0);
+  // Its FIN: the data here first, then EOF.
+  EXPECT_EQ(c.RecvState().readable, 30u);
+  (void)c.OnEvent(AppConsumed{30}, kNow);
+  EXPECT_TRUE(c.RecvState().eof);
+  // A closed peer: TCP takes one more send, then resets.
+  EXPECT_TRUE(c.SendDiscards());
+  // And our close finishes the connection.
+  out = c.OnEvent(AppClose{}, kNow);
+  EXPECT_NE(FindAction<CloseTcp>(out), nullptr);
+}
+
+TEST(ConnectionPeerVanished, ResetAfterItsShutdownIsEpipe) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(0, true, false, false), kNow);  // its FIN
+  SendBytes(c, 10);
+  Actions out = c.OnEvent(PeerVanished{}, kNow);
+  ASSERT_NE(FindAction<ReportError>(out), nullptr);
+  EXPECT_EQ(FindAction<ReportError>(out)->err, EPIPE);
+  EXPECT_TRUE(c.RecvState().eof);
+}
+
+TEST(ConnectionPeerVanished, AfterOurCloseItFinishes) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(AppClose{}, kNow);
+  ASSERT_EQ(c.close_state(), CloseState::kPeerCloseWait1);
+  Actions out = c.OnEvent(PeerVanished{}, kNow);
+  EXPECT_EQ(c.close_state(), CloseState::kClosed);
+  EXPECT_NE(FindAction<CloseTcp>(out), nullptr);
+  // Finished: later news of the peer or a sibling is no error.
+  ExpectActions<>(c.OnEvent(PeerVanished{}, kNow));
+  ExpectActions<>(c.OnEvent(Sibling(Cdc({0, 0}, {0, 0})), kNow));
+}
+
+TEST(ConnectionPeerVanished, AfterOurAbortNothingHappens) {
+  SeededEntropy e(1);
+  Connection c(TestParams(Role::kClient), &e);
+  MakeSmcd(c);
+  SendBytes(c, 10);
+  (void)c.OnEvent(DeviceFailed{}, kNow);
+  ExpectActions<>(c.OnEvent(PeerVanished{}, kNow));
+  EXPECT_EQ(c.PendingError(), ECONNABORTED);
 }
 
 }  // namespace

@@ -322,6 +322,52 @@ wire::CdcMessage DataPath::BuildCdc(const wire::CdcConnStateFlags& conn_state) {
   return m;
 }
 
+CdcViolation DataPath::AdoptSibling(const wire::CdcMessage& published,
+                                    const wire::CdcMessage* peer_latest) {
+  DataPathState s = SaveState();
+  s.tx_producer = published.producer;
+  s.rx_consumer_confirmed = published.consumer;
+  if (wire::CursorIsAhead(s.rx_consumer, published.consumer)) {
+    s.rx_consumer = published.consumer;
+  }
+  if (wire::CursorIsAhead(s.peer_producer, s.rx_consumer)) {
+    s.peer_producer = s.rx_consumer;
+  }
+  if (peer_latest != nullptr &&
+      wire::CursorIsAhead(s.peer_consumer, peer_latest->consumer)) {
+    s.peer_consumer = peer_latest->consumer;
+  }
+  if (!s.urgent_byte_skipped && wire::CursorValid(s.rx_consumer, local_ring_) &&
+      wire::CursorValid(s.urgent_mark, local_ring_)) {
+    // The sibling read up to or past the urgent byte: it is behind us too
+    // (rx_consumer never rests on it, see SkipUrgentIfAtByte).
+    const Cursor mark = s.urgent_mark;
+    const Cursor byte_at =
+        mark.count > 0
+            ? Cursor{mark.wrap, mark.count - 1}
+            : Cursor{static_cast<uint16_t>(mark.wrap - 1), local_ring_ - 1};
+    if (wire::CursorOrder(byte_at, s.rx_consumer) >= 0) {
+      if (s.rx_consumer == byte_at) s.rx_consumer = s.urgent_mark;
+      s.urgent_byte_skipped = true;
+    }
+  }
+  const DataPathConfig config{local_ring_ + ring_offset_,
+                              peer_ring_ + ring_offset_, ring_offset_};
+  if (!CheckState(config, s).empty()) return CdcViolation::kSiblingImpossible;
+  if (s.urgent_byte_skipped && !urg_byte_skipped_) force_update_ = true;
+  tx_prod_ = s.tx_producer;
+  peer_cons_ = s.peer_consumer;
+  rx_cons_ = s.rx_consumer;
+  rx_cons_confirmed_ = s.rx_consumer_confirmed;
+  peer_prod_ = s.peer_producer;
+  urg_byte_skipped_ = s.urgent_byte_skipped;
+  return CdcViolation::kNone;
+}
+
+void DataPath::NotePeerVanished(bool abort) {
+  (abort ? peer_state_.peer_conn_abort : peer_state_.peer_conn_closed) = true;
+}
+
 std::string_view ToString(CdcViolation v) {
   switch (v) {
     case CdcViolation::kNone:
@@ -348,6 +394,8 @@ std::string_view ToString(CdcViolation v) {
       return "urgent flag without a byte";
     case CdcViolation::kBadFlags:
       return "flag not used by SMC-D";
+    case CdcViolation::kSiblingImpossible:
+      return "impossible cursors published by a sibling process";
   }
   return "unknown";
 }

@@ -62,6 +62,7 @@ enum class CdcViolation : uint8_t {
   kDataAfterClose,     // producer moved after done-writing/closed/abort
   kBadUrgent,          // urgent flag with no byte to point at
   kBadFlags,           // a flag SMC-D never uses (failover validation)
+  kSiblingImpossible,  // a sibling's CDC (fork) gives cursors no state has
 };
 
 std::string_view ToString(CdcViolation v);
@@ -167,6 +168,19 @@ class DataPath {
   // (cumulative). Records our consumer cursor as confirmed.
   wire::CdcMessage BuildCdc(const wire::CdcConnStateFlags& conn_state);
 
+  // ---- another process shares the connection (fork) ----
+  // Takes over what a sibling published to the peer: the producer exactly
+  // (every send publishes), the consumer as the sibling confirmed it (bytes
+  // it read without confirming are read again here); the peer's producer
+  // and consumer (from `peer_latest`, if any) never move back. kNone, or
+  // kSiblingImpossible if the result is no state the data path can be in
+  // (then nothing changes): the peer can write that memory too.
+  CdcViolation AdoptSibling(const wire::CdcMessage& published,
+                            const wire::CdcMessage* peer_latest);
+  // The peer's process died: record the close its death implies (abort:
+  // it left data of ours unread), as if its last CDC had said so.
+  void NotePeerVanished(bool abort);
+
   // ---- observation ----
   wire::Cursor tx_producer() const { return tx_prod_; }
   wire::Cursor peer_consumer() const { return peer_cons_; }
@@ -174,6 +188,8 @@ class DataPath {
   wire::Cursor peer_producer() const { return peer_prod_; }
   bool write_blocked() const { return write_blocked_; }
   bool peer_write_blocked() const { return peer_write_blocked_; }
+  // Connection-state flags of the peer's last accepted CDC.
+  const wire::CdcConnStateFlags& peer_state() const { return peer_state_; }
   // Unconfirmed consumption (what a consumer update would give back).
   uint32_t UnconfirmedConsumed() const;
 

@@ -29,7 +29,8 @@ struct TcpBytes {
 };
 // The TCP connection reached EOF or was reset.
 struct TcpEof {};
-// Answers to RegisterRecvBuffer / AttachPeerBuffer, fed before the next other event.
+// Answers to RegisterRecvBuffer / AttachPeerBuffer, fed before the next other
+// event.
 struct RecvBufferRegistered {
   uint64_t token = 0;
   uint32_t size = 0;  // whole DMB, CDC area included
@@ -84,6 +85,21 @@ struct Timeout {
 };
 // The device lost the peer or our DMB (local abnormal termination).
 struct DeviceFailed {};
+// Another process shares this connection (fork; or the image before exec)
+// and published a CDC to the peer since we last did: `published` is the CDC
+// area now in the peer's receive buffer (our side as the peer knows it),
+// `peer_area` the one in ours (the peer's latest CDC; all zero if none).
+// The engine takes over the sibling's progress; an impossible value aborts
+// the connection as a hostile CDC does (the peer can write there too).
+struct SiblingPublished {
+  std::array<std::byte, 32> published{};
+  std::array<std::byte, 32> peer_area{};
+};
+// The peer's process is gone (its device hung up, its TCP socket closed
+// with nothing on it), maybe without closing the connection first. As TCP
+// when a process dies: nothing if its last CDC closed or aborted, a reset
+// if data of ours is unread, else an orderly close.
+struct PeerVanished {};
 // The app sent after the peer closed (Connection::SendDiscards): as TCP
 // accepts those bytes and the peer answers with a reset, the bytes are
 // dropped and the connection now has the error EPIPE.
@@ -94,11 +110,12 @@ struct AppSentToClosedPeer {};
 struct AppErrorReported {};
 
 using Event =
-    std::variant<Start, TcpBytes, TcpEof, RecvBufferRegistered, RecvBufferFailed,
-                 PeerBufferAttached, PeerBufferAttachFailed, CdcArrived,
-                 UrgentByteCaptured, AppSent, AppConsumed, AppShutdown,
-                 AppClose, AppAbort, Timeout, DeviceFailed, AppSentToClosedPeer,
-                 AppErrorReported>;
+    std::variant<Start, TcpBytes, TcpEof, RecvBufferRegistered,
+                 RecvBufferFailed, PeerBufferAttached, PeerBufferAttachFailed,
+                 CdcArrived, UrgentByteCaptured, AppSent, AppConsumed,
+                 AppShutdown, AppClose, AppAbort, Timeout, DeviceFailed,
+                 AppSentToClosedPeer, AppErrorReported, SiblingPublished,
+                 PeerVanished>;
 
 // "TcpBytes", ... (the struct name).
 std::string_view EventName(const Event& e);

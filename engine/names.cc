@@ -56,7 +56,9 @@ std::string_view EventName(const Event& e) {
                                                 "Timeout",
                                                 "DeviceFailed",
                                                 "AppSentToClosedPeer",
-                                                "AppErrorReported"};
+                                                "AppErrorReported",
+                                                "SiblingPublished",
+                                                "PeerVanished"};
   static_assert(std::size(kNames) == std::variant_size_v<Event>);
   return kNames[e.index()];
 }

@@ -1,7 +1,8 @@
 // Fuzzes the SMC-D receiver against a hostile peer: after a real handshake
 // over dev/sim, the input is a script of operations: write a 32-byte CDC
 // area into the victim's DMB, write ring bytes, send, receive, peek, read
-// urgent data, shut down, close. Invariants: no crash, every copy plan
+// urgent data, shut down, close; what a forked sibling published, the
+// peer's process vanishing. Invariants: no crash, every copy plan
 // stays inside the DMB, no action list overflows, and after a violation the
 // victim reports ECONNABORTED.
 #include <array>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "runtime/sim_pair.h"
+#include "wire/cdc.h"
 
 namespace {
 
@@ -86,6 +88,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       case 8:
         if ((op & 0xE0) == 0xE0) sim.Close(kClient);
+        if ((op & 0xE0) == 0x20) {
+          // A "sibling" (fork) published for the server: both areas are
+          // memory the hostile peer can write too.
+          usmc::engine::SiblingPublished e;
+          if (op & 0x10) {
+            for (auto& b : e.published) b = std::byte{next()};
+            for (auto& b : e.peer_area) b = std::byte{next()};
+          } else {  // decodable, so the cursor checks are reached
+            usmc::wire::CdcMessage m;
+            m.producer = {static_cast<uint16_t>(next() & 3),
+                          static_cast<uint32_t>(n)};
+            m.consumer = {static_cast<uint16_t>(next() & 3),
+                          static_cast<uint32_t>(next() << 8 | next())};
+            (void)usmc::wire::EncodeSmcdCdc(m, e.published);
+            m.consumer.count = static_cast<uint32_t>(next() << 8 | next());
+            if (next() & 1) (void)usmc::wire::EncodeSmcdCdc(m, e.peer_area);
+          }
+          sim.Feed(kServer, e);
+        }
+        if ((op & 0xE0) == 0x40)
+          sim.Feed(kServer, usmc::engine::PeerVanished{});
         break;
     }
     sim.Pump(10000);

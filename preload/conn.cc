@@ -25,6 +25,7 @@
 #include "preload/signals.h"
 #include "preload/status.h"
 #include "preload/unattended.h"
+#include "runtime/config.h"
 #include "wire/reason.h"
 
 namespace usmc::preload {
@@ -36,15 +37,6 @@ constexpr size_t kMaxTrackedFds = 65536;
 
 // How long a non-blocking write waits for an undecided handshake.
 constexpr int kEarlyWriteWaitMs = 50;
-
-long EnvLong(const char* name, long dflt, long lo, long hi) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return dflt;
-  char* end = nullptr;
-  long n = std::strtol(v, &end, 10);
-  if (end == v || *end != '\0') return dflt;
-  return std::clamp(n, lo, hi);
-}
 
 bool ProcVisible() {
   struct stat st {};
@@ -122,33 +114,24 @@ namespace {
 // The settings are read when the library is loaded, not at the first
 // connection: nginx clears its workers' environment (all but TZ) before
 // they connect.
-[[maybe_unused]] const bool g_options_read =
-    (SocketOptions(engine::Role::kClient), true);
+[[maybe_unused]] const bool g_options_read = (runtime::ProcessConfig(), true);
 }  // namespace
 
 runtime::Options SocketOptions(engine::Role role) {
-  static const long dmb =
-      EnvLong("USMC_DMB_SIZE", 256 * 1024, 16 * 1024, 1024 * 1024);
-  // 2 s, the Linux kernel's CLC wait: the longest a silent peer can hold a
-  // blocking connect, or a first read, before the connection is plain TCP.
-  static const long clc_ms = EnvLong("USMC_CLC_TIMEOUT_MS", 2000, 10, 60000);
+  const runtime::Config& cfg = runtime::ProcessConfig();
+  runtime::Options o;
+  o.role = role;
+  o.dmb_size = cfg.dmb_size.value_or(runtime::kDefaultDmbSize);
   // Unless USMC_DMB_SIZE fixes the size: 1 MiB DMBs while this process's
   // DMBs stay within 4 MiB (its first three connections: a stream's
   // sender then waits for room four times less often; iperf3 2.0x -> 3.6x
   // TCP on this VM), 256 KiB for the rest (a server's hundreds of
   // connections keep their cache footprint and memory).
-  static const bool fixed = [] {
-    const char* v = std::getenv("USMC_DMB_SIZE");
-    return v != nullptr && *v != '\0';  // empty counts as unset (EnvLong)
-  }();
-  runtime::Options o;
-  o.role = role;
-  o.dmb_size = static_cast<uint32_t>(dmb);
-  if (!fixed) {
+  if (!cfg.dmb_size.has_value()) {
     o.roomy_dmb_size = 1024 * 1024;
     o.roomy_budget = 4 << 20;
   }
-  o.clc_timeout = std::chrono::milliseconds(clc_ms);
+  o.clc_timeout = cfg.clc_timeout;
   return o;
 }
 

@@ -11,6 +11,7 @@
 #include "dev/shm_doorbell.h"
 #include "preload/epoll_internal.h"
 #include "preload/real.h"
+#include "runtime/config.h"
 
 namespace usmc::preload::epoll_detail {
 
@@ -29,10 +30,7 @@ constexpr size_t kScanMaxSockets = 64;
 constexpr uint32_t kKernelEvery = 4;
 
 bool ScanEnabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("USMC_EPOLL_SCAN");
-    return v == nullptr || *v == '\0' || std::string_view(v) != "0";
-  }();
+  static const bool on = runtime::ProcessConfig().epoll_scan;
   return on;
 }
 [[maybe_unused]] const bool g_scan_read = ScanEnabled();  // at load (nginx)
@@ -114,7 +112,7 @@ void DisarmAll(EpollSet& set) {
 // sleep. Adaptive per epoll set, as the doorbell's spin: a spin that finds
 // nothing halves the next one; one that hits restores the budget.
 bool SpinForReady(EpollSet& set, size_t max_sockets) {
-  static const uint32_t budget_us = dev::SpinBudgetUsFromEnv();
+  static const uint32_t budget_us = runtime::ProcessConfig().spin_us;
   if (budget_us == 0) return false;
   uint32_t spin;
   std::vector<std::pair<std::shared_ptr<Conn>, short>> watch;

@@ -18,6 +18,7 @@
 #include "base/owned_fd.h"
 #include "preload/conn.h"
 #include "preload/real.h"
+#include "runtime/config.h"
 #include "runtime/smc_socket.h"
 
 namespace usmc::preload {
@@ -190,10 +191,7 @@ bool StartLocked(State& st) {
 }
 
 // Read at load: nginx clears its workers' environment.
-const bool g_unattended_enabled = [] {
-  const char* v = ::getenv("USMC_PROGRESS_THREAD");
-  return v == nullptr || std::strcmp(v, "0") != 0;
-}();
+const bool g_unattended_enabled = runtime::ProcessConfig().progress_thread;
 
 }  // namespace
 

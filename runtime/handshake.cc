@@ -13,6 +13,7 @@
 #include "dev/shm_peer_verify.h"
 #include "runtime/smc_socket.h"
 #include "wire/clc.h"
+#include "wire/clc_frame.h"
 
 namespace usmc::runtime {
 namespace {
@@ -171,10 +172,16 @@ bool SmcSocket::ReadClc() {
   consumed_ = 0;
   Feed(engine::TcpBytes{{buf.data(), static_cast<size_t>(n)}});
   if (conn_.mode() == engine::Mode::kHandshake && consumed_ == 0) {
-    if (static_cast<size_t>(n) < buf.size()) {
-      // Half a CLC message: sleep until more than we have arrived, instead
-      // of spinning on a socket that stays readable.
-      clc_lowat_ = static_cast<int>(n) + 1;
+    // Half a CLC message (wire::PeekClcFrame says how much is missing):
+    // sleep until the rest has arrived, instead of spinning on a socket
+    // that stays readable. Anything else the engine left: one more byte.
+    const wire::ClcFramePeek p =
+        wire::PeekClcFrame({buf.data(), static_cast<size_t>(n)});
+    const size_t want =
+        static_cast<size_t>(n) +
+        (p.status == wire::ClcFramePeek::Status::kNeedMore ? p.need : 1);
+    if (want <= buf.size()) {
+      clc_lowat_ = static_cast<int>(want);
       SetTcpLowat(clc_lowat_);
     }
     return false;

@@ -8,6 +8,7 @@
 #include <span>
 
 #include "wire/clc.h"
+#include "wire/clc_frame.h"
 
 namespace usmc::runtime {
 
@@ -32,14 +33,12 @@ LateClc DropLateClc(int fd, bool wait) {
   }
   if (n <= 0) return LateClc::kDone;  // EOF or error: the app's read says
   const std::span<const std::byte> bytes(buf.data(), static_cast<size_t>(n));
-  wire::WireResult<wire::ClcHeader> h = wire::DecodeClcHeader(bytes);
-  if (!h.ok() || bytes.size() < h->length) return LateClc::kDone;
-  wire::ClcFrameDecoder d(/*decode_body=*/false);
-  if (d.Feed(bytes.first(h->length)).status !=
-      wire::ClcFrameDecoder::Status::kFrame) {
+  // Only a whole message with a CLC header and trailer is the handshake's.
+  const wire::ClcFramePeek p = wire::PeekClcFrame(bytes);
+  if (p.status != wire::ClcFramePeek::Status::kComplete || !p.trailer_ok) {
     return LateClc::kDone;
   }
-  size_t left = h->length;
+  size_t left = p.length;
   while (left > 0) {
     ssize_t m = ::recv(fd, buf.data(), left, MSG_DONTWAIT);
     if (m < 0 && errno == EINTR) continue;

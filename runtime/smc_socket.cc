@@ -21,7 +21,7 @@
 #include "dev/shm_identity.h"
 #include "dev/shm_peer_verify.h"
 #include "engine/clc_common.h"
-#include "engine/snapshot.h"
+#include "runtime/config.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
@@ -95,6 +95,8 @@ SmcSocket::SmcSocket(int fd, const Options& opts)
       opts_(opts),
       entropy_(SeedFromKernel()),
       conn_(MakeParams(opts), &entropy_) {
+  // The device's process-wide values (DMB budget, spin) come from it.
+  (void)ProcessConfig();
   UseDevice(dev::ShmDevice::Create(
       opts.role == engine::Role::kServer, fd,
       {.size = opts.roomy_dmb_size > 0
@@ -186,8 +188,8 @@ void SmcSocket::ResetTcp() {
 // ---- SMC-D data path ------------------------------------------------------
 
 void SmcSocket::Refresh() {
-  // Once the peer is gone, its last words are final: OnPeerGone may have
-  // completed them with the close its death implies.
+  // Once the peer is gone, its last words are final: OnPeerGone fed the
+  // close its death implies (PeerVanished).
   if (conn_.mode() != engine::Mode::kSmc || !dev_->registered() || peer_gone_) {
     return;
   }
@@ -203,32 +205,11 @@ void SmcSocket::AdoptSiblingProgress() {
   dev::CdcBytes now;
   if (!dev_->LoadForeignPost(now)) return;
   // (After exec nothing was published by this image yet: the area then
-  // matches the restored state and the resync below changes nothing.)
-  wire::WireResult<wire::CdcMessage> ours = wire::DecodeSmcdCdc(now.bytes());
-  wire::WireResult<wire::CdcMessage> peers =
-      wire::DecodeSmcdCdc(dev_->LoadCdc().bytes());
-  Result<engine::ConnectionSnapshot> snap = conn_.Snapshot();
-  if (!ours.ok() || !snap.ok()) return;
-  // What the sibling published is what the peer knows of our side: every
-  // send publishes, so the producer is exact; the consumer is what it
-  // confirmed (bytes it read without confirming are read again here).
-  engine::DataPathState& d = snap->data;
-  d.tx_producer = ours->producer;
-  d.rx_consumer_confirmed = ours->consumer;
-  if (wire::CursorIsAhead(d.rx_consumer, ours->consumer)) {
-    d.rx_consumer = ours->consumer;
-  }
-  if (wire::CursorIsAhead(d.peer_producer, d.rx_consumer)) {
-    d.peer_producer = d.rx_consumer;
-  }
-  if (peers.ok() && wire::CursorIsAhead(d.peer_consumer, peers->consumer)) {
-    d.peer_consumer = peers->consumer;
-  }
-  engine::Connection fresh(MakeParams(opts_), &entropy_);
-  if (!fresh.Restore(*snap).ok()) return;  // inconsistent: leave it be
-  conn_.~Connection();
-  new (&conn_) engine::Connection(MakeParams(opts_), &entropy_);
-  (void)conn_.Restore(*snap);
+  // matches the restored state and the engine's resync changes nothing.)
+  engine::SiblingPublished e;
+  e.published = ToArrived(now).area;
+  e.peer_area = ToArrived(dev_->LoadCdc()).area;
+  Feed(e);
 }
 
 bool SmcSocket::Nonblocking(int flags) const {
@@ -294,12 +275,7 @@ void SmcSocket::OnPeerGone() {
   if (peer_gone_) return;
   Refresh();          // it may have published its close just before exiting
   peer_gone_ = true;  // from now on the area is ours alone (see Refresh)
-  wire::WireResult<wire::CdcMessage> last =
-      wire::DecodeSmcdCdc(last_area_.bytes());
-  wire::CdcMessage cdc = last.ok() ? *last : wire::CdcMessage{};
-  if (cdc.conn_state.peer_conn_closed || cdc.conn_state.peer_conn_abort) {
-    return;  // an orderly close: the engine has it
-  }
+  if (conn_.PeerClosed()) return;  // an orderly close: the engine has it
   // The peer's process went away without closing (exit, kill). The kernel
   // closed its TCP socket for it; its fds close one by one, so give the
   // FIN a moment to follow the doorbell's hangup.
@@ -313,19 +289,10 @@ void SmcSocket::OnPeerGone() {
     Feed(engine::DeviceFailed{});
     return;
   }
-  // Do what TCP does when a process dies: its close becomes a FIN (EOF
-  // after the data already here), or a reset if it left data of ours
-  // unread. Fed as the close the peer would have published.
-  engine::ConnectionStats st = conn_.Stats();
-  const bool unread = !(st.tx_producer == st.peer_consumer);
-  (unread ? cdc.conn_state.peer_conn_abort : cdc.conn_state.peer_conn_closed) =
-      true;
-  engine::CdcArrived forged;
-  (void)wire::EncodeSmcdCdc(cdc, forged.area);  // cannot fail: 32 bytes
-  std::memcpy(last_area_.data.data(), forged.area.data(), forged.area.size());
-  last_area_.len = static_cast<uint8_t>(forged.area.size());
+  // The engine decides what its death means (a close, or a reset if it
+  // left data of ours unread), as TCP does for a dying process.
   peer_changes_.fetch_add(1, std::memory_order_relaxed);
-  Feed(forged);
+  Feed(engine::PeerVanished{});
 }
 
 ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {

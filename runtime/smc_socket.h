@@ -75,7 +75,11 @@ struct Options {
   uint64_t roomy_budget = 0;
   // The UEID both ends must share (blank padded to 32 bytes).
   std::string eid = "USMC-SHM";
-  std::chrono::milliseconds clc_timeout{6000};
+  // The kernel's CLC wait (engine::kClcTimeout); the interposer uses its
+  // Config's (runtime/config.h).
+  std::chrono::milliseconds clc_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          engine::kClcTimeout);
   std::chrono::milliseconds handover_timeout{2000};
   bool smcd_enabled = true;  // false: decline everything (tests, policy)
 };

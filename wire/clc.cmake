@@ -14,6 +14,7 @@ usmc_test(wire_clc_test
     ${CMAKE_CURRENT_LIST_DIR}/clc_reject_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/clc_property_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/clc_frame_test.cc
+    ${CMAKE_CURRENT_LIST_DIR}/clc_frame_peek_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/clc_kernel_test.cc
   LIBS usmc_wire_clc)
 

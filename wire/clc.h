@@ -409,7 +409,8 @@ WireResult<size_t> EncodedClcLength(const ClcMessage& m);
 std::string DescribeClc(const ClcMessage& m);
 
 // ---------------------------------------------------------------------------
-// ClcFrameDecoder: CLC framing over the TCP byte stream (STYLE.md #13).
+// ClcFrameDecoder: CLC framing over the TCP byte stream (STYLE.md #13),
+// a buffering reader around PeekClcFrame (wire/clc_frame.h).
 //
 // Feed() looks at `bytes` (everything received and not yet consumed) and
 // consumes only bytes of the current message: the header first, then the
@@ -458,8 +459,7 @@ class ClcFrameDecoder {
   bool decode_body_;
   bool done_ = false;  // last Feed returned kFrame
   bool failed_ = false;
-  size_t have_ = 0;              // bytes of the current message in buf_
-  size_t need_ = kClcHeaderLen;  // total bytes of the current message
+  size_t have_ = 0;  // bytes of the current message in buf_
   WireError error_{WireErrc::kTruncated, "clc"};
   ClcMessage message_;
   std::array<std::byte, kClcMaxMessageLen> buf_{};

@@ -1,9 +1,12 @@
-// wire/clc_frame.cc: ClcFrameDecoder, CLC framing over the TCP byte stream.
+// wire/clc_frame.cc: PeekClcFrame, the one CLC framing rule, and
+// ClcFrameDecoder, which cuts messages out of arbitrary chunks with it.
 //
 // Linux peeks the 8-byte header and then reads exactly `length` bytes
 // (smc_clc_wait_msg) so that it never takes bytes that follow the message.
-// This decoder does the same over arbitrary chunks: it copies at most up to
+// The decoder does the same over arbitrary chunks: it copies at most up to
 // the end of the current message and reports how much it took.
+#include "wire/clc_frame.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -11,57 +14,104 @@
 
 namespace usmc::wire {
 
+namespace {
+
+// The trailer carries one of the two eyecatchers (not necessarily the
+// header's); both begin with the same three EBCDIC bytes "SMC".
+bool TrailerOk(std::span<const std::byte> frame) {
+  const std::byte* t = frame.data() + frame.size() - kClcTrailerLen;
+  return t[0] == std::byte{0xE2} && t[1] == std::byte{0xD4} &&
+         t[2] == std::byte{0xC3} &&
+         (t[3] == std::byte{0xD9} || t[3] == std::byte{0xC4});
+}
+
+}  // namespace
+
+ClcFramePeek PeekClcFrame(std::span<const std::byte> bytes) {
+  ClcFramePeek p;
+  if (bytes.size() < kClcHeaderLen) {
+    // The header decides everything: wait for all of it, as Linux does.
+    p.status = ClcFramePeek::Status::kNeedMore;
+    p.need = kClcHeaderLen - bytes.size();
+    return p;
+  }
+  WireResult<ClcHeader> h = DecodeClcHeader(bytes.first(kClcHeaderLen));
+  if (!h) {
+    p.status = ClcFramePeek::Status::kNotClc;
+    p.error = h.error();
+    return p;
+  }
+  p.header = *h;
+  p.header_ok = true;
+  // DecodeClcHeader bounds the length to [kClcDeclineV1Len,
+  // kClcMaxMessageLen], so a message always holds header and trailer.
+  if (bytes.size() < h->length) {
+    p.status = ClcFramePeek::Status::kNeedMore;
+    p.need = h->length - bytes.size();
+    return p;
+  }
+  p.status = ClcFramePeek::Status::kComplete;
+  p.length = h->length;
+  p.trailer_ok = TrailerOk(bytes.first(p.length));
+  return p;
+}
+
+std::string_view ToString(ClcFramePeek::Status s) {
+  switch (s) {
+    case ClcFramePeek::Status::kComplete:
+      return "COMPLETE";
+    case ClcFramePeek::Status::kNeedMore:
+      return "NEED_MORE";
+    case ClcFramePeek::Status::kNotClc:
+      return "NOT_CLC";
+  }
+  return "UNKNOWN";
+}
+
+std::ostream& operator<<(std::ostream& os, ClcFramePeek::Status s) {
+  return os << ToString(s);
+}
+
 ClcFrameDecoder::Result ClcFrameDecoder::Feed(
     std::span<const std::byte> bytes) {
   if (failed_) return {Status::kError, 0};
   if (done_) {
     done_ = false;
     have_ = 0;
-    need_ = kClcHeaderLen;
   }
   size_t consumed = 0;
-  while (consumed < bytes.size()) {
-    size_t take = std::min(need_ - have_, bytes.size() - consumed);
+  for (;;) {
+    ClcFramePeek p = PeekClcFrame(frame());
+    if (p.status == ClcFramePeek::Status::kNotClc) {
+      failed_ = true;
+      error_ = p.error;
+      return {Status::kError, consumed};
+    }
+    if (p.status == ClcFramePeek::Status::kComplete) break;
+    if (consumed == bytes.size()) return {Status::kNeedMore, consumed};
+    // Never past the header before its length is known, never past the
+    // message end: the bytes after it are the next message's or the app's.
+    size_t take = std::min(p.need, bytes.size() - consumed);
     std::memcpy(buf_.data() + have_, bytes.data() + consumed, take);
     have_ += take;
     consumed += take;
-    if (have_ < need_) break;
-    if (need_ == kClcHeaderLen) {
-      // The header is complete: learn (and bound) the message length.
-      WireResult<ClcHeader> h = DecodeClcHeader(frame());
-      if (!h) {
-        failed_ = true;
-        error_ = h.error();
-        return {Status::kError, consumed};
-      }
-      need_ = h->length;  // >= kClcDeclineV1Len > kClcHeaderLen
-      continue;
-    }
-    // The message is complete.
-    if (decode_body_) {
-      WireResult<ClcMessage> m = DecodeClc(frame());
-      if (!m) {
-        failed_ = true;
-        error_ = m.error();
-        return {Status::kError, consumed};
-      }
-      message_ = std::move(*m);
-    } else {
-      const std::byte* t = buf_.data() + have_ - kClcTrailerLen;
-      const std::byte* h = buf_.data();
-      // Same eyecatcher values as the header check: SMCR or SMCD.
-      bool ok = std::memcmp(t, h, 3) == 0 &&
-                (t[3] == std::byte{0xD9} || t[3] == std::byte{0xC4});
-      if (!ok) {
-        failed_ = true;
-        error_ = WireError{WireErrc::kBadTrailer, "clc.trailer"};
-        return {Status::kError, consumed};
-      }
-    }
-    done_ = true;
-    return {Status::kFrame, consumed};
   }
-  return {Status::kNeedMore, consumed};
+  // The message is complete.
+  if (decode_body_) {
+    WireResult<ClcMessage> m = DecodeClc(frame());
+    if (!m) {
+      failed_ = true;
+      error_ = m.error();
+      return {Status::kError, consumed};
+    }
+    message_ = std::move(*m);
+  } else if (!PeekClcFrame(frame()).trailer_ok) {
+    failed_ = true;
+    error_ = WireError{WireErrc::kBadTrailer, "clc.trailer"};
+    return {Status::kError, consumed};
+  }
+  done_ = true;
+  return {Status::kFrame, consumed};
 }
 
 std::string_view ToString(ClcFrameDecoder::Status s) {

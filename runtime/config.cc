@@ -1,0 +1,127 @@
+#include "runtime/config.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+
+#include "dev/shm_dmb.h"
+#include "dev/shm_doorbell.h"
+
+namespace usmc::runtime {
+
+namespace {
+
+constexpr ConfigVar kVars[] = {
+    {"USMC_CLC_TIMEOUT_MS", "2000", "an integer 10..60000, in milliseconds"},
+    {"USMC_DMB_SIZE", "none (1 MiB DMBs up to 4 MiB per process, then 256 KiB)",
+     "an integer 16384..1048576, in bytes"},
+    {"USMC_DMB_BUDGET", "256M",
+     "bytes, optionally with a K, M or G suffix, e.g. 256M"},
+    {"USMC_SPIN_US", "20", "an integer 0..100000, in microseconds"},
+    {"USMC_EPOLL_SCAN", "1", "0 or 1"},
+    {"USMC_PROGRESS_THREAD", "1", "0 or 1"},
+};
+
+const ConfigVar& Var(std::string_view name) {
+  for (const ConfigVar& v : kVars) {
+    if (name == v.name) return v;
+  }
+  return kVars[0];  // not reached: every caller names a listed variable
+}
+
+class Reader {
+ public:
+  Reader(const EnvLookup& getenv, std::vector<std::string>* errors)
+      : getenv_(getenv), errors_(errors) {}
+
+  // The value, or nullptr when unset or empty (both mean "the default").
+  const char* Get(const char* name) {
+    const char* v = getenv_(name);
+    return v != nullptr && *v != '\0' ? v : nullptr;
+  }
+
+  void Bad(const char* name, const char* value) {
+    if (errors_ == nullptr) return;
+    const ConfigVar& v = Var(name);
+    errors_->push_back(std::string(name) + "=" + value +
+                       " is not allowed (allowed: " + v.allowed +
+                       "); using the default, " + v.default_text);
+  }
+
+  // A decimal integer in [lo, hi]; otherwise nullopt (and an error line).
+  std::optional<long> Long(const char* name, long lo, long hi) {
+    const char* v = Get(name);
+    if (v == nullptr) return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    long n = std::strtol(v, &end, 10);
+    if (end == v || *end != '\0' || errno != 0 || n < lo || n > hi) {
+      Bad(name, v);
+      return std::nullopt;
+    }
+    return n;
+  }
+
+  // "0" or "1"; otherwise nullopt (and an error line).
+  std::optional<bool> Flag(const char* name) {
+    const char* v = Get(name);
+    if (v == nullptr) return std::nullopt;
+    if (std::string_view(v) == "0") return false;
+    if (std::string_view(v) == "1") return true;
+    Bad(name, v);
+    return std::nullopt;
+  }
+
+ private:
+  const EnvLookup& getenv_;
+  std::vector<std::string>* errors_;
+};
+
+}  // namespace
+
+Config::Config()
+    : dmb_budget(dev::kDefaultDmbBudget), spin_us(dev::kDefaultSpinUs) {}
+
+std::span<const ConfigVar> ConfigVars() { return kVars; }
+
+Config LoadConfig(const EnvLookup& getenv, std::vector<std::string>* errors) {
+  Config c;
+  Reader r(getenv, errors);
+  if (auto ms = r.Long("USMC_CLC_TIMEOUT_MS", 10, 60000)) {
+    c.clc_timeout = std::chrono::milliseconds(*ms);
+  }
+  if (auto n = r.Long("USMC_DMB_SIZE", 16 * 1024, 1024 * 1024)) {
+    c.dmb_size = static_cast<uint32_t>(*n);
+  }
+  if (const char* v = r.Get("USMC_DMB_BUDGET")) {
+    if (std::optional<uint64_t> b = dev::ParseByteSize(v)) {
+      c.dmb_budget = *b;
+    } else {
+      r.Bad("USMC_DMB_BUDGET", v);
+    }
+  }
+  if (auto us = r.Long("USMC_SPIN_US", 0, 100000)) {
+    c.spin_us = static_cast<uint32_t>(*us);
+  }
+  if (auto on = r.Flag("USMC_EPOLL_SCAN")) c.epoll_scan = *on;
+  if (auto on = r.Flag("USMC_PROGRESS_THREAD")) c.progress_thread = *on;
+  return c;
+}
+
+const Config& ProcessConfig() {
+  static const Config config = [] {
+    std::vector<std::string> errors;
+    Config c =
+        LoadConfig([](const char* n) { return std::getenv(n); }, &errors);
+    for (const std::string& e : errors) {
+      std::fprintf(stderr, "usmc: %s\n", e.c_str());
+    }
+    dev::SetProcessDmbBudget(c.dmb_budget);
+    dev::SetDefaultSpinUs(c.spin_us);
+    return c;
+  }();
+  return config;
+}
+
+}  // namespace usmc::runtime
