@@ -188,7 +188,7 @@ class SmcSocket : private TcpSide {
     int timeout_ms = -1;
     short ready = 0;
   };
-  // `sleep_token` (dev::NewSleepToken, 0: none): the caller will look at
+  // `sleep_token` (runtime::NewSleepToken, runtime/wait.h; 0: none): the caller will look at
   // every socket it sleeps for once woken, so the peer need wake it through
   // one of them only. Dropped while another thread of this process sleeps
   // on the doorbell; the caller must not pass one for a socket that another
@@ -360,8 +360,8 @@ class SmcSocket : private TcpSide {
   // SMC-D: feeds the peer's CDC area if it changed since the last look.
   void Refresh();
   // After fork another process of ours may have used the connection: if
-  // the area in the peer's DMB is not what we published last, take over
-  // its cursors (engine snapshot, patched, restored).
+  // the device holds a CDC of ours we did not post (Device::LoadForeignPost),
+  // the engine takes over its cursors (engine::SiblingPublished).
   void AdoptSiblingProgress();
   // Whether another process may have published into our peer's DMB for
   // this connection: this process forked since its first SmcSocket (or a
@@ -369,7 +369,6 @@ class SmcSocket : private TcpSide {
   // Otherwise AdoptSiblingProgress has nothing to find.
   static bool MaybeShared();
   static void NoteShared();
-  bool AreaChanged() const;
   // poll bits of the SMC-D connection (after Refresh).
   short SmcPollBits(short events);
   // SO_RCVLOWAT as SMC-D applies it: 1 .. ring size.
