@@ -4,17 +4,11 @@
 #include <cerrno>
 #include <string>
 
+#include "base/overloaded.h"
 #include "wire/reason.h"
 
 namespace usmc::engine {
 namespace {
-
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
 
 std::variant<ClcClient, ClcServer> MakeClc(const EngineParams& p,
                                            Entropy* entropy) {
@@ -69,7 +63,7 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
   std::visit(
       [&](auto& m) {
         std::visit(
-            Overloaded{
+            base::Overloaded{
                 [&](const Start&) { m.OnStart(now, out); },
                 [&](const TcpBytes& e) { m.OnTcpBytes(e.bytes, now, out); },
                 [&](const TcpEof&) { m.OnTcpEof(out); },
@@ -147,7 +141,7 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
     return;
   }
   std::visit(
-      Overloaded{
+      base::Overloaded{
           [&](const CdcArrived& e) { OnPeerCdc(e, out); },
           [&](const AppSent& e) { OnAppSent(e, out); },
           [&](const AppConsumed& e) { OnAppConsumed(e, out); },

@@ -4,27 +4,17 @@
 #include <atomic>
 #include <variant>
 
+#include "base/overloaded.h"
 #include "wire/reason.h"
 
 namespace usmc::runtime {
-namespace {
-
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
-
-}  // namespace
-
 void Executor::Execute(const engine::Actions& actions,
                        std::vector<engine::Event>& answers) {
   log_.max_actions = std::max(log_.max_actions, actions.size());
   log_.dropped_actions += actions.dropped();
   for (const engine::Action& action : actions) {
     std::visit(
-        Overloaded{
+        base::Overloaded{
             [&](const engine::SendTcp& a) {
               log_.clc_sent.push_back(a.type);
               tcp_.SendClc(a.bytes);

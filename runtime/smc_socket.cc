@@ -13,8 +13,6 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <new>
-#include <variant>
 
 #include "base/owned_fd.h"
 #include "dev/shm_device.h"
@@ -28,13 +26,6 @@
 
 namespace usmc::runtime {
 namespace {
-
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
 
 // Large sends and receives move in steps of this size, each published on
 // its own (a CDC update): a 128 KiB write into a 256 KiB ring otherwise
