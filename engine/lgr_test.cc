@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/kernel_fixtures.h"
 #include "wire/reason.h"
 
 namespace usmc::engine {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::seconds;
 using wire::LlcDeleteLinkReason;
 
@@ -680,22 +680,8 @@ TEST(LgrHostile, OutOfStateConfirmLinkIsIgnored) {
 
 // ---- kernel replay (tests/data/kernel) -------------------------------------
 
-fs::path DataDir() {
-  const char* env = std::getenv("USMC_SOURCE_DIR");
-  fs::path root =
-      env != nullptr ? fs::path(env) : fs::path(USMC_SOURCE_DIR_FALLBACK);
-  return root / "tests" / "data" / "kernel";
-}
-
 std::vector<std::byte> Fixture(const std::string& name) {
-  std::ifstream in(DataDir() / name, std::ios::binary);
-  EXPECT_TRUE(in.good()) << name;
-  std::vector<char> raw((std::istreambuf_iterator<char>(in)),
-                        std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(raw.size());
-  std::transform(raw.begin(), raw.end(), out.begin(),
-                 [](char c) { return std::byte(static_cast<uint8_t>(c)); });
-  return out;
+  return usmc::testing::KernelFixture(name);
 }
 
 std::string Hex(const std::vector<std::byte>& b) {

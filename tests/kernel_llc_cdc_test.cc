@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/endian.h"
+#include "tests/kernel_fixtures.h"
 #include "wire/cdc.h"
 #include "wire/llc.h"
 
@@ -25,26 +26,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path DataDir() {
-  const char* env = std::getenv("USMC_SOURCE_DIR");
-  fs::path root =
-      env != nullptr ? fs::path(env) : fs::path(USMC_SOURCE_DIR_FALLBACK);
-  return root / "tests" / "data" / "kernel";
-}
-
-std::vector<std::byte> ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  EXPECT_TRUE(in.good()) << p;
-  std::vector<char> raw((std::istreambuf_iterator<char>(in)),
-                        std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(raw.size());
-  std::transform(raw.begin(), raw.end(), out.begin(),
-                 [](char c) { return std::byte(static_cast<uint8_t>(c)); });
-  return out;
-}
+fs::path DataDir() { return usmc::testing::KernelDataDir(); }
 
 std::vector<std::byte> Fixture(const std::string& name) {
-  return ReadFile(DataDir() / name);
+  return usmc::testing::KernelFixture(name);
 }
 
 // All fixture files with the prefix, in frame order.
