@@ -8,16 +8,17 @@ set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "usmc developers <usmc@example.org>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
     "Shared Memory Communications (SMC-D) in user space for TCP programs")
+# CPack puts the summary first and indents these lines itself ("." for the
+# empty one).
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
-    "${CPACK_PACKAGE_DESCRIPTION_SUMMARY}
- usmc runs unmodified, dynamically linked TCP programs so that each TCP
- connection whose peer also runs usmc moves its bytes through shared memory
- (SMC-D, RFC 7609) instead of the TCP/IP stack, while every other connection
- stays plain TCP byte for byte.
- .
- The package holds the usmc command (usmc run, setup, ss, stats, chk, bench),
- the LD_PRELOAD interposer, the eBPF program that negotiates SMC on the TCP
- handshake, and a systemd unit that attaches that program at boot.")
+    "usmc runs unmodified, dynamically linked TCP programs so that each TCP
+connection whose peer also runs usmc moves its bytes through shared memory
+(SMC-D, RFC 7609) instead of the TCP/IP stack, while every other connection
+stays plain TCP byte for byte.
+
+The package holds the usmc command (usmc run, setup, ss, stats, chk, bench),
+the LD_PRELOAD interposer, the eBPF program that negotiates SMC on the TCP
+handshake, and a systemd unit that attaches that program at boot.")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)

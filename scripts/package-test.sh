@@ -29,16 +29,20 @@ scripts/package.sh "$b"
 deb=$(ls "$b"/usmc_*.deb)
 
 echo "=== staged install: no build-tree path in any installed file"
-DESTDIR=$T/stage cmake --install "$b" > /dev/null
+# Stripped, as cpack installs it (CPACK_STRIP_FILES).
+DESTDIR=$T/stage cmake --install "$b" --strip > /dev/null
 if grep -rlF -e "$root" -e "$(realpath "$b")" "$T/stage"; then
   fail "the files above name the build tree"
 fi
 find "$T/stage" -type f | sed "s|^$T/stage||" | sort > "$T/staged.txt"
 
 snapshot() {  # everything under the directories a package touches
-  find /etc /usr /lib /var/lib/systemd -xdev 2> /dev/null | sort
+  find -H /etc /usr /lib /var/lib/systemd -xdev 2> /dev/null | sort
 }
 snapshot > "$T/before.txt"
+# The package's paths that exist already (directories shared with others).
+dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's|^\./|/|; s|/$||' | grep -v '^\.\?$' |
+  while read -r f; do [ -e "$f" ] && echo "$f"; done | sort > "$T/preexisting.txt" || true
 
 echo "=== install $deb"
 dpkg -i "$deb" > "$T/dpkg-i.log" 2>&1 || { cat "$T/dpkg-i.log"; fail "dpkg -i"; }
@@ -134,7 +138,7 @@ dpkg --purge usmc > /dev/null
 trap - EXIT
 snapshot > "$T/after.txt"
 while read -r f; do
-  if grep -qxF "$f" "$T/before.txt"; then
+  if grep -qxF "$f" "$T/preexisting.txt"; then
     [ -e "$f" ] || fail "$f existed before the install and is gone"
   else
     [ ! -e "$f" ] && [ ! -L "$f" ] || fail "$f (from dpkg -L) is left"

@@ -25,9 +25,10 @@ deb=$(ls "$b"/usmc_*.deb)
 echo "usmc: built $deb"
 
 # lintian: any tag not in packaging/lintian-expected fails the build.
-tags=$(lintian --tag-display-limit 0 -I "$deb" | awk '{print $1, $2}' | sort -u || true)
-echo "$tags" | sed 's/^/lintian: /'
-unexpected=$(echo "$tags" | awk '{print $2}' | sort -u |
+# (Tags overridden in /usr/share/lintian/overrides/usmc are not shown.)
+out=$(lintian --tag-display-limit 0 -I "$deb" 2> /dev/null || true)
+[ -z "$out" ] || echo "$out" | sed 's/^/lintian: /'
+unexpected=$(echo "$out" | awk 'NF >= 3 {print $3}' | sort -u |
   grep -vxF -f <(grep -v '^#' packaging/lintian-expected | awk 'NF{print $1}') || true)
 if [ -n "$unexpected" ]; then
   echo "usmc: lintian tags not explained in docs/packaging.md: $unexpected" >&2
