@@ -280,6 +280,16 @@ def xfer_one(host, port, size, seed, write_size, results):
 
 
 def cmd_xfer_client(a):
+    before = None
+    if a.leak_check:
+        # One connection first: what usmc sets up once per process (its
+        # status file, a progress thread) is not a leak.
+        warm = []
+        xfer_one(a.host, a.port, 1024, a.seed, a.write_size, warm)
+        if not warm[0][0]:
+            fail("xfer: the warm-up connection echoed wrong data")
+        time.sleep(1.5)  # a progress thread ends a second after its last job
+        before = process_resources()
     results, threads = [], []
     for i in range(a.conns):
         t = threading.Thread(target=xfer_one,
@@ -295,7 +305,70 @@ def cmd_xfer_client(a):
     if len(results) != a.conns or bad:
         fail(f"xfer: {len(results)}/{a.conns} connections finished, "
              f"{len(bad)} with wrong data: {bad[:3]}")
+    if before:
+        # Every connection is closed: usmc must have let go of its fds and
+        # mappings (threads of this process are gone too).
+        for _ in range(30):  # closes under way, a progress thread ending
+            after = process_resources()
+            if after["fds"] == before["fds"] and after["dmb_maps"] == before["dmb_maps"]:
+                break
+            time.sleep(0.1)
+        if after["fds"] != before["fds"] or after["dmb_maps"] != before["dmb_maps"]:
+            fail(f"xfer: after {a.conns} connections the process holds {after}, "
+                 f"before it held {before}")
     print(json.dumps({"conns": a.conns, "bytes": a.conns * a.size}), flush=True)
+
+
+# -------------------------------------------------------------------- soak
+def process_resources(pid="self"):
+    """What a process holds that usmc could leak: fds, usmc's mappings, RSS."""
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    with open(f"/proc/{pid}/maps") as f:
+        maps = sum(1 for line in f if "usmc-dmb" in line)
+    with open(f"/proc/{pid}/status") as f:
+        rss_kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return {"fds": fds, "dmb_maps": maps, "rss_kib": rss_kib}
+
+
+def cmd_soak_server(a):
+    """Echo server with a thread per connection until SIGTERM. A connection
+    whose client was killed ends with a reset or an early EOF: counted as
+    cut, not failed. Prints its counts and, on SIGUSR1, its resources into
+    --resources (after a moment for closes under way)."""
+    s = listen(a.host, a.port, backlog=512)
+    counts = {"served": 0, "cut": 0}
+    lock = threading.Lock()
+
+    def serve(conn):
+        try:
+            echo_conn(conn)
+            key = "served"
+        except OSError:
+            key = "cut"
+            conn.close()
+        with lock:
+            counts[key] += 1
+
+    def dump(*_):
+        with open(a.resources, "w") as f:
+            json.dump(dict(process_resources(), threads=threading.active_count(),
+                           **counts), f)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, dump)
+    s.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            conn, _ = s.accept()
+        except socket.timeout:
+            continue
+        except InterruptedError:
+            continue
+        conn.settimeout(None)
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    s.close()
+    print(json.dumps(counts), flush=True)
 
 
 # ----------------------------------------------------------- forking servers
@@ -705,11 +778,14 @@ def main():
     add("xfer-server", cmd_xfer_server, host, port, conns)
     add("xfer-client", cmd_xfer_client, host, port, conns, size, seed,
         (["--parallel"], {"action": "store_true"}),
+        (["--leak-check"], {"action": "store_true"}),
         (["--write-size"], {"type": int, "default": CHUNK}))
     add("fork-server", cmd_fork_server, host, port, conns,
         (["--mode"], {"choices": ["fork", "prefork"], "required": True}),
         (["--workers"], {"type": int, "default": 4}))
     add("aio-server", cmd_aio_server, host, port, conns)
+    add("soak-server", cmd_soak_server, host, port,
+        (["--resources"], {"required": True}))
     add("aio-client", cmd_aio_client, host, port, conns, size, seed)
     add("http-get", cmd_http_get, (["url"], {}),
         (["--sha256"], {"required": True}),
