@@ -341,6 +341,7 @@ def http(mode, server, close):
         if re.search(r"Socket errors|Non-2xx", cli.out):
             raise RuntimeError("wrk: errors")
         rps = rate(cli.out, r"Requests/sec:\s+([\d.]+)", "wrk rate")
+    cpu = cli.cpu
     for p, sig in reversed(procs):
         p.p.send_signal(sig)
         try:
@@ -348,8 +349,13 @@ def http(mode, server, close):
         except RuntimeError:
             if sig != signal.SIGTERM:  # haproxy's hard stop exits 143
                 raise
+            cpu += p.cpu
+        else:
+            cpu += p.cpu
     shutil.rmtree(d, ignore_errors=True)
-    return {f"{server}_{'close' if close else 'keep'}_rps": rps}
+    requests = rps * args.seconds
+    key = f"{server}_{'close' if close else 'keep'}"
+    return {f"{key}_rps": rps, f"{key}_cpu_us_per_req": cpu / requests * 1e6}
 
 
 WORKLOADS = {
@@ -402,9 +408,13 @@ ROWS = [  # key, label, unit, better, target ratio text
     ("pg_select_tps", "PostgreSQL pgbench -S, 4 kept connections", "tx/s", "high", "≥ 1.3"),
     ("pg_connect_each_tps", "PostgreSQL pgbench -C (a connection per transaction)", "tx/s", "high", "≥ 0.8"),
     ("nginx_close_rps", "nginx 1 KiB, ab -c 8, Connection: close", "req/s", "high", "≥ 0.8"),
+    ("nginx_close_cpu_us_per_req", "nginx, Connection: close, CPU per request", "µs", "low", ""),
     ("nginx_keep_rps", "nginx 1 KiB, wrk 16 kept connections", "req/s", "high", "≥ 1.3"),
+    ("nginx_keep_cpu_us_per_req", "nginx, kept connections, CPU per request", "µs", "low", ""),
     ("haproxy_close_rps", "HAProxy → 2 nginx, ab -c 8, Connection: close", "req/s", "high", "≥ 0.8"),
+    ("haproxy_close_cpu_us_per_req", "HAProxy, Connection: close, CPU per request", "µs", "low", ""),
     ("haproxy_keep_rps", "HAProxy → 2 nginx, wrk 16 kept connections", "req/s", "high", "≥ 1.3"),
+    ("haproxy_keep_cpu_us_per_req", "HAProxy, kept connections, CPU per request", "µs", "low", ""),
 ]
 
 

@@ -51,20 +51,20 @@ check "exported SHA-256 equals the file's" \
   sh -c "[ \"\$(sha256sum '$T/blob.back' | cut -d' ' -f1)\" = '$sha' ]"
 
 check "pgbench -i" run usmc bench_init "$PGBIN/pgbench" "${PG[@]}" -i -s 2 -q postgres
-tx=300
+declare -A tx=([keep]=300 [new]=100)
 for c in keep new; do
-  args=(-c 4 -j 2 -t "$tx" -n)
+  args=(-c 4 -j 2 -t "${tx[$c]}" -n)
   [ $c = new ] && args+=(-C)
   check "pgbench ${args[*]}" run usmc "bench_$c" "$PGBIN/pgbench" "${PG[@]}" "${args[@]}" postgres
   check "pgbench ($c): every transaction processed" \
-    grep -q "number of transactions actually processed: $((4 * tx))/$((4 * tx))" \
+    grep -q "number of transactions actually processed: $((4 * tx[$c]))/$((4 * tx[$c]))" \
     "$T/bench_$c.out"
   check "pgbench ($c): none failed" \
     sh -c "! grep -q 'number of failed transactions: [1-9]' '$T/bench_$c.out'"
 done
 check "pgbench (kept connections): SMC-D only" expect_smcd bench_keep 4
 check "pgbench -C: a connection per transaction, SMC-D only" \
-  expect_smcd bench_new $((4 * tx))
+  expect_smcd bench_new $((4 * tx[new]))
 
 check "server stops (fast shutdown)" stop srv INT
 cat "$T"/psql_*.exit.jsonl "$T"/bench_*.exit.jsonl >"$T/clients.exit.jsonl" 2>/dev/null
