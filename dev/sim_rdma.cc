@@ -233,6 +233,14 @@ class SimMr final : public Mr {
   uint32_t access() const override { return access_; }
 
   uint64_t pd_id() const { return pd_id_; }
+  SimMrInfo info() const {
+    return {reinterpret_cast<uint64_t>(base_),
+            iova_,
+            length_,
+            access_,
+            lkey_,
+            rkey_};
+  }
   // [addr, addr + len) lies inside the region (no overflow on any input).
   bool Contains(uint64_t addr, uint64_t len) const {
     return addr >= iova_ && len <= length_ && addr - iova_ <= length_ - len;
@@ -1174,6 +1182,13 @@ void SimRdma::KillDevice(Context& ctx) {
   }
   c->dead = true;
   for (auto& [qpn, qp] : c->qps) qp->Kill();
+}
+
+std::vector<SimMrInfo> SimRdma::RegisteredMrs(const Context& ctx) const {
+  std::vector<SimMrInfo> out;
+  if (auto* c = dynamic_cast<const SimCtx*>(&ctx))
+    for (const auto& [rkey, mr] : c->by_rkey) out.push_back(mr->info());
+  return out;
 }
 
 const std::vector<std::string>& SimRdma::misuse() const { return f_->misuse; }

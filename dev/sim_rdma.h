@@ -85,6 +85,17 @@ struct SimRdmaStats {
   uint64_t ack_timeouts = 0;
 };
 
+// A registered memory region as the fabric sees it (for tests that check
+// what a device exposes).
+struct SimMrInfo {
+  uint64_t addr = 0;  // the process address behind it
+  uint64_t iova = 0;
+  uint64_t length = 0;
+  uint32_t access = 0;
+  uint32_t lkey = 0;
+  uint32_t rkey = 0;
+};
+
 class SimRdma {
  public:
   explicit SimRdma(SimClock& clock, uint64_t seed = 1);
@@ -116,6 +127,9 @@ class SimRdma {
   void Kill(Qp& qp);
   // Every QP of the device dies; nothing reaches it or leaves it again.
   void KillDevice(Context& ctx);
+
+  // The MRs registered on a device now, in rkey order.
+  std::vector<SimMrInfo> RegisteredMrs(const Context& ctx) const;
 
   // Uses of the API that verbs refuses or punishes later (destroying a PD
   // with live MRs/QPs, a CQ with QPs or unacked events, ...): tests expect

@@ -206,6 +206,24 @@ TEST_F(SimRdmaTest, DevicesAndObjectsLookLikeVerbs) {
   EXPECT_FALSE(a_.pd->RegisterMr(buf, sizeof buf, kLocalWrite, ~0ull - 8).ok());
 }
 
+TEST_F(SimRdmaTest, RegisteredMrsShowWhatADeviceExposes) {
+  auto mrs = fabric_.RegisteredMrs(*b_.ctx);
+  ASSERT_EQ(mrs.size(), 3u);
+  int remote = 0;
+  for (const SimMrInfo& m : mrs) {
+    if (m.access & kRemoteWrite) {
+      ++remote;
+      EXPECT_EQ(m.access, kLocalWrite | kRemoteWrite);
+      EXPECT_EQ(m.iova, kIovaB);
+      EXPECT_EQ(m.addr, Addr(b_.rmb.data()));
+      EXPECT_EQ(m.rkey, b_.rmb_mr->rkey());
+    }
+  }
+  EXPECT_EQ(remote, 1);
+  b_.rmb_mr.reset();
+  EXPECT_EQ(fabric_.RegisteredMrs(*b_.ctx).size(), 2u);
+}
+
 TEST_F(SimRdmaTest, RdmaWriteLandsInTheRemoteMr) {
   ConnectBoth();
   const uint32_t off = 1000, len = 3000;  // three packets at MTU 1024
