@@ -112,7 +112,6 @@ struct ReleaseBuffers {
 // The SMC connection is CLOSED and released: close the TCP socket.
 struct CloseTcp {};
 
-
 // ---- SMC-R (docs/engine.md, "SMC-R") ----
 
 // Put this connection into a link group (the runtime's registry drives
@@ -165,9 +164,8 @@ using Action =
     std::variant<SendTcp, TcpConsumed, RegisterRecvBuffer, AttachPeerBuffer,
                  PostCdc, SignalPeer, CaptureUrgentByte, NotifyApp,
                  HandshakeDone, Fallback, ArmTimer, CancelTimer, ReportError,
-                 AbortTcp, ReleaseBuffers, CloseTcp, SmcrJoinLgr,
-                 SmcrStartLink, SmcrConfirmRkey, RdmaWrite, PostSend,
-                 SmcrLeaveLgr>;
+                 AbortTcp, ReleaseBuffers, CloseTcp, SmcrJoinLgr, SmcrStartLink,
+                 SmcrConfirmRkey, RdmaWrite, PostSend, SmcrLeaveLgr>;
 
 std::string_view ActionName(const Action& a);
 std::ostream& operator<<(std::ostream& os, const Action& a);

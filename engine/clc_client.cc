@@ -130,9 +130,9 @@ void ClcClient::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
       if (state_ == S::kAwaitLink) {
         // Only a Decline may come now (the server gave up on the link).
         const auto* d = std::get_if<wire::ClcDecline>(&core_.message());
-        FallBack(E::kClcMessage, d ? wire::kReasonPeerDecl : wire::kReasonCnfErr,
-                 d ? d->peer_diagnosis : 0, /*send_decline=*/d == nullptr,
-                 out);
+        FallBack(E::kClcMessage,
+                 d ? wire::kReasonPeerDecl : wire::kReasonCnfErr,
+                 d ? d->peer_diagnosis : 0, /*send_decline=*/d == nullptr, out);
         return;
       }
       // The server's Decline already behind its Accept: its timer ran out

@@ -38,8 +38,8 @@ enum class ClcClientState : uint8_t {
   kConfirmingRkey,  // reuse: our RMB announced (CONFIRM_RKEY), Confirm next
   kAwaitLink,       // first contact: Confirm sent, CONFIRM_LINK running
   kActive,          // SMC chosen; the data path takes over
-  kFallback,  // stays TCP (terminal)
-  kFailed,    // abandoned: app closed during the handshake (terminal)
+  kFallback,        // stays TCP (terminal)
+  kFailed,          // abandoned: app closed during the handshake (terminal)
 };
 std::string_view ToString(ClcClientState s);
 std::ostream& operator<<(std::ostream& os, ClcClientState s);

@@ -101,8 +101,8 @@ wire::ClcProposal BuildProposal(const EngineParams& params) {
   }
   if (d || !r) {
     p.ism_device_count = 1;
-    p.ism_devices[0] = wire::ClcIsmDevice{
-        params.device.gid, params.device.chid, params.device.gid_ext};
+    p.ism_devices[0] = wire::ClcIsmDevice{params.device.gid, params.device.chid,
+                                          params.device.gid_ext};
   }
   return p;
 }
@@ -249,8 +249,8 @@ void HandshakeCore::CancelTimer(Actions& out) {
 
 void HandshakeCore::ReleaseBuffers(Actions& out) {
   if (lgr_joined) {
-    out.push_back(SmcrLeaveLgr{smcr.local_token, smcr.local_rkey,
-                               rkey_announced});
+    out.push_back(
+        SmcrLeaveLgr{smcr.local_token, smcr.local_rkey, rkey_announced});
     lgr_joined = false;
     rkey_announced = false;
   }

@@ -162,7 +162,8 @@ void ClcServer::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
         // AWAIT_LINK: only the client's Decline (its CONFIRM_LINK wait ran
         // out) may come now.
         const auto* d = std::get_if<wire::ClcDecline>(&core_.message());
-        FallBack(E::kClcMessage, d ? wire::kReasonPeerDecl : wire::kReasonCnfErr,
+        FallBack(E::kClcMessage,
+                 d ? wire::kReasonPeerDecl : wire::kReasonCnfErr,
                  d ? d->peer_diagnosis : 0, d == nullptr, out);
       }
       return;
@@ -252,8 +253,8 @@ void ClcServer::OnLgrJoined(const SmcrLgrJoined& e, TimePoint now,
 
 void ClcServer::OnLgrJoinFailed(const SmcrLgrJoinFailed& e, Actions& out) {
   if (!Check(E::kLgrJoinFailed, out)) return;
-  FallBack(E::kLgrJoinFailed, e.reason != 0 ? e.reason : wire::kReasonIntErr,
-           0, true, out);
+  FallBack(E::kLgrJoinFailed, e.reason != 0 ? e.reason : wire::kReasonIntErr, 0,
+           true, out);
 }
 
 void ClcServer::OnRkeyConfirmed(const SmcrRkeyConfirmed& e, TimePoint now,

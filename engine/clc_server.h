@@ -36,13 +36,13 @@ enum class ClcServerState : uint8_t {
   kAwaitConfirm,
   kAttachingPeerDmb,
   // SMC-R (after a Proposal we serve with SMC-R):
-  kJoiningLgr,         // SmcrJoinLgr sent, waiting for the registry
-  kConfirmingRkey,     // reuse: our RMB announced (CONFIRM_RKEY), Accept next
-  kAwaitSmcrConfirm,   // Accept sent, waiting for the Confirm
-  kAwaitLink,          // first contact: CONFIRM_LINK running
-  kActive,    // SMC chosen; the data path takes over
-  kFallback,  // stays TCP (terminal)
-  kFailed,    // aborted after Confirm, or closed by the app (terminal)
+  kJoiningLgr,        // SmcrJoinLgr sent, waiting for the registry
+  kConfirmingRkey,    // reuse: our RMB announced (CONFIRM_RKEY), Accept next
+  kAwaitSmcrConfirm,  // Accept sent, waiting for the Confirm
+  kAwaitLink,         // first contact: CONFIRM_LINK running
+  kActive,            // SMC chosen; the data path takes over
+  kFallback,          // stays TCP (terminal)
+  kFailed,            // aborted after Confirm, or closed by the app (terminal)
 };
 std::string_view ToString(ClcServerState s);
 std::ostream& operator<<(std::ostream& os, ClcServerState s);
@@ -65,14 +65,15 @@ class ClcServer {
   void OnStart(TimePoint now, Actions& out);
   void OnTcpBytes(std::span<const std::byte> bytes, TimePoint now,
                   Actions& out);
-  void OnDmbRegistered(const RecvBufferRegistered& e, TimePoint now, Actions& out);
+  void OnDmbRegistered(const RecvBufferRegistered& e, TimePoint now,
+                       Actions& out);
   void OnDmbRegisterFailed(const RecvBufferFailed& e, Actions& out);
-  void OnPeerDmbAttached(const PeerBufferAttached& e, TimePoint now, Actions& out);
+  void OnPeerDmbAttached(const PeerBufferAttached& e, TimePoint now,
+                         Actions& out);
   void OnPeerDmbAttachFailed(const PeerBufferAttachFailed& e, Actions& out);
   void OnLgrJoined(const SmcrLgrJoined& e, TimePoint now, Actions& out);
   void OnLgrJoinFailed(const SmcrLgrJoinFailed& e, Actions& out);
-  void OnRkeyConfirmed(const SmcrRkeyConfirmed& e, TimePoint now,
-                       Actions& out);
+  void OnRkeyConfirmed(const SmcrRkeyConfirmed& e, TimePoint now, Actions& out);
   void OnLinkUp(Actions& out);
   void OnLinkFailed(const SmcrLinkFailed& e, Actions& out);
   void OnTimeout(TimePoint now, Actions& out);

@@ -27,7 +27,8 @@ ProposalChoice ChooseForProposal(const wire::ClcProposal& p,
   // SMC-D first: the usmc checks (and their order) stay as they were.
   const uint32_t d_reason = CheckProposal(p, params);
   if (d_reason == 0) return {Technology::kSmcd, 0};
-  if (p.version < 2 || !p.HasV2Extension()) return {Technology::kSmcd, d_reason};
+  if (p.version < 2 || !p.HasV2Extension())
+    return {Technology::kSmcd, d_reason};
   // SMC-R not offered, or not served here: SMC-D's reason, as before
   // SMC-R existed.
   if (!wire::SmcrIndicated(p.typev2) || !params.smcr_enabled) {
@@ -38,7 +39,8 @@ ProposalChoice ChooseForProposal(const wire::ClcProposal& p,
   if (p.eid_count == 0 || !EidListed(p, params.eid)) {
     return {Technology::kSmcr, wire::kReasonNoUeid};
   }
-  if (AllZero(p.roce_v2_gid)) return {Technology::kSmcr, wire::kReasonNoSmcrDev};
+  if (AllZero(p.roce_v2_gid))
+    return {Technology::kSmcr, wire::kReasonNoSmcrDev};
   const SmcrLimits l = NegotiateSmcrLimits(p, params);
   if (l.reason != 0) return {Technology::kSmcr, l.reason};
   return {Technology::kSmcr, 0};
@@ -110,8 +112,8 @@ wire::ClcSmcrAccept BuildSmcrAccept(wire::ClcType type,
   a.rmb_rkey = link.local_rkey;
   a.rmbe_idx = 1;  // the peer writes at vaddr + size * (idx - 1)
   a.rmbe_alert_token = link.local_token;
-  a.rmbe_size = wire::CompressBufSize(link.local_rmb_size,
-                                      wire::kSmcrMaxCompressed);
+  a.rmbe_size =
+      wire::CompressBufSize(link.local_rmb_size, wire::kSmcrMaxCompressed);
   // smcr_clc_prep_confirm_accept: Accept = our MTU, Confirm = the minimum.
   a.qp_mtu = type == wire::ClcType::kConfirm ? link.mtu : params.smcr.mtu;
   a.rmb_vaddr = link.local_iova;

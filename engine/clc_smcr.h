@@ -4,7 +4,8 @@
 // code, and the server's choice between SMC-D and SMC-R.
 //
 //   ProposalChoice c = ChooseForProposal(p, params);  // kSmcd, kSmcr or reason
-//   wire::ClcSmcrAccept a = BuildSmcrAccept(wire::ClcType::kAccept, params, link);
+//   wire::ClcSmcrAccept a = BuildSmcrAccept(wire::ClcType::kAccept, params,
+//   link);
 #ifndef USMC_ENGINE_CLC_SMCR_H_
 #define USMC_ENGINE_CLC_SMCR_H_
 

@@ -18,12 +18,12 @@
 #ifndef USMC_ENGINE_CONNECTION_H_
 #define USMC_ENGINE_CONNECTION_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
-#include <array>
 #include <string_view>
 #include <variant>
 

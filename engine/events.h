@@ -147,15 +147,13 @@ struct SmcrCdcReceived {
 // One of our CDC SENDs completed (its send slot is free again).
 struct SmcrSendCompleted {};
 
-using Event =
-    std::variant<Start, TcpBytes, TcpEof, RecvBufferRegistered,
-                 RecvBufferFailed, PeerBufferAttached, PeerBufferAttachFailed,
-                 CdcArrived, UrgentByteCaptured, AppSent, AppConsumed,
-                 AppShutdown, AppClose, AppAbort, Timeout, DeviceFailed,
-                 AppSentToClosedPeer, AppErrorReported, SiblingPublished,
-                 PeerVanished, SmcrLgrJoined, SmcrLgrJoinFailed, SmcrLinkUp,
-                 SmcrLinkFailed, SmcrRkeyConfirmed, SmcrCdcReceived,
-                 SmcrSendCompleted>;
+using Event = std::variant<
+    Start, TcpBytes, TcpEof, RecvBufferRegistered, RecvBufferFailed,
+    PeerBufferAttached, PeerBufferAttachFailed, CdcArrived, UrgentByteCaptured,
+    AppSent, AppConsumed, AppShutdown, AppClose, AppAbort, Timeout,
+    DeviceFailed, AppSentToClosedPeer, AppErrorReported, SiblingPublished,
+    PeerVanished, SmcrLgrJoined, SmcrLgrJoinFailed, SmcrLinkUp, SmcrLinkFailed,
+    SmcrRkeyConfirmed, SmcrCdcReceived, SmcrSendCompleted>;
 
 // "TcpBytes", ... (the struct name).
 std::string_view EventName(const Event& e);

@@ -76,12 +76,14 @@ std::ostream& operator<<(std::ostream& os, const Event& e) {
 
 std::string_view ActionName(const Action& a) {
   static constexpr std::string_view kNames[] = {
-      "SendTcp",       "TcpConsumed", "RegisterRecvBuffer", "AttachPeerBuffer",
-      "PostCdc",       "SignalPeer",  "CaptureUrgentByte",  "NotifyApp",
-      "HandshakeDone", "Fallback",    "ArmTimer",           "CancelTimer",
-      "ReportError",   "AbortTcp",    "ReleaseBuffers",     "CloseTcp",
-      "SmcrJoinLgr",   "SmcrStartLink", "SmcrConfirmRkey",  "RdmaWrite",
-      "PostSend",      "SmcrLeaveLgr"};
+      "SendTcp",           "TcpConsumed", "RegisterRecvBuffer",
+      "AttachPeerBuffer",  "PostCdc",     "SignalPeer",
+      "CaptureUrgentByte", "NotifyApp",   "HandshakeDone",
+      "Fallback",          "ArmTimer",    "CancelTimer",
+      "ReportError",       "AbortTcp",    "ReleaseBuffers",
+      "CloseTcp",          "SmcrJoinLgr", "SmcrStartLink",
+      "SmcrConfirmRkey",   "RdmaWrite",   "PostSend",
+      "SmcrLeaveLgr"};
   static_assert(std::size(kNames) == std::variant_size_v<Action>);
   return kNames[a.index()];
 }

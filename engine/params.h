@@ -48,15 +48,15 @@ struct SmcrDevice {
 struct EngineParams {
   Role role = Role::kClient;
   SmcdDevice device;
-  bool smcd_enabled = true;       // false: offer/accept no SMC-D
-  bool smcr_enabled = false;      // true: offer/accept SMC-Rv2 too
+  bool smcd_enabled = true;   // false: offer/accept no SMC-D
+  bool smcr_enabled = false;  // true: offer/accept SMC-Rv2 too
   SmcrDevice smcr;
   // Client: the system ID of the link group a first contact would create
   // (SMCR.md D2), sent in the Proposal (bytes 8-15) and the Confirm.
   wire::ClcPeerId smcr_system_id{};
-  uint8_t smcr_max_links = 1;    // D1; a kernel replay uses 2
+  uint8_t smcr_max_links = 1;  // D1; a kernel replay uses 2
   uint8_t smcr_max_conns = 255;
-  bool smcr_v2_direct = true;    // server: the client's GID is on-link
+  bool smcr_v2_direct = true;     // server: the client's GID is on-link
   wire::ClcEid eid{};             // UEID; both ends must list the same
   wire::ClcHostname hostname{};   // First Contact Extension
   uint32_t dmb_size = 64 * 1024;  // wanted DMB size, CDC area included

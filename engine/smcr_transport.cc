@@ -22,7 +22,8 @@ bool SmcrTransport::ShouldCork(const wire::CdcMessage& m) const {
   if (!SameExceptProducer(m, *last_sent_) || m.prod_flags.write_blocked) {
     return false;
   }
-  const uint32_t unsent = wire::CursorDiffLarge(peer_ring_, written_, m.producer);
+  const uint32_t unsent =
+      wire::CursorDiffLarge(peer_ring_, written_, m.producer);
   return unsent <= std::min(peer_ring_ / 2, kAutocorkMax);
 }
 

@@ -32,9 +32,9 @@ namespace usmc::engine {
 struct SmcrTransportCounters {
   uint64_t cdc_sent = 0;
   uint64_t rdma_writes = 0;
-  uint64_t corked = 0;          // CDCs held back by autocork
-  uint64_t dropped_token = 0;   // received with another alert token
-  uint64_t dropped_seqno = 0;   // received with an old sequence number
+  uint64_t corked = 0;         // CDCs held back by autocork
+  uint64_t dropped_token = 0;  // received with another alert token
+  uint64_t dropped_seqno = 0;  // received with an old sequence number
 };
 
 class SmcrTransport final : public CdcTransport {
