@@ -272,6 +272,53 @@ TEST_F(SmcrPair, SecondConnectionReusesTheGroupWithConfirmRkey) {
   EXPECT_TRUE(saw_reuse_accept);
 }
 
+TEST_F(SmcrPair, TenSequentialConnectionsShareOneGroup) {
+  // Ten connections, one after the other, between the same two processes:
+  // one first contact, then nine reuses; each connection announces its RMB
+  // once (the first by CLC, the others by CONFIRM_RKEY) and withdraws it
+  // once (DELETE_RKEY) at its end.
+  std::optional<Lgr> client_group, server_group;
+  size_t rkey_confirms = 0, rkey_deletes = 0, link_confirms = 0;
+  for (int i = 0; i < 10; ++i) {
+    SeededEntropy e1(10 + i), e2(20 + i);
+    SmcrSide c(c_.params, &e1), s(s_.params, &e2);
+    c.lgr.swap(client_group);
+    s.lgr.swap(server_group);
+    SmcrWire w(c, s);
+    s.Feed(Start{}, T(i));
+    c.Feed(Start{}, T(i));
+    w.Pump(T(i));
+    ASSERT_EQ(c.conn.mode(), Mode::kSmc) << i;
+    ASSERT_EQ(s.conn.technology(), Technology::kSmcr) << i;
+    EXPECT_EQ(c.conn.smcr_link()->first_contact, i == 0);
+    const std::vector<std::byte> msg = Pattern(1000, i);
+    AppSend(c, msg, T(i));
+    w.Pump(T(i));
+    EXPECT_TRUE(AppRecv(s, 1000, T(i)) == msg);
+    c.Feed(AppClose{}, T(i));
+    w.Pump(T(i));
+    s.Feed(AppClose{}, T(i));
+    w.Pump(T(i));
+    ASSERT_TRUE(c.tcp_closed && s.tcp_closed) << i;
+    for (const LgrAction& a : c.lgr_actions) {
+      if (const auto* x = std::get_if<LgrSendLlc>(&a)) {
+        if (x->response) continue;
+        rkey_confirms += x->type == wire::LlcType::kConfirmRkey;
+        rkey_deletes += x->type == wire::LlcType::kDeleteRkey;
+        link_confirms += x->type == wire::LlcType::kConfirmLink;
+      }
+    }
+    c.lgr.swap(client_group);
+    s.lgr.swap(server_group);
+  }
+  EXPECT_EQ(rkey_confirms, 9u);
+  EXPECT_EQ(rkey_deletes, 10u);
+  EXPECT_EQ(link_confirms, 0u);  // the client only answers CONFIRM_LINK
+  EXPECT_EQ(client_group->state(), LgrState::kActive);
+  EXPECT_EQ(client_group->data().num_tokens, 0);
+  EXPECT_EQ(client_group->data().num_rtokens, 0);  // every peer RMB withdrawn
+}
+
 TEST_F(SmcrPair, ReuseAcceptForAnUnknownGroupDeclinesSyncErrOutOfSync) {
   // The server believes it shares a group with this client (in the kernel:
   // another process with the same system ID, SMCR.md §3.3) and sends a
