@@ -88,6 +88,15 @@ void Executor::Execute(const engine::Actions& actions,
               closed_ = true;
               tcp_.CloseTcp();
             },
+            // SMC-R actions: the engine emits them only with smcr_enabled,
+            // which the runtime does not set before its RDMA executor
+            // exists (issue 18, part 2).
+            [&](const engine::SmcrJoinLgr&) {},
+            [&](const engine::SmcrStartLink&) {},
+            [&](const engine::SmcrConfirmRkey&) {},
+            [&](const engine::RdmaWrite&) {},
+            [&](const engine::PostSend&) {},
+            [&](const engine::SmcrLeaveLgr&) {},
         },
         action);
   }
