@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -165,7 +166,9 @@ struct ClientReport {
   double cpu_s = 0;
   double p50_us = 0;
   double p99_us = 0;
+  double quantiles_us[kQuantiles] = {};  // pingpong only
 };
+static_assert(sizeof(ClientReport) <= PIPE_BUF, "one atomic pipe write");
 
 // Forks the client, pins both ends, runs `client(port)` in the child and
 // `server(lfd)` here; returns the child's report. The server returns its
@@ -254,6 +257,11 @@ Result<Measurement> PairBench::PingPong(Transport t, uint32_t size,
     r.cpu_s = CpuSeconds() - cpu0;
     r.p50_us = Percentile(lat, 0.50);
     r.p99_us = Percentile(lat, 0.99);
+    std::sort(lat.begin(), lat.end());
+    for (int q = 0; q < kQuantiles; ++q)
+      r.quantiles_us[q] =
+          lat[static_cast<size_t>(static_cast<double>(q) / (kQuantiles - 1) *
+                                  static_cast<double>(lat.size() - 1))];
     return r;
   };
   auto server = [&](int lfd, std::string* err) -> double {
@@ -279,6 +287,8 @@ Result<Measurement> PairBench::PingPong(Transport t, uint32_t size,
   m.p50_us = cr.p50_us;
   m.p99_us = cr.p99_us;
   m.cpu_us_per_op = (cr.cpu_s + server_cpu) / rounds * 1e6;
+  m.message_bytes = size;
+  m.quantiles_us.assign(cr.quantiles_us, cr.quantiles_us + kQuantiles);
   return m;
 }
 
@@ -327,6 +337,7 @@ Result<Measurement> PairBench::Stream(Transport t, uint64_t bytes,
   const auto& [cr, server_cpu] = *res;
   Measurement m;
   m.workload = fmt::format("stream {}KiB writes", write / 1024);
+  m.message_bytes = write;
   m.transport = t;
   const double gib = static_cast<double>(bytes) / (1 << 30);
   m.gbytes_per_s = static_cast<double>(bytes) / cr.wall_s / 1e9;
@@ -405,6 +416,12 @@ Result<Report> PairBench::Run() {
       field(&Measurement::gbytes_per_s);
       field(&Measurement::cpu_s_per_gib);
       field(&Measurement::cpu_us_per_op);
+      for (size_t q = 0; q < med.quantiles_us.size(); ++q) {
+        std::vector<double> xs;
+        for (const auto& m : v)
+          if (q < m.quantiles_us.size()) xs.push_back(m.quantiles_us[q]);
+        med.quantiles_us[q] = Median(xs);
+      }
       report.results.push_back(med);
     }
     return OkStatus();
@@ -414,9 +431,12 @@ Result<Report> PairBench::Run() {
       return PingPong(t, size, config_.pingpong_rounds);
     }));
   }
-  USMC_RETURN_IF_ERROR(collect([&](Transport t) {
-    return Stream(t, config_.stream_bytes, config_.stream_write);
-  }));
+  std::vector<uint32_t> writes = config_.stream_writes;
+  if (writes.empty()) writes.push_back(config_.stream_write);
+  for (uint32_t write : writes) {
+    USMC_RETURN_IF_ERROR(collect(
+        [&](Transport t) { return Stream(t, config_.stream_bytes, write); }));
+  }
   USMC_RETURN_IF_ERROR(collect(
       [&](Transport t) { return Setup(t, config_.setup_connections); }));
   return report;
@@ -462,7 +482,9 @@ nlohmann::json ToJson(const Report& r) {
                             {"p99_us", m.p99_us},
                             {"gbytes_per_s", m.gbytes_per_s},
                             {"cpu_s_per_gib", m.cpu_s_per_gib},
-                            {"cpu_us_per_op", m.cpu_us_per_op}});
+                            {"cpu_us_per_op", m.cpu_us_per_op},
+                            {"message_bytes", m.message_bytes},
+                            {"quantiles_us", m.quantiles_us}});
   }
   return j;
 }

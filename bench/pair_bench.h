@@ -32,6 +32,9 @@ struct Config {
   int pingpong_rounds = 20000;
   uint64_t stream_bytes = uint64_t{2} << 30;
   uint32_t stream_write = 64 * 1024;
+  // More write sizes for the stream workload (throughput against message
+  // size, `usmc bench --plot`); empty: stream_write only.
+  std::vector<uint32_t> stream_writes;
   int setup_connections = 200;
   uint32_t dmb_size = 1024 * 1024;  // SMC-D maximum: 1 MiB
   int client_cpu = 0;               // -1: no pinning
@@ -44,10 +47,16 @@ struct Measurement {
   Transport transport = Transport::kTcp;
   double p50_us = 0;  // latency workloads: round trip / setup time
   double p99_us = 0;
-  double gbytes_per_s = 0;   // stream
-  double cpu_s_per_gib = 0;  // stream: both ends together
-  double cpu_us_per_op = 0;  // pingpong/setup: both ends per operation
+  double gbytes_per_s = 0;     // stream
+  double cpu_s_per_gib = 0;    // stream: both ends together
+  double cpu_us_per_op = 0;    // pingpong/setup: both ends per operation
+  uint32_t message_bytes = 0;  // pingpong: message size; stream: write size
+  // pingpong: the latency distribution, kQuantiles points from the fastest
+  // (0) to the slowest (kQuantiles - 1) round trip, evenly spaced in rank;
+  // medians over the repeats point by point. Empty for other workloads.
+  std::vector<double> quantiles_us;
 };
+inline constexpr int kQuantiles = 401;  // fits the client's report pipe write
 
 struct Report {
   Config config;
@@ -78,6 +87,10 @@ int AcceptNoDelay(int lfd);
 // "TCP | usmc | ratio" table, one line per workload.
 void PrintTable(const Report& r, std::ostream& os);
 nlohmann::json ToJson(const Report& r);
+// Latency CDFs (TCP and SMC-D side by side, one panel per message size) and
+// throughput against write size, with gnuplot: DIR/latency-cdf.{png,svg},
+// DIR/throughput.{png,svg} and the data files they are drawn from.
+Status WritePlots(const Report& r, const std::string& dir);
 std::string DescribeMachine();
 
 }  // namespace usmc::bench

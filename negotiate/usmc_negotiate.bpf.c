@@ -47,6 +47,20 @@
 
 #define SMC_OPT_LEN 6
 
+/* Several usmc programs can run for one socket: `usmc setup` on the cgroup2
+ * root and another one lower down (the tests' private cgroups, a
+ * `usmc setup --cgroup`). Cgroup links are BPF_F_ALLOW_MULTI, and the kernel
+ * runs the programs of the socket's own cgroup first, then its ancestors'.
+ * The nearest usmc program answers for the socket; the ones above defer:
+ *   sock_ops     the first one stamps ctx->reply when done (unused by the
+ *                kernel for the callbacks handled here; it aliases args[0],
+ *                which for them is 0..2, never the stamp)
+ *   setsockopt   the first one took the option: ctx->optlen is -1
+ *   getsockopt   the first one answered: ctx->retval is 0
+ * Otherwise two programs would both reserve and write the option and both
+ * answer the status from their own socket storage. */
+#define USMC_HANDLED 0x75736d63 /* "usmc" */
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Per-socket state. Cloned from a listener into its accepted sockets. */
@@ -314,6 +328,18 @@ SEC("sockops")
 int usmc_sockops(struct bpf_sock_ops* skops) {
   switch (skops->op) {
     case BPF_SOCK_OPS_TCP_CONNECT_CB:
+    case BPF_SOCK_OPS_TCP_LISTEN_CB:
+    case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
+    case BPF_SOCK_OPS_WRITE_HDR_OPT_CB:
+    case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+    case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+      if (skops->reply == USMC_HANDLED) return 1; /* a nearer usmc program */
+      break;
+    default:
+      return 1;
+  }
+  switch (skops->op) {
+    case BPF_SOCK_OPS_TCP_CONNECT_CB:
       OnConnect(skops);
       break;
     case BPF_SOCK_OPS_TCP_LISTEN_CB:
@@ -334,6 +360,8 @@ int usmc_sockops(struct bpf_sock_ops* skops) {
     default:
       break;
   }
+  /* Stamped only now: the handlers above still read args[0]. */
+  skops->reply = USMC_HANDLED;
   return 1;
 }
 
@@ -353,6 +381,8 @@ int usmc_setsockopt(struct bpf_sockopt* ctx) {
   if (!sk) return 1;
   if (ctx->level == USMC_SOL_NEGOTIATE) {
     int* value = ctx->optval;
+    /* A nearer usmc program took it (or refused it): defer. */
+    if (ctx->optlen == -1 || bpf_get_retval() != 0) return 1;
     if (ctx->optname != USMC_SO_OPTIN || !IsTcp(sk))
       return Refuse(-ENOPROTOOPT);
     if ((void*)(value + 1) > ctx->optval_end) return Refuse(-EINVAL);
@@ -387,6 +417,7 @@ int usmc_getsockopt(struct bpf_sockopt* ctx) {
   struct bpf_sock* sk = ctx->sk;
   int* value = ctx->optval;
   if (!sk) return 1;
+  if (ctx->retval == 0) return 1; /* a nearer usmc program answered */
   if ((void*)(value + 1) > ctx->optval_end) {
     ctx->retval = -EINVAL;
     return 1;

@@ -266,7 +266,7 @@ void SmcSocket::FinishHandshake() {
   handshake_finished_ = true;
   if (decided_fd_ >= 0) {
     const uint64_t one = 1;
-    (void)::write(decided_fd_, &one, sizeof one);
+    (void)!::write(decided_fd_, &one, sizeof one);  // !: fortify builds
   }
   // The decision changes readiness (a client's early data went out, its
   // POLLOUT is the ring's now): edge-triggered waiters get a new edge.

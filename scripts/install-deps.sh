@@ -16,6 +16,8 @@ PACKAGES=(
   nginx-light                                                  # tests/apps/nginx.sh
   git openssh-server openssh-client                          # tests/apps: git.sh, ssh.sh
   memcached libmemcached-tools postgresql haproxy apache2-utils wrk  # tests/apps: memcached.sh, postgres.sh, haproxy.sh
+  gnuplot-nox                        # usmc bench --plot
+  dpkg-dev lintian man-db groff-base bash-completion init-system-helpers  # scripts/package*.sh
 )
 
 missing=()

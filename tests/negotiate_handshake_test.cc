@@ -29,10 +29,6 @@ class Handshake : public ::testing::Test {
     USMC_REQUIRE_ROOT();
     cg_ = std::make_unique<NegotiateCgroup>();
     ASSERT_TRUE(cg_->ok()) << cg_->error();
-    ASSERT_EQ(cg_->ForeignSockOps(), 0u)
-        << "another usmc negotiation program is attached above the test "
-           "cgroup (a `usmc setup` on the cgroup2 root?) and would answer for "
-           "the test sockets too: run `sudo usmc setup --remove` first";
   }
   void TearDown() override { cg_.reset(); }
 
@@ -341,6 +337,12 @@ TEST_F(Handshake, FastOpenListenerIsNeverSmc) {
 
 // A process outside the attached cgroup has no hooks: "unknown", plain TCP.
 TEST_F(Handshake, ProcessOutsideTheCgroupGetsUnknownAndTcp) {
+  // With `usmc setup` on the cgroup2 root every cgroup has a program; the
+  // one it attached answers outside the test cgroup (not what this tests).
+  if (uint32_t id = EffectiveUsmcSockOps(cg_->original()); id != 0)
+    GTEST_SKIP() << "usmc_sockops (prog id " << id << ") runs for "
+                 << cg_->original() << " (`usmc setup`): no cgroup is "
+                 << "without the program";
   Listener l = Listener::Open(Family::kV4, true);
   ASSERT_GE(l.fd, 0);
   ASSERT_TRUE(l.opted_in);

@@ -127,6 +127,13 @@ NegotiateCgroup::NegotiateCgroup() {
     return;
   }
   joined_ = true;
+  if (uint32_t id = ForeignSockOps(); id != 0) {
+    error_ = "a usmc negotiation program from another build (prog id " +
+             std::to_string(id) +
+             ") runs above the test cgroup and would answer for its sockets "
+             "too: `sudo usmc setup` from this build replaces it";
+    return;
+  }
   ok_ = true;
 }
 
@@ -146,6 +153,14 @@ std::array<uint64_t, negotiate::kCounterCount> NegotiateCgroup::Counters()
 uint32_t NegotiateCgroup::ForeignSockOps() const {
   Result<negotiate::AttachStatus> st = negotiate::QueryStatus(pin_dir_);
   uint32_t own = st.ok() ? st->programs[0].prog_id : 0;
+  int own_fd = own != 0 ? bpf_prog_get_fd_by_id(own) : -1;
+  bpf_prog_info own_info{};
+  uint32_t own_len = sizeof(own_info);
+  if (own_fd < 0 || bpf_obj_get_info_by_fd(own_fd, &own_info, &own_len) != 0) {
+    if (own_fd >= 0) close(own_fd);
+    return 0;
+  }
+  close(own_fd);
   int cg = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (cg < 0) return 0;
   uint32_t ids[64];
@@ -156,6 +171,32 @@ uint32_t NegotiateCgroup::ForeignSockOps() const {
   if (rc != 0) return 0;
   for (uint32_t i = 0; i < count; ++i) {
     if (ids[i] == own) continue;
+    int fd = bpf_prog_get_fd_by_id(ids[i]);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    // This build's program (same instructions, same tag) defers to ours,
+    // the nearer one (usmc_negotiate.bpf.c USMC_HANDLED); another build's
+    // may not.
+    bool foreign = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+                   std::string(info.name) == "usmc_sockops" &&
+                   std::memcmp(info.tag, own_info.tag, sizeof(info.tag)) != 0;
+    close(fd);
+    if (foreign) return ids[i];
+  }
+  return 0;
+}
+
+uint32_t EffectiveUsmcSockOps(const std::string& dir) {
+  int cg = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cg < 0) return 0;
+  uint32_t ids[64];
+  uint32_t count = 64;
+  int rc = bpf_prog_query(cg, BPF_CGROUP_SOCK_OPS, BPF_F_QUERY_EFFECTIVE,
+                          nullptr, ids, &count);
+  close(cg);
+  if (rc != 0) return 0;
+  for (uint32_t i = 0; i < count; ++i) {
     int fd = bpf_prog_get_fd_by_id(ids[i]);
     if (fd < 0) continue;
     bpf_prog_info info{};

@@ -49,6 +49,10 @@ std::string OwnCgroup();
 // Moves the calling process into cgroup directory dir (absolute path).
 bool JoinCgroup(const std::string& dir, pid_t pid = 0);
 
+// The id of a usmc_sockops program that runs for sockets of cgroup dir
+// (attached there or above, e.g. by `usmc setup`), or 0.
+uint32_t EffectiveUsmcSockOps(const std::string& dir);
+
 // A fresh child cgroup under the cgroup2 root with the negotiation program
 // attached (private pins), which this process joins. Undone in reverse.
 class NegotiateCgroup {
@@ -61,9 +65,11 @@ class NegotiateCgroup {
   const std::string& pin_dir() const { return pin_dir_; }
   const std::string& original() const { return original_; }
   std::array<uint64_t, negotiate::kCounterCount> Counters() const;
-  // Another usmc_sockops program that also runs for sockets in dir() (e.g. a
-  // `usmc setup` on the cgroup2 root): its id, or 0. Such a second program
-  // would answer for these sockets too and make the results meaningless.
+  // A usmc_sockops program of another build that also runs for sockets in
+  // dir() (e.g. an older `usmc setup` on the cgroup2 root): its id, or 0.
+  // This build's program there defers to ours (the nearer one), so the
+  // tests pass with or without `usmc setup`; another build's might answer
+  // for these sockets too, so ok() is false then.
   uint32_t ForeignSockOps() const;
 
  private:

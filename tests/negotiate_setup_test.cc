@@ -164,6 +164,30 @@ TEST_F(UsmcSetup, StatusShowsCounters) {
     EXPECT_NE(r.out.find(word), std::string::npos) << word << " in\n" << r.out;
 }
 
+// usmc.service sets USMC_SETUP_BY; --status names who attached, --remove
+// forgets it (the note in /run/usmc-setup).
+TEST_F(UsmcSetup, StatusNamesWhoAttached) {
+  CommandResult r =
+      RunCommand("USMC_SETUP_BY=usmc.service " + std::string(USMC_BIN) +
+                 " setup --pin-dir " + pin_dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Usmc("--status");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("by:     usmc.service since "), std::string::npos)
+      << r.out;
+  EXPECT_EQ(Status()["attached_by"].get<std::string>().rfind("usmc.service", 0),
+            0u);
+  // A hand-made setup over it keeps the owner; a new attachment by hand
+  // after a remove says so.
+  ASSERT_EQ(Usmc("").exit_code, 0);
+  EXPECT_NE(Usmc("--status").out.find("by:     usmc.service"),
+            std::string::npos);
+  ASSERT_EQ(Usmc("--remove").exit_code, 0);
+  ASSERT_EQ(Usmc("").exit_code, 0);
+  EXPECT_NE(Usmc("--status").out.find("by:     usmc setup by hand"),
+            std::string::npos);
+}
+
 TEST_F(UsmcSetup, WithoutPrivilegeNamesTheCapabilityAndTheFix) {
   // As an ordinary user: no capabilities at all.
   CommandResult r =

@@ -15,6 +15,7 @@ void AddBenchCommand(CLI::App& app) {
   auto cfg = std::make_shared<bench::Config>();
   auto json_path = std::make_shared<std::string>();
   auto quick = std::make_shared<bool>(false);
+  auto plot_dir = std::make_shared<std::string>();
   cmd->add_option("-r,--repeats", cfg->repeats, "runs per workload (medians)")
       ->check(CLI::Range(1, 100));
   cmd->add_option("--rounds", cfg->pingpong_rounds, "ping-pong round trips")
@@ -31,7 +32,12 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--server-cpu", cfg->server_cpu, "-1: no pinning");
   cmd->add_option("--json", *json_path, "also write the results as JSON");
   cmd->add_flag("--quick", *quick, "small sizes, 1 repeat (a smoke run)");
-  cmd->callback([cfg, json_path, quick] {
+  cmd->add_option("--plot", *plot_dir,
+                  "also stream at 1 KiB..256 KiB writes and draw latency CDFs "
+                  "and throughput in DIR (gnuplot: PNG, SVG)");
+  cmd->callback([cfg, json_path, quick, plot_dir] {
+    if (!plot_dir->empty())
+      cfg->stream_writes = {1024, 4096, 16384, 65536, 262144};
     if (*quick) {
       cfg->repeats = 1;
       cfg->pingpong_rounds = 2000;
@@ -54,6 +60,17 @@ void AddBenchCommand(CLI::App& app) {
     if (!json_path->empty()) {
       std::ofstream(*json_path) << bench::ToJson(*r).dump(2) << "\n";
       std::cout << "\nJSON written to " << *json_path << "\n";
+    }
+    if (!plot_dir->empty()) {
+      const Status s = bench::WritePlots(*r, *plot_dir);  // makes the dir
+      std::ofstream(*plot_dir + "/bench.json")
+          << bench::ToJson(*r).dump(2) << "\n";
+      if (!s.ok()) {
+        std::cerr << "usmc bench: " << s << "\n";
+        ExitWith(1);
+      }
+      std::cout << "\nplots written to " << *plot_dir
+                << ": latency-cdf.{png,svg}, throughput.{png,svg}\n";
     }
     ExitWith(0);
   });

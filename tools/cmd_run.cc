@@ -3,7 +3,8 @@
 // runs usmc uses SMC-D; every other one stays plain TCP.
 //
 // The library is found, in order: $USMC_PRELOAD_LIB, next to this binary's
-// build tree (../preload/), or the install location (../lib/usmc/).
+// build tree (../preload/), or where `cmake --install` put it
+// (tools/install_paths.h: /usr/lib/<multiarch>/usmc/ for the package).
 #include <elf.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -23,6 +24,7 @@
 #include "base/loaded_library.h"
 #include "negotiate/negotiate.h"
 #include "tools/commands.h"
+#include "tools/install_paths.h"
 
 namespace usmc::tools {
 namespace {
@@ -39,11 +41,10 @@ std::string FindPreload() {
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (ec) return {};
   const fs::path dir = self.parent_path();
-  for (const fs::path& p :
-       {dir / ".." / "preload" / kLibName,
-        dir / ".." / "lib" / "usmc" / kLibName, dir / kLibName}) {
-    if (fs::exists(p, ec)) return fs::canonical(p, ec).string();
-  }
+  // The build tree: build/tools/usmc beside build/preload/.
+  if (const fs::path p = dir / ".." / "preload" / kLibName; fs::exists(p, ec))
+    return fs::canonical(p, ec).string();
+  if (fs::exists(kInstalledPreloadLib, ec)) return kInstalledPreloadLib;
   return {};
 }
 
@@ -123,10 +124,24 @@ int RunMain(int argc, char** argv) {
     if (a == "-q" || a == "--quiet") {
       quiet = true;
     } else if (a == "-h" || a == "--help") {
-      std::cout << "Usage: usmc run [-q|--quiet] [--] PROGRAM [ARGS...]\n"
-                   "Runs PROGRAM with usmc: each TCP connection to a peer "
-                   "that also runs usmc uses SMC-D,\nevery other one stays "
-                   "plain TCP. See docs/preload.md and docs/config.md.\n";
+      // Laid out as CLI11 lays out the other subcommands' help: the man
+      // page and the completion are generated from it (packaging/).
+      std::cout
+          << "run a program with usmc: SMC-D to usmc peers, TCP otherwise\n"
+             "Usage: usmc run [OPTIONS] [--] PROGRAM [ARGS...]\n\n"
+             "Positionals:\n"
+             "  PROGRAM [ARGS...]           the program to start, as execvp "
+             "finds it, and its arguments\n\n"
+             "Options:\n"
+             "  -h,--help                   Print this help message and exit\n"
+             "  -q,--quiet                  no warning when the negotiation "
+             "program is not attached\n\n"
+             "Each TCP connection to a peer that also runs usmc uses SMC-D, "
+             "every other one stays plain TCP.\n"
+             "The interposer is $USMC_PRELOAD_LIB if set, else the installed "
+             "libusmc-preload.so.\n"
+             "Which sockets may use SMC: usmc.conf(5); the interposer: "
+             "docs/preload.md.\n";
       return 0;
     } else if (a.starts_with("-")) {
       std::cerr << "usmc run: unknown option " << a << " (usmc run --help)\n";

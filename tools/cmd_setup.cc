@@ -6,10 +6,17 @@
 //   usmc setup --status [--json]    what is attached, and the counters
 //   usmc setup --remove             detach and unpin
 //
+// Who attached it is noted in /run/usmc-setup (tmpfs: gone at reboot, like the
+// pins): $USMC_SETUP_BY (usmc.service sets it) or "usmc setup by hand".
+//
 // Exit codes: 0 ok; 1 failed; 3 (--status) not set up; 4 missing privilege.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -33,6 +40,41 @@ struct SetupArgs {
   bool json = false;
 };
 
+// Not /run/usmc: that is the status directory of root processes (usmc ss).
+constexpr const char* kRunDir = "/run/usmc-setup";
+
+// One note per pin directory: /sys/fs/bpf/usmc ->
+// /run/usmc-setup/sys_fs_bpf_usmc.
+std::string NotePath(const std::string& pin_dir) {
+  std::string name = pin_dir;
+  for (char& c : name)
+    if (c == '/') c = '_';
+  while (!name.empty() && name[0] == '_') name.erase(0, 1);
+  return std::string(kRunDir) + "/" + name;
+}
+
+void WriteNote(const std::string& pin_dir) {
+  const char* by = std::getenv("USMC_SETUP_BY");
+  std::error_code ec;
+  std::filesystem::create_directories(kRunDir, ec);
+  std::ofstream(NotePath(pin_dir))
+      << ((by != nullptr && *by) ? by : "usmc setup by hand") << "\n"
+      << std::time(nullptr) << "\n";
+}
+
+// "usmc.service since 2026-12-07 07:00:00 UTC", or "" without a note.
+std::string ReadNote(const std::string& pin_dir) {
+  std::ifstream in(NotePath(pin_dir));
+  std::string by;
+  long long when = 0;
+  if (!std::getline(in, by) || !(in >> when)) return {};
+  char buf[64];
+  const std::time_t t = static_cast<std::time_t>(when);
+  std::tm tm{};
+  std::strftime(buf, sizeof buf, "%F %T UTC", gmtime_r(&t, &tm));
+  return by + " since " + buf;
+}
+
 [[noreturn]] void Fail(const Status& s) {
   std::cerr << "usmc setup: " << s.message();
   if (s.sys_errno() != 0) std::cerr << ": " << std::strerror(s.sys_errno());
@@ -48,6 +90,7 @@ nlohmann::json ToJson(const negotiate::AttachStatus& st) {
   j["pin_dir"] = st.pin_dir;
   j["cgroup"] = st.cgroup;
   j["cgroup_id"] = st.cgroup_id;
+  j["attached_by"] = st.attached ? ReadNote(st.pin_dir) : "";
   j["programs"] = nlohmann::json::array();
   for (const negotiate::ProgramAttachment& p : st.programs)
     j["programs"].push_back({{"name", p.name},
@@ -72,6 +115,8 @@ void PrintStatus(const negotiate::AttachStatus& st) {
   if (st.attached)
     std::cout << "  cgroup: " << (st.cgroup.empty() ? "?" : st.cgroup)
               << " (id " << st.cgroup_id << ")\n";
+  if (const std::string by = ReadNote(st.pin_dir); st.attached && !by.empty())
+    std::cout << "  by:     " << by << "\n";
   for (const negotiate::ProgramAttachment& p : st.programs) {
     std::printf("  %-10s prog id %u, ", p.name.c_str(), p.prog_id);
     if (p.link_id != 0)
@@ -100,6 +145,8 @@ void Run(const SetupArgs& args) {
   if (args.remove) {
     Status s = negotiate::Remove(args.pin_dir);
     if (!s.ok()) Fail(s);
+    std::error_code ec;
+    std::filesystem::remove(NotePath(args.pin_dir), ec);
     std::cout << "SMC negotiation removed (" << args.pin_dir << ")\n";
     ExitWith(0);
   }
@@ -108,6 +155,10 @@ void Run(const SetupArgs& args) {
   options.pin_dir = args.pin_dir;
   Result<negotiate::SetupReport> r = negotiate::Setup(options);
   if (!r.ok()) Fail(r.status());
+  // A unit taking over a hand-made attachment becomes its owner.
+  if (r->links_created != 0 || std::getenv("USMC_SETUP_BY") != nullptr ||
+      ReadNote(args.pin_dir).empty())
+    WriteNote(args.pin_dir);
   if (r->links_created == 0)
     std::cout << "SMC negotiation already attached to " << r->cgroup << "\n";
   else
@@ -136,6 +187,12 @@ void AddSetupCommand(CLI::App& app) {
       cmd->add_flag("--remove", args->remove, "detach and unpin");
   cmd->add_flag("--json", args->json, "with --status: print JSON");
   status->excludes(remove);
+  // Shown after the options by --help, and in usmc-setup(1) (generated).
+  cmd->footer(
+      "Exit status: 0 done; 1 failed; 3 (--status) not attached; 4 missing "
+      "privilege.\nAt boot, usmc.service runs `usmc setup` (and `usmc setup "
+      "--remove` when stopped);\n--status then names it in its \"by:\" "
+      "line.");
   cmd->callback([args] { Run(*args); });
 }
 
