@@ -148,9 +148,8 @@ void ShmDevice::Disarm() {
 }
 
 int ShmDevice::WaitFd() const {
-  return local_.has_doorbell()
-             ? const_cast<LocalDmb&>(local_).doorbell().fd()
-             : -1;
+  return local_.has_doorbell() ? const_cast<LocalDmb&>(local_).doorbell().fd()
+                               : -1;
 }
 
 bool ShmDevice::Drain(bool lazily, bool hangup) {

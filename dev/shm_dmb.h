@@ -192,8 +192,8 @@ class PeerDmb {
   // its control page names `expected_token` and the size; then keeps the
   // mapping and the memfd (exec handover: memfd()). `doorbell` is our end
   // of the connection's doorbell socket, which the peer waits on (may be
-  // null in tests: Ring() then reports kPeerGone). Violations: kDataLoss. After exec(2) the same call rebuilds
-  // the attachment from the inherited fds.
+  // null in tests: Ring() then reports kPeerGone). Violations: kDataLoss. After
+  // exec(2) the same call rebuilds the attachment from the inherited fds.
   static Result<PeerDmb> Attach(UniqueFd memfd, uint64_t expected_token,
                                 uint64_t expected_size,
                                 SharedFd doorbell = nullptr);

@@ -353,12 +353,11 @@ TEST(ShmDmbAdoptTest, AdoptChecksTokenSizeSealsAndDoorbell) {
   // Nothing charged by the failures.
   EXPECT_EQ(budget.used(), DmbFileSize(kSize));
   DmbBudget tiny(DmbFileSize(kSize) - 1);
-  EXPECT_EQ(
-      LocalDmb::Adopt(Dup(dmb->memfd()), ShareFd(Dup(bell)), dmb->token(),
-                      kSize, tiny)
-          .status()
-          .code(),
-      StatusCode::kResourceExhausted);
+  EXPECT_EQ(LocalDmb::Adopt(Dup(dmb->memfd()), ShareFd(Dup(bell)), dmb->token(),
+                            kSize, tiny)
+                .status()
+                .code(),
+            StatusCode::kResourceExhausted);
 }
 
 TEST(ShmDmbAdoptTest, PeerDmbKeepsItsMemfdUntilDetach) {

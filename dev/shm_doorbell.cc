@@ -199,7 +199,8 @@ WaitResult Doorbell::SleepUntil(PredRef ready, Clock::time_point deadline,
     struct timespec ts;
     ts.tv_sec = static_cast<time_t>(left.count() / 1000000000);
     ts.tv_nsec = static_cast<long>(left.count() % 1000000000);
-    struct pollfd fds[2] = {{RawFd(fd_), POLLIN, 0}, {opts.extra_fd, POLLIN, 0}};
+    struct pollfd fds[2] = {{RawFd(fd_), POLLIN, 0},
+                            {opts.extra_fd, POLLIN, 0}};
     const nfds_t nfds = opts.extra_fd >= 0 ? 2 : 1;
     Bump(c_->sleeps);
     int n = ::ppoll(fds, nfds, &ts, nullptr);

@@ -18,7 +18,7 @@ namespace usmc::dev {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr uint64_t kNameKey = 0x75736d632d756e78ULL;     // "usmc-unx"
+constexpr uint64_t kNameKey = 0x75736d632d756e78ULL;      // "usmc-unx"
 constexpr uint64_t kProofDomain = 0x75736d632d707266ULL;  // "usmc-prf"
 constexpr size_t kMaxFdsAccepted = 8;
 // Connections watched at once by one Accept: the real peer sends its offer
@@ -55,8 +55,8 @@ int MillisLeft(Clock::time_point deadline) {
 }
 
 Clock::time_point DeadlineOf(std::chrono::milliseconds timeout) {
-  return Clock::now() + std::clamp(timeout, std::chrono::milliseconds(0),
-                                   kMaxHandoverTimeout);
+  return Clock::now() +
+         std::clamp(timeout, std::chrono::milliseconds(0), kMaxHandoverTimeout);
 }
 
 // Waits for `events` on fd; kUnavailable on timeout. Retries EINTR.
@@ -203,9 +203,9 @@ Status CheckClientOffer(const Offer& o, uint64_t server_token,
       DmbFileSize(o.sender_size) == 0) {
     return Status(StatusCode::kDataLoss, "shm handover: bad client offer");
   }
-  if (!ConstantTimeEqual(o.proof,
-                         HandoverProof(server_token, o.sender_token,
-                                       kOfferFromClient, o.sender_size))) {
+  if (!ConstantTimeEqual(
+          o.proof, HandoverProof(server_token, o.sender_token, kOfferFromClient,
+                                 o.sender_size))) {
     return Status(StatusCode::kPermissionDenied,
                   "shm handover: offer does not prove the server token");
   }
@@ -300,8 +300,8 @@ Result<Handover> HandoverListener::Accept(LocalDmb& dmb,
   for (;;) {
     // Take everyone queued; the oldest silent one makes room if needed.
     for (;;) {
-      UniqueFd conn(base::OwnFd(
-          ::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)));
+      UniqueFd conn(base::OwnFd(::accept4(fd_.get(), nullptr, nullptr,
+                                          SOCK_CLOEXEC | SOCK_NONBLOCK)));
       if (!conn) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -317,8 +317,8 @@ Result<Handover> HandoverListener::Accept(LocalDmb& dmb,
         ++i;
         continue;
       }
-      Status ok = o.ok() ? CheckClientOffer(*o, dmb.token(), params)
-                         : o.status();
+      Status ok =
+          o.ok() ? CheckClientOffer(*o, dmb.token(), params) : o.status();
       if (!ok.ok()) {
         reject(i, std::string(ok.message()));
         continue;
@@ -333,8 +333,8 @@ Result<Handover> HandoverListener::Accept(LocalDmb& dmb,
                   HandoverProof(dmb.token(), o->sender_token, kOfferFromServer,
                                 dmb.size()),
                   msg);
-      return Finish(dmb, std::move(conn), std::move(o->memfd),
-                    o->sender_token, o->sender_size, msg, deadline);
+      return Finish(dmb, std::move(conn), std::move(o->memfd), o->sender_token,
+                    o->sender_size, msg, deadline);
     }
     std::vector<pollfd> pfds;
     pfds.push_back({fd_.get(), POLLIN, 0});
@@ -373,11 +373,10 @@ Result<Handover> ConnectHandover(LocalDmb& dmb, const HandoverParams& params) {
     // it is gone, and waiting would only give a squatter time to take the
     // name. A full backlog (impostors) is worth retrying.
     if (errno != EAGAIN && errno != EINTR) {
-      return Status(errno == ECONNREFUSED || errno == ENOENT
-                        ? StatusCode::kUnavailable
-                        : StatusCode::kSystem,
-                    std::string("shm handover: connect: ") +
-                        std::strerror(errno));
+      return Status(
+          errno == ECONNREFUSED || errno == ENOENT ? StatusCode::kUnavailable
+                                                   : StatusCode::kSystem,
+          std::string("shm handover: connect: ") + std::strerror(errno));
     }
     if (Clock::now() >= deadline) return Timeout("connecting");
     struct timespec pause = {0, 1000000};  // 1 ms
@@ -396,9 +395,9 @@ Result<Handover> ConnectHandover(LocalDmb& dmb, const HandoverParams& params) {
   Result<Offer> o = RecvOffer(conn.get(), deadline);
   if (!o.ok()) return o.status();
   if (o->kind != kOfferFromServer ||
-      !ConstantTimeEqual(o->proof, HandoverProof(params.peer_token,
-                                                 dmb.token(), kOfferFromServer,
-                                                 o->sender_size))) {
+      !ConstantTimeEqual(o->proof,
+                         HandoverProof(params.peer_token, dmb.token(),
+                                       kOfferFromServer, o->sender_size))) {
     return Status(StatusCode::kPermissionDenied,
                   "shm handover: server offer does not prove both tokens");
   }

@@ -285,8 +285,7 @@ TEST(ShmHandoverTest, ImpostorsOfAnyUidGetNothingRealPeerStillServed) {
   hl->Close();
   Result<uint64_t> wrote = ReadU64(tcp->get());
   ASSERT_TRUE(wrote.ok());
-  EXPECT_STREQ(reinterpret_cast<const char*>(dmb->bytes().data() + 64),
-               "real");
+  EXPECT_STREQ(reinterpret_cast<const char*>(dmb->bytes().data() + 64), "real");
   // 3 attempts by each impostor, plus the silent one.
   EXPECT_EQ(hl->rejected(), 7u);
   int st = WaitChild(other_uid);
@@ -327,13 +326,14 @@ TEST(ShmHandoverTest, PeersOfDifferentUidsSwapDmbs) {
   ASSERT_TRUE(tcp.ok());
   Result<ShmPair> s = SetupShmPair(true, std::move(*tcp), kSize);
   ASSERT_TRUE(s.ok()) << s.status();
-  ASSERT_EQ(s->local.doorbell().Wait(
-                [&] {
-                  return Word(s->local.bytes(), 0).load(
-                             std::memory_order_acquire) == 1;
-                },
-                seconds(30)),
-            WaitResult::kReady);
+  ASSERT_EQ(
+      s->local.doorbell().Wait(
+          [&] {
+            return Word(s->local.bytes(), 0).load(std::memory_order_acquire) ==
+                   1;
+          },
+          seconds(30)),
+      WaitResult::kReady);
   EXPECT_STREQ(reinterpret_cast<const char*>(s->local.bytes().data() + 64),
                "from nobody");
   Word(s->peer.bytes(), 0).store(2, std::memory_order_release);
@@ -504,8 +504,7 @@ TEST(ShmHandoverTest, SilentServerTimesOutTheClient) {
   ASSERT_TRUE(st.ok());
   Result<LocalDmb> dmb = LocalDmb::Register(kSize);
   ASSERT_TRUE(dmb.ok());
-  Result<Handover> p =
-      ConnectHandover(*dmb, {*st, kSize, milliseconds(300)});
+  Result<Handover> p = ConnectHandover(*dmb, {*st, kSize, milliseconds(300)});
   EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
   tcp->Reset();
   EXPECT_TRUE(ExitedZero(WaitChild(pid)));
@@ -540,8 +539,7 @@ TEST(ShmHandoverTest, OfferNamingAnotherDmbThanClcIsRejected) {
   Result<uint64_t> ct = ReadU64(tcp->get());
   Result<uint64_t> cs = ReadU64(tcp->get());
   ASSERT_TRUE(ct.ok() && cs.ok());
-  Result<Handover> p =
-      hl->Accept(*dmb, {*ct ^ 0x10, *cs, milliseconds(1000)});
+  Result<Handover> p = hl->Accept(*dmb, {*ct ^ 0x10, *cs, milliseconds(1000)});
   EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
   EXPECT_NE(p.status().message().find("another DMB"), std::string::npos)
       << p.status();

@@ -1,8 +1,8 @@
 #include "runtime/executor.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <variant>
 
 #include "base/overloaded.h"

@@ -243,9 +243,10 @@ int HandClientConfirmingOnCue(int fd, int attached, int go) {
   Result<dev::LocalDmb> local =
       dev::LocalDmb::Register(reg->size, dev::DmbBudget::Process());
   if (!local.ok()) return 7;
-  a = c.OnEvent(engine::RecvBufferRegistered{local->token(),
-                                      static_cast<uint32_t>(local->size())},
-                now());
+  a = c.OnEvent(
+      engine::RecvBufferRegistered{local->token(),
+                                   static_cast<uint32_t>(local->size())},
+      now());
   const auto* attach = FindAction<engine::AttachPeerBuffer>(a);
   if (attach == nullptr) return 8;
   char cue;

@@ -463,9 +463,8 @@ TEST(SmcSocketTest, ServerWorkerDroppingPrivilegesUsesSmcd) {
     if (!s || !s->is_smc()) ::_exit(2);
     if (s->Send("ping", 4, 0) != 4) ::_exit(3);
     char b[4];
-    ::_exit(s->Recv(b, 4, MSG_WAITALL) == 4 && std::string(b, 4) == "pong"
-                ? 0
-                : 4);
+    ::_exit(s->Recv(b, 4, MSG_WAITALL) == 4 && std::string(b, 4) == "pong" ? 0
+                                                                           : 4);
   }
   int fd = ::accept(lfd, nullptr, nullptr);
   ::close(lfd);

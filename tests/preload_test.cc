@@ -265,9 +265,10 @@ TEST_F(Preload, CrossUidPairUsesSmcd) {
   Proc server({USMC_PROBE, "server", "basic"}, Env(true));
   std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
   ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
-  Proc client({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-               USMC_PROBE, "client", "basic", line->substr(5)},
-              Env(true));
+  Proc client(
+      {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+       USMC_PROBE, "client", "basic", line->substr(5)},
+      Env(true));
   Exit c = client.Wait();
   Exit s = server.Wait();
   ASSERT_TRUE(c.ok()) << c;
