@@ -58,9 +58,6 @@ struct BufferInfo {
 
 struct RegisterRequest {
   uint32_t size = 0;
-  // The connection's TCP socket, for devices that tie the buffer to it
-  // (shm carries it in the token so a handover peer finds it fast).
-  int tcp_fd_hint = -1;
 };
 
 struct AttachRequest {
@@ -195,7 +192,8 @@ class Device {
 
   // ---- moving the connection to another process (exec, SCM_RIGHTS) ----
   // The fds that carry this connection's buffers, in a device-defined
-  // order; kFailedPrecondition if the device cannot move them.
+  // order (unused slots -1); kFailedPrecondition if the device cannot move
+  // them.
   virtual Status ExportFds(std::array<int, 4>& fds) const = 0;
 };
 

@@ -6,21 +6,23 @@
 
 namespace usmc::dev {
 
-std::unique_ptr<ShmDevice> ShmDevice::Create(bool server, int tcp_fd,
-                                             ShmRoomy roomy) {
-  return std::unique_ptr<ShmDevice>(new ShmDevice(server, tcp_fd, roomy));
+std::unique_ptr<ShmDevice> ShmDevice::Create(bool server, ShmRoomy roomy) {
+  return std::unique_ptr<ShmDevice>(new ShmDevice(server, roomy));
 }
 
-Result<std::unique_ptr<ShmDevice>> ShmDevice::Adopt(
-    int tcp_fd, UniqueFd own_memfd, UniqueFd own_doorbell, BufferInfo own,
-    UniqueFd peer_memfd, UniqueFd peer_doorbell, BufferInfo peer) {
-  Result<LocalDmb> local = LocalDmb::Adopt(
-      std::move(own_memfd), std::move(own_doorbell), own.token, own.size);
+Result<std::unique_ptr<ShmDevice>> ShmDevice::Adopt(UniqueFd own_memfd,
+                                                    BufferInfo own,
+                                                    UniqueFd peer_memfd,
+                                                    BufferInfo peer,
+                                                    UniqueFd doorbell) {
+  SharedFd bell = ShareFd(std::move(doorbell));
+  Result<LocalDmb> local =
+      LocalDmb::Adopt(std::move(own_memfd), bell, own.token, own.size);
   if (!local.ok()) return local.status();
-  Result<PeerDmb> p = PeerDmb::Attach(std::move(peer_memfd), peer.token,
-                                      peer.size, std::move(peer_doorbell));
+  Result<PeerDmb> p =
+      PeerDmb::Attach(std::move(peer_memfd), peer.token, peer.size, bell);
   if (!p.ok()) return p.status();
-  std::unique_ptr<ShmDevice> d(new ShmDevice(false, tcp_fd, {}));
+  std::unique_ptr<ShmDevice> d(new ShmDevice(false, {}));
   d->local_ = std::move(*local);
   d->peer_ = std::move(*p);
   // What the old image posted last is what the peer's DMB holds now.
@@ -35,7 +37,7 @@ Result<BufferInfo> ShmDevice::RegisterBuffer(const RegisterRequest& r) {
       budget.used() + DmbFileSize(roomy_.size) <= roomy_.budget) {
     size = roomy_.size;  // CLC advertises what was registered
   }
-  Result<LocalDmb> dmb = LocalDmb::Register(size, budget, r.tcp_fd_hint);
+  Result<LocalDmb> dmb = LocalDmb::Register(size, budget);
   if (!dmb.ok()) return dmb.status();
   local_ = std::move(*dmb);
   if (server_) {
@@ -60,17 +62,25 @@ void ShmDevice::UnregisterBuffer() {
 }
 
 Result<BufferInfo> ShmDevice::AttachPeerBuffer(const AttachRequest& r) {
-  HandoverParams p{.tcp_fd = tcp_fd_,
-                   .peer_token = r.token,
-                   .peer_dmb_size = r.size,
-                   .timeout = r.timeout};
-  Result<PeerDmb> got =
+  if (peer_.attached()) {
+    // The handover already ran (the server's, before Confirm): CLC must
+    // name what it gave.
+    if (r.token != 0 && (r.token != peer_.token() || r.size != peer_.size())) {
+      return Status(StatusCode::kDataLoss, "CLC names another peer DMB");
+    }
+    return peer();
+  }
+  HandoverParams p{
+      .peer_token = r.token, .peer_dmb_size = r.size, .timeout = r.timeout};
+  Result<Handover> got =
       listener_ ? listener_->Accept(local_, p) : ConnectHandover(local_, p);
   // A server's early attempt (token 0: before Confirm) that failed keeps
-  // listening for the real peer; any other attempt is the last.
+  // listening for the real peer; any other attempt is the last. Once the
+  // peer is in, nobody else may even connect: the window closes.
   if (got.ok() || r.token != 0) listener_.reset();
   if (!got.ok()) return got.status();
-  peer_ = std::move(*got);
+  peer_ = std::move(got->peer);
+  cred_ = got->cred;
   return peer();
 }
 
@@ -123,29 +133,33 @@ void ShmDevice::Signal() {
 
 WaitResult ShmDevice::Wait(ReadyFn ready, std::chrono::nanoseconds timeout,
                            const WaitOptions& opts) {
+  // No doorbell before the handover: nothing could ever ring.
+  if (!local_.has_doorbell()) return WaitResult::kPeerGone;
   return local_.doorbell().Wait(ready, timeout, opts);
 }
 
 bool ShmDevice::Arm(ReadyFn ready, uint64_t sleep_token) {
+  if (!local_.has_doorbell()) return false;
   return local_.doorbell().Arm(ready, sleep_token);
 }
 
 void ShmDevice::Disarm() {
-  if (local_.registered()) local_.doorbell().Disarm();
+  if (local_.has_doorbell()) local_.doorbell().Disarm();
 }
 
 int ShmDevice::WaitFd() const {
-  return local_.registered() ? const_cast<LocalDmb&>(local_).doorbell().fd()
-                             : -1;
+  return local_.has_doorbell() ? const_cast<LocalDmb&>(local_).doorbell().fd()
+                               : -1;
 }
 
 bool ShmDevice::Drain(bool lazily, bool hangup) {
+  if (!local_.has_doorbell()) return false;
   Doorbell& bell = local_.doorbell();
   return lazily ? bell.DrainLazily(hangup) : bell.Drain();
 }
 
 DoorbellStats ShmDevice::wait_stats() const {
-  if (!local_.registered()) return {};
+  if (!local_.has_doorbell()) return {};
   return const_cast<LocalDmb&>(local_).doorbell().stats();
 }
 
@@ -167,11 +181,12 @@ uint32_t* ShmDevice::Shared(SharedWord w) {
 }
 
 Status ShmDevice::ExportFds(std::array<int, 4>& fds) const {
-  if (!local_.registered() || !peer_.attached() || peer_.memfd() < 0) {
+  if (!local_.registered() || !local_.has_doorbell() || !peer_.attached() ||
+      peer_.memfd() < 0) {
     return Status(StatusCode::kFailedPrecondition, "buffers already released");
   }
-  fds = {local_.memfd(), const_cast<LocalDmb&>(local_).doorbell().fd(),
-         peer_.memfd(), const_cast<PeerDmb&>(peer_).doorbell().fd()};
+  fds = {local_.memfd(), peer_.memfd(),
+         const_cast<LocalDmb&>(local_).doorbell().fd(), -1};
   return OkStatus();
 }
 

@@ -3,7 +3,7 @@
 // (dev/shm_handover.h), the doorbells (dev/shm_doorbell.h) and the CDC area
 // at offset 0 of each DMB (dev/shm_cdc_area.h).
 //
-//   std::unique_ptr<ShmDevice> d = ShmDevice::Create(/*server=*/true, fd);
+//   std::unique_ptr<ShmDevice> d = ShmDevice::Create(/*server=*/true);
 //   d->RegisterBuffer({.size = 65536});   // a server also starts listening
 //   d->AttachPeerBuffer({.token = t, .size = s});  // the fd handover
 #ifndef USMC_DEV_SHM_DEVICE_H_
@@ -31,13 +31,14 @@ class ShmDevice final : public Device {
  public:
   // `server`: RegisterBuffer also opens the handover listener (before the
   // Accept goes out, so the client can connect as soon as it has read it).
-  static std::unique_ptr<ShmDevice> Create(bool server, int tcp_fd,
-                                           ShmRoomy roomy = {});
+  static std::unique_ptr<ShmDevice> Create(bool server, ShmRoomy roomy = {});
   // Rebuilds a connection's device from the fds ExportFds gave (exec,
   // SCM_RIGHTS), checked as dev/shm_dmb.h's Adopt and Attach check them.
-  static Result<std::unique_ptr<ShmDevice>> Adopt(
-      int tcp_fd, UniqueFd own_memfd, UniqueFd own_doorbell, BufferInfo own,
-      UniqueFd peer_memfd, UniqueFd peer_doorbell, BufferInfo peer);
+  static Result<std::unique_ptr<ShmDevice>> Adopt(UniqueFd own_memfd,
+                                                  BufferInfo own,
+                                                  UniqueFd peer_memfd,
+                                                  BufferInfo peer,
+                                                  UniqueFd doorbell);
   // Whether an inherited fd can be a doorbell end (dev/shm_doorbell.h).
   static Status CheckDoorbell(int fd) { return CheckDoorbellFd(fd); }
 
@@ -74,15 +75,19 @@ class ShmDevice final : public Device {
   DoorbellStats signal_stats() const override;
 
   uint32_t* Shared(SharedWord w) override;
+  // {own memfd, peer memfd, doorbell socket (both directions), -1}.
   Status ExportFds(std::array<int, 4>& fds) const override;
 
+  // SO_PEERCRED of the handover's Unix peer (zeros if adopted or not yet
+  // attached): for the record, nothing depends on it.
+  PeerCred peer_cred() const { return cred_; }
+
  private:
-  ShmDevice(bool server, int tcp_fd, ShmRoomy roomy)
-      : server_(server), tcp_fd_(tcp_fd), roomy_(roomy) {}
+  ShmDevice(bool server, ShmRoomy roomy) : server_(server), roomy_(roomy) {}
 
   const bool server_;
-  const int tcp_fd_;
   const ShmRoomy roomy_;
+  PeerCred cred_;
   LocalDmb local_;
   PeerDmb peer_;
   std::optional<HandoverListener> listener_;

@@ -176,8 +176,7 @@ void Mapping::Reset() {
   len_ = 0;
 }
 
-Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget,
-                                    int fd_hint) {
+Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget) {
   const uint64_t file_size = DmbFileSize(size);
   if (file_size == 0) {
     return Status(StatusCode::kInvalidArgument,
@@ -215,7 +214,7 @@ Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget,
   if (p == MAP_FAILED) return Status::FromErrno(errno, "mmap DMB");
   dmb.map_ = Mapping(static_cast<std::byte*>(p), file_size);
 
-  Result<uint64_t> token = NewDmbToken(fd_hint);
+  Result<uint64_t> token = NewDmbToken();
   if (!token.ok()) return token.status();
   dmb.token_ = *token;
 
@@ -223,19 +222,18 @@ Result<LocalDmb> LocalDmb::Register(uint64_t size, DmbBudget& budget,
   StoreCtrl64(ctrl, kCtrlMagicOff, kDmbMagic);
   StoreCtrl64(ctrl, kCtrlTokenOff, dmb.token_);
   StoreCtrl64(ctrl, kCtrlSizeOff, size);
-
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return Status::FromErrno(errno, "socketpair doorbell");
-  }
-  dmb.peer_end_ = UniqueFd(base::OwnFd(sv[1]));
-  dmb.doorbell_.emplace(UniqueFd(base::OwnFd(sv[0])),
-                        reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff),
-                        reinterpret_cast<uint64_t*>(ctrl + kCtrlSleepTokenOff));
   return dmb;
 }
 
-Result<LocalDmb> LocalDmb::Adopt(UniqueFd memfd, UniqueFd doorbell,
+void LocalDmb::ConnectDoorbell(SharedFd fd) {
+  if (!registered()) return;
+  std::byte* ctrl = map_.data() + (DmbFileSize(size_) - PageSize());
+  doorbell_.emplace(std::move(fd),
+                    reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff),
+                    reinterpret_cast<uint64_t*>(ctrl + kCtrlSleepTokenOff));
+}
+
+Result<LocalDmb> LocalDmb::Adopt(UniqueFd memfd, SharedFd doorbell,
                                  uint64_t token, uint64_t size,
                                  DmbBudget& budget) {
   const uint64_t file_size = DmbFileSize(size);
@@ -246,7 +244,7 @@ Result<LocalDmb> LocalDmb::Adopt(UniqueFd memfd, UniqueFd doorbell,
   USMC_RETURN_IF_ERROR(CheckDmbFile(memfd.get(), file_size,
                                     F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL,
                                     "inherited DMB"));
-  USMC_RETURN_IF_ERROR(CheckDoorbellFd(doorbell.get()));
+  USMC_RETURN_IF_ERROR(CheckDoorbellFd(RawFd(doorbell)));
   if (!budget.TryCharge(file_size)) {
     return Status(StatusCode::kResourceExhausted,
                   "DMB budget exhausted adopting " + std::to_string(file_size) +
@@ -263,15 +261,12 @@ Result<LocalDmb> LocalDmb::Adopt(UniqueFd memfd, UniqueFd doorbell,
   dmb.size_ = size;
   dmb.token_ = token;
   dmb.memfd_ = std::move(memfd);
-  dmb.doorbell_.emplace(std::move(doorbell),
-                        reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff),
-                        reinterpret_cast<uint64_t*>(ctrl + kCtrlSleepTokenOff));
+  dmb.ConnectDoorbell(std::move(doorbell));
   return dmb;
 }
 
 void LocalDmb::Unregister() {
   doorbell_.reset();
-  peer_end_.Reset();
   map_.Reset();
   memfd_.Reset();
   charge_.Reset();
@@ -311,7 +306,7 @@ void PeerDmb::StampPublish() const {
 }
 
 Result<PeerDmb> PeerDmb::Attach(UniqueFd memfd, uint64_t expected_token,
-                                uint64_t expected_size, UniqueFd doorbell) {
+                                uint64_t expected_size, SharedFd doorbell) {
   const uint64_t file_size = DmbFileSize(expected_size);
   if (file_size == 0) {
     return Status(StatusCode::kInvalidArgument, "expected DMB size invalid");

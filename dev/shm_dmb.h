@@ -4,7 +4,9 @@
 // size fixed by F_SEAL_SHRINK|F_SEAL_GROW before anyone else sees it, so a
 // peer can never SIGBUS us), mapped shared, with a random 64-bit token. One
 // page after the DMB bytes, inside the same memfd, is the control page: a
-// header (magic, token, size) and the doorbell's `armed` word. A PeerDmb is
+// header (magic, token, size) and the doorbell's `armed` word. The doorbell's
+// fd is the handover's connected socket: a LocalDmb has none until then
+// (ConnectDoorbell). A PeerDmb is
 // the peer's DMB mapped read-write: the sender writes straight into it (no
 // send buffer, as loopback-ism's no-copy mode).
 //
@@ -132,16 +134,15 @@ class BudgetCharge {
 // Our DMB. Move-only; the destructor unregisters.
 class LocalDmb {
  public:
-  // `fd_hint`: our TCP socket's fd, carried in the token (NewDmbToken).
   static Result<LocalDmb> Register(uint64_t size,
-                                   DmbBudget& budget = DmbBudget::Process(),
-                                   int fd_hint = -1);
+                                   DmbBudget& budget = DmbBudget::Process());
   // Rebuilds a DMB this process registered before exec(2) from the
-  // inherited memfd and our doorbell end. Checks what Attach checks (file
-  // type and size, seals incl. F_SEAL_SEAL, no write seal, magic, token and
-  // size in the control page) plus the doorbell fd's type, and charges the
-  // budget. Violations: kDataLoss; size out of range: kInvalidArgument.
-  static Result<LocalDmb> Adopt(UniqueFd memfd, UniqueFd doorbell,
+  // inherited memfd and our end of the doorbell socket. Checks what Attach
+  // checks (file type and size, seals incl. F_SEAL_SEAL, no write seal,
+  // magic, token and size in the control page) plus the doorbell fd's type,
+  // and charges the budget. Violations: kDataLoss; size out of range:
+  // kInvalidArgument.
+  static Result<LocalDmb> Adopt(UniqueFd memfd, SharedFd doorbell,
                                 uint64_t token, uint64_t size,
                                 DmbBudget& budget = DmbBudget::Process());
   LocalDmb() = default;  // not registered
@@ -149,7 +150,8 @@ class LocalDmb {
   LocalDmb& operator=(LocalDmb&&) noexcept = default;
   ~LocalDmb() { Unregister(); }
 
-  // Unmaps, closes the memfd and both doorbell ends, returns the budget.
+  // Unmaps, closes the memfd (and drops our share of the doorbell socket),
+  // returns the budget.
   // Idempotent. A peer that attached keeps its own mapping until it detaches.
   void Unregister();
   bool registered() const { return map_.data() != nullptr; }
@@ -158,12 +160,11 @@ class LocalDmb {
   uint64_t size() const { return size_; }
   std::span<std::byte> bytes() const { return {map_.data(), size_}; }
   int memfd() const { return memfd_.get(); }
-  Doorbell& doorbell() { return *doorbell_; }  // only while registered()
-
-  // The doorbell end that belongs to the peer; sent in the handover, then
-  // closed here so the peer holds the only copy (its death -> our HUP).
-  int doorbell_peer_end() const { return peer_end_.get(); }
-  void CloseDoorbellPeerEnd() { peer_end_.Reset(); }
+  // Our doorbell waits on POLLIN of `fd` (our end of the connected
+  // handover socket; the peer rings by writing its end).
+  void ConnectDoorbell(SharedFd fd);
+  bool has_doorbell() const { return doorbell_.has_value(); }
+  Doorbell& doorbell() { return *doorbell_; }  // only if has_doorbell()
 
   // Bounds-checked copy out of our DMB (offset and length may come from
   // hostile cursors): kInvalidArgument if [offset, offset+out.size()) does
@@ -179,7 +180,6 @@ class LocalDmb {
   uint64_t size_ = 0;
   uint64_t token_ = 0;
   UniqueFd memfd_;
-  UniqueFd peer_end_;
   std::optional<Doorbell> doorbell_;
   BudgetCharge charge_;
 };
@@ -190,19 +190,20 @@ class PeerDmb {
   // Checks that `memfd` is a regular file of exactly DmbFileSize(expected_
   // size) bytes, sealed against shrink and grow, not write-sealed, and that
   // its control page names `expected_token` and the size; then keeps the
-  // mapping and the memfd (exec handover: memfd()). `doorbell` is the
-  // peer's doorbell end (may be empty in tests: Ring() then reports
-  // kPeerGone). Violations: kDataLoss. After exec(2) the same call rebuilds
-  // the attachment from the inherited fds.
+  // mapping and the memfd (exec handover: memfd()). `doorbell` is our end
+  // of the connection's doorbell socket, which the peer waits on (may be
+  // null in tests: Ring() then reports kPeerGone). Violations: kDataLoss. After
+  // exec(2) the same call rebuilds the attachment from the inherited fds.
   static Result<PeerDmb> Attach(UniqueFd memfd, uint64_t expected_token,
                                 uint64_t expected_size,
-                                UniqueFd doorbell = UniqueFd());
+                                SharedFd doorbell = nullptr);
   PeerDmb() = default;  // not attached
   PeerDmb(PeerDmb&&) noexcept = default;
   PeerDmb& operator=(PeerDmb&&) noexcept = default;
   ~PeerDmb() { Detach(); }
 
-  // Unmaps and closes the memfd and the doorbell end. Idempotent.
+  // Unmaps, closes the memfd, drops our share of the doorbell socket.
+  // Idempotent.
   void Detach();
   bool attached() const { return map_.data() != nullptr; }
   // Kept open (one fd per connection) so that exec(2) can pass it on: a

@@ -269,8 +269,8 @@ TEST(ShmDmbTest, UnregisterAndDetachLeaveNoFdOrMapping) {
       int sv[2];
       ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
       UniqueFd keep(sv[0]);
-      Result<PeerDmb> p =
-          PeerDmb::Attach(Dup(l->memfd()), l->token(), kSize, UniqueFd(sv[1]));
+      Result<PeerDmb> p = PeerDmb::Attach(Dup(l->memfd()), l->token(), kSize,
+                                          ShareFd(UniqueFd(sv[1])));
       ASSERT_TRUE(p.ok());
       locals.push_back(std::move(*l));
       peers.push_back(std::move(*p));
@@ -294,14 +294,18 @@ TEST(ShmDmbAdoptTest, AdoptRebuildsTheSameDmb) {
   ASSERT_TRUE(dmb.ok());
   const std::byte msg[] = {std::byte{7}, std::byte{8}};
   std::memcpy(dmb->bytes().data() + 100, msg, 2);
-  Result<LocalDmb> again =
-      LocalDmb::Adopt(Dup(dmb->memfd()), Dup(dmb->doorbell().fd()),
-                      dmb->token(), kSize, budget);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd other(sv[1]);
+  Result<LocalDmb> again = LocalDmb::Adopt(
+      Dup(dmb->memfd()), ShareFd(UniqueFd(sv[0])), dmb->token(), kSize, budget);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->token(), dmb->token());
   EXPECT_EQ(again->size(), kSize);
   EXPECT_EQ(std::memcmp(again->bytes().data() + 100, msg, 2), 0);
-  EXPECT_EQ(again->doorbell_peer_end(), -1);
+  ASSERT_TRUE(again->has_doorbell());
+  EXPECT_EQ(again->doorbell().fd(), sv[0]);
+  EXPECT_FALSE(dmb->has_doorbell());  // Register makes none: the handover
   EXPECT_EQ(budget.used(), 2 * DmbFileSize(kSize));
   again->Unregister();
   EXPECT_EQ(budget.used(), DmbFileSize(kSize));
@@ -311,9 +315,13 @@ TEST(ShmDmbAdoptTest, AdoptChecksTokenSizeSealsAndDoorbell) {
   DmbBudget budget(16 << 20);
   Result<LocalDmb> dmb = LocalDmb::Register(kSize, budget);
   ASSERT_TRUE(dmb.ok());
-  const int bell = dmb->doorbell().fd();
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd bell_keep(pair[0]), bell_other(pair[1]);
+  const int bell = pair[0];
   auto adopt = [&](UniqueFd mem, UniqueFd door, uint64_t token, uint64_t size) {
-    return LocalDmb::Adopt(std::move(mem), std::move(door), token, size, budget)
+    return LocalDmb::Adopt(std::move(mem), ShareFd(std::move(door)), token,
+                           size, budget)
         .status();
   };
   Status s = adopt(Dup(dmb->memfd()), Dup(bell), dmb->token() ^ 1, kSize);
@@ -345,11 +353,11 @@ TEST(ShmDmbAdoptTest, AdoptChecksTokenSizeSealsAndDoorbell) {
   // Nothing charged by the failures.
   EXPECT_EQ(budget.used(), DmbFileSize(kSize));
   DmbBudget tiny(DmbFileSize(kSize) - 1);
-  EXPECT_EQ(
-      LocalDmb::Adopt(Dup(dmb->memfd()), Dup(bell), dmb->token(), kSize, tiny)
-          .status()
-          .code(),
-      StatusCode::kResourceExhausted);
+  EXPECT_EQ(LocalDmb::Adopt(Dup(dmb->memfd()), ShareFd(Dup(bell)), dmb->token(),
+                            kSize, tiny)
+                .status()
+                .code(),
+            StatusCode::kResourceExhausted);
 }
 
 TEST(ShmDmbAdoptTest, PeerDmbKeepsItsMemfdUntilDetach) {

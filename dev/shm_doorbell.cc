@@ -100,7 +100,7 @@ uint64_t NewSleepToken() {
   }
 }
 
-Doorbell::Doorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token)
+Doorbell::Doorbell(SharedFd fd, uint32_t* armed, uint64_t* sleep_token)
     : fd_(std::move(fd)),
       armed_(armed),
       sleep_token_(sleep_token),
@@ -154,7 +154,7 @@ bool Doorbell::DrainUpTo(bool to_end) {
   // socket: read a bounded amount; leftovers only cause a spurious wakeup.
   char buf[512];
   for (int i = 0; i < 64; ++i) {
-    ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+    ssize_t n = ::recv(RawFd(fd_), buf, sizeof buf, MSG_DONTWAIT);
     // A short read emptied the socket: no second call just to see EAGAIN
     // (a close right behind it shows as POLLHUP on the next poll). After a
     // hang-up there is no next edge for an edge-triggered sleeper: read on
@@ -199,7 +199,8 @@ WaitResult Doorbell::SleepUntil(PredRef ready, Clock::time_point deadline,
     struct timespec ts;
     ts.tv_sec = static_cast<time_t>(left.count() / 1000000000);
     ts.tv_nsec = static_cast<long>(left.count() % 1000000000);
-    struct pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {opts.extra_fd, POLLIN, 0}};
+    struct pollfd fds[2] = {{RawFd(fd_), POLLIN, 0},
+                            {opts.extra_fd, POLLIN, 0}};
     const nfds_t nfds = opts.extra_fd >= 0 ? 2 : 1;
     Bump(c_->sleeps);
     int n = ::ppoll(fds, nfds, &ts, nullptr);
@@ -232,7 +233,7 @@ WaitResult Doorbell::SleepUntil(PredRef ready, Clock::time_point deadline,
   }
 }
 
-PeerDoorbell::PeerDoorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token)
+PeerDoorbell::PeerDoorbell(SharedFd fd, uint32_t* armed, uint64_t* sleep_token)
     : fd_(std::move(fd)), armed_(armed), sleep_token_(sleep_token) {}
 
 DoorbellStats PeerDoorbell::stats() const {
@@ -275,7 +276,7 @@ RingResult PeerDoorbell::Ring() {
   for (;;) {
     // MSG_DONTWAIT is per call: the peer cannot make us block by changing
     // the shared file status flags (the reason this is not an eventfd).
-    ssize_t n = ::send(fd_.get(), &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = ::send(RawFd(fd_), &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == 1) {
       bump(c_->wakeups_sent);
       last_woken = token;

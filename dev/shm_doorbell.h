@@ -4,9 +4,12 @@
 // Each DMB has one doorbell. Its owner waits on it (data arrived in its DMB,
 // or the peer moved the consumer cursor it keeps there); the peer rings it
 // after publishing. The shared state is one `armed` word in the DMB's control
-// page plus a pollable fd: the owner keeps one end of a Unix stream
-// socketpair, the peer holds the other. Ringing an unarmed doorbell costs a
-// fence and a load, no system call.
+// page plus a pollable fd: one connected AF_UNIX stream socket per
+// connection (the handover's, shm_handover.h), of which each process holds
+// one end. It waits on POLLIN of its end (its Doorbell) and rings the peer
+// by sending a byte on the same end (its PeerDoorbell): a stream socket is
+// two independent byte queues. Ringing an unarmed doorbell costs a fence
+// and a load, no system call.
 //
 //   // waiter (owner of the DMB)
 //   WaitResult r = doorbell.Wait([&] { return ProducerMoved(); }, 10ms);
@@ -61,6 +64,14 @@ inline constexpr uint32_t kDefaultSpinUs = 20;
 void SetDefaultSpinUs(uint32_t us);
 uint32_t DefaultSpinUs();
 
+// One end of the connection's doorbell socket, shared by the Doorbell we
+// wait on and the PeerDoorbell we ring: closed when both are gone.
+using SharedFd = std::shared_ptr<const UniqueFd>;
+inline SharedFd ShareFd(UniqueFd fd) {
+  return std::make_shared<const UniqueFd>(std::move(fd));
+}
+inline int RawFd(const SharedFd& fd) { return fd ? fd->get() : -1; }
+
 // Longest wait honoured; longer timeouts are cut to this (about a year).
 inline constexpr std::chrono::nanoseconds kMaxWait =
     std::chrono::hours(24 * 365);
@@ -75,7 +86,9 @@ class Doorbell {
  public:
   // `armed` and `sleep_token` point into the DMB control page (shared with
   // the peer); a null `sleep_token` (tests) arms without tokens.
-  Doorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token = nullptr);
+  Doorbell(SharedFd fd, uint32_t* armed, uint64_t* sleep_token = nullptr);
+  Doorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token = nullptr)
+      : Doorbell(ShareFd(std::move(fd)), armed, sleep_token) {}
   Doorbell(Doorbell&&) noexcept = default;
   Doorbell& operator=(Doorbell&&) noexcept = default;
 
@@ -97,7 +110,7 @@ class Doorbell {
 
   // The pollable fd (readable when rung, HUP when the peer is gone).
   // A moved-from Doorbell may only be destroyed or assigned to.
-  int fd() const { return fd_.get(); }
+  int fd() const { return RawFd(fd_); }
   void set_spin_us(uint32_t us) {
     spin_us_ = cur_spin_us_ = us;
     probe_interval_ = kProbeEvery;
@@ -157,7 +170,7 @@ class Doorbell {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
-  UniqueFd fd_;
+  SharedFd fd_;
   uint32_t* armed_;
   uint64_t* sleep_token_;   // may be null
   uint32_t spin_us_;        // the budget (USMC_SPIN_US)
@@ -179,7 +192,9 @@ class Doorbell {
 // Waker side (held by the peer of the DMB owner).
 class PeerDoorbell {
  public:
-  PeerDoorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token = nullptr);
+  PeerDoorbell(SharedFd fd, uint32_t* armed, uint64_t* sleep_token = nullptr);
+  PeerDoorbell(UniqueFd fd, uint32_t* armed, uint64_t* sleep_token = nullptr)
+      : PeerDoorbell(ShareFd(std::move(fd)), armed, sleep_token) {}
   PeerDoorbell(PeerDoorbell&&) noexcept = default;
   PeerDoorbell& operator=(PeerDoorbell&&) noexcept = default;
 
@@ -188,11 +203,11 @@ class PeerDoorbell {
   // has just sent a wakeup for; never blocks, whatever the peer did to the
   // shared words or its socket.
   RingResult Ring();
-  int fd() const { return fd_.get(); }
+  int fd() const { return RawFd(fd_); }
   DoorbellStats stats() const;
 
  private:
-  UniqueFd fd_;
+  SharedFd fd_;
   uint32_t* armed_;
   uint64_t* sleep_token_;  // may be null
   struct Counters {

@@ -48,10 +48,13 @@ Loop MakeLoop(DmbBudget& budget) {
   Result<LocalDmb> l = LocalDmb::Register(kSize, budget);
   EXPECT_TRUE(l.ok());
   UniqueFd mem(::fcntl(l->memfd(), F_DUPFD_CLOEXEC, 0));
-  UniqueFd bell(::fcntl(l->doorbell_peer_end(), F_DUPFD_CLOEXEC, 0));
-  l->CloseDoorbellPeerEnd();
-  Result<PeerDmb> p =
-      PeerDmb::Attach(std::move(mem), l->token(), kSize, std::move(bell));
+  // The two ends of one connection's doorbell socket: the owner waits on
+  // one, the peer rings through the other.
+  int sv[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  l->ConnectDoorbell(ShareFd(UniqueFd(sv[0])));
+  Result<PeerDmb> p = PeerDmb::Attach(std::move(mem), l->token(), kSize,
+                                      ShareFd(UniqueFd(sv[1])));
   EXPECT_TRUE(p.ok());
   return Loop{std::move(*l), std::move(*p)};
 }

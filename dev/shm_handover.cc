@@ -2,9 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,17 +13,19 @@
 #include "base/endian.h"
 #include "base/owned_fd.h"
 #include "dev/shm_identity.h"
-#include "dev/shm_peer_verify.h"
 
 namespace usmc::dev {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr uint64_t kNameSalt = 0x75736d632d756e78ULL;  // "usmc-unx"
+constexpr uint64_t kNameKey = 0x75736d632d756e78ULL;      // "usmc-unx"
+constexpr uint64_t kProofDomain = 0x75736d632d707266ULL;  // "usmc-prf"
 constexpr size_t kMaxFdsAccepted = 8;
+// Connections watched at once by one Accept: the real peer sends its offer
+// right after connect, so it is never the oldest silent one for long.
+constexpr size_t kMaxPending = 16;
 // A handover is a handshake step: minutes are already absurd.
-constexpr std::chrono::milliseconds kMaxHandoverTimeout{
-    600000};  // room to notice (and close) extras
+constexpr std::chrono::milliseconds kMaxHandoverTimeout{600000};
 
 uint64_t Load64(const std::byte* p) {
   return uint64_t{LoadLe32(p)} | (uint64_t{LoadLe32(p + 4)} << 32);
@@ -33,6 +33,13 @@ uint64_t Load64(const std::byte* p) {
 void Store64(std::byte* p, uint64_t v) {
   StoreLe32(p, static_cast<uint32_t>(v));
   StoreLe32(p + 4, static_cast<uint32_t>(v >> 32));
+}
+
+// No early exit on the first differing byte: the time a comparison takes
+// tells nothing about how much of a guessed proof was right.
+bool ConstantTimeEqual(uint64_t a, uint64_t b) {
+  volatile uint64_t d = a ^ b;
+  return d == 0;
 }
 
 Status Timeout(const char* what) {
@@ -45,6 +52,11 @@ int MillisLeft(Clock::time_point deadline) {
       deadline - Clock::now());
   if (left.count() <= 0) return 0;
   return left.count() > 1000000 ? 1000000 : static_cast<int>(left.count());
+}
+
+Clock::time_point DeadlineOf(std::chrono::milliseconds timeout) {
+  return Clock::now() +
+         std::clamp(timeout, std::chrono::milliseconds(0), kMaxHandoverTimeout);
 }
 
 // Waits for `events` on fd; kUnavailable on timeout. Retries EINTR.
@@ -69,28 +81,19 @@ socklen_t AbstractAddr(uint64_t token, sockaddr_un* addr) {
 }
 
 struct Offer {
+  uint16_t kind = 0;
   uint64_t sender_token = 0;
   uint64_t sender_size = 0;
-  uint64_t receiver_token = 0;
+  uint64_t proof = 0;
   UniqueFd memfd;
-  UniqueFd doorbell;
 };
 
-Status SendOffer(int conn, const LocalDmb& dmb, uint64_t peer_token,
+Status SendOffer(int conn, const LocalDmb& dmb, const std::byte* msg,
                  Clock::time_point deadline) {
-  std::byte msg[kOfferSize] = {};
-  StoreLe32(msg, kOfferMagic);
-  StoreLe16(msg + 4, kOfferVersion);
-  Store64(msg + 8, dmb.token());
-  Store64(msg + 16, dmb.size());
-  Store64(msg + 24, peer_token);
-  const int fds[2] = {dmb.memfd(), dmb.doorbell_peer_end()};
-  if (fds[0] < 0 || fds[1] < 0) {
-    return Status(StatusCode::kFailedPrecondition,
-                  "DMB not registered or already handed over");
-  }
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof fds)] = {};
-  iovec iov{msg, sizeof msg};
+  const int fd = dmb.memfd();
+  if (fd < 0) return Status(StatusCode::kFailedPrecondition, "no DMB memfd");
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof fd)] = {};
+  iovec iov{const_cast<std::byte*>(msg), kOfferSize};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
@@ -99,11 +102,15 @@ Status SendOffer(int conn, const LocalDmb& dmb, uint64_t peer_token,
   cmsghdr* c = CMSG_FIRSTHDR(&mh);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof fds);
-  std::memcpy(CMSG_DATA(c), fds, sizeof fds);
+  c->cmsg_len = CMSG_LEN(sizeof fd);
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   for (;;) {
+    // MSG_DONTWAIT: the peer shares this socket's file flags (it holds the
+    // other end, and may hold a dup of ours after fork): per call only.
     ssize_t n = ::sendmsg(conn, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n == static_cast<ssize_t>(sizeof msg)) return OkStatus();
+    if (n == static_cast<ssize_t>(kOfferSize)) return OkStatus();
+    // A stream socket may take part of it; a 32-byte send into an empty
+    // socket never does, so a short one is the peer's doing.
     if (n >= 0) return Status(StatusCode::kInternal, "short handover send");
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return Status::FromErrno(errno, "sendmsg offer");
@@ -111,11 +118,14 @@ Status SendOffer(int conn, const LocalDmb& dmb, uint64_t peer_token,
   }
 }
 
-Result<Offer> RecvOffer(int conn, Clock::time_point deadline) {
-  std::byte msg[kOfferSize + 1];
+// Reads the offer at the front of `conn` without waiting: exactly kOfferSize
+// bytes (the rest of the stream is rings) and the one fd sent with them.
+// *again: nothing there yet.
+Result<Offer> TryRecvOffer(int conn, bool* again) {
+  *again = false;
+  std::byte msg[kOfferSize];
   alignas(cmsghdr) char cbuf[CMSG_SPACE(kMaxFdsAccepted * sizeof(int))];
   for (;;) {
-    USMC_RETURN_IF_ERROR(WaitFd(conn, POLLIN, deadline, "waiting for offer"));
     iovec iov{msg, sizeof msg};
     msghdr mh{};
     mh.msg_iov = &iov;
@@ -123,7 +133,11 @@ Result<Offer> RecvOffer(int conn, Clock::time_point deadline) {
     mh.msg_control = cbuf;
     mh.msg_controllen = sizeof cbuf;
     ssize_t n = ::recvmsg(conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      *again = true;
+      return Status(StatusCode::kUnavailable, "no offer yet");
+    }
     if (n < 0) return Status::FromErrno(errno, "recvmsg offer");
     // Own every fd that arrived before looking at anything else, so each
     // error path below closes them.
@@ -142,97 +156,114 @@ Result<Offer> RecvOffer(int conn, Clock::time_point deadline) {
       return Status(StatusCode::kUnavailable,
                     "shm handover: peer closed before its offer");
     }
-    if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
+    if ((mh.msg_flags & MSG_CTRUNC) != 0 ||
         n != static_cast<ssize_t>(kOfferSize)) {
       return Status(StatusCode::kDataLoss, "shm handover: malformed offer");
-    }
-    if (fds.size() != 2) {
-      return Status(StatusCode::kDataLoss,
-                    "shm handover: offer must carry exactly 2 fds");
     }
     if (LoadLe32(msg) != kOfferMagic || LoadLe16(msg + 4) != kOfferVersion) {
       return Status(StatusCode::kDataLoss, "shm handover: offer magic/version");
     }
+    if (fds.size() != 1) {
+      return Status(StatusCode::kDataLoss,
+                    "shm handover: offer must carry exactly 1 fd");
+    }
     Offer o;
+    o.kind = LoadLe16(msg + 6);
     o.sender_token = Load64(msg + 8);
     o.sender_size = Load64(msg + 16);
-    o.receiver_token = Load64(msg + 24);
+    o.proof = Load64(msg + 24);
     o.memfd = std::move(fds[0]);
-    o.doorbell = std::move(fds[1]);
     return o;
   }
 }
 
-Status CheckDoorbellFd(int fd) {
-  struct stat st {};
-  int domain = 0, type = 0;
-  socklen_t len = sizeof domain;
-  if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
-      ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
-      (len = sizeof type,
-       ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ||
-      domain != AF_UNIX || type != SOCK_STREAM) {
+Result<Offer> RecvOffer(int conn, Clock::time_point deadline) {
+  for (;;) {
+    bool again = false;
+    Result<Offer> o = TryRecvOffer(conn, &again);
+    if (!again) return o;
+    USMC_RETURN_IF_ERROR(WaitFd(conn, POLLIN, deadline, "waiting for offer"));
+  }
+}
+
+Result<PeerCred> GetPeerCred(int unix_fd) {
+  struct ucred uc {};
+  socklen_t len = sizeof uc;
+  if (::getsockopt(unix_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0) {
+    return Status::FromErrno(errno, "SO_PEERCRED");
+  }
+  return PeerCred{uc.pid, uc.uid, uc.gid};
+}
+
+// The checks of a client's offer that need no attach: kind, the peer's
+// token and size where CLC named them, and the proof.
+Status CheckClientOffer(const Offer& o, uint64_t server_token,
+                        const HandoverParams& p) {
+  if (o.kind != kOfferFromClient || o.sender_token == 0 ||
+      DmbFileSize(o.sender_size) == 0) {
+    return Status(StatusCode::kDataLoss, "shm handover: bad client offer");
+  }
+  if (!ConstantTimeEqual(
+          o.proof, HandoverProof(server_token, o.sender_token, kOfferFromClient,
+                                 o.sender_size))) {
+    return Status(StatusCode::kPermissionDenied,
+                  "shm handover: offer does not prove the server token");
+  }
+  if (p.peer_token != 0 &&
+      (o.sender_token != p.peer_token || o.sender_size != p.peer_dmb_size)) {
     return Status(StatusCode::kDataLoss,
-                  "shm handover: doorbell is not a Unix stream socket");
+                  "shm handover: offer names another DMB than CLC");
   }
   return OkStatus();
 }
 
-// The steps after the peer's process has been verified. The client sends
-// first; the server checks the client's offer (tokens echoed) before it
-// sends its own fds, so a client with the wrong token gets nothing.
-Result<PeerDmb> Exchange(int conn, LocalDmb& dmb, const HandoverParams& p,
-                         bool send_first, Clock::time_point deadline) {
-  if (send_first) {
-    USMC_RETURN_IF_ERROR(SendOffer(conn, dmb, p.peer_token, deadline));
-  }
-  Result<Offer> offer = RecvOffer(conn, deadline);
-  if (!offer.ok()) return offer.status();
-  // A zero peer_token (server, before CLC Confirm) takes the token and size
-  // from the verified peer's offer; the engine checks them against Confirm.
-  const uint64_t peer_token = p.peer_token ? p.peer_token : offer->sender_token;
-  const uint64_t peer_size =
-      p.peer_token ? p.peer_dmb_size : offer->sender_size;
-  if (offer->sender_token != peer_token || peer_token == 0) {
-    return Status(StatusCode::kDataLoss, "shm handover: peer token mismatch");
-  }
-  if (offer->receiver_token != dmb.token()) {
-    return Status(StatusCode::kDataLoss, "shm handover: our token not echoed");
-  }
-  if (offer->sender_size != peer_size || DmbFileSize(peer_size) == 0) {
-    return Status(StatusCode::kDataLoss, "shm handover: peer DMB size");
-  }
-  USMC_RETURN_IF_ERROR(CheckDoorbellFd(offer->doorbell.get()));
-  Result<PeerDmb> peer = PeerDmb::Attach(std::move(offer->memfd), peer_token,
-                                         peer_size, std::move(offer->doorbell));
+// Both sides end the same way: attach the peer's DMB, (the server) answer
+// with ours, then our end of the socket becomes the doorbell of our DMB and
+// of the peer's.
+Result<Handover> Finish(LocalDmb& dmb, UniqueFd conn, UniqueFd peer_memfd,
+                        uint64_t peer_token, uint64_t peer_size,
+                        const std::byte* reply, Clock::time_point deadline) {
+  Result<PeerCred> cred = GetPeerCred(conn.get());
+  SharedFd bell = ShareFd(std::move(conn));
+  Result<PeerDmb> peer =
+      PeerDmb::Attach(std::move(peer_memfd), peer_token, peer_size, bell);
   if (!peer.ok()) return peer.status();
-  if (!send_first) {
-    USMC_RETURN_IF_ERROR(SendOffer(conn, dmb, peer_token, deadline));
+  if (reply != nullptr) {
+    USMC_RETURN_IF_ERROR(SendOffer(bell->get(), dmb, reply, deadline));
   }
-  // The peer now holds its own copy; dropping ours makes its exit visible
-  // to our doorbell as a hangup.
-  dmb.CloseDoorbellPeerEnd();
-  return peer;
-}
-
-// `learn_peer`: the server may pass peer_token 0 to take it from the offer.
-Status CheckParams(const LocalDmb& dmb, const HandoverParams& p,
-                   bool learn_peer = false) {
-  const bool learning = learn_peer && p.peer_token == 0;
-  if (!dmb.registered() || p.tcp_fd < 0 ||
-      (!learning && (p.peer_token == 0 || DmbFileSize(p.peer_dmb_size) == 0))) {
-    return Status(StatusCode::kInvalidArgument, "shm handover parameters");
-  }
-  return OkStatus();
+  dmb.ConnectDoorbell(std::move(bell));
+  Handover h{std::move(*peer), {}};
+  if (cred.ok()) h.cred = *cred;
+  return h;
 }
 
 }  // namespace
 
-std::string HandoverSocketName(uint64_t token) {
+std::string HandoverSocketName(uint64_t server_token) {
+  const uint64_t domain = kNameKey;
   char name[32];
   std::snprintf(name, sizeof name, "usmc-shm-%016llx",
-                static_cast<unsigned long long>(Mix64(token ^ kNameSalt)));
+                static_cast<unsigned long long>(
+                    SipHash24(server_token, kNameKey, &domain, sizeof domain)));
   return name;
+}
+
+uint64_t HandoverProof(uint64_t server_token, uint64_t client_token,
+                       uint16_t kind, uint64_t sender_size) {
+  std::byte msg[16];
+  Store64(msg, kProofDomain ^ kind);
+  Store64(msg + 8, sender_size);
+  return SipHash24(server_token, client_token, msg, sizeof msg);
+}
+
+void EncodeOffer(uint16_t kind, uint64_t sender_token, uint64_t sender_size,
+                 uint64_t proof, std::byte (&out)[kOfferSize]) {
+  StoreLe32(out, kOfferMagic);
+  StoreLe16(out + 4, kOfferVersion);
+  StoreLe16(out + 6, kind);
+  Store64(out + 8, sender_token);
+  Store64(out + 16, sender_size);
+  Store64(out + 24, proof);
 }
 
 Result<HandoverListener> HandoverListener::Listen(const LocalDmb& dmb) {
@@ -240,7 +271,7 @@ Result<HandoverListener> HandoverListener::Listen(const LocalDmb& dmb) {
     return Status(StatusCode::kFailedPrecondition, "DMB not registered");
   }
   UniqueFd fd(base::OwnFd(
-      ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)));
+      ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)));
   if (!fd) return Status::FromErrno(errno, "socket AF_UNIX");
   sockaddr_un addr;
   socklen_t len = AbstractAddr(dmb.token(), &addr);
@@ -251,73 +282,130 @@ Result<HandoverListener> HandoverListener::Listen(const LocalDmb& dmb) {
   return HandoverListener(std::move(fd));
 }
 
-Result<PeerDmb> HandoverListener::Accept(LocalDmb& dmb,
-                                         const HandoverParams& params) {
-  USMC_RETURN_IF_ERROR(CheckParams(dmb, params, /*learn_peer=*/true));
+Result<Handover> HandoverListener::Accept(LocalDmb& dmb,
+                                          const HandoverParams& params) {
+  if (!dmb.registered() ||
+      (params.peer_token != 0 && DmbFileSize(params.peer_dmb_size) == 0)) {
+    return Status(StatusCode::kInvalidArgument, "shm handover parameters");
+  }
   if (!fd_) return Status(StatusCode::kFailedPrecondition, "listener closed");
-  const Clock::time_point deadline =
-      Clock::now() + std::clamp(params.timeout, std::chrono::milliseconds(0),
-                                kMaxHandoverTimeout);
+  const Clock::time_point deadline = DeadlineOf(params.timeout);
+  std::vector<UniqueFd> pending;
   std::string last_rejection;
+  auto reject = [&](size_t i, std::string why) {
+    ++rejected_;  // closed unanswered: it learns nothing, gets nothing
+    last_rejection = std::move(why);
+    pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
+  };
   for (;;) {
-    UniqueFd conn(
-        ::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (!conn) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN) return Status::FromErrno(errno, "accept4");
-      Status s = WaitFd(fd_.get(), POLLIN, deadline, "waiting for the peer");
-      if (!s.ok() && !last_rejection.empty()) {
+    // Take everyone queued; the oldest silent one makes room if needed.
+    for (;;) {
+      UniqueFd conn(base::OwnFd(::accept4(fd_.get(), nullptr, nullptr,
+                                          SOCK_CLOEXEC | SOCK_NONBLOCK)));
+      if (!conn) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return Status::FromErrno(errno, "accept4");
+      }
+      if (pending.size() == kMaxPending) reject(0, "silent");
+      pending.push_back(std::move(conn));
+    }
+    for (size_t i = 0; i < pending.size();) {
+      bool again = false;
+      Result<Offer> o = TryRecvOffer(pending[i].get(), &again);
+      if (again) {
+        ++i;
+        continue;
+      }
+      Status ok =
+          o.ok() ? CheckClientOffer(*o, dmb.token(), params) : o.status();
+      if (!ok.ok()) {
+        reject(i, std::string(ok.message()));
+        continue;
+      }
+      // The proof holds: this process knows our token, i.e. it holds the
+      // TCP connection. Attach its DMB, then send ours.
+      UniqueFd conn = std::move(pending[i]);
+      rejected_ += pending.size() - 1;  // the rest were not the peer
+      pending.clear();
+      std::byte msg[kOfferSize];
+      EncodeOffer(kOfferFromServer, 0, dmb.size(),
+                  HandoverProof(dmb.token(), o->sender_token, kOfferFromServer,
+                                dmb.size()),
+                  msg);
+      return Finish(dmb, std::move(conn), std::move(o->memfd), o->sender_token,
+                    o->sender_size, msg, deadline);
+    }
+    std::vector<pollfd> pfds;
+    pfds.push_back({fd_.get(), POLLIN, 0});
+    for (const UniqueFd& c : pending) pfds.push_back({c.get(), POLLIN, 0});
+    const int n = ::poll(pfds.data(), pfds.size(), MillisLeft(deadline));
+    if (n < 0 && errno != EINTR) return Status::FromErrno(errno, "poll");
+    if (n == 0) {
+      rejected_ += pending.size();  // silent until the end
+      Status s = Timeout("waiting for the peer");
+      if (!last_rejection.empty()) {
         return Status(s.code(),
                       s.message() + " (rejected: " + last_rejection + ")");
       }
-      USMC_RETURN_IF_ERROR(s);
-      continue;
+      return s;
     }
-    Result<PeerCred> cred = GetPeerCred(conn.get());
-    Status verified =
-        cred.ok() ? VerifyTcpPeerProcess(params.tcp_fd, *cred, deadline,
-                                         DmbTokenFdHint(params.peer_token))
-                  : cred.status();
-    if (!verified.ok()) {
-      ++rejected_;  // not our TCP peer: close unanswered, keep listening
-      last_rejection = verified.message();
-      continue;
-    }
-    return Exchange(conn.get(), dmb, params, /*send_first=*/false, deadline);
   }
 }
 
-Result<PeerDmb> ConnectHandover(LocalDmb& dmb, const HandoverParams& params) {
-  USMC_RETURN_IF_ERROR(CheckParams(dmb, params));
-  const Clock::time_point deadline =
-      Clock::now() + std::clamp(params.timeout, std::chrono::milliseconds(0),
-                                kMaxHandoverTimeout);
+Result<Handover> ConnectHandover(LocalDmb& dmb, const HandoverParams& params) {
+  if (!dmb.registered() || params.peer_token == 0 ||
+      DmbFileSize(params.peer_dmb_size) == 0) {
+    return Status(StatusCode::kInvalidArgument, "shm handover parameters");
+  }
+  const Clock::time_point deadline = DeadlineOf(params.timeout);
   sockaddr_un addr;
   const socklen_t len = AbstractAddr(params.peer_token, &addr);
   UniqueFd conn;
   for (;;) {
-    conn = UniqueFd(
-        ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    conn = UniqueFd(base::OwnFd(
+        ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)));
     if (!conn) return Status::FromErrno(errno, "socket AF_UNIX");
     if (::connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0) {
       break;
     }
-    // Not listening yet (CLC messages may overtake the server's listen) or
-    // backlog full: retry until the deadline.
-    if (errno != ECONNREFUSED && errno != EAGAIN && errno != EINTR) {
-      return Status::FromErrno(errno, "connect handover socket");
+    // The server bound the name before its Accept went out: refused means
+    // it is gone, and waiting would only give a squatter time to take the
+    // name. A full backlog (impostors) is worth retrying.
+    if (errno != EAGAIN && errno != EINTR) {
+      return Status(
+          errno == ECONNREFUSED || errno == ENOENT ? StatusCode::kUnavailable
+                                                   : StatusCode::kSystem,
+          std::string("shm handover: connect: ") + std::strerror(errno));
     }
     if (Clock::now() >= deadline) return Timeout("connecting");
     struct timespec pause = {0, 1000000};  // 1 ms
     ::nanosleep(&pause, nullptr);
   }
-  Result<PeerCred> cred = GetPeerCred(conn.get());
-  if (!cred.ok()) return cred.status();
-  // The server's token carries the fd its socket has there: one lookup
-  // instead of a scan of every fd of a server with thousands.
-  USMC_RETURN_IF_ERROR(VerifyTcpPeerProcess(params.tcp_fd, *cred, deadline,
-                                            DmbTokenFdHint(params.peer_token)));
-  return Exchange(conn.get(), dmb, params, /*send_first=*/true, deadline);
+  // Only the server's token is secret here: its name was bound before the
+  // token left the server, so what answers is the server (or, if the server
+  // gave up and closed it, someone who cannot answer our proof and gets a
+  // DMB we then never use).
+  std::byte msg[kOfferSize];
+  EncodeOffer(kOfferFromClient, dmb.token(), dmb.size(),
+              HandoverProof(params.peer_token, dmb.token(), kOfferFromClient,
+                            dmb.size()),
+              msg);
+  USMC_RETURN_IF_ERROR(SendOffer(conn.get(), dmb, msg, deadline));
+  Result<Offer> o = RecvOffer(conn.get(), deadline);
+  if (!o.ok()) return o.status();
+  if (o->kind != kOfferFromServer ||
+      !ConstantTimeEqual(o->proof,
+                         HandoverProof(params.peer_token, dmb.token(),
+                                       kOfferFromServer, o->sender_size))) {
+    return Status(StatusCode::kPermissionDenied,
+                  "shm handover: server offer does not prove both tokens");
+  }
+  if (o->sender_size != params.peer_dmb_size) {
+    return Status(StatusCode::kDataLoss, "shm handover: peer DMB size");
+  }
+  return Finish(dmb, std::move(conn), std::move(o->memfd), params.peer_token,
+                params.peer_dmb_size, nullptr, deadline);
 }
 
 }  // namespace usmc::dev

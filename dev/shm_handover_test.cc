@@ -10,11 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <vector>
 
-#include "dev/shm_peer_verify.h"
+#include "dev/shm_identity.h"
 #include "dev/shm_test_util.h"
 #include "gtest/gtest.h"
 
@@ -39,27 +40,6 @@ pid_t Spawn(F body) {
   pid_t pid = ::fork();
   if (pid == 0) _exit(body());
   return pid;
-}
-
-// A TCP connection within this process, and the inode of its server end.
-struct LoopbackTcp {
-  UniqueFd listener, cli, srv;
-  uint64_t srv_inode = 0;
-};
-void OpenLoopbackTcp(LoopbackTcp* t) {
-  uint16_t port;
-  Result<UniqueFd> l = TcpListenLoopback(&port);
-  ASSERT_TRUE(l.ok());
-  Result<UniqueFd> cli = TcpConnectLoopback(port);
-  ASSERT_TRUE(cli.ok());
-  Result<UniqueFd> srv = TcpAccept(l->get());
-  ASSERT_TRUE(srv.ok());
-  struct stat st {};
-  ASSERT_EQ(::fstat(srv->get(), &st), 0);
-  t->listener = std::move(*l);
-  t->cli = std::move(*cli);
-  t->srv = std::move(*srv);
-  t->srv_inode = st.st_ino;
 }
 
 bool ExitedZero(int st) { return WIFEXITED(st) && WEXITSTATUS(st) == 0; }
@@ -112,35 +92,145 @@ TEST(ShmHandoverTest, ParentAndChildSwapDmbsAndDoorbells) {
   EXPECT_TRUE(ExitedZero(WaitChild(pid)));
 }
 
-TEST(ShmHandoverTest, ThirdProcessIsRejectedRealPeerStillServed) {
+// Connects a Unix stream socket to abstract `name`, as anyone can who
+// reads the name in /proc/net/unix.
+UniqueFd ConnectAbstract(const std::string& name) {
+  UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::memcpy(a.sun_path + 1, name.data(), name.size());
+  const socklen_t len =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), len) != 0) {
+    return UniqueFd();
+  }
+  return s;
+}
+
+// The handover names /proc/net/unix shows every user now.
+std::vector<std::string> ListedHandoverNames() {
+  std::vector<std::string> names;
+  FILE* f = std::fopen("/proc/net/unix", "r");
+  if (f == nullptr) return names;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    const char* at = std::strstr(line, "@usmc-shm-");
+    if (at == nullptr) continue;
+    std::string n(at + 1);
+    while (!n.empty() && (n.back() == '\n' || n.back() == ' ')) n.pop_back();
+    names.push_back(n);
+  }
+  std::fclose(f);
+  return names;
+}
+
+// Sends a 32-byte offer with `fd` attached (none if fd < 0).
+bool SendWithFd(int s, const std::byte (&msg)[kOfferSize], int fd) {
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{const_cast<std::byte*>(msg), kOfferSize};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (fd >= 0) {
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fd);
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  return ::sendmsg(s, &mh, MSG_NOSIGNAL) == static_cast<ssize_t>(kOfferSize);
+}
+
+// Waits (bounded) until the other side closes; true if it did so without
+// sending a byte or an fd.
+bool ClosedUnanswered(int s) {
+  pollfd p{s, POLLIN, 0};
+  if (::poll(&p, 1, 20000) != 1) return false;
+  std::byte buf[64];
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(8 * sizeof(int))];
+  iovec iov{buf, sizeof buf};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  const ssize_t n = ::recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
+  return n == 0 && mh.msg_controllen == 0;
+}
+
+bool DropTo(uid_t id) {
+  return ::setresgid(id, id, id) == 0 && ::setresuid(id, id, id) == 0;
+}
+
+// An impostor's attempts on the handover name `name`, which it finds
+// listed in /proc/net/unix (other tests' names are left alone): an offer
+// whose proof is a guess, one built on the listed name taken for the token
+// (the old names were an invertible mix of it), and one with no fd; the
+// first two carry a real sealed DMB so that a lax server would attach it.
+// 0: nothing came back on any of them.
+int TryToStealDmbs(const std::string& want, int done_fd) {
+  std::vector<std::string> names = ListedHandoverNames();
+  if (std::find(names.begin(), names.end(), want) == names.end()) return 40;
+  Result<LocalDmb> bait = LocalDmb::Register(4096);
+  if (!bait.ok()) return 41;
+  std::vector<UniqueFd> conns;
+  for (const std::string& name : {want}) {
+    const uint64_t from_name =
+        std::strtoull(name.c_str() + std::strlen("usmc-shm-"), nullptr, 16);
+    Result<uint64_t> guess = NewDmbToken();
+    if (!guess.ok()) return 42;
+    const uint64_t proofs[] = {
+        HandoverProof(*guess, bait->token(), kOfferFromClient, 4096),
+        HandoverProof(from_name, bait->token(), kOfferFromClient, 4096)};
+    for (size_t i = 0; i <= std::size(proofs); ++i) {
+      UniqueFd c = ConnectAbstract(name);
+      if (!c) return 43;
+      std::byte msg[kOfferSize];
+      EncodeOffer(kOfferFromClient, bait->token(), 4096,
+                  i < std::size(proofs) ? proofs[i] : 0, msg);
+      if (!SendWithFd(c.get(), msg, i < std::size(proofs) ? bait->memfd() : -1))
+        return 44;
+      conns.push_back(std::move(c));
+    }
+  }
+  char c = 1;
+  if (::write(done_fd, &c, 1) != 1) return 45;
+  for (UniqueFd& conn : conns) {
+    if (!ClosedUnanswered(conn.get())) return 46;
+  }
+  return 0;
+}
+
+// Test (c) of the secret handover: a process of another uid and one of the
+// same uid that does not hold the TCP socket find the listener in
+// /proc/net/unix, connect, forge and guess; none gets an fd or a byte, each
+// is counted, and the real client, queued behind them all (one of them
+// silent), still completes. Before, the same-uid impostor was only stopped
+// by the /proc fd scan, and a silent one held the server until the deadline.
+TEST(ShmHandoverTest, ImpostorsOfAnyUidGetNothingRealPeerStillServed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for the uid 65534 part";
   uint16_t port;
   Result<UniqueFd> l = TcpListenLoopback(&port);
   ASSERT_TRUE(l.ok());
-  int go[2];  // parent -> child: "connect now"
+  int go[2];  // parent -> client: "run your handover now"
   ASSERT_EQ(::pipe(go), 0);
-  pid_t child = Spawn([&] {
+  pid_t client = Spawn([&] {
     l->Reset();
     ::close(go[1]);
     Result<UniqueFd> tcp = TcpConnectLoopback(port);
     if (!tcp.ok()) return 10;
     char b;
-    // Read the server's token first (SetupShmPair does), but hold back our
-    // handover until the impostor has been dealt with.
-    Result<uint64_t> st = ReadU64(tcp->get());
-    Result<uint64_t> ss = ReadU64(tcp->get());
-    if (!st.ok() || !ss.ok()) return 11;
-    Result<LocalDmb> dmb = LocalDmb::Register(kSize);
-    if (!dmb.ok()) return 12;
-    if (!WriteU64(tcp->get(), dmb->token()).ok() ||
-        !WriteU64(tcp->get(), dmb->size()).ok()) {
-      return 13;
-    }
-    if (::read(go[0], &b, 1) != 1) return 14;
-    Result<PeerDmb> p =
-        ConnectHandover(*dmb, {tcp->get(), *st, *ss, milliseconds(10000)});
-    return p.ok() ? 0 : 15;
+    if (::read(go[0], &b, 1) != 1) return 11;
+    Result<ShmPair> c = SetupShmPair(false, std::move(*tcp), kSize / 2);
+    if (!c.ok()) return 12;
+    // The DMBs really are shared: our byte shows on the server's side.
+    const char hi[] = "real";
+    if (!c->peer.Write(64, std::as_bytes(std::span(hi))).ok()) return 13;
+    return WriteU64(c->tcp.get(), 1).ok() ? 0 : 14;
   });
-  ASSERT_GT(child, 0);
+  ASSERT_GT(client, 0);
   ::close(go[0]);
   Result<UniqueFd> tcp = TcpAccept(l->get());
   ASSERT_TRUE(tcp.ok());
@@ -148,303 +238,242 @@ TEST(ShmHandoverTest, ThirdProcessIsRejectedRealPeerStillServed) {
   ASSERT_TRUE(dmb.ok());
   Result<HandoverListener> hl = HandoverListener::Listen(*dmb);
   ASSERT_TRUE(hl.ok()) << hl.status();
+
+  const std::string name = HandoverSocketName(dmb->token());
+  int done[2];
+  ASSERT_EQ(::pipe(done), 0);
+  pid_t other_uid = Spawn([&] {
+    CloseFdsExcept(done[1]);
+    if (!DropTo(65534)) return 30;
+    return TryToStealDmbs(name, done[1]);
+  });
+  ASSERT_GT(other_uid, 0);
+  int silent_go[2];
+  ASSERT_EQ(::pipe(silent_go), 0);
+  pid_t same_uid = Spawn([&] {
+    // Same uid, no TCP socket: one silent connection first, then guesses.
+    CloseFdsExcept(done[1]);
+    UniqueFd silent = ConnectAbstract(name);
+    if (!silent) return 51;
+    int rc = TryToStealDmbs(name, done[1]);
+    if (rc != 0) return rc;
+    return ClosedUnanswered(silent.get()) ? 0 : 52;
+  });
+  ASSERT_GT(same_uid, 0);
+  ::close(done[1]);
+  char c;
+  ASSERT_EQ(::read(done[0], &c, 1), 1);  // both have queued their attempts
+  ASSERT_EQ(::read(done[0], &c, 1), 1);
+  ::close(done[0]);
+  ::close(silent_go[0]);
+  ::close(silent_go[1]);
+
   ASSERT_TRUE(WriteU64(tcp->get(), dmb->token()).ok());
   ASSERT_TRUE(WriteU64(tcp->get(), dmb->size()).ok());
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  ::close(go[1]);
   Result<uint64_t> ct = ReadU64(tcp->get());
   Result<uint64_t> cs = ReadU64(tcp->get());
   ASSERT_TRUE(ct.ok() && cs.ok());
-
-  // The impostor knows the name (it is in /proc/net/unix) and even the
-  // tokens, but does not hold the client end of the TCP connection.
-  int done[2];
-  ASSERT_EQ(::pipe(done), 0);
-  const uint64_t token = dmb->token(), ctoken = *ct;
-  pid_t third = Spawn([&] {
-    CloseFdsExcept(done[1]);
-    int s = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::string name = HandoverSocketName(token);
-    std::memcpy(a.sun_path + 1, name.data(), name.size());
-    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 +
-                                           name.size());
-    if (::connect(s, reinterpret_cast<sockaddr*>(&a), len) != 0) return 20;
-    char c = 1;
-    if (::write(done[1], &c, 1) != 1) return 21;
-    std::byte msg[64] = {};
-    std::memcpy(msg + 8, &ctoken, 8);  // a plausible offer, without fds
-    ::send(s, msg, kOfferSize, MSG_NOSIGNAL);
-    alignas(cmsghdr) char cbuf[256];
-    iovec iov{msg, sizeof msg};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    ssize_t n = ::recvmsg(s, &mh, 0);  // the server closes on us
-    if (n > 0) return 22;
-    if (n == 0 && mh.msg_controllen != 0) return 23;  // fds without data
-    return 0;
-  });
-  ASSERT_GT(third, 0);
-  ::close(done[1]);
-  char c;
-  ASSERT_EQ(::read(done[0], &c, 1), 1);  // the impostor is queued first
-  ::close(done[0]);
-  ASSERT_EQ(::write(go[1], "g", 1), 1);
-  ::close(go[1]);
-
-  Result<PeerDmb> peer =
-      hl->Accept(*dmb, {tcp->get(), *ct, *cs, milliseconds(10000)});
-  ASSERT_TRUE(peer.ok()) << peer.status();
-  EXPECT_EQ(hl->rejected(), 1u);
-  EXPECT_EQ(peer->token(), *ct);
-  EXPECT_TRUE(ExitedZero(WaitChild(third)));
-  EXPECT_TRUE(ExitedZero(WaitChild(child)));
+  // Learning mode (before Confirm): only the proof tells the peer apart.
+  Result<Handover> h = hl->Accept(*dmb, {0, 0, milliseconds(20000)});
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->peer.token(), *ct);
+  EXPECT_EQ(h->peer.size(), *cs);
+  EXPECT_EQ(h->cred.uid, ::geteuid());  // for the record
+  EXPECT_GT(h->cred.pid, 0);
+  hl->Close();
+  Result<uint64_t> wrote = ReadU64(tcp->get());
+  ASSERT_TRUE(wrote.ok());
+  EXPECT_STREQ(reinterpret_cast<const char*>(dmb->bytes().data() + 64), "real");
+  // 3 attempts by each impostor, plus the silent one.
+  EXPECT_EQ(hl->rejected(), 7u);
+  int st = WaitChild(other_uid);
+  EXPECT_TRUE(ExitedZero(st)) << "other uid: " << WEXITSTATUS(st);
+  st = WaitChild(same_uid);
+  EXPECT_TRUE(ExitedZero(st)) << "same uid: " << WEXITSTATUS(st);
+  EXPECT_TRUE(ExitedZero(WaitChild(client)));
 }
 
-TEST(ShmHandoverTest, ClientRefusesAServerThatIsNotItsTcpPeer) {
-  // Someone else listens on the name the client will look up (e.g. knows the
-  // token): the client must not send its DMB there.
+// Test (a) of the secret handover, at the device: client and server under
+// different uids swap DMBs and move bytes both ways. Before, each side
+// required the other's uid to be its own (and read its /proc fd table).
+TEST(ShmHandoverTest, PeersOfDifferentUidsSwapDmbs) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run as nobody";
   uint16_t port;
   Result<UniqueFd> l = TcpListenLoopback(&port);
   ASSERT_TRUE(l.ok());
-  Result<LocalDmb> bait = LocalDmb::Register(4096);
-  ASSERT_TRUE(bait.ok());
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  const uint64_t bait_token = bait->token();
-  pid_t squatter = Spawn([&] {
-    Result<HandoverListener> h = HandoverListener::Listen(*bait);
-    if (!h.ok()) return 30;
-    char c = 1;
-    if (::write(ready[1], &c, 1) != 1) return 31;
-    ::pause();
-    return 0;
+  pid_t pid = Spawn([&] {
+    l->Reset();
+    if (!DropTo(65534)) return 9;
+    Result<UniqueFd> tcp = TcpConnectLoopback(port);
+    if (!tcp.ok()) return 10;
+    Result<ShmPair> c = SetupShmPair(false, std::move(*tcp), kSize / 2);
+    if (!c.ok()) return 11;
+    const char msg[] = "from nobody";
+    if (!c->peer.Write(64, std::as_bytes(std::span(msg))).ok()) return 12;
+    Word(c->peer.bytes(), 0).store(1, std::memory_order_release);
+    c->peer.doorbell().Ring();
+    WaitResult r = c->local.doorbell().Wait(
+        [&] {
+          return Word(c->local.bytes(), 0).load(std::memory_order_acquire) == 2;
+        },
+        seconds(30));
+    return r == WaitResult::kReady ? 0 : 13;
   });
-  ASSERT_GT(squatter, 0);
-  char c;
-  ASSERT_EQ(::read(ready[0], &c, 1), 1);
-  bait->Unregister();  // the parent no longer holds a listener either
-  Result<UniqueFd> cli = TcpConnectLoopback(port);
-  ASSERT_TRUE(cli.ok());
-  Result<UniqueFd> srv = TcpAccept(l->get());
-  ASSERT_TRUE(srv.ok());
-  Result<LocalDmb> mine = LocalDmb::Register(kSize);
-  ASSERT_TRUE(mine.ok());
-  // This process holds the server end and never listens; the squatter
-  // answers the name but holds no end of this TCP connection.
-  Result<PeerDmb> p = ConnectHandover(
-      *mine, {cli->get(), bait_token, 4096, milliseconds(3000)});
-  EXPECT_FALSE(p.ok());
-  EXPECT_EQ(p.status().code(), StatusCode::kPermissionDenied) << p.status();
-  ::kill(squatter, SIGKILL);
-  WaitChild(squatter);
-  ::close(ready[0]);
-  ::close(ready[1]);
+  ASSERT_GT(pid, 0);
+  Result<UniqueFd> tcp = TcpAccept(l->get());
+  ASSERT_TRUE(tcp.ok());
+  Result<ShmPair> s = SetupShmPair(true, std::move(*tcp), kSize);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(
+      s->local.doorbell().Wait(
+          [&] {
+            return Word(s->local.bytes(), 0).load(std::memory_order_acquire) ==
+                   1;
+          },
+          seconds(30)),
+      WaitResult::kReady);
+  EXPECT_STREQ(reinterpret_cast<const char*>(s->local.bytes().data() + 64),
+               "from nobody");
+  Word(s->peer.bytes(), 0).store(2, std::memory_order_release);
+  s->peer.doorbell().Ring();
+  EXPECT_TRUE(ExitedZero(WaitChild(pid)));
 }
 
-// A server of another uid that offers its DMB without checking anything (a
-// hostile or foreign implementation): the client must apply the server's
-// rule (same uid) itself, and neither send its own DMB there nor map the
-// server's. Before the client checked, it verified only that the listener's
-// process held the server's TCP socket, then swapped DMBs.
-TEST(ShmHandoverTest, ClientRefusesAServerOfAnotherUid) {
-  if (::geteuid() != 0)
-    GTEST_SKIP() << "needs root to run the server as nobody";
-  int info[2];
-  ASSERT_EQ(::pipe(info), 0);
-  pid_t server = Spawn([&] {
-    ::close(info[0]);
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 30;
-    uint16_t port;
-    Result<UniqueFd> l = TcpListenLoopback(&port);
-    if (!l.ok()) return 31;
-    if (!WriteU64(info[1], port).ok()) return 32;
-    Result<UniqueFd> tcp = TcpAccept(l->get());
-    if (!tcp.ok()) return 33;
-    Result<LocalDmb> dmb = LocalDmb::Register(kSize);
-    if (!dmb.ok()) return 34;
-    Result<HandoverListener> h = HandoverListener::Listen(*dmb);
-    if (!h.ok()) return 35;
-    if (!WriteU64(info[1], dmb->token()).ok()) return 36;
-    pollfd pfd{h->fd(), POLLIN, 0};
-    if (::poll(&pfd, 1, 20000) != 1) return 37;
-    UniqueFd conn(::accept4(h->fd(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!conn) return 38;
-    // Whatever the client sends: an offer with fds means it handed its DMB
-    // to a process of another uid.
-    pfd = pollfd{conn.get(), POLLIN, 0};
-    if (::poll(&pfd, 1, 20000) != 1) return 39;
-    std::byte msg[kOfferSize];
-    alignas(cmsghdr) char cbuf[CMSG_SPACE(8 * sizeof(int))];
-    iovec iov{msg, sizeof msg};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    const ssize_t n = ::recvmsg(conn.get(), &mh, MSG_CMSG_CLOEXEC);
-    if (n <= 0) return 0;  // refused: closed without a byte
-    // Answer like a server would, so that an unchecking client attaches.
-    uint64_t client_token;
-    std::memcpy(&client_token, msg + 8, sizeof client_token);
-    std::byte offer[kOfferSize] = {};
-    const uint32_t magic = kOfferMagic;
-    const uint16_t version = kOfferVersion;
-    const uint64_t words[3] = {dmb->token(), dmb->size(), client_token};
-    std::memcpy(offer, &magic, 4);
-    std::memcpy(offer + 4, &version, 2);
-    std::memcpy(offer + 8, words, sizeof words);
-    const int fds[2] = {dmb->memfd(), dmb->doorbell_peer_end()};
-    alignas(cmsghdr) char out[CMSG_SPACE(sizeof fds)] = {};
-    iovec oiov{offer, sizeof offer};
-    msghdr om{};
-    om.msg_iov = &oiov;
-    om.msg_iovlen = 1;
-    om.msg_control = out;
-    om.msg_controllen = sizeof out;
-    cmsghdr* c = CMSG_FIRSTHDR(&om);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof fds);
-    std::memcpy(CMSG_DATA(c), fds, sizeof fds);
-    ::sendmsg(conn.get(), &om, MSG_NOSIGNAL);
-    char b;
-    while (::read(tcp->get(), &b, 1) > 0) {
-    }
-    return 20;  // the client's DMB reached us
-  });
-  ASSERT_GT(server, 0);
-  ::close(info[1]);
-  Result<uint64_t> port = ReadU64(info[0]);
-  ASSERT_TRUE(port.ok());
-  Result<UniqueFd> cli = TcpConnectLoopback(static_cast<uint16_t>(*port));
-  ASSERT_TRUE(cli.ok());
-  Result<uint64_t> token = ReadU64(info[0]);
-  ASSERT_TRUE(token.ok());
-  Result<LocalDmb> mine = LocalDmb::Register(kSize);
-  ASSERT_TRUE(mine.ok());
-  Result<PeerDmb> p =
-      ConnectHandover(*mine, {cli->get(), *token, kSize, milliseconds(3000)});
-  EXPECT_FALSE(p.ok());
-  EXPECT_EQ(p.status().code(), StatusCode::kPermissionDenied) << p.status();
-  EXPECT_NE(p.status().message().find("uid 65534"), std::string::npos)
-      << p.status();
-  cli->Reset();
-  const int st = WaitChild(server);
-  EXPECT_TRUE(ExitedZero(st)) << "server exit " << WEXITSTATUS(st);
-  ::close(info[0]);
-}
-
-// A forking server: the process that created the handover listener (the
-// client's SO_PEERCRED) handed the TCP socket to a child and closed its own
-// copy; the child holds it now and is accepted as the peer.
-TEST(ShmHandoverTest, AChildHoldingTheTcpSocketIsTheServersProcess) {
-  LoopbackTcp t;
-  ASSERT_NO_FATAL_FAILURE(OpenLoopbackTcp(&t));
-  int hold[2];
-  ASSERT_EQ(::pipe(hold), 0);
-  pid_t child = Spawn([&] {
-    ::close(hold[1]);
-    char c;
-    return ::read(hold[0], &c, 1) >= 0 ? 0 : 1;  // keeps srv until told
-  });
-  ASSERT_GT(child, 0);
-  t.srv.Reset();
-  const PeerCred me{::getpid(), ::getuid(), ::getgid()};
-  EXPECT_FALSE(*ProcessHoldsSocket(me.pid, t.srv_inode));
-  EXPECT_TRUE(ChildHoldsSocket(me.pid, t.srv_inode));
-  const auto deadline = std::chrono::steady_clock::now() + seconds(3);
-  EXPECT_TRUE(VerifyTcpPeerProcess(t.cli.get(), me, deadline).ok());
-  ::close(hold[1]);
-  WaitChild(child);
-  ::close(hold[0]);
-  // The child is gone with its copy: nobody of ours holds it any more.
-  EXPECT_FALSE(VerifyTcpPeerProcess(t.cli.get(), me, deadline).ok());
-}
-
-// The fd hint shortens the search and decides nothing: a right one finds
-// the socket at once, a wrong or stale one falls back to the whole table,
-// and no hint makes a process hold a socket it does not.
-TEST(ShmHandoverTest, FdHintIsOnlyWhereToLookFirst) {
-  LoopbackTcp t;
-  ASSERT_NO_FATAL_FAILURE(OpenLoopbackTcp(&t));
-  const pid_t me = ::getpid();
-  for (int hint : {t.srv.get(), t.cli.get(), t.listener.get(), 65000, -1}) {
-    Result<bool> holds = ProcessHoldsSocket(me, t.srv_inode, hint);
-    ASSERT_TRUE(holds.ok()) << hint;
-    EXPECT_TRUE(*holds) << hint;
-  }
-  // A child that holds only other fds: no hint makes it hold ours.
-  int hold[2], ready[2];
-  ASSERT_EQ(::pipe(hold), 0);
-  ASSERT_EQ(::pipe(ready), 0);
-  const int srv_fd = t.srv.get();
-  pid_t child = Spawn([&] {
-    ::close(srv_fd);
-    ::close(hold[1]);
-    char c = 'r';
-    if (::write(ready[1], &c, 1) != 1) return 1;
-    return ::read(hold[0], &c, 1) >= 0 ? 0 : 1;
-  });
-  ASSERT_GT(child, 0);
-  ::close(ready[1]);
-  char c;
-  ASSERT_EQ(::read(ready[0], &c, 1), 1);  // its copy of srv is closed
-  ::close(ready[0]);
-  for (int hint : {srv_fd, hold[0], -1}) {
-    Result<bool> holds = ProcessHoldsSocket(child, t.srv_inode, hint);
-    ASSERT_TRUE(holds.ok()) << hint;
-    EXPECT_FALSE(*holds) << hint;
-  }
-  ::close(hold[1]);
-  WaitChild(child);
-  ::close(hold[0]);
-}
-
-TEST(ShmHandoverTest, SilentClientTimesOut) {
+// A connection costs three fds on each side once the handover is done: our
+// memfd, the peer's memfd, one socket that is both doorbells (it was four:
+// two doorbell socketpair ends each, plus a listener until the end).
+TEST(ShmHandoverTest, ThreeFdsPerConnectionOnEachSide) {
   uint16_t port;
   Result<UniqueFd> l = TcpListenLoopback(&port);
   ASSERT_TRUE(l.ok());
   pid_t pid = Spawn([&] {
     l->Reset();
     Result<UniqueFd> tcp = TcpConnectLoopback(port);
-    if (!tcp.ok()) return 10;
-    Result<uint64_t> st = ReadU64(tcp->get());
-    if (!st.ok()) return 11;
-    // Connect to the handover socket as the genuine peer, then say nothing
-    // until the server gives up (EOF on TCP).
-    int s = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::string name = HandoverSocketName(*st);
-    std::memcpy(a.sun_path + 1, name.data(), name.size());
-    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 +
-                                           name.size());
-    if (::connect(s, reinterpret_cast<sockaddr*>(&a), len) != 0) return 12;
-    char b;
-    while (::read(tcp->get(), &b, 1) > 0) {
-    }
-    return 0;
+    if (!tcp.ok()) return 100;
+    const int before = CountOpenFds();
+    Result<ShmPair> c = SetupShmPair(false, std::move(*tcp), kSize);
+    if (!c.ok()) return 101;
+    return CountOpenFds() - before;  // the exit code is the count
   });
   ASSERT_GT(pid, 0);
   Result<UniqueFd> tcp = TcpAccept(l->get());
   ASSERT_TRUE(tcp.ok());
+  const int before = CountOpenFds();
+  Result<ShmPair> s = SetupShmPair(true, std::move(*tcp), kSize);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(CountOpenFds() - before, 3);
+  const int st = WaitChild(pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 3) << "client side";
+  // Both doorbells are the one socket.
+  EXPECT_EQ(s->local.doorbell().fd(), s->peer.doorbell().fd());
+}
+
+// Someone holds the name the client connects to (only possible after the
+// server gave up and closed it: it was bound before its token was
+// public). It may get the client's offer, but the offer does not carry the
+// server's token, and without it the squatter cannot answer: the client
+// attaches nothing.
+TEST(ShmHandoverTest, ClientRefusesAListenerThatCannotProveTheToken) {
+  Result<uint64_t> server_token = NewDmbToken();
+  ASSERT_TRUE(server_token.ok());
+  UniqueFd squat(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const std::string name = HandoverSocketName(*server_token);
+  std::memcpy(a.sun_path + 1, name.data(), name.size());
+  ASSERT_EQ(::bind(squat.get(), reinterpret_cast<sockaddr*>(&a),
+                   static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 +
+                                          name.size())),
+            0);
+  ASSERT_EQ(::listen(squat.get(), 1), 0);
+  pid_t pid = Spawn([&] {
+    UniqueFd conn(::accept4(squat.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) return 20;
+    std::byte got[kOfferSize];
+    if (::recv(conn.get(), got, sizeof got, MSG_WAITALL) != kOfferSize) {
+      return 21;
+    }
+    for (size_t i = 0; i + 8 <= kOfferSize; ++i) {
+      uint64_t w;
+      std::memcpy(&w, got + i, 8);
+      if (w == *server_token) return 22;  // the secret went out in clear
+    }
+    // Answer like a server, with a DMB of its own and a guessed proof.
+    Result<LocalDmb> fake = LocalDmb::Register(kSize);
+    if (!fake.ok()) return 23;
+    uint64_t client_token;
+    std::memcpy(&client_token, got + 8, 8);
+    std::byte msg[kOfferSize];
+    EncodeOffer(kOfferFromServer, 0, kSize,
+                HandoverProof(Mix64(client_token), client_token,
+                              kOfferFromServer, kSize),
+                msg);
+    if (!SendWithFd(conn.get(), msg, fake->memfd())) return 24;
+    char b;
+    return ::read(conn.get(), &b, 1) == 0 ? 0 : 25;  // the client hangs up
+  });
+  ASSERT_GT(pid, 0);
+  squat.Reset();
+  Result<LocalDmb> mine = LocalDmb::Register(kSize);
+  ASSERT_TRUE(mine.ok());
+  const int fds = CountOpenFds();
+  Result<Handover> h =
+      ConnectHandover(*mine, {*server_token, kSize, milliseconds(5000)});
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), StatusCode::kPermissionDenied) << h.status();
+  EXPECT_FALSE(mine->has_doorbell());
+  EXPECT_EQ(CountOpenFds(), fds);  // its memfd and the socket are gone
+  const int st = WaitChild(pid);
+  EXPECT_TRUE(ExitedZero(st)) << WEXITSTATUS(st);
+}
+
+// The server gave up and closed its name: the client fails at once
+// (refused), it does not wait for the name to come back.
+TEST(ShmHandoverTest, ClientFailsAtOnceWhenTheNameIsGone) {
+  Result<LocalDmb> server = LocalDmb::Register(kSize);
+  ASSERT_TRUE(server.ok());
+  Result<HandoverListener> hl = HandoverListener::Listen(*server);
+  ASSERT_TRUE(hl.ok());
+  hl->Close();
+  Result<LocalDmb> mine = LocalDmb::Register(kSize);
+  ASSERT_TRUE(mine.ok());
+  Result<Handover> h =
+      ConnectHandover(*mine, {server->token(), kSize, milliseconds(60000)});
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), StatusCode::kUnavailable) << h.status();
+}
+
+// The name is a one-way function of the token: not the token, not its
+// old invertible mix, different for every token.
+TEST(ShmHandoverTest, NameDoesNotRevealTheToken) {
+  Result<uint64_t> t = NewDmbToken();
+  ASSERT_TRUE(t.ok());
+  const std::string name = HandoverSocketName(*t);
+  const uint64_t shown =
+      std::strtoull(name.c_str() + std::strlen("usmc-shm-"), nullptr, 16);
+  EXPECT_NE(shown, *t);
+  EXPECT_NE(shown, Mix64(*t));
+  EXPECT_NE(HandoverSocketName(*t ^ 1), name);
+  EXPECT_EQ(HandoverSocketName(*t), name);
+}
+
+TEST(ShmHandoverTest, SilentClientTimesOut) {
   Result<LocalDmb> dmb = LocalDmb::Register(kSize);
   ASSERT_TRUE(dmb.ok());
   Result<HandoverListener> hl = HandoverListener::Listen(*dmb);
   ASSERT_TRUE(hl.ok());
-  ASSERT_TRUE(WriteU64(tcp->get(), dmb->token()).ok());
-  Result<PeerDmb> p =
-      hl->Accept(*dmb, {tcp->get(), 0x1234, kSize, milliseconds(300)});
+  UniqueFd silent = ConnectAbstract(HandoverSocketName(dmb->token()));
+  ASSERT_TRUE(silent);
+  Result<Handover> p = hl->Accept(*dmb, {0, 0, milliseconds(300)});
   EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
   EXPECT_NE(p.status().message().find("timed out"), std::string::npos);
-  EXPECT_EQ(hl->rejected(), 0u);  // it was the real peer, just silent
+  EXPECT_EQ(hl->rejected(), 1u);  // silent to the end
   // The server speaks second: nothing of ours went to the silent peer.
-  EXPECT_GE(dmb->doorbell_peer_end(), 0);
-  tcp->Reset();
-  EXPECT_TRUE(ExitedZero(WaitChild(pid)));
+  EXPECT_TRUE(ClosedUnanswered(silent.get()));
+  EXPECT_FALSE(dmb->has_doorbell());
 }
 
 TEST(ShmHandoverTest, SilentServerTimesOutTheClient) {
@@ -475,8 +504,7 @@ TEST(ShmHandoverTest, SilentServerTimesOutTheClient) {
   ASSERT_TRUE(st.ok());
   Result<LocalDmb> dmb = LocalDmb::Register(kSize);
   ASSERT_TRUE(dmb.ok());
-  Result<PeerDmb> p =
-      ConnectHandover(*dmb, {tcp->get(), *st, kSize, milliseconds(300)});
+  Result<Handover> p = ConnectHandover(*dmb, {*st, kSize, milliseconds(300)});
   EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
   tcp->Reset();
   EXPECT_TRUE(ExitedZero(WaitChild(pid)));
@@ -484,7 +512,9 @@ TEST(ShmHandoverTest, SilentServerTimesOutTheClient) {
   ::close(tok[1]);
 }
 
-TEST(ShmHandoverTest, WrongTokenFromPeerIsRejected) {
+// CLC (Confirm) named the client's DMB already: an offer that proves the
+// token but names another DMB is refused, and the server keeps waiting.
+TEST(ShmHandoverTest, OfferNamingAnotherDmbThanClcIsRejected) {
   uint16_t port;
   Result<UniqueFd> l = TcpListenLoopback(&port);
   ASSERT_TRUE(l.ok());
@@ -509,10 +539,11 @@ TEST(ShmHandoverTest, WrongTokenFromPeerIsRejected) {
   Result<uint64_t> ct = ReadU64(tcp->get());
   Result<uint64_t> cs = ReadU64(tcp->get());
   ASSERT_TRUE(ct.ok() && cs.ok());
-  Result<PeerDmb> p =
-      hl->Accept(*dmb, {tcp->get(), *ct ^ 0x10, *cs, milliseconds(5000)});
-  EXPECT_EQ(p.status().code(), StatusCode::kDataLoss) << p.status();
-  EXPECT_NE(p.status().message().find("token"), std::string::npos);
+  Result<Handover> p = hl->Accept(*dmb, {*ct ^ 0x10, *cs, milliseconds(1000)});
+  EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
+  EXPECT_NE(p.status().message().find("another DMB"), std::string::npos)
+      << p.status();
+  EXPECT_EQ(hl->rejected(), 1u);
   hl->Close();
   EXPECT_TRUE(ExitedZero(WaitChild(pid)));
 }
@@ -662,7 +693,7 @@ namespace usmc::dev {
 namespace {
 
 // The server may accept the handover before CLC Confirm names the client's
-// DMB: token and size then come from the verified client's offer.
+// DMB: token and size then come from the offer whose proof holds.
 TEST(ShmHandoverTest, ServerLearnsTheClientTokenFromTheOffer) {
   uint16_t port;
   Result<UniqueFd> l = TcpListenLoopback(&port);
@@ -688,12 +719,12 @@ TEST(ShmHandoverTest, ServerLearnsTheClientTokenFromTheOffer) {
   uint64_t told[2];
   ASSERT_EQ(::recv(tcp->get(), told, sizeof told, MSG_WAITALL),
             static_cast<ssize_t>(sizeof told));
-  HandoverParams p{.tcp_fd = tcp->get(), .timeout = seconds(10)};
-  Result<PeerDmb> peer = listener->Accept(*local, p);
+  HandoverParams p{.timeout = seconds(10)};
+  Result<Handover> peer = listener->Accept(*local, p);
   ASSERT_TRUE(peer.ok()) << peer.status();
-  EXPECT_EQ(peer->token(), told[0]);
-  EXPECT_EQ(peer->size(), told[1]);
-  EXPECT_EQ(peer->size(), kSize / 2);
+  EXPECT_EQ(peer->peer.token(), told[0]);
+  EXPECT_EQ(peer->peer.size(), told[1]);
+  EXPECT_EQ(peer->peer.size(), kSize / 2);
   EXPECT_TRUE(ExitedZero(WaitChild(pid)));
 }
 
@@ -701,8 +732,8 @@ TEST(ShmHandoverTest, ServerLearnsTheClientTokenFromTheOffer) {
 TEST(ShmHandoverTest, ClientWithoutServerTokenIsRefused) {
   Result<LocalDmb> local = LocalDmb::Register(kSize);
   ASSERT_TRUE(local.ok());
-  HandoverParams p{.tcp_fd = 0, .peer_token = 0, .peer_dmb_size = kSize};
-  Result<PeerDmb> peer = ConnectHandover(*local, p);
+  HandoverParams p{.peer_token = 0, .peer_dmb_size = kSize};
+  Result<Handover> peer = ConnectHandover(*local, p);
   ASSERT_FALSE(peer.ok());
   EXPECT_EQ(peer.status().code(), StatusCode::kInvalidArgument);
 }

@@ -60,10 +60,13 @@ World* MakeWorld() {
   usmc::Result<LocalDmb> l = LocalDmb::Register(kSize, w->budget);
   CHECK(l.ok());
   UniqueFd mem(::fcntl(l->memfd(), F_DUPFD_CLOEXEC, 0));
-  UniqueFd bell(::fcntl(l->doorbell_peer_end(), F_DUPFD_CLOEXEC, 0));
-  l->CloseDoorbellPeerEnd();
-  usmc::Result<PeerDmb> p =
-      PeerDmb::Attach(std::move(mem), l->token(), kSize, std::move(bell));
+  // One connection's doorbell socket: the owner waits on one end, the
+  // (hostile) peer rings and floods through the other.
+  int sv[2];
+  CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  l->ConnectDoorbell(ShareFd(UniqueFd(sv[0])));
+  usmc::Result<PeerDmb> p = PeerDmb::Attach(std::move(mem), l->token(), kSize,
+                                            ShareFd(UniqueFd(sv[1])));
   CHECK(p.ok());
   w->local = std::move(*l);
   w->peer = std::move(*p);

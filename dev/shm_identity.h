@@ -12,6 +12,7 @@
 #ifndef USMC_DEV_SHM_IDENTITY_H_
 #define USMC_DEV_SHM_IDENTITY_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <ostream>
 #include <string_view>
@@ -41,17 +42,21 @@ Result<ShmGid> DeriveShmGid(std::string_view boot_id, uint64_t netns_id);
 // The GID of this process's device; computed once, then cached.
 Result<ShmGid> LocalShmGid();
 
-// A fresh non-zero random 64-bit DMB token from getrandom(2). With
-// `fd_hint` in [1, 65535] (the registering process's TCP socket fd), the low
-// 16 bits carry it and 48 stay random: the peer verifying this process
-// (dev/shm_peer_verify.h) looks at that fd first instead of scanning
-// thousands. The hint proves nothing; the check it shortens does.
-Result<uint64_t> NewDmbToken(int fd_hint = -1);
-// The fd hint a token carries; -1 if none.
-int DmbTokenFdHint(uint64_t token);
+// A fresh non-zero 64-bit DMB token, every bit from getrandom(2). The two
+// tokens of a connection are its secret: they travel only in its TCP stream
+// (CLC Accept, Confirm), and the handover proves knowledge of them
+// (shm_handover.h), so nothing of a token may be guessable.
+Result<uint64_t> NewDmbToken();
 
-// A 64-bit mixing function (bijective, avalanching). Not cryptographic:
-// used to keep boot_id and tokens out of names others can read.
+// SipHash-2-4 (Aumasson, Bernstein) of `data` under the 128-bit key
+// (k0, k1): a pseudo-random function, cheap for the handful of bytes the
+// handover hashes. Keyed with the tokens it yields proofs of knowing them
+// that reveal nothing about them, and the listener name (one-way: the name
+// is public, the token is not).
+uint64_t SipHash24(uint64_t k0, uint64_t k1, const void* data, size_t len);
+
+// A 64-bit mixing function (bijective, avalanching). Not cryptographic and
+// invertible: it keeps the boot_id's text off the wire, nothing secret.
 uint64_t Mix64(uint64_t x);
 
 }  // namespace usmc::dev

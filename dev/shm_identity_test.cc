@@ -103,23 +103,30 @@ TEST(ShmIdentityTest, TokensAreNonZeroAndDistinct) {
   EXPECT_EQ(seen.size(), 10000u);
 }
 
-TEST(ShmIdentityTest, TokensCarryAnFdHintAndStayRandomAbove) {
-  std::set<uint64_t> high;
+TEST(ShmIdentityTest, TokensAreRandomInEveryBit) {
+  // No bit is fixed (the old fd hint pinned the low 16): over 1000 tokens
+  // every bit position is seen both set and clear.
+  uint64_t ones = 0, zeros = 0;
   for (int i = 0; i < 1000; ++i) {
-    Result<uint64_t> t = NewDmbToken(4711);
+    Result<uint64_t> t = NewDmbToken();
     ASSERT_TRUE(t.ok());
-    EXPECT_EQ(DmbTokenFdHint(*t), 4711);
-    high.insert(*t >> 16);
+    ones |= *t;
+    zeros |= ~*t;
   }
-  EXPECT_EQ(high.size(), 1000u);
-  // Out of range or absent: no hint, and the token is still valid.
-  for (int fd : {-1, 0, 65536, 1 << 30}) {
-    Result<uint64_t> t = NewDmbToken(fd);
-    ASSERT_TRUE(t.ok());
-    EXPECT_NE(*t >> 16, 0u);
-    EXPECT_EQ(DmbTokenFdHint(*t), -1) << fd;
-  }
-  EXPECT_EQ(DmbTokenFdHint(0xabcd'0000'0000'0007), 7);
+  EXPECT_EQ(ones, ~uint64_t{0});
+  EXPECT_EQ(zeros, ~uint64_t{0});
+}
+
+TEST(ShmIdentityTest, SipHashMatchesThePapersVectors) {
+  // Key 00 01 .. 0f; messages 00 01 .. (len-1): the paper's test vectors
+  // (appendix A: 15 bytes -> a129ca6149be45e5) and the first of its table.
+  const uint64_t k0 = 0x0706050403020100ULL, k1 = 0x0f0e0d0c0b0a0908ULL;
+  unsigned char m[64];
+  for (int i = 0; i < 64; ++i) m[i] = static_cast<unsigned char>(i);
+  EXPECT_EQ(SipHash24(k0, k1, m, 0), 0x726fdb47dd0e0e31ULL);
+  EXPECT_EQ(SipHash24(k0, k1, m, 1), 0x74f839c593dc67fdULL);
+  EXPECT_EQ(SipHash24(k0, k1, m, 15), 0xa129ca6149be45e5ULL);
+  EXPECT_NE(SipHash24(k0, k1 ^ 1, m, 15), 0xa129ca6149be45e5ULL);
 }
 
 TEST(ShmIdentityTest, Mix64IsNotIdentityAndSpreadsBits) {

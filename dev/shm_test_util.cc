@@ -101,11 +101,11 @@ Result<ShmPair> SetupShmPair(bool server, UniqueFd tcp, uint64_t dmb_size,
   if (!peer_token.ok()) return peer_token.status();
   Result<uint64_t> peer_size = ReadU64(tcp.get());
   if (!peer_size.ok()) return peer_size.status();
-  HandoverParams p{tcp.get(), *peer_token, *peer_size, timeout};
-  Result<PeerDmb> peer =
+  HandoverParams p{*peer_token, *peer_size, timeout};
+  Result<Handover> h =
       server ? listener->Accept(*local, p) : ConnectHandover(*local, p);
-  if (!peer.ok()) return peer.status();
-  return ShmPair{std::move(tcp), std::move(*local), std::move(*peer)};
+  if (!h.ok()) return h.status();
+  return ShmPair{std::move(tcp), std::move(*local), std::move(h->peer)};
 }
 
 int CountOpenFds() {

@@ -1,10 +1,10 @@
 // preload/pass.cc: SCM_RIGHTS hand-over of SMC-D connections (pass.h).
 //
 // State memfd layout (host byte order: both ends are on one host):
-//   "USMCPAS1" | u32 app fds | u32 records | u32 marker |
+//   "USMCPAS2" | u32 app fds | u32 records | u32 marker |
 //   records x (u32 index of the app fd | u32 length | exec record bytes)
 // and the message's fd list is: the app's fds, then per record its local
-// DMB, local doorbell, peer DMB, peer doorbell, then the state memfd.
+// DMB, peer DMB, doorbell socket, then the state memfd.
 #include "preload/pass.h"
 
 #include <dirent.h>
@@ -39,9 +39,9 @@
 namespace usmc::preload {
 namespace {
 
-constexpr std::string_view kMagic = "USMCPAS1";
+constexpr std::string_view kMagic = "USMCPAS2";  // 2: 3 buffer fds
 constexpr size_t kMaxFds = 253;  // SCM_MAX_FD: the kernel's limit
-constexpr size_t kBufferFds = 4;
+constexpr size_t kBufferFds = 3;
 constexpr size_t kMaxState = 1 << 20;
 
 void PutU32(std::string& out, uint32_t v) {
@@ -407,9 +407,8 @@ void Adopt(const std::vector<int>& fds, State& s) {
     r.tcp_fd = priv;
     r.tcp_cloexec = true;
     r.local_memfd = bufs[0];
-    r.local_doorbell_fd = bufs[1];
-    r.peer_memfd = bufs[2];
-    r.peer_doorbell_fd = bufs[3];
+    r.peer_memfd = bufs[1];
+    r.doorbell_fd = bufs[2];
     Result<std::unique_ptr<runtime::SmcSocket>> sock =
         runtime::SmcSocket::AdoptRecord(r, /*own_buffer_fds=*/true);
     if (!sock.ok()) {
@@ -527,8 +526,7 @@ ssize_t SendmsgPassing(int fd, const msghdr* msg, int flags) {
     PutU32(blob, static_cast<uint32_t>(o.index));
     PutU32(blob, static_cast<uint32_t>(rec.size()));
     blob += rec;
-    for (int b : {o.rec.local_memfd, o.rec.local_doorbell_fd, o.rec.peer_memfd,
-                  o.rec.peer_doorbell_fd}) {
+    for (int b : {o.rec.local_memfd, o.rec.peer_memfd, o.rec.doorbell_fd}) {
       extra.push_back(b);
     }
   }

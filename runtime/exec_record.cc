@@ -259,8 +259,8 @@ void AppendExecRecord(const ExecRecord& rec, std::string& out) {
   w.U16(0);
   w.U32(kExecRecordBodyLen);
   const size_t body_start = out.size();
-  for (int32_t fd : {rec.tcp_fd, rec.local_memfd, rec.local_doorbell_fd,
-                     rec.peer_memfd, rec.peer_doorbell_fd}) {
+  for (int32_t fd :
+       {rec.tcp_fd, rec.local_memfd, rec.peer_memfd, rec.doorbell_fd}) {
     w.U32(static_cast<uint32_t>(fd));
   }
   w.U8(static_cast<uint8_t>(rec.role));
@@ -309,8 +309,8 @@ Result<ExecRecord> DecodeExecRecord(std::string_view& in) {
 
   Reader r(body);
   ExecRecord rec;
-  int32_t* fds[] = {&rec.tcp_fd, &rec.local_memfd, &rec.local_doorbell_fd,
-                    &rec.peer_memfd, &rec.peer_doorbell_fd};
+  int32_t* fds[] = {&rec.tcp_fd, &rec.local_memfd, &rec.peer_memfd,
+                    &rec.doorbell_fd};
   for (int32_t* fd : fds) {
     *fd = static_cast<int32_t>(r.U32("fd"));
     if (*fd < 0) r.Fail("fd");

@@ -3,11 +3,11 @@
 //
 // A record is versioned and length-prefixed; every field has a fixed width
 // (big-endian), so the decoder is a bounds-checked walk with no
-// allocation but the UEID string. Layout, version 1 (docs/engine.md, "exec
-// handover"):
+// allocation but the UEID string. Layout, version 2 (docs/engine.md, "exec
+// handover"; version 1 had two doorbell fds):
 //
-//   header  u32 magic "USXR" | u16 version 1 | u16 flags 0 | u32 body length
-//   body    fds (5 x i32) | options | socket state | engine snapshot
+//   header  u32 magic "USXR" | u16 version 2 | u16 flags 0 | u32 body length
+//   body    fds (4 x i32) | options | socket state | engine snapshot
 //
 // The decoder trusts nothing: magic, version, exact body length, enum
 // ranges, bools 0/1, unused bits zero, fds >= 0 and distinct, then
@@ -33,18 +33,18 @@
 namespace usmc::runtime {
 
 inline constexpr uint32_t kExecRecordMagic = 0x55535852;  // "USXR"
-inline constexpr uint16_t kExecRecordVersion = 1;
+inline constexpr uint16_t kExecRecordVersion = 2;
 inline constexpr size_t kExecRecordHeaderLen = 12;
-inline constexpr size_t kExecRecordBodyLen = 337;  // version 1
+inline constexpr size_t kExecRecordBodyLen = 333;  // version 2
 inline constexpr size_t kExecRecordMaxEid = 32;
 
 struct ExecRecord {
   // Fds that stay open across exec (their FD_CLOEXEC is cleared).
   int32_t tcp_fd = -1;
-  int32_t local_memfd = -1;        // our DMB
-  int32_t local_doorbell_fd = -1;  // our doorbell end (we wait on it)
-  int32_t peer_memfd = -1;         // the peer's DMB
-  int32_t peer_doorbell_fd = -1;   // the peer's doorbell end (we ring it)
+  int32_t local_memfd = -1;  // our DMB
+  int32_t peer_memfd = -1;   // the peer's DMB
+  // Our end of the doorbell socket: we wait on it and ring the peer on it.
+  int32_t doorbell_fd = -1;
   // The socket's Options.
   engine::Role role = engine::Role::kClient;
   bool smcd_enabled = true;

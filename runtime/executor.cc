@@ -1,8 +1,8 @@
 #include "runtime/executor.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <variant>
 
 #include "base/overloaded.h"
@@ -22,8 +22,7 @@ void Executor::Execute(const engine::Actions& actions,
             },
             [&](const engine::TcpConsumed& a) { tcp_.ConsumeClc(a.len); },
             [&](const engine::RegisterRecvBuffer& a) {
-              Result<dev::BufferInfo> b = dev_.RegisterBuffer(
-                  {.size = a.size, .tcp_fd_hint = opts_.tcp_fd_hint});
+              Result<dev::BufferInfo> b = dev_.RegisterBuffer({.size = a.size});
               if (!b.ok()) {
                 answers.push_back(engine::RecvBufferFailed{
                     b.status().code() == StatusCode::kResourceExhausted

@@ -47,7 +47,6 @@ class TcpSide {
 };
 
 struct ExecutorOptions {
-  int tcp_fd_hint = -1;  // dev::RegisterRequest::tcp_fd_hint
   std::chrono::milliseconds attach_timeout{2000};
 };
 

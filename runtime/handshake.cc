@@ -10,38 +10,17 @@
 #include <array>
 #include <cerrno>
 
-#include "dev/shm_peer_verify.h"
 #include "runtime/smc_socket.h"
 #include "wire/clc.h"
 #include "wire/clc_frame.h"
 
 namespace usmc::runtime {
-namespace {
-
-// SMC-D needs the peer's process on this host, in this network namespace
-// and under our uid: the DMB handover proves exactly that (it reads the
-// peer's fd table), and a handover failure after Confirm can only abort.
-// Checking here, before CLC, turns every such case into a clean Decline.
-bool PeerCanShareMemory(int fd) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  Result<dev::TcpPeerSocket> peer = dev::FindTcpPeerSocket(fd, deadline);
-  return peer.ok() && peer->uid == ::geteuid();
-}
-
-}  // namespace
-
 Result<std::unique_ptr<SmcSocket>> SmcSocket::Start(int fd,
                                                     const Options& opts) {
-  Options o = opts;
-  // The server accepts no SMC-D when the peer cannot share memory with us:
-  // it then declines in CLC, before anyone is committed, and the connection
-  // stays TCP. Only the server checks: until it has accept()ed, its socket
-  // has no inode for the client to find.
-  if (o.role == engine::Role::kServer && o.smcd_enabled &&
-      !PeerCanShareMemory(fd)) {
-    o.smcd_enabled = false;
-  }
-  std::unique_ptr<SmcSocket> s(new SmcSocket(fd, o));
+  // Whether the peer can share memory with us is the CLC GID's question
+  // (same kernel, same network namespace) and the handover's (it holds this
+  // TCP connection: it knows the tokens); its uid does not matter.
+  std::unique_ptr<SmcSocket> s(new SmcSocket(fd, opts));
   std::lock_guard lock(s->mu_);
   const int fl = ::fcntl(fd, F_GETFL);
   s->nonblocking_ = fl >= 0 && (fl & O_NONBLOCK);
@@ -192,9 +171,9 @@ bool SmcSocket::ReadClc() {
 }
 
 void SmcSocket::ServeHandover() {
-  // Short: whoever connected is there now. A peer that fails the checks is
-  // closed unanswered (the client then declines in CLC); the listener stays
-  // up for the real one until Confirm or the CLC timeout.
+  // Short: whoever connected is there now. An offer without the proof of
+  // our token is closed unanswered; the listener stays up for the real
+  // peer until Confirm or the CLC timeout.
   Result<dev::BufferInfo> peer = dev_->AttachPeerBuffer(
       {.timeout =
            std::min(opts_.handover_timeout, std::chrono::milliseconds(200))});

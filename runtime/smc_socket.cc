@@ -17,7 +17,6 @@
 #include "base/owned_fd.h"
 #include "dev/shm_device.h"
 #include "dev/shm_identity.h"
-#include "dev/shm_peer_verify.h"
 #include "engine/clc_common.h"
 #include "runtime/config.h"
 #include "wire/cdc.h"
@@ -89,7 +88,7 @@ SmcSocket::SmcSocket(int fd, const Options& opts)
   // The device's process-wide values (DMB budget, spin) come from it.
   (void)ProcessConfig();
   UseDevice(dev::ShmDevice::Create(
-      opts.role == engine::Role::kServer, fd,
+      opts.role == engine::Role::kServer,
       {.size = opts.roomy_dmb_size > 0
                    ? engine::SmcdDmbSizeFor(opts.roomy_dmb_size)
                    : 0,
@@ -152,8 +151,7 @@ void SmcSocket::UseDevice(std::unique_ptr<dev::Device> d) {
   exec_.reset();
   dev_ = std::move(d);
   exec_.emplace(*dev_, static_cast<TcpSide&>(*this),
-                ExecutorOptions{.tcp_fd_hint = fd_,
-                                .attach_timeout = opts_.handover_timeout});
+                ExecutorOptions{.attach_timeout = opts_.handover_timeout});
 }
 
 void SmcSocket::ConsumeClc(size_t len) {

@@ -241,20 +241,20 @@ int HandClientConfirmingOnCue(int fd, int attached, int go) {
   const auto* reg = FindAction<engine::RegisterRecvBuffer>(a);
   if (reg == nullptr) return 6;
   Result<dev::LocalDmb> local =
-      dev::LocalDmb::Register(reg->size, dev::DmbBudget::Process(), fd);
+      dev::LocalDmb::Register(reg->size, dev::DmbBudget::Process());
   if (!local.ok()) return 7;
-  a = c.OnEvent(engine::RecvBufferRegistered{local->token(),
-                                      static_cast<uint32_t>(local->size())},
-                now());
+  a = c.OnEvent(
+      engine::RecvBufferRegistered{local->token(),
+                                   static_cast<uint32_t>(local->size())},
+      now());
   const auto* attach = FindAction<engine::AttachPeerBuffer>(a);
   if (attach == nullptr) return 8;
   char cue;
   if (::read(go, &cue, 1) != 1) return 13;  // "run the handover now"
   dev::HandoverParams hp;
-  hp.tcp_fd = fd;
   hp.peer_token = attach->token;
   hp.peer_dmb_size = attach->size;
-  Result<dev::PeerDmb> peer = dev::ConnectHandover(*local, hp);
+  Result<dev::Handover> peer = dev::ConnectHandover(*local, hp);
   if (!peer.ok()) return 9;
   a = c.OnEvent(engine::PeerBufferAttached{}, now());
   const auto* confirm = FindAction<engine::SendTcp>(a);

@@ -72,8 +72,8 @@ Status SmcSocket::ExportForExec(std::string& out) {
   NoteShared();
   ExecRecord rec;
   USMC_RETURN_IF_ERROR(ExportRecord(rec));
-  const int fds[] = {rec.tcp_fd, rec.local_memfd, rec.local_doorbell_fd,
-                     rec.peer_memfd, rec.peer_doorbell_fd};
+  const int fds[] = {rec.tcp_fd, rec.local_memfd, rec.peer_memfd,
+                     rec.doorbell_fd};
   for (size_t i = 0; i < std::size(fds); ++i) {
     Status st = SetCloexec(fds[i], false);
     if (!st.ok()) {
@@ -127,9 +127,8 @@ Status SmcSocket::ExportRecord(ExecRecord& rec) {
   rec.tcp_fd = fd_;
   // ShmDevice::ExportFds' order.
   rec.local_memfd = fds[0];
-  rec.local_doorbell_fd = fds[1];
-  rec.peer_memfd = fds[2];
-  rec.peer_doorbell_fd = fds[3];
+  rec.peer_memfd = fds[1];
+  rec.doorbell_fd = fds[2];
   rec.role = opts_.role;
   rec.smcd_enabled = opts_.smcd_enabled;
   rec.eid = opts_.eid.substr(0, kExecRecordMaxEid);
@@ -162,8 +161,7 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptRecord(const ExecRecord& rec,
   // name the app's fds).
   auto close_buffers = [&] {
     if (!own_buffer_fds) return;
-    for (int fd : {rec.local_memfd, rec.local_doorbell_fd, rec.peer_memfd,
-                   rec.peer_doorbell_fd}) {
+    for (int fd : {rec.local_memfd, rec.peer_memfd, rec.doorbell_fd}) {
       if (fd >= 0) ::close(fd);
     }
   };
@@ -191,17 +189,14 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptRecord(const ExecRecord& rec,
       return fail(st);
     }
   }
-  for (int fd : {rec.local_doorbell_fd, rec.peer_doorbell_fd}) {
-    if (Status st = dev::ShmDevice::CheckDoorbell(fd); !st.ok()) {
-      close_buffers();
-      return fail(st);
-    }
+  if (Status st = dev::ShmDevice::CheckDoorbell(rec.doorbell_fd); !st.ok()) {
+    close_buffers();
+    return fail(st);
   }
-  // The four buffer fds are ours now: every failure below closes them.
-  dev::UniqueFd local_mem(rec.local_memfd), local_bell(rec.local_doorbell_fd),
-      peer_mem(rec.peer_memfd), peer_bell(rec.peer_doorbell_fd);
-  for (int fd : {rec.local_memfd, rec.local_doorbell_fd, rec.peer_memfd,
-                 rec.peer_doorbell_fd}) {
+  // The three buffer fds are ours now: every failure below closes them.
+  dev::UniqueFd local_mem(rec.local_memfd), peer_mem(rec.peer_memfd),
+      bell(rec.doorbell_fd);
+  for (int fd : {rec.local_memfd, rec.peer_memfd, rec.doorbell_fd}) {
     if (Status st = SetCloexec(fd, true); !st.ok()) return fail(st);
   }
 
@@ -219,9 +214,9 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptRecord(const ExecRecord& rec,
   if (Status st = s->conn_.Restore(rec.engine); !st.ok()) return fail(st);
   const engine::SmcdLink& link = rec.engine.link;
   Result<std::unique_ptr<dev::ShmDevice>> d = dev::ShmDevice::Adopt(
-      rec.tcp_fd, std::move(local_mem), std::move(local_bell),
-      {link.local_dmb_token, link.local_dmb_size}, std::move(peer_mem),
-      std::move(peer_bell), {link.peer_dmb_token, link.peer_dmb_size});
+      std::move(local_mem), {link.local_dmb_token, link.local_dmb_size},
+      std::move(peer_mem), {link.peer_dmb_token, link.peer_dmb_size},
+      std::move(bell));
   if (!d.ok()) return fail(d.status());
   if (rec.tcp_cloexec) {
     if (Status st = SetCloexec(rec.tcp_fd, true); !st.ok()) return fail(st);

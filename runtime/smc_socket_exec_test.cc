@@ -199,9 +199,8 @@ ExecRecord SampleRecord() {
   ExecRecord r;
   r.tcp_fd = 3;
   r.local_memfd = 4;
-  r.local_doorbell_fd = 5;
-  r.peer_memfd = 6;
-  r.peer_doorbell_fd = 7;
+  r.peer_memfd = 5;
+  r.doorbell_fd = 6;
   r.role = engine::Role::kServer;
   r.smcd_enabled = true;
   r.eid = "USMC-SHM";
@@ -277,18 +276,18 @@ TEST(ExecRecordCodec, RejectsDamage) {
   b[0] ^= 1;
   EXPECT_TRUE(ExpectBad(b, "magic").empty());  // nothing after is trusted
   b = good;
-  b[5] = 2;  // version 2: skipped, the next record is reachable
+  b[5] = 3;  // version 3: skipped, the next record is reachable
   EXPECT_EQ(ExpectBad(b + "next", "version"), "next");
   EXPECT_TRUE(ExpectBad(good.substr(0, good.size() - 1), "truncated").empty());
   EXPECT_TRUE(ExpectBad(good.substr(0, 5), "truncated").empty());
   b = good;
-  b[11] = static_cast<char>(kExecRecordBodyLen - 1);  // body length 336
+  b[11] = static_cast<char>(kExecRecordBodyLen - 1);  // body length 332
   EXPECT_EQ(ExpectBad(b, "body length").size(), 1u);
   b = good;
-  b[body + 21] = 2;  // smcd_enabled is a bool
+  b[body + 17] = 2;  // smcd_enabled is a bool
   ExpectBad(b, "smcd_enabled");
   b = good;
-  b[body + 20] = 7;  // role
+  b[body + 16] = 7;  // role
   ExpectBad(b, "role");
   ExecRecord r = SampleRecord();
   r.peer_memfd = r.tcp_fd;
@@ -296,7 +295,7 @@ TEST(ExecRecordCodec, RejectsDamage) {
   AppendExecRecord(r, b);
   ExpectBad(b, "duplicate");
   r = SampleRecord();
-  r.local_doorbell_fd = -5;
+  r.doorbell_fd = -5;
   b.clear();
   AppendExecRecord(r, b);
   ExpectBad(b, "fd");
@@ -366,8 +365,8 @@ TEST(ExecAdopt, RejectsCorruptedRecords) {
   EXPECT_TRUE(rec->tcp_cloexec);
   EXPECT_EQ(rec->engine.link.local_dmb_token, (*s)->status().local_dmb_token);
   EXPECT_EQ(rec->engine.link.peer_dmb_token, (*s)->status().peer_dmb_token);
-  const int orig[] = {rec->tcp_fd, rec->local_memfd, rec->local_doorbell_fd,
-                      rec->peer_memfd, rec->peer_doorbell_fd};
+  const int orig[] = {rec->tcp_fd, rec->local_memfd, rec->peer_memfd,
+                      rec->doorbell_fd};
   for (int f : orig) EXPECT_FALSE(Cloexec(f)) << "fd " << f;
 
   // The same record on duplicates, so failures never touch the socket's
@@ -375,9 +374,8 @@ TEST(ExecAdopt, RejectsCorruptedRecords) {
   ExecRecord dup = *rec;
   dup.tcp_fd = Dup(rec->tcp_fd);
   dup.local_memfd = Dup(rec->local_memfd);
-  dup.local_doorbell_fd = Dup(rec->local_doorbell_fd);
   dup.peer_memfd = Dup(rec->peer_memfd);
-  dup.peer_doorbell_fd = Dup(rec->peer_doorbell_fd);
+  dup.doorbell_fd = Dup(rec->doorbell_fd);
   auto adopt = [](const ExecRecord& r) {
     std::string b;
     AppendExecRecord(r, b);
@@ -398,13 +396,12 @@ TEST(ExecAdopt, RejectsCorruptedRecords) {
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("not a TCP socket"), std::string::npos) << st;
   ExecRecord memfd_bell = dup;
-  memfd_bell.peer_doorbell_fd = Dup(dup.local_memfd);  // a memfd, no socket
+  memfd_bell.doorbell_fd = Dup(dup.local_memfd);  // a memfd, no socket
   st = adopt(memfd_bell);
   EXPECT_EQ(st.code(), StatusCode::kDataLoss) << st;
-  EXPECT_TRUE(Open(memfd_bell.peer_doorbell_fd));
-  ::close(memfd_bell.peer_doorbell_fd);
-  for (int f : {dup.local_memfd, dup.local_doorbell_fd, dup.peer_memfd,
-                dup.peer_doorbell_fd}) {
+  EXPECT_TRUE(Open(memfd_bell.doorbell_fd));
+  ::close(memfd_bell.doorbell_fd);
+  for (int f : {dup.local_memfd, dup.peer_memfd, dup.doorbell_fd}) {
     EXPECT_TRUE(Open(f)) << "fd " << f;
   }
   // That one shut the TCP socket down (the peer must not wait on a dead
@@ -416,8 +413,7 @@ TEST(ExecAdopt, RejectsCorruptedRecords) {
   st = adopt(bad_token);
   EXPECT_EQ(st.code(), StatusCode::kDataLoss) << st;
   EXPECT_NE(st.message().find("token"), std::string::npos) << st;
-  for (int f : {dup.local_memfd, dup.local_doorbell_fd, dup.peer_memfd,
-                dup.peer_doorbell_fd}) {
+  for (int f : {dup.local_memfd, dup.peer_memfd, dup.doorbell_fd}) {
     EXPECT_FALSE(Open(f)) << "fd " << f;
   }
   ::close(dup.tcp_fd);

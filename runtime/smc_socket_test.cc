@@ -387,57 +387,104 @@ TEST(SmcSocketTest, ServerDeclinesBothStayOnTcpWithoutLosingBytes) {
   EXPECT_EQ(WaitChild(child), 0);
 }
 
-TEST(SmcSocketTest, PeerOfAnotherUserDeclinesCleanly) {
+// Client and server under different uids: the handover rests on the
+// tokens in the TCP stream, not on the uid, so this is SMC-D. Before, the
+// server declined any peer of another uid (and the handover read the
+// peer's /proc fd table, which another uid may not).
+TEST(SmcSocketTest, PeerOfAnotherUserUsesSmcd) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch the client's uid";
   int port = 0;
   int lfd = ListenLoopback(&port);
   pid_t child = ::fork();
   if (child == 0) {
     ::close(lfd);
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(1);  // nobody
+    if (::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(1);  // nobody
+    }
     int fd = ConnectLoopback(port);
     auto s = MustUpgrade(fd, Client());
-    if (!s || s->is_smc()) ::_exit(2);
-    if (s->status().engine.local_reason != wire::kReasonPeerDecl) ::_exit(3);
-    ::_exit(s->Send("tcp", 3, 0) == 3 ? 0 : 4);
+    if (!s || !s->is_smc()) ::_exit(2);
+    if (s->Send("smc", 3, 0) != 3) ::_exit(3);
+    char b[2];
+    ::_exit(s->Recv(b, 2, MSG_WAITALL) == 2 && b[0] == 'o' ? 0 : 4);
   }
   int fd = ::accept(lfd, nullptr, nullptr);
   ::close(lfd);
   auto s = MustUpgrade(fd, Server());
   ASSERT_TRUE(s);
-  EXPECT_FALSE(s->is_smc());
-  EXPECT_NE(s->status().engine.local_reason, 0u);
+  EXPECT_TRUE(s->is_smc());
+  EXPECT_EQ(s->status().engine.local_reason, 0u);
   char buf[3];
   ASSERT_EQ(s->Recv(buf, 3, MSG_WAITALL), 3);
-  EXPECT_EQ(std::string(buf, 3), "tcp");
+  EXPECT_EQ(std::string(buf, 3), "smc");
+  ASSERT_EQ(s->Send("ok", 2, 0), 2);
   EXPECT_EQ(WaitChild(child), 0);
 }
 
-TEST(SmcSocketTest, PrivilegeDroppedPeerDeclinesInsteadOfAborting) {
+TEST(SmcSocketTest, PrivilegeDroppedClientUsesSmcd) {
   // The client's socket was made as root, then the process became nobody
-  // (as servers that drop privileges do): the socket looks like ours, but
-  // the DMB handover cannot verify the process. That must end in a Decline
-  // and TCP on both sides, not in an abort.
+  // (as servers that drop privileges do). Before, the handover could not
+  // verify such a process and the connection declined to TCP.
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch the client's uid";
   pid_t child;
   int fd = ForkClient(
       [](int fd) {
-        if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 1;
+        if (::setresgid(65534, 65534, 65534) != 0 ||
+            ::setresuid(65534, 65534, 65534) != 0) {
+          return 1;
+        }
         auto s = MustUpgrade(fd, Client());
-        if (!s || s->is_smc()) return 2;
-        if (s->status().engine.local_reason != wire::kReasonErrRtok) return 3;
-        return s->Send("tcp", 3, 0) == 3 ? 0 : 4;
+        if (!s || !s->is_smc()) return 2;
+        return s->Send("smc", 3, 0) == 3 ? 0 : 4;
       },
       &child);
   auto s = MustUpgrade(fd, Server());
   ASSERT_TRUE(s);
-  EXPECT_FALSE(s->is_smc());
-  EXPECT_EQ(s->status().engine.local_reason, wire::kReasonPeerDecl);
-  EXPECT_EQ(s->status().engine.peer_reason, wire::kReasonErrRtok);
+  EXPECT_TRUE(s->is_smc());
+  EXPECT_EQ(s->status().engine.peer_reason, 0u);
   char buf[3];
   ASSERT_EQ(s->Recv(buf, 3, MSG_WAITALL), 3);
-  EXPECT_EQ(std::string(buf, 3), "tcp");
+  EXPECT_EQ(std::string(buf, 3), "smc");
   EXPECT_EQ(WaitChild(child), 0);
+}
+
+// A server that accepts as root and serves in a worker that dropped its
+// privileges first (the usual daemon shape), against a root client.
+TEST(SmcSocketTest, ServerWorkerDroppingPrivilegesUsesSmcd) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch uids";
+  int port = 0;
+  int lfd = ListenLoopback(&port);
+  pid_t client = ::fork();
+  if (client == 0) {
+    ::close(lfd);
+    int fd = ConnectLoopback(port);
+    auto s = MustUpgrade(fd, Client());
+    if (!s || !s->is_smc()) ::_exit(2);
+    if (s->Send("ping", 4, 0) != 4) ::_exit(3);
+    char b[4];
+    ::_exit(s->Recv(b, 4, MSG_WAITALL) == 4 && std::string(b, 4) == "pong" ? 0
+                                                                           : 4);
+  }
+  int fd = ::accept(lfd, nullptr, nullptr);
+  ::close(lfd);
+  pid_t worker = ::fork();
+  if (worker == 0) {
+    if (::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(1);
+    }
+    auto s = MustUpgrade(fd, Server());
+    if (!s || !s->is_smc()) ::_exit(2);
+    char b[4];
+    if (s->Recv(b, 4, MSG_WAITALL) != 4 || std::string(b, 4) != "ping") {
+      ::_exit(3);
+    }
+    ::_exit(s->Send("pong", 4, 0) == 4 ? 0 : 4);
+  }
+  ::close(fd);
+  EXPECT_EQ(WaitChild(worker), 0);
+  EXPECT_EQ(WaitChild(client), 0);
 }
 
 TEST(SmcSocketTest, PlainTcpPeerBytesReachTheAppUntouched) {

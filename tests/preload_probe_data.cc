@@ -53,6 +53,28 @@ int SlowAcceptServer(int lfd) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   return BasicServer(lfd);
 }
+// accept() as root, then serve in a worker that dropped to uid 65534 first
+// (a daemon's usual shape): the handshake's handover runs in the worker.
+int DropWorkerServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  pid_t kid = fork();
+  CHECK(kid >= 0, "fork");
+  if (kid == 0) {
+    SetName("probe-worker");
+    close(lfd);
+    if (setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0) {
+      _exit(30);
+    }
+    exit(ServeBasic(fd));  // exit, not _exit: the exit report is written
+  }
+  close(fd);
+  int st = 0;
+  CHECK(waitpid(kid, &st, 0) == kid, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker failed");
+  return 0;
+}
 int BasicExchange(int fd);
 int BasicClient(uint16_t port, const char*) {
   int fd = Connect(port);
@@ -647,6 +669,7 @@ int ExecStaticClient(uint16_t port, const char* static_probe) {
 
 void AddDataScenarios(Scenarios& s) {
   s["basic"] = {BasicServer, BasicClient};
+  s["drop-worker"] = {DropWorkerServer, BasicClient};
   s["late-accept"] = {LateAcceptServer, BasicClient};
   s["late-client"] = {SlowAcceptServer, LateClient};
   s["dup"] = {DupServer, DupClient};

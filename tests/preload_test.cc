@@ -243,6 +243,50 @@ TEST_F(Preload, BasicBothEndsSmcd) {
   ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
 }
 
+// Processes of another uid must be able to write the exit report and the
+// status files.
+void OpenToAllUids(const std::string& dir, const std::string& report) {
+  ::chmod(dir.c_str(), 0755);
+  ::chmod((dir + "/status").c_str(), 01777);
+  std::FILE* f = std::fopen(report.c_str(), "a");
+  if (f != nullptr) std::fclose(f);
+  ::chmod(report.c_str(), 0666);
+}
+
+// Client and server under different uids (the client as nobody) really use
+// SMC-D. Before, the server declined every peer of another uid, and the
+// handover needed to read the peer's /proc fd table: TCP fallback.
+TEST_F(Preload, CrossUidPairUsesSmcd) {
+  OpenToAllUids(dir_, report_);
+  Proc server({USMC_PROBE, "server", "basic"}, Env(true));
+  std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
+  Proc client(
+      {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+       USMC_PROBE, "client", "basic", line->substr(5)},
+      Env(true));
+  Exit c = client.Wait();
+  Exit s = server.Wait();
+  ASSERT_TRUE(c.ok()) << c;
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_LE(TcpBytesReceived(c.out), kClcBytesMax) << c;
+  ExpectSmcd(Report("probe-srv"), 1 << 20, 512 << 10);
+  ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
+}
+
+// A server that accepts as root and serves in a worker that dropped to
+// nobody, against a root client: SMC-D. Before, the worker could not read
+// the client's /proc fd table and the connection fell back to TCP.
+TEST_F(Preload, PrivilegeDroppingServerWorkerUsesSmcd) {
+  OpenToAllUids(dir_, report_);
+  SplitRun r = RunSplit("drop-worker", Env(true), Env(true));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  EXPECT_LE(TcpBytesReceived(r.client.out), kClcBytesMax) << r.client;
+  ExpectSmcd(Report("probe-worker"), 1 << 20, 512 << 10);
+  ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
+}
+
 TEST_F(Preload, DupFamilySharesTheConnection) {
   Exit r = RunPair("dup");
   ASSERT_TRUE(r.ok()) << r;
