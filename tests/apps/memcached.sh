@@ -51,6 +51,8 @@ check "server: SMC-D for usmc clients, TCP (PEERNOSMC) for the plain one" \
   expect_report srv --expect "smcd>=9" --expect tcp==1 \
   --expect "reason:$PEERNOSMC==1" --expect reasons==1 --expect handshake_errors==0
 cat "$T"/py.exit.jsonl "$T"/slap_*.exit.jsonl >"$T/clients.exit.jsonl" 2>/dev/null
-check "server's SMC-D bytes = clients' bytes" \
-  expect_bytes_match clients srv --min-bytes 1 --kind smcd
+# memcslap exits without reading its last replies: a client may have read
+# less than the server sent, never more.
+check "server's SMC-D bytes = clients' bytes (clients may leave replies unread)" \
+  expect_bytes_match clients srv --min-bytes 1 --kind smcd --unread-ok
 app_end
