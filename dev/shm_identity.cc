@@ -1,5 +1,7 @@
 #include "dev/shm_identity.h"
 
+#include <sodium.h>
+
 #include <sys/random.h>
 #include <sys/stat.h>
 
@@ -107,52 +109,23 @@ Result<uint64_t> NewDmbToken() {
   }
 }
 
-namespace {
-
-uint64_t Rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
-
-struct SipState {
-  uint64_t v0, v1, v2, v3;
-  void Round() {
-    v0 += v1;
-    v1 = Rotl(v1, 13) ^ v0;
-    v0 = Rotl(v0, 32);
-    v2 += v3;
-    v3 = Rotl(v3, 16) ^ v2;
-    v0 += v3;
-    v3 = Rotl(v3, 21) ^ v0;
-    v2 += v1;
-    v1 = Rotl(v1, 17) ^ v2;
-    v2 = Rotl(v2, 32);
-  }
-  void Absorb(uint64_t m) {
-    v3 ^= m;
-    Round();
-    Round();
-    v0 ^= m;
-  }
-};
-
-uint64_t LoadLe64(const unsigned char* p, size_t n) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; ++i) v |= uint64_t{p[i]} << (8 * i);
-  return v;
-}
-
-}  // namespace
-
 uint64_t SipHash24(uint64_t k0, uint64_t k1, const void* data, size_t len) {
-  // The paper's constants: "somepseudorandomlygeneratedbytes".
-  SipState s{k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
-             k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL};
-  const auto* p = static_cast<const unsigned char*>(data);
-  size_t left = len;
-  for (; left >= 8; p += 8, left -= 8) s.Absorb(LoadLe64(p, 8));
-  // Last block: the remaining bytes, and the length's low byte on top.
-  s.Absorb(LoadLe64(p, left) | (uint64_t{len & 0xff} << 56));
-  s.v2 ^= 0xff;
-  for (int i = 0; i < 4; ++i) s.Round();
-  return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
+  // libsodium's SipHash-2-4: the key is k0 then k1, little-endian; the tag
+  // is the little-endian u64 the paper's test vectors give.
+  static const bool ready = sodium_init() >= 0;
+  (void)ready;  // crypto_shorthash needs no more than sodium_init ran
+  unsigned char key[crypto_shorthash_siphash24_KEYBYTES];
+  for (int i = 0; i < 8; ++i) {
+    key[i] = static_cast<unsigned char>(k0 >> (8 * i));
+    key[8 + i] = static_cast<unsigned char>(k1 >> (8 * i));
+  }
+  unsigned char tag[crypto_shorthash_siphash24_BYTES];
+  crypto_shorthash_siphash24(tag, static_cast<const unsigned char*>(data), len,
+                             key);
+  sodium_memzero(key, sizeof key);
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t{tag[i]} << (8 * i);
+  return v;
 }
 
 }  // namespace usmc::dev

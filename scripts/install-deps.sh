@@ -8,6 +8,7 @@ PACKAGES=(
   clang libclang-rt-14-dev           # fuzzers (libFuzzer) and the eBPF program
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev
+  libsodium-dev                      # dev/shm: SipHash-2-4 for the DMB handover
   libbpf-dev bpftool                 # negotiate/: the TCP option program
   libibverbs-dev                     # dev/verbs (SMC-R)
   tshark                             # independent decoder for wire tests
