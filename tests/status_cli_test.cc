@@ -349,6 +349,26 @@ TEST(UsmcRun, SaysWhenAProgramCannotBeInterposed) {
   EXPECT_EQ(dyn.out, "") << dyn.out;
 }
 
+// A wrapper script's every exec'd image loads usmc: a bad tuning value and
+// a bad policy are each said once per `usmc run`, not once per image.
+TEST(UsmcRun, SaysEachConfigErrorOncePerRun) {
+  Output o = Usmc(
+      "run -q -- /usr/bin/env USMC_DMB_SIZE=abc "
+      "USMC_CONF=/nonexistent/usmc.conf "
+      "/bin/sh -c '/bin/sh -c \"/bin/sh -c /bin/true\"; /bin/true; /bin/true'");
+  EXPECT_EQ(o.code, 0) << o.out;
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t p = o.out.find(what); p != std::string::npos;
+         p = o.out.find(what, p + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_EQ(count("USMC_DMB_SIZE=abc is not allowed"), 1u) << o.out;
+  EXPECT_EQ(count("/nonexistent/usmc.conf"), 1u) << o.out;
+  EXPECT_EQ(count("\n"), 2u) << o.out;
+}
+
 TEST(ChkVerdict, SaysWhetherSmcWasUsedAndWhyNot) {
   tools::ChkVerdict ok = tools::VerdictOf(
       {{"mode", "SMCD"}, {"dmb_size", 65536}, {"peer_dmb_size", 65536}});
