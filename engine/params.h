@@ -16,6 +16,7 @@
 
 #include "engine/common.h"
 #include "wire/clc.h"
+#include "wire/reason.h"
 
 namespace usmc::engine {
 
@@ -32,7 +33,10 @@ struct SmcdDevice {
 struct EngineParams {
   Role role = Role::kClient;
   SmcdDevice device;
-  bool smcd_enabled = true;       // false: offer/accept no SMC-D
+  bool smcd_enabled = true;  // false: offer/accept no SMC-D
+  // Why smcd_enabled is false, for the Decline: no device (NOSMCDDEV), or
+  // the process could not look for one (NOFD: out of file descriptors).
+  uint32_t no_smcd_reason = wire::kReasonNoSmcdDev;
   wire::ClcEid eid{};             // UEID; both ends must list the same
   wire::ClcHostname hostname{};   // First Contact Extension
   uint32_t dmb_size = 64 * 1024;  // wanted DMB size, CDC area included

@@ -231,7 +231,8 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
       priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);  // a low fd limit
     }
     if (priv < 0) {
-      BecomeTcp(wire::kReasonMem);
+      BecomeTcp(errno == EMFILE || errno == ENFILE ? wire::kReasonNoFd
+                                                   : wire::kReasonMem);
       return;
     }
     Result<std::unique_ptr<runtime::SmcSocket>> s =

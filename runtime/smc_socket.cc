@@ -68,6 +68,7 @@ engine::EngineParams MakeParams(const Options& opts) {
         .gid = gid->gid, .gid_ext = gid->gid_ext, .chid = dev::kShmChid};
   } else {
     p.smcd_enabled = false;  // no device: the engine declines NOSMCDDEV
+    if (OutOfFds(gid.status())) p.no_smcd_reason = wire::kReasonNoFd;
   }
   p.eid = wire::MakeClcEid(opts.eid);
   char host[65] = {};

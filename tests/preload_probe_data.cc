@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 
 #include "tests/preload_probe.h"
@@ -645,7 +647,41 @@ int ExecStaticClient(uint16_t port, const char* static_probe) {
   return 1;
 }
 
+// ---- out of file descriptors -----------------------------------------------
+
+// The client runs out of fds in the middle of its handshake: every free fd
+// number below a lowered RLIMIT_NOFILE is taken but ARG of them, after its
+// socket exists. The connection must stay TCP with every byte (the reason
+// is the test's to check: NOFD, not MEM).
+int FdLimitClient(uint16_t port, const char* arg) {
+  const int spare = std::atoi(arg);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0, "socket");
+  // Small, so filling is cheap; above every fd open now (usmc's own start
+  // at 64, and keep working: only new ones fail).
+  rlimit lim{};
+  CHECK(getrlimit(RLIMIT_NOFILE, &lim) == 0, "getrlimit");
+  lim.rlim_cur = 48;
+  CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0, "setrlimit");
+  std::vector<int> fill;
+  for (;;) {
+    const int f = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (f < 0) break;
+    fill.push_back(f);
+  }
+  CHECK(errno == EMFILE, "filling the fd table");
+  for (int i = 0; i < spare && !fill.empty(); ++i) {
+    close(fill.back());
+    fill.pop_back();
+  }
+  const sockaddr_in a = Loopback(port);
+  CHECK(connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0,
+        "connect");
+  return BasicExchange(fd);
+}
+
 void AddDataScenarios(Scenarios& s) {
+  s["fd-limit"] = {BasicServer, FdLimitClient};
   s["basic"] = {BasicServer, BasicClient};
   s["late-accept"] = {LateAcceptServer, BasicClient};
   s["late-client"] = {SlowAcceptServer, LateClient};

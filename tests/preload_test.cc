@@ -965,6 +965,35 @@ TEST_F(Preload, HalfAClcMessageThenAppBytesReachTheAppAtOnce) {
   ExpectTcp(Report("probe-srv"), wire::kReasonTimeoutCl, 8 + 32, 32);
 }
 
+// ---- out of file descriptors ------------------------------------------------
+
+// The client runs out of fds during the handshake (issue 21: at the usual
+// limit of 1,024 a client ran out after 171 connections): the connection
+// stays TCP with every byte, and its reason names the cause, NOFD, not
+// MEM. The parameter is how many fds are left free after the socket: each
+// value runs out at a later step of the handshake.
+class PreloadFdLimit : public Preload,
+                       public ::testing::WithParamInterface<int> {};
+
+TEST_P(PreloadFdLimit, FallbackNamesTheFdLimit) {
+  Exit r = RunPair("fd-limit", {}, std::to_string(GetParam()));
+  ASSERT_TRUE(r.ok()) << r;
+  // Every byte over TCP (the probe checked them), behind what CLC the
+  // handshake read before it ran out.
+  EXPECT_GE(TcpBytesReceived(r.out), 512u << 10) << r;
+  EXPECT_LE(TcpBytesReceived(r.out), (512u << 10) + kClcBytesMax) << r;
+  ExpectTcp(Report("probe-cli"), wire::kReasonNoFd, 512 << 10, 1 << 20);
+  const json srv = Report("probe-srv");
+  SCOPED_TRACE(srv.dump());
+  EXPECT_EQ(U(srv, "smcd"), 0u);
+  EXPECT_EQ(U(srv, "tcp"), 1u);
+  EXPECT_EQ(U(srv, "bytes_tcp_in"), 1u << 20);
+  EXPECT_EQ(U(srv, "bytes_tcp_out"), 512u << 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(FreeFds, PreloadFdLimit,
+                         ::testing::Values(0, 1, 2, 3, 4, 5));
+
 // ---- mixed pairs
 // -----------------------------------------------------------------
 
