@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <thread>
 
@@ -559,6 +560,60 @@ int ThreadsClient(uint16_t port, const char*) {
   return 0;
 }
 
+// ---- records from many threads --------------------------------------------
+
+// Eight threads send 64-byte records on one socket while the reader is
+// slow, so senders find the peer's DMB full: no record may be split by
+// another thread's (a send that fits the DMB is placed whole).
+constexpr int kRecThreads = 8, kRecEach = 1500;
+constexpr size_t kRecLen = 64;
+int RecordsServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  std::vector<int> next(kRecThreads, 0);
+  char rec[kRecLen];
+  for (int n = 0; n < kRecThreads * kRecEach; ++n) {
+    if (n % 64 == 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    RUN(ReadExact(fd, rec, sizeof rec));
+    const int t = static_cast<unsigned char>(rec[0]);
+    CHECK(t < kRecThreads, "record %d: thread byte %d", n, t);
+    int seq = 0;
+    std::memcpy(&seq, rec + 1, sizeof seq);
+    CHECK(seq == next[t], "record %d: thread %d seq %d, want %d", n, t, seq,
+          next[t]);
+    for (size_t i = 1 + sizeof seq; i < kRecLen; ++i)
+      CHECK(rec[i] == static_cast<char>(t * 31 + seq), "record %d split", n);
+    ++next[t];
+  }
+  RUN(ExpectEof(fd));
+  close(fd);
+  return 0;
+}
+int RecordsClient(uint16_t port, const char*) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kRecThreads; ++t) {
+    ts.emplace_back([&, t] {
+      char rec[kRecLen];
+      for (int seq = 0; seq < kRecEach; ++seq) {
+        rec[0] = static_cast<char>(t);
+        std::memcpy(rec + 1, &seq, sizeof seq);
+        std::memset(rec + 1 + sizeof seq, t * 31 + seq,
+                    kRecLen - 1 - sizeof seq);
+        if (send(fd, rec, sizeof rec, 0) != static_cast<ssize_t>(kRecLen))
+          bad.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : ts) t.join();
+  CHECK(bad.load() == 0, "a send of a record was short or failed");
+  close(fd);
+  return 0;
+}
+
 // ---- exec
 // -----------------------------------------------------------------------
 
@@ -682,6 +737,7 @@ int FdLimitClient(uint16_t port, const char* arg) {
 
 void AddDataScenarios(Scenarios& s) {
   s["fd-limit"] = {BasicServer, FdLimitClient};
+  s["records"] = {RecordsServer, RecordsClient};
   s["basic"] = {BasicServer, BasicClient};
   s["late-accept"] = {LateAcceptServer, BasicClient};
   s["late-client"] = {SlowAcceptServer, LateClient};

@@ -311,6 +311,16 @@ TEST_F(Preload, ThreadsShareOneSocketFullDuplex) {
   ExpectSmcd(Report("probe-cli"), 2 << 20, 2 << 20);
 }
 
+// Eight threads send 64-byte records on one socket into a small DMB that a
+// slow reader keeps full: a send that fits the DMB is placed whole, so no
+// record is split by another thread's (the probe checks each record).
+TEST_F(Preload, RecordsFromEightThreadsAreNeverSplit) {
+  Exit r = RunPair("records", {{"USMC_DMB_SIZE", "16384"}});
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 8 * 1500 * 64, 0);
+  ExpectSmcd(Report("probe-cli"), 0, 8 * 1500 * 64);
+}
+
 // ---- wrapped calls
 // ---------------------------------------------------------------
 
