@@ -76,6 +76,7 @@ struct NotifyApp {
 struct HandshakeDone {
   Technology technology = Technology::kSmcd;
   SmcdLink link;  // SMC-D's negotiated parameters
+  SmcrLink smcr;  // SMC-R's
 };
 // The connection stays TCP. local_reason: our reason code (PEERDECL when the
 // peer declined); peer_reason: the peer's diagnosis (0 if we declined).
@@ -111,11 +112,60 @@ struct ReleaseBuffers {
 // The SMC connection is CLOSED and released: close the TCP socket.
 struct CloseTcp {};
 
+// ---- SMC-R (docs/engine.md, "SMC-R") ----
+
+// Put this connection into a link group (the runtime's registry drives
+// engine/lgr) and answer SmcrLgrJoined or SmcrLgrJoinFailed.
+// Client, first_contact (the Accept said so): a new group with the peer of
+// `link` (QP created, RESET->INIT->RTR with the peer's QPN/PSN/MTU,
+// receives posted: the Confirm goes out next). Client, reuse: the group
+// whose peer has link.peer_system_id, link.peer_qpn and link.peer_gid, else
+// SYNCERR. Server: one of ours with room for (peer_system_id, peer_gid), or
+// a new one (QP created); first_contact in the answer says which.
+// In every case: LgrConnOpen (the token), and on the client
+// LgrAddPeerRtoken{peer_rkey, peer_vaddr}.
+struct SmcrJoinLgr {
+  bool first_contact = false;
+  SmcrLink link;
+};
+// First contact: the link may be confirmed now (LgrQpReady). Client: its
+// Confirm is out. Server: the Confirm arrived: QP RTR/RTS with the
+// client's QPN/PSN/MTU, LgrAddPeerRtoken, then LgrQpReady (CONFIRM_LINK).
+// Answer SmcrLinkUp or SmcrLinkFailed.
+struct SmcrStartLink {
+  SmcrLink link;
+};
+// Reuse: announce our RMB (LgrConfirmRkey) and answer SmcrRkeyConfirmed.
+struct SmcrConfirmRkey {
+  uint32_t rkey = 0;
+  uint64_t vaddr = 0;
+};
+// RDMA WRITE `len` bytes of our sndbuf (the mirror of the peer's RMB) at
+// `offset` to the peer's RMB at the same offset; unsignaled, posted before
+// the SEND that follows (RC order: the peer sees the bytes first).
+struct RdmaWrite {
+  uint32_t offset = 0;
+  uint32_t len = 0;
+};
+// Post this 44-byte CDC as a SEND (signaled, solicited, inline) on the link;
+// its completion is fed back as SmcrSendCompleted.
+struct PostSend {
+  std::array<std::byte, 44> bytes{};
+};
+// The connection leaves its link group: LgrConnClosed{token}, and (if
+// announced) LgrDeleteRkey{rkey}; deregister the RMB's memory region.
+struct SmcrLeaveLgr {
+  uint32_t token = 0;
+  uint32_t rkey = 0;
+  bool announced = false;
+};
+
 using Action =
     std::variant<SendTcp, TcpConsumed, RegisterRecvBuffer, AttachPeerBuffer,
                  PostCdc, SignalPeer, CaptureUrgentByte, NotifyApp,
                  HandshakeDone, Fallback, ArmTimer, CancelTimer, ReportError,
-                 AbortTcp, ReleaseBuffers, CloseTcp>;
+                 AbortTcp, ReleaseBuffers, CloseTcp, SmcrJoinLgr, SmcrStartLink,
+                 SmcrConfirmRkey, RdmaWrite, PostSend, SmcrLeaveLgr>;
 
 std::string_view ActionName(const Action& a);
 std::ostream& operator<<(std::ostream& os, const Action& a);

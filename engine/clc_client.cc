@@ -1,8 +1,10 @@
 #include "engine/clc_client.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 
+#include "engine/clc_smcr.h"
 #include "wire/bufsize.h"
 #include "wire/reason.h"
 
@@ -15,7 +17,10 @@ using E = HandshakeEvent;
 constexpr ClcClientTransition kTable[] = {
     {S::kInit, E::kStart, {S::kAwaitAccept, S::kFallback}, 2},
     {S::kInit, E::kAppClose, {S::kFailed}, 1},
-    {S::kAwaitAccept, E::kClcMessage, {S::kRegisteringDmb, S::kFallback}, 2},
+    {S::kAwaitAccept,
+     E::kClcMessage,
+     {S::kRegisteringDmb, S::kFallback, S::kJoiningLgr},
+     3},
     {S::kAwaitAccept, E::kClcError, {S::kFallback}, 1},
     {S::kAwaitAccept, E::kTimeout, {S::kFallback}, 1},
     {S::kAwaitAccept, E::kTcpEof, {S::kFallback}, 1},
@@ -31,6 +36,24 @@ constexpr ClcClientTransition kTable[] = {
     {S::kAttachingPeerDmb, E::kPeerDmbAttachFailed, {S::kFallback}, 1},
     {S::kAttachingPeerDmb, E::kTcpEof, {S::kFallback}, 1},
     {S::kAttachingPeerDmb, E::kAppClose, {S::kFailed}, 1},
+    {S::kJoiningLgr,
+     E::kLgrJoined,
+     {S::kConfirmingRkey, S::kAwaitLink, S::kFallback},
+     3},
+    {S::kJoiningLgr, E::kLgrJoinFailed, {S::kFallback}, 1},
+    {S::kJoiningLgr, E::kTcpEof, {S::kFallback}, 1},
+    {S::kJoiningLgr, E::kAppClose, {S::kFailed}, 1},
+    {S::kConfirmingRkey, E::kRkeyConfirmed, {S::kActive, S::kFallback}, 2},
+    {S::kConfirmingRkey, E::kTcpEof, {S::kFallback}, 1},
+    {S::kConfirmingRkey, E::kAppClose, {S::kFailed}, 1},
+    {S::kAwaitLink, E::kLinkUp, {S::kActive}, 1},
+    {S::kAwaitLink, E::kLinkFailed, {S::kFallback}, 1},
+    // A Decline from the server while the link is confirmed (its own
+    // CONFIRM_LINK wait ran out), or garbage: TCP.
+    {S::kAwaitLink, E::kClcMessage, {S::kFallback}, 1},
+    {S::kAwaitLink, E::kClcError, {S::kFallback}, 1},
+    {S::kAwaitLink, E::kTcpEof, {S::kFallback}, 1},
+    {S::kAwaitLink, E::kAppClose, {S::kFailed}, 1},
 };
 
 }  // namespace
@@ -80,7 +103,7 @@ void ClcClient::FallBack(HandshakeEvent e, uint32_t local, uint32_t peer,
 
 void ClcClient::OnStart(TimePoint now, Actions& out) {
   if (!Check(E::kStart, out)) return;
-  if (!core_.params().smcd_enabled) {
+  if (!core_.params().smcd_enabled && !core_.params().smcr_enabled) {
     // No usable device: tell the server, as Linux's client does.
     FallBack(E::kStart, core_.params().no_smcd_reason, 0, true, out);
     return;
@@ -92,7 +115,8 @@ void ClcClient::OnStart(TimePoint now, Actions& out) {
 
 void ClcClient::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
                            Actions& out) {
-  if (state_ != S::kAwaitAccept) return;  // not ours to consume
+  // Not ours to consume otherwise.
+  if (state_ != S::kAwaitAccept && state_ != S::kAwaitLink) return;
   switch (core_.Feed(bytes, out)) {
     case wire::ClcFrameDecoder::Status::kNeedMore:
       return;
@@ -103,9 +127,18 @@ void ClcClient::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
       return;
     case wire::ClcFrameDecoder::Status::kFrame:
       if (!Check(E::kClcMessage, out)) return;
+      if (state_ == S::kAwaitLink) {
+        // Only a Decline may come now (the server gave up on the link).
+        const auto* d = std::get_if<wire::ClcDecline>(&core_.message());
+        FallBack(E::kClcMessage,
+                 d ? wire::kReasonPeerDecl : wire::kReasonCnfErr,
+                 d ? d->peer_diagnosis : 0, /*send_decline=*/d == nullptr, out);
+        return;
+      }
       // The server's Decline already behind its Accept: its timer ran out
       // while our app was away; it is TCP now and takes no Confirm.
-      if (std::holds_alternative<wire::ClcSmcdAccept>(core_.message())) {
+      if (std::holds_alternative<wire::ClcSmcdAccept>(core_.message()) ||
+          std::holds_alternative<wire::ClcSmcrAccept>(core_.message())) {
         if (std::optional<uint32_t> diag =
                 core_.DeclineBehindFrame(bytes, out)) {
           FallBack(E::kClcMessage, wire::kReasonPeerDecl, *diag,
@@ -124,8 +157,20 @@ void ClcClient::OnMessage(const wire::ClcMessage& m, Actions& out) {
              /*send_decline=*/false, out);
     return;
   }
-  if (std::holds_alternative<wire::ClcSmcrAccept>(m)) {
-    // We offered SMC-D only.
+  if (const auto* r = std::get_if<wire::ClcSmcrAccept>(&m)) {
+    if (!core_.params().smcr_enabled || r->type != wire::ClcType::kAccept) {
+      // We offered SMC-D only (or it is not an Accept).
+      FallBack(E::kClcMessage,
+               core_.params().smcr_enabled ? wire::kReasonCnfErr
+                                           : wire::kReasonModeUnsupp,
+               0, true, out);
+      return;
+    }
+    OnSmcrAccept(*r, out);
+    return;
+  }
+  if (!core_.params().smcd_enabled) {
+    // We offered SMC-R only.
     FallBack(E::kClcMessage, wire::kReasonModeUnsupp, 0, true, out);
     return;
   }
@@ -148,6 +193,107 @@ void ClcClient::OnMessage(const wire::ClcMessage& m, Actions& out) {
   core_.link.eid = a->eid;
   out.push_back(RegisterRecvBuffer{SmcdDmbSizeFor(core_.params().dmb_size)});
   Move(E::kClcMessage, S::kRegisteringDmb, out);
+}
+
+// ---- SMC-R ----
+
+void ClcClient::OnSmcrAccept(const wire::ClcSmcrAccept& a, Actions& out) {
+  if (uint32_t reason = CheckSmcrAccept(a, core_.params()); reason != 0) {
+    FallBack(E::kClcMessage, reason, 0, true, out);
+    return;
+  }
+  core_.CancelTimer(out);
+  smcr_ = true;
+  SmcrLink& l = core_.smcr;
+  l.first_contact = a.first_contact;
+  TakePeerAccept(a, l);
+  const EngineParams& p = core_.params();
+  l.local_gid = p.smcr.gid;
+  l.local_mac = p.smcr.mac;
+  l.local_rkey = p.smcr.rmb_rkey;
+  l.local_iova = p.smcr.rmb_iova;
+  l.local_rmb_size = p.smcr.rmb_size;
+  l.mtu = std::min(a.qp_mtu, p.smcr.mtu);
+  if (a.first_contact) {
+    l.max_conns = a.fce.max_conns;
+    l.max_links = a.fce.max_links;
+  }
+  // First contact: always a new group (smc_conn_create, no lookup). Reuse:
+  // the registry must know the group (system ID, QPN, GID) or SYNCERR.
+  out.push_back(SmcrJoinLgr{a.first_contact, l});
+  Move(E::kClcMessage, S::kJoiningLgr, out);
+}
+
+void ClcClient::OnLgrJoined(const SmcrLgrJoined& e, Actions& out) {
+  if (!Check(E::kLgrJoined, out)) return;
+  core_.lgr_joined = true;
+  SmcrLink& l = core_.smcr;
+  l.local_token = e.token;
+  l.local_system_id = e.system_id;
+  l.local_qpn = e.qpn;
+  l.local_psn = e.psn;
+  if (e.first_contact != l.first_contact || e.token == 0 ||
+      !ValidSmcrRmbSize(l.local_rmb_size)) {
+    // The registry broke the contract (or our RMB cannot be announced).
+    FallBack(E::kLgrJoined,
+             e.token == 0 ? wire::kReasonIntErr : wire::kReasonErrRegBuf, 0,
+             true, out);
+    return;
+  }
+  if (l.first_contact) {
+    // The QP is RTR with receives posted: Confirm, then CONFIRM_LINK.
+    SendSmcrConfirm(out);
+    out.push_back(SmcrStartLink{l});
+    Move(E::kLgrJoined, S::kAwaitLink, out);
+    return;
+  }
+  // af_smc.c:smcr_lgr_reg_rmbs: a reuse RMB is announced before Confirm.
+  core_.rkey_announced = true;
+  out.push_back(SmcrConfirmRkey{l.local_rkey, l.local_iova});
+  Move(E::kLgrJoined, S::kConfirmingRkey, out);
+}
+
+void ClcClient::OnLgrJoinFailed(const SmcrLgrJoinFailed& e, Actions& out) {
+  if (!Check(E::kLgrJoinFailed, out)) return;
+  const uint32_t reason = e.reason != 0 ? e.reason : wire::kReasonIntErr;
+  // SYNCERR: the server thinks we share a group we do not know: the
+  // Decline says "out of sync" so it ends that group (smc_clc_wait_msg).
+  core_.FallBack(reason, 0, true, out,
+                 /*out_of_sync=*/reason == wire::kReasonSyncErr);
+  Move(E::kLgrJoinFailed, S::kFallback, out);
+}
+
+void ClcClient::OnRkeyConfirmed(const SmcrRkeyConfirmed& e, Actions& out) {
+  if (!Check(E::kRkeyConfirmed, out)) return;
+  if (!e.ok) {
+    core_.rkey_announced = false;  // the peer did not take it
+    FallBack(E::kRkeyConfirmed, wire::kReasonErrRegBuf, 0, true, out);
+    return;
+  }
+  SendSmcrConfirm(out);
+  out.push_back(HandshakeDone{Technology::kSmcr, {}, core_.smcr});
+  Move(E::kRkeyConfirmed, S::kActive, out);
+}
+
+void ClcClient::OnLinkUp(Actions& out) {
+  if (!Check(E::kLinkUp, out)) return;
+  core_.rkey_announced = true;  // the first-contact RMB counts as confirmed
+  out.push_back(HandshakeDone{Technology::kSmcr, {}, core_.smcr});
+  Move(E::kLinkUp, S::kActive, out);
+}
+
+void ClcClient::OnLinkFailed(const SmcrLinkFailed& e, Actions& out) {
+  if (!Check(E::kLinkFailed, out)) return;
+  // smcr_clnt_conf_first_link: no CONFIRM_LINK in time -> Decline
+  // TIMEOUT_CL, and both ends stay TCP (no app byte moved yet).
+  FallBack(E::kLinkFailed,
+           e.clc_reason != 0 ? e.clc_reason : wire::kReasonTimeoutCl, 0, true,
+           out);
+}
+
+void ClcClient::SendSmcrConfirm(Actions& out) {
+  out.push_back(EncodeForTcp(
+      BuildSmcrAccept(wire::ClcType::kConfirm, core_.params(), core_.smcr)));
 }
 
 void ClcClient::OnDmbRegistered(const RecvBufferRegistered& e, Actions& out) {
@@ -180,7 +326,7 @@ void ClcClient::OnPeerDmbAttached(const PeerBufferAttached&, Actions& out) {
   out.push_back(EncodeForTcp(BuildSmcdAccept(
       wire::ClcType::kConfirm, core_.params(), core_.link.local_dmb_token,
       core_.link.local_dmb_size, core_.link.link_id)));
-  out.push_back(HandshakeDone{Technology::kSmcd, core_.link});
+  out.push_back(HandshakeDone{Technology::kSmcd, core_.link, {}});
   Move(E::kPeerDmbAttached, S::kActive, out);
 }
 
@@ -220,6 +366,12 @@ std::string_view ToString(ClcClientState s) {
       return "REGISTERING_DMB";
     case S::kAttachingPeerDmb:
       return "ATTACHING_PEER_DMB";
+    case S::kJoiningLgr:
+      return "JOINING_LGR";
+    case S::kConfirmingRkey:
+      return "CONFIRMING_RKEY";
+    case S::kAwaitLink:
+      return "AWAIT_LINK";
     case S::kActive:
       return "ACTIVE";
     case S::kFallback:

@@ -33,9 +33,13 @@ enum class ClcClientState : uint8_t {
   kAwaitAccept,
   kRegisteringDmb,
   kAttachingPeerDmb,
-  kActive,    // SMC-D chosen; the data path takes over
-  kFallback,  // stays TCP (terminal)
-  kFailed,    // abandoned: app closed during the handshake (terminal)
+  // SMC-R (after an SMC-R Accept):
+  kJoiningLgr,      // SmcrJoinLgr sent, waiting for the registry's answer
+  kConfirmingRkey,  // reuse: our RMB announced (CONFIRM_RKEY), Confirm next
+  kAwaitLink,       // first contact: Confirm sent, CONFIRM_LINK running
+  kActive,          // SMC chosen; the data path takes over
+  kFallback,        // stays TCP (terminal)
+  kFailed,          // abandoned: app closed during the handshake (terminal)
 };
 std::string_view ToString(ClcClientState s);
 std::ostream& operator<<(std::ostream& os, ClcClientState s);
@@ -63,6 +67,11 @@ class ClcClient {
   void OnDmbRegisterFailed(const RecvBufferFailed& e, Actions& out);
   void OnPeerDmbAttached(const PeerBufferAttached& e, Actions& out);
   void OnPeerDmbAttachFailed(const PeerBufferAttachFailed& e, Actions& out);
+  void OnLgrJoined(const SmcrLgrJoined& e, Actions& out);
+  void OnLgrJoinFailed(const SmcrLgrJoinFailed& e, Actions& out);
+  void OnRkeyConfirmed(const SmcrRkeyConfirmed& e, Actions& out);
+  void OnLinkUp(Actions& out);
+  void OnLinkFailed(const SmcrLinkFailed& e, Actions& out);
   void OnTimeout(TimePoint now, Actions& out);
   void OnTcpEof(Actions& out);
   void OnAppClose(Actions& out);
@@ -79,7 +88,7 @@ class ClcClient {
   HandshakeOutcome Outcome() const {
     switch (state_) {
       case ClcClientState::kActive:
-        return HandshakeOutcome::kSmcd;
+        return smcr_ ? HandshakeOutcome::kSmcr : HandshakeOutcome::kSmcd;
       case ClcClientState::kFallback:
         return HandshakeOutcome::kFallback;
       case ClcClientState::kFailed:
@@ -99,8 +108,11 @@ class ClcClient {
   void FallBack(HandshakeEvent e, uint32_t local, uint32_t peer,
                 bool send_decline, Actions& out);
   void OnMessage(const wire::ClcMessage& m, Actions& out);
+  void OnSmcrAccept(const wire::ClcSmcrAccept& a, Actions& out);
+  void SendSmcrConfirm(Actions& out);
 
   HandshakeCore core_;
+  bool smcr_ = false;  // the server accepted SMC-R
   ClcClientState state_ = ClcClientState::kInit;
 };
 

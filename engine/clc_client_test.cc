@@ -326,9 +326,11 @@ TEST_F(ClcClientTest, AppCloseAbandonsTheHandshake) {
 // In each state, an event the table does not declare takes the one
 // InvalidEvent path: report it; a running handshake declines (INTERR).
 TEST_F(ClcClientTest, InvalidEventInEveryState) {
-  const S states[] = {
-      S::kInit,   S::kAwaitAccept, S::kRegisteringDmb, S::kAttachingPeerDmb,
-      S::kActive, S::kFallback,    S::kFailed};
+  const S states[] = {S::kInit,           S::kAwaitAccept,
+                      S::kRegisteringDmb, S::kAttachingPeerDmb,
+                      S::kJoiningLgr,     S::kConfirmingRkey,
+                      S::kAwaitLink,      S::kActive,
+                      S::kFallback,       S::kFailed};
   for (S s : states) {
     ClcClient c(params_, &entropy_, s, AcceptedLink(), false);
     Actions out;

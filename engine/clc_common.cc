@@ -36,6 +36,16 @@ std::string_view ToString(HandshakeEvent e) {
       return "TcpEof";
     case HandshakeEvent::kAppClose:
       return "AppClose";
+    case HandshakeEvent::kLgrJoined:
+      return "SmcrLgrJoined";
+    case HandshakeEvent::kLgrJoinFailed:
+      return "SmcrLgrJoinFailed";
+    case HandshakeEvent::kRkeyConfirmed:
+      return "SmcrRkeyConfirmed";
+    case HandshakeEvent::kLinkUp:
+      return "SmcrLinkUp";
+    case HandshakeEvent::kLinkFailed:
+      return "SmcrLinkFailed";
   }
   return "Unknown";
 }
@@ -50,6 +60,8 @@ std::string_view ToString(HandshakeOutcome o) {
       return "running";
     case HandshakeOutcome::kSmcd:
       return "smcd";
+    case HandshakeOutcome::kSmcr:
+      return "smcr";
     case HandshakeOutcome::kFallback:
       return "fallback";
     case HandshakeOutcome::kFailed:
@@ -68,15 +80,30 @@ wire::ClcProposal BuildProposal(const EngineParams& params) {
   p.trailer = wire::ClcEyecatcher::kSmcr;
   p.version = 2;
   p.typev1 = wire::SmcType::kNone;  // no SMC v1 path
-  p.typev2 = wire::SmcType::kD;     // SMC-Dv2 over the emulated ISM
+  const bool d = params.smcd_enabled;
+  const bool r = params.smcr_enabled;
+  // SMC-Dv2 over the emulated ISM, SMC-Rv2, or both (type B).
+  p.typev2 = d && r ? wire::SmcType::kBoth
+                    : (r ? wire::SmcType::kR : wire::SmcType::kD);
   p.has_smcd_area = true;
   p.release = wire::kSmcRelease21;
   p.feature_mask = wire::kClcFeatureEmulatedIsm;
   p.eid_count = 1;
   p.eids[0] = params.eid;
-  p.ism_device_count = 1;
-  p.ism_devices[0] = wire::ClcIsmDevice{params.device.gid, params.device.chid,
-                                        params.device.gid_ext};
+  if (r) {
+    // SMCR.md §1.2: our link group's system ID (D2), the MAC under our
+    // RoCEv2 GID, and the v2.1 limits we accept.
+    p.peer_id = params.smcr_system_id;
+    p.mac = params.smcr.mac;
+    p.roce_v2_gid = params.smcr.gid;
+    p.max_conns = params.smcr_max_conns;
+    p.max_links = params.smcr_max_links;
+  }
+  if (d || !r) {
+    p.ism_device_count = 1;
+    p.ism_devices[0] = wire::ClcIsmDevice{params.device.gid, params.device.chid,
+                                          params.device.gid_ext};
+  }
   return p;
 }
 
@@ -221,6 +248,12 @@ void HandshakeCore::CancelTimer(Actions& out) {
 }
 
 void HandshakeCore::ReleaseBuffers(Actions& out) {
+  if (lgr_joined) {
+    out.push_back(
+        SmcrLeaveLgr{smcr.local_token, smcr.local_rkey, rkey_announced});
+    lgr_joined = false;
+    rkey_announced = false;
+  }
   if (!own_registered && !peer_attached) return;
   out.push_back(engine::ReleaseBuffers{own_registered, link.local_dmb_token,
                                        peer_attached, link.peer_dmb_token});
@@ -229,11 +262,15 @@ void HandshakeCore::ReleaseBuffers(Actions& out) {
 }
 
 void HandshakeCore::FallBack(uint32_t local, uint32_t peer, bool send_decline,
-                             Actions& out) {
+                             Actions& out, bool out_of_sync) {
   if (finished_) return;
   finished_ = true;
   CancelTimer(out);
-  if (send_decline) out.push_back(EncodeForTcp(BuildDecline(local)));
+  if (send_decline) {
+    wire::ClcDecline d = BuildDecline(local);
+    d.out_of_sync = out_of_sync;
+    out.push_back(EncodeForTcp(d));
+  }
   ReleaseBuffers(out);
   local_reason = local;
   peer_reason = peer;

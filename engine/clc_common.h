@@ -42,11 +42,23 @@ enum class HandshakeEvent : uint8_t {
   kTimeout,
   kTcpEof,
   kAppClose,  // the app closed or aborted during the handshake
+  // SMC-R (answers to the Smcr* actions):
+  kLgrJoined,
+  kLgrJoinFailed,
+  kRkeyConfirmed,
+  kLinkUp,
+  kLinkFailed,
 };
 std::string_view ToString(HandshakeEvent e);
 
 // Where a handshake machine ended up.
-enum class HandshakeOutcome : uint8_t { kRunning, kSmcd, kFallback, kFailed };
+enum class HandshakeOutcome : uint8_t {
+  kRunning,
+  kSmcd,
+  kSmcr,
+  kFallback,
+  kFailed
+};
 std::string_view ToString(HandshakeOutcome o);
 std::ostream& operator<<(std::ostream& os, HandshakeOutcome o);
 std::ostream& operator<<(std::ostream& os, HandshakeEvent e);
@@ -103,8 +115,9 @@ class HandshakeCore {
 
   // The one fallback path: cancel the timer, send a Decline (if
   // send_decline), release buffers, emit Fallback. Idempotent.
+  // out_of_sync: the Decline carries the SYNCERR bit (header 0x08).
   void FallBack(uint32_t local_reason, uint32_t peer_reason, bool send_decline,
-                Actions& out);
+                Actions& out, bool out_of_sync = false);
   // Handshake abandoned without fallback (app close, server attach
   // failure): release, then AbortTcp/ReportError as asked. Idempotent.
   void Fail(int err, std::string_view what, bool abort_tcp, Actions& out);
@@ -117,6 +130,11 @@ class HandshakeCore {
   SmcdLink link;  // filled in as the handshake goes
   bool own_registered = false;
   bool peer_attached = false;
+  // SMC-R: what is negotiated so far, and whether the connection holds a
+  // token in a link group (left again on fallback) and announced its RMB.
+  SmcrLink smcr;
+  bool lgr_joined = false;
+  bool rkey_announced = false;
   uint32_t local_reason = 0;
   uint32_t peer_reason = 0;
 

@@ -1,8 +1,10 @@
 #include "engine/clc_server.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 
+#include "engine/clc_smcr.h"
 #include "wire/bufsize.h"
 #include "wire/reason.h"
 
@@ -15,7 +17,10 @@ using E = HandshakeEvent;
 constexpr ClcServerTransition kTable[] = {
     {S::kInit, E::kStart, {S::kAwaitProposal}, 1},
     {S::kInit, E::kAppClose, {S::kFailed}, 1},
-    {S::kAwaitProposal, E::kClcMessage, {S::kRegisteringDmb, S::kFallback}, 2},
+    {S::kAwaitProposal,
+     E::kClcMessage,
+     {S::kRegisteringDmb, S::kFallback, S::kJoiningLgr},
+     3},
     {S::kAwaitProposal, E::kClcError, {S::kFallback}, 1},
     {S::kAwaitProposal, E::kTimeout, {S::kFallback}, 1},
     {S::kAwaitProposal, E::kTcpEof, {S::kFallback}, 1},
@@ -40,6 +45,33 @@ constexpr ClcServerTransition kTable[] = {
     {S::kAttachingPeerDmb, E::kPeerDmbAttachFailed, {S::kFailed}, 1},
     {S::kAttachingPeerDmb, E::kTcpEof, {S::kFailed}, 1},
     {S::kAttachingPeerDmb, E::kAppClose, {S::kFailed}, 1},
+    {S::kJoiningLgr,
+     E::kLgrJoined,
+     {S::kAwaitSmcrConfirm, S::kConfirmingRkey, S::kFallback},
+     3},
+    {S::kJoiningLgr, E::kLgrJoinFailed, {S::kFallback}, 1},
+    {S::kJoiningLgr, E::kTcpEof, {S::kFallback}, 1},
+    {S::kJoiningLgr, E::kAppClose, {S::kFailed}, 1},
+    {S::kConfirmingRkey,
+     E::kRkeyConfirmed,
+     {S::kAwaitSmcrConfirm, S::kFallback},
+     2},
+    {S::kConfirmingRkey, E::kTcpEof, {S::kFallback}, 1},
+    {S::kConfirmingRkey, E::kAppClose, {S::kFailed}, 1},
+    {S::kAwaitSmcrConfirm,
+     E::kClcMessage,
+     {S::kAwaitLink, S::kActive, S::kFallback},
+     3},
+    {S::kAwaitSmcrConfirm, E::kClcError, {S::kFallback}, 1},
+    {S::kAwaitSmcrConfirm, E::kTimeout, {S::kFallback}, 1},
+    {S::kAwaitSmcrConfirm, E::kTcpEof, {S::kFallback}, 1},
+    {S::kAwaitSmcrConfirm, E::kAppClose, {S::kFailed}, 1},
+    {S::kAwaitLink, E::kLinkUp, {S::kActive}, 1},
+    {S::kAwaitLink, E::kLinkFailed, {S::kFallback}, 1},
+    {S::kAwaitLink, E::kClcMessage, {S::kFallback}, 1},
+    {S::kAwaitLink, E::kClcError, {S::kFallback}, 1},
+    {S::kAwaitLink, E::kTcpEof, {S::kFallback}, 1},
+    {S::kAwaitLink, E::kAppClose, {S::kFailed}, 1},
 };
 
 }  // namespace
@@ -96,7 +128,10 @@ void ClcServer::OnStart(TimePoint now, Actions& out) {
 
 void ClcServer::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
                            Actions& out) {
-  if (state_ != S::kAwaitProposal && state_ != S::kAwaitConfirm) return;
+  if (state_ != S::kAwaitProposal && state_ != S::kAwaitConfirm &&
+      state_ != S::kAwaitSmcrConfirm && state_ != S::kAwaitLink) {
+    return;
+  }
   switch (core_.Feed(bytes, out)) {
     case wire::ClcFrameDecoder::Status::kNeedMore:
       return;
@@ -119,8 +154,17 @@ void ClcServer::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
           }
         }
         OnProposal(core_.message(), out);
-      } else {
+      } else if (state_ == S::kAwaitConfirm) {
         OnConfirm(core_.message(), out);
+      } else if (state_ == S::kAwaitSmcrConfirm) {
+        OnSmcrConfirm(core_.message(), out);
+      } else {
+        // AWAIT_LINK: only the client's Decline (its CONFIRM_LINK wait ran
+        // out) may come now.
+        const auto* d = std::get_if<wire::ClcDecline>(&core_.message());
+        FallBack(E::kClcMessage,
+                 d ? wire::kReasonPeerDecl : wire::kReasonCnfErr,
+                 d ? d->peer_diagnosis : 0, d == nullptr, out);
       }
       return;
   }
@@ -137,8 +181,13 @@ void ClcServer::OnProposal(const wire::ClcMessage& m, Actions& out) {
     FallBack(E::kClcMessage, wire::kReasonCnfErr, 0, true, out);
     return;
   }
-  if (uint32_t reason = CheckProposal(*p, core_.params()); reason != 0) {
-    FallBack(E::kClcMessage, reason, 0, true, out);
+  const ProposalChoice choice = ChooseForProposal(*p, core_.params());
+  if (choice.reason != 0) {
+    FallBack(E::kClcMessage, choice.reason, 0, true, out);
+    return;
+  }
+  if (choice.technology == Technology::kSmcr) {
+    OnSmcrProposal(*p, out);
     return;
   }
   core_.CancelTimer(out);
@@ -148,6 +197,134 @@ void ClcServer::OnProposal(const wire::ClcMessage& m, Actions& out) {
   core_.link.link_id = core_.NewLinkId();
   out.push_back(RegisterRecvBuffer{SmcdDmbSizeFor(core_.params().dmb_size)});
   Move(E::kClcMessage, S::kRegisteringDmb, out);
+}
+
+// ---- SMC-R ----
+
+void ClcServer::OnSmcrProposal(const wire::ClcProposal& p, Actions& out) {
+  core_.CancelTimer(out);
+  smcr_ = true;
+  const EngineParams& params = core_.params();
+  const SmcrLimits lim = NegotiateSmcrLimits(p, params);
+  SmcrLink& l = core_.smcr;
+  // The kernel server keys reuse on (Proposal system ID, V2 GID); a kernel
+  // client sends system ID 0 (SMCR.md §3.1, §3.2).
+  l.peer_system_id = p.peer_id;
+  l.peer_gid = p.roce_v2_gid;
+  l.peer_mac = p.mac;
+  l.max_conns = lim.max_conns;
+  l.max_links = lim.max_links;
+  l.eid = params.eid;
+  l.local_gid = params.smcr.gid;
+  l.local_mac = params.smcr.mac;
+  l.local_rkey = params.smcr.rmb_rkey;
+  l.local_iova = params.smcr.rmb_iova;
+  l.local_rmb_size = params.smcr.rmb_size;
+  out.push_back(SmcrJoinLgr{false, l});
+  Move(E::kClcMessage, S::kJoiningLgr, out);
+}
+
+void ClcServer::OnLgrJoined(const SmcrLgrJoined& e, TimePoint now,
+                            Actions& out) {
+  if (!Check(E::kLgrJoined, out)) return;
+  core_.lgr_joined = true;
+  SmcrLink& l = core_.smcr;
+  l.first_contact = e.first_contact;
+  l.local_token = e.token;
+  l.local_system_id = e.system_id;
+  l.local_qpn = e.qpn;
+  l.local_psn = e.psn;
+  if (e.token == 0 || !ValidSmcrRmbSize(l.local_rmb_size)) {
+    FallBack(E::kLgrJoined,
+             e.token == 0 ? wire::kReasonIntErr : wire::kReasonErrRegBuf, 0,
+             true, out);
+    return;
+  }
+  if (l.first_contact) {
+    SendSmcrAccept(now, out);
+    Move(E::kLgrJoined, S::kAwaitSmcrConfirm, out);
+    return;
+  }
+  // smcr_lgr_reg_rmbs: CONFIRM_RKEY over the group's link before Accept.
+  core_.rkey_announced = true;
+  out.push_back(SmcrConfirmRkey{l.local_rkey, l.local_iova});
+  Move(E::kLgrJoined, S::kConfirmingRkey, out);
+}
+
+void ClcServer::OnLgrJoinFailed(const SmcrLgrJoinFailed& e, Actions& out) {
+  if (!Check(E::kLgrJoinFailed, out)) return;
+  FallBack(E::kLgrJoinFailed, e.reason != 0 ? e.reason : wire::kReasonIntErr, 0,
+           true, out);
+}
+
+void ClcServer::OnRkeyConfirmed(const SmcrRkeyConfirmed& e, TimePoint now,
+                                Actions& out) {
+  if (!Check(E::kRkeyConfirmed, out)) return;
+  if (!e.ok) {
+    core_.rkey_announced = false;
+    FallBack(E::kRkeyConfirmed, wire::kReasonErrRegBuf, 0, true, out);
+    return;
+  }
+  SendSmcrAccept(now, out);
+  Move(E::kRkeyConfirmed, S::kAwaitSmcrConfirm, out);
+}
+
+void ClcServer::SendSmcrAccept(TimePoint now, Actions& out) {
+  out.push_back(EncodeForTcp(
+      BuildSmcrAccept(wire::ClcType::kAccept, core_.params(), core_.smcr)));
+  core_.ArmTimer(now, out);
+}
+
+void ClcServer::OnSmcrConfirm(const wire::ClcMessage& m, Actions& out) {
+  if (const auto* d = std::get_if<wire::ClcDecline>(&m)) {
+    FallBack(E::kClcMessage, wire::kReasonPeerDecl, d->peer_diagnosis, false,
+             out);
+    return;
+  }
+  const auto* c = std::get_if<wire::ClcSmcrAccept>(&m);
+  if (c == nullptr || c->type != wire::ClcType::kConfirm) {
+    FallBack(E::kClcMessage,
+             std::holds_alternative<wire::ClcSmcdAccept>(m)
+                 ? wire::kReasonModeUnsupp
+                 : wire::kReasonCnfErr,
+             0, true, out);
+    return;
+  }
+  SmcrLink& l = core_.smcr;
+  if (uint32_t reason = CheckSmcrConfirm(*c, core_.params(), l); reason != 0) {
+    FallBack(E::kClcMessage, reason, 0, true, out);
+    return;
+  }
+  core_.CancelTimer(out);
+  // The Proposal's system ID and GID stay the group's key; the Confirm
+  // names the client's link end.
+  const wire::ClcPeerId proposal_id = l.peer_system_id;
+  TakePeerAccept(*c, l);
+  l.peer_system_id = proposal_id;
+  l.mtu = std::min(c->qp_mtu, core_.params().smcr.mtu);
+  if (l.first_contact) {
+    out.push_back(SmcrStartLink{l});
+    Move(E::kClcMessage, S::kAwaitLink, out);
+    return;
+  }
+  out.push_back(HandshakeDone{Technology::kSmcr, {}, l});
+  Move(E::kClcMessage, S::kActive, out);
+}
+
+void ClcServer::OnLinkUp(Actions& out) {
+  if (!Check(E::kLinkUp, out)) return;
+  core_.rkey_announced = true;  // the first-contact RMB counts as confirmed
+  out.push_back(HandshakeDone{Technology::kSmcr, {}, core_.smcr});
+  Move(E::kLinkUp, S::kActive, out);
+}
+
+void ClcServer::OnLinkFailed(const SmcrLinkFailed& e, Actions& out) {
+  if (!Check(E::kLinkFailed, out)) return;
+  // smcr_serv_conf_first_link: no CONFIRM_LINK response in time -> Decline
+  // TIMEOUT_CL, TCP on both ends.
+  FallBack(E::kLinkFailed,
+           e.clc_reason != 0 ? e.clc_reason : wire::kReasonTimeoutCl, 0, true,
+           out);
 }
 
 void ClcServer::OnDmbRegistered(const RecvBufferRegistered& e, TimePoint now,
@@ -204,7 +381,7 @@ void ClcServer::OnConfirm(const wire::ClcMessage& m, Actions& out) {
       Move(E::kClcMessage, S::kFailed, out);
       return;
     }
-    out.push_back(HandshakeDone{Technology::kSmcd, core_.link});
+    out.push_back(HandshakeDone{Technology::kSmcd, core_.link, {}});
     Move(E::kClcMessage, S::kActive, out);
     return;
   }
@@ -238,7 +415,7 @@ void ClcServer::OnPeerDmbAttached(const PeerBufferAttached& e, TimePoint now,
     Move(E::kPeerDmbAttached, S::kAwaitConfirm, out);
     return;
   }
-  out.push_back(HandshakeDone{Technology::kSmcd, core_.link});
+  out.push_back(HandshakeDone{Technology::kSmcd, core_.link, {}});
   Move(E::kPeerDmbAttached, S::kActive, out);
 }
 
@@ -291,6 +468,14 @@ std::string_view ToString(ClcServerState s) {
       return "AWAIT_CONFIRM";
     case S::kAttachingPeerDmb:
       return "ATTACHING_PEER_DMB";
+    case S::kJoiningLgr:
+      return "JOINING_LGR";
+    case S::kConfirmingRkey:
+      return "CONFIRMING_RKEY";
+    case S::kAwaitSmcrConfirm:
+      return "AWAIT_SMCR_CONFIRM";
+    case S::kAwaitLink:
+      return "AWAIT_LINK";
     case S::kActive:
       return "ACTIVE";
     case S::kFallback:

@@ -35,9 +35,14 @@ enum class ClcServerState : uint8_t {
   kRegisteringDmb,
   kAwaitConfirm,
   kAttachingPeerDmb,
-  kActive,    // SMC-D chosen; the data path takes over
-  kFallback,  // stays TCP (terminal)
-  kFailed,    // aborted after Confirm, or closed by the app (terminal)
+  // SMC-R (after a Proposal we serve with SMC-R):
+  kJoiningLgr,        // SmcrJoinLgr sent, waiting for the registry
+  kConfirmingRkey,    // reuse: our RMB announced (CONFIRM_RKEY), Accept next
+  kAwaitSmcrConfirm,  // Accept sent, waiting for the Confirm
+  kAwaitLink,         // first contact: CONFIRM_LINK running
+  kActive,            // SMC chosen; the data path takes over
+  kFallback,          // stays TCP (terminal)
+  kFailed,            // aborted after Confirm, or closed by the app (terminal)
 };
 std::string_view ToString(ClcServerState s);
 std::ostream& operator<<(std::ostream& os, ClcServerState s);
@@ -60,10 +65,17 @@ class ClcServer {
   void OnStart(TimePoint now, Actions& out);
   void OnTcpBytes(std::span<const std::byte> bytes, TimePoint now,
                   Actions& out);
-  void OnDmbRegistered(const RecvBufferRegistered& e, TimePoint now, Actions& out);
+  void OnDmbRegistered(const RecvBufferRegistered& e, TimePoint now,
+                       Actions& out);
   void OnDmbRegisterFailed(const RecvBufferFailed& e, Actions& out);
-  void OnPeerDmbAttached(const PeerBufferAttached& e, TimePoint now, Actions& out);
+  void OnPeerDmbAttached(const PeerBufferAttached& e, TimePoint now,
+                         Actions& out);
   void OnPeerDmbAttachFailed(const PeerBufferAttachFailed& e, Actions& out);
+  void OnLgrJoined(const SmcrLgrJoined& e, TimePoint now, Actions& out);
+  void OnLgrJoinFailed(const SmcrLgrJoinFailed& e, Actions& out);
+  void OnRkeyConfirmed(const SmcrRkeyConfirmed& e, TimePoint now, Actions& out);
+  void OnLinkUp(Actions& out);
+  void OnLinkFailed(const SmcrLinkFailed& e, Actions& out);
   void OnTimeout(TimePoint now, Actions& out);
   void OnTcpEof(Actions& out);
   void OnAppClose(Actions& out);
@@ -80,7 +92,7 @@ class ClcServer {
   HandshakeOutcome Outcome() const {
     switch (state_) {
       case ClcServerState::kActive:
-        return HandshakeOutcome::kSmcd;
+        return smcr_ ? HandshakeOutcome::kSmcr : HandshakeOutcome::kSmcd;
       case ClcServerState::kFallback:
         return HandshakeOutcome::kFallback;
       case ClcServerState::kFailed:
@@ -101,8 +113,12 @@ class ClcServer {
                 bool send_decline, Actions& out);
   void OnProposal(const wire::ClcMessage& m, Actions& out);
   void OnConfirm(const wire::ClcMessage& m, Actions& out);
+  void OnSmcrProposal(const wire::ClcProposal& p, Actions& out);
+  void OnSmcrConfirm(const wire::ClcMessage& m, Actions& out);
+  void SendSmcrAccept(TimePoint now, Actions& out);
 
   HandshakeCore core_;
+  bool smcr_ = false;  // we chose SMC-R
   ClcServerState state_ = ClcServerState::kInit;
 };
 

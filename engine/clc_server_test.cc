@@ -396,14 +396,11 @@ TEST_F(ClcServerTest, AcceptInsteadOfProposalIsAProtocolError) {
 }
 
 TEST_F(ClcServerTest, InvalidEventInEveryState) {
-  const S states[] = {S::kInit,
-                      S::kAwaitProposal,
-                      S::kRegisteringDmb,
-                      S::kAwaitConfirm,
-                      S::kAttachingPeerDmb,
-                      S::kActive,
-                      S::kFallback,
-                      S::kFailed};
+  const S states[] = {
+      S::kInit,           S::kAwaitProposal,    S::kRegisteringDmb,
+      S::kAwaitConfirm,   S::kAttachingPeerDmb, S::kJoiningLgr,
+      S::kConfirmingRkey, S::kAwaitSmcrConfirm, S::kAwaitLink,
+      S::kActive,         S::kFallback,         S::kFailed};
   for (S st : states) {
     ClcServer s(params_, &entropy_, st, SmcdLink{}, false);
     Actions out;

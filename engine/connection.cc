@@ -5,6 +5,7 @@
 #include <string>
 
 #include "base/overloaded.h"
+#include "engine/smcr_transport.h"
 #include "wire/reason.h"
 
 namespace usmc::engine {
@@ -97,6 +98,29 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
                 // The peer may publish as soon as it is ACTIVE, before we
                 // are: the runtime re-delivers the area after HandshakeDone.
                 [&](const CdcArrived&) {},
+                // SMC-R: the SEND is gone once read; keep the latest (CDCs
+                // are cumulative) for when the data path exists.
+                [&](const SmcrCdcReceived& e) { early_cdc_ = e.bytes; },
+                [&](const SmcrSendCompleted&) {},
+                [&](const SmcrLgrJoined& e) {
+                  if constexpr (std::is_same_v<std::decay_t<decltype(m)>,
+                                               ClcServer>) {
+                    m.OnLgrJoined(e, now, out);
+                  } else {
+                    m.OnLgrJoined(e, out);
+                  }
+                },
+                [&](const SmcrLgrJoinFailed& e) { m.OnLgrJoinFailed(e, out); },
+                [&](const SmcrRkeyConfirmed& e) {
+                  if constexpr (std::is_same_v<std::decay_t<decltype(m)>,
+                                               ClcServer>) {
+                    m.OnRkeyConfirmed(e, now, out);
+                  } else {
+                    m.OnRkeyConfirmed(e, out);
+                  }
+                },
+                [&](const SmcrLinkUp&) { m.OnLinkUp(out); },
+                [&](const SmcrLinkFailed& e) { m.OnLinkFailed(e, out); },
                 [&](const auto&) { m.OnForeignEvent(EventName(event), out); },
             },
             event);
@@ -106,7 +130,6 @@ void Connection::OnHandshakeEvent(const Event& event, TimePoint now,
 }
 
 void Connection::AfterHandshakeStep(Actions& out) {
-  (void)out;
   const HandshakeCore& core = std::visit(
       [](const auto& m) -> const HandshakeCore& { return m.core(); }, clc_);
   const HandshakeOutcome o =
@@ -118,6 +141,19 @@ void Connection::AfterHandshakeStep(Actions& out) {
     transport_ = std::make_unique<SmcdTransport>();
     data_.emplace(DataPathConfig{link_.local_dmb_size, link_.peer_dmb_size,
                                  transport_->ring_offset()});
+  } else if (o == HandshakeOutcome::kSmcr) {
+    mode_ = Mode::kSmc;
+    technology_ = Technology::kSmcr;
+    smcr_ = core.smcr;
+    transport_ = std::make_unique<SmcrTransport>(
+        smcr_.local_token, smcr_.peer_token, smcr_.peer_rmb_size);
+    data_.emplace(DataPathConfig{smcr_.local_rmb_size, smcr_.peer_rmb_size,
+                                 transport_->ring_offset()});
+    if (early_cdc_.has_value()) {
+      const std::array<std::byte, 44> early = *early_cdc_;
+      early_cdc_.reset();
+      OnPeerCdc(early, out);
+    }
   } else if (o == HandshakeOutcome::kFallback) {
     mode_ = Mode::kTcp;
   } else if (o == HandshakeOutcome::kFailed) {
@@ -142,7 +178,27 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
   }
   std::visit(
       base::Overloaded{
-          [&](const CdcArrived& e) { OnPeerCdc(e, out); },
+          [&](const CdcArrived& e) {
+            if (technology_ != Technology::kSmcd) {
+              InvalidEvent(event, out);
+              return;
+            }
+            OnPeerCdc(e.area, out);
+          },
+          [&](const SmcrCdcReceived& e) {
+            if (technology_ != Technology::kSmcr) {
+              InvalidEvent(event, out);
+              return;
+            }
+            OnPeerCdc(e.bytes, out);
+          },
+          [&](const SmcrSendCompleted&) {
+            if (technology_ != Technology::kSmcr) {
+              InvalidEvent(event, out);
+              return;
+            }
+            transport_->OnSendCompleted(out);
+          },
           [&](const AppSent& e) { OnAppSent(e, out); },
           [&](const AppConsumed& e) { OnAppConsumed(e, out); },
           [&](const UrgentByteCaptured& e) { data_->SetUrgentByte(e.value); },
@@ -166,7 +222,14 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
             MaybeFinish(out);
           },
           [&](const DeviceFailed&) { LocalAbort("device failed", out); },
-          [&](const SiblingPublished& e) { OnSiblingPublished(e, out); },
+          [&](const SiblingPublished& e) {
+            // Sharing a connection across processes is SMC-D only so far.
+            if (technology_ != Technology::kSmcd) {
+              InvalidEvent(event, out);
+              return;
+            }
+            OnSiblingPublished(e, out);
+          },
           [&](const PeerVanished&) { OnPeerVanished(out); },
           [&](const TcpEof&) {
             // A peer that closes TCP without closing SMC first has died:
@@ -205,15 +268,22 @@ bool Connection::Dead() const {
          cs == CloseState::kClosed;
 }
 
-void Connection::OnPeerCdc(const CdcArrived& e, Actions& out) {
-  if (AllZero(e.area)) return;  // the peer has not written a CDC yet
+void Connection::OnPeerCdc(std::span<const std::byte> bytes, Actions& out) {
+  // SMC-D: the peer has not written a CDC yet.
+  if (std::all_of(bytes.begin(), bytes.end(),
+                  [](std::byte b) { return b == std::byte{0}; })) {
+    return;
+  }
   if (Dead()) return;
-  wire::WireResult<wire::CdcMessage> m = transport_->Decode(e.area);
+  wire::WireResult<wire::CdcMessage> m = transport_->Decode(bytes);
   if (!m.ok()) {
     ++counters_.violations;
     LocalAbort(ToString(CdcViolation::kUndecodable), out);
     return;
   }
+  // SMC-R: another connection's token or an old sequence number is
+  // dropped, as the kernel does (smc_cdc_rx_handler).
+  if (!transport_->Admit(*m)) return;
   const PeerCdcResult r = data_->OnPeerCdc(*m);
   if (r.violation != CdcViolation::kNone) {
     ++counters_.violations;
@@ -388,8 +458,14 @@ void Connection::MaybeFinish(Actions& out) {
     return;
   }
   finished_ = true;
-  out.push_back(
-      ReleaseBuffers{true, link_.local_dmb_token, true, link_.peer_dmb_token});
+  if (technology_ == Technology::kSmcr) {
+    // DELETE_RKEY for our RMB (the kernel's smcr_buf_unuse); the group
+    // stays for the next connection.
+    out.push_back(SmcrLeaveLgr{smcr_.local_token, smcr_.local_rkey, true});
+  } else {
+    out.push_back(ReleaseBuffers{true, link_.local_dmb_token, true,
+                                 link_.peer_dmb_token});
+  }
   out.push_back(CloseTcp{});
 }
 
@@ -494,8 +570,9 @@ ConnectionStats Connection::Stats() const {
   s.peer_reason = core.peer_reason;
   s.error = error_;
   if (data_.has_value()) {
-    s.local_dmb_size = link_.local_dmb_size;
-    s.peer_dmb_size = link_.peer_dmb_size;
+    const bool r = technology_ == Technology::kSmcr;
+    s.local_dmb_size = r ? smcr_.local_rmb_size : link_.local_dmb_size;
+    s.peer_dmb_size = r ? smcr_.peer_rmb_size : link_.peer_dmb_size;
     s.tx_producer = data_->tx_producer();
     s.peer_consumer = data_->peer_consumer();
     s.rx_consumer = data_->rx_consumer();

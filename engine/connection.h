@@ -18,10 +18,12 @@
 #ifndef USMC_ENGINE_CONNECTION_H_
 #define USMC_ENGINE_CONNECTION_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <variant>
 
@@ -67,7 +69,13 @@ class Connection {
   std::optional<TimePoint> NextDeadline() const;
   // Negotiated parameters (SMC-D mode only).
   const SmcdLink* link() const {
-    return mode_ == Mode::kSmc ? &link_ : nullptr;
+    return mode_ == Mode::kSmc && technology_ == Technology::kSmcd ? &link_
+                                                                   : nullptr;
+  }
+  // Negotiated parameters (SMC-R mode only).
+  const SmcrLink* smcr_link() const {
+    return mode_ == Mode::kSmc && technology_ == Technology::kSmcr ? &smcr_
+                                                                   : nullptr;
   }
 
   // ---- errors (SMC-D mode), as TCP reports them ----
@@ -130,7 +138,7 @@ class Connection {
   void OnHandshakeEvent(const Event& event, TimePoint now, Actions& out);
   void AfterHandshakeStep(Actions& out);
   void OnSmcdEvent(const Event& event, Actions& out);
-  void OnPeerCdc(const CdcArrived& e, Actions& out);
+  void OnPeerCdc(std::span<const std::byte> bytes, Actions& out);
   void OnSiblingPublished(const SiblingPublished& e, Actions& out);
   void OnPeerVanished(Actions& out);
   // Applies the peer's new connection-state flags to the close machine.
@@ -155,6 +163,10 @@ class Connection {
   Technology technology_ = Technology::kSmcd;
   std::variant<ClcClient, ClcServer> clc_;
   SmcdLink link_;
+  SmcrLink smcr_;
+  // SMC-R: the peer's latest CDC if it came before our handshake ended (the
+  // SEND is consumed, unlike an SMC-D area that can be read again).
+  std::optional<std::array<std::byte, 44>> early_cdc_;
   std::optional<DataPath> data_;
   std::unique_ptr<CdcTransport> transport_;
   CloseMachine close_;

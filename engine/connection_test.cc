@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <optional>
+#include <string>
 
 #include "engine/clc_common.h"
+#include "engine/clc_smcr.h"
 #include "engine/snapshot.h"
 #include "engine/test_util.h"
 #include "wire/cdc.h"
@@ -136,139 +139,9 @@ wire::CdcMessage Published(const Actions& out) {
   return m.ok() ? *m : wire::CdcMessage{};
 }
 
-TEST(ConnectionClose, CloseWithUnreadDataSendsAbortNotClosed) {
-  SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
-  MakeSmcd(c);
-  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
-  ASSERT_EQ(c.RecvState().readable, 100u);
-  const wire::CdcMessage m = Published(c.OnEvent(AppClose{}, kNow));
-  EXPECT_TRUE(m.conn_state.peer_conn_abort);  // the peer sees ECONNRESET
-  EXPECT_FALSE(m.conn_state.peer_conn_closed);
-}
-
 // A small read waits for the update rule; one the runtime asks to confirm
 // (the connection is shared with a forked process) publishes the consumer
 // cursor at once.
-TEST(ConnectionData, ConfirmedReadPublishesTheConsumerAtOnce) {
-  SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
-  MakeSmcd(c);
-  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
-  EXPECT_EQ(FindAction<PostCdc>(c.OnEvent(AppConsumed{10}, kNow)), nullptr);
-  const wire::CdcMessage m =
-      Published(c.OnEvent(AppConsumed{.len = 20, .confirm = true}, kNow));
-  EXPECT_EQ(m.consumer.count, 30u);
-  EXPECT_EQ(FindAction<PostCdc>(
-                c.OnEvent(AppConsumed{.len = 0, .confirm = true}, kNow)),
-            nullptr);
-}
-
-TEST(ConnectionClose, CloseWithEverythingReadSendsClosed) {
-  SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
-  MakeSmcd(c);
-  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
-  (void)c.OnEvent(AppConsumed{100}, kNow);
-  const wire::CdcMessage m = Published(c.OnEvent(AppClose{}, kNow));
-  EXPECT_TRUE(m.conn_state.peer_conn_closed);
-  EXPECT_FALSE(m.conn_state.peer_conn_abort);
-}
-
-TEST(ConnectionClose, PeerAbortKeepsEarlierBytesThenResetOnceThenEof) {
-  SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
-  MakeSmcd(c);
-  // The peer's reply and its abort (it closed with our bytes unread).
-  Actions out = c.OnEvent(PeerArea(30, false, false, true), kNow);
-  ASSERT_NE(FindAction<ReportError>(out), nullptr);
-  EXPECT_EQ(FindAction<ReportError>(out)->err, ECONNRESET);
-  EXPECT_EQ(c.PendingError(), ECONNRESET);
-  EXPECT_TRUE(c.HungUp());
-  EXPECT_EQ(c.SendError(), ECONNRESET);
-  EXPECT_FALSE(c.SendDiscards());
-  // TCP reads what came before the RST first.
-  RecvStatus st = c.RecvState();
-  EXPECT_EQ(st.readable, 30u);
-  EXPECT_EQ(st.error, 0);
-  EXPECT_TRUE(st.read_closed);
-  EXPECT_EQ(c.PlanRecv(100).total, 30u);
-  (void)c.OnEvent(AppConsumed{30}, kNow);
-  st = c.RecvState();
-  EXPECT_EQ(st.error, ECONNRESET);
-  EXPECT_FALSE(st.eof);
-  // Reported once (a send or a recv got it): then EPIPE and EOF.
-  ExpectActions<>(c.OnEvent(AppErrorReported{}, kNow));
-  EXPECT_EQ(c.PendingError(), 0);
-  EXPECT_EQ(c.SendError(), EPIPE);
-  st = c.RecvState();
-  EXPECT_EQ(st.error, 0);
-  EXPECT_TRUE(st.eof);
-  EXPECT_TRUE(c.HungUp());
-}
-
-TEST(ConnectionClose, SendAfterPeerClosedIsTakenOnceThenEpipe) {
-  SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
-  MakeSmcd(c);
-  (void)c.OnEvent(PeerArea(5, true, true, false), kNow);
-  EXPECT_EQ(c.close_state(), CloseState::kAppCloseWait1);
-  EXPECT_EQ(c.PendingError(), 0);
-  EXPECT_FALSE(c.HungUp());  // TCP after a FIN: only RDHUP
-  EXPECT_TRUE(c.RecvState().read_closed);
-  // TCP accepts one more send; the closed peer answers it with a reset.
-  EXPECT_EQ(c.SendError(), 0);
-  EXPECT_TRUE(c.SendDiscards());
-  EXPECT_EQ(c.SendSpace(), 0u);
-  EXPECT_EQ(c.PlanSend(10).total, 0u);
-  Actions out = c.OnEvent(AppSentToClosedPeer{}, kNow);
-  EXPECT_EQ(FindAction<PostCdc>(out), nullptr);  // nothing reaches it
-  ASSERT_NE(FindAction<NotifyApp>(out), nullptr);
-  EXPECT_FALSE(c.SendDiscards());
-  EXPECT_EQ(c.SendError(), EPIPE);
-  EXPECT_EQ(c.PendingError(), EPIPE);  // POLLERR
-  EXPECT_TRUE(c.HungUp());
-  // The reset came after the FIN: recv still sees the bytes, then EOF.
-  RecvStatus st = c.RecvState();
-  EXPECT_EQ(st.readable, 5u);
-  (void)c.OnEvent(AppConsumed{5}, kNow);
-  st = c.RecvState();
-  EXPECT_EQ(st.error, 0);
-  EXPECT_TRUE(st.eof);
-  (void)c.OnEvent(AppErrorReported{}, kNow);
-  EXPECT_EQ(c.PendingError(), 0);
-  EXPECT_EQ(c.SendError(), EPIPE);
-  // A second discard is not possible.
-  out = c.OnEvent(AppSentToClosedPeer{}, kNow);
-  ASSERT_NE(FindAction<ReportError>(out), nullptr);
-  EXPECT_EQ(FindAction<ReportError>(out)->err, EINVAL);
-}
-
-TEST(ConnectionClose, PeerShutdownWriteOnlyStillTakesData) {
-  SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
-  MakeSmcd(c);
-  (void)c.OnEvent(PeerArea(0, true, false, false), kNow);
-  EXPECT_FALSE(c.SendDiscards());
-  EXPECT_EQ(c.SendError(), 0);
-  EXPECT_GT(c.SendSpace(), 0u);
-  EXPECT_TRUE(c.RecvState().eof);
-  EXPECT_FALSE(c.HungUp());
-}
-
-TEST(ConnectionClose, AbortAfterPeerShutdownIsEpipeAndEof) {
-  SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
-  MakeSmcd(c);
-  (void)c.OnEvent(PeerArea(0, true, false, false), kNow);
-  Actions out = c.OnEvent(PeerArea(0, true, false, true), kNow);
-  ASSERT_NE(FindAction<ReportError>(out), nullptr);
-  EXPECT_EQ(FindAction<ReportError>(out)->err, EPIPE);
-  EXPECT_EQ(c.PendingError(), EPIPE);
-  EXPECT_EQ(c.SendError(), EPIPE);
-  EXPECT_EQ(c.RecvState().error, 0);  // TCP: the FIN came first
-  EXPECT_TRUE(c.RecvState().eof);
-}
 
 TEST(ConnectionClose, ReportedErrorSurvivesSnapshot) {
   SeededEntropy e(1);
@@ -482,9 +355,237 @@ TEST(ConnectionSibling, ImpossibleValuesAbort) {
 
 // ---- the peer's process died (PeerVanished) ----
 
-TEST(ConnectionPeerVanished, AfterItsCloseNothingHappens) {
+// ---- the same connection tests over both transports ----
+//
+// Close, errors and data over SMC-D (32-byte CDC area in the DMB) and SMC-R
+// (ring = whole RMBE, CDC as a 44-byte SEND with seqno and token): the data
+// path and close machine are shared, so every assertion holds for both.
+class SmcBoth : public ::testing::TestWithParam<Technology> {
+ protected:
+  bool Smcr() const { return GetParam() == Technology::kSmcr; }
+  EngineParams Params() const {
+    EngineParams p = TestParams(Role::kClient);
+    if (Smcr()) {
+      p.smcd_enabled = false;
+      p.smcr_enabled = true;
+      p.smcr.rmb_size = kDmb;
+    }
+    return p;
+  }
+  // A client driven by hand through the handshake into SMC.
+  void MakeSmcd(Connection& c) {
+    if (!Smcr()) {
+      engine::MakeSmcd(c);
+      return;
+    }
+    (void)c.OnEvent(Start{}, kNow);
+    SmcrLink l;
+    l.first_contact = true;
+    l.local_token = 9;
+    l.local_qpn = 0x22;
+    l.local_rmb_size = kDmb;
+    l.max_conns = 255;
+    l.max_links = 1;
+    EngineParams server = Params();
+    server.role = Role::kServer;
+    const wire::ClcSmcrAccept a =
+        BuildSmcrAccept(wire::ClcType::kAccept, server, l);
+    (void)c.OnEvent(TcpBytes{EncodeClcBytes(a)}, kNow);
+    (void)c.OnEvent(SmcrLgrJoined{true, kToken, {}, 0x11, 0x123}, kNow);
+    (void)c.OnEvent(SmcrLinkUp{}, kNow);
+    ASSERT_EQ(c.mode(), Mode::kSmc);
+    ASSERT_EQ(c.technology(), Technology::kSmcr);
+  }
+  Event PeerCdc(wire::CdcMessage m) {
+    if (!Smcr()) {
+      CdcArrived e;
+      EXPECT_TRUE(wire::EncodeSmcdCdc(m, e.area).ok());
+      return e;
+    }
+    m.seqno = ++seqno_;
+    m.alert_token = kToken;
+    SmcrCdcReceived e;
+    EXPECT_TRUE(wire::EncodeCdc(m, e.bytes).ok());
+    return e;
+  }
+  Event PeerArea(uint32_t produced, bool done_writing, bool closed,
+                 bool abort) {
+    wire::CdcMessage m;
+    m.producer = {0, produced};
+    m.conn_state.peer_done_writing = done_writing;
+    m.conn_state.peer_conn_closed = closed;
+    m.conn_state.peer_conn_abort = abort;
+    return PeerCdc(m);
+  }
+  // The CDC published in `out`, if any.
+  std::optional<wire::CdcMessage> FindPublished(const Actions& out) const {
+    if (const PostCdc* p = FindAction<PostCdc>(out)) {
+      wire::WireResult<wire::CdcMessage> m = wire::DecodeSmcdCdc(p->area);
+      if (m.ok()) return *m;
+    }
+    if (const PostSend* p = FindAction<PostSend>(out)) {
+      wire::WireResult<wire::CdcMessage> m = wire::DecodeCdc(p->bytes);
+      if (m.ok()) return *m;
+    }
+    return std::nullopt;
+  }
+  wire::CdcMessage Published(const Actions& out) const {
+    std::optional<wire::CdcMessage> m = FindPublished(out);
+    EXPECT_TRUE(m.has_value()) << Describe(out);
+    return m.value_or(wire::CdcMessage{});
+  }
+
+  static constexpr uint32_t kToken = 1;
+  uint16_t seqno_ = 0;
+};
+
+class ConnectionClose : public SmcBoth {};
+class ConnectionData : public SmcBoth {};
+class ConnectionPeerVanished : public SmcBoth {};
+
+std::string TechName(const ::testing::TestParamInfo<Technology>& info) {
+  return info.param == Technology::kSmcd ? "Smcd" : "Smcr";
+}
+INSTANTIATE_TEST_SUITE_P(Transports, ConnectionClose,
+                         ::testing::Values(Technology::kSmcd,
+                                           Technology::kSmcr),
+                         TechName);
+INSTANTIATE_TEST_SUITE_P(Transports, ConnectionData,
+                         ::testing::Values(Technology::kSmcd,
+                                           Technology::kSmcr),
+                         TechName);
+INSTANTIATE_TEST_SUITE_P(Transports, ConnectionPeerVanished,
+                         ::testing::Values(Technology::kSmcd,
+                                           Technology::kSmcr),
+                         TechName);
+
+TEST_P(ConnectionClose, CloseWithUnreadDataSendsAbortNotClosed) {
   SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
+  Connection c(Params(), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
+  ASSERT_EQ(c.RecvState().readable, 100u);
+  const wire::CdcMessage m = Published(c.OnEvent(AppClose{}, kNow));
+  EXPECT_TRUE(m.conn_state.peer_conn_abort);  // the peer sees ECONNRESET
+  EXPECT_FALSE(m.conn_state.peer_conn_closed);
+}
+TEST_P(ConnectionData, ConfirmedReadPublishesTheConsumerAtOnce) {
+  SeededEntropy e(1);
+  Connection c(Params(), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
+  EXPECT_FALSE(FindPublished(c.OnEvent(AppConsumed{10}, kNow)).has_value());
+  const wire::CdcMessage m =
+      Published(c.OnEvent(AppConsumed{.len = 20, .confirm = true}, kNow));
+  EXPECT_EQ(m.consumer.count, 30u);
+  EXPECT_FALSE(
+      FindPublished(c.OnEvent(AppConsumed{.len = 0, .confirm = true}, kNow))
+          .has_value());
+}
+TEST_P(ConnectionClose, CloseWithEverythingReadSendsClosed) {
+  SeededEntropy e(1);
+  Connection c(Params(), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(100, false, false, false), kNow);
+  (void)c.OnEvent(AppConsumed{100}, kNow);
+  const wire::CdcMessage m = Published(c.OnEvent(AppClose{}, kNow));
+  EXPECT_TRUE(m.conn_state.peer_conn_closed);
+  EXPECT_FALSE(m.conn_state.peer_conn_abort);
+}
+TEST_P(ConnectionClose, PeerAbortKeepsEarlierBytesThenResetOnceThenEof) {
+  SeededEntropy e(1);
+  Connection c(Params(), &e);
+  MakeSmcd(c);
+  // The peer's reply and its abort (it closed with our bytes unread).
+  Actions out = c.OnEvent(PeerArea(30, false, false, true), kNow);
+  ASSERT_NE(FindAction<ReportError>(out), nullptr);
+  EXPECT_EQ(FindAction<ReportError>(out)->err, ECONNRESET);
+  EXPECT_EQ(c.PendingError(), ECONNRESET);
+  EXPECT_TRUE(c.HungUp());
+  EXPECT_EQ(c.SendError(), ECONNRESET);
+  EXPECT_FALSE(c.SendDiscards());
+  // TCP reads what came before the RST first.
+  RecvStatus st = c.RecvState();
+  EXPECT_EQ(st.readable, 30u);
+  EXPECT_EQ(st.error, 0);
+  EXPECT_TRUE(st.read_closed);
+  EXPECT_EQ(c.PlanRecv(100).total, 30u);
+  (void)c.OnEvent(AppConsumed{30}, kNow);
+  st = c.RecvState();
+  EXPECT_EQ(st.error, ECONNRESET);
+  EXPECT_FALSE(st.eof);
+  // Reported once (a send or a recv got it): then EPIPE and EOF.
+  ExpectActions<>(c.OnEvent(AppErrorReported{}, kNow));
+  EXPECT_EQ(c.PendingError(), 0);
+  EXPECT_EQ(c.SendError(), EPIPE);
+  st = c.RecvState();
+  EXPECT_EQ(st.error, 0);
+  EXPECT_TRUE(st.eof);
+  EXPECT_TRUE(c.HungUp());
+}
+TEST_P(ConnectionClose, SendAfterPeerClosedIsTakenOnceThenEpipe) {
+  SeededEntropy e(1);
+  Connection c(Params(), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(5, true, true, false), kNow);
+  EXPECT_EQ(c.close_state(), CloseState::kAppCloseWait1);
+  EXPECT_EQ(c.PendingError(), 0);
+  EXPECT_FALSE(c.HungUp());  // TCP after a FIN: only RDHUP
+  EXPECT_TRUE(c.RecvState().read_closed);
+  // TCP accepts one more send; the closed peer answers it with a reset.
+  EXPECT_EQ(c.SendError(), 0);
+  EXPECT_TRUE(c.SendDiscards());
+  EXPECT_EQ(c.SendSpace(), 0u);
+  EXPECT_EQ(c.PlanSend(10).total, 0u);
+  Actions out = c.OnEvent(AppSentToClosedPeer{}, kNow);
+  EXPECT_FALSE(FindPublished(out).has_value());  // nothing reaches it
+  ASSERT_NE(FindAction<NotifyApp>(out), nullptr);
+  EXPECT_FALSE(c.SendDiscards());
+  EXPECT_EQ(c.SendError(), EPIPE);
+  EXPECT_EQ(c.PendingError(), EPIPE);  // POLLERR
+  EXPECT_TRUE(c.HungUp());
+  // The reset came after the FIN: recv still sees the bytes, then EOF.
+  RecvStatus st = c.RecvState();
+  EXPECT_EQ(st.readable, 5u);
+  (void)c.OnEvent(AppConsumed{5}, kNow);
+  st = c.RecvState();
+  EXPECT_EQ(st.error, 0);
+  EXPECT_TRUE(st.eof);
+  (void)c.OnEvent(AppErrorReported{}, kNow);
+  EXPECT_EQ(c.PendingError(), 0);
+  EXPECT_EQ(c.SendError(), EPIPE);
+  // A second discard is not possible.
+  out = c.OnEvent(AppSentToClosedPeer{}, kNow);
+  ASSERT_NE(FindAction<ReportError>(out), nullptr);
+  EXPECT_EQ(FindAction<ReportError>(out)->err, EINVAL);
+}
+TEST_P(ConnectionClose, PeerShutdownWriteOnlyStillTakesData) {
+  SeededEntropy e(1);
+  Connection c(Params(), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(0, true, false, false), kNow);
+  EXPECT_FALSE(c.SendDiscards());
+  EXPECT_EQ(c.SendError(), 0);
+  EXPECT_GT(c.SendSpace(), 0u);
+  EXPECT_TRUE(c.RecvState().eof);
+  EXPECT_FALSE(c.HungUp());
+}
+TEST_P(ConnectionClose, AbortAfterPeerShutdownIsEpipeAndEof) {
+  SeededEntropy e(1);
+  Connection c(Params(), &e);
+  MakeSmcd(c);
+  (void)c.OnEvent(PeerArea(0, true, false, false), kNow);
+  Actions out = c.OnEvent(PeerArea(0, true, false, true), kNow);
+  ASSERT_NE(FindAction<ReportError>(out), nullptr);
+  EXPECT_EQ(FindAction<ReportError>(out)->err, EPIPE);
+  EXPECT_EQ(c.PendingError(), EPIPE);
+  EXPECT_EQ(c.SendError(), EPIPE);
+  EXPECT_EQ(c.RecvState().error, 0);  // TCP: the FIN came first
+  EXPECT_TRUE(c.RecvState().eof);
+}
+TEST_P(ConnectionPeerVanished, AfterItsCloseNothingHappens) {
+  SeededEntropy e(1);
+  Connection c(Params(), &e);
   MakeSmcd(c);
   SendBytes(c, 100);  // unread by the peer, yet it closed first
   (void)c.OnEvent(PeerArea(5, true, true, false), kNow);
@@ -493,16 +594,15 @@ TEST(ConnectionPeerVanished, AfterItsCloseNothingHappens) {
   EXPECT_EQ(c.close_state(), CloseState::kAppCloseWait1);
   EXPECT_EQ(c.PendingError(), 0);
   // And after its abort.
-  Connection a(TestParams(Role::kClient), &e);
+  Connection a(Params(), &e);
   MakeSmcd(a);
   (void)a.OnEvent(PeerArea(0, false, false, true), kNow);
   ExpectActions<>(a.OnEvent(PeerVanished{}, kNow));
   EXPECT_EQ(a.close_state(), CloseState::kProcessAbort);
 }
-
-TEST(ConnectionPeerVanished, DataOfOursUnreadIsAReset) {
+TEST_P(ConnectionPeerVanished, DataOfOursUnreadIsAReset) {
   SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
+  Connection c(Params(), &e);
   MakeSmcd(c);
   (void)c.OnEvent(PeerArea(30, false, false, false), kNow);
   SendBytes(c, 100);
@@ -517,18 +617,15 @@ TEST(ConnectionPeerVanished, DataOfOursUnreadIsAReset) {
   EXPECT_EQ(c.RecvState().readable, 30u);
   EXPECT_EQ(c.SendError(), ECONNRESET);
 }
-
-TEST(ConnectionPeerVanished, EverythingReadIsAnOrderlyClose) {
+TEST_P(ConnectionPeerVanished, EverythingReadIsAnOrderlyClose) {
   SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
+  Connection c(Params(), &e);
   MakeSmcd(c);
   SendBytes(c, 100);
   (void)c.OnEvent(PeerArea(30, false, false, false), kNow);
   // The peer consumed everything we sent.
   wire::CdcMessage m = Cdc({0, 30}, {0, 100});
-  CdcArrived read_all;
-  read_all.area = Area(m);
-  (void)c.OnEvent(read_all, kNow);
+  (void)c.OnEvent(PeerCdc(m), kNow);
   Actions out = c.OnEvent(PeerVanished{}, kNow);
   EXPECT_EQ(FindAction<ReportError>(out), nullptr) << Describe(out);
   EXPECT_NE(FindAction<NotifyApp>(out), nullptr);
@@ -545,10 +642,9 @@ TEST(ConnectionPeerVanished, EverythingReadIsAnOrderlyClose) {
   out = c.OnEvent(AppClose{}, kNow);
   EXPECT_NE(FindAction<CloseTcp>(out), nullptr);
 }
-
-TEST(ConnectionPeerVanished, ResetAfterItsShutdownIsEpipe) {
+TEST_P(ConnectionPeerVanished, ResetAfterItsShutdownIsEpipe) {
   SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
+  Connection c(Params(), &e);
   MakeSmcd(c);
   (void)c.OnEvent(PeerArea(0, true, false, false), kNow);  // its FIN
   SendBytes(c, 10);
@@ -557,10 +653,9 @@ TEST(ConnectionPeerVanished, ResetAfterItsShutdownIsEpipe) {
   EXPECT_EQ(FindAction<ReportError>(out)->err, EPIPE);
   EXPECT_TRUE(c.RecvState().eof);
 }
-
-TEST(ConnectionPeerVanished, AfterOurCloseItFinishes) {
+TEST_P(ConnectionPeerVanished, AfterOurCloseItFinishes) {
   SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
+  Connection c(Params(), &e);
   MakeSmcd(c);
   (void)c.OnEvent(AppClose{}, kNow);
   ASSERT_EQ(c.close_state(), CloseState::kPeerCloseWait1);
@@ -571,10 +666,9 @@ TEST(ConnectionPeerVanished, AfterOurCloseItFinishes) {
   ExpectActions<>(c.OnEvent(PeerVanished{}, kNow));
   ExpectActions<>(c.OnEvent(Sibling(Cdc({0, 0}, {0, 0})), kNow));
 }
-
-TEST(ConnectionPeerVanished, AfterOurAbortNothingHappens) {
+TEST_P(ConnectionPeerVanished, AfterOurAbortNothingHappens) {
   SeededEntropy e(1);
-  Connection c(TestParams(Role::kClient), &e);
+  Connection c(Params(), &e);
   MakeSmcd(c);
   SendBytes(c, 10);
   (void)c.OnEvent(DeviceFailed{}, kNow);

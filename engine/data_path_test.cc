@@ -6,14 +6,29 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <string>
+
+#include "engine/common.h"
 
 namespace usmc::engine {
 namespace {
 
+// Every test runs for both transports: SMC-D (ring after the 32-byte CDC
+// area of the DMB) and SMC-R (the ring is the whole RMBE). The data path is
+// the same code; only where the ring starts differs.
 constexpr uint32_t kDmb = 16 * 1024;
-constexpr uint32_t kRing = kDmb - 32;
 
-DataPath Make() { return DataPath({kDmb, kDmb, 32}); }
+class DataPath : public ::testing::TestWithParam<Technology> {
+ protected:
+  uint32_t Off() const {
+    return GetParam() == Technology::kSmcd ? wire::kSmcdCdcLen : 0;
+  }
+  uint32_t Ring() const { return kDmb - Off(); }
+  engine::DataPath Make() const {
+    return engine::DataPath({kDmb, kDmb, Off()});
+  }
+  const uint32_t kRing = Ring();
+};
 
 wire::CdcMessage Producer(uint16_t wrap, uint32_t count) {
   wire::CdcMessage m;
@@ -21,12 +36,12 @@ wire::CdcMessage Producer(uint16_t wrap, uint32_t count) {
   return m;
 }
 
-TEST(DataPath, PlanSendIsOneChunkAtTheProducer) {
-  DataPath d = Make();
+TEST_P(DataPath, PlanSendIsOneChunkAtTheProducer) {
+  engine::DataPath d = Make();
   EXPECT_EQ(d.SendSpace(), kRing);
   const CopyPlan p = d.PlanSend(100);
   ASSERT_EQ(p.count, 1);
-  EXPECT_EQ(p.chunks[0].offset, 32u);
+  EXPECT_EQ(p.chunks[0].offset, Off());
   EXPECT_EQ(p.chunks[0].len, 100u);
   EXPECT_EQ(p.total, 100u);
   ASSERT_TRUE(d.CommitSend(100, false, false));
@@ -34,8 +49,8 @@ TEST(DataPath, PlanSendIsOneChunkAtTheProducer) {
   EXPECT_EQ(d.SendSpace(), kRing - 100);
 }
 
-TEST(DataPath, PlanSendWrapsIntoTwoChunks) {
-  DataPath d = Make();
+TEST_P(DataPath, PlanSendWrapsIntoTwoChunks) {
+  engine::DataPath d = Make();
   ASSERT_TRUE(d.CommitSend(kRing - 10, false, false));
   // The peer consumed everything.
   wire::CdcMessage m;
@@ -43,16 +58,16 @@ TEST(DataPath, PlanSendWrapsIntoTwoChunks) {
   ASSERT_EQ(d.OnPeerCdc(m).violation, CdcViolation::kNone);
   const CopyPlan p = d.PlanSend(50);
   ASSERT_EQ(p.count, 2);
-  EXPECT_EQ(p.chunks[0].offset, 32 + kRing - 10);
+  EXPECT_EQ(p.chunks[0].offset, Off() + kRing - 10);
   EXPECT_EQ(p.chunks[0].len, 10u);
-  EXPECT_EQ(p.chunks[1].offset, 32u);
+  EXPECT_EQ(p.chunks[1].offset, Off());
   EXPECT_EQ(p.chunks[1].len, 40u);
   ASSERT_TRUE(d.CommitSend(50, false, false));
   EXPECT_EQ(d.tx_producer(), (wire::Cursor{1, 40}));
 }
 
-TEST(DataPath, FullRingStopsTheSender) {
-  DataPath d = Make();
+TEST_P(DataPath, FullRingStopsTheSender) {
+  engine::DataPath d = Make();
   EXPECT_EQ(d.PlanSend(kRing + 5).total, kRing);
   ASSERT_TRUE(d.CommitSend(kRing, /*wanted_more=*/true, false));
   EXPECT_EQ(d.SendSpace(), 0u);
@@ -61,31 +76,31 @@ TEST(DataPath, FullRingStopsTheSender) {
   EXPECT_TRUE(d.BuildCdc({}).prod_flags.write_blocked);
 }
 
-TEST(DataPath, ReceiverSeesDataAndPlansTwoChunksAcrossTheEnd) {
-  DataPath d = Make();
+TEST_P(DataPath, ReceiverSeesDataAndPlansTwoChunksAcrossTheEnd) {
+  engine::DataPath d = Make();
   ASSERT_EQ(d.OnPeerCdc(Producer(0, kRing - 4)).new_bytes, kRing - 4);
   EXPECT_TRUE(d.CommitRecv(kRing - 4));  // ring was full: confirm
   const PeerCdcResult r = d.OnPeerCdc(Producer(1, 6));
   EXPECT_EQ(r.new_bytes, 10u);
   const CopyPlan p = d.PlanRecv(100);
   ASSERT_EQ(p.count, 2);
-  EXPECT_EQ(p.chunks[0].offset, 32 + kRing - 4);
+  EXPECT_EQ(p.chunks[0].offset, Off() + kRing - 4);
   EXPECT_EQ(p.chunks[0].len, 4u);
-  EXPECT_EQ(p.chunks[1].offset, 32u);
+  EXPECT_EQ(p.chunks[1].offset, Off());
   EXPECT_EQ(p.chunks[1].len, 6u);
 }
 
-TEST(DataPath, ProducerOneFullRingAheadIsValidMoreIsNot) {
-  DataPath d = Make();
+TEST_P(DataPath, ProducerOneFullRingAheadIsValidMoreIsNot) {
+  engine::DataPath d = Make();
   EXPECT_EQ(d.OnPeerCdc(Producer(1, 0)).new_bytes, kRing);  // full
   EXPECT_EQ(d.Readable(), kRing);
-  DataPath e = Make();
+  engine::DataPath e = Make();
   EXPECT_EQ(e.OnPeerCdc(Producer(1, 1)).violation,
             CdcViolation::kProducerOverrun);
 }
 
-TEST(DataPath, ViolationsChangeNothing) {
-  DataPath d = Make();
+TEST_P(DataPath, ViolationsChangeNothing) {
+  engine::DataPath d = Make();
   ASSERT_EQ(d.OnPeerCdc(Producer(0, 100)).violation, CdcViolation::kNone);
   EXPECT_EQ(d.OnPeerCdc(Producer(0, kRing)).violation,
             CdcViolation::kProducerRange);
@@ -105,8 +120,8 @@ TEST(DataPath, ViolationsChangeNothing) {
   EXPECT_EQ(d.Readable(), 100u);
 }
 
-TEST(DataPath, ConsumerUpdateRule) {
-  DataPath d = Make();
+TEST_P(DataPath, ConsumerUpdateRule) {
+  engine::DataPath d = Make();
   // 3000 bytes in, sender_free = kRing - 3000 > kRing / 2.
   ASSERT_EQ(d.OnPeerCdc(Producer(0, 3000)).violation, CdcViolation::kNone);
   // limit = max(kRing / 10, 2304) = 2304 for a 16 KiB DMB.
@@ -120,8 +135,8 @@ TEST(DataPath, ConsumerUpdateRule) {
   EXPECT_FALSE(d.CommitRecv(100));  // small again
 }
 
-TEST(DataPath, WriteBlockedPeerGetsAnUpdateAboveTheLimit) {
-  DataPath d = Make();
+TEST_P(DataPath, WriteBlockedPeerGetsAnUpdateAboveTheLimit) {
+  engine::DataPath d = Make();
   wire::CdcMessage m = Producer(0, 4000);
   m.prod_flags.write_blocked = true;
   ASSERT_EQ(d.OnPeerCdc(m).violation, CdcViolation::kNone);
@@ -129,8 +144,8 @@ TEST(DataPath, WriteBlockedPeerGetsAnUpdateAboveTheLimit) {
   EXPECT_TRUE(d.CommitRecv(400));
 }
 
-TEST(DataPath, ConsumerUpdateRequestIsAnswered) {
-  DataPath d = Make();
+TEST_P(DataPath, ConsumerUpdateRequestIsAnswered) {
+  engine::DataPath d = Make();
   ASSERT_EQ(d.OnPeerCdc(Producer(0, 100)).violation, CdcViolation::kNone);
   EXPECT_FALSE(d.CommitRecv(10));
   wire::CdcMessage m = Producer(0, 100);
@@ -138,13 +153,13 @@ TEST(DataPath, ConsumerUpdateRequestIsAnswered) {
   EXPECT_TRUE(d.OnPeerCdc(m).send_consumer_update);
 }
 
-TEST(DataPath, UrgentByteIsOutOfBandWithAMark) {
-  DataPath d = Make();
+TEST_P(DataPath, UrgentByteIsOutOfBandWithAMark) {
+  engine::DataPath d = Make();
   wire::CdcMessage m = Producer(0, 5);
   m.prod_flags.urg_data_present = true;
   const PeerCdcResult r = d.OnPeerCdc(m);
   ASSERT_TRUE(r.urgent_arrived);
-  EXPECT_EQ(r.urgent_offset, 32u + 4);
+  EXPECT_EQ(r.urgent_offset, Off() + 4);
   d.SetUrgentByte(std::byte{'!'});
   EXPECT_EQ(d.Readable(), 4u);
   EXPECT_EQ(d.PlanRecv(100).total, 4u);
@@ -160,15 +175,15 @@ TEST(DataPath, UrgentByteIsOutOfBandWithAMark) {
   EXPECT_FALSE(d.OnPeerCdc(m).urgent_arrived);
 }
 
-TEST(DataPath, UrgentFlagWithoutDataIsAViolation) {
-  DataPath d = Make();
+TEST_P(DataPath, UrgentFlagWithoutDataIsAViolation) {
+  engine::DataPath d = Make();
   wire::CdcMessage m;
   m.prod_flags.urg_data_present = true;
   EXPECT_EQ(d.OnPeerCdc(m).violation, CdcViolation::kBadUrgent);
 }
 
-TEST(DataPath, UrgentPendingAloneMeansNotYet) {
-  DataPath d = Make();
+TEST_P(DataPath, UrgentPendingAloneMeansNotYet) {
+  engine::DataPath d = Make();
   wire::CdcMessage m;
   m.prod_flags.urg_data_pending = true;
   ASSERT_EQ(d.OnPeerCdc(m).violation, CdcViolation::kNone);
@@ -177,8 +192,8 @@ TEST(DataPath, UrgentPendingAloneMeansNotYet) {
   EXPECT_EQ(d.urgent_state(), UrgentState::kPending);
 }
 
-TEST(DataPath, SenderWaitsAfterUrgentUntilAllConsumed) {
-  DataPath d = Make();
+TEST_P(DataPath, SenderWaitsAfterUrgentUntilAllConsumed) {
+  engine::DataPath d = Make();
   ASSERT_TRUE(d.CommitSend(3, false, /*urgent=*/true));
   EXPECT_TRUE(d.BuildCdc({}).prod_flags.urg_data_present);
   EXPECT_EQ(d.SendSpace(), 0u);
@@ -192,6 +207,13 @@ TEST(DataPath, SenderWaitsAfterUrgentUntilAllConsumed) {
   ASSERT_TRUE(d.CommitSend(1, false, false));
   EXPECT_FALSE(d.BuildCdc({}).prod_flags.urg_data_present);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Transports, DataPath,
+    ::testing::Values(Technology::kSmcd, Technology::kSmcr),
+    [](const auto& info) {
+      return std::string(info.param == Technology::kSmcd ? "Smcd" : "Smcr");
+    });
 
 }  // namespace
 }  // namespace usmc::engine

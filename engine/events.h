@@ -18,6 +18,8 @@
 #include <string_view>
 #include <variant>
 
+#include "wire/clc.h"
+
 namespace usmc::engine {
 
 // Client: send the Proposal. Server: start waiting for it (arms the timer).
@@ -109,13 +111,49 @@ struct AppSentToClosedPeer {};
 // with EPIPE and recvs see EOF.
 struct AppErrorReported {};
 
-using Event =
-    std::variant<Start, TcpBytes, TcpEof, RecvBufferRegistered,
-                 RecvBufferFailed, PeerBufferAttached, PeerBufferAttachFailed,
-                 CdcArrived, UrgentByteCaptured, AppSent, AppConsumed,
-                 AppShutdown, AppClose, AppAbort, Timeout, DeviceFailed,
-                 AppSentToClosedPeer, AppErrorReported, SiblingPublished,
-                 PeerVanished>;
+// ---- SMC-R (answers to the Smcr* actions; docs/engine.md) ----
+
+// Answer to SmcrJoinLgr: the connection is in a link group. first_contact:
+// a new group (its link still to confirm); token: our alert token in it;
+// system_id, qpn, psn: the group's ID and its link's QP (ours).
+struct SmcrLgrJoined {
+  bool first_contact = false;
+  uint32_t token = 0;
+  wire::ClcPeerId system_id{};
+  uint32_t qpn = 0;
+  uint32_t psn = 0;
+};
+// Answer to SmcrJoinLgr: no group. SYNCERR (client: a reuse Accept names no
+// group of ours), MAXCONNERR (group full), ERR_RDYLNK (no QP)...
+struct SmcrLgrJoinFailed {
+  uint32_t reason = 0;
+};
+// The link group's first CONFIRM_LINK exchange ended (LgrLinkUp, or
+// LgrFirstContactFailed{clc_reason}: TIMEOUT_CL, RMBE_EC).
+struct SmcrLinkUp {};
+struct SmcrLinkFailed {
+  uint32_t clc_reason = 0;
+};
+// Answer to SmcrConfirmRkey (LgrRkeyConfirmed).
+struct SmcrRkeyConfirmed {
+  bool ok = false;
+};
+// A 44-byte SEND on the link that carried a CDC (byte 0 = 0xFE) for this
+// connection's token; the data it announces is already in our RMB (RC
+// order).
+struct SmcrCdcReceived {
+  std::array<std::byte, 44> bytes{};
+};
+// One of our CDC SENDs completed (its send slot is free again).
+struct SmcrSendCompleted {};
+
+using Event = std::variant<
+    Start, TcpBytes, TcpEof, RecvBufferRegistered, RecvBufferFailed,
+    PeerBufferAttached, PeerBufferAttachFailed, CdcArrived, UrgentByteCaptured,
+    AppSent, AppConsumed, AppShutdown, AppClose, AppAbort, Timeout,
+    DeviceFailed, AppSentToClosedPeer, AppErrorReported, SiblingPublished,
+    PeerVanished, SmcrLgrJoined, SmcrLgrJoinFailed, SmcrLinkUp, SmcrLinkFailed,
+    SmcrRkeyConfirmed, SmcrCdcReceived, SmcrSendCompleted>;
 
 // "TcpBytes", ... (the struct name).
 std::string_view EventName(const Event& e);

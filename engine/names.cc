@@ -58,7 +58,14 @@ std::string_view EventName(const Event& e) {
                                                 "AppSentToClosedPeer",
                                                 "AppErrorReported",
                                                 "SiblingPublished",
-                                                "PeerVanished"};
+                                                "PeerVanished",
+                                                "SmcrLgrJoined",
+                                                "SmcrLgrJoinFailed",
+                                                "SmcrLinkUp",
+                                                "SmcrLinkFailed",
+                                                "SmcrRkeyConfirmed",
+                                                "SmcrCdcReceived",
+                                                "SmcrSendCompleted"};
   static_assert(std::size(kNames) == std::variant_size_v<Event>);
   return kNames[e.index()];
 }
@@ -69,10 +76,14 @@ std::ostream& operator<<(std::ostream& os, const Event& e) {
 
 std::string_view ActionName(const Action& a) {
   static constexpr std::string_view kNames[] = {
-      "SendTcp",       "TcpConsumed", "RegisterRecvBuffer", "AttachPeerBuffer",
-      "PostCdc",       "SignalPeer",  "CaptureUrgentByte",  "NotifyApp",
-      "HandshakeDone", "Fallback",    "ArmTimer",           "CancelTimer",
-      "ReportError",   "AbortTcp",    "ReleaseBuffers",     "CloseTcp"};
+      "SendTcp",           "TcpConsumed", "RegisterRecvBuffer",
+      "AttachPeerBuffer",  "PostCdc",     "SignalPeer",
+      "CaptureUrgentByte", "NotifyApp",   "HandshakeDone",
+      "Fallback",          "ArmTimer",    "CancelTimer",
+      "ReportError",       "AbortTcp",    "ReleaseBuffers",
+      "CloseTcp",          "SmcrJoinLgr", "SmcrStartLink",
+      "SmcrConfirmRkey",   "RdmaWrite",   "PostSend",
+      "SmcrLeaveLgr"};
   static_assert(std::size(kNames) == std::variant_size_v<Action>);
   return kNames[a.index()];
 }
@@ -97,6 +108,12 @@ std::ostream& operator<<(std::ostream& os, const Action& a) {
           os << "{" << x.err << ", " << x.what << "}";
         } else if constexpr (std::is_same_v<T, CaptureUrgentByte>) {
           os << "{" << x.buffer_offset << "}";
+        } else if constexpr (std::is_same_v<T, RdmaWrite>) {
+          os << "{" << x.offset << ", " << x.len << "}";
+        } else if constexpr (std::is_same_v<T, SmcrJoinLgr>) {
+          os << (x.first_contact ? "{first contact}" : "{reuse}");
+        } else if constexpr (std::is_same_v<T, SmcrLeaveLgr>) {
+          os << "{token " << x.token << "}";
         }
       },
       a);

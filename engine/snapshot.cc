@@ -45,7 +45,8 @@ std::string_view CheckSnapshot(const ConnectionSnapshot& s) {
 }
 
 Result<ConnectionSnapshot> Connection::Snapshot() const {
-  if (mode_ != Mode::kSmc || !data_.has_value()) {
+  if (mode_ != Mode::kSmc || !data_.has_value() ||
+      technology_ != Technology::kSmcd) {
     return Status(StatusCode::kFailedPrecondition,
                   "no snapshot of a connection in mode " +
                       std::string(ToString(mode_)) + " (SMC-D only)");

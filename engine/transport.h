@@ -2,9 +2,9 @@
 // from, so the data path is written once for SMC-D and (later) SMC-R.
 //
 // SMC-D: a CDC is the 32-byte area at offset 0 of the peer's DMB (host byte
-// order, no sequence number), and the ring starts at offset 32. SMC-R will
-// add a transport that posts a 44-byte SEND with seqno and alert token on
-// the link group's current link, with the ring at RMBE offset 0.
+// order, no sequence number), and the ring starts at offset 32. SMC-R
+// (engine/smcr_transport.h): the ring is the whole RMBE, the data goes by
+// RDMA WRITE and the CDC is a 44-byte SEND with seqno and alert token.
 //
 //   SmcdTransport t;
 //   t.Publish(cdc, out);   // PostCdc{area}, SignalPeer
@@ -29,6 +29,12 @@ class CdcTransport {
   // Decodes what the peer delivered (the SMC-D area, the SMC-R SEND).
   virtual wire::WireResult<wire::CdcMessage> Decode(
       std::span<const std::byte> bytes) const = 0;
+  // Whether a decoded CDC is for this connection and new (SMC-R: alert
+  // token and sequence number); a CDC not admitted is dropped, as the
+  // kernel drops it, without a violation.
+  virtual bool Admit(const wire::CdcMessage&) { return true; }
+  // One of our CDC SENDs completed (SMC-R): a corked CDC may go now.
+  virtual void OnSendCompleted(Actions&) {}
 };
 
 class SmcdTransport final : public CdcTransport {

@@ -1,6 +1,7 @@
 #include "runtime/executor.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <variant>
 
@@ -90,8 +91,26 @@ void Executor::Execute(const engine::Actions& actions,
               closed_ = true;
               tcp_.CloseTcp();
             },
+            // SMC-R actions: the engine emits them only with smcr_enabled,
+            // which the runtime does not set before its RDMA executor
+            // exists (issue 18, part 2). Should one come, the connection
+            // fails rather than waiting for an answer nobody will give.
+            [&](const engine::SmcrJoinLgr&) { NotExecutable(); },
+            [&](const engine::SmcrStartLink&) { NotExecutable(); },
+            [&](const engine::SmcrConfirmRkey&) { NotExecutable(); },
+            [&](const engine::RdmaWrite&) { NotExecutable(); },
+            [&](const engine::PostSend&) { NotExecutable(); },
+            [&](const engine::SmcrLeaveLgr&) { NotExecutable(); },
         },
         action);
+  }
+}
+
+void Executor::NotExecutable() {
+  if (error_ == 0) error_ = EPROTONOSUPPORT;
+  if (!aborted_) {
+    aborted_ = true;
+    tcp_.ResetTcp();
   }
 }
 

@@ -96,6 +96,10 @@ class Executor {
   const Log& log() const { return log_; }
 
  private:
+  // An action this runtime has no device for (SMC-R before part 2): the
+  // connection ends with EPROTONOSUPPORT and the TCP socket is reset.
+  void NotExecutable();
+
   dev::Device& dev_;
   TcpSide& tcp_;
   const ExecutorOptions opts_;

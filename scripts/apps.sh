@@ -26,7 +26,8 @@ fi
 export USMC_APPS_MODE=$APPS_MODE
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
-  tests=(sockperf iperf3 redis python asyncio_many curl fork mixed nginx git ssh redis-suite)
+  tests=(sockperf iperf3 redis python asyncio_many curl fork mixed nginx git ssh memcached postgres haproxy
+         soak redis-suite)
   # USMC_APPS_REDIS_SUITE=0 leaves Redis's own suite out (two runs of a
   # subset of ./runtest, about 4 minutes together).
   [ "${USMC_APPS_REDIS_SUITE:-1}" = 0 ] && unset 'tests[-1]'

@@ -15,6 +15,7 @@ PACKAGES=(
   sockperf iperf3 redis-server redis-tools tcl curl python3   # tests/apps (scripts/apps.sh)
   nginx-light                                                  # tests/apps/nginx.sh
   git openssh-server openssh-client                          # tests/apps: git.sh, ssh.sh
+  memcached libmemcached-tools postgresql haproxy apache2-utils wrk  # tests/apps: memcached.sh, postgres.sh, haproxy.sh
 )
 
 missing=()

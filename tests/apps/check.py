@@ -130,7 +130,7 @@ def cmd_bytes_match(a):
     c = sum_reports(load_reports(a.client))
     s = sum_reports(load_reports(a.server))
     for cdir, sdir in (("out", "in"), ("in", "out")):
-        for kind in ("smcd", "tcp"):
+        for kind in a.kind or ("smcd", "tcp"):
             ck, sk = f"bytes_{kind}_{cdir}", f"bytes_{kind}_{sdir}"
             if cdir == "in" and a.unread_ok:
                 # A client may end with replies unread (sockperf stops at
@@ -280,6 +280,16 @@ def xfer_one(host, port, size, seed, write_size, results):
 
 
 def cmd_xfer_client(a):
+    before = None
+    if a.leak_check:
+        # One connection first: what usmc sets up once per process (its
+        # status file, a progress thread) is not a leak.
+        warm = []
+        xfer_one(a.host, a.port, 1024, a.seed, a.write_size, warm)
+        if not warm[0][0]:
+            fail("xfer: the warm-up connection echoed wrong data")
+        time.sleep(1.5)  # a progress thread ends a second after its last job
+        before = process_resources()
     results, threads = [], []
     for i in range(a.conns):
         t = threading.Thread(target=xfer_one,
@@ -295,7 +305,70 @@ def cmd_xfer_client(a):
     if len(results) != a.conns or bad:
         fail(f"xfer: {len(results)}/{a.conns} connections finished, "
              f"{len(bad)} with wrong data: {bad[:3]}")
+    if before:
+        # Every connection is closed: usmc must have let go of its fds and
+        # mappings (threads of this process are gone too).
+        for _ in range(30):  # closes under way, a progress thread ending
+            after = process_resources()
+            if after["fds"] == before["fds"] and after["dmb_maps"] == before["dmb_maps"]:
+                break
+            time.sleep(0.1)
+        if after["fds"] != before["fds"] or after["dmb_maps"] != before["dmb_maps"]:
+            fail(f"xfer: after {a.conns} connections the process holds {after}, "
+                 f"before it held {before}")
     print(json.dumps({"conns": a.conns, "bytes": a.conns * a.size}), flush=True)
+
+
+# -------------------------------------------------------------------- soak
+def process_resources(pid="self"):
+    """What a process holds that usmc could leak: fds, usmc's mappings, RSS."""
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    with open(f"/proc/{pid}/maps") as f:
+        maps = sum(1 for line in f if "usmc-dmb" in line)
+    with open(f"/proc/{pid}/status") as f:
+        rss_kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return {"fds": fds, "dmb_maps": maps, "rss_kib": rss_kib}
+
+
+def cmd_soak_server(a):
+    """Echo server with a thread per connection until SIGTERM. A connection
+    whose client was killed ends with a reset or an early EOF: counted as
+    cut, not failed. Prints its counts and, on SIGUSR1, its resources into
+    --resources (after a moment for closes under way)."""
+    s = listen(a.host, a.port, backlog=512)
+    counts = {"served": 0, "cut": 0}
+    lock = threading.Lock()
+
+    def serve(conn):
+        try:
+            echo_conn(conn)
+            key = "served"
+        except OSError:
+            key = "cut"
+            conn.close()
+        with lock:
+            counts[key] += 1
+
+    def dump(*_):
+        with open(a.resources, "w") as f:
+            json.dump(dict(process_resources(), threads=threading.active_count(),
+                           **counts), f)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, dump)
+    s.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            conn, _ = s.accept()
+        except socket.timeout:
+            continue
+        except InterruptedError:
+            continue
+        conn.settimeout(None)
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    s.close()
+    print(json.dumps(counts), flush=True)
 
 
 # ----------------------------------------------------------- forking servers
@@ -507,6 +580,86 @@ def cmd_redis_check(a):
                       "bytes": sum(len(v) for v in values.values())}))
 
 
+# --------------------------------------------------------------- memcached
+class LineReader:
+    def __init__(self, sock):
+        self.sock, self.buf = sock, bytearray()
+
+    def _fill(self):
+        data = self.sock.recv(CHUNK)
+        if not data:
+            fail("memcached: connection closed")
+        self.buf.extend(data)
+
+    def line(self):
+        while (i := self.buf.find(b"\r\n")) < 0:
+            self._fill()
+        line = bytes(self.buf[:i])
+        del self.buf[:i + 2]
+        return line
+
+    def exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+
+def mc_get_reply(r, keys):
+    """Values of a get/gets reply (VALUE k flags n [cas]\r\ndata\r\n ... END)."""
+    got = {}
+    while True:
+        line = r.line()
+        if line == b"END":
+            return got
+        f = line.split()
+        if len(f) < 4 or f[0] != b"VALUE":
+            fail(f"memcached: bad reply {line[:80]!r}")
+        data = r.exact(int(f[3]) + 2)
+        if data[-2:] != b"\r\n":
+            fail("memcached: value not followed by CRLF")
+        got[f[1].decode()] = data[:-2]
+
+
+def cmd_memcached_check(a):
+    """Random values, 0 B to 1 MiB, stored and read back over the text
+    protocol: one at a time, then pipelined, then one multi-get (memcached
+    builds these replies with sendmsg of several iovecs)."""
+    s = socket.create_connection((a.host, a.port))
+    r = LineReader(s)
+    rng = random.Random(a.seed)
+    sizes = [0, 1, 14, 1000, 4096, 65536, 1000000] + \
+        [rng.randrange(1, 20000) for _ in range(a.keys)]
+    values = {f"usmc:{a.seed}:{i}": rng.randbytes(n) for i, n in enumerate(sizes)}
+    for k, v in values.items():
+        s.sendall(b"set %s 7 0 %d\r\n%s\r\n" % (k.encode(), len(v), v))
+        if (line := r.line()) != b"STORED":
+            fail(f"memcached: set {k}: {line[:80]!r}")
+        s.sendall(b"get %s\r\n" % k.encode())
+        if mc_get_reply(r, [k]) != {k: v}:
+            fail(f"memcached: get {k} returned other bytes than were set")
+    s.sendall(b"".join(b"append %s 0 0 1\r\n!\r\n" % k.encode() for k in values))
+    for k in values:
+        if (line := r.line()) != b"STORED":
+            fail(f"memcached: append {k}: {line[:80]!r}")
+    s.sendall(b"".join(b"get %s\r\n" % k.encode() for k in values))
+    for k, v in values.items():
+        if mc_get_reply(r, [k]) != {k: v + b"!"}:
+            fail(f"memcached: pipelined get {k} wrong bytes")
+    keys = list(values)
+    s.sendall(b"get " + b" ".join(k.encode() for k in keys) + b"\r\n")
+    if mc_get_reply(r, keys) != {k: values[k] + b"!" for k in keys}:
+        fail("memcached: multi-get wrong")
+    s.sendall(b"".join(b"delete %s\r\n" % k.encode() for k in keys))
+    for k in keys:
+        if (line := r.line()) != b"DELETED":
+            fail(f"memcached: delete {k}: {line[:80]!r}")
+    s.close()
+    print(json.dumps({"keys": len(keys),
+                      "bytes": sum(len(v) for v in values.values())}))
+
+
 # ------------------------------------------------------------------ iperf3
 def cmd_iperf3(a):
     """iperf3 -J output of both ends, and usmc's byte counters against it.
@@ -612,7 +765,9 @@ def main():
     add("bytes-match", cmd_bytes_match, (["--client"], {"required": True}),
         (["--server"], {"required": True}),
         (["--min-bytes"], {"type": int, "default": 0}),
-        (["--unread-ok"], {"action": "store_true"}))
+        (["--unread-ok"], {"action": "store_true"}),
+        # only these counters (a plain peer of the server writes no report)
+        (["--kind"], {"action": "append", "choices": ["smcd", "tcp"]}))
     add("ss", cmd_ss, (["--usmc"], {"required": True}), (["--comm"], {}),
         (["--role"], {}), (["--pid"], {"type": int}),
         (["--min"], {"type": int, "default": 1}),
@@ -623,16 +778,21 @@ def main():
     add("xfer-server", cmd_xfer_server, host, port, conns)
     add("xfer-client", cmd_xfer_client, host, port, conns, size, seed,
         (["--parallel"], {"action": "store_true"}),
+        (["--leak-check"], {"action": "store_true"}),
         (["--write-size"], {"type": int, "default": CHUNK}))
     add("fork-server", cmd_fork_server, host, port, conns,
         (["--mode"], {"choices": ["fork", "prefork"], "required": True}),
         (["--workers"], {"type": int, "default": 4}))
     add("aio-server", cmd_aio_server, host, port, conns)
+    add("soak-server", cmd_soak_server, host, port,
+        (["--resources"], {"required": True}))
     add("aio-client", cmd_aio_client, host, port, conns, size, seed)
     add("http-get", cmd_http_get, (["url"], {}),
         (["--sha256"], {"required": True}),
         (["--times"], {"type": int, "default": 1}))
     add("redis-check", cmd_redis_check, host, port, seed,
+        (["--keys"], {"type": int, "default": 200}))
+    add("memcached-check", cmd_memcached_check, host, port, seed,
         (["--keys"], {"type": int, "default": 200}))
     add("iperf3", cmd_iperf3, (["--client-json"], {"required": True}),
         (["--server-json"], {"required": True}),

@@ -145,6 +145,35 @@ expect_ss() {
   "${CHECK[@]}" ss --usmc "$USMC" "$@"
 }
 
+# stage_usmc_for_others: a copy of usmc and its preload library that every
+# user can read and run, in $T/usmc (the build tree may sit in a directory
+# only root can enter, such as /root), for programs that run as a service
+# user from the start. Its path in USMC_SHARED.
+stage_usmc_for_others() {
+  chmod 0711 "$T"
+  mkdir -p "$T/usmc/tools" "$T/usmc/preload"
+  install -m 0755 "$USMC" "$T/usmc/tools/usmc"
+  install -m 0755 "$(dirname "$USMC")/../preload/libusmc-preload.so" "$T/usmc/preload/"
+  USMC_SHARED=$T/usmc/tools/usmc
+}
+
+# as_user_prefix USER KIND NAME: sets AS_USER, a prefix for `start plain
+# NAME`/`run plain NAME` that runs the command as USER under the staged usmc
+# (KIND usmc) or plain, with a status directory of USER's own (usmc ss reads
+# every user's as root). NAME's exit report file is made writable for USER.
+as_user_prefix() {
+  local user=$1 kind=$2 name=$3
+  install -m 0666 /dev/null "$T/$name.exit.jsonl"
+  [ -d "$T/status-$user" ] || install -d -o "$user" -m 0700 "$T/status-$user"
+  # setpriv execs the command (runuser would stay as its parent and turn a
+  # signal into its own exit status).
+  AS_USER=(setpriv "--reuid=$user" "--regid=$user" --init-groups --
+    env "USMC_STATUS_DIR=$T/status-$user")
+  if [ "$kind" = usmc ] && [ "$APPS_MODE" = usmc ]; then
+    AS_USER+=("$USMC_SHARED" run --)
+  fi
+}
+
 # --- the negotiation program, scoped to a private cgroup ----------------------
 # Attaching to the cgroup2 root would touch every process on the host (and
 # breaks the negotiation tests), so the apps run in their own child cgroup.
