@@ -11,6 +11,7 @@
 #define USMC_BASE_STATUS_H_
 
 #include <cassert>
+#include <cerrno>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -59,6 +60,13 @@ class [[nodiscard]] Status final {
 std::ostream& operator<<(std::ostream& os, const Status& s);
 
 inline Status OkStatus() { return Status(); }
+
+// Whether `s` is a system call that found the fd table full (EMFILE, the
+// process; ENFILE, the system): a fallback names that cause (NOFD), not
+// memory.
+inline bool OutOfFds(const Status& s) {
+  return s.sys_errno() == EMFILE || s.sys_errno() == ENFILE;
+}
 
 template <typename T>
 class [[nodiscard]] Result {

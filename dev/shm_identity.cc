@@ -1,12 +1,13 @@
 #include "dev/shm_identity.h"
 
+#include <fcntl.h>
 #include <sodium.h>
-
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
-#include <fstream>
 #include <iomanip>
 #include <sstream>
 #include <string>
@@ -74,12 +75,25 @@ Result<ShmGid> DeriveShmGid(std::string_view boot_id, uint64_t netns_id) {
 namespace {
 
 Result<ShmGid> ComputeLocalShmGid() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string boot_id;
-  if (!std::getline(in, boot_id)) {
-    return Status(StatusCode::kUnavailable,
-                  "cannot read /proc/sys/kernel/random/boot_id");
+  // open/read, not a stream: the errno (EMFILE) must reach the caller.
+  const int fd =
+      ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status::FromErrno(errno, "open /proc/sys/kernel/random/boot_id");
   }
+  char buf[64];
+  ssize_t n;
+  do {
+    n = ::read(fd, buf, sizeof buf);
+  } while (n < 0 && errno == EINTR);
+  const int err = errno;
+  ::close(fd);
+  if (n <= 0) {
+    return Status(StatusCode::kUnavailable,
+                  "cannot read /proc/sys/kernel/random/boot_id",
+                  n < 0 ? err : 0);
+  }
+  const std::string boot_id(buf, static_cast<size_t>(n));
   // Different network namespaces cannot reach each other's abstract
   // handover sockets, so they must not look like one ISM device. Without
   // the ns file (no /proc/self/ns) all processes fall back to one value.
@@ -94,8 +108,18 @@ Result<ShmGid> ComputeLocalShmGid() {
 }  // namespace
 
 Result<ShmGid> LocalShmGid() {
-  static const Result<ShmGid> cached = ComputeLocalShmGid();
-  return cached;
+  // Only a success is kept: a failure may pass (a process out of fds at
+  // its first connection kept NOSMCDDEV for every later one).
+  static std::atomic<int> state{0};  // 0 none, 1 storing, 2 stored
+  static ShmGid stored;
+  if (state.load(std::memory_order_acquire) == 2) return stored;
+  Result<ShmGid> g = ComputeLocalShmGid();
+  int none = 0;
+  if (g.ok() && state.compare_exchange_strong(none, 1)) {
+    stored = *g;
+    state.store(2, std::memory_order_release);
+  }
+  return g;
 }
 
 Result<uint64_t> NewDmbToken() {

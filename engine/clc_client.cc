@@ -105,7 +105,7 @@ void ClcClient::OnStart(TimePoint now, Actions& out) {
   if (!Check(E::kStart, out)) return;
   if (!core_.params().smcd_enabled && !core_.params().smcr_enabled) {
     // No usable device: tell the server, as Linux's client does.
-    FallBack(E::kStart, wire::kReasonNoSmcdDev, 0, true, out);
+    FallBack(E::kStart, core_.params().no_smcd_reason, 0, true, out);
     return;
   }
   out.push_back(EncodeForTcp(BuildProposal(core_.params())));

@@ -147,7 +147,7 @@ uint32_t CheckProposal(const wire::ClcProposal& p, const EngineParams& params) {
   if (!wire::SmcdIndicated(p.typev2) || !p.HasSmcdV2Extension()) {
     return wire::kReasonNoV2DExt;
   }
-  if (!params.smcd_enabled) return wire::kReasonNoSmcdDev;
+  if (!params.smcd_enabled) return params.no_smcd_reason;
   bool eid_match = false;
   for (size_t i = 0; i < p.eid_count && i < p.eids.size(); ++i) {
     if (p.eids[i] == params.eid) eid_match = true;

@@ -16,6 +16,7 @@
 
 #include "engine/common.h"
 #include "wire/clc.h"
+#include "wire/reason.h"
 
 namespace usmc::engine {
 
@@ -49,6 +50,9 @@ struct EngineParams {
   Role role = Role::kClient;
   SmcdDevice device;
   bool smcd_enabled = true;   // false: offer/accept no SMC-D
+  // Why smcd_enabled is false, for the Decline: no device (NOSMCDDEV), or
+  // the process could not look for one (NOFD: out of file descriptors).
+  uint32_t no_smcd_reason = wire::kReasonNoSmcdDev;
   bool smcr_enabled = false;  // true: offer/accept SMC-Rv2 too
   SmcrDevice smcr;
   // Client: the system ID of the link group a first contact would create

@@ -94,6 +94,13 @@ Outcome QueryOutcome(int fd) {
   return OutcomeFromStatus(status);
 }
 
+bool HooksPresent(int fd) {
+  if (!BuiltWithBpf()) return false;
+  ErrnoKeeper keep;
+  int status = 0;
+  return ReadStatus(fd, &status);
+}
+
 Outcome OutcomeFromErrno(int /*err*/) {
   // ENOPROTOOPT / EOPNOTSUPP: nobody serves the level. Any other error is
   // treated the same way: the connection must go on as TCP regardless.

@@ -60,6 +60,12 @@ bool OptIn(int fd);
 // The verdict for a connected or accepted socket. Never changes errno.
 Outcome QueryOutcome(int fd);
 
+// Whether the program serves fd's cgroup at all (one getsockopt, no
+// waiting): false when it is not attached (or not built). Lets a caller
+// whose OptIn failed tell "not set up here" from "not a fresh TCP socket".
+// Never changes errno.
+bool HooksPresent(int fd);
+
 // Maps the program's USMC_ST_* value (negotiate_abi.h) to an Outcome; values
 // the program does not define count as kUnknown. Exposed for tests.
 Outcome OutcomeFromStatus(int status);

@@ -135,6 +135,15 @@ runtime::Options SocketOptions(engine::Role role) {
   return o;
 }
 
+bool HooksAbsent(const negotiate::Outcome& o) {
+  return o.detail == negotiate::Detail::kHooksAbsent ||
+         o.detail == negotiate::Detail::kNotBuilt;
+}
+
+uint32_t FallbackReason(const negotiate::Outcome& o) {
+  return HooksAbsent(o) ? wire::kReasonNoNegotiation : o.reason;
+}
+
 // ---- Conn -------------------------------------------------------------------
 
 Conn::~Conn() {
@@ -211,7 +220,7 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
     Publish();
     const negotiate::Outcome o = negotiate::QueryOutcome(app_fd);
     if (!o.both_offered()) {
-      BecomeTcp(o.reason);
+      BecomeTcp(FallbackReason(o));
       return;
     }
     // The runtime's own reference to the socket: the app may close or dup2
@@ -222,7 +231,8 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
       priv = real().fcntl(app_fd, F_DUPFD_CLOEXEC, 0);  // a low fd limit
     }
     if (priv < 0) {
-      BecomeTcp(wire::kReasonMem);
+      BecomeTcp(errno == EMFILE || errno == ENFILE ? wire::kReasonNoFd
+                                                   : wire::kReasonMem);
       return;
     }
     Result<std::unique_ptr<runtime::SmcSocket>> s =

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "engine/events.h"
+#include "negotiate/negotiate.h"
 #include "runtime/publish.h"
 #include "runtime/smc_socket.h"
 
@@ -241,6 +242,13 @@ ConnTable& table();
 
 // Process-wide options read once from the environment.
 runtime::Options SocketOptions(engine::Role role);
+
+// Whether `o` says no negotiation program serves the socket (not attached
+// for its cgroup, or usmc built without eBPF).
+bool HooksAbsent(const negotiate::Outcome& o);
+// The reason a socket stays TCP by `o`: NONEGOTIATION when no program is
+// attached, else the negotiation's own (PEERNOSMC, OPTUNSUPP).
+uint32_t FallbackReason(const negotiate::Outcome& o);
 
 }  // namespace usmc::preload
 

@@ -15,7 +15,8 @@ namespace {
 
 struct Listener {
   runtime::SlotId slot = runtime::kNoSlot;
-  int fds = 0;  // fds of this process that refer to it
+  int fds = 0;         // fds of this process that refer to it
+  bool offers = true;  // false: NoteListeningUnattached (never published)
 };
 
 struct Table {
@@ -37,7 +38,7 @@ void ForgetLocked(Table& t, int fd) {
   std::shared_ptr<Listener> l = std::move(it->second);
   t.by_fd.erase(it);
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
-  if (--l->fds > 0) return;
+  if (--l->fds > 0 || !l->offers) return;
   if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process())
     pub->Release(l->slot);
 }
@@ -50,7 +51,7 @@ void NoteListening(int fd) {
   Table& t = T();
   std::lock_guard lock(t.mu);
   std::shared_ptr<Listener>& l = t.by_fd[fd];
-  if (!l) {
+  if (!l || !l->offers) {
     l = std::make_shared<Listener>();
     l->fds = 1;
     l->slot = pub->Acquire();
@@ -59,6 +60,25 @@ void NoteListening(int fd) {
   // Also when known: a listen() again may follow a close we did not see
   // (a raw syscall), so the record is rebuilt from the socket as it is now.
   pub->Update(l->slot, runtime::ListenRecord(fd));
+}
+
+void NoteListeningUnattached(int fd) {
+  Table& t = T();
+  std::lock_guard lock(t.mu);
+  ForgetLocked(t, fd);  // a listen() again, after a close we did not see
+  auto l = std::make_shared<Listener>();
+  l->fds = 1;
+  l->offers = false;
+  t.by_fd[fd] = std::move(l);
+  t.count.store(t.by_fd.size(), std::memory_order_relaxed);
+}
+
+bool ListenerUnattached(int fd) {
+  Table& t = T();
+  if (t.count.load(std::memory_order_relaxed) == 0) return false;
+  std::lock_guard lock(t.mu);
+  auto it = t.by_fd.find(fd);
+  return it != t.by_fd.end() && !it->second->offers;
 }
 
 void ForgetListenerFd(int fd) {
@@ -104,7 +124,7 @@ void ListenersAfterForkChild() {
       t.by_fd.empty() ? nullptr : runtime::StatusPublisher::Process();
   std::set<Listener*> done;
   for (const auto& [fd, l] : t.by_fd) {
-    if (!done.insert(l.get()).second) continue;
+    if (!done.insert(l.get()).second || !l->offers) continue;
     l->slot = runtime::kNoSlot;
     if (pub == nullptr) continue;
     l->slot = pub->Acquire();

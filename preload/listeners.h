@@ -15,6 +15,13 @@ namespace usmc::preload {
 // `fd` listens now and offers SMC (publishes it, or refreshes its record
 // when listen() is called again, e.g. to change the backlog).
 void NoteListening(int fd);
+// `fd` listens now and would offer SMC, but the negotiation program is not
+// attached: not published (it offers nothing), only remembered, so that
+// the connections it accepts are published as TCP with that reason.
+void NoteListeningUnattached(int fd);
+// Whether `fd` is a listener of NoteListeningUnattached. One relaxed load
+// when this process has no listener of ours.
+bool ListenerUnattached(int fd);
 // `fd` is closed (or replaced by dup2/dup3).
 void ForgetListenerFd(int fd);
 // Every listener fd in [first, last] is closed (close_range).

@@ -32,14 +32,24 @@ struct Error {
 template <typename T>
 using Parsed = Expected<T, Error>;
 
+// Control bytes print as \xNN: a NUL in the word would end the message
+// where stderr's %s stops (the rest of the line, the problem, was lost),
+// and others could move the terminal's cursor.
 std::string Quote(std::string_view s) {
   std::string q = "'";
-  if (s.size() > kMaxQuote) {
-    q.append(s.substr(0, kMaxQuote));
-    q += "...";
-  } else {
-    q.append(s);
+  const std::string_view shown = s.substr(0, kMaxQuote);
+  for (const char c : shown) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      q += "\\x";
+      q += kHex[u >> 4];
+      q += kHex[u & 0xf];
+    } else {
+      q += c;
+    }
   }
+  if (s.size() > kMaxQuote) q += "...";
   q += "'";
   return q;
 }

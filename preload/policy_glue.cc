@@ -1,10 +1,10 @@
 #include "preload/policy_glue.h"
 
-#include <cstdio>
 #include <memory>
 #include <string>
 
 #include "preload/policy.h"
+#include "runtime/config.h"
 
 namespace usmc::preload {
 namespace {
@@ -38,8 +38,8 @@ void LoadProcessPolicy() {
   if (loaded.ok()) {
     p->policy = std::move(*loaded);
   } else {
-    std::fprintf(stderr, "usmc: %s; SMC is off for this process\n",
-                 std::string(loaded.status().message()).c_str());
+    runtime::SayOnce(std::string(loaded.status().message()) +
+                     "; SMC is off for this process");
     p->smc_off = true;
   }
   p->names = ReadProgramNames();

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <new>
 #include <sstream>
@@ -274,6 +275,19 @@ TEST(ParseTest, LongWordsAreShortenedInErrors) {
   EXPECT_LT(msg.size(), 150u);
   EXPECT_THAT(msg, HasSubstr("'xxxx"));
   EXPECT_THAT(msg, HasSubstr("...'"));
+}
+
+// A NUL byte in a config line: the message (printed with %s) stopped at
+// it, so the problem itself was never shown. Control bytes are escaped.
+TEST(ParseTest, NulAndControlBytesAreEscapedInErrors) {
+  const std::string msg =
+      ParseError(std::string("deny port 2\0"
+                             "2\x1b\n",
+                             14));
+  EXPECT_EQ(std::strlen(msg.c_str()), msg.size()) << msg;
+  EXPECT_EQ(msg,
+            "test.conf:1: bad port '2\\x002\\x1b' (expected a number 0-65535, "
+            "a range N-M, or *)");
 }
 
 // ---- matching -----------------------------------------------------------

@@ -43,22 +43,43 @@ bool IsInet(const sockaddr* a) {
   return a != nullptr && (a->sa_family == AF_INET || a->sa_family == AF_INET6);
 }
 
+// A TCP socket (connect() of an inet address may be UDP's; never SMC's).
+bool IsStream(int fd) {
+  int type = 0, proto = 0;
+  socklen_t tlen = sizeof type, plen = sizeof proto;
+  return ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+         type == SOCK_STREAM &&
+         ::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) == 0 &&
+         proto == IPPROTO_TCP;
+}
+
+// An AF_INET/AF_INET6 TCP socket (listen() is also called on Unix
+// sockets, which never were SMC's).
+bool IsTcpListener(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  return ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0 &&
+         (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) && IsStream(fd);
+}
+
 bool IsNonblocking(int fd) {
   int fl = real().fcntl(fd, F_GETFL);
   return fl >= 0 && (fl & O_NONBLOCK);
 }
 
 // After accept: an SMC connection if both ends offered it on the TCP
-// handshake, a TCP one with the reason if we offered and the peer did not,
-// and nothing of ours otherwise (not opted in, not TCP, no eBPF program).
-int AfterAccept(int fd) {
+// handshake, a TCP one with the reason if we offered and the peer did not
+// or if the listener would have offered but no eBPF program is attached
+// (NONEGOTIATION), and nothing of ours otherwise (not opted in, not TCP).
+int AfterAccept(int listen_fd, int fd) {
   if (fd < 0 || Bypass()) return fd;
   Inside in;
   const int saved = errno;
   pl::ForgetFreshFd(fd);  // a mark left by a close we did not see
   usmc::negotiate::Outcome o = usmc::negotiate::QueryOutcome(fd);
   if (o.both_offered() ||
-      o.detail == usmc::negotiate::Detail::kPeerDidNotOffer) {
+      o.detail == usmc::negotiate::Detail::kPeerDidNotOffer ||
+      (pl::HooksAbsent(o) && pl::ListenerUnattached(listen_fd))) {
     auto c = std::make_shared<Conn>(usmc::engine::Role::kServer);
     table().Install(fd, c);
     c->OnEstablished(fd, /*blocking=*/false);  // never stalls accept()
@@ -105,12 +126,17 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
     return real().connect(fd, addr, len);
   }
   Inside in;
-  const bool opted =
-      pl::PolicyAllowsConnect(fd, addr, len) && usmc::negotiate::OptIn(fd);
+  const bool allowed = pl::PolicyAllowsConnect(fd, addr, len);
+  const bool opted = allowed && usmc::negotiate::OptIn(fd);
+  // No program to offer SMC: still a connection of ours, published as TCP
+  // with reason NONEGOTIATION (else `usmc ss` and the exit report would
+  // show nothing and say nothing).
+  const bool unattached =
+      allowed && !opted && IsStream(fd) && !usmc::negotiate::HooksPresent(fd);
   int r = real().connect(fd, addr, len);
   const int err = errno;
   std::shared_ptr<Conn> c;
-  if (opted && (r == 0 || err == EINPROGRESS)) {
+  if ((opted || unattached) && (r == 0 || err == EINPROGRESS)) {
     c = std::make_shared<Conn>(usmc::engine::Role::kClient);
     table().Install(fd, c);
     if (r == 0) {
@@ -141,7 +167,8 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
 int listen(int fd, int backlog) {
   if (Bypass()) return real().listen(fd, backlog);
   Inside in;
-  const bool opted = pl::PolicyAllowsListen(fd) && usmc::negotiate::OptIn(fd);
+  const bool allowed = pl::PolicyAllowsListen(fd);
+  const bool opted = allowed && usmc::negotiate::OptIn(fd);
   const int r = real().listen(fd, backlog);
   if (r == 0) pl::EndFresh(fd, nullptr);  // its readiness stays the kernel's
   if (r == 0 && opted) {
@@ -150,16 +177,23 @@ int listen(int fd, int backlog) {
     const int err = errno;
     pl::NoteListening(fd);
     errno = err;
+  } else if (r == 0 && allowed && IsTcpListener(fd) &&
+             !usmc::negotiate::HooksPresent(fd)) {
+    // Would offer, but no program is attached: its connections are
+    // published as TCP with reason NONEGOTIATION (AfterAccept).
+    const int err = errno;
+    pl::NoteListeningUnattached(fd);
+    errno = err;
   }
   return r;
 }
 
 int accept(int fd, sockaddr* addr, socklen_t* len) {
-  return AfterAccept(real().accept(fd, addr, len));
+  return AfterAccept(fd, real().accept(fd, addr, len));
 }
 
 int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
-  return AfterAccept(real().accept4(fd, addr, len, flags));
+  return AfterAccept(fd, real().accept4(fd, addr, len, flags));
 }
 
 int shutdown(int fd, int how) {

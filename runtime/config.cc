@@ -109,14 +109,35 @@ Config LoadConfig(const EnvLookup& getenv, std::vector<std::string>* errors) {
   return c;
 }
 
+void SayOnce(std::string_view line) {
+  // FNV-1a: a short, stable name for the line.
+  uint32_t h = 2166136261u;
+  for (const char c : line) {
+    h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+  }
+  char mark[9];
+  std::snprintf(mark, sizeof mark, "%08x", h);
+  const char* said = std::getenv("USMC_SAID");
+  std::string list = said != nullptr ? said : "";
+  for (size_t i = 0; i + 8 <= list.size(); i += 9) {
+    if (list.compare(i, 8, mark) == 0) return;
+  }
+  std::fprintf(stderr, "usmc: %.*s\n", static_cast<int>(line.size()),
+               line.data());
+  // Bounded: a process with many distinct complaints still says each.
+  if (list.size() < 16 * 9) {
+    if (!list.empty()) list += ',';
+    list += mark;
+    ::setenv("USMC_SAID", list.c_str(), 1);
+  }
+}
+
 const Config& ProcessConfig() {
   static const Config config = [] {
     std::vector<std::string> errors;
     Config c =
         LoadConfig([](const char* n) { return std::getenv(n); }, &errors);
-    for (const std::string& e : errors) {
-      std::fprintf(stderr, "usmc: %s\n", e.c_str());
-    }
+    for (const std::string& e : errors) SayOnce(e);
     dev::SetProcessDmbBudget(c.dmb_budget);
     dev::SetDefaultSpinUs(c.spin_us);
     return c;

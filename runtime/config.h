@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace usmc::runtime {
@@ -74,6 +75,14 @@ Config LoadConfig(const EnvLookup& getenv, std::vector<std::string>* errors);
 // The interposer calls it when it is loaded (nginx clears its workers'
 // environment before they connect); the runtime before its first socket.
 const Config& ProcessConfig();
+
+// Prints "usmc: LINE" on stderr once per `usmc run`: a wrapper script's
+// every exec'd image loads usmc and would repeat the same complaint (dozens
+// of identical lines). The hashes of the lines said are kept in the
+// environment (USMC_SAID), which the images started later inherit. Call it
+// while the process has one thread (it sets the environment): the library's
+// constructor.
+void SayOnce(std::string_view line);
 
 }  // namespace usmc::runtime
 

@@ -25,7 +25,8 @@ void Executor::Execute(const engine::Actions& actions,
               Result<dev::BufferInfo> b = dev_.RegisterBuffer({.size = a.size});
               if (!b.ok()) {
                 answers.push_back(engine::RecvBufferFailed{
-                    b.status().code() == StatusCode::kResourceExhausted
+                    OutOfFds(b.status()) ? wire::kReasonNoFd
+                    : b.status().code() == StatusCode::kResourceExhausted
                         ? wire::kReasonMem
                         : wire::kReasonErrRegBuf});
                 return;
@@ -39,8 +40,9 @@ void Executor::Execute(const engine::Actions& actions,
                                          .size = a.size,
                                          .timeout = opts_.attach_timeout});
               if (!b.ok()) {
-                answers.push_back(
-                    engine::PeerBufferAttachFailed{wire::kReasonErrRtok});
+                answers.push_back(engine::PeerBufferAttachFailed{
+                    OutOfFds(b.status()) ? wire::kReasonNoFd
+                                         : wire::kReasonErrRtok});
                 return;
               }
               answers.push_back(engine::PeerBufferAttached{});

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,6 +17,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "tests/preload_probe.h"
@@ -579,6 +582,60 @@ int ThreadsClient(uint16_t port, const char*) {
   return 0;
 }
 
+// ---- records from many threads --------------------------------------------
+
+// Eight threads send 64-byte records on one socket while the reader is
+// slow, so senders find the peer's DMB full: no record may be split by
+// another thread's (a send that fits the DMB is placed whole).
+constexpr int kRecThreads = 8, kRecEach = 1500;
+constexpr size_t kRecLen = 64;
+int RecordsServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  std::vector<int> next(kRecThreads, 0);
+  char rec[kRecLen];
+  for (int n = 0; n < kRecThreads * kRecEach; ++n) {
+    if (n % 64 == 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    RUN(ReadExact(fd, rec, sizeof rec));
+    const int t = static_cast<unsigned char>(rec[0]);
+    CHECK(t < kRecThreads, "record %d: thread byte %d", n, t);
+    int seq = 0;
+    std::memcpy(&seq, rec + 1, sizeof seq);
+    CHECK(seq == next[t], "record %d: thread %d seq %d, want %d", n, t, seq,
+          next[t]);
+    for (size_t i = 1 + sizeof seq; i < kRecLen; ++i)
+      CHECK(rec[i] == static_cast<char>(t * 31 + seq), "record %d split", n);
+    ++next[t];
+  }
+  RUN(ExpectEof(fd));
+  close(fd);
+  return 0;
+}
+int RecordsClient(uint16_t port, const char*) {
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kRecThreads; ++t) {
+    ts.emplace_back([&, t] {
+      char rec[kRecLen];
+      for (int seq = 0; seq < kRecEach; ++seq) {
+        rec[0] = static_cast<char>(t);
+        std::memcpy(rec + 1, &seq, sizeof seq);
+        std::memset(rec + 1 + sizeof seq, t * 31 + seq,
+                    kRecLen - 1 - sizeof seq);
+        if (send(fd, rec, sizeof rec, 0) != static_cast<ssize_t>(kRecLen))
+          bad.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : ts) t.join();
+  CHECK(bad.load() == 0, "a send of a record was short or failed");
+  close(fd);
+  return 0;
+}
+
 // ---- exec
 // -----------------------------------------------------------------------
 
@@ -667,7 +724,42 @@ int ExecStaticClient(uint16_t port, const char* static_probe) {
   return 1;
 }
 
+// ---- out of file descriptors -----------------------------------------------
+
+// The client runs out of fds in the middle of its handshake: every free fd
+// number below a lowered RLIMIT_NOFILE is taken but ARG of them, after its
+// socket exists. The connection must stay TCP with every byte (the reason
+// is the test's to check: NOFD, not MEM).
+int FdLimitClient(uint16_t port, const char* arg) {
+  const int spare = std::atoi(arg);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0, "socket");
+  // Small, so filling is cheap; above every fd open now (usmc's own start
+  // at 64, and keep working: only new ones fail).
+  rlimit lim{};
+  CHECK(getrlimit(RLIMIT_NOFILE, &lim) == 0, "getrlimit");
+  lim.rlim_cur = 48;
+  CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0, "setrlimit");
+  std::vector<int> fill;
+  for (;;) {
+    const int f = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (f < 0) break;
+    fill.push_back(f);
+  }
+  CHECK(errno == EMFILE, "filling the fd table");
+  for (int i = 0; i < spare && !fill.empty(); ++i) {
+    close(fill.back());
+    fill.pop_back();
+  }
+  const sockaddr_in a = Loopback(port);
+  CHECK(connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0,
+        "connect");
+  return BasicExchange(fd);
+}
+
 void AddDataScenarios(Scenarios& s) {
+  s["fd-limit"] = {BasicServer, FdLimitClient};
+  s["records"] = {RecordsServer, RecordsClient};
   s["basic"] = {BasicServer, BasicClient};
   s["drop-worker"] = {DropWorkerServer, BasicClient};
   s["late-accept"] = {LateAcceptServer, BasicClient};

@@ -351,6 +351,16 @@ TEST_F(Preload, ThreadsShareOneSocketFullDuplex) {
   ExpectSmcd(Report("probe-cli"), 2 << 20, 2 << 20);
 }
 
+// Eight threads send 64-byte records on one socket into a small DMB that a
+// slow reader keeps full: a send that fits the DMB is placed whole, so no
+// record is split by another thread's (the probe checks each record).
+TEST_F(Preload, RecordsFromEightThreadsAreNeverSplit) {
+  Exit r = RunPair("records", {{"USMC_DMB_SIZE", "16384"}});
+  ASSERT_TRUE(r.ok()) << r;
+  ExpectSmcd(Report("probe-srv"), 8 * 1500 * 64, 0);
+  ExpectSmcd(Report("probe-cli"), 0, 8 * 1500 * 64);
+}
+
 // ---- wrapped calls
 // ---------------------------------------------------------------
 
@@ -1004,6 +1014,35 @@ TEST_F(Preload, HalfAClcMessageThenAppBytesReachTheAppAtOnce) {
   ASSERT_TRUE(p.ok()) << p;
   ExpectTcp(Report("probe-srv"), wire::kReasonTimeoutCl, 8 + 32, 32);
 }
+
+// ---- out of file descriptors ------------------------------------------------
+
+// The client runs out of fds during the handshake (issue 21: at the usual
+// limit of 1,024 a client ran out after 171 connections): the connection
+// stays TCP with every byte, and its reason names the cause, NOFD, not
+// MEM. The parameter is how many fds are left free after the socket: each
+// value runs out at a later step of the handshake.
+class PreloadFdLimit : public Preload,
+                       public ::testing::WithParamInterface<int> {};
+
+TEST_P(PreloadFdLimit, FallbackNamesTheFdLimit) {
+  Exit r = RunPair("fd-limit", {}, std::to_string(GetParam()));
+  ASSERT_TRUE(r.ok()) << r;
+  // Every byte over TCP (the probe checked them), behind what CLC the
+  // handshake read before it ran out.
+  EXPECT_GE(TcpBytesReceived(r.out), 512u << 10) << r;
+  EXPECT_LE(TcpBytesReceived(r.out), (512u << 10) + kClcBytesMax) << r;
+  ExpectTcp(Report("probe-cli"), wire::kReasonNoFd, 512 << 10, 1 << 20);
+  const json srv = Report("probe-srv");
+  SCOPED_TRACE(srv.dump());
+  EXPECT_EQ(U(srv, "smcd"), 0u);
+  EXPECT_EQ(U(srv, "tcp"), 1u);
+  EXPECT_EQ(U(srv, "bytes_tcp_in"), 1u << 20);
+  EXPECT_EQ(U(srv, "bytes_tcp_out"), 512u << 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(FreeFds, PreloadFdLimit,
+                         ::testing::Values(0, 1, 2, 3, 4, 5));
 
 // ---- mixed pairs
 // -----------------------------------------------------------------

@@ -282,6 +282,39 @@ TEST_F(StatusCli, ResetSubtractsAndAbsoluteIgnoresIt) {
   EXPECT_EQ(j["total"]["connections"]["total"], 2);
 }
 
+// After a --reset, a busy server's requests go over connections made before
+// it: the average divides by them (it said 0.0 after 13k requests/s on 68
+// connections: no handshake since the reset).
+TEST_F(StatusCli, AverageRequestsCountsConnectionsOpenAtTheReset) {
+  std::vector<runtime::SlotId> ids;
+  for (int i = 0; i < 4; ++i)
+    ids.push_back(Publish(ConnMode::kSmcd, engine::Role::kServer, "127.0.0.1",
+                          "127.0.0.1", 0));
+  ASSERT_EQ(Usmc("stats --reset" + Dir()).code, 0);
+  for (runtime::SlotId id : ids)
+    for (int i = 0; i < 10; ++i) pub_->AddBytes(id, 64, 64, true);  // 20 each
+  Output text = Usmc("stats" + Dir());
+  EXPECT_EQ(text.code, 0) << text.out;
+  EXPECT_TRUE(std::regex_search(
+      text.out, std::regex("Avg requests per SMC conn +20\\.0\n")))
+      << text.out;
+  // One more connection after the reset, and one of the old ones closed:
+  // 5 connections carried 80 + 8 requests.
+  auto id = Publish(ConnMode::kSmcd, engine::Role::kServer, "127.0.0.1",
+                    "127.0.0.1", 0);
+  for (int i = 0; i < 4; ++i) pub_->AddBytes(id, 64, 64, true);
+  pub_->Release(ids[0]);
+  text = Usmc("stats" + Dir());
+  EXPECT_TRUE(std::regex_search(
+      text.out, std::regex("Avg requests per SMC conn +17\\.6\n")))
+      << text.out;
+  // Absolute: handshakes counted since the start (5).
+  text = Usmc("stats -a" + Dir());
+  EXPECT_TRUE(std::regex_search(
+      text.out, std::regex("Avg requests per SMC conn +17\\.6\n")))
+      << text.out;
+}
+
 TEST_F(StatusCli, SigkilledProcessDisappearsFromSs) {
   int p[2];
   ASSERT_EQ(pipe(p), 0);
@@ -347,6 +380,26 @@ TEST(UsmcRun, SaysWhenAProgramCannotBeInterposed) {
   Output dyn = Usmc("run -q /bin/true");
   EXPECT_EQ(dyn.code, 0) << dyn.out;
   EXPECT_EQ(dyn.out, "") << dyn.out;
+}
+
+// A wrapper script's every exec'd image loads usmc: a bad tuning value and
+// a bad policy are each said once per `usmc run`, not once per image.
+TEST(UsmcRun, SaysEachConfigErrorOncePerRun) {
+  Output o = Usmc(
+      "run -q -- /usr/bin/env USMC_DMB_SIZE=abc "
+      "USMC_CONF=/nonexistent/usmc.conf "
+      "/bin/sh -c '/bin/sh -c \"/bin/sh -c /bin/true\"; /bin/true; /bin/true'");
+  EXPECT_EQ(o.code, 0) << o.out;
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t p = o.out.find(what); p != std::string::npos;
+         p = o.out.find(what, p + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_EQ(count("USMC_DMB_SIZE=abc is not allowed"), 1u) << o.out;
+  EXPECT_EQ(count("/nonexistent/usmc.conf"), 1u) << o.out;
+  EXPECT_EQ(count("\n"), 2u) << o.out;
 }
 
 TEST(ChkVerdict, SaysWhetherSmcWasUsedAndWhyNot) {

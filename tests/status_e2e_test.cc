@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -428,6 +429,93 @@ TEST_F(StatusE2e, UsageErrorsExitTwo) {
     EXPECT_EQ(o.code, 2) << args << "\n" << o.out;
   }
   EXPECT_EQ(Usmc("ss --help").code, 0);
+}
+
+// A sibling cgroup without the negotiation program (a host where `usmc
+// setup` was not done for the app's cgroup), joined by the test process
+// (and so by the processes it starts) while it lives.
+struct NoProgramCgroup {
+  std::string dir, back;
+  bool ok = false;
+  explicit NoProgramCgroup(std::string back_to) : back(std::move(back_to)) {
+    Result<std::string> root = negotiate::FindCgroup2Root();
+    if (!root.ok()) return;
+    dir = *root + "/usmc-noprog-" + std::to_string(getpid());
+    ok = (mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST) &&
+         negotiate_test::JoinCgroup(dir);
+  }
+  ~NoProgramCgroup() {
+    negotiate_test::JoinCgroup(back);
+    rmdir(dir.c_str());
+  }
+};
+
+// Without the negotiation program every connection stays TCP, and says
+// why: `usmc ss`, `usmc chk` and the exit report name NONEGOTIATION (they
+// showed nothing at all: the interposer made no connection of its own).
+TEST_F(StatusE2e, WithoutTheNegotiationProgramConnectionsSayWhy) {
+  NoProgramCgroup plain(cg_->dir());
+  ASSERT_TRUE(plain.ok) << plain.dir;
+  int port = 0;
+  auto server = StartServer(/*under_usmc=*/true, &port);
+  ASSERT_NE(port, 0);
+  auto client = Start({USMC_STATUS_PEER, "client", std::to_string(kBytes),
+                       "127.0.0.1", std::to_string(port), "1"},
+                      true);
+  ASSERT_EQ(client->ReadLine(), "DONE") << client->Stderr();
+
+  const std::string text =
+      "NONEGOTIATION: " +
+      std::string(wire::ReasonMeaning(wire::kReasonNoNegotiation));
+  json cc = UsmcJson("ss --json")["connections"];
+  ASSERT_EQ(cc.size(), 2u) << cc.dump(2);
+  for (const json& c : cc) {
+    SCOPED_TRACE(c.dump(2));
+    EXPECT_EQ(c["mode"], "TCP");
+    EXPECT_EQ(c["local_reason"], wire::kReasonNoNegotiation);
+    EXPECT_EQ(c["local_reason_text"], text);
+    EXPECT_EQ(c["pid"], c["role"] == "server" ? server->pid() : client->pid());
+    EXPECT_EQ(c["bytes_in"], kBytes);
+    EXPECT_EQ(c["bytes_out"], kBytes);
+    EXPECT_EQ(c["bytes_smc_in"], 0);
+  }
+  EXPECT_TRUE(UsmcJson("ss --json -l")["connections"].empty())
+      << "a listener that offers nothing is not shown as offering SMC";
+
+  Output chk = Usmc("chk 127.0.0.1 " + std::to_string(port));
+  EXPECT_EQ(chk.code, 1) << chk.out;
+  EXPECT_NE(chk.out.find("reason 0x03000001 " + text), std::string::npos)
+      << chk.out;
+  EXPECT_NE(chk.out.find("Fix: sudo usmc setup"), std::string::npos) << chk.out;
+  // The resolver's failure stays the resolver's (it was hidden behind
+  // "negotiation is not set up here").
+  Output unknown = Usmc("chk no-such-host.invalid 80");
+  EXPECT_EQ(unknown.code, 2) << unknown.out;
+  EXPECT_NE(unknown.out.find("cannot resolve no-such-host.invalid: "),
+            std::string::npos)
+      << unknown.out;
+
+  EXPECT_EQ(client->Wait(), 0) << client->Stderr();
+  EXPECT_EQ(server->Wait(), 0) << server->Stderr();
+  int clients = 0, servers = 0;
+  for (const json& r : Reports()) {
+    SCOPED_TRACE(r.dump());
+    EXPECT_EQ(r["smcd"], 0);
+    EXPECT_EQ(r["fallback_reasons"],
+              json({{Hex(wire::kReasonNoNegotiation), r["tcp"]}}));
+    if (r["pid"] == client->pid()) {
+      ++clients;
+      EXPECT_EQ(r["tcp"], 1);
+      EXPECT_EQ(r["bytes_tcp_in"], kBytes);
+      EXPECT_EQ(r["bytes_tcp_out"], kBytes);
+    }
+    if (r["pid"] == server->pid()) {
+      ++servers;
+      EXPECT_EQ(r["tcp"], 2);  // the client's and chk's
+    }
+  }
+  EXPECT_EQ(clients, 1);
+  EXPECT_EQ(servers, 1);
 }
 
 // A client of another user and a server whose DMB budget is too small: the

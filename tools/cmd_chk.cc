@@ -200,8 +200,13 @@ void Run(const ChkArgs& a) {
   // A string "error" is the probe's own failure; a connection record has
   // a numeric "error" (the errno the app sees) and gets a verdict.
   const bool probe_failed = j.contains("error") && j["error"].is_string();
-  if (probe_failed && !NegotiationUp() &&
-      j["error"].get<std::string>().rfind("connect failed", 0) != 0) {
+  // The probe's own failure to resolve or connect is said as it is: the
+  // missing negotiation program explains only an unpublished connection.
+  const bool no_connection =
+      probe_failed &&
+      (j["error"].get<std::string>().rfind("connect failed", 0) == 0 ||
+       j["error"].get<std::string>().rfind("cannot resolve", 0) == 0);
+  if (probe_failed && !no_connection && !NegotiationUp()) {
     // The interposer leaves sockets alone when it cannot opt in.
     std::cout << "usmc chk " << a.host << " " << a.port
               << ": Failed (TCP), SMC negotiation is not set up here, so "

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -36,6 +37,15 @@ struct StatsArgs {
 
 using runtime::kHistBuckets;
 using runtime::ProcessCounters;
+
+// SMC connections of `p` open now (SMC-D or SMC-R).
+uint64_t LiveSmc(const runtime::ProcessStatus& p) {
+  uint64_t n = 0;
+  for (const runtime::ConnRecord& r : p.connections)
+    n += r.mode == runtime::ConnMode::kSmcd ||
+         r.mode == runtime::ConnMode::kSmcr;
+  return n;
+}
 
 // ---- baseline (raw counters by process) ----
 
@@ -112,7 +122,12 @@ Status SaveBaseline(const std::string& dir,
   nlohmann::json j = nlohmann::json::object();
   for (const runtime::ProcessStatus& p : live)
     if (auto it = old.find(Key(p)); it != old.end()) j[Key(p)] = *it;
-  for (const runtime::ProcessStatus& p : reset) j[Key(p)] = Raw(p.counters);
+  for (const runtime::ProcessStatus& p : reset) {
+    j[Key(p)] = Raw(p.counters);
+    // Connections open at the reset serve requests after it without a
+    // handshake in the window (usmc stats divides by them too).
+    j[Key(p)]["live_smc"] = LiveSmc(p);
+  }
   // Write a temporary file, then rename: a concurrent reader sees the old
   // or the new baseline, never half of one.
   const std::string path = BaselinePath(dir);
@@ -151,7 +166,10 @@ void PrintHist(const char* title, const uint64_t (&h)[kHistBuckets]) {
   std::cout << head << "\n" << vals << "\n";
 }
 
-void PrintStats(const ProcessCounters& c, size_t processes, bool since_reset) {
+// `smc_served`: the SMC connections that could carry the requests counted
+// (see Run), the divisor of the average.
+void PrintStats(const ProcessCounters& c, uint64_t smc_served, size_t processes,
+                bool since_reset) {
   const uint64_t smc = SmcConnections(c);
   const uint64_t requests = c.rx_calls + c.tx_calls;
   std::cout << fmt::format(
@@ -172,8 +190,9 @@ void PrintStats(const ProcessCounters& c, size_t processes, bool since_reset) {
                            c.handshake_errors[0], c.handshake_errors[1]);
   std::cout << fmt::format(
       "  {:<30} {:>12.1f}\n", "Avg requests per SMC conn",
-      smc == 0 ? 0.0
-               : static_cast<double>(requests) / static_cast<double>(smc));
+      smc_served == 0
+          ? 0.0
+          : static_cast<double>(requests) / static_cast<double>(smc_served));
   std::cout << fmt::format("  {:<30} {:>12}  (client {}, server {})\n",
                            "TCP fallback", c.fallbacks[0] + c.fallbacks[1],
                            c.fallbacks[0], c.fallbacks[1]);
@@ -220,18 +239,27 @@ void Run(const StatsArgs& a) {
   const nlohmann::json base =
       a.absolute ? nlohmann::json::object() : LoadBaseline(BaselinePath(a.dir));
   ProcessCounters total;
+  uint64_t smc_served = 0;
   nlohmann::json per_process = nlohmann::json::array();
   bool any_baseline = false;
   for (const runtime::ProcessStatus& p : procs) {
     ProcessCounters c = p.counters;
+    uint64_t live_at_reset = 0;
     if (auto it = base.find(Key(p)); it != base.end()) {
       try {
         c = c.Minus(FromRaw(*it));
+        live_at_reset = it->value("live_smc", uint64_t{0});
         any_baseline = true;
       } catch (const nlohmann::json::exception&) {
         // A damaged baseline entry: show absolute values for this process.
       }
     }
+    // The requests counted were served by the SMC connections handshaked
+    // in the window, by those open at its start (the average was 0.0 after
+    // a --reset on a busy server: no handshake since), and at least by
+    // those open now (a fork child or a worker handed its connections
+    // handshakes none of them).
+    smc_served += std::max(SmcConnections(c) + live_at_reset, LiveSmc(p));
     total += c;
     per_process.push_back({{"pid", p.pid},
                            {"comm", p.comm},
@@ -247,7 +275,7 @@ void Run(const StatsArgs& a) {
                      .dump(2)
               << "\n";
   } else {
-    PrintStats(total, procs.size(), any_baseline);
+    PrintStats(total, smc_served, procs.size(), any_baseline);
   }
   if (a.reset) {
     Status s = SaveBaseline(a.dir, procs, live);

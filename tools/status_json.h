@@ -192,6 +192,7 @@ inline ChkVerdict VerdictOf(const nlohmann::json& c) {
     if (local == wire::kReasonPeerNoSmc)
       t += ". The server did not offer SMC: it does not run under `usmc "
            "run`, or `usmc setup` is not done on its host";
+    if (local == wire::kReasonNoNegotiation) t += ". Fix: sudo usmc setup";
     return {1, t};
   }
   return {1, fmt::format("Failed: the SMC handshake did not finish (state "

@@ -9,10 +9,14 @@ namespace {
 
 constexpr std::array kReasons = {
     ReasonInfo{kReasonMem, "MEM", "insufficient memory for SMC buffers"},
+    ReasonInfo{kReasonNoFd, "NOFD",
+               "out of file descriptors (EMFILE/ENFILE) setting up SMC"},
     ReasonInfo{kReasonTimeoutCl, "TIMEOUT_CL",
                "timeout waiting for CONFIRM LINK"},
     ReasonInfo{kReasonTimeoutAl, "TIMEOUT_AL", "timeout waiting for ADD LINK"},
     ReasonInfo{kReasonCnfErr, "CNFERR", "configuration error"},
+    ReasonInfo{kReasonNoNegotiation, "NONEGOTIATION",
+               "the SMC negotiation program is not attached here (usmc setup)"},
     ReasonInfo{kReasonPeerNoSmc, "PEERNOSMC",
                "peer did not indicate SMC capability (no TCP option)"},
     ReasonInfo{kReasonIpsec, "IPSEC", "IPsec is in use on the connection"},

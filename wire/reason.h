@@ -18,9 +18,17 @@
 namespace usmc::wire {
 
 inline constexpr uint32_t kReasonMem = 0x01010000;
+// usmc's own: the process (or the system) ran out of file descriptors
+// setting up SMC-D (EMFILE/ENFILE), not out of memory. The kernel has no
+// fds to run out of; a kernel peer prints the code as hex.
+inline constexpr uint32_t kReasonNoFd = 0x01020000;
 inline constexpr uint32_t kReasonTimeoutCl = 0x02010000;
 inline constexpr uint32_t kReasonTimeoutAl = 0x02020000;
 inline constexpr uint32_t kReasonCnfErr = 0x03000000;
+// usmc's own, never sent: the eBPF program that writes the SMC TCP option
+// (`usmc setup`) is not attached for this socket's cgroup, so no SMC
+// was offered at all.
+inline constexpr uint32_t kReasonNoNegotiation = 0x03000001;
 inline constexpr uint32_t kReasonPeerNoSmc = 0x03010000;
 inline constexpr uint32_t kReasonIpsec = 0x03020000;
 inline constexpr uint32_t kReasonNoSmcDev = 0x03030000;
