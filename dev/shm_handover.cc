@@ -1,6 +1,7 @@
 #include "dev/shm_handover.h"
 
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -155,6 +156,16 @@ Result<Offer> TryRecvOffer(int conn, bool* again) {
     if (n == 0) {
       return Status(StatusCode::kUnavailable,
                     "shm handover: peer closed before its offer");
+    }
+    if ((mh.msg_flags & MSG_CTRUNC) != 0 && fds.empty()) {
+      // The kernel drops fds it cannot install in a full table, and says
+      // only CTRUNC: whether that was us, a probe for one fd tells (the
+      // fallback must name the fd limit, not a bad peer).
+      const int probe = ::fcntl(conn, F_DUPFD_CLOEXEC, 0);
+      if (probe < 0 && (errno == EMFILE || errno == ENFILE)) {
+        return Status::FromErrno(errno, "shm handover: no fd for the peer's DMB");
+      }
+      if (probe >= 0) ::close(probe);
     }
     if ((mh.msg_flags & MSG_CTRUNC) != 0 ||
         n != static_cast<ssize_t>(kOfferSize)) {
