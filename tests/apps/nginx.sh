@@ -12,9 +12,8 @@
 #
 # Both nginx run as a user would run them (`nginx -p DIR -c CONF`, a master
 # and two workers each), with their own config, pid file, logs and temp
-# paths in the test's directory. The workers stay root like curl: workers
-# that drop to www-data would talk TCP to a root curl by design (usmc shares
-# memory only with a peer of the same uid, docs/dev-shm.md).
+# paths in the test's directory. The workers stay root like curl (servers
+# whose workers drop privileges: haproxy.sh, memcached.sh, postgres.sh).
 . "$(dirname "$0")/lib.sh"
 app_begin nginx
 
