@@ -24,8 +24,10 @@ api=$(cc -E -P -x c "$usmc_h" | grep -oE '\busmc_[a-z0-9_]+[[:space:]]*\(' |
       sed 's/[[:space:]]*($//' | sort -u)
 [ -n "$api" ] || { echo "no usmc_* function found in $usmc_h"; exit 1; }
 sanitized=0
-nm -D --undefined-only "$lib" | grep -qE ' (__asan_init|__ubsan_handle_)' &&
-  sanitized=1
+# Not `nm | grep -q`: grep quits at the first match, nm may then die of
+# SIGPIPE, and pipefail turns the match into a failure (seen under load).
+undefined=$(nm -D --undefined-only "$lib")
+grep -qE ' (__asan_init|__ubsan_handle_)' <<<"$undefined" && sanitized=1
 bad=0
 n=0
 while read -r type s; do
