@@ -61,7 +61,9 @@ echo "=== man pages render, and say what --help says"
 for page in usmc usmc.conf; do
   out=$(MANWIDTH=80 man --warnings "$page" 2>&1 > /dev/null) || fail "man $page"
   [ -z "$out" ] || fail "man $page warns: $out"
-  MANWIDTH=80 man "$page" | grep -q . || fail "man $page is empty"
+  # Captured first: `man | grep -q` can SIGPIPE man, which pipefail counts.
+  text=$(MANWIDTH=80 man "$page") || fail "man $page"
+  [ -n "$text" ] || fail "man $page is empty"
 done
 subs=$(usmc --help | awk '/^Subcommands:/{s=1;next} s&&/^  [a-z]/{print $1}')
 [ -n "$subs" ] || fail "usmc --help lists no subcommands"
@@ -86,7 +88,8 @@ complete_words() {  # complete_words WORD...: what <TAB> offers after them
 }
 [ "$(complete_words usmc se)" = setup ] || fail "usmc se<TAB>: $(complete_words usmc se)"
 [ "$(complete_words usmc setup --st)" = --status ] || fail "usmc setup --st<TAB>"
-complete_words usmc run pyth | grep -qw python3 || fail "usmc run pyth<TAB>"
+words=$(complete_words usmc run pyth)
+grep -qw python3 <<<"$words" || fail "usmc run pyth<TAB>"
 
 echo "=== usmc.service: enabled; its ExecStart/ExecStop in a private cgroup2 view"
 unit=$(ls /lib/systemd/system/usmc.service /usr/lib/systemd/system/usmc.service 2> /dev/null | head -1)
