@@ -15,43 +15,14 @@
 #include <vector>
 
 #include "engine/lgr.h"
+#include "fuzz/fuzz_input.h"
 
 using namespace usmc::engine;
 namespace wire = usmc::wire;
 
 namespace {
 
-// Names the failing invariant before aborting.
-#define Check(cond)                                                \
-  do {                                                             \
-    if (!(cond)) {                                                 \
-      std::fprintf(stderr, "lgr_fuzz: %d: %s\n", __LINE__, #cond); \
-      std::abort();                                                \
-    }                                                              \
-  } while (0)
-
-class Input {
- public:
-  Input(const uint8_t* d, size_t n) : d_(d), n_(n) {}
-  bool empty() const { return i_ >= n_; }
-  uint8_t U8() { return i_ < n_ ? d_[i_++] : 0; }
-  uint32_t U32() {
-    uint32_t v = 0;
-    for (int k = 0; k < 4; ++k) v = (v << 8) | U8();
-    return v;
-  }
-  std::span<const std::byte> Take(size_t len) {
-    len = std::min(len, n_ - std::min(i_, n_));
-    auto s = std::span(reinterpret_cast<const std::byte*>(d_ + i_), len);
-    i_ += len;
-    return s;
-  }
-
- private:
-  const uint8_t* d_;
-  size_t n_;
-  size_t i_ = 0;
-};
+using usmc::fuzz::Input;
 
 // A well-formed V2 message of a fuzzed type with fuzzed fields.
 std::vector<std::byte> MakeLlc(Input& in) {
@@ -189,36 +160,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (op == 1 || op == 2) ev = LgrLlcReceived{buf};
     const LgrState from = lgr.state();
     LgrActions acts = lgr.OnEvent(ev, now);
-    Check(Allowed(LgrTransitions(), from, KindOf(ev), lgr.state()));
+    FUZZ_CHECK(Allowed(LgrTransitions(), from, KindOf(ev), lgr.state()));
     bool ended_now = false;
     for (const LgrAction& a : acts) {
       if (const auto* s = std::get_if<LgrSendLlc>(&a)) {
-        Check(!ended && !ended_now);
+        FUZZ_CHECK(!ended && !ended_now);
         auto m = wire::DecodeLlc(s->bytes);
         // A DELETE_RKEY answer keeps the peer's count in 44 bytes.
-        Check(m.ok() || (s->type == wire::LlcType::kDeleteRkey && s->response));
+        FUZZ_CHECK(m.ok() ||
+                   (s->type == wire::LlcType::kDeleteRkey && s->response));
         if (m.ok())
-          Check(wire::HeaderOf(*m).v2 && wire::HeaderOf(*m).length == 44);
+          FUZZ_CHECK(wire::HeaderOf(*m).v2 && wire::HeaderOf(*m).length == 44);
       } else if (const auto* t = std::get_if<LgrArmTimer>(&a)) {
         // Other events may come late (the owner's timer had not fired
         // yet); after a Timeout nothing due is left.
-        if (std::holds_alternative<LgrTimeout>(ev)) Check(t->deadline > now);
+        if (std::holds_alternative<LgrTimeout>(ev))
+          FUZZ_CHECK(t->deadline > now);
       } else if (std::holds_alternative<LgrEnded>(a)) {
-        Check(!ended && !ended_now);
+        FUZZ_CHECK(!ended && !ended_now);
         ended_now = true;
       } else if (const auto* c = std::get_if<LgrConnAdded>(&a)) {
-        Check(c->token != 0);
+        FUZZ_CHECK(c->token != 0);
       }
     }
     ended = ended || ended_now;
-    Check(ended == (lgr.state() == LgrState::kEnded));
+    FUZZ_CHECK(ended == (lgr.state() == LgrState::kEnded));
     const LgrData& d = lgr.data();
-    Check(d.num_tokens <= p.max_conns);
+    FUZZ_CHECK(d.num_tokens <= p.max_conns);
     std::set<uint32_t> toks(d.tokens.begin(), d.tokens.begin() + d.num_tokens);
-    Check(toks.size() == d.num_tokens && !toks.count(0));
+    FUZZ_CHECK(toks.size() == d.num_tokens && !toks.count(0));
     size_t used = 0;
     for (const auto& r : d.rtokens) used += r.used;
-    Check(used == d.num_rtokens && d.queue_len <= kLgrLocalQueue);
+    FUZZ_CHECK(used == d.num_rtokens && d.queue_len <= kLgrLocalQueue);
   }
   return 0;
 }

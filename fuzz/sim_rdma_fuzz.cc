@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "dev/sim_rdma.h"
+#include "fuzz/fuzz_input.h"
 
 namespace {
 
@@ -28,28 +29,7 @@ using namespace usmc::dev::rdma;  // NOLINT: fuzz harness
 using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 
-#define Check(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      std::fprintf(stderr, "sim_rdma_fuzz: %d: %s\n", __LINE__, #cond); \
-      std::abort();                                                     \
-    }                                                                   \
-  } while (0)
-
-class Input {
- public:
-  Input(const uint8_t* d, size_t n) : d_(d), n_(n) {}
-  bool empty() const { return i_ >= n_; }
-  uint8_t U8() { return i_ < n_ ? d_[i_++] : 0; }
-  uint16_t U16() { return static_cast<uint16_t>(U8() << 8 | U8()); }
-  uint32_t U32() { return static_cast<uint32_t>(U16()) << 16 | U16(); }
-  uint64_t U64() { return static_cast<uint64_t>(U32()) << 32 | U32(); }
-
- private:
-  const uint8_t* d_;
-  size_t n_;
-  size_t i_ = 0;
-};
+using usmc::fuzz::Input;
 
 uint64_t Addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
 
@@ -159,12 +139,12 @@ class Harness {
       Op(in_.U8());
       Drain();
       CheckVictimMemory();
-      Check(fabric_.misuse().empty());
+      FUZZ_CHECK(fabric_.misuse().empty());
     }
     fabric_.RunFor(milliseconds(200));
     Drain();
     CheckVictimMemory();
-    Check(fabric_.misuse().empty());
+    FUZZ_CHECK(fabric_.misuse().empty());
   }
 
  private:
@@ -174,16 +154,16 @@ class Harness {
   }
 
   void Connect(Side& s, const Side& peer, uint32_t own_psn, uint32_t peer_psn) {
-    Check(s.qp->ModifyToInit({.access = kRemoteWrite}).ok());
-    Check(s.qp->ModifyToRtr({.path_mtu = Mtu::k1024,
-                             .dest_qpn = peer.qp->qpn(),
-                             .rq_psn = peer_psn,
-                             .dgid = peer.ctx->attr().gid,
-                             .sgid_index = 1})
-              .ok());
+    FUZZ_CHECK(s.qp->ModifyToInit({.access = kRemoteWrite}).ok());
+    FUZZ_CHECK(s.qp->ModifyToRtr({.path_mtu = Mtu::k1024,
+                                  .dest_qpn = peer.qp->qpn(),
+                                  .rq_psn = peer_psn,
+                                  .dgid = peer.ctx->attr().gid,
+                                  .sgid_index = 1})
+                   .ok());
     // timeout 12 (16.8 ms a try) instead of the kernel's 15, so that
     // retry exhaustion (8 tries) fits in the short runs of one input.
-    Check(s.qp->ModifyToRts({.sq_psn = own_psn, .timeout = 12}).ok());
+    FUZZ_CHECK(s.qp->ModifyToRts({.sq_psn = own_psn, .timeout = 12}).ok());
   }
 
   void PostSlot(uint32_t i) {
@@ -357,13 +337,13 @@ class Harness {
     for (Side* s : {&v_, &a_}) {
       for (;;) {
         usmc::Result<size_t> n = s->cq->Poll(wc);
-        Check(n.ok());
+        FUZZ_CHECK(n.ok());
         if (*n == 0) break;
         for (size_t i = 0; i < *n; ++i) {
-          Check(KnownStatus(wc[i].status));
+          FUZZ_CHECK(KnownStatus(wc[i].status));
           if (s == &v_ && wc[i].opcode == WcOpcode::kRecv &&
               wc[i].status == WcStatus::kSuccess) {
-            Check(wc[i].byte_len <= kSlot);
+            FUZZ_CHECK(wc[i].byte_len <= kSlot);
             PostSlot(static_cast<uint32_t>(wc[i].wr_id));
           }
         }
@@ -381,11 +361,11 @@ class Harness {
         {Layout::kRx + exposed_rx, Layout::kTotal},
     };
     for (auto [from, to] : kept)
-      Check(std::memcmp(mem_.data() + from, golden_.data() + from, to - from) ==
-            0);
+      FUZZ_CHECK(std::memcmp(mem_.data() + from, golden_.data() + from,
+                             to - from) == 0);
     if (!v_.mr2)  // deregistered: frozen since
-      Check(std::memcmp(mem_.data() + Layout::kRmb2,
-                        golden_.data() + Layout::kRmb2, kPage) == 0);
+      FUZZ_CHECK(std::memcmp(mem_.data() + Layout::kRmb2,
+                             golden_.data() + Layout::kRmb2, kPage) == 0);
   }
 
   Input& in_;

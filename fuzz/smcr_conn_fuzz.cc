@@ -24,6 +24,7 @@
 #include "engine/clc_smcr.h"
 #include "engine/connection.h"
 #include "engine/lgr.h"
+#include "fuzz/fuzz_input.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/llc.h"
@@ -34,37 +35,14 @@ namespace wire = usmc::wire;
 
 namespace {
 
-#define Check(cond)                                                      \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      std::fprintf(stderr, "smcr_conn_fuzz: %d: %s\n", __LINE__, #cond); \
-      std::abort();                                                      \
-    }                                                                    \
-  } while (0)
+using usmc::fuzz::Input;
 
-class Input {
- public:
-  Input(const uint8_t* d, size_t n) : d_(d), n_(n) {}
-  bool empty() const { return i_ >= n_; }
-  uint8_t U8() { return i_ < n_ ? d_[i_++] : 0; }
-  uint32_t U32() {
-    uint32_t v = 0;
-    for (int k = 0; k < 4; ++k) v = (v << 8) | U8();
-    return v;
-  }
-  std::vector<std::byte> Take(size_t len) {
-    len = std::min(len, n_ - std::min(i_, n_));
-    std::vector<std::byte> v(len);
-    for (size_t k = 0; k < len; ++k) v[k] = std::byte(d_[i_ + k]);
-    i_ += len;
-    return v;
-  }
-
- private:
-  const uint8_t* d_;
-  size_t n_;
-  size_t i_ = 0;
-};
+// Raw input bytes where a message is expected (the Make* builders return
+// owned bytes too).
+std::vector<std::byte> Raw(Input& in, size_t len) {
+  std::span<const std::byte> s = in.Take(len);
+  return {s.begin(), s.end()};
+}
 
 EngineParams Params(Role role) {
   EngineParams p;
@@ -104,7 +82,7 @@ struct Driver {
   }
 
   void Execute(const Actions& a) {
-    Check(a.dropped() == 0);
+    FUZZ_CHECK(a.dropped() == 0);
     std::vector<Event> answers;
     for (const Action& x : a) {
       std::visit(
@@ -151,11 +129,11 @@ struct Driver {
                   RunLgr(lgr->OnEvent(LgrConnClosed{l.token}, now), answers);
               },
               [&](const RdmaWrite& w) {
-                Check(peer_rmb != 0);
-                Check(uint64_t{w.offset} + w.len <= peer_rmb);
+                FUZZ_CHECK(peer_rmb != 0);
+                FUZZ_CHECK(uint64_t{w.offset} + w.len <= peer_rmb);
               },
               [&](const CaptureUrgentByte& c) {
-                Check(c.buffer_offset < params.smcr.rmb_size);
+                FUZZ_CHECK(c.buffer_offset < params.smcr.rmb_size);
               },
               [&](const auto&) {},
           },
@@ -167,7 +145,7 @@ struct Driver {
   void RunLgr(const LgrActions& a, std::vector<Event>& answers) {
     for (const LgrAction& x : a) {
       if (const auto* s = std::get_if<LgrSendLlc>(&x)) {
-        Check(s->bytes.size() == 44);
+        FUZZ_CHECK(s->bytes.size() == 44);
       } else if (std::holds_alternative<LgrLinkUp>(x)) {
         answers.push_back(SmcrLinkUp{});
       } else if (const auto* f = std::get_if<LgrFirstContactFailed>(&x)) {
@@ -192,12 +170,12 @@ struct Driver {
     if (conn.mode() != Mode::kSmc) return;
     const CopyPlan s = conn.PlanSend(1 << 20);
     for (uint8_t i = 0; i < s.count; ++i) {
-      Check(uint64_t{s.chunks[i].offset} + s.chunks[i].len <= peer_rmb);
+      FUZZ_CHECK(uint64_t{s.chunks[i].offset} + s.chunks[i].len <= peer_rmb);
     }
     const CopyPlan r = conn.PlanRecv(1 << 20);
     for (uint8_t i = 0; i < r.count; ++i) {
-      Check(uint64_t{r.chunks[i].offset} + r.chunks[i].len <=
-            params.smcr.rmb_size);
+      FUZZ_CHECK(uint64_t{r.chunks[i].offset} + r.chunks[i].len <=
+                 params.smcr.rmb_size);
     }
   }
 };
@@ -318,7 +296,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 0:
       case 1: {  // CLC bytes on TCP
         std::vector<std::byte> b =
-            op & 0x80 ? MakeClc(in, d.params.role) : in.Take(in.U8());
+            op & 0x80 ? MakeClc(in, d.params.role) : Raw(in, in.U8());
         tcp.insert(tcp.end(), b.begin(), b.end());
         if (d.conn.mode() == Mode::kHandshake) {
           const Actions a = d.conn.OnEvent(TcpBytes{tcp}, d.now);
@@ -327,7 +305,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             if (const auto* c = std::get_if<TcpConsumed>(&x))
               consumed += c->len;
           }
-          Check(consumed <= tcp.size());
+          FUZZ_CHECK(consumed <= tcp.size());
           tcp.erase(tcp.begin(), tcp.begin() + consumed);
           d.Execute(a);
         }
@@ -335,7 +313,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 2: {  // LLC SEND from the peer
         std::vector<std::byte> b =
-            op & 0x80 ? MakeLlc(in) : in.Take(in.U8() % 100);
+            op & 0x80 ? MakeLlc(in) : Raw(in, in.U8() % 100);
         if (d.lgr) {
           std::vector<Event> answers;
           d.RunLgr(d.lgr->OnEvent(LgrLlcReceived{b}, d.now), answers);
@@ -345,7 +323,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 3: {  // CDC SEND, raw
         SmcrCdcReceived e;
-        std::vector<std::byte> b = in.Take(44);
+        std::span<const std::byte> b = in.Take(44);
         std::copy(b.begin(), b.end(), e.bytes.begin());
         d.Feed(e);
         break;
@@ -428,7 +406,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     d.CheckPlans();
     // The group ended: the connection is no live SMC-R connection.
     if (d.lgr_ended && d.conn.mode() == Mode::kSmc) {
-      Check(d.conn.SendError() != 0);
+      FUZZ_CHECK(d.conn.SendError() != 0);
     }
   }
   return 0;
