@@ -20,7 +20,10 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <string>
+#include <vector>
 
 extern char** environ;
 
@@ -150,61 +153,64 @@ std::array<uint64_t, negotiate::kCounterCount> NegotiateCgroup::Counters()
   return st->counters;
 }
 
-uint32_t NegotiateCgroup::ForeignSockOps() const {
-  Result<negotiate::AttachStatus> st = negotiate::QueryStatus(pin_dir_);
-  uint32_t own = st.ok() ? st->programs[0].prog_id : 0;
-  int own_fd = own != 0 ? bpf_prog_get_fd_by_id(own) : -1;
-  bpf_prog_info own_info{};
-  uint32_t own_len = sizeof(own_info);
-  if (own_fd < 0 || bpf_obj_get_info_by_fd(own_fd, &own_info, &own_len) != 0) {
-    if (own_fd >= 0) close(own_fd);
-    return 0;
-  }
-  close(own_fd);
-  int cg = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (cg < 0) return 0;
+namespace {
+
+// The sock_ops programs in effect for cgroup `dir`, as the kernel lists
+// them; empty if it cannot tell.
+std::vector<uint32_t> EffectiveSockOps(const std::string& dir) {
+  int cg = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cg < 0) return {};
   uint32_t ids[64];
   uint32_t count = 64;
   int rc = bpf_prog_query(cg, BPF_CGROUP_SOCK_OPS, BPF_F_QUERY_EFFECTIVE,
                           nullptr, ids, &count);
   close(cg);
-  if (rc != 0) return 0;
-  for (uint32_t i = 0; i < count; ++i) {
-    if (ids[i] == own) continue;
-    int fd = bpf_prog_get_fd_by_id(ids[i]);
-    if (fd < 0) continue;
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
+  if (rc != 0) return {};
+  return std::vector<uint32_t>(ids, ids + count);
+}
+
+// Program `id`'s name and tag, if it can be read.
+std::optional<bpf_prog_info> ProgInfo(uint32_t id) {
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return std::nullopt;
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  const bool ok = bpf_obj_get_info_by_fd(fd, &info, &len) == 0;
+  close(fd);
+  if (!ok) return std::nullopt;
+  return info;
+}
+
+bool IsUsmcSockOps(const bpf_prog_info& info) {
+  return std::string(info.name) == "usmc_sockops";
+}
+
+}  // namespace
+
+uint32_t NegotiateCgroup::ForeignSockOps() const {
+  Result<negotiate::AttachStatus> st = negotiate::QueryStatus(pin_dir_);
+  uint32_t own = st.ok() ? st->programs[0].prog_id : 0;
+  std::optional<bpf_prog_info> own_info =
+      own != 0 ? ProgInfo(own) : std::nullopt;
+  if (!own_info) return 0;
+  for (uint32_t id : EffectiveSockOps(dir_)) {
+    if (id == own) continue;
     // This build's program (same instructions, same tag) defers to ours,
     // the nearer one (usmc_negotiate.bpf.c USMC_HANDLED); another build's
     // may not.
-    bool foreign = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
-                   std::string(info.name) == "usmc_sockops" &&
-                   std::memcmp(info.tag, own_info.tag, sizeof(info.tag)) != 0;
-    close(fd);
-    if (foreign) return ids[i];
+    std::optional<bpf_prog_info> info = ProgInfo(id);
+    if (info && IsUsmcSockOps(*info) &&
+        std::memcmp(info->tag, own_info->tag, sizeof(info->tag)) != 0) {
+      return id;
+    }
   }
   return 0;
 }
 
 uint32_t EffectiveUsmcSockOps(const std::string& dir) {
-  int cg = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (cg < 0) return 0;
-  uint32_t ids[64];
-  uint32_t count = 64;
-  int rc = bpf_prog_query(cg, BPF_CGROUP_SOCK_OPS, BPF_F_QUERY_EFFECTIVE,
-                          nullptr, ids, &count);
-  close(cg);
-  if (rc != 0) return 0;
-  for (uint32_t i = 0; i < count; ++i) {
-    int fd = bpf_prog_get_fd_by_id(ids[i]);
-    if (fd < 0) continue;
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
-    bool usmc = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
-                std::string(info.name) == "usmc_sockops";
-    close(fd);
-    if (usmc) return ids[i];
+  for (uint32_t id : EffectiveSockOps(dir)) {
+    std::optional<bpf_prog_info> info = ProgInfo(id);
+    if (info && IsUsmcSockOps(*info)) return id;
   }
   return 0;
 }
