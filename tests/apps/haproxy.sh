@@ -30,11 +30,6 @@ declare -A size=([f1]=1 [f64k]=65536 [f3m]=3145728) sha
 for f in "${files[@]}"; do
   sha[$f]=$("${CHECK[@]}" blob "$T/www/$f" --size "${size[$f]}" --seed "${size[$f]}")
 done
-same_sha() {
-  [ -f "$1" ] || { echo "no $1"; return 1; }
-  [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
-}
-
 b1=$(free_port)
 b2=$(free_port)
 fe=$(free_port)

@@ -109,6 +109,12 @@ stop() {
   finish "$1"
 }
 
+# same_sha FILE SHA: FILE exists and its SHA-256 is SHA.
+same_sha() {
+  [ -f "$1" ] || { echo "no $1"; return 1; }
+  [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
+}
+
 free_port() { "${CHECK[@]}" free-port "$@"; }
 wait_listen() { "${CHECK[@]}" wait-listen --port "$1"; }
 

@@ -31,12 +31,6 @@ for f in "${files[@]}"; do
   sha[$f]=$("${CHECK[@]}" blob "$T/www/$f" --size "${size[$f]}" --seed "${size[$f]}")
 done
 
-# same_sha FILE SHA: FILE exists and its SHA-256 is SHA.
-same_sha() {
-  [ -f "$1" ] || { echo "no $1"; return 1; }
-  [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
-}
-
 up_port=$(free_port)
 px_port=$(free_port)
 

@@ -48,7 +48,7 @@ check "psql exports it back" \
   run usmc psql_out "$PGBIN/psql" "${PG[@]}" -v ON_ERROR_STOP=1 -At \
   -c "\\lo_export $oid '$T/blob.back'"
 check "exported SHA-256 equals the file's" \
-  sh -c "[ \"\$(sha256sum '$T/blob.back' | cut -d' ' -f1)\" = '$sha' ]"
+  same_sha "$T/blob.back" "$sha"
 
 check "pgbench -i" run usmc bench_init "$PGBIN/pgbench" "${PG[@]}" -i -s 2 -q postgres
 declare -A tx=([keep]=300 [new]=100)
