@@ -206,10 +206,18 @@ void RemoveReg(EpollSet& set, EpollReg* reg) {
     v.erase(std::remove(v.begin(), v.end(), reg), v.end());
     reg->conn->in_epoll.store(!v.empty(), std::memory_order_relaxed);
   }
+  if (reg->watched) {
+    auto& w = set.watch;
+    w.erase(std::remove(w.begin(), w.end(), reg), w.end());
+  }
+  // Swap with the last: O(1) with 10,000 in the set.
   auto& regs = set.regs;
-  regs.erase(std::remove_if(regs.begin(), regs.end(),
-                            [&](const auto& r) { return r.get() == reg; }),
-             regs.end());
+  const size_t i = reg->index;
+  if (i + 1 != regs.size()) {
+    regs[i] = std::move(regs.back());
+    regs[i]->index = i;
+  }
+  regs.pop_back();
 }
 
 // Brings the kernel registrations of `reg` in line with its connection's
@@ -302,7 +310,7 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   }
   if (spec.ready != 0) {
     c.UpdateMirrors();
-    reg->dirty = true;  // not armed: look again before the next sleep
+    MarkDirty(set, reg);  // not armed: look again before the next sleep
   } else {
     // The doorbell edge-triggered: every ring is an edge, so its bytes
     // need not be read per wakeup (Doorbell::DrainLazily).
@@ -320,9 +328,11 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
 // handshakes, sockets gone TCP) and, with `arm`, arms the others too for a
 // sleep. `wait_ms` as in Sync. The set is locked.
 void Maintain(EpollSet& set, bool arm, int* wait_ms) {
+  // Only the watch list: a clean established registration's doorbell is
+  // armed already (Sync would return at once).
   std::vector<EpollReg*> regs;
-  regs.reserve(set.regs.size());
-  for (auto& r : set.regs) regs.push_back(r.get());
+  regs.swap(set.watch);
+  for (EpollReg* r : regs) r->watched = false;
   for (EpollReg* r : regs) {
     if (r->conn->phase() == Phase::kConnecting) {
       r->conn->SettleConnect(r->app_fd);
@@ -332,14 +342,20 @@ void Maintain(EpollSet& set, bool arm, int* wait_ms) {
       s->AfterWait();  // feeds a due CLC timeout
       (void)r->conn->Poll(r->app_fd, POLLIN);
     }
-    if (!arm && Established(*r) != nullptr) continue;
-    Sync(set, r, wait_ms);
+    if (!arm && Established(*r) != nullptr) {
+      Watch(set, r);  // arm it at the next sleep
+      continue;
+    }
+    if (!Sync(set, r, wait_ms)) continue;  // handed to the kernel, gone
+    // Established and armed (or parked, for one the app removed): nothing
+    // to do until a ring, a report or the app's epoll_ctl makes it dirty.
+    if (Established(*r) == nullptr || (r->dirty && r->active)) Watch(set, r);
   }
 }
 
 void RevokeSleepTokens(EpollSet& set) {
   if (!set.tokens_out) return;
-  for (auto& r : set.regs) r->dirty = true;
+  for (auto& r : set.regs) MarkDirty(set, r.get());
   set.tokens_out = false;
 }
 
@@ -354,6 +370,8 @@ int MsLeft(int timeout_ms, Clock::time_point deadline) {
 
 using epoll_detail::Clock;
 using epoll_detail::Established;
+using epoll_detail::MarkDirty;
+using epoll_detail::Watch;
 using epoll_detail::g_any_epoll;
 using epoll_detail::g_epoll_fds;
 using epoll_detail::kIsEpoll;
@@ -465,8 +483,10 @@ EpollReg* NewReg(EpollSet& set, int fd, const std::shared_ptr<Conn>& c,
   r->events = events;
   r->data = data;
   r->edge_seen = kReportNow;
+  r->index = set.regs.size();
   EpollReg* reg = r.get();
   set.regs.push_back(std::move(r));
+  Watch(set, reg);
   {
     std::lock_guard cl(c->mu);
     c->regs.push_back(reg);
@@ -543,10 +563,18 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       op == EPOLL_CTL_ADD ? Sets().FindOrCreate(epfd) : Sets().Find(epfd);
   if (!set) return real().epoll_ctl(epfd, op, fd, ev);
   std::lock_guard lock(set->mu);
+  // By the connection's registrations (one or two), not the set's: a set
+  // of 10,000 made every ADD and MOD cost a scan of them all.
   EpollReg* reg = nullptr;
-  for (auto& r : set->regs) {
-    if (r->app_fd == fd && r->conn == c) reg = r.get();
+  {
+    std::lock_guard cl(c->mu);
+    for (EpollReg* r : c->regs) {
+      if (r->set == set.get() && r->app_fd == fd) reg = r;
+    }
   }
+  // Whatever the op, the next sleep looks at it (a DEL in scan mode leaves
+  // its items to Sync).
+  if (reg != nullptr) Watch(*set, reg);
   switch (op) {
     case EPOLL_CTL_ADD: {
       if (reg != nullptr && reg->active) {
@@ -562,7 +590,7 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
         reg->events = ev->events;
         reg->data = ev->data;
         reg->oneshot_fired = false;
-        reg->dirty = true;
+        MarkDirty(*set, reg);
         reg->edge_seen = kReportNow;
         SyncAfterCtl(*set, reg);
         return 0;
@@ -592,7 +620,7 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       reg->events = ev->events;
       reg->data = ev->data;
       reg->oneshot_fired = false;
-      reg->dirty = true;
+      MarkDirty(*set, reg);
       reg->edge_seen = kReportNow;
       SyncAfterCtl(*set, reg);
       return 0;
@@ -692,12 +720,14 @@ void DropEpollRegs(Conn& c) {
     std::shared_ptr<EpollSet> set = Sets().Find(reg->set->epfd);
     if (!set) continue;
     std::lock_guard lock(set->mu);
-    for (auto& r : set->regs) {
-      if (r.get() == reg) {
-        RemoveReg(*set, reg);
-        break;
-      }
+    // Still registered: RemoveReg and ForgetEpollSet take it off c.regs
+    // under the set's lock (a look at the set's 10,000 was O(n) per close).
+    bool present;
+    {
+      std::lock_guard cl(c.mu);
+      present = std::find(c.regs.begin(), c.regs.end(), reg) != c.regs.end();
     }
+    if (present) RemoveReg(*set, reg);
   }
 }
 
@@ -716,6 +746,7 @@ void ForgetEpollSet(int epfd) {
     v.erase(std::remove(v.begin(), v.end(), r.get()), v.end());
     r->conn->in_epoll.store(!v.empty(), std::memory_order_relaxed);
   }
+  set->watch.clear();
   set->regs.clear();  // the kernel dropped its side with the epoll fd
 }
 
