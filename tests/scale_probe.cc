@@ -110,11 +110,45 @@ double SetupCost(const std::vector<uint64_t>& t, int b) {
                         : (sub[sub.size() / 2 - 1] + sub[sub.size() / 2]) / 2;
 }
 
+// kB of this process's resident memory: anonymous (heap, stacks: usmc's
+// per-connection state) and shared (the memfd DMB pages it touched, its
+// own and its peers').
+struct Mem {
+  long anon_kb = 0, shmem_kb = 0;
+};
+Mem ReadMem() {
+  Mem m;
+  FILE* f = std::fopen("/proc/self/status", "re");
+  if (f == nullptr) return m;
+  char line[256];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    std::sscanf(line, "RssAnon: %ld", &m.anon_kb);
+    std::sscanf(line, "RssShmem: %ld", &m.shmem_kb);
+  }
+  std::fclose(f);
+  return m;
+}
+
+// By hand (bench/scale_bench.sh): with SCALE_HOLD=PATH set, the client
+// holds every connection after the setups until PATH exists (`usmc ss`
+// and `usmc stats` are timed meanwhile); at most two minutes.
+void HoldIfAsked() {
+  const char* path = std::getenv("SCALE_HOLD");
+  if (path == nullptr) return;
+  std::printf("HELD\n");
+  std::fflush(stdout);
+  for (int i = 0; i < 12000 && access(path, F_OK) != 0; ++i) usleep(10000);
+}
+
 void PrintStats(int n, int fds_before, int fds_after,
                 const std::vector<uint64_t>& cpu,
-                const std::vector<uint64_t>& wall) {
+                const std::vector<uint64_t>& wall, uint64_t wall_start,
+                const Mem& m0, const Mem& m1) {
   std::printf("STATS conns=%d fds_before=%d fds_after=%d", n, fds_before,
               fds_after);
+  std::printf(" setup_s=%.3f anon_kb=%ld,%ld shmem_kb=%ld,%ld",
+              double(wall[size_t(n) - 1] - wall_start) / 1e9, m0.anon_kb,
+              m1.anon_kb, m0.shmem_kb, m1.shmem_kb);
   std::printf(" cpu_us_per_setup=");
   for (int b = 0; b < n / kBatch; ++b) {
     std::printf("%s%.1f", b ? "," : "", SetupCost(cpu, b) / 1000);
@@ -184,6 +218,9 @@ int Server(int n, long nofile) {
   ev.data.u64 = ~uint64_t{0};
   if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) != 0) FAIL("epoll_ctl listener");
   const int fds_before = CountFds();
+  const Mem m0 = ReadMem();
+  Mem m1;
+  uint64_t wall_start = 0;
   std::printf("PORT %d\n", ntohs(a.sin_port));
   std::fflush(stdout);
 
@@ -205,6 +242,7 @@ int Server(int n, long nofile) {
         while (accepted < n) {
           int fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK);
           if (fd < 0 && errno == EAGAIN) break;
+          if (accepted == 0) wall_start = WallNs();
           if (fd < 0) FAIL("accept4 (#%d)", accepted);
           SConn& c = conns[size_t(accepted)];
           c.fd = fd;
@@ -247,7 +285,10 @@ int Server(int n, long nofile) {
           WriteAllFd(c.fd, out.data(), out.size());
           cpu[size_t(hellos)] = CpuNs();
           wall[size_t(hellos)] = WallNs();
-          if (++hellos == n) fds_after = CountFds();
+          if (++hellos == n) {
+            fds_after = CountFds();
+            m1 = ReadMem();
+          }
           c.stage = 1;
         } else {
           long bad = Mismatch(c.buf, kHello, kRound2, c.id);
@@ -260,7 +301,7 @@ int Server(int n, long nofile) {
       }
     }
   }
-  PrintStats(n, fds_before, fds_after, cpu, wall);
+  PrintStats(n, fds_before, fds_after, cpu, wall, wall_start, m0, m1);
   return 0;
 }
 
@@ -279,6 +320,8 @@ int Client(int port, int n, long nofile) {
       wall(static_cast<size_t>(n));
   std::vector<char> in(kRound2);
   const int fds_before = CountFds();
+  const Mem m0 = ReadMem();
+  const uint64_t wall_start = WallNs();
   for (int i = 0; i < n; ++i) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) FAIL("socket (#%d)", i);
@@ -298,6 +341,8 @@ int Client(int port, int n, long nofile) {
     wall[size_t(i)] = WallNs();
   }
   const int fds_after = CountFds();
+  const Mem m1 = ReadMem();
+  HoldIfAsked();
   // Round two on every connection, all of them open: all writes (the last
   // connection first), then all reads.
   for (int i = n - 1; i >= 0; --i) {
@@ -309,7 +354,7 @@ int Client(int port, int n, long nofile) {
     long bad = Mismatch(in.data(), kHello, kRound2, i + n);
     if (bad >= 0) FAIL("conn %d: round-two reply byte %ld differs", i, bad);
   }
-  PrintStats(n, fds_before, fds_after, cpu, wall);
+  PrintStats(n, fds_before, fds_after, cpu, wall, wall_start, m0, m1);
   for (int fd : fds) close(fd);
   return 0;
 }
