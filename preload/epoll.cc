@@ -298,6 +298,16 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
     if (c.regs.size() == 1) token = set.sleep_token;
   }
   runtime::SmcSocket::WaitSpec spec = s->PrepareWait(interest, token);
+  if (handshaking && !s->handshaking()) {
+    // PrepareWait's progress decided the handshake. Declined (a server
+    // past its DMB budget), the socket is TCP now and has no wake fds to
+    // give, but only the Conn's next call would learn it: the app slept in
+    // epoll_wait for good on a registration with nothing in the kernel
+    // (tests/scale_test.cc FallbacksAtTheBudgetUnderEpoll). Let the Conn
+    // settle, and a TCP one go to the kernel with the app's events.
+    (void)c.Poll(reg->app_fd, 0);
+    if (c.phase() == Phase::kTcp) return Sync(set, reg, wait_ms);
+  }
   if (token != 0 && spec.ready == 0) set.tokens_out = true;
   if (interest == 0 && !reg->oneshot_fired && reg->active &&
       s->peer_changes() != reg->edge_seen &&
@@ -370,8 +380,6 @@ int MsLeft(int timeout_ms, Clock::time_point deadline) {
 
 using epoll_detail::Clock;
 using epoll_detail::Established;
-using epoll_detail::MarkDirty;
-using epoll_detail::Watch;
 using epoll_detail::g_any_epoll;
 using epoll_detail::g_epoll_fds;
 using epoll_detail::kIsEpoll;
@@ -379,6 +387,7 @@ using epoll_detail::kMaxFd;
 using epoll_detail::kNested;
 using epoll_detail::kSpinMaxSockets;
 using epoll_detail::Maintain;
+using epoll_detail::MarkDirty;
 using epoll_detail::MsLeft;
 using epoll_detail::Park;
 using epoll_detail::RemoveReg;
@@ -389,6 +398,7 @@ using epoll_detail::Sets;
 using epoll_detail::SpinForReady;
 using epoll_detail::Sync;
 using epoll_detail::TranslateAll;
+using epoll_detail::Watch;
 
 // ---- Conn's mirrors
 // ----------------------------------------------------------

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -144,7 +145,7 @@ class Scale : public ::testing::Test {
 
   // The defaults of a usmc process (no tuning variable: 10,000 must fit
   // by default), a long CLC timeout (a lost wakeup shows as a hang).
-  EnvMap Env() const {
+  EnvMap Env(const EnvMap& extra = {}) const {
     static const std::string asan = LoadedLibrary("libasan.so");
     EnvMap env{{"USMC_CLC_TIMEOUT_MS", "60000"},
                {"USMC_EXIT_REPORT", report_},
@@ -153,6 +154,7 @@ class Scale : public ::testing::Test {
                {"LD_PRELOAD", asan.empty() ? USMC_PRELOAD_LIB
                                            : asan + " " + USMC_PRELOAD_LIB}};
     if (!asan.empty()) env["ASAN_OPTIONS"] = "detect_leaks=0";
+    for (const auto& [k, v] : extra) env[k] = v;
     return env;
   }
 
@@ -243,6 +245,34 @@ TEST_F(Scale, TenThousandConcurrentSmcdConnections) {
 
   ExpectScales("client", ParseStats(c.out));
   ExpectScales("server", ParseStats(s.out));
+}
+
+// Past the DMB budget the server declines (reason MEM) and the connections
+// are TCP, every byte still delivered. The server's epoll set once held
+// such a connection with no kernel item at all when the decline came from
+// the look before a sleep (PrepareWait): its hello was never reported and
+// the server slept until its timeout (about one fallback in a few hundred).
+TEST_F(Scale, FallbacksAtTheBudgetUnderEpoll) {
+  constexpr int kN = 2000;
+  const EnvMap env = Env({{"USMC_DMB_BUDGET", "8M"}});
+  const std::string n = std::to_string(kN), nofile = std::to_string(Nofile());
+  Proc server({USMC_SCALE_PROBE, "server", n, nofile}, env);
+  std::optional<std::string> line = server.ReadLine(20000);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0)
+      << server.Wait(1000) << "\n[no PORT line]";
+  Proc client({USMC_SCALE_PROBE, "client", line->substr(5), n, nofile}, env);
+  Exit c = client.Wait(120000);
+  Exit s = server.Wait(c.ok() ? 60000 : 1000);
+  ASSERT_TRUE(c.ok() && s.ok()) << "client: " << c << "\nserver: " << s;
+  const json sr = Report("scale-srv"), cr = Report("scale-cli");
+  EXPECT_EQ(U(sr, "smcd") + U(sr, "tcp"), uint64_t{kN}) << sr.dump();
+  EXPECT_GT(U(sr, "tcp"), uint64_t{kN / 2}) << sr.dump();
+  EXPECT_EQ(U(sr, "handshake_errors"), 0u) << sr.dump();
+  EXPECT_EQ(U(cr, "smcd") + U(cr, "tcp"), uint64_t{kN}) << cr.dump();
+  ASSERT_TRUE(sr.contains("fallback_reasons"));
+  EXPECT_EQ(sr["fallback_reasons"].value("0x01010000", uint64_t{0}),
+            U(sr, "tcp"))
+      << sr.dump();
 }
 
 }  // namespace
