@@ -113,10 +113,9 @@ int UeidAdd(const char* eid_arg) {
   int len = static_cast<int>(h->nlmsg_len) - NLMSG_LENGTH(GENL_HDRLEN);
   for (auto* a = reinterpret_cast<nlattr*>(
            reinterpret_cast<char*>(NLMSG_DATA(h)) + GENL_HDRLEN);
-       len >= NLA_HDRLEN && a->nla_len <= len;
-       len -= NLA_ALIGN(a->nla_len),
-            a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) +
-                                          NLA_ALIGN(a->nla_len))) {
+       len >= NLA_HDRLEN && a->nla_len <= len; len -= NLA_ALIGN(a->nla_len),
+             a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) +
+                                           NLA_ALIGN(a->nla_len))) {
     if (a->nla_type == CTRL_ATTR_FAMILY_ID) {
       std::memcpy(&family, reinterpret_cast<char*>(a) + NLA_HDRLEN, 2);
     }
@@ -212,10 +211,9 @@ int Diag(uint16_t sport, uint16_t dport) {
           line += tmp;
         } else if (a->rta_type == SMC_DIAG_CONNINFO) {
           const auto* c = static_cast<const smc_diag_conninfo*>(RTA_DATA(a));
-          std::snprintf(tmp, sizeof tmp,
-                        " rmbe=%u tx_prod=%u/%u rx_prod=%u/%u", c->rmbe_size,
-                        c->tx_prod.wrap, c->tx_prod.count, c->rx_prod.wrap,
-                        c->rx_prod.count);
+          std::snprintf(tmp, sizeof tmp, " rmbe=%u tx_prod=%u/%u rx_prod=%u/%u",
+                        c->rmbe_size, c->tx_prod.wrap, c->tx_prod.count,
+                        c->rx_prod.wrap, c->rx_prod.count);
           line += tmp;
         }
       }
@@ -278,14 +276,17 @@ int Exchange(int fd, bool client, uint64_t bytes) {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl);
   ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl);
   // Client sends first, then the server answers with its own pattern.
-  const bool ok = client ? SendPattern(fd, bytes, 1) && RecvPattern(fd, bytes, 2)
-                         : RecvPattern(fd, bytes, 1) && SendPattern(fd, bytes, 2);
+  const bool ok = client
+                      ? SendPattern(fd, bytes, 1) && RecvPattern(fd, bytes, 2)
+                      : RecvPattern(fd, bytes, 1) && SendPattern(fd, bytes, 2);
   std::printf("DATA %s %llu bytes each way\n", ok ? "ok" : "BAD",
               static_cast<unsigned long long>(bytes));
   const int mode = Diag(ntohs(self.sin_port), ntohs(peer.sin_port));
   ::close(fd);
   if (!ok) return 1;
-  return mode == SMC_DIAG_MODE_SMCR ? 0 : mode == SMC_DIAG_MODE_FALLBACK_TCP ? 2 : 1;
+  return mode == SMC_DIAG_MODE_SMCR           ? 0
+         : mode == SMC_DIAG_MODE_FALLBACK_TCP ? 2
+                                              : 1;
 }
 
 int Server(int port, uint64_t bytes) {
