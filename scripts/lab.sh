@@ -76,7 +76,7 @@ EOF
 GUEST_TARGETS=(usmc usmc_preload smc_lab dev_verbs_test)
 
 build_usmc() {
-  if [ ! -f "$BUILD/build.ninja" ]; then
+  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     cmake -S "$ROOT" -B "$BUILD" -G Ninja >/dev/null || return 1
   fi
   cmake --build "$BUILD" -j "$(nproc)" --target "${GUEST_TARGETS[@]}" | tail -3
