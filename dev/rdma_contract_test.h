@@ -13,6 +13,7 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -170,6 +171,11 @@ class RdmaContract : public ::testing::TestWithParam<RdmaBedFactory> {
   std::optional<RdmaHost> a_;
   std::optional<RdmaHost> b_;
 };
+
+// gtest prints a parameter by its name, not its bytes.
+inline void PrintTo(const RdmaBedFactory& f, std::ostream* os) {
+  *os << f.name;
+}
 
 // For INSTANTIATE_TEST_SUITE_P's name generator.
 std::string BedName(const ::testing::TestParamInfo<RdmaBedFactory>& info);
