@@ -123,9 +123,10 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<Context> ctx =
       Ok(VerbsContext::Open(ntohl(self.sin_addr.s_addr)), "open");
-  std::printf("device %s gid %s index %u mtu %u\n", ctx->attr().name.c_str(),
-              ToString(ctx->attr().gid).c_str(), ctx->attr().gid_index,
-              MtuBytes(ctx->attr().active_mtu));
+  std::printf("device %s gid %s index %u mtu %u max_inline %u\n",
+              ctx->attr().name.c_str(), ToString(ctx->attr().gid).c_str(),
+              ctx->attr().gid_index, MtuBytes(ctx->attr().active_mtu),
+              ctx->attr().max_inline);
   auto pd = Ok(ctx->AllocPd(), "pd");
   auto ch = Ok(ctx->CreateCompChannel(), "channel");
   auto scq = Ok(ctx->CreateCq(128, ch.get()), "send cq");
