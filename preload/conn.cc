@@ -126,10 +126,12 @@ runtime::Options SocketOptions(engine::Role role) {
   // DMBs stay within 4 MiB (its first three connections: a stream's
   // sender then waits for room four times less often; iperf3 2.0x -> 3.6x
   // TCP on this VM), 256 KiB for the rest (a server's hundreds of
-  // connections keep their cache footprint and memory).
+  // connections keep their cache footprint and memory), smaller still once
+  // it holds thousands (runtime::HeldDmbSize).
   if (!cfg.dmb_size.has_value()) {
     o.roomy_dmb_size = 1024 * 1024;
     o.roomy_budget = 4 << 20;
+    o.dmb_follows_held = true;
   }
   o.clc_timeout = cfg.clc_timeout;
   return o;

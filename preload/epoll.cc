@@ -206,10 +206,18 @@ void RemoveReg(EpollSet& set, EpollReg* reg) {
     v.erase(std::remove(v.begin(), v.end(), reg), v.end());
     reg->conn->in_epoll.store(!v.empty(), std::memory_order_relaxed);
   }
+  if (reg->watched) {
+    auto& w = set.watch;
+    w.erase(std::remove(w.begin(), w.end(), reg), w.end());
+  }
+  // Swap with the last: O(1) with 10,000 in the set.
   auto& regs = set.regs;
-  regs.erase(std::remove_if(regs.begin(), regs.end(),
-                            [&](const auto& r) { return r.get() == reg; }),
-             regs.end());
+  const size_t i = reg->index;
+  if (i + 1 != regs.size()) {
+    regs[i] = std::move(regs.back());
+    regs[i]->index = i;
+  }
+  regs.pop_back();
 }
 
 // Brings the kernel registrations of `reg` in line with its connection's
@@ -290,6 +298,16 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
     if (c.regs.size() == 1) token = set.sleep_token;
   }
   runtime::SmcSocket::WaitSpec spec = s->PrepareWait(interest, token);
+  if (handshaking && !s->handshaking()) {
+    // PrepareWait's progress decided the handshake. Declined (a server
+    // past its DMB budget), the socket is TCP now and has no wake fds to
+    // give, but only the Conn's next call would learn it: the app slept in
+    // epoll_wait for good on a registration with nothing in the kernel
+    // (tests/scale_test.cc FallbacksAtTheBudgetUnderEpoll). Let the Conn
+    // settle, and a TCP one go to the kernel with the app's events.
+    (void)c.Poll(reg->app_fd, 0);
+    if (c.phase() == Phase::kTcp) return Sync(set, reg, wait_ms);
+  }
   if (token != 0 && spec.ready == 0) set.tokens_out = true;
   if (interest == 0 && !reg->oneshot_fired && reg->active &&
       s->peer_changes() != reg->edge_seen &&
@@ -302,7 +320,7 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
   }
   if (spec.ready != 0) {
     c.UpdateMirrors();
-    reg->dirty = true;  // not armed: look again before the next sleep
+    MarkDirty(set, reg);  // not armed: look again before the next sleep
   } else {
     // The doorbell edge-triggered: every ring is an edge, so its bytes
     // need not be read per wakeup (Doorbell::DrainLazily).
@@ -320,9 +338,11 @@ bool Sync(EpollSet& set, EpollReg* reg, int* wait_ms) {
 // handshakes, sockets gone TCP) and, with `arm`, arms the others too for a
 // sleep. `wait_ms` as in Sync. The set is locked.
 void Maintain(EpollSet& set, bool arm, int* wait_ms) {
+  // Only the watch list: a clean established registration's doorbell is
+  // armed already (Sync would return at once).
   std::vector<EpollReg*> regs;
-  regs.reserve(set.regs.size());
-  for (auto& r : set.regs) regs.push_back(r.get());
+  regs.swap(set.watch);
+  for (EpollReg* r : regs) r->watched = false;
   for (EpollReg* r : regs) {
     if (r->conn->phase() == Phase::kConnecting) {
       r->conn->SettleConnect(r->app_fd);
@@ -332,14 +352,20 @@ void Maintain(EpollSet& set, bool arm, int* wait_ms) {
       s->AfterWait();  // feeds a due CLC timeout
       (void)r->conn->Poll(r->app_fd, POLLIN);
     }
-    if (!arm && Established(*r) != nullptr) continue;
-    Sync(set, r, wait_ms);
+    if (!arm && Established(*r) != nullptr) {
+      Watch(set, r);  // arm it at the next sleep
+      continue;
+    }
+    if (!Sync(set, r, wait_ms)) continue;  // handed to the kernel, gone
+    // Established and armed (or parked, for one the app removed): nothing
+    // to do until a ring, a report or the app's epoll_ctl makes it dirty.
+    if (Established(*r) == nullptr || (r->dirty && r->active)) Watch(set, r);
   }
 }
 
 void RevokeSleepTokens(EpollSet& set) {
   if (!set.tokens_out) return;
-  for (auto& r : set.regs) r->dirty = true;
+  for (auto& r : set.regs) MarkDirty(set, r.get());
   set.tokens_out = false;
 }
 
@@ -361,6 +387,7 @@ using epoll_detail::kMaxFd;
 using epoll_detail::kNested;
 using epoll_detail::kSpinMaxSockets;
 using epoll_detail::Maintain;
+using epoll_detail::MarkDirty;
 using epoll_detail::MsLeft;
 using epoll_detail::Park;
 using epoll_detail::RemoveReg;
@@ -371,6 +398,7 @@ using epoll_detail::Sets;
 using epoll_detail::SpinForReady;
 using epoll_detail::Sync;
 using epoll_detail::TranslateAll;
+using epoll_detail::Watch;
 
 // ---- Conn's mirrors
 // ----------------------------------------------------------
@@ -465,8 +493,10 @@ EpollReg* NewReg(EpollSet& set, int fd, const std::shared_ptr<Conn>& c,
   r->events = events;
   r->data = data;
   r->edge_seen = kReportNow;
+  r->index = set.regs.size();
   EpollReg* reg = r.get();
   set.regs.push_back(std::move(r));
+  Watch(set, reg);
   {
     std::lock_guard cl(c->mu);
     c->regs.push_back(reg);
@@ -543,10 +573,18 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       op == EPOLL_CTL_ADD ? Sets().FindOrCreate(epfd) : Sets().Find(epfd);
   if (!set) return real().epoll_ctl(epfd, op, fd, ev);
   std::lock_guard lock(set->mu);
+  // By the connection's registrations (one or two), not the set's: a set
+  // of 10,000 made every ADD and MOD cost a scan of them all.
   EpollReg* reg = nullptr;
-  for (auto& r : set->regs) {
-    if (r->app_fd == fd && r->conn == c) reg = r.get();
+  {
+    std::lock_guard cl(c->mu);
+    for (EpollReg* r : c->regs) {
+      if (r->set == set.get() && r->app_fd == fd) reg = r;
+    }
   }
+  // Whatever the op, the next sleep looks at it (a DEL in scan mode leaves
+  // its items to Sync).
+  if (reg != nullptr) Watch(*set, reg);
   switch (op) {
     case EPOLL_CTL_ADD: {
       if (reg != nullptr && reg->active) {
@@ -562,7 +600,7 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
         reg->events = ev->events;
         reg->data = ev->data;
         reg->oneshot_fired = false;
-        reg->dirty = true;
+        MarkDirty(*set, reg);
         reg->edge_seen = kReportNow;
         SyncAfterCtl(*set, reg);
         return 0;
@@ -592,7 +630,7 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
       reg->events = ev->events;
       reg->data = ev->data;
       reg->oneshot_fired = false;
-      reg->dirty = true;
+      MarkDirty(*set, reg);
       reg->edge_seen = kReportNow;
       SyncAfterCtl(*set, reg);
       return 0;
@@ -692,12 +730,14 @@ void DropEpollRegs(Conn& c) {
     std::shared_ptr<EpollSet> set = Sets().Find(reg->set->epfd);
     if (!set) continue;
     std::lock_guard lock(set->mu);
-    for (auto& r : set->regs) {
-      if (r.get() == reg) {
-        RemoveReg(*set, reg);
-        break;
-      }
+    // Still registered: RemoveReg and ForgetEpollSet take it off c.regs
+    // under the set's lock (a look at the set's 10,000 was O(n) per close).
+    bool present;
+    {
+      std::lock_guard cl(c.mu);
+      present = std::find(c.regs.begin(), c.regs.end(), reg) != c.regs.end();
     }
+    if (present) RemoveReg(*set, reg);
   }
 }
 
@@ -716,6 +756,7 @@ void ForgetEpollSet(int epfd) {
     v.erase(std::remove(v.begin(), v.end(), r.get()), v.end());
     r->conn->in_epoll.store(!v.empty(), std::memory_order_relaxed);
   }
+  set->watch.clear();
   set->regs.clear();  // the kernel dropped its side with the epoll fd
 }
 

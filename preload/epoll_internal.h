@@ -56,6 +56,9 @@ struct EpollReg {
   // it, and a ring wakes us and makes it dirty), so epoll_wait costs
   // O(sockets that moved), not O(sockets in the set).
   bool dirty = true;
+  // On the set's watch list (EpollSet::watch).
+  bool watched = false;
+  size_t index = 0;  // in EpollSet::regs
   Tag rd{this, Tag::kRd};
   Tag wr{this, Tag::kWr};
   std::vector<std::unique_ptr<Tag>> wake;
@@ -78,7 +81,14 @@ struct EpollSet {
   // once up, not for one that reads the kernel's list (see RevokeSleepTokens).
   uint64_t sleep_token = 0;
   bool tokens_out = false;  // doorbells may still hold a sleep token
-  std::vector<std::unique_ptr<EpollReg>> regs;
+  std::vector<std::unique_ptr<EpollReg>> regs;  // EpollReg::index
+  // The registrations epoll_wait must look at before a sleep: every one
+  // that is not an established SMC-D socket whose doorbell is armed
+  // (connecting, handshaking, dirty, removed by the app). A server holding
+  // 10,000 idle connections then pays for the few that moved, not for all
+  // of them, on each epoll_wait (issue 21: setup cost grew with the
+  // connections held). A registration may be on it and need nothing.
+  std::vector<EpollReg*> watch;
   std::unordered_set<const void*> tags;
 };
 
@@ -94,6 +104,17 @@ inline constexpr size_t kSpinMaxSockets = 16;
 
 // epoll.cc
 short PollBitsOf(uint32_t epoll_events);
+// Puts `reg` on the set's watch list (once); MarkDirty also makes it
+// dirty. The set is locked.
+inline void Watch(EpollSet& set, EpollReg* reg) {
+  if (reg->watched) return;
+  reg->watched = true;
+  set.watch.push_back(reg);
+}
+inline void MarkDirty(EpollSet& set, EpollReg* reg) {
+  reg->dirty = true;
+  Watch(set, reg);
+}
 // Brings the kernel registrations of `reg` in line with its connection's
 // phase (arming its doorbell when established). false: the registration
 // was handed to the kernel (plain TCP) and removed from the set.

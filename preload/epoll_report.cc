@@ -89,7 +89,7 @@ int Translate(EpollSet& set, epoll_event* events, int out, int n,
     Tag* t = static_cast<Tag*>(ev.data.ptr);
     EpollReg* reg = t->reg;
     Conn& c = *reg->conn;
-    reg->dirty = true;
+    MarkDirty(set, reg);
     if (t->kind == Tag::kWake) {
       // The peer rang (or the handshake moved): report what holds now
       // rather than waiting for the mirror to come round the kernel again.

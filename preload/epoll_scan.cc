@@ -101,7 +101,7 @@ void DisarmAll(EpollSet& set) {
       std::lock_guard lock(r->conn->mu);
       shared = r->conn->regs.size() > 1;
     }
-    if (!shared && s->DisarmIdle()) r->dirty = true;
+    if (!shared && s->DisarmIdle()) MarkDirty(set, r.get());
   }
 }
 

@@ -1,5 +1,8 @@
 #include "runtime/config.h"
 
+#include <sys/sysinfo.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,9 +17,11 @@ namespace {
 
 constexpr ConfigVar kVars[] = {
     {"USMC_CLC_TIMEOUT_MS", "2000", "an integer 10..60000, in milliseconds"},
-    {"USMC_DMB_SIZE", "none (1 MiB DMBs up to 4 MiB per process, then 256 KiB)",
+    {"USMC_DMB_SIZE",
+     "none (1 MiB DMBs up to 4 MiB per process, 256 KiB up to 64 MiB, "
+     "64 KiB up to 128 MiB, then 16 KiB)",
      "an integer 16384..1048576, in bytes"},
-    {"USMC_DMB_BUDGET", "256M",
+    {"USMC_DMB_BUDGET", "an eighth of RAM, 256M..4G",
      "bytes, optionally with a K, M or G suffix, e.g. 256M"},
     {"USMC_SPIN_US", "20", "an integer 0..100000, in microseconds"},
     {"USMC_EPOLL_SCAN", "1", "0 or 1"},
@@ -80,8 +85,25 @@ class Reader {
 
 }  // namespace
 
+uint32_t HeldDmbSize(uint64_t held) {
+  if (held < (uint64_t{64} << 20)) return kDefaultDmbSize;
+  if (held < (uint64_t{128} << 20)) return 64 * 1024;
+  return 16 * 1024;
+}
+
+uint64_t DefaultDmbBudgetFor(uint64_t ram_bytes) {
+  return std::clamp<uint64_t>(ram_bytes / 8, dev::kDefaultDmbBudget,
+                              uint64_t{4} << 30);
+}
+
+uint64_t DefaultDmbBudget() {
+  struct sysinfo si {};
+  if (::sysinfo(&si) != 0) return dev::kDefaultDmbBudget;
+  return DefaultDmbBudgetFor(uint64_t{si.totalram} * si.mem_unit);
+}
+
 Config::Config()
-    : dmb_budget(dev::kDefaultDmbBudget), spin_us(dev::kDefaultSpinUs) {}
+    : dmb_budget(DefaultDmbBudget()), spin_us(dev::kDefaultSpinUs) {}
 
 std::span<const ConfigVar> ConfigVars() { return kVars; }
 

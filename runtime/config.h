@@ -36,13 +36,32 @@ inline constexpr std::chrono::milliseconds kInterposerClcTimeout{2000};
 // process is past its roomy budget (runtime::Options::roomy_*).
 inline constexpr uint32_t kDefaultDmbSize = 256 * 1024;
 
+// Memory that follows use (issue 21): with USMC_DMB_SIZE unset, the DMB a
+// new connection offers shrinks as the process holds more DMB bytes
+// (`held`, dev::DmbBudget::Process().used()): kDefaultDmbSize while it
+// holds less than 64 MiB (its first ~250 connections, which stream best
+// with room), 64 KiB up to 128 MiB (~1,000 more), then SMC-D's smallest,
+// 16 KiB. An SMC-D DMB keeps its size for its connection's life, so a
+// process with thousands held (a server's idle keep-alive clients) gives
+// each new one what an idle or request/response connection needs; 10,000
+// then fit in ~300 MiB of (mostly untouched) DMB files.
+uint32_t HeldDmbSize(uint64_t held);
+
+// USMC_DMB_BUDGET's default: an eighth of the machine's RAM, at least
+// 256 MiB and at most 4 GiB. A DMB's pages are only allocated where bytes
+// were written, so the budget caps what the process could come to hold,
+// not what it holds; 10,000 connections need ~300 MiB of it (HeldDmbSize).
+uint64_t DefaultDmbBudgetFor(uint64_t ram_bytes);
+uint64_t DefaultDmbBudget();  // for this machine (sysinfo)
+
 struct Config {
   // USMC_CLC_TIMEOUT_MS, 10..60000.
   std::chrono::milliseconds clc_timeout = kInterposerClcTimeout;
   // USMC_DMB_SIZE, 16384..1048576 bytes; unset: kDefaultDmbSize with the
   // roomy first DMBs (preload/conn.cc).
   std::optional<uint32_t> dmb_size;
-  // USMC_DMB_BUDGET: bytes, optional K/M/G suffix (dev::ParseByteSize).
+  // USMC_DMB_BUDGET: bytes, optional K/M/G suffix (dev::ParseByteSize);
+  // unset: DefaultDmbBudget().
   uint64_t dmb_budget;
   // USMC_SPIN_US, 0..100000.
   uint32_t spin_us;

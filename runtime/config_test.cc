@@ -48,13 +48,34 @@ void ExpectOneError(const Loaded& l, const std::string& var,
   EXPECT_EQ(e.find('\n'), std::string::npos) << e;
 }
 
+// Memory that follows use (issue 21): 10,000 connections of one process
+// fit in the default budget of a machine with 4 GiB of RAM.
+TEST(ConfigTest, TenThousandDmbsFitTheDefaultBudget) {
+  EXPECT_EQ(DefaultDmbBudgetFor(uint64_t{1} << 30), uint64_t{256} << 20);
+  EXPECT_EQ(DefaultDmbBudgetFor(uint64_t{8} << 30), uint64_t{1} << 30);
+  EXPECT_EQ(DefaultDmbBudgetFor(uint64_t{1} << 40), uint64_t{4} << 30);
+  EXPECT_EQ(HeldDmbSize(0), kDefaultDmbSize);
+  EXPECT_EQ(HeldDmbSize((uint64_t{64} << 20) - 1), kDefaultDmbSize);
+  EXPECT_EQ(HeldDmbSize(uint64_t{64} << 20), 64u * 1024);
+  EXPECT_EQ(HeldDmbSize(uint64_t{128} << 20), 16u * 1024);
+  // As the preload's sockets register them: the first three roomy.
+  uint64_t held = 0;
+  for (int i = 0; i < 10000; ++i) {
+    const uint64_t size = held + dev::DmbFileSize(1 << 20) <= (4u << 20)
+                              ? 1 << 20
+                              : HeldDmbSize(held);
+    held += dev::DmbFileSize(size);
+  }
+  EXPECT_LE(held, DefaultDmbBudgetFor(uint64_t{4} << 30)) << held;
+}
+
 TEST(ConfigTest, DefaultsWhenNothingIsSet) {
   Loaded l = Load({});
   EXPECT_TRUE(l.errors.empty());
   EXPECT_EQ(l.config.clc_timeout, kInterposerClcTimeout);
   EXPECT_EQ(l.config.clc_timeout, std::chrono::milliseconds(2000));
   EXPECT_FALSE(l.config.dmb_size.has_value());
-  EXPECT_EQ(l.config.dmb_budget, dev::kDefaultDmbBudget);
+  EXPECT_EQ(l.config.dmb_budget, DefaultDmbBudget());
   EXPECT_EQ(l.config.spin_us, dev::kDefaultSpinUs);
   EXPECT_TRUE(l.config.epoll_scan);
   EXPECT_TRUE(l.config.progress_thread);
@@ -137,7 +158,7 @@ TEST(ConfigTest, DmbBudgetMalformed) {
   for (const char* v : {"lots", "-1", "12Q"}) {
     Loaded l = Load({{"USMC_DMB_BUDGET", v}});
     ExpectOneError(l, "USMC_DMB_BUDGET", v, "bytes, optionally with a K");
-    EXPECT_EQ(l.config.dmb_budget, dev::kDefaultDmbBudget) << v;
+    EXPECT_EQ(l.config.dmb_budget, DefaultDmbBudget()) << v;
   }
 }
 

@@ -16,6 +16,7 @@
 
 #include "base/owned_fd.h"
 #include "dev/shm_device.h"
+#include "dev/shm_dmb.h"
 #include "dev/shm_identity.h"
 #include "engine/clc_common.h"
 #include "runtime/config.h"
@@ -78,6 +79,10 @@ engine::EngineParams MakeParams(const Options& opts) {
     p.hostname = wire::MakeClcHostname(host);
   }
   p.dmb_size = opts.dmb_size;
+  if (opts.dmb_follows_held) {
+    p.dmb_size =
+        std::min(p.dmb_size, HeldDmbSize(dev::DmbBudget::Process().used()));
+  }
   p.clc_timeout = opts.clc_timeout;
   return p;
 }

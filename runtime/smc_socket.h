@@ -73,6 +73,10 @@ struct Options {
   // with hundreds keeps them small (cache footprint, memory).
   uint32_t roomy_dmb_size = 0;
   uint64_t roomy_budget = 0;
+  // At most HeldDmbSize(the process's DMB bytes) (runtime/config.h): a
+  // process holding thousands of connections gives each new one a small
+  // DMB.
+  bool dmb_follows_held = false;
   // The UEID both ends must share (blank padded to 32 bytes).
   std::string eid = "USMC-SHM";
   // The kernel's CLC wait (engine::kClcTimeout); the interposer uses its
@@ -188,11 +192,11 @@ class SmcSocket : private TcpSide {
     int timeout_ms = -1;
     short ready = 0;
   };
-  // `sleep_token` (runtime::NewSleepToken, runtime/wait.h; 0: none): the caller will look at
-  // every socket it sleeps for once woken, so the peer need wake it through
-  // one of them only. Dropped while another thread of this process sleeps
-  // on the doorbell; the caller must not pass one for a socket that another
-  // process (fork) may sleep on.
+  // `sleep_token` (runtime::NewSleepToken, runtime/wait.h; 0: none): the caller
+  // will look at every socket it sleeps for once woken, so the peer need wake
+  // it through one of them only. Dropped while another thread of this process
+  // sleeps on the doorbell; the caller must not pass one for a socket that
+  // another process (fork) may sleep on.
   WaitSpec PrepareWait(short events, uint64_t sleep_token = 0);
   // After the sleep (any fd ready, or the timeout): drains the doorbell,
   // notices a gone peer, reads the peer's CDC area, drives the handshake

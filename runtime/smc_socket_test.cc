@@ -153,6 +153,40 @@ TEST(SmcSocketTest, RoomyDmbOnlyWithinItsBudget) {
   run(1024 * 1024);
 }
 
+// Memory that follows use: a process that holds 128 MiB of DMBs already
+// offers SMC-D's smallest DMB to its next connection (dmb_follows_held),
+// and what it asked for without the option.
+TEST(SmcSocketTest, SmallDmbOnceManyAreHeld) {
+  auto run = [&](bool follows, uint32_t want) {
+    Options server = Server();
+    server.dmb_size = 256 * 1024;
+    server.dmb_follows_held = follows;
+    pid_t child;
+    int fd = ForkClient(
+        [want](int fd) {
+          auto s = MustUpgrade(fd, Client());
+          if (!s || !s->is_smc()) return 1;
+          if (s->status().engine.peer_dmb_size != want) return 2;
+          return s->Close() == 0 ? 0 : 3;
+        },
+        &child);
+    auto s = MustUpgrade(fd, server);
+    ASSERT_TRUE(s && s->is_smc());
+    EXPECT_EQ(s->status().engine.local_dmb_size, want);
+    EXPECT_EQ(WaitChild(child), 0);
+    EXPECT_EQ(s->Close(), 0);
+  };
+  run(true, 256 * 1024);
+  std::vector<dev::LocalDmb> held;
+  for (int i = 0; i < 128; ++i) {
+    Result<dev::LocalDmb> d = dev::LocalDmb::Register(1024 * 1024);
+    ASSERT_TRUE(d.ok()) << d.status();
+    held.push_back(std::move(*d));
+  }
+  run(true, 16 * 1024);
+  run(false, 256 * 1024);
+}
+
 // A large recv frees the ring in steps: a sender blocked on a full ring
 // gets a consumer update after each step (and can refill it while the rest
 // is copied), not one after the whole copy.
