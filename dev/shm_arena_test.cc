@@ -235,3 +235,62 @@ TEST(ShmArenaTest, ForkedChildCannotAllocateFromTheParentsArena) {
 
 }  // namespace
 }  // namespace usmc::dev
+
+namespace usmc::dev {
+namespace {
+
+// A DMB in a slot behaves as a DMB of its own: the peer's writes arrive,
+// bounds hold, the doorbell's words live in the slot's control page, and
+// giving it up returns the slot without unmapping anything.
+TEST(ShmArenaDmbTest, SlotDmbsTalkAndGiveTheSlotBack) {
+  DmbBudget budget(kArena);
+  auto a = ShmArena::Create(kArena, budget);
+  ASSERT_TRUE(a.ok());
+  auto as_peer =
+      ShmArena::AttachPeer(Dup((*a)->memfd()), (*a)->file_size(), (*a)->id());
+  ASSERT_TRUE(as_peer.ok());
+  const int maps = CountMappings("usmc-");
+  const int fds = CountOpenFds();
+  {
+    auto local = LocalDmb::InArena(*a, kDmb, 0x77);
+    ASSERT_TRUE(local.ok()) << local.status();
+    EXPECT_EQ(local->memfd(), (*a)->memfd());
+    auto peer = PeerDmb::AttachSlot(*as_peer, local->slot_offset(), 0x77, kDmb);
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    const std::byte msg[] = {std::byte{1}, std::byte{2}, std::byte{3}};
+    ASSERT_TRUE(peer->Write(kDmb - 3, msg).ok());
+    EXPECT_FALSE(peer->Write(kDmb - 2, msg).ok());
+    std::byte got[3];
+    ASSERT_TRUE(local->Read(kDmb - 3, got).ok());
+    EXPECT_EQ(std::memcmp(got, msg, 3), 0);
+    peer->StampPublish();
+    EXPECT_NE(local->PeerPublishedNs(), 0u);
+    // Wrong token, size or a slot that is not one: refused.
+    EXPECT_EQ(PeerDmb::AttachSlot(*as_peer, local->slot_offset(), 0x78, kDmb)
+                  .status()
+                  .code(),
+              StatusCode::kDataLoss);
+    EXPECT_EQ(
+        PeerDmb::AttachSlot(*as_peer, local->slot_offset(), 0x77, 2 * kDmb)
+            .status()
+            .code(),
+        StatusCode::kDataLoss);
+    EXPECT_EQ(PeerDmb::AttachSlot(*as_peer, (*a)->file_size(), 0x77, kDmb)
+                  .status()
+                  .code(),
+              StatusCode::kDataLoss);
+    EXPECT_EQ((*a)->stats().slots_in_use, 1u);
+    EXPECT_EQ(CountMappings("usmc-"), maps);
+    EXPECT_EQ(CountOpenFds(), fds);
+    // Move-assigning over a slot DMB gives its slot back.
+    LocalDmb other = std::move(*local);
+    other = LocalDmb();
+    EXPECT_EQ((*a)->stats().slots_in_use, 0u);
+  }
+  EXPECT_EQ((*a)->stats().slots_in_use, 0u);
+  EXPECT_EQ(budget.used(), 0u);
+  EXPECT_EQ(CountMappings("usmc-"), maps);
+}
+
+}  // namespace
+}  // namespace usmc::dev
