@@ -170,6 +170,7 @@ Result<ArenaSlot> ShmArena::Allocate(uint64_t dmb_size, uint64_t token) {
   ArenaSlot slot{0, dmb_size};
   {
     std::lock_guard lock(mu_);
+    if (!quarantine_.empty()) SweepQuarantine();
     auto take = [&](std::map<uint64_t, std::vector<uint64_t>>& lists) {
       auto it = lists.find(span);
       if (it == lists.end() || it->second.empty()) return false;
@@ -208,6 +209,36 @@ Result<ArenaSlot> ShmArena::Allocate(uint64_t dmb_size, uint64_t token) {
   return slot;
 }
 
+void ShmArena::Shelve(uint64_t offset, uint64_t size) {
+  const uint64_t span = DmbFileSize(size);
+  ++stats_.free_slots;
+  if (stats_.warm_bytes + span > warm_limit_) {
+    // Under the lock: nobody may take the slot (and write its header)
+    // before its pages are gone. A failure leaves them in place, which
+    // costs memory, never correctness.
+    (void)::fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      static_cast<off_t>(offset), static_cast<off_t>(span));
+    cold_[span].push_back(offset);
+    ++stats_.punched;
+  } else {
+    warm_[span].push_back(offset);
+    stats_.warm_bytes += span;
+  }
+}
+
+void ShmArena::SweepQuarantine() {
+  for (auto it = quarantine_.begin(); it != quarantine_.end();) {
+    if (Load64(Ctrl({it->first, it->second}) + kCtrlPeerReleasedOff) != 0) {
+      std::atomic_thread_fence(std::memory_order_acquire);
+      Shelve(it->first, it->second);
+      --stats_.quarantined;
+      it = quarantine_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 void ShmArena::Free(ArenaSlot slot) {
   if (!own_) return;
   const uint64_t span = DmbFileSize(slot.size);
@@ -217,20 +248,9 @@ void ShmArena::Free(ArenaSlot slot) {
     if (it == in_use_.end() || it->second != slot.size) return;
     in_use_.erase(it);
     --stats_.slots_in_use;
-    ++stats_.free_slots;
-    if (stats_.warm_bytes + span > warm_limit_) {
-      // Under the lock: nobody may take the slot (and write its header)
-      // before its pages are gone. A failure leaves them in place, which
-      // costs memory, never correctness.
-      (void)::fallocate(
-          memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-          static_cast<off_t>(slot.offset), static_cast<off_t>(span));
-      cold_[span].push_back(slot.offset);
-      ++stats_.punched;
-    } else {
-      warm_[span].push_back(slot.offset);
-      stats_.warm_bytes += span;
-    }
+    quarantine_[slot.offset] = slot.size;
+    ++stats_.quarantined;
+    SweepQuarantine();
   }
   budget_->Release(span);
 }

@@ -70,9 +70,10 @@ struct ArenaStats {
   uint64_t slots_created = 0;  // carved from fresh file space
   uint64_t slots_reused = 0;   // taken from a free list
   uint64_t free_slots = 0;
-  uint64_t warm_bytes = 0;  // free slot bytes not punched
-  uint64_t punched = 0;     // slots punched on Free
-  uint64_t high_water = 0;  // file bytes ever carved (header included)
+  uint64_t warm_bytes = 0;   // free slot bytes not punched
+  uint64_t punched = 0;      // slots punched on Free
+  uint64_t quarantined = 0;  // freed, the peer not detached yet
+  uint64_t high_water = 0;   // file bytes ever carved (header included)
 };
 
 class ShmArena {
@@ -102,8 +103,10 @@ class ShmArena {
   // another process than the one that created it (a forked child must not
   // carve the parent's arena: the parent's peer could read its slots).
   Result<ArenaSlot> Allocate(uint64_t dmb_size, uint64_t token);
-  // Returns a slot to the free list (kept warm up to the watermark,
-  // punched above it) and its budget charge. Unknown slots are ignored.
+  // Returns a slot's budget charge and the slot: to the free list (kept
+  // warm up to the watermark, punched above it) once the peer has released
+  // it (kCtrlPeerReleasedOff), until then to a quarantine that Allocate
+  // looks at again. Unknown slots are ignored.
   void Free(ArenaSlot slot);
 
   // Whether `slot` names a DMB that fits this arena: page-aligned offset
@@ -142,7 +145,12 @@ class ShmArena {
   // one is left.
   std::map<uint64_t, std::vector<uint64_t>> warm_;
   std::map<uint64_t, std::vector<uint64_t>> cold_;
-  std::map<uint64_t, uint64_t> in_use_;  // offset -> DMB size
+  // Freed by us, not yet released by the peer (kCtrlPeerReleasedOff): not
+  // reusable yet. offset -> DMB size.
+  std::map<uint64_t, uint64_t> quarantine_;
+  void Shelve(uint64_t offset, uint64_t size);  // under mu_
+  void SweepQuarantine();                       // under mu_
+  std::map<uint64_t, uint64_t> in_use_;         // offset -> DMB size
   ArenaStats stats_;
 };
 

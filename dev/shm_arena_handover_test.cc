@@ -101,6 +101,9 @@ TEST(ShmArenaHandoverTest, LaterConnectionsOfAPairCostOneFdAndReuseSlots) {
     if (c1->peer.arena() != c0->peer.arena()) _exit(14);
     const uint64_t slot1 = c1->local.slot_offset();
     *c1 = ArenaHandoverResult();  // connection 1 ends
+    // ... on both sides: a slot is reused only after the peer let go.
+    char closed;
+    if (!ReadAll(ctl->get(), &closed, 1).ok()) _exit(20);
     Result<ArenaHandoverResult> c2 = ConnectOne(ctl->get(), pairs);
     if (!c2.ok() || c2->new_pair || !SendTag(*c2, 102)) _exit(15);
     if (c2->local.slot_offset() != slot1) _exit(16);
@@ -127,6 +130,7 @@ TEST(ShmArenaHandoverTest, LaterConnectionsOfAPairCostOneFdAndReuseSlots) {
   EXPECT_TRUE(GotTag(*s1, 101));
   const uint64_t slot1 = s1->local.slot_offset();
   s1 = ArenaHandoverResult();
+  ASSERT_TRUE(WriteAll(ctl->get(), "c", 1).ok());
   Result<ArenaHandoverResult> s2 = ServeOne(ctl->get(), pairs);
   ASSERT_TRUE(s2.ok()) << s2.status();
   EXPECT_EQ(s2->local.slot_offset(), slot1);  // the warm slot again

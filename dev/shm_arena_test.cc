@@ -25,6 +25,19 @@ UniqueFd Dup(int fd) {
   return UniqueFd(base::OwnFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0)));
 }
 
+// What PeerDmb::Detach does on the peer's side of a slot.
+void PeerReleases(ShmArena& a, ArenaSlot s) {
+  std::atomic_ref<uint64_t>(
+      *reinterpret_cast<uint64_t*>(a.Ctrl(s) + kCtrlPeerReleasedOff))
+      .store(1, std::memory_order_release);
+}
+
+// Free as a connection's end does it once the peer has detached too.
+void Done(ShmArena& a, ArenaSlot s) {
+  PeerReleases(a, s);
+  a.Free(s);
+}
+
 TEST(ShmArenaTest, SlotIsADmbThePeerSeesThroughOneMapping) {
   DmbBudget budget(kArena);
   auto a = ShmArena::Create(kArena, budget);
@@ -47,7 +60,7 @@ TEST(ShmArenaTest, SlotIsADmbThePeerSeesThroughOneMapping) {
   // The peer writes the slot, the owner reads it.
   std::memcpy((*peer)->Bytes(*s).data() + 100, "hello", 5);
   EXPECT_EQ(std::memcmp((*a)->Bytes(*s).data() + 100, "hello", 5), 0);
-  (*a)->Free(*s);
+  Done(**a, *s);
   EXPECT_EQ(budget.used(), 0u);
 }
 
@@ -59,7 +72,7 @@ TEST(ShmArenaTest, SequentialSlotsReuseOneWarmSlotWithoutFdsOrMappings) {
   ASSERT_TRUE(a.ok());
   auto first = (*a)->Allocate(kDmb, 1);
   ASSERT_TRUE(first.ok());
-  (*a)->Free(*first);
+  Done(**a, *first);
   const int fds = CountOpenFds();
   const int maps = CountMappings("usmc-");
   for (int i = 0; i < 100; ++i) {
@@ -69,7 +82,7 @@ TEST(ShmArenaTest, SequentialSlotsReuseOneWarmSlotWithoutFdsOrMappings) {
     // A reused slot starts as a fresh DMB: CDC area zero.
     for (int b = 0; b < 32; ++b) EXPECT_EQ((*a)->Bytes(*s)[b], std::byte{0});
     std::memset((*a)->Bytes(*s).data(), 0xab, 64);  // the last conn's bytes
-    (*a)->Free(*s);
+    Done(**a, *s);
   }
   EXPECT_EQ(CountOpenFds(), fds);
   EXPECT_EQ(CountMappings("usmc-"), maps);
@@ -93,7 +106,7 @@ TEST(ShmArenaTest, ConcurrentSlotsCostOneFdInTotal) {
   }
   EXPECT_EQ(CountOpenFds(), fds + 1);
   EXPECT_EQ(CountMappings("usmc-arena"), 1);
-  for (const ArenaSlot& s : slots) (*a)->Free(s);
+  for (const ArenaSlot& s : slots) Done(**a, s);
 }
 
 // Above the warm watermark a freed slot's pages go back to the kernel; the
@@ -109,8 +122,8 @@ TEST(ShmArenaTest, FreedSlotsAboveTheWatermarkArePunched) {
   std::memset((*a)->Bytes(*s2).data(), 2, kDmb);
   struct stat before {};
   ASSERT_EQ(::fstat((*a)->memfd(), &before), 0);
-  (*a)->Free(*s1);  // kept warm
-  (*a)->Free(*s2);  // over the watermark: punched
+  Done(**a, *s1);  // kept warm
+  Done(**a, *s2);  // over the watermark: punched
   struct stat after {};
   ASSERT_EQ(::fstat((*a)->memfd(), &after), 0);
   EXPECT_EQ(after.st_size, before.st_size);
@@ -138,7 +151,7 @@ TEST(ShmArenaTest, BudgetAndArenaSizeBoundAllocation) {
   auto s3 = (*a)->Allocate(kDmb, 3);
   ASSERT_FALSE(s3.ok());
   EXPECT_EQ(s3.status().code(), StatusCode::kResourceExhausted);
-  (*a)->Free(*s1);
+  Done(**a, *s1);
   EXPECT_TRUE((*a)->Allocate(kDmb, 4).ok());
 
   DmbBudget big(uint64_t{1} << 30);
@@ -212,6 +225,33 @@ TEST(ShmArenaTest, AttachPeerRejectsWrongSizeIdAndSeals) {
   ASSERT_TRUE(peer.ok());
   EXPECT_EQ((*peer)->Allocate(kDmb, 1).status().code(),
             StatusCode::kFailedPrecondition);
+}
+
+// A slot we freed while the peer is still attached (its close has not
+// reached it yet) must not be reused: its late writes (data, CDC, cursor
+// updates) would land in the next connection's buffer.
+TEST(ShmArenaTest, SlotIsReusedOnlyAfterThePeerReleasedIt) {
+  DmbBudget budget(kArena);
+  auto a = ShmArena::Create(kArena, budget);
+  ASSERT_TRUE(a.ok());
+  auto s1 = (*a)->Allocate(kDmb, 1);
+  ASSERT_TRUE(s1.ok());
+  (*a)->Free(*s1);  // the peer still holds it
+  EXPECT_EQ(budget.used(), 0u);
+  EXPECT_EQ((*a)->stats().quarantined, 1u);
+  auto s2 = (*a)->Allocate(kDmb, 2);
+  ASSERT_TRUE(s2.ok());
+  EXPECT_NE(s2->offset, s1->offset);
+  PeerReleases(**a, *s1);
+  Done(**a, *s2);
+  auto s3 = (*a)->Allocate(kDmb, 3);
+  ASSERT_TRUE(s3.ok());
+  EXPECT_TRUE(*s3 == *s1 || *s3 == *s2);
+  EXPECT_EQ((*a)->stats().quarantined, 0u);
+  // A reused slot starts unreleased again.
+  uint64_t released;
+  std::memcpy(&released, (*a)->Ctrl(*s3) + kCtrlPeerReleasedOff, 8);
+  EXPECT_EQ(released, 0u);
 }
 
 // A forked child inherits the mapping, but must not carve slots in it: the

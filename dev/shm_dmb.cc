@@ -302,6 +302,21 @@ LocalDmb& LocalDmb::operator=(LocalDmb&& o) noexcept {
 
 int LocalDmb::memfd() const { return arena_ ? arena_->memfd() : memfd_.get(); }
 
+PeerDmb& PeerDmb::operator=(PeerDmb&& o) noexcept {
+  if (this != &o) {
+    Detach();
+    map_ = std::move(o.map_);
+    size_ = std::exchange(o.size_, 0);
+    token_ = std::exchange(o.token_, 0);
+    memfd_ = std::move(o.memfd_);
+    doorbell_ = std::move(o.doorbell_);
+    o.doorbell_.reset();
+    arena_ = std::move(o.arena_);
+    slot_offset_ = std::exchange(o.slot_offset_, 0);
+  }
+  return *this;
+}
+
 int PeerDmb::memfd() const { return arena_ ? arena_->memfd() : memfd_.get(); }
 
 void LocalDmb::Unregister() {
@@ -401,6 +416,13 @@ Result<PeerDmb> PeerDmb::AttachSlot(std::shared_ptr<ShmArena> arena,
 
 void PeerDmb::Detach() {
   doorbell_.reset();
+  if (arena_ && attached()) {
+    // Our last access to the slot: its owner may reuse it from now on.
+    std::byte* ctrl = map_.data() + (DmbFileSize(size_) - PageSize());
+    std::atomic_ref<uint64_t>(
+        *reinterpret_cast<uint64_t*>(ctrl + kCtrlPeerReleasedOff))
+        .store(1, std::memory_order_release);
+  }
   map_.Reset();
   memfd_.Reset();
   arena_.reset();

@@ -46,9 +46,13 @@ inline constexpr uint64_t kMaxDmbSize = uint64_t{1} << 30;
 inline constexpr uint64_t kDefaultDmbBudget = uint64_t{256} << 20;
 
 // Control page layout (offsets inside the page after the DMB bytes).
-inline constexpr size_t kCtrlMagicOff = 0;   // u64 kDmbMagic
-inline constexpr size_t kCtrlTokenOff = 8;   // u64 DMB token
-inline constexpr size_t kCtrlSizeOff = 16;   // u64 DMB size in bytes
+inline constexpr size_t kCtrlMagicOff = 0;  // u64 kDmbMagic
+inline constexpr size_t kCtrlTokenOff = 8;  // u64 DMB token
+inline constexpr size_t kCtrlSizeOff = 16;  // u64 DMB size in bytes
+// u64, written by the peer: 1 once it detached from this DMB (an arena slot
+// may be reused only then: late writes of the old connection would land in
+// the new one's buffer).
+inline constexpr size_t kCtrlPeerReleasedOff = 24;
 inline constexpr size_t kCtrlArmedOff = 64;  // u32 armed, own cache line
 // u64 on the armed word's line: the sleep token the owner armed with (0:
 // none), so that a peer ringing many connections wakes one sleep once
@@ -226,7 +230,8 @@ class PeerDmb {
                                     SharedFd doorbell = nullptr);
   PeerDmb() = default;  // not attached
   PeerDmb(PeerDmb&&) noexcept = default;
-  PeerDmb& operator=(PeerDmb&&) noexcept = default;
+  // Detaches what this held first (an arena slot is released to its owner).
+  PeerDmb& operator=(PeerDmb&& o) noexcept;
   ~PeerDmb() { Detach(); }
 
   // Unmaps, closes the memfd, drops our share of the doorbell socket.
