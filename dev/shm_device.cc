@@ -2,9 +2,20 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <utility>
 
+#include "dev/shm_identity.h"
+
 namespace usmc::dev {
+
+namespace {
+std::atomic<bool> g_arenas{false};
+}  // namespace
+
+void SetShmArenas(bool on) { g_arenas.store(on, std::memory_order_relaxed); }
+bool ShmArenasOn() { return g_arenas.load(std::memory_order_relaxed); }
 
 std::unique_ptr<ShmDevice> ShmDevice::Create(bool server, ShmRoomy roomy) {
   return std::unique_ptr<ShmDevice>(new ShmDevice(server, roomy));
@@ -37,6 +48,23 @@ Result<BufferInfo> ShmDevice::RegisterBuffer(const RegisterRequest& r) {
       budget.used() + DmbFileSize(roomy_.size) <= roomy_.budget) {
     size = roomy_.size;  // CLC advertises what was registered
   }
+  if (arena_) {
+    // The slot is placed once the handover knows the peer process; CLC
+    // needs the token and size now. The budget is charged by the slot.
+    if (budget.used() + DmbFileSize(size) > budget.limit()) {
+      return Status(StatusCode::kResourceExhausted, "DMB budget exhausted");
+    }
+    Result<uint64_t> token = NewDmbToken();
+    if (!token.ok()) return token.status();
+    if (server_) {
+      Result<HandoverListener> l = HandoverListener::Listen(*token);
+      if (!l.ok()) return l.status();
+      listener_.emplace(std::move(*l));
+    }
+    reserved_token_ = *token;
+    reserved_size_ = size;
+    return own();
+  }
   Result<LocalDmb> dmb = LocalDmb::Register(size, budget);
   if (!dmb.ok()) return dmb.status();
   local_ = std::move(*dmb);
@@ -52,6 +80,9 @@ Result<BufferInfo> ShmDevice::RegisterBuffer(const RegisterRequest& r) {
 }
 
 BufferInfo ShmDevice::own() const {
+  if (!local_.registered() && reserved_token_ != 0) {
+    return {reserved_token_, static_cast<uint32_t>(reserved_size_)};
+  }
   if (!local_.registered()) return {};
   return {local_.token(), static_cast<uint32_t>(local_.size())};
 }
@@ -59,6 +90,9 @@ BufferInfo ShmDevice::own() const {
 void ShmDevice::UnregisterBuffer() {
   listener_.reset();
   local_.Unregister();
+  reserved_token_ = 0;
+  reserved_size_ = 0;
+  if (!peer_.attached()) use_.Reset();
 }
 
 Result<BufferInfo> ShmDevice::AttachPeerBuffer(const AttachRequest& r) {
@@ -70,6 +104,7 @@ Result<BufferInfo> ShmDevice::AttachPeerBuffer(const AttachRequest& r) {
     }
     return peer();
   }
+  if (arena_) return AttachArena(r);
   HandoverParams p{
       .peer_token = r.token, .peer_dmb_size = r.size, .timeout = r.timeout};
   Result<Handover> got =
@@ -81,6 +116,35 @@ Result<BufferInfo> ShmDevice::AttachPeerBuffer(const AttachRequest& r) {
   if (!got.ok()) return got.status();
   peer_ = std::move(got->peer);
   cred_ = got->cred;
+  return peer();
+}
+
+Result<BufferInfo> ShmDevice::AttachArena(const AttachRequest& r) {
+  if (reserved_token_ == 0) {
+    return Status(StatusCode::kFailedPrecondition, "DMB not registered");
+  }
+  // Arenas sized to hold the process's whole budget: sparse, so only
+  // touched pages cost memory.
+  const uint64_t arena_size =
+      std::clamp<uint64_t>(DmbBudget::Process().limit() + (uint64_t{2} << 20),
+                           kMinArenaSize, kMaxArenaSize);
+  ArenaParams p{.own_token = reserved_token_,
+                .own_size = reserved_size_,
+                .peer_token = r.token,
+                .peer_size = r.size,
+                .new_arena_size = arena_size,
+                .timeout = r.timeout};
+  Result<ArenaHandoverResult> got =
+      listener_ ? ArenaAccept(*listener_, ArenaPairs::Process(), p)
+                : ArenaConnect(ArenaPairs::Process(), p);
+  if (got.ok() || r.token != 0) listener_.reset();
+  if (!got.ok()) return got.status();
+  use_ = std::move(got->use);
+  local_ = std::move(got->local);
+  peer_ = std::move(got->peer);
+  cred_ = got->cred;
+  reserved_token_ = 0;
+  reserved_size_ = 0;
   return peer();
 }
 
@@ -181,6 +245,12 @@ uint32_t* ShmDevice::Shared(SharedWord w) {
 }
 
 Status ShmDevice::ExportFds(std::array<int, 4>& fds) const {
+  if (local_.arena() != nullptr) {
+    // An fd maps the whole arena: the exec record and pass need slot
+    // offsets and de-duplicated arena fds first (docs/dev-shm.md).
+    return Status(StatusCode::kFailedPrecondition,
+                  "arena DMBs cannot be exported yet");
+  }
   if (!local_.registered() || !local_.has_doorbell() || !peer_.attached() ||
       peer_.memfd() < 0) {
     return Status(StatusCode::kFailedPrecondition, "buffers already released");

@@ -20,6 +20,13 @@
 
 namespace usmc::dev {
 
+// Experimental (off by default; the runtime sets it from USMC_SHM_ARENA):
+// DMBs are slots of per-peer-process arenas (dev/shm_arena.h, the arena
+// handover of dev/shm_handover.h). Such connections cannot be exported for
+// exec or SCM_RIGHTS passing yet (ExportFds fails).
+void SetShmArenas(bool on);
+bool ShmArenasOn();
+
 // Register's roomy option: a larger DMB for this connection while the
 // process's DMBs stay within `roomy_budget` bytes with it.
 struct ShmRoomy {
@@ -43,7 +50,9 @@ class ShmDevice final : public Device {
   static Status CheckDoorbell(int fd) { return CheckDoorbellFd(fd); }
 
   Result<BufferInfo> RegisterBuffer(const RegisterRequest& r) override;
-  bool registered() const override { return local_.registered(); }
+  bool registered() const override {
+    return local_.registered() || reserved_token_ != 0;
+  }
   BufferInfo own() const override;
   void UnregisterBuffer() override;
   Status ReadOwn(uint64_t offset, std::span<std::byte> out) const override {
@@ -83,11 +92,18 @@ class ShmDevice final : public Device {
   PeerCred peer_cred() const { return cred_; }
 
  private:
-  ShmDevice(bool server, ShmRoomy roomy) : server_(server), roomy_(roomy) {}
+  Result<BufferInfo> AttachArena(const AttachRequest& r);
+  ShmDevice(bool server, ShmRoomy roomy)
+      : server_(server), roomy_(roomy), arena_(ShmArenasOn()) {}
 
   const bool server_;
   const ShmRoomy roomy_;
+  const bool arena_;  // this connection's DMBs go into pair arenas
+  // Arena mode: what CLC announced before the slot is placed.
+  uint64_t reserved_token_ = 0;
+  uint64_t reserved_size_ = 0;
   PeerCred cred_;
+  PairUse use_;  // declared before the DMBs: released after them
   LocalDmb local_;
   PeerDmb peer_;
   std::optional<HandoverListener> listener_;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "base/owned_fd.h"
+#include "dev/shm_arena.h"
 #include "dev/shm_identity.h"
 
 namespace usmc::dev {
@@ -166,12 +167,13 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
     Reset();
     p_ = std::exchange(o.p_, nullptr);
     len_ = std::exchange(o.len_, 0);
+    owned_ = o.owned_;
   }
   return *this;
 }
 
 void Mapping::Reset() {
-  if (p_ != nullptr) ::munmap(p_, len_);
+  if (p_ != nullptr && owned_) ::munmap(p_, len_);
   p_ = nullptr;
   len_ = 0;
 }
@@ -265,11 +267,66 @@ Result<LocalDmb> LocalDmb::Adopt(UniqueFd memfd, SharedFd doorbell,
   return dmb;
 }
 
+Result<LocalDmb> LocalDmb::InArena(std::shared_ptr<ShmArena> arena,
+                                   uint64_t size, uint64_t token) {
+  if (arena == nullptr || token == 0) {
+    return Status(StatusCode::kInvalidArgument, "arena DMB parameters");
+  }
+  Result<ArenaSlot> slot = arena->Allocate(size, token);
+  if (!slot.ok()) return slot.status();
+  LocalDmb dmb;
+  dmb.map_ = Mapping(arena->Bytes(*slot).data(), DmbFileSize(size),
+                     /*owned=*/false);
+  dmb.size_ = size;
+  dmb.token_ = token;
+  dmb.slot_offset_ = slot->offset;
+  dmb.arena_ = std::move(arena);
+  return dmb;
+}
+
+LocalDmb& LocalDmb::operator=(LocalDmb&& o) noexcept {
+  if (this != &o) {
+    Unregister();
+    map_ = std::move(o.map_);
+    size_ = std::exchange(o.size_, 0);
+    token_ = std::exchange(o.token_, 0);
+    memfd_ = std::move(o.memfd_);
+    doorbell_ = std::move(o.doorbell_);
+    o.doorbell_.reset();
+    charge_ = std::move(o.charge_);
+    arena_ = std::move(o.arena_);
+    slot_offset_ = std::exchange(o.slot_offset_, 0);
+  }
+  return *this;
+}
+
+int LocalDmb::memfd() const { return arena_ ? arena_->memfd() : memfd_.get(); }
+
+PeerDmb& PeerDmb::operator=(PeerDmb&& o) noexcept {
+  if (this != &o) {
+    Detach();
+    map_ = std::move(o.map_);
+    size_ = std::exchange(o.size_, 0);
+    token_ = std::exchange(o.token_, 0);
+    memfd_ = std::move(o.memfd_);
+    doorbell_ = std::move(o.doorbell_);
+    o.doorbell_.reset();
+    arena_ = std::move(o.arena_);
+    slot_offset_ = std::exchange(o.slot_offset_, 0);
+  }
+  return *this;
+}
+
+int PeerDmb::memfd() const { return arena_ ? arena_->memfd() : memfd_.get(); }
+
 void LocalDmb::Unregister() {
   doorbell_.reset();
   map_.Reset();
   memfd_.Reset();
   charge_.Reset();
+  if (arena_) arena_->Free({slot_offset_, size_});
+  arena_.reset();
+  slot_offset_ = 0;
   size_ = 0;
   token_ = 0;
 }
@@ -333,10 +390,43 @@ Result<PeerDmb> PeerDmb::Attach(UniqueFd memfd, uint64_t expected_token,
   return dmb;
 }
 
+Result<PeerDmb> PeerDmb::AttachSlot(std::shared_ptr<ShmArena> arena,
+                                    uint64_t offset, uint64_t expected_token,
+                                    uint64_t expected_size, SharedFd doorbell) {
+  if (arena == nullptr) {
+    return Status(StatusCode::kInvalidArgument, "no peer arena");
+  }
+  USMC_RETURN_IF_ERROR(arena->CheckSlot({offset, expected_size}));
+  const ArenaSlot slot{offset, expected_size};
+  std::byte* ctrl = arena->Ctrl(slot);
+  USMC_RETURN_IF_ERROR(
+      CheckCtrl(ctrl, expected_token, expected_size, "peer DMB slot"));
+  PeerDmb dmb;
+  dmb.map_ = Mapping(arena->Bytes(slot).data(), DmbFileSize(expected_size),
+                     /*owned=*/false);
+  dmb.size_ = expected_size;
+  dmb.token_ = expected_token;
+  dmb.slot_offset_ = offset;
+  dmb.arena_ = std::move(arena);
+  dmb.doorbell_.emplace(std::move(doorbell),
+                        reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff),
+                        reinterpret_cast<uint64_t*>(ctrl + kCtrlSleepTokenOff));
+  return dmb;
+}
+
 void PeerDmb::Detach() {
   doorbell_.reset();
+  if (arena_ && attached()) {
+    // Our last access to the slot: its owner may reuse it from now on.
+    std::byte* ctrl = map_.data() + (DmbFileSize(size_) - PageSize());
+    std::atomic_ref<uint64_t>(
+        *reinterpret_cast<uint64_t*>(ctrl + kCtrlPeerReleasedOff))
+        .store(1, std::memory_order_release);
+  }
   map_.Reset();
   memfd_.Reset();
+  arena_.reset();
+  slot_offset_ = 0;
   size_ = 0;
   token_ = 0;
 }

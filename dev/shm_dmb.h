@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <utility>
@@ -35,6 +36,8 @@
 
 namespace usmc::dev {
 
+class ShmArena;  // dev/shm_arena.h
+
 // Largest DMB we register or attach. SMC-D itself stops at 1 MiB (c <= 6);
 // the shm device allows more for bulk transfers, within the budget.
 inline constexpr uint64_t kMaxDmbSize = uint64_t{1} << 30;
@@ -43,9 +46,13 @@ inline constexpr uint64_t kMaxDmbSize = uint64_t{1} << 30;
 inline constexpr uint64_t kDefaultDmbBudget = uint64_t{256} << 20;
 
 // Control page layout (offsets inside the page after the DMB bytes).
-inline constexpr size_t kCtrlMagicOff = 0;   // u64 kDmbMagic
-inline constexpr size_t kCtrlTokenOff = 8;   // u64 DMB token
-inline constexpr size_t kCtrlSizeOff = 16;   // u64 DMB size in bytes
+inline constexpr size_t kCtrlMagicOff = 0;  // u64 kDmbMagic
+inline constexpr size_t kCtrlTokenOff = 8;  // u64 DMB token
+inline constexpr size_t kCtrlSizeOff = 16;  // u64 DMB size in bytes
+// u64, written by the peer: 1 once it detached from this DMB (an arena slot
+// may be reused only then: late writes of the old connection would land in
+// the new one's buffer).
+inline constexpr size_t kCtrlPeerReleasedOff = 24;
 inline constexpr size_t kCtrlArmedOff = 64;  // u32 armed, own cache line
 // u64 on the armed word's line: the sleep token the owner armed with (0:
 // none), so that a peer ringing many connections wakes one sleep once
@@ -96,13 +103,17 @@ void SetProcessDmbBudget(uint64_t bytes);
 // Parses a budget value ("268435456", "256M", "1G"); nullopt if malformed.
 std::optional<uint64_t> ParseByteSize(const char* text);
 
-// An mmap'ed region, unmapped on destruction.
+// An mmap'ed region, unmapped on destruction unless borrowed (a slot of an
+// arena: the arena owns the mapping).
 class Mapping {
  public:
   Mapping() = default;
-  Mapping(std::byte* p, size_t len) : p_(p), len_(len) {}
+  Mapping(std::byte* p, size_t len, bool owned = true)
+      : p_(p), len_(len), owned_(owned) {}
   Mapping(Mapping&& o) noexcept
-      : p_(std::exchange(o.p_, nullptr)), len_(std::exchange(o.len_, 0)) {}
+      : p_(std::exchange(o.p_, nullptr)),
+        len_(std::exchange(o.len_, 0)),
+        owned_(o.owned_) {}
   Mapping& operator=(Mapping&& o) noexcept;
   ~Mapping() { Reset(); }
   void Reset();
@@ -112,6 +123,7 @@ class Mapping {
  private:
   std::byte* p_ = nullptr;
   size_t len_ = 0;
+  bool owned_ = true;
 };
 
 // A charge against a DmbBudget, released on destruction.
@@ -145,9 +157,15 @@ class LocalDmb {
   static Result<LocalDmb> Adopt(UniqueFd memfd, SharedFd doorbell,
                                 uint64_t token, uint64_t size,
                                 DmbBudget& budget = DmbBudget::Process());
+  // Our DMB in a slot of our pair's arena (dev/shm_arena.h): no memfd, no
+  // mapping of its own; `token` was drawn when CLC needed it. Unregister
+  // returns the slot. kResourceExhausted: budget or arena full.
+  static Result<LocalDmb> InArena(std::shared_ptr<ShmArena> arena,
+                                  uint64_t size, uint64_t token);
   LocalDmb() = default;  // not registered
   LocalDmb(LocalDmb&&) noexcept = default;
-  LocalDmb& operator=(LocalDmb&&) noexcept = default;
+  // Unregisters what this held first (an arena slot goes back to it).
+  LocalDmb& operator=(LocalDmb&& o) noexcept;
   ~LocalDmb() { Unregister(); }
 
   // Unmaps, closes the memfd (and drops our share of the doorbell socket),
@@ -159,7 +177,11 @@ class LocalDmb {
   uint64_t token() const { return token_; }
   uint64_t size() const { return size_; }
   std::span<std::byte> bytes() const { return {map_.data(), size_}; }
-  int memfd() const { return memfd_.get(); }
+  // Our memfd, or the arena's (shared with the pair's other connections).
+  int memfd() const;
+  // The slot's offset in its arena; nullptr arena if a DMB of its own.
+  const std::shared_ptr<ShmArena>& arena() const { return arena_; }
+  uint64_t slot_offset() const { return slot_offset_; }
   // Our doorbell waits on POLLIN of `fd` (our end of the connected
   // handover socket; the peer rings by writing its end).
   void ConnectDoorbell(SharedFd fd);
@@ -182,6 +204,8 @@ class LocalDmb {
   UniqueFd memfd_;
   std::optional<Doorbell> doorbell_;
   BudgetCharge charge_;
+  std::shared_ptr<ShmArena> arena_;  // in an arena slot (the arena charges)
+  uint64_t slot_offset_ = 0;
 };
 
 // The peer's DMB, attached read-write. Move-only; the destructor detaches.
@@ -197,9 +221,17 @@ class PeerDmb {
   static Result<PeerDmb> Attach(UniqueFd memfd, uint64_t expected_token,
                                 uint64_t expected_size,
                                 SharedFd doorbell = nullptr);
+  // The peer's DMB in a slot of the peer's arena (attached once per pair):
+  // the slot must fit the arena (ShmArena::CheckSlot) and its control page
+  // name `expected_token` and size. Violations: kDataLoss.
+  static Result<PeerDmb> AttachSlot(std::shared_ptr<ShmArena> arena,
+                                    uint64_t offset, uint64_t expected_token,
+                                    uint64_t expected_size,
+                                    SharedFd doorbell = nullptr);
   PeerDmb() = default;  // not attached
   PeerDmb(PeerDmb&&) noexcept = default;
-  PeerDmb& operator=(PeerDmb&&) noexcept = default;
+  // Detaches what this held first (an arena slot is released to its owner).
+  PeerDmb& operator=(PeerDmb&& o) noexcept;
   ~PeerDmb() { Detach(); }
 
   // Unmaps, closes the memfd, drops our share of the doorbell socket.
@@ -208,8 +240,10 @@ class PeerDmb {
   bool attached() const { return map_.data() != nullptr; }
   // Kept open (one fd per connection) so that exec(2) can pass it on: a
   // mapping alone does not survive exec, and an unprivileged process cannot
-  // reopen it through /proc/self/map_files.
-  int memfd() const { return memfd_.get(); }
+  // reopen it through /proc/self/map_files. In an arena: the arena's.
+  int memfd() const;
+  const std::shared_ptr<ShmArena>& arena() const { return arena_; }
+  uint64_t slot_offset() const { return slot_offset_; }
 
   uint64_t token() const { return token_; }
   uint64_t size() const { return size_; }
@@ -231,6 +265,8 @@ class PeerDmb {
   uint64_t token_ = 0;
   UniqueFd memfd_;
   std::optional<PeerDoorbell> doorbell_;
+  std::shared_ptr<ShmArena> arena_;
+  uint64_t slot_offset_ = 0;
 };
 
 }  // namespace usmc::dev

@@ -1,7 +1,7 @@
 #include "dev/shm_handover.h"
 
-#include <poll.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -163,7 +163,8 @@ Result<Offer> TryRecvOffer(int conn, bool* again) {
       // fallback must name the fd limit, not a bad peer).
       const int probe = ::fcntl(conn, F_DUPFD_CLOEXEC, 0);
       if (probe < 0 && (errno == EMFILE || errno == ENFILE)) {
-        return Status::FromErrno(errno, "shm handover: no fd for the peer's DMB");
+        return Status::FromErrno(errno,
+                                 "shm handover: no fd for the peer's DMB");
       }
       if (probe >= 0) ::close(probe);
     }
@@ -281,11 +282,18 @@ Result<HandoverListener> HandoverListener::Listen(const LocalDmb& dmb) {
   if (!dmb.registered()) {
     return Status(StatusCode::kFailedPrecondition, "DMB not registered");
   }
+  return Listen(dmb.token());
+}
+
+Result<HandoverListener> HandoverListener::Listen(uint64_t token) {
+  if (token == 0) {
+    return Status(StatusCode::kFailedPrecondition, "no DMB token");
+  }
   UniqueFd fd(base::OwnFd(
       ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)));
   if (!fd) return Status::FromErrno(errno, "socket AF_UNIX");
   sockaddr_un addr;
-  socklen_t len = AbstractAddr(dmb.token(), &addr);
+  socklen_t len = AbstractAddr(token, &addr);
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     return Status::FromErrno(errno, "bind handover socket");
   }
@@ -417,6 +425,411 @@ Result<Handover> ConnectHandover(LocalDmb& dmb, const HandoverParams& params) {
   }
   return Finish(dmb, std::move(conn), std::move(o->memfd), params.peer_token,
                 params.peer_dmb_size, nullptr, deadline);
+}
+
+// ---- Arena handover (offer v3) -------------------------------------------
+
+namespace {
+
+constexpr uint16_t kOfferUnknownPair = 3;
+
+struct OfferV3 {
+  uint16_t kind = 0;
+  uint64_t token = 0;
+  uint64_t size = 0;
+  uint64_t proof = 0;
+  uint64_t pair_id = 0;
+  uint64_t arena_id = 0;
+  uint64_t arena_size = 0;
+  uint64_t slot = 0;
+  uint64_t pair_proof = 0;
+  PairKey key;
+  UniqueFd fd;  // the sender's arena, only when it starts a pair
+};
+
+void EncodeV3(const OfferV3& o, std::byte (&out)[kOfferV3Size]) {
+  std::memset(out, 0, sizeof out);
+  StoreLe32(out, kOfferMagic);
+  StoreLe16(out + 4, kOfferVersion3);
+  StoreLe16(out + 6, o.kind);
+  const uint64_t words[] = {o.token,    o.size,       o.proof, o.pair_id,
+                            o.arena_id, o.arena_size, o.slot,  o.pair_proof,
+                            o.key.k0,   o.key.k1};
+  for (size_t i = 0; i < std::size(words); ++i)
+    Store64(out + 8 + 8 * i, words[i]);
+}
+
+Status SendV3(int conn, const OfferV3& o, int fd, Clock::time_point deadline) {
+  std::byte msg[kOfferV3Size];
+  EncodeV3(o, msg);
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof fd)] = {};
+  iovec iov{msg, sizeof msg};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (fd >= 0) {
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fd);
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(conn, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == static_cast<ssize_t>(sizeof msg)) return OkStatus();
+    if (n >= 0) return Status(StatusCode::kInternal, "short handover send");
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return Status::FromErrno(errno, "sendmsg offer");
+    USMC_RETURN_IF_ERROR(WaitFd(conn, POLLOUT, deadline, "sending offer"));
+  }
+}
+
+// As TryRecvOffer, for a v3 offer: exactly kOfferV3Size bytes, at most one
+// fd, owned at once.
+Result<OfferV3> TryRecvV3(int conn, bool* again) {
+  *again = false;
+  std::byte msg[kOfferV3Size];
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(kMaxFdsAccepted * sizeof(int))];
+  for (;;) {
+    iovec iov{msg, sizeof msg};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    ssize_t n = ::recvmsg(conn, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      *again = true;
+      return Status(StatusCode::kUnavailable, "no offer yet");
+    }
+    if (n < 0) return Status::FromErrno(errno, "recvmsg offer");
+    std::vector<UniqueFd> fds;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr;
+         c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        fds.emplace_back(base::OwnFd(fd));
+      }
+    }
+    if (n == 0) {
+      return Status(StatusCode::kUnavailable,
+                    "shm handover: peer closed before its offer");
+    }
+    if ((mh.msg_flags & MSG_CTRUNC) != 0 ||
+        n != static_cast<ssize_t>(kOfferV3Size) || fds.size() > 1) {
+      return Status(StatusCode::kDataLoss, "shm handover: malformed offer");
+    }
+    if (LoadLe32(msg) != kOfferMagic || LoadLe16(msg + 4) != kOfferVersion3) {
+      return Status(StatusCode::kDataLoss, "shm handover: offer magic/version");
+    }
+    OfferV3 o;
+    o.kind = LoadLe16(msg + 6);
+    uint64_t* words[] = {&o.token,    &o.size,       &o.proof, &o.pair_id,
+                         &o.arena_id, &o.arena_size, &o.slot,  &o.pair_proof,
+                         &o.key.k0,   &o.key.k1};
+    for (size_t i = 0; i < std::size(words); ++i) {
+      *words[i] = Load64(msg + 8 + 8 * i);
+    }
+    if (Load64(msg + 88) != 0) {
+      return Status(StatusCode::kDataLoss, "shm handover: reserved field");
+    }
+    if (!fds.empty()) o.fd = std::move(fds[0]);
+    return o;
+  }
+}
+
+Result<OfferV3> RecvV3(int conn, Clock::time_point deadline) {
+  for (;;) {
+    bool again = false;
+    Result<OfferV3> o = TryRecvV3(conn, &again);
+    if (!again) return o;
+    USMC_RETURN_IF_ERROR(WaitFd(conn, POLLIN, deadline, "waiting for offer"));
+  }
+}
+
+PairKey Mix(const PairKey& a, const PairKey& b) {
+  return {a.k0 ^ b.k0, a.k1 ^ b.k1};
+}
+
+// What a first connection between two processes makes of the peer's arena
+// and its half of the key: the peer's slot attached, our arena created and
+// our slot taken.
+struct NewPairParts {
+  std::shared_ptr<ShmArena> own;
+  std::shared_ptr<ShmArena> peer;
+};
+
+Result<NewPairParts> MakePairArenas(UniqueFd peer_fd, const OfferV3& o,
+                                    uint64_t new_arena_size) {
+  NewPairParts parts;
+  Result<std::shared_ptr<ShmArena>> peer =
+      ShmArena::AttachPeer(std::move(peer_fd), o.arena_size, o.arena_id);
+  if (!peer.ok()) return peer.status();
+  parts.peer = std::move(*peer);
+  Result<std::shared_ptr<ShmArena>> own = ShmArena::Create(new_arena_size);
+  if (!own.ok()) return own.status();
+  parts.own = std::move(*own);
+  return parts;
+}
+
+// Registers a pair both sides now share (if the peer's pid is known: a
+// peer in another pid namespace gets per-connection arenas).
+void KeepPair(ArenaPairs& pairs, ArenaHandoverResult& r, uint64_t id,
+              const PairKey& key, pid_t peer_pid) {
+  if (peer_pid <= 0) return;
+  auto pair = std::make_shared<ArenaPair>();
+  pair->id = id;
+  pair->key = key;
+  pair->peer_pid = peer_pid;
+  pair->own = r.local.arena();
+  pair->peer = r.peer.arena();
+  if (pairs.Add(pair).ok()) r.use = PairUse(pairs, std::move(pair));
+}
+
+}  // namespace
+
+Result<ArenaHandoverResult> ArenaAccept(HandoverListener& l, ArenaPairs& pairs,
+                                        const ArenaParams& p) {
+  if (p.own_token == 0 || DmbFileSize(p.own_size) == 0 ||
+      (p.peer_token != 0 && DmbFileSize(p.peer_size) == 0)) {
+    return Status(StatusCode::kInvalidArgument, "shm handover parameters");
+  }
+  if (l.fd() < 0) {
+    return Status(StatusCode::kFailedPrecondition, "listener closed");
+  }
+  const Clock::time_point deadline = DeadlineOf(p.timeout);
+  std::vector<UniqueFd> pending;
+  auto drop = [&](size_t i) {
+    pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
+  };
+  for (;;) {
+    for (;;) {
+      UniqueFd conn(base::OwnFd(
+          ::accept4(l.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)));
+      if (!conn) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return Status::FromErrno(errno, "accept4");
+      }
+      if (pending.size() == kMaxPending) drop(0);
+      pending.push_back(std::move(conn));
+    }
+    for (size_t i = 0; i < pending.size();) {
+      bool again = false;
+      Result<OfferV3> o = TryRecvV3(pending[i].get(), &again);
+      if (again) {
+        ++i;
+        continue;
+      }
+      // The token proof first: who cannot prove our token gets nothing,
+      // not even an answer.
+      if (!o.ok() || o->kind != kOfferFromClient || o->token == 0 ||
+          DmbFileSize(o->size) == 0 ||
+          !ConstantTimeEqual(
+              o->proof, HandoverProof(p.own_token, o->token, kOfferFromClient,
+                                      o->size)) ||
+          (p.peer_token != 0 &&
+           (o->token != p.peer_token || o->size != p.peer_size))) {
+        drop(i);
+        continue;
+      }
+      UniqueFd conn = std::move(pending[i]);
+      pending.clear();
+      ArenaHandoverResult r;
+      Result<PeerCred> cred = GetPeerCred(conn.get());
+      if (cred.ok()) r.cred = *cred;
+      SharedFd bell = ShareFd(std::move(conn));
+      OfferV3 reply;
+      reply.kind = kOfferFromServer;
+      reply.size = p.own_size;
+      reply.proof =
+          HandoverProof(p.own_token, o->token, kOfferFromServer, p.own_size);
+      reply.pair_id = o->pair_id;
+      if (o->fd) {  // the first connection between our two processes
+        if (o->pair_id == 0 || o->pair_proof != 0) {
+          return Status(StatusCode::kDataLoss, "shm handover: bad first offer");
+        }
+        Result<NewPairParts> parts =
+            MakePairArenas(std::move(o->fd), *o, p.new_arena_size);
+        if (!parts.ok()) return parts.status();
+        Result<PeerDmb> peer =
+            PeerDmb::AttachSlot(parts->peer, o->slot, o->token, o->size, bell);
+        if (!peer.ok()) return peer.status();
+        Result<LocalDmb> local =
+            LocalDmb::InArena(parts->own, p.own_size, p.own_token);
+        if (!local.ok()) return local.status();
+        Result<PairKey> half = NewPairKey();
+        if (!half.ok()) return half.status();
+        reply.arena_id = parts->own->id();
+        reply.arena_size = parts->own->file_size();
+        reply.slot = local->slot_offset();
+        reply.key = *half;
+        USMC_RETURN_IF_ERROR(
+            SendV3(bell->get(), reply, parts->own->memfd(), deadline));
+        r.local = std::move(*local);
+        r.peer = std::move(*peer);
+        r.new_pair = true;
+        KeepPair(pairs, r, o->pair_id, Mix(o->key, *half), r.cred.pid);
+      } else {  // a claim: the pair must exist, with this peer, and the
+                // claim must prove its key
+        std::shared_ptr<ArenaPair> pair = pairs.ById(o->pair_id, r.cred.pid);
+        if (pair == nullptr ||
+            !ConstantTimeEqual(
+                o->pair_proof,
+                PairProof(pair->key, p.own_token, o->token, kOfferFromClient,
+                          o->pair_id, o->slot, o->size))) {
+          OfferV3 unknown;
+          unknown.kind = kOfferUnknownPair;
+          (void)SendV3(bell->get(), unknown, -1, deadline);
+          return Status(StatusCode::kUnavailable, "shm handover: unknown pair");
+        }
+        Result<PeerDmb> peer =
+            PeerDmb::AttachSlot(pair->peer, o->slot, o->token, o->size, bell);
+        if (!peer.ok()) return peer.status();
+        Result<LocalDmb> local =
+            LocalDmb::InArena(pair->own, p.own_size, p.own_token);
+        if (!local.ok()) return local.status();
+        reply.slot = local->slot_offset();
+        reply.pair_proof =
+            PairProof(pair->key, p.own_token, o->token, kOfferFromServer,
+                      o->pair_id, reply.slot, p.own_size);
+        USMC_RETURN_IF_ERROR(SendV3(bell->get(), reply, -1, deadline));
+        r.local = std::move(*local);
+        r.peer = std::move(*peer);
+        r.use = PairUse(pairs, std::move(pair));
+      }
+      r.local.ConnectDoorbell(std::move(bell));
+      return r;
+    }
+    std::vector<pollfd> pfds;
+    pfds.push_back({l.fd(), POLLIN, 0});
+    for (const UniqueFd& c : pending) pfds.push_back({c.get(), POLLIN, 0});
+    const int n = ::poll(pfds.data(), pfds.size(), MillisLeft(deadline));
+    if (n < 0 && errno != EINTR) return Status::FromErrno(errno, "poll");
+    if (n == 0) return Timeout("waiting for the peer");
+  }
+}
+
+Result<ArenaHandoverResult> ArenaConnect(ArenaPairs& pairs,
+                                         const ArenaParams& p) {
+  if (p.own_token == 0 || DmbFileSize(p.own_size) == 0 || p.peer_token == 0 ||
+      DmbFileSize(p.peer_size) == 0) {
+    return Status(StatusCode::kInvalidArgument, "shm handover parameters");
+  }
+  const Clock::time_point deadline = DeadlineOf(p.timeout);
+  sockaddr_un addr;
+  const socklen_t len = AbstractAddr(p.peer_token, &addr);
+  UniqueFd conn;
+  for (;;) {
+    conn = UniqueFd(base::OwnFd(
+        ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)));
+    if (!conn) return Status::FromErrno(errno, "socket AF_UNIX");
+    if (::connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0) {
+      break;
+    }
+    if (errno != EAGAIN && errno != EINTR) {
+      return Status(
+          errno == ECONNREFUSED || errno == ENOENT ? StatusCode::kUnavailable
+                                                   : StatusCode::kSystem,
+          std::string("shm handover: connect: ") + std::strerror(errno));
+    }
+    if (Clock::now() >= deadline) return Timeout("connecting");
+    struct timespec pause = {0, 1000000};
+    ::nanosleep(&pause, nullptr);
+  }
+  ArenaHandoverResult r;
+  Result<PeerCred> cred = GetPeerCred(conn.get());
+  if (cred.ok()) r.cred = *cred;
+  // The listener's pid picks the pair; the server checks our claim with
+  // the pair's key, we check its answer the same way.
+  std::shared_ptr<ArenaPair> pair = pairs.ForPeer(r.cred.pid);
+  OfferV3 offer;
+  offer.kind = kOfferFromClient;
+  offer.token = p.own_token;
+  offer.size = p.own_size;
+  offer.proof =
+      HandoverProof(p.peer_token, p.own_token, kOfferFromClient, p.own_size);
+  std::shared_ptr<ShmArena> own;
+  int send_fd = -1;
+  if (pair != nullptr) {
+    own = pair->own;
+    offer.pair_id = pair->id;
+  } else {
+    Result<std::shared_ptr<ShmArena>> a = ShmArena::Create(p.new_arena_size);
+    if (!a.ok()) return a.status();
+    own = std::move(*a);
+    Result<uint64_t> id = NewDmbToken();
+    if (!id.ok()) return id.status();
+    Result<PairKey> half = NewPairKey();
+    if (!half.ok()) return half.status();
+    offer.pair_id = *id;
+    offer.arena_id = own->id();
+    offer.arena_size = own->file_size();
+    offer.key = *half;
+    send_fd = own->memfd();
+  }
+  Result<LocalDmb> local = LocalDmb::InArena(own, p.own_size, p.own_token);
+  if (!local.ok()) return local.status();
+  offer.slot = local->slot_offset();
+  if (pair != nullptr) {
+    offer.pair_proof =
+        PairProof(pair->key, p.peer_token, p.own_token, kOfferFromClient,
+                  pair->id, offer.slot, p.own_size);
+  }
+  USMC_RETURN_IF_ERROR(SendV3(conn.get(), offer, send_fd, deadline));
+  Result<OfferV3> o = RecvV3(conn.get(), deadline);
+  if (!o.ok()) return o.status();
+  if (o->kind == kOfferUnknownPair && pair != nullptr && !o->fd) {
+    pairs.Retire(pair->id);  // the next connection starts a new pair
+    return Status(StatusCode::kUnavailable, "shm handover: unknown pair");
+  }
+  if (o->kind != kOfferFromServer ||
+      !ConstantTimeEqual(o->proof, HandoverProof(p.peer_token, p.own_token,
+                                                 kOfferFromServer, o->size))) {
+    return Status(StatusCode::kPermissionDenied,
+                  "shm handover: server offer does not prove both tokens");
+  }
+  if (o->size != p.peer_size || o->pair_id != offer.pair_id) {
+    return Status(StatusCode::kDataLoss, "shm handover: peer DMB size or pair");
+  }
+  SharedFd bell = ShareFd(std::move(conn));
+  if (pair != nullptr) {
+    if (o->fd || !ConstantTimeEqual(
+                     o->pair_proof,
+                     PairProof(pair->key, p.peer_token, p.own_token,
+                               kOfferFromServer, pair->id, o->slot, o->size))) {
+      return Status(StatusCode::kPermissionDenied,
+                    "shm handover: server does not prove the pair");
+    }
+    Result<PeerDmb> peer =
+        PeerDmb::AttachSlot(pair->peer, o->slot, p.peer_token, o->size, bell);
+    if (!peer.ok()) return peer.status();
+    r.peer = std::move(*peer);
+    r.use = PairUse(pairs, std::move(pair));
+  } else {
+    if (!o->fd || o->pair_proof != 0) {
+      return Status(StatusCode::kDataLoss, "shm handover: bad first answer");
+    }
+    Result<std::shared_ptr<ShmArena>> peer_arena =
+        ShmArena::AttachPeer(std::move(o->fd), o->arena_size, o->arena_id);
+    if (!peer_arena.ok()) return peer_arena.status();
+    Result<PeerDmb> peer =
+        PeerDmb::AttachSlot(*peer_arena, o->slot, p.peer_token, o->size, bell);
+    if (!peer.ok()) return peer.status();
+    r.peer = std::move(*peer);
+    r.new_pair = true;
+    r.local = std::move(*local);
+    KeepPair(pairs, r, offer.pair_id, Mix(offer.key, o->key), r.cred.pid);
+  }
+  if (!r.local.registered()) r.local = std::move(*local);
+  r.local.ConnectDoorbell(std::move(bell));
+  return r;
 }
 
 }  // namespace usmc::dev

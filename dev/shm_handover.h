@@ -38,7 +38,9 @@
 #include <vector>
 
 #include "base/status.h"
+#include "dev/shm_arena.h"
 #include "dev/shm_dmb.h"
+#include "dev/shm_pairs.h"
 #include "dev/unique_fd.h"
 
 namespace usmc::dev {
@@ -97,6 +99,8 @@ class HandoverListener {
   // Binds the abstract name of `dmb`'s token (SOCK_STREAM). kSystem/
   // EADDRINUSE if taken.
   static Result<HandoverListener> Listen(const LocalDmb& dmb);
+  // The same for a token whose DMB is not placed yet (arena handover).
+  static Result<HandoverListener> Listen(uint64_t token);
 
   // Accepts until an offer with a valid proof completes the exchange or
   // the timeout passes; several connections are watched at once, so silent
@@ -113,6 +117,43 @@ class HandoverListener {
   UniqueFd fd_;
   uint64_t rejected_ = 0;
 };
+
+// ---- Arena handover (offer version 3; docs/dev-shm.md, "Arenas") ----------
+//
+// Not used by ShmDevice yet. The same token-bound exchange, but the DMBs
+// are slots of the two processes' arenas: the first connection between
+// two processes sends the arenas (one fd each way) and the halves of the
+// pair key; later ones claim the pair (no fd) with a pair proof.
+//
+// Offer v3, 96 bytes: u32 "USMH" | u16 3 | u16 kind | u64 sender token |
+// u64 sender DMB size | u64 token proof (HandoverProof) | u64 pair id |
+// u64 arena id | u64 arena size | u64 slot offset | u64 pair proof (0 on a
+// first connection) | u64 key half 0 | u64 key half 1 | u64 0. One fd (the
+// sender's arena) exactly when it starts a pair.
+inline constexpr size_t kOfferV3Size = 96;
+inline constexpr uint16_t kOfferVersion3 = 3;
+
+struct ArenaParams {
+  uint64_t own_token = 0;  // drawn at Register (CLC carries it)
+  uint64_t own_size = 0;
+  uint64_t peer_token = 0;  // client: from CLC Accept; server: 0 or Confirm's
+  uint64_t peer_size = 0;
+  uint64_t new_arena_size = 64 << 20;  // for a pair this handover starts
+  std::chrono::milliseconds timeout{2000};
+};
+
+struct ArenaHandoverResult {
+  LocalDmb local;  // in our arena's slot, doorbell connected
+  PeerDmb peer;    // in the peer arena's slot
+  PairUse use;     // the pair, held for the connection's life
+  PeerCred cred;
+  bool new_pair = false;
+};
+
+Result<ArenaHandoverResult> ArenaAccept(HandoverListener& l, ArenaPairs& pairs,
+                                        const ArenaParams& p);
+Result<ArenaHandoverResult> ArenaConnect(ArenaPairs& pairs,
+                                         const ArenaParams& p);
 
 // Client side: connects to the server's name (bound before Accept went out:
 // ECONNREFUSED means the server gave up, and is final), sends its offer,

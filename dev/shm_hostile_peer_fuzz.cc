@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "dev/shm_arena.h"
 #include "dev/shm_dmb.h"
 #include "dev/shm_doorbell.h"
 
@@ -50,6 +51,12 @@ struct Input {
 
 struct World {
   DmbBudget budget{1 << 20};
+  DmbBudget arena_budget{8 << 20};
+  // One pair's arena: ours (we carve it), and the same file as the hostile
+  // peer maps it (it may write every byte of it, header included).
+  std::shared_ptr<ShmArena> arena;
+  std::shared_ptr<ShmArena> arena_as_peer;
+  std::vector<ArenaSlot> slots;
   LocalDmb local;
   PeerDmb peer;
   std::byte* ctrl;  // the control page, as the hostile peer sees it
@@ -73,6 +80,15 @@ World* MakeWorld() {
   w->local.doorbell().set_spin_us(0);
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   w->ctrl = w->peer.bytes().data() + (DmbFileSize(kSize) - page);
+  usmc::Result<std::shared_ptr<ShmArena>> a =
+      ShmArena::Create(4 << 20, w->arena_budget, /*warm_bytes=*/64 << 10);
+  CHECK(a.ok());
+  w->arena = *a;
+  usmc::Result<std::shared_ptr<ShmArena>> pa = ShmArena::AttachPeer(
+      UniqueFd(::fcntl(w->arena->memfd(), F_DUPFD_CLOEXEC, 0)),
+      w->arena->file_size(), w->arena->id());
+  CHECK(pa.ok());
+  w->arena_as_peer = *pa;
   return w;
 }
 
@@ -120,6 +136,94 @@ void ForgedAttach(Input& in) {
   }
 }
 
+// The arena of a pair: the peer names slots (offset, size) and may write
+// any byte of the file; we must neither form a pointer outside it nor lose
+// track of our own slots.
+void ArenaOp(World& w, Input& in) {
+  ShmArena& a = *w.arena;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  switch (in.Take<uint8_t>() % 5) {
+    case 0: {  // a slot the peer names, checked before any pointer
+      ArenaSlot s{in.Take<uint64_t>(), in.Take<uint32_t>()};
+      if (in.Take<uint8_t>() & 1) s.offset %= a.file_size() + 2 * page;
+      if (in.Take<uint8_t>() & 1) s.size = 16384u << (s.size % 8);
+      const uint64_t span = DmbFileSize(s.size);
+      const bool inside = span != 0 && s.offset >= page &&
+                          s.offset % page == 0 && s.offset <= a.file_size() &&
+                          span <= a.file_size() - s.offset;
+      const bool ok = w.arena_as_peer->CheckSlot(s).ok();
+      CHECK(ok == inside);
+      if (ok) {  // touch both ends of what it names
+        std::byte* first = w.arena_as_peer->Bytes(s).data();
+        std::byte* ctrl = w.arena_as_peer->Ctrl(s);
+        *first = std::byte{1};
+        ctrl[page - 1] = std::byte{2};
+      }
+      break;
+    }
+    case 1: {  // the peer scribbles anywhere, header page included
+      const uint64_t off = in.Take<uint32_t>() % (a.file_size() - 8) & ~7ULL;
+      std::atomic_ref<uint64_t>(
+          *reinterpret_cast<uint64_t*>(w.arena_as_peer->Bytes({0, 8}).data() +
+                                       off))
+          .store(in.Take<uint64_t>());
+      break;
+    }
+    case 2: {  // we open a connection: a slot of a valid size
+      const uint64_t size = 16384u << (in.Take<uint8_t>() % 5);
+      usmc::Result<ArenaSlot> s = a.Allocate(size, 1 + in.Take<uint16_t>());
+      if (!s.ok()) {
+        CHECK(s.status().code() == usmc::StatusCode::kResourceExhausted);
+        break;
+      }
+      CHECK(a.CheckSlot(*s).ok());
+      for (const ArenaSlot& o : w.slots) {  // never overlapping a live one
+        CHECK(s->offset + DmbFileSize(s->size) <= o.offset ||
+              o.offset + DmbFileSize(o.size) <= s->offset);
+      }
+      w.slots.push_back(*s);
+      break;
+    }
+    case 3: {  // a connection of ours ends (or a bogus one: ignored)
+      if (in.Take<uint8_t>() & 1 || w.slots.empty()) {
+        a.Free({in.Take<uint64_t>(), in.Take<uint32_t>()});
+      } else {
+        const size_t i = in.Take<uint8_t>() % w.slots.size();
+        a.Free(w.slots[i]);
+        w.slots.erase(w.slots.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+      CHECK(a.stats().slots_in_use == w.slots.size());
+      break;
+    }
+    case 4: {  // a forged arena: wrong size, id, header or seals
+      const uint8_t flags = in.Take<uint8_t>();
+      const uint64_t want = (2 + in.Take<uint8_t>() % 8) * (1 << 20) + page;
+      const uint64_t id = in.Take<uint64_t>();
+      const int64_t delta = (flags & 1) ? in.Take<int8_t>() * 4096 : 0;
+      uint64_t hdr[3] = {(flags & 2) ? in.Take<uint64_t>() : kArenaMagic,
+                         (flags & 4) ? in.Take<uint64_t>() : id,
+                         (flags & 8) ? in.Take<uint64_t>() : want};
+      UniqueFd fd(::memfd_create("fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+      CHECK(fd);
+      const int64_t size = static_cast<int64_t>(want) + delta;
+      if (size <= 0 || ::ftruncate(fd.get(), size) != 0) break;
+      CHECK(::pwrite(fd.get(), hdr, sizeof hdr, 0) == 24);
+      int seals = 0;
+      if (flags & 16) seals |= F_SEAL_SHRINK;
+      if (flags & 32) seals |= F_SEAL_GROW;
+      if (flags & 64) seals |= F_SEAL_WRITE;
+      if (seals) ::fcntl(fd.get(), F_ADD_SEALS, seals);
+      usmc::Result<std::shared_ptr<ShmArena>> p =
+          ShmArena::AttachPeer(std::move(fd), want, id);
+      const bool valid = hdr[0] == kArenaMagic && hdr[1] == id &&
+                         hdr[2] == want && delta == 0 && (flags & 48) == 48 &&
+                         !(flags & 64);
+      CHECK(p.ok() == valid);
+      break;
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -127,7 +231,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Input in{data, size};
   std::vector<std::byte> buf;
   for (int ops = 0; in.n > 0 && ops < 64; ++ops) {
-    switch (in.Take<uint8_t>() % 8) {
+    switch (in.Take<uint8_t>() % 9) {
       case 0: {  // hostile armed value, then we ring
         const uint32_t v = in.Take<uint32_t>();
         std::atomic_ref<uint32_t>(
@@ -208,6 +312,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         CHECK(r == WaitResult::kReady);
         break;
       }
+      case 8:
+        ArenaOp(*w, in);
+        break;
     }
   }
   return 0;

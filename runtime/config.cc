@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "dev/shm_device.h"
 #include "dev/shm_dmb.h"
 #include "dev/shm_doorbell.h"
 
@@ -26,6 +27,9 @@ constexpr ConfigVar kVars[] = {
     {"USMC_SPIN_US", "20", "an integer 0..100000, in microseconds"},
     {"USMC_EPOLL_SCAN", "1", "0 or 1"},
     {"USMC_PROGRESS_THREAD", "1", "0 or 1"},
+    {"USMC_SHM_ARENA", "0",
+     "0 or 1 (experimental: per-peer DMB arenas; exec and passing of such "
+     "connections not supported yet)"},
 };
 
 const ConfigVar& Var(std::string_view name) {
@@ -128,6 +132,7 @@ Config LoadConfig(const EnvLookup& getenv, std::vector<std::string>* errors) {
   }
   if (auto on = r.Flag("USMC_EPOLL_SCAN")) c.epoll_scan = *on;
   if (auto on = r.Flag("USMC_PROGRESS_THREAD")) c.progress_thread = *on;
+  if (auto on = r.Flag("USMC_SHM_ARENA")) c.shm_arena = *on;
   return c;
 }
 
@@ -162,6 +167,7 @@ const Config& ProcessConfig() {
     for (const std::string& e : errors) SayOnce(e);
     dev::SetProcessDmbBudget(c.dmb_budget);
     dev::SetDefaultSpinUs(c.spin_us);
+    dev::SetShmArenas(c.shm_arena);
     return c;
   }();
   return config;

@@ -69,6 +69,9 @@ struct Config {
   bool epoll_scan = true;
   // USMC_PROGRESS_THREAD, 0 or 1.
   bool progress_thread = true;
+  // USMC_SHM_ARENA, 0 or 1: experimental per-peer DMB arenas
+  // (dev/shm_device.h).
+  bool shm_arena = false;
 
   Config();
 };

@@ -169,6 +169,12 @@ TEST(ConfigTest, FlagsTakeZeroOrOne) {
   l = Load({{"USMC_PROGRESS_THREAD", "no"}});
   ExpectOneError(l, "USMC_PROGRESS_THREAD", "no", "0 or 1");
   EXPECT_TRUE(l.config.progress_thread);
+  l = Load({{"USMC_SHM_ARENA", "yes"}});
+  ExpectOneError(l, "USMC_SHM_ARENA", "yes", "0 or 1");
+  EXPECT_FALSE(l.config.shm_arena);
+  l = Load({{"USMC_SHM_ARENA", "1"}});
+  EXPECT_TRUE(l.errors.empty());
+  EXPECT_TRUE(l.config.shm_arena);
 }
 
 TEST(ConfigTest, EachBadValueIsItsOwnLine) {
@@ -183,10 +189,10 @@ TEST(ConfigTest, EachBadValueIsItsOwnLine) {
 TEST(ConfigTest, EveryVariableIsListed) {
   std::vector<std::string> names;
   for (const ConfigVar& v : ConfigVars()) names.push_back(v.name);
-  EXPECT_EQ(names,
-            (std::vector<std::string>{
-                "USMC_CLC_TIMEOUT_MS", "USMC_DMB_SIZE", "USMC_DMB_BUDGET",
-                "USMC_SPIN_US", "USMC_EPOLL_SCAN", "USMC_PROGRESS_THREAD"}));
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "USMC_CLC_TIMEOUT_MS", "USMC_DMB_SIZE",
+                       "USMC_DMB_BUDGET", "USMC_SPIN_US", "USMC_EPOLL_SCAN",
+                       "USMC_PROGRESS_THREAD", "USMC_SHM_ARENA"}));
 }
 
 TEST(ConfigTest, OneClcTimeoutBelowTheInterposer) {

@@ -1,0 +1,159 @@
+// dev/shm_arena.h: one sealed memfd per (own process, peer process) pair,
+// carved into DMB slots (docs/dev-shm.md, "Arenas").
+//
+// Today every SMC-D connection registers its own memfd DMB: memfd_create,
+// ftruncate, seals, mmap, first-touch page faults, and at close munmap with
+// its TLB-shootdown IPIs; and it keeps two memfds open per connection. An
+// arena is created, sealed and mapped once per peer process and handed over
+// once (under the same token-bound proof as a DMB today); later connections
+// between the same two processes take a slot of it. A slot has exactly the
+// layout of a DMB file today (DMB bytes, padding to a page, control page),
+// so a slot is a DMB at an offset.
+//
+// Slots are reused only within the pair that owns the arena: everything in
+// it was written by us or by that one peer, so a reused slot shows the peer
+// nothing it had not written or could not read before. Freed slots are kept
+// warm (LIFO per size) up to a watermark; above it the slot's pages are
+// punched out (fallocate PUNCH_HOLE: the memory goes back, the file size
+// and seals stay, a later touch reads zeros).
+//
+// The peer's arena is everything it can make us read: AttachPeer checks the
+// file (regular, exact size, sealed against shrink and grow, not
+// write-sealed) and the header page; Slot() checks every offset and size a
+// peer names (page-aligned, inside the file, a valid DMB size) before any
+// pointer is formed.
+//
+//   Result<std::shared_ptr<ShmArena>> a = ShmArena::Create(64 << 20);
+//   Result<ArenaSlot> s = (*a)->Allocate(256 * 1024, token);
+//   std::span<std::byte> dmb = (*a)->Bytes(*s);
+//   (*a)->Free(*s);
+#ifndef USMC_DEV_SHM_ARENA_H_
+#define USMC_DEV_SHM_ARENA_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "dev/shm_dmb.h"
+#include "dev/unique_fd.h"
+
+namespace usmc::dev {
+
+// Arena file sizes: at least one 1 MiB DMB plus the header page, at most
+// 64 GiB (virtual: a memfd is sparse, pages exist once touched).
+inline constexpr uint64_t kMinArenaSize = (uint64_t{1} << 20) + (2 << 12);
+inline constexpr uint64_t kMaxArenaSize = uint64_t{64} << 30;
+// Free slot bytes an arena keeps warm (not punched), see docs/dev-shm.md.
+inline constexpr uint64_t kDefaultArenaWarmBytes = uint64_t{4} << 20;
+// Header page at offset 0 of the arena file.
+inline constexpr uint64_t kArenaMagic = 0x31414e5241435355ULL;  // "USCARNA1"
+inline constexpr size_t kArenaMagicOff = 0;  // u64 kArenaMagic
+inline constexpr size_t kArenaIdOff = 8;     // u64 arena id (random)
+inline constexpr size_t kArenaSizeOff = 16;  // u64 file size
+
+// One DMB inside an arena: its file offset and DMB size (bytes usable; the
+// slot spans DmbFileSize(size) bytes, control page last).
+struct ArenaSlot {
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  bool operator==(const ArenaSlot&) const = default;
+};
+
+struct ArenaStats {
+  uint64_t slots_in_use = 0;
+  uint64_t slots_created = 0;  // carved from fresh file space
+  uint64_t slots_reused = 0;   // taken from a free list
+  uint64_t free_slots = 0;
+  uint64_t warm_bytes = 0;   // free slot bytes not punched
+  uint64_t punched = 0;      // slots punched on Free
+  uint64_t quarantined = 0;  // freed, the peer not detached yet
+  uint64_t high_water = 0;   // file bytes ever carved (header included)
+};
+
+class ShmArena {
+ public:
+  // Our arena: sealed memfd of `file_size` bytes (page-rounded, within
+  // kMin/kMaxArenaSize), mapped once, header page written. Slot bytes are
+  // charged to `budget` at Allocate (not the sparse file).
+  static Result<std::shared_ptr<ShmArena>> Create(
+      uint64_t file_size, DmbBudget& budget = DmbBudget::Process(),
+      uint64_t warm_bytes = kDefaultArenaWarmBytes);
+  // The peer's arena: checks the memfd (regular file of exactly
+  // `expected_size` bytes, sealed against shrink and grow, not
+  // write-sealed) and the header (magic, `expected_id`, size); maps it.
+  // Violations: kDataLoss naming the field.
+  static Result<std::shared_ptr<ShmArena>> AttachPeer(UniqueFd memfd,
+                                                      uint64_t expected_size,
+                                                      uint64_t expected_id);
+
+  ShmArena(const ShmArena&) = delete;
+  ShmArena& operator=(const ShmArena&) = delete;
+
+  // Own arenas only. A slot for a DMB of `dmb_size` bytes: a warm free
+  // slot of that size if any, else fresh file space. Writes the slot's
+  // control page header (magic, token, size; armed, refs, holders and
+  // stamp zero) and zeroes the CDC area at offset 0. kResourceExhausted:
+  // budget or arena full; kFailedPrecondition: not ours, or allocated by
+  // another process than the one that created it (a forked child must not
+  // carve the parent's arena: the parent's peer could read its slots).
+  Result<ArenaSlot> Allocate(uint64_t dmb_size, uint64_t token);
+  // Returns a slot's budget charge and the slot: to the free list (kept
+  // warm up to the watermark, punched above it) once the peer has released
+  // it (kCtrlPeerReleasedOff), until then to a quarantine that Allocate
+  // looks at again. Unknown slots are ignored.
+  void Free(ArenaSlot slot);
+
+  // Whether `slot` names a DMB that fits this arena: page-aligned offset
+  // past the header page, valid DMB size, inside the file. Peers name slots:
+  // everything is checked with overflow-safe arithmetic.
+  Status CheckSlot(ArenaSlot slot) const;
+  // The slot's DMB bytes and its control page; only after CheckSlot.
+  std::span<std::byte> Bytes(ArenaSlot slot) const;
+  std::byte* Ctrl(ArenaSlot slot) const;
+
+  bool own() const { return own_; }
+  uint64_t id() const { return id_; }
+  uint64_t file_size() const { return size_; }
+  int memfd() const { return memfd_.get(); }
+  pid_t creator() const { return creator_; }
+  ArenaStats stats() const;
+
+  ~ShmArena();
+
+ private:
+  ShmArena() = default;
+
+  bool own_ = false;
+  pid_t creator_ = 0;
+  uint64_t id_ = 0;
+  uint64_t size_ = 0;
+  uint64_t warm_limit_ = 0;
+  std::byte* base_ = nullptr;
+  UniqueFd memfd_;
+  DmbBudget* budget_ = nullptr;
+
+  mutable std::mutex mu_;
+  uint64_t next_ = 0;  // first never-carved byte
+  // Free slots by span (DmbFileSize), LIFO: the last freed is the warmest.
+  // Cold ones were punched (their pages are gone): taken only when no warm
+  // one is left.
+  std::map<uint64_t, std::vector<uint64_t>> warm_;
+  std::map<uint64_t, std::vector<uint64_t>> cold_;
+  // Freed by us, not yet released by the peer (kCtrlPeerReleasedOff): not
+  // reusable yet. offset -> DMB size.
+  std::map<uint64_t, uint64_t> quarantine_;
+  void Shelve(uint64_t offset, uint64_t size);  // under mu_
+  void SweepQuarantine();                       // under mu_
+  std::map<uint64_t, uint64_t> in_use_;         // offset -> DMB size
+  ArenaStats stats_;
+};
+
+}  // namespace usmc::dev
+
+#endif  // USMC_DEV_SHM_ARENA_H_
