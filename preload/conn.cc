@@ -655,6 +655,11 @@ void ConnTable::Install(int fd, std::shared_ptr<Conn> c) {
 
 std::shared_ptr<Conn> ConnTable::Remove(int fd) {
   if (fd < 0 || static_cast<size_t>(fd) >= size_) return nullptr;
+  // Every close() of the app comes here (nginx closes each file it serves):
+  // an fd that is not a connection costs a load, not the table's write lock.
+  // Install and Remove of one fd number are ordered by the app's own calls
+  // (accept or connect returned it before it closes it).
+  if (!present_[fd].load(std::memory_order_acquire)) return nullptr;
   std::unique_lock lock(mu_);
   std::shared_ptr<Conn> c = std::move(slots_[fd]);
   slots_[fd] = nullptr;
