@@ -286,10 +286,20 @@ bool Conn::SettleConnect(int app_fd, bool likely_done) {
   // getpeername, not SO_ERROR: reading SO_ERROR would clear it for the app.
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
+  // Several threads may settle at once: the address is stored under the
+  // phase lock, which OnEstablished's Publish reads it under.
+  auto established = [&] {
+    {
+      std::lock_guard lock(phase_mu_);
+      if (phase() == Phase::kConnecting) {
+        SetKnownPeer(reinterpret_cast<sockaddr*>(&ss), len);
+      }
+    }
+    OnEstablished(app_fd, /*blocking=*/false);
+  };
   if (likely_done &&
       ::getpeername(app_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-    SetKnownPeer(reinterpret_cast<sockaddr*>(&ss), len);
-    OnEstablished(app_fd, /*blocking=*/false);
+    established();
     return true;
   }
   // Not connected (yet): in progress or failed, as poll tells. The connect
@@ -299,8 +309,7 @@ bool Conn::SettleConnect(int app_fd, bool likely_done) {
   if (!(p.revents & (POLLOUT | POLLERR | POLLHUP))) return false;
   len = sizeof ss;
   if (::getpeername(app_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-    SetKnownPeer(reinterpret_cast<sockaddr*>(&ss), len);
-    OnEstablished(app_fd, /*blocking=*/false);
+    established();
   } else {
     std::lock_guard lock(phase_mu_);
     if (phase() == Phase::kConnecting) {

@@ -63,7 +63,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // address to the record; else poll first (one call while in progress).
   bool SettleConnect(int app_fd, bool likely_done = false);
   // The peer's address, known from accept() or a getpeername (saves the
-  // record's own getpeername). Before OnEstablished.
+  // record's own getpeername). Before the Conn is in the table (or under
+  // the phase lock, as SettleConnect does), before OnEstablished.
   void SetKnownPeer(const sockaddr* a, socklen_t len);
 
   // Plain TCP for good (the peer did not offer SMC, or a fallback): the

@@ -149,9 +149,9 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   std::shared_ptr<Conn> c;
   if ((opted || unattached) && (r == 0 || err == EINPROGRESS)) {
     c = std::make_shared<Conn>(usmc::engine::Role::kClient);
+    if (r == 0) c->SetKnownPeer(addr, len);  // connected: the peer is there
     table().Install(fd, c);
     if (r == 0) {
-      c->SetKnownPeer(addr, len);  // connected: the peer is where it went
       c->OnEstablished(fd, /*blocking=*/!IsNonblocking(fd));
     } else {
       // Same-host connects are usually established by now: the Proposal
