@@ -198,7 +198,15 @@ void Conn::Publish() {
   if (pub == nullptr) return;
   if (slot_ == runtime::kNoSlot) {
     slot_ = pub->Acquire();
-    if (app_fd_ >= 0) runtime::FillFromFd(base_, app_fd_);
+    // pid: left 0 for the publisher to fill (RepublishAfterFork sets the
+    // child's), so no getpid per connection.
+    if (app_fd_ >= 0) {
+      runtime::FillFromFdKnown(base_, app_fd_,
+                               known_peer_len_ > 0
+                                   ? reinterpret_cast<sockaddr*>(&known_peer_)
+                                   : nullptr,
+                               known_peer_len_);
+    }
   }
   pub->Update(slot_, Record());
 }
@@ -213,14 +221,16 @@ void Conn::RepublishAfterFork() {
   Publish();
 }
 
-void Conn::OnEstablished(int app_fd, bool blocking) {
+void Conn::OnEstablished(int app_fd, bool blocking,
+                         const negotiate::Outcome* known) {
   Inside in;
   {
     std::lock_guard lock(phase_mu_);
     if (phase() != Phase::kConnecting) return;
     app_fd_ = app_fd;
     Publish();
-    const negotiate::Outcome o = negotiate::QueryOutcome(app_fd);
+    const negotiate::Outcome o =
+        known != nullptr ? *known : negotiate::QueryOutcome(app_fd);
     if (!o.both_offered()) {
       BecomeTcp(FallbackReason(o));
       return;
@@ -263,17 +273,45 @@ void Conn::OnEstablished(int app_fd, bool blocking) {
   }
 }
 
-bool Conn::SettleConnect(int app_fd) {
+void Conn::SetKnownPeer(const sockaddr* a, socklen_t len) {
+  if (a == nullptr || len == 0 || len > sizeof known_peer_ ||
+      (a->sa_family != AF_INET && a->sa_family != AF_INET6)) {
+    return;
+  }
+  std::memcpy(&known_peer_, a, len);
+  known_peer_len_ = len;
+}
+
+bool Conn::SettleConnect(int app_fd, bool likely_done) {
   Inside in;
   if (phase() != Phase::kConnecting) return true;
-  struct pollfd p = {app_fd, POLLOUT, 0};
-  if (real().poll(&p, 1, 0) <= 0) return false;
-  if (!(p.revents & (POLLOUT | POLLERR | POLLHUP))) return false;
   // getpeername, not SO_ERROR: reading SO_ERROR would clear it for the app.
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (::getpeername(app_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+  // Several threads may settle at once: the address is stored under the
+  // phase lock, which OnEstablished's Publish reads it under.
+  auto established = [&] {
+    {
+      std::lock_guard lock(phase_mu_);
+      if (phase() == Phase::kConnecting) {
+        SetKnownPeer(reinterpret_cast<sockaddr*>(&ss), len);
+      }
+    }
     OnEstablished(app_fd, /*blocking=*/false);
+  };
+  if (likely_done &&
+      ::getpeername(app_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    established();
+    return true;
+  }
+  // Not connected (yet): in progress or failed, as poll tells. The connect
+  // may also have finished since that getpeername: asked again below.
+  struct pollfd p = {app_fd, POLLOUT, 0};
+  if (real().poll(&p, 1, 0) <= 0) return false;
+  if (!(p.revents & (POLLOUT | POLLERR | POLLHUP))) return false;
+  len = sizeof ss;
+  if (::getpeername(app_fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    established();
   } else {
     std::lock_guard lock(phase_mu_);
     if (phase() == Phase::kConnecting) {
@@ -628,6 +666,11 @@ void ConnTable::Install(int fd, std::shared_ptr<Conn> c) {
 
 std::shared_ptr<Conn> ConnTable::Remove(int fd) {
   if (fd < 0 || static_cast<size_t>(fd) >= size_) return nullptr;
+  // Every close() of the app comes here (nginx closes each file it serves):
+  // an fd that is not a connection costs a load, not the table's write lock.
+  // Install and Remove of one fd number are ordered by the app's own calls
+  // (accept or connect returned it before it closes it).
+  if (!present_[fd].load(std::memory_order_acquire)) return nullptr;
   std::unique_lock lock(mu_);
   std::shared_ptr<Conn> c = std::move(slots_[fd]);
   slots_[fd] = nullptr;

@@ -52,10 +52,20 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // client handshake run to completion now (a blocking connect); otherwise
   // a handshake left undecided goes to the progress thread
   // (preload/unattended.h) in case the app leaves the socket alone.
-  void OnEstablished(int app_fd, bool blocking);
+  // `known`: the negotiation's outcome if the caller asked already (accept
+  // does, to tell whether the connection is ours): not asked twice.
+  void OnEstablished(int app_fd, bool blocking,
+                     const negotiate::Outcome* known = nullptr);
   // kConnecting: checks whether the non-blocking connect finished, and if
-  // so, settles. false if it is still in progress.
-  bool SettleConnect(int app_fd);
+  // so, settles. false if it is still in progress. `likely_done` (right
+  // after connect() on a fast path such as loopback): asks getpeername
+  // first, which answers an established socket in one call and hands its
+  // address to the record; else poll first (one call while in progress).
+  bool SettleConnect(int app_fd, bool likely_done = false);
+  // The peer's address, known from accept() or a getpeername (saves the
+  // record's own getpeername). Before the Conn is in the table (or under
+  // the phase lock, as SettleConnect does), before OnEstablished.
+  void SetKnownPeer(const sockaddr* a, socklen_t len);
 
   // Plain TCP for good (the peer did not offer SMC, or a fallback): the
   // app's call may reach the kernel as it was made — one sendmsg stays one
@@ -168,9 +178,11 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
   const engine::Role role_;
   runtime::SlotId slot_ = runtime::kNoSlot;
-  runtime::ConnRecord base_;  // what the fd says (addresses, inode, uid)
-  int app_fd_ = -1;           // the fd it was first seen on (for ss)
-  uint32_t calls_ = 0;        // data calls since the last publish
+  runtime::ConnRecord base_;       // what the fd says (addresses, inode, uid)
+  sockaddr_storage known_peer_{};  // SetKnownPeer
+  socklen_t known_peer_len_ = 0;
+  int app_fd_ = -1;     // the fd it was first seen on (for ss)
+  uint32_t calls_ = 0;  // data calls since the last publish
   std::atomic<Phase> phase_{Phase::kConnecting};
   std::unique_ptr<runtime::SmcSocket> sock_;
   uint32_t reason_ = 0;

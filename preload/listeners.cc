@@ -15,8 +15,9 @@ namespace {
 
 struct Listener {
   runtime::SlotId slot = runtime::kNoSlot;
-  int fds = 0;         // fds of this process that refer to it
-  bool offers = true;  // false: NoteListeningUnattached (never published)
+  int fds = 0;          // fds of this process that refer to it
+  bool offers = true;   // false: NoteListeningUnattached (never published)
+  bool denied = false;  // NoteListeningDenied (never published either)
 };
 
 struct Table {
@@ -73,12 +74,32 @@ void NoteListeningUnattached(int fd) {
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
 }
 
+void NoteListeningDenied(int fd) {
+  Table& t = T();
+  std::lock_guard lock(t.mu);
+  ForgetLocked(t, fd);  // a listen() again, after a close we did not see
+  auto l = std::make_shared<Listener>();
+  l->fds = 1;
+  l->offers = false;
+  l->denied = true;
+  t.by_fd[fd] = std::move(l);
+  t.count.store(t.by_fd.size(), std::memory_order_relaxed);
+}
+
+bool ListenerDenied(int fd) {
+  Table& t = T();
+  if (t.count.load(std::memory_order_relaxed) == 0) return false;
+  std::lock_guard lock(t.mu);
+  auto it = t.by_fd.find(fd);
+  return it != t.by_fd.end() && it->second->denied;
+}
+
 bool ListenerUnattached(int fd) {
   Table& t = T();
   if (t.count.load(std::memory_order_relaxed) == 0) return false;
   std::lock_guard lock(t.mu);
   auto it = t.by_fd.find(fd);
-  return it != t.by_fd.end() && !it->second->offers;
+  return it != t.by_fd.end() && !it->second->offers && !it->second->denied;
 }
 
 void ForgetListenerFd(int fd) {

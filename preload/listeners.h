@@ -19,6 +19,13 @@ void NoteListening(int fd);
 // attached: not published (it offers nothing), only remembered, so that
 // the connections it accepts are published as TCP with that reason.
 void NoteListeningUnattached(int fd);
+// `fd` listens now and the policy said it offers nothing (docs/config.md):
+// remembered only, so that accept() need not ask the negotiation program
+// about each connection (a system call; none of them can be ours).
+void NoteListeningDenied(int fd);
+// Whether `fd` is a listener of NoteListeningDenied. One relaxed load when
+// this process has no listener it noted.
+bool ListenerDenied(int fd);
 // Whether `fd` is a listener of NoteListeningUnattached. One relaxed load
 // when this process has no listener of ours.
 bool ListenerUnattached(int fd);

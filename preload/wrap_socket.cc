@@ -71,18 +71,29 @@ bool IsNonblocking(int fd) {
 // handshake, a TCP one with the reason if we offered and the peer did not
 // or if the listener would have offered but no eBPF program is attached
 // (NONEGOTIATION), and nothing of ours otherwise (not opted in, not TCP).
-int AfterAccept(int listen_fd, int fd) {
+// `peer`, `peer_len`, `cap`: the app's address buffer after accept and its
+// size before (the peer's address, if it fit: the record needs no
+// getpeername then).
+int AfterAccept(int listen_fd, int fd, const sockaddr* peer = nullptr,
+                const socklen_t* peer_len = nullptr, socklen_t cap = 0) {
   if (fd < 0 || Bypass()) return fd;
   Inside in;
   const int saved = errno;
-  pl::ForgetFreshFd(fd);  // a mark left by a close we did not see
+  pl::ForgetFreshFd(fd);                // a mark left by a close we did not see
+  if (pl::ListenerDenied(listen_fd)) {  // it offered nothing: plain TCP
+    errno = saved;
+    return fd;
+  }
   usmc::negotiate::Outcome o = usmc::negotiate::QueryOutcome(fd);
   if (o.both_offered() ||
       o.detail == usmc::negotiate::Detail::kPeerDidNotOffer ||
       (pl::HooksAbsent(o) && pl::ListenerUnattached(listen_fd))) {
     auto c = std::make_shared<Conn>(usmc::engine::Role::kServer);
+    if (peer != nullptr && peer_len != nullptr && *peer_len <= cap) {
+      c->SetKnownPeer(peer, *peer_len);
+    }
     table().Install(fd, c);
-    c->OnEstablished(fd, /*blocking=*/false);  // never stalls accept()
+    c->OnEstablished(fd, /*blocking=*/false, &o);  // never stalls accept()
   }
   errno = saved;
   return fd;
@@ -138,6 +149,7 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   std::shared_ptr<Conn> c;
   if ((opted || unattached) && (r == 0 || err == EINPROGRESS)) {
     c = std::make_shared<Conn>(usmc::engine::Role::kClient);
+    if (r == 0) c->SetKnownPeer(addr, len);  // connected: the peer is there
     table().Install(fd, c);
     if (r == 0) {
       c->OnEstablished(fd, /*blocking=*/!IsNonblocking(fd));
@@ -145,7 +157,7 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
       // Same-host connects are usually established by now: the Proposal
       // goes out at once, not when the app next calls in (a pool that
       // connects ahead of use would let the server's CLC timer run out).
-      (void)c->SettleConnect(fd);
+      (void)c->SettleConnect(fd, /*likely_done=*/true);
     }
   }
   if (r == 0 || err == EINPROGRESS) {
@@ -184,16 +196,20 @@ int listen(int fd, int backlog) {
     const int err = errno;
     pl::NoteListeningUnattached(fd);
     errno = err;
+  } else if (r == 0 && !allowed) {
+    pl::NoteListeningDenied(fd);  // its connections are plain TCP
   }
   return r;
 }
 
 int accept(int fd, sockaddr* addr, socklen_t* len) {
-  return AfterAccept(fd, real().accept(fd, addr, len));
+  const socklen_t cap = addr != nullptr && len != nullptr ? *len : 0;
+  return AfterAccept(fd, real().accept(fd, addr, len), addr, len, cap);
 }
 
 int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
-  return AfterAccept(fd, real().accept4(fd, addr, len, flags));
+  const socklen_t cap = addr != nullptr && len != nullptr ? *len : 0;
+  return AfterAccept(fd, real().accept4(fd, addr, len, flags), addr, len, cap);
 }
 
 int shutdown(int fd, int how) {

@@ -87,13 +87,23 @@ void SetState(ConnRecord& r, std::string_view state) {
 
 void FillFromFd(ConnRecord& r, int fd) {
   r.pid = static_cast<int32_t>(getpid());
+  FillFromFdKnown(r, fd, nullptr, 0);
+}
+
+void FillFromFdKnown(ConnRecord& r, int fd, const sockaddr* peer,
+                     socklen_t peer_len) {
   r.fd = fd;
   socklen_t len = sizeof(r.local);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&r.local), &len) != 0)
     r.local.ss_family = AF_UNSPEC;
-  len = sizeof(r.peer);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&r.peer), &len) != 0)
-    r.peer.ss_family = AF_UNSPEC;
+  if (peer != nullptr && peer_len <= sizeof(r.peer)) {
+    r.peer = sockaddr_storage{};
+    std::memcpy(&r.peer, peer, peer_len);
+  } else {
+    len = sizeof(r.peer);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&r.peer), &len) != 0)
+      r.peer.ss_family = AF_UNSPEC;
+  }
   struct stat st;
   if (fstat(fd, &st) == 0) {
     r.inode = st.st_ino;

@@ -171,6 +171,7 @@ int ProbeMain(int argc, char** argv) {
   AddExecScenarios(all);
   AddPassScenarios(all);
   AddClcScenarios(all);
+  AddCallScenarios(all);
   auto it = all.find(argv[2]);
   if (it == all.end()) return Usage();
   const Scenario& s = it->second;

@@ -101,6 +101,8 @@ void AddPassScenarios(Scenarios& s);
 void AddClcScenarios(Scenarios& s);
 int ClcPeerMain(const std::string& mode, const std::string& script,
                 uint16_t port);
+// tests/preload_probe_calls.cc: usmc's calls while setting up a TCP one.
+void AddCallScenarios(Scenarios& s);
 
 }  // namespace usmc::probe
 

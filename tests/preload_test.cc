@@ -1089,6 +1089,59 @@ TEST_F(Preload, PlainClientToUsmcServer) {
   EXPECT_TRUE(ReportsOf("probe-cli").empty()) << AllReports();
 }
 
+// Issue 20: a connection that stays TCP gets only the system calls usmc
+// needs to know it and to publish it. accept() takes the peer's address from
+// the app's buffer and asks the negotiation program once; a connect() that
+// returned 0 knows its peer; nobody asks getpid (the status publisher knows
+// its process); a listener the policy denied offers nothing, so its
+// connections are not asked about at all. Before: accept 1 getpeername,
+// 1 getpid, 2 usmc getsockopt (0 with USMC_ENABLE=0: 1); connect 1
+// getpeername, 1 getpid.
+TEST_F(Preload, TcpSetupMakesOnlyTheCallsItNeeds) {
+  {
+    SCOPED_TRACE("usmc server, plain client");
+    SplitRun r = RunSplit("setup-calls", Env(true), Env(false));
+    ASSERT_TRUE(r.server.ok()) << r.server;
+    ASSERT_TRUE(r.client.ok()) << r.client;
+    EXPECT_NE(
+        r.server.out.find("accept getpeername=0 getpid=0 usmc_getsockopt=1\n"),
+        std::string::npos)
+        << r.server;
+    const json j = Report("probe-srv");
+    EXPECT_EQ(U(j, "tcp"), 2u) << AllReports();
+    EXPECT_EQ(j.value("fallback_reasons", json::object()),
+              json({{Hex(wire::kReasonPeerNoSmc), 2}}))
+        << AllReports();
+  }
+  {
+    SCOPED_TRACE("plain server, usmc client");
+    SplitRun r = RunSplit("setup-calls", Env(false), Env(true));
+    ASSERT_TRUE(r.server.ok()) << r.server;
+    ASSERT_TRUE(r.client.ok()) << r.client;
+    EXPECT_NE(
+        r.client.out.find("connect getpeername=0 getpid=0 usmc_getsockopt=1\n"),
+        std::string::npos)
+        << r.client;
+    const json j = Report("probe-cli");
+    EXPECT_EQ(U(j, "tcp"), 2u) << AllReports();
+    EXPECT_EQ(j.value("fallback_reasons", json::object()),
+              json({{Hex(wire::kReasonPeerNoSmc), 2}}))
+        << AllReports();
+  }
+  {
+    SCOPED_TRACE("usmc server with USMC_ENABLE=0, plain client");
+    SplitRun r =
+        RunSplit("setup-calls", Env(true, {{"USMC_ENABLE", "0"}}), Env(false));
+    ASSERT_TRUE(r.server.ok()) << r.server;
+    ASSERT_TRUE(r.client.ok()) << r.client;
+    EXPECT_NE(
+        r.server.out.find("accept getpeername=0 getpid=0 usmc_getsockopt=0\n"),
+        std::string::npos)
+        << r.server;
+    EXPECT_EQ(ReportsOf("probe-srv").size(), 1u) << AllReports();
+  }
+}
+
 // ---- configuration
 // -----------------------------------------------------------------
 
