@@ -232,6 +232,10 @@ void ClcClient::OnLgrJoined(const SmcrLgrJoined& e, Actions& out) {
   l.local_system_id = e.system_id;
   l.local_qpn = e.qpn;
   l.local_psn = e.psn;
+  if (e.rmb_rkey != 0 || e.rmb_iova != 0) {
+    l.local_rkey = e.rmb_rkey;
+    l.local_iova = e.rmb_iova;
+  }
   if (e.first_contact != l.first_contact || e.token == 0 ||
       !ValidSmcrRmbSize(l.local_rmb_size)) {
     // The registry broke the contract (or our RMB cannot be announced).

@@ -234,6 +234,10 @@ void ClcServer::OnLgrJoined(const SmcrLgrJoined& e, TimePoint now,
   l.local_system_id = e.system_id;
   l.local_qpn = e.qpn;
   l.local_psn = e.psn;
+  if (e.rmb_rkey != 0 || e.rmb_iova != 0) {
+    l.local_rkey = e.rmb_rkey;
+    l.local_iova = e.rmb_iova;
+  }
   if (e.token == 0 || !ValidSmcrRmbSize(l.local_rmb_size)) {
     FallBack(E::kLgrJoined,
              e.token == 0 ? wire::kReasonIntErr : wire::kReasonErrRegBuf, 0,
