@@ -33,13 +33,16 @@ int SmcrWorld::AddProcess(int host) {
 
 bool SmcrWorld::Progress() {
   bool any = fabric_.Step();
-  for (Process& p : procs_) any = p.registry->Progress() || any;
+  for (Process& p : procs_) {
+    if (!p.frozen) any = p.registry->Progress() || any;
+  }
   return any;
 }
 
 std::optional<TimePoint> SmcrWorld::NextDeadline() const {
   std::optional<TimePoint> out = fabric_.NextDeadline();
   for (const Process& p : procs_) {
+    if (p.frozen) continue;
     std::optional<TimePoint> d = p.registry->NextDeadline();
     if (d && (!out || *d < *out)) out = d;
   }
@@ -66,6 +69,8 @@ SimPair::SimPair(const SimOptions& options)
       LgrRegistry& reg = world_->registry(proc[s]);
       *params[s] =
           reg.ConnParams(*params[s], world_->host(peer_host).attr().gid);
+      if (s == kClient && options_.client_system_id)
+        params[s]->smcr_system_id = *options_.client_system_id;
       smcr_[s] = reg.NewConn(*params[s]);
     }
   }
@@ -189,7 +194,15 @@ void SimPair::Execute(int s, const Actions& actions) {
   me.dropped_actions = log.dropped_actions;
 }
 
+void SimPair::Freeze(int s) {
+  frozen_[s] = true;
+  if (world_ != nullptr)
+    world_->Freeze(s == kClient ? options_.client_process
+                                : options_.server_process);
+}
+
 bool SimPair::Step(int s) {
+  if (frozen_[s]) return false;
   SimSide& me = sides_[s];
   if (!me.answers.empty()) {
     Event e = me.answers.front();
@@ -254,7 +267,9 @@ size_t SimPair::Pump(size_t max_events) {
 
 bool SimPair::FireNextTimer() {
   std::optional<TimePoint> earliest;
-  for (const SimSide& side : sides_) {
+  for (int s = 0; s < 2; ++s) {
+    const SimSide& side = sides_[s];
+    if (frozen_[s]) continue;
     if (side.deadline && (!earliest || *side.deadline < *earliest)) {
       earliest = side.deadline;
     }
@@ -267,6 +282,7 @@ bool SimPair::FireNextTimer() {
   if (dev_.now() < *earliest) dev_.SetNow(*earliest);
   if (world_ != nullptr) world_->clock().Set(*earliest);
   for (int s = 0; s < 2; ++s) {
+    if (frozen_[s]) continue;
     if (sides_[s].deadline && *sides_[s].deadline <= now()) {
       sides_[s].deadline.reset();
       Feed(s, Timeout{});

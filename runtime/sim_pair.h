@@ -58,12 +58,15 @@ class SmcrWorld {
   bool Progress();
   // The earliest timer of the fabric or any registry.
   std::optional<engine::TimePoint> NextDeadline() const;
+  // The process hangs or is gone: its registry makes no more progress.
+  void Freeze(int process) { procs_[process].frozen = true; }
 
  private:
   struct Process {
     int host = 0;
     std::unique_ptr<engine::SeededEntropy> entropy;
     std::unique_ptr<LgrRegistry> registry;
+    bool frozen = false;
   };
   const uint64_t seed_;
   const LgrRegistryOptions options_;
@@ -85,6 +88,8 @@ struct SimOptions {
   SmcrWorld* world = nullptr;
   int client_process = 0;
   int server_process = 1;
+  // Tests: the system ID the client proposes, instead of its registry's.
+  std::optional<wire::ClcPeerId> client_system_id;
 };
 
 // What one side's engine did, as seen by the sim.
@@ -134,6 +139,9 @@ class SimPair {
 
   // Feeds Start to both engines (server first, as after accept()).
   void Start();
+  // The side's process hangs or is gone (with SMC-R its registry too):
+  // its engine gets no more events.
+  void Freeze(int s);
   // Feeds one event to a side and carries out the actions.
   void Feed(int s, const engine::Event& e);
   // Delivers everything that is pending until nothing moves. Returns the
@@ -192,6 +200,7 @@ class SimPair {
   SimSide sides_[2];
   Tcp tcp_[2] = {Tcp(*this, 0), Tcp(*this, 1)};
   std::optional<Executor> exec_[2];
+  bool frozen_[2] = {false, false};
 };
 
 }  // namespace usmc::runtime
