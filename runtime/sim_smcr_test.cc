@@ -363,5 +363,208 @@ TEST(SimSmcrPeer, GoneProcessIsFoundByTestLinkOnAnIdleConnection) {
   EXPECT_GE(w.now() - t0, engine::Duration(30s));
 }
 
+// ---- memory exposure (D3, SMCR.md §4) ----
+
+struct Range {
+  uint64_t lo = 0, hi = 0;  // [lo, hi)
+};
+
+// Every mapping of this process (/proc/self/maps).
+std::vector<Range> ProcessMappings() {
+  std::vector<Range> out;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    Range r;
+    char dash = 0;
+    std::istringstream in(line);
+    in >> std::hex >> r.lo >> dash >> r.hi;
+    if (dash == '-' && r.hi > r.lo) out.push_back(r);
+  }
+  return out;
+}
+
+// Offsets where any 8 bytes of `msg`, read big- or little-endian, are an
+// address inside one of `ranges`.
+std::vector<size_t> PointersIn(std::span<const std::byte> msg,
+                               const std::vector<Range>& ranges) {
+  std::vector<size_t> hits;
+  for (size_t i = 0; i + 8 <= msg.size(); ++i) {
+    uint64_t be = 0, le = 0;
+    for (size_t k = 0; k < 8; ++k) {
+      be = (be << 8) | uint8_t(msg[i + k]);
+      le |= uint64_t(uint8_t(msg[i + k])) << (8 * k);
+    }
+    for (const Range& r : ranges) {
+      if ((be >= r.lo && be < r.hi) || (le >= r.lo && le < r.hi)) {
+        hits.push_back(i);
+        break;
+      }
+    }
+  }
+  return hits;
+}
+
+TEST(SimSmcrMemory, PointerScanFindsAPlantedAddress) {
+  // The scanner itself: a heap address planted in a message is found.
+  auto heap = std::make_unique<int>(1);
+  const uint64_t p = reinterpret_cast<uint64_t>(heap.get());
+  std::vector<std::byte> msg(44, std::byte{0});
+  for (int k = 0; k < 8; ++k)
+    msg[13 + k] = std::byte(uint8_t(p >> (56 - 8 * k)));
+  EXPECT_EQ(PointersIn(msg, ProcessMappings()), std::vector<size_t>{13});
+}
+
+TEST(SimSmcrMemory, EachRmbIsItsOwnRegionAndNoProcessAddressLeaves) {
+  LgrRegistryOptions ro;
+  ro.record_sends = true;
+  SmcrWorld w(5, ro);
+  SimOptions o = SimPair::SmcrOptions();
+  o.world = &w;
+  o.client_process = w.AddProcess(0);
+  o.server_process = w.AddProcess(1);
+  auto p1 = std::make_unique<SimPair>(o);
+  Connect(*p1);
+  auto p2 = std::make_unique<SimPair>(o);
+  Connect(*p2);  // reuse: CONFIRM_RKEY both ways
+  ASSERT_FALSE(p2->side(kClient).smcr_link->first_contact);
+  PingPong(*p1, "one");
+  PingPong(*p2, "two");
+  std::set<uint64_t> iovas;
+  std::set<uint32_t> rkeys;
+  std::vector<Range> own;  // every region's process memory
+  for (SimPair* p : {p1.get(), p2.get()}) {
+    for (int s = 0; s < 2; ++s) {
+      const std::vector<MrRecord> regions = p->smcr_conn(s).Regions();
+      ASSERT_EQ(regions.size(), 2u);
+      for (const MrRecord& r : regions) {
+        // The RMB: remote write, nothing else; the sndbuf: local only.
+        EXPECT_EQ(r.access,
+                  r.rmb ? dev::rdma::kLocalWrite | dev::rdma::kRemoteWrite
+                        : dev::rdma::kLocalWrite);
+        EXPECT_EQ(r.iova % 4096, 0u);
+        EXPECT_NE(r.iova, r.addr);
+        EXPECT_TRUE(iovas.insert(r.iova).second) << "IOVA reused";
+        own.push_back({r.addr, r.addr + r.length});
+        if (r.rmb) {
+          EXPECT_TRUE(rkeys.insert(r.rkey).second) << "rkey reused";
+          EXPECT_EQ(r.length, 64u * 1024);
+          // What the peer was told is the region's IOVA and rkey.
+          const engine::SmcrLink& peer = *p->side(1 - s).smcr_link;
+          EXPECT_EQ(peer.peer_vaddr, r.iova);
+          EXPECT_EQ(peer.peer_rkey, r.rkey);
+        }
+      }
+    }
+  }
+  // The device agrees (what a peer can reach), per host.
+  for (int h = 0; h < 2; ++h) {
+    for (const dev::rdma::SimMrInfo& mr : w.fabric().RegisteredMrs(w.host(h))) {
+      if (mr.access & dev::rdma::kRemoteWrite) {
+        EXPECT_TRUE(rkeys.count(mr.rkey)) << "a remote-writable region that "
+                                             "is no connection's RMB";
+        EXPECT_EQ(mr.access, dev::rdma::kLocalWrite | dev::rdma::kRemoteWrite);
+      }
+      EXPECT_EQ(mr.access & dev::rdma::kRemoteRead, 0u);
+    }
+  }
+  // Deregistered at connection end: p1's RMB keys are gone from the device.
+  const std::vector<MrRecord> gone = [&] {
+    std::vector<MrRecord> v = p1->smcr_conn(kClient).Regions();
+    std::vector<MrRecord> s = p1->smcr_conn(kServer).Regions();
+    v.insert(v.end(), s.begin(), s.end());
+    return v;
+  }();
+  CloseBoth(*p1);
+  EXPECT_TRUE(p1->smcr_conn(kClient).Regions().empty());
+  EXPECT_TRUE(p1->smcr_conn(kServer).Regions().empty());
+  for (int h = 0; h < 2; ++h) {
+    for (const dev::rdma::SimMrInfo& mr : w.fabric().RegisteredMrs(w.host(h)))
+      for (const MrRecord& r : gone) EXPECT_NE(mr.rkey, r.rkey);
+  }
+  // No process address in any CLC or LLC (or CDC) message we sent: not the
+  // RMBs', the sndbufs', the heap's, the stack's, any mapping's.
+  std::vector<Range> ranges = ProcessMappings();
+  ranges.insert(ranges.end(), own.begin(), own.end());
+  int stack_var = 0;
+  const uint64_t stack = reinterpret_cast<uint64_t>(&stack_var);
+  ranges.push_back({stack & ~uint64_t{0xfff}, (stack | 0xfff) + 1});
+  size_t clc = 0, sends = 0, llc = 0;
+  for (SimPair* p : {p1.get(), p2.get()}) {
+    for (int s = 0; s < 2; ++s) {
+      for (const std::vector<std::byte>& m : p->side(s).clc_bytes) {
+        ++clc;
+        EXPECT_TRUE(PointersIn(m, ranges).empty())
+            << "CLC type " << int(m[4]) << " carries a process address";
+      }
+    }
+  }
+  for (int proc : {o.client_process, o.server_process}) {
+    for (const std::vector<std::byte>& m : w.registry(proc).RecordedSends()) {
+      ++sends;
+      llc += uint8_t(m[0]) != 0xFE;
+      EXPECT_TRUE(PointersIn(m, ranges).empty())
+          << "SEND type " << int(m[0]) << " carries a process address";
+    }
+  }
+  // CLC: 2 x (Proposal, Accept, Confirm); LLC: CONFIRM_LINK pair,
+  // CONFIRM_RKEY pairs, DELETE_RKEY pairs.
+  EXPECT_EQ(clc, 6u);
+  EXPECT_GE(llc, 2u + 4u + 4u);
+  EXPECT_GT(sends, llc);
+}
+
+// A write outside a registered RMB fails at the device and ends only the
+// group it came over: the process and its other groups carry on.
+TEST(SimSmcrMemory, RemoteWriteOutsideAnRmbEndsOnlyThatGroup) {
+  SmcrWorld w(6);
+  const int a = w.AddProcess(0), b = w.AddProcess(0), srv = w.AddProcess(1);
+  SimOptions o = SimPair::SmcrOptions();
+  o.world = &w;
+  o.server_process = srv;
+  o.client_process = a;
+  SimPair pa(o);
+  o.client_process = b;
+  SimPair pb(o);
+  Connect(pa);
+  Connect(pb);
+  // Process a turns hostile: 8 bytes just past the server RMB it knows,
+  // with that RMB's rkey.
+  const engine::SmcrLink& l = *pa.side(kClient).smcr_link;
+  dev::rdma::Qp* qp = w.registry(a).QpForTest(*pa.smcr_conn(kClient).lgr_id());
+  ASSERT_NE(qp, nullptr);
+  const uint64_t payload = 0x4141414141414141ULL;
+  dev::rdma::SendWr wr;
+  wr.wr_id = 0xbad;
+  wr.opcode = dev::rdma::WrOpcode::kRdmaWrite;
+  wr.flags = dev::rdma::kSendSignaled | dev::rdma::kSendInline;
+  wr.sg[0] = {reinterpret_cast<uint64_t>(&payload), 8, 0};
+  wr.num_sge = 1;
+  wr.remote_addr = l.peer_vaddr + l.peer_rmb_size;
+  wr.rkey = l.peer_rkey;
+  ASSERT_TRUE(qp->PostSend({&wr, 1}).ok());
+  RunUntilError(pa, kServer);
+  EXPECT_GE(w.fabric().stats().access_naks, 1u);
+  EXPECT_EQ(pa.conn(kServer).RecvState().error, ECONNABORTED);
+  const std::vector<LgrInfo> gs = w.registry(srv).Groups();
+  const LgrInfo* bad = GroupById(gs, *pa.smcr_conn(kServer).lgr_id());
+  if (bad != nullptr) {
+    EXPECT_EQ(bad->state, LgrState::kEnded);
+  }
+  // b's connection and group on the same server process carry on.
+  const LgrInfo* good = GroupById(gs, *pb.smcr_conn(kServer).lgr_id());
+  ASSERT_NE(good, nullptr);
+  EXPECT_EQ(good->state, LgrState::kActive);
+  EXPECT_EQ(pb.conn(kServer).RecvState().error, 0);
+  PingPong(pb, "still-alive");
+  // And the server takes new connections from a.
+  pa.Close(kServer);
+  pa.Pump();
+  o.client_process = a;
+  SimPair again(o);
+  Connect(again);
+  PingPong(again, "new-group");
+}
+
 }  // namespace
 }  // namespace usmc::runtime
