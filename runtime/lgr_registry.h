@@ -211,6 +211,8 @@ class LgrRegistry {
   bool Progress();
   // The earliest timer of any group.
   std::optional<engine::TimePoint> NextDeadline() const;
+  // The registry's clock (LgrRegistryOptions::clock).
+  engine::TimePoint now() const { return opts_.clock(); }
   // The completion channel's fd (readable when a solicited SEND or an
   // error completed, once armed by Progress()).
   int fd() const;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "runtime/sim_pair.h"
+#include "runtime/smcr_progress.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
 
@@ -136,6 +137,61 @@ TEST(SimSmcrLlc, TestLinkIsAnsweredWhileNoApplicationThreadCallsIn) {
   EXPECT_FALSE(sim.smcr_conn(kServer).HasEvents());
   // The connection still carries data.
   PingPong(sim, "after-idle");
+}
+
+// The same with the production progress thread driving the client's
+// registry: the test thread only plays the fabric and the peer, the
+// client's engine gets nothing.
+TEST(SimSmcrLlc, ProgressThreadAnswersTestLinkWhileTheAppSleeps) {
+  SimPair sim(SimPair::SmcrOptions());
+  Connect(sim);
+  SmcrWorld& w = sim.world();
+  const uint32_t sid = *sim.smcr_conn(kServer).lgr_id();
+  w.Freeze(0);  // the client's registry: the thread's from now on
+  std::mutex world_lock;
+  SmcrProgressOptions po;
+  po.max_sleep = std::chrono::milliseconds(2);
+  po.world_lock = &world_lock;
+  SmcrProgress progress(sim.registry(kClient), po);
+  // Simulated time moves only once the fabric, the peer and the thread
+  // are all idle at this instant.
+  auto thread_round = [&] {
+    const uint64_t r0 = progress.rounds();
+    progress.Kick();
+    for (int k = 0; k < 5000 && progress.rounds() < r0 + 2; ++k)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return progress.rounds() >= r0 + 2;
+  };
+  const engine::TimePoint end = w.now() + 95s;
+  for (int i = 0; i < 20000; ++i) {
+    bool moved = true;
+    for (int k = 0; k < 100 && moved; ++k) {
+      const uint64_t busy0 = progress.busy();
+      {
+        std::lock_guard<std::mutex> l(world_lock);
+        moved = false;
+        for (int j = 0; j < 10000 && w.Progress(); ++j) moved = true;
+      }
+      ASSERT_TRUE(thread_round()) << "the progress thread stopped";
+      moved = moved || progress.busy() != busy0;
+    }
+    std::lock_guard<std::mutex> l(world_lock);
+    if (w.now() >= end) break;
+    std::optional<engine::TimePoint> next = w.NextDeadline();
+    std::optional<engine::TimePoint> c = sim.registry(kClient).NextDeadline();
+    if (c && (!next || *c < *next)) next = c;
+    w.clock().Set(next ? std::min(std::max(*next, w.now() + 1ns), end) : end);
+  }
+  progress.Stop();
+  const std::vector<LgrInfo> sg = sim.registry(kServer).Groups();
+  const LgrInfo* s = GroupById(sg, sid);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->state, LgrState::kActive);
+  EXPECT_GE(s->counters.test_link_sent, 1u);
+  const std::vector<LgrInfo> cg = sim.registry(kClient).Groups();
+  ASSERT_EQ(cg.size(), 1u);
+  EXPECT_EQ(cg[0].state, LgrState::kActive);
+  EXPECT_FALSE(sim.smcr_conn(kServer).HasEvents());
 }
 
 // The control: when the answer cannot arrive, the group ends 2 s later
