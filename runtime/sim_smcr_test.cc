@@ -114,6 +114,31 @@ const LgrInfo* GroupById(const std::vector<LgrInfo>& gs, uint32_t id) {
   return nullptr;
 }
 
+// ---- without a registry (no RDMA device): a loud refusal ----
+
+class RecordingTcp final : public TcpSide {
+ public:
+  void SendClc(std::span<const std::byte>) override {}
+  void ConsumeClc(size_t) override {}
+  void ResetTcp() override { reset = true; }
+  void CloseTcp() override {}
+  bool reset = false;
+};
+
+TEST(SmcrExecutor, WithoutARegistrySmcrActionsFailTheConnectionLoudly) {
+  dev::SimDevice device(1);
+  RecordingTcp tcp;
+  Executor x(device.endpoint(0), tcp, ExecutorOptions{});
+  engine::Actions a;
+  a.push_back(engine::SmcrJoinLgr{});
+  std::vector<engine::Event> answers;
+  x.Execute(a, answers);
+  EXPECT_EQ(x.error(), EPROTONOSUPPORT);
+  EXPECT_TRUE(x.aborted());
+  EXPECT_TRUE(tcp.reset);
+  EXPECT_TRUE(answers.empty());  // nobody pretends to answer
+}
+
 // ---- LLC is answered by the registry, not by app calls (D5, §1.7) ----
 
 TEST(SimSmcrLlc, TestLinkIsAnsweredWhileNoApplicationThreadCallsIn) {
