@@ -226,12 +226,8 @@ void ClcClient::OnSmcrAccept(const wire::ClcSmcrAccept& a, Actions& out) {
 
 void ClcClient::OnLgrJoined(const SmcrLgrJoined& e, Actions& out) {
   if (!Check(E::kLgrJoined, out)) return;
-  core_.lgr_joined = true;
   SmcrLink& l = core_.smcr;
-  l.local_token = e.token;
-  l.local_system_id = e.system_id;
-  l.local_qpn = e.qpn;
-  l.local_psn = e.psn;
+  core_.TakeLgrJoined(e);
   if (e.first_contact != l.first_contact || e.token == 0 ||
       !ValidSmcrRmbSize(l.local_rmb_size)) {
     // The registry broke the contract (or our RMB cannot be announced).
@@ -277,8 +273,7 @@ void ClcClient::OnRkeyConfirmed(const SmcrRkeyConfirmed& e, Actions& out) {
 
 void ClcClient::OnLinkUp(Actions& out) {
   if (!Check(E::kLinkUp, out)) return;
-  core_.rkey_announced = true;  // the first-contact RMB counts as confirmed
-  out.push_back(HandshakeDone{Technology::kSmcr, {}, core_.smcr});
+  out.push_back(core_.SmcrFirstContactDone());
   Move(E::kLinkUp, S::kActive, out);
 }
 
@@ -286,9 +281,7 @@ void ClcClient::OnLinkFailed(const SmcrLinkFailed& e, Actions& out) {
   if (!Check(E::kLinkFailed, out)) return;
   // smcr_clnt_conf_first_link: no CONFIRM_LINK in time -> Decline
   // TIMEOUT_CL, and both ends stay TCP (no app byte moved yet).
-  FallBack(E::kLinkFailed,
-           e.clc_reason != 0 ? e.clc_reason : wire::kReasonTimeoutCl, 0, true,
-           out);
+  FallBack(E::kLinkFailed, HandshakeCore::LinkFailedReason(e), 0, true, out);
 }
 
 void ClcClient::SendSmcrConfirm(Actions& out) {

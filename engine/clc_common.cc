@@ -287,4 +287,21 @@ void HandshakeCore::Fail(int err, std::string_view what, bool abort_tcp,
   if (err != 0) out.push_back(ReportError{err, std::string(what)});
 }
 
+void HandshakeCore::TakeLgrJoined(const SmcrLgrJoined& e) {
+  lgr_joined = true;
+  smcr.local_token = e.token;
+  smcr.local_system_id = e.system_id;
+  smcr.local_qpn = e.qpn;
+  smcr.local_psn = e.psn;
+  if (e.rmb_rkey != 0 || e.rmb_iova != 0) {
+    smcr.local_rkey = e.rmb_rkey;
+    smcr.local_iova = e.rmb_iova;
+  }
+}
+
+HandshakeDone HandshakeCore::SmcrFirstContactDone() {
+  rkey_announced = true;
+  return HandshakeDone{Technology::kSmcr, {}, smcr};
+}
+
 }  // namespace usmc::engine

@@ -19,8 +19,10 @@
 
 #include "engine/actions.h"
 #include "engine/common.h"
+#include "engine/events.h"
 #include "engine/params.h"
 #include "wire/clc.h"
+#include "wire/reason.h"
 
 namespace usmc::engine {
 
@@ -125,6 +127,19 @@ class HandshakeCore {
   bool finished() const { return finished_; }
 
   const EngineParams& params() const { return params_; }
+
+  // SMC-R, shared by both roles. The registry's answer to SmcrJoinLgr: the
+  // group's identity, our token and (when it registered one) our RMB.
+  void TakeLgrJoined(const SmcrLgrJoined& e);
+  // The first contact's link is up: the HandshakeDone to emit (the
+  // first-contact RMB counts as confirmed).
+  HandshakeDone SmcrFirstContactDone();
+  // The reason a failed first contact declines with (TIMEOUT_CL unless the
+  // group said otherwise: smcr_{clnt,serv}_conf_first_link).
+  static uint32_t LinkFailedReason(const SmcrLinkFailed& e) {
+    return e.clc_reason != 0 ? e.clc_reason : wire::kReasonTimeoutCl;
+  }
+
   uint32_t NewLinkId() { return static_cast<uint32_t>(entropy_->Random64()); }
 
   SmcdLink link;  // filled in as the handshake goes

@@ -227,13 +227,9 @@ void ClcServer::OnSmcrProposal(const wire::ClcProposal& p, Actions& out) {
 void ClcServer::OnLgrJoined(const SmcrLgrJoined& e, TimePoint now,
                             Actions& out) {
   if (!Check(E::kLgrJoined, out)) return;
-  core_.lgr_joined = true;
   SmcrLink& l = core_.smcr;
   l.first_contact = e.first_contact;
-  l.local_token = e.token;
-  l.local_system_id = e.system_id;
-  l.local_qpn = e.qpn;
-  l.local_psn = e.psn;
+  core_.TakeLgrJoined(e);
   if (e.token == 0 || !ValidSmcrRmbSize(l.local_rmb_size)) {
     FallBack(E::kLgrJoined,
              e.token == 0 ? wire::kReasonIntErr : wire::kReasonErrRegBuf, 0,
@@ -313,8 +309,7 @@ void ClcServer::OnSmcrConfirm(const wire::ClcMessage& m, Actions& out) {
 
 void ClcServer::OnLinkUp(Actions& out) {
   if (!Check(E::kLinkUp, out)) return;
-  core_.rkey_announced = true;  // the first-contact RMB counts as confirmed
-  out.push_back(HandshakeDone{Technology::kSmcr, {}, core_.smcr});
+  out.push_back(core_.SmcrFirstContactDone());
   Move(E::kLinkUp, S::kActive, out);
 }
 
@@ -322,9 +317,7 @@ void ClcServer::OnLinkFailed(const SmcrLinkFailed& e, Actions& out) {
   if (!Check(E::kLinkFailed, out)) return;
   // smcr_serv_conf_first_link: no CONFIRM_LINK response in time -> Decline
   // TIMEOUT_CL, TCP on both ends.
-  FallBack(E::kLinkFailed,
-           e.clc_reason != 0 ? e.clc_reason : wire::kReasonTimeoutCl, 0, true,
-           out);
+  FallBack(E::kLinkFailed, HandshakeCore::LinkFailedReason(e), 0, true, out);
 }
 
 void ClcServer::OnDmbRegistered(const RecvBufferRegistered& e, TimePoint now,

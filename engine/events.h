@@ -116,12 +116,17 @@ struct AppErrorReported {};
 // Answer to SmcrJoinLgr: the connection is in a link group. first_contact:
 // a new group (its link still to confirm); token: our alert token in it;
 // system_id, qpn, psn: the group's ID and its link's QP (ours).
+// rmb_rkey/rmb_iova: our RMB's memory region, registered on the group's
+// protection domain now that the group is known (SMCR.md §4: a PD per
+// group); both 0: the one in EngineParams::smcr stands (tests).
 struct SmcrLgrJoined {
   bool first_contact = false;
   uint32_t token = 0;
   wire::ClcPeerId system_id{};
   uint32_t qpn = 0;
   uint32_t psn = 0;
+  uint32_t rmb_rkey = 0;
+  uint64_t rmb_iova = 0;
 };
 // Answer to SmcrJoinLgr: no group. SYNCERR (client: a reuse Accept names no
 // group of ours), MAXCONNERR (group full), ERR_RDYLNK (no QP)...

@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "base/overloaded.h"
+#include "runtime/lgr_registry.h"
 #include "wire/reason.h"
 
 namespace usmc::runtime {
@@ -60,6 +61,9 @@ void Executor::Execute(const engine::Actions& actions,
             [&](const engine::NotifyApp&) { ++log_.notifies; },
             [&](const engine::HandshakeDone& a) {
               done_ = a;
+              if (smcr_ && a.technology == engine::Technology::kSmcr) {
+                smcr_->HandshakeDone(a.smcr);
+              }
               dev_.EndHandshake();
               // This process is the connection's only holder so far.
               if (uint32_t* refs = dev_.Shared(dev::SharedWord::kProcessRefs)) {
@@ -90,16 +94,33 @@ void Executor::Execute(const engine::Actions& actions,
               closed_ = true;
               tcp_.CloseTcp();
             },
-            // SMC-R actions: the engine emits them only with smcr_enabled,
-            // which the runtime does not set before its RDMA executor
-            // exists (issue 18, part 2). Should one come, the connection
-            // fails rather than waiting for an answer nobody will give.
-            [&](const engine::SmcrJoinLgr&) { NotExecutable(); },
-            [&](const engine::SmcrStartLink&) { NotExecutable(); },
-            [&](const engine::SmcrConfirmRkey&) { NotExecutable(); },
-            [&](const engine::RdmaWrite&) { NotExecutable(); },
-            [&](const engine::PostSend&) { NotExecutable(); },
-            [&](const engine::SmcrLeaveLgr&) { NotExecutable(); },
+            // SMC-R: the process's link-group registry carries them out
+            // (runtime/lgr_registry.h); without one the connection fails
+            // rather than waiting for an answer nobody will give.
+            [&](const engine::SmcrJoinLgr& a) {
+              if (!smcr_) return NotExecutable();
+              smcr_->Join(a, answers);
+            },
+            [&](const engine::SmcrStartLink& a) {
+              if (!smcr_) return NotExecutable();
+              smcr_->StartLink(a, answers);
+            },
+            [&](const engine::SmcrConfirmRkey& a) {
+              if (!smcr_) return NotExecutable();
+              smcr_->ConfirmRkey(a, answers);
+            },
+            [&](const engine::RdmaWrite& a) {
+              if (!smcr_) return NotExecutable();
+              smcr_->Write(a);
+            },
+            [&](const engine::PostSend& a) {
+              if (!smcr_) return NotExecutable();
+              smcr_->Send(a);
+            },
+            [&](const engine::SmcrLeaveLgr& a) {
+              if (!smcr_) return NotExecutable();
+              smcr_->Leave(a);
+            },
         },
         action);
   }

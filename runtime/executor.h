@@ -46,14 +46,20 @@ class TcpSide {
   virtual void CloseTcp() = 0;
 };
 
+class SmcrConn;  // runtime/lgr_registry.h
+
 struct ExecutorOptions {
   std::chrono::milliseconds attach_timeout{2000};
+  // The connection's SMC-R side in its process's link-group registry; null
+  // where the runtime has no RDMA device (the SMC-R actions then fail the
+  // connection loudly: EPROTONOSUPPORT and a reset).
+  SmcrConn* smcr = nullptr;
 };
 
 class Executor {
  public:
   Executor(dev::Device& device, TcpSide& tcp, const ExecutorOptions& opts)
-      : dev_(device), tcp_(tcp), opts_(opts) {}
+      : dev_(device), tcp_(tcp), opts_(opts), smcr_(opts.smcr) {}
 
   // Carries out `actions` in order. Answer events are appended to
   // `answers`; the caller feeds them (in order) before any other event.
@@ -95,13 +101,14 @@ class Executor {
   const Log& log() const { return log_; }
 
  private:
-  // An action this runtime has no device for (SMC-R before part 2): the
-  // connection ends with EPROTONOSUPPORT and the TCP socket is reset.
+  // An SMC-R action without a registry (no RDMA device): the connection
+  // ends with EPROTONOSUPPORT and the TCP socket is reset.
   void NotExecutable();
 
   dev::Device& dev_;
   TcpSide& tcp_;
   const ExecutorOptions opts_;
+  SmcrConn* const smcr_;
   std::optional<engine::TimePoint> deadline_;
   int error_ = 0;
   std::optional<engine::HandshakeDone> done_;

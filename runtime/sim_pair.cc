@@ -9,18 +9,103 @@ namespace usmc::runtime {
 
 using namespace usmc::engine;  // NOLINT: the sim speaks the engine's words
 
+SmcrWorld::SmcrWorld(uint64_t seed, const LgrRegistryOptions& options)
+    : seed_(seed), options_(options), fabric_(clock_, seed) {
+  hosts_[0] = &fabric_.AddDevice({.name = "sim0", .ipv4 = 0x0a000001});
+  hosts_[1] = &fabric_.AddDevice({.name = "sim1", .ipv4 = 0x0a000002});
+}
+
+SmcrWorld::~SmcrWorld() {
+  // Registries before the fabric that handed out their objects.
+  procs_.clear();
+}
+
+int SmcrWorld::AddProcess(int host) {
+  Process p;
+  p.host = host;
+  p.entropy = std::make_unique<SeededEntropy>(seed_ * 1000 + procs_.size());
+  LgrRegistryOptions o = options_;
+  o.clock = [this] { return clock_.now(); };
+  p.registry = std::make_unique<LgrRegistry>(*hosts_[host], *p.entropy, o);
+  procs_.push_back(std::move(p));
+  return int(procs_.size()) - 1;
+}
+
+bool SmcrWorld::Progress() {
+  bool any = fabric_.Step();
+  for (Process& p : procs_) {
+    if (!p.frozen) any = p.registry->Progress() || any;
+  }
+  return any;
+}
+
+std::optional<TimePoint> SmcrWorld::NextDeadline() const {
+  std::optional<TimePoint> out = fabric_.NextDeadline();
+  for (const Process& p : procs_) {
+    if (p.frozen) continue;
+    std::optional<TimePoint> d = p.registry->NextDeadline();
+    if (d && (!out || *d < *out)) out = d;
+  }
+  return out;
+}
+
 SimPair::SimPair(const SimOptions& options)
     : options_(options),
       dev_(options.seed),
       entropy_{SeededEntropy(options.seed * 2 + 1),
                SeededEntropy(options.seed * 2 + 2)} {
+  if (options_.smcr) {
+    world_ = options_.world;
+    if (world_ == nullptr) {
+      own_world_ = std::make_unique<SmcrWorld>(options_.seed);
+      options_.client_process = own_world_->AddProcess(0);
+      options_.server_process = own_world_->AddProcess(1);
+      world_ = own_world_.get();
+    }
+    const int proc[2] = {options_.client_process, options_.server_process};
+    EngineParams* params[2] = {&options_.client, &options_.server};
+    for (int s = 0; s < 2; ++s) {
+      const int peer_host = world_->host_of(proc[1 - s]);
+      LgrRegistry& reg = world_->registry(proc[s]);
+      *params[s] =
+          reg.ConnParams(*params[s], world_->host(peer_host).attr().gid);
+      if (s == kClient && options_.client_system_id)
+        params[s]->smcr_system_id = *options_.client_system_id;
+      smcr_[s] = reg.NewConn(*params[s]);
+    }
+  }
   sides_[kClient].conn.emplace(options_.client, &entropy_[kClient]);
   sides_[kServer].conn.emplace(options_.server, &entropy_[kServer]);
-  for (int s = 0; s < 2; ++s)
-    exec_[s].emplace(dev_.endpoint(s), tcp_[s], ExecutorOptions{});
+  for (int s = 0; s < 2; ++s) {
+    if (smcr_[s]) {
+      exec_[s].emplace(*smcr_[s], tcp_[s],
+                       ExecutorOptions{.smcr = smcr_[s].get()});
+    } else {
+      exec_[s].emplace(dev_.endpoint(s), tcp_[s], ExecutorOptions{});
+    }
+  }
+}
+
+LgrRegistry& SimPair::registry(int s) {
+  return world_->registry(s == kClient ? options_.client_process
+                                       : options_.server_process);
+}
+
+size_t SimPair::BuffersInUse() {
+  if (!options_.smcr) return dev_.dmb_count();
+  size_t n = 0;
+  for (int s = 0; s < 2; ++s) {
+    for (const MrRecord& r : smcr_[s]->Regions()) n += r.rmb ? 1 : 0;
+  }
+  return n;
+}
+
+TimePoint SimPair::now() const {
+  return options_.smcr ? world_->now() : dev_.now();
 }
 
 void SimPair::Tcp::SendClc(std::span<const std::byte> bytes) {
+  pair_.sides_[side_].clc_bytes.emplace_back(bytes.begin(), bytes.end());
   pair_.dev_.pipe(side_).Write(bytes);
 }
 
@@ -39,6 +124,16 @@ void SimPair::Tcp::ResetTcp() {
 void SimPair::Tcp::CloseTcp() {
   pair_.sides_[side_].tcp_closed = true;
   pair_.dev_.pipe(side_).Close();
+}
+
+SimOptions SimPair::SmcrOptions() {
+  SimOptions o = DefaultOptions();
+  o.smcr = true;
+  o.client.smcd_enabled = false;
+  o.server.smcd_enabled = false;
+  o.client.smcr.rmb_size = 64 * 1024;
+  o.server.smcr.rmb_size = 64 * 1024;
+  return o;
 }
 
 SimOptions SimPair::DefaultOptions() {
@@ -61,7 +156,7 @@ void SimPair::Start() {
 }
 
 void SimPair::Feed(int s, const Event& e) {
-  const Actions a = sides_[s].conn->OnEvent(e, dev_.now());
+  const Actions a = sides_[s].conn->OnEvent(e, now());
   Execute(s, a);
 }
 
@@ -84,6 +179,8 @@ void SimPair::Execute(int s, const Actions& actions) {
   dev::SimEndpoint& ep = dev_.endpoint(s);
   me.deadline = x.deadline();
   if (x.done()) me.link = x.done()->link;
+  if (x.done() && x.done()->technology == Technology::kSmcr)
+    me.smcr_link = x.done()->smcr;
   me.fallback = x.fallback();
   me.errors = log.errors;
   me.clc_sent = log.clc_sent;
@@ -97,7 +194,15 @@ void SimPair::Execute(int s, const Actions& actions) {
   me.dropped_actions = log.dropped_actions;
 }
 
+void SimPair::Freeze(int s) {
+  frozen_[s] = true;
+  if (world_ != nullptr)
+    world_->Freeze(s == kClient ? options_.client_process
+                                : options_.server_process);
+}
+
 bool SimPair::Step(int s) {
+  if (frozen_[s]) return false;
   SimSide& me = sides_[s];
   if (!me.answers.empty()) {
     Event e = me.answers.front();
@@ -105,10 +210,16 @@ bool SimPair::Step(int s) {
     Feed(s, e);
     return true;
   }
+  // SMC-R: what the link brought this connection (CDCs, completions,
+  // the link coming up, the group ending), in order.
+  if (smcr_[s] && smcr_[s]->HasEvents()) {
+    for (Event& e : smcr_[s]->TakeEvents()) me.answers.push_back(std::move(e));
+    return true;
+  }
   const Mode mode = me.conn->mode();
   // A CDC posted before this side reached SMC-D stays pending until it
   // has (the runtime re-reads the area after HandshakeDone).
-  if (mode != Mode::kHandshake && dev_.TakeCdcPosted(s)) {
+  if (!smcr_[s] && mode != Mode::kHandshake && dev_.TakeCdcPosted(s)) {
     const dev::CdcBytes cdc = dev_.endpoint(s).LoadCdc();
     if (mode == Mode::kSmc && cdc.len >= 32) {
       CdcArrived e;
@@ -144,21 +255,35 @@ size_t SimPair::Pump(size_t max_events) {
         ++fed;
       }
     }
+    // The fabric and the registries' progress (what a progress thread
+    // does in a process), when the engines have nothing to do.
+    if (!progress && world_ != nullptr && fed < max_events) {
+      progress = world_->Progress();
+      if (progress) ++fed;
+    }
   }
   return fed;
 }
 
 bool SimPair::FireNextTimer() {
   std::optional<TimePoint> earliest;
-  for (const SimSide& side : sides_) {
+  for (int s = 0; s < 2; ++s) {
+    const SimSide& side = sides_[s];
+    if (frozen_[s]) continue;
     if (side.deadline && (!earliest || *side.deadline < *earliest)) {
       earliest = side.deadline;
     }
   }
+  if (world_ != nullptr) {
+    std::optional<TimePoint> w = world_->NextDeadline();
+    if (w && (!earliest || *w < *earliest)) earliest = w;
+  }
   if (!earliest) return false;
   if (dev_.now() < *earliest) dev_.SetNow(*earliest);
+  if (world_ != nullptr) world_->clock().Set(*earliest);
   for (int s = 0; s < 2; ++s) {
-    if (sides_[s].deadline && *sides_[s].deadline <= dev_.now()) {
+    if (frozen_[s]) continue;
+    if (sides_[s].deadline && *sides_[s].deadline <= now()) {
       sides_[s].deadline.reset();
       Feed(s, Timeout{});
     }

@@ -24,8 +24,10 @@
 #include <vector>
 
 #include "dev/sim.h"
+#include "dev/sim_rdma.h"
 #include "engine/connection.h"
 #include "runtime/executor.h"
+#include "runtime/lgr_registry.h"
 
 namespace usmc::runtime {
 
@@ -35,11 +37,59 @@ using dev::SimPipe;
 inline constexpr int kClient = 0;
 inline constexpr int kServer = 1;
 
+// SMC-R's world for SimPairs: one simulated RDMA fabric (dev/sim_rdma.h)
+// with two hosts, and the runtimes ("processes") on them, each with its
+// own link-group registry. Outlives the pairs that use it, so one test can
+// run many connections between the same processes.
+class SmcrWorld {
+ public:
+  explicit SmcrWorld(uint64_t seed = 1, const LgrRegistryOptions& options = {});
+  ~SmcrWorld();
+  // A new process on host 0 or 1; returns its index.
+  int AddProcess(int host);
+  LgrRegistry& registry(int process) { return *procs_[process].registry; }
+  int host_of(int process) const { return procs_[process].host; }
+  dev::rdma::Context& host(int h) { return *hosts_[h]; }
+  dev::rdma::SimRdma& fabric() { return fabric_; }
+  dev::rdma::SimClock& clock() { return clock_; }
+  engine::TimePoint now() const { return clock_.now(); }
+  // One fabric step, then every registry's Progress. true if anything
+  // moved.
+  bool Progress();
+  // The earliest timer of the fabric or any registry.
+  std::optional<engine::TimePoint> NextDeadline() const;
+  // The process hangs or is gone: its registry makes no more progress.
+  void Freeze(int process) { procs_[process].frozen = true; }
+
+ private:
+  struct Process {
+    int host = 0;
+    std::unique_ptr<engine::SeededEntropy> entropy;
+    std::unique_ptr<LgrRegistry> registry;
+    bool frozen = false;
+  };
+  const uint64_t seed_;
+  const LgrRegistryOptions options_;
+  dev::rdma::SimClock clock_;
+  dev::rdma::SimRdma fabric_;
+  dev::rdma::Context* hosts_[2] = {nullptr, nullptr};
+  std::vector<Process> procs_;
+};
+
 struct SimOptions {
   engine::EngineParams client;
   engine::EngineParams server;
   uint64_t seed = 1;
   bool trickle = false;  // deliver TCP bytes one at a time
+  // SMC-R over a simulated RDMA fabric instead of SMC-D: the pair's own
+  // SmcrWorld (two processes on two hosts) unless `world` names one, with
+  // the client and server in processes `client_process`/`server_process`.
+  bool smcr = false;
+  SmcrWorld* world = nullptr;
+  int client_process = 0;
+  int server_process = 1;
+  // Tests: the system ID the client proposes, instead of its registry's.
+  std::optional<wire::ClcPeerId> client_system_id;
 };
 
 // What one side's engine did, as seen by the sim.
@@ -49,6 +99,8 @@ struct SimSide {
   std::deque<engine::Event> answers;  // owed answer events
   std::optional<engine::TimePoint> deadline;
   std::optional<engine::SmcdLink> link;
+  std::optional<engine::SmcrLink> smcr_link;
+  std::vector<std::vector<std::byte>> clc_bytes;  // every CLC message sent
   std::optional<engine::Fallback> fallback;
   std::vector<engine::ReportError> errors;
   std::vector<wire::ClcType> clc_sent;
@@ -71,13 +123,25 @@ class SimPair {
   explicit SimPair(const SimOptions& options);
   // Matching SMC-Dv2 identities on one "host", 64 KiB DMBs.
   static SimOptions DefaultOptions();
+  // The same over SMC-R (SMC-D off), 64 KiB RMBs.
+  static SimOptions SmcrOptions();
 
   SimDevice& device() { return dev_; }
+  bool smcr() const { return options_.smcr; }
+  SmcrWorld& world() { return *world_; }
+  SmcrConn& smcr_conn(int s) { return *smcr_[s]; }
+  LgrRegistry& registry(int s);
+  // Receive buffers this pair holds now (SMC-D: DMBs; SMC-R: RMB regions).
+  size_t BuffersInUse();
+  engine::TimePoint now() const;
   SimSide& side(int s) { return sides_[s]; }
   engine::Connection& conn(int s) { return *sides_[s].conn; }
 
   // Feeds Start to both engines (server first, as after accept()).
   void Start();
+  // The side's process hangs or is gone (with SMC-R its registry too):
+  // its engine gets no more events.
+  void Freeze(int s);
   // Feeds one event to a side and carries out the actions.
   void Feed(int s, const engine::Event& e);
   // Delivers everything that is pending until nothing moves. Returns the
@@ -128,11 +192,15 @@ class SimPair {
   bool Step(int s);
 
   SimOptions options_;
+  std::unique_ptr<SmcrWorld> own_world_;
+  SmcrWorld* world_ = nullptr;
+  std::unique_ptr<SmcrConn> smcr_[2];
   SimDevice dev_;
   engine::SeededEntropy entropy_[2];
   SimSide sides_[2];
   Tcp tcp_[2] = {Tcp(*this, 0), Tcp(*this, 1)};
   std::optional<Executor> exec_[2];
+  bool frozen_[2] = {false, false};
 };
 
 }  // namespace usmc::runtime

@@ -1,5 +1,7 @@
 // End-to-end engine tests over dev/sim: handshake, data, close, fallback and
-// a hostile peer, both engines driven by SimPair.
+// a hostile peer, both engines driven by SimPair. The data and close tests
+// run over both transports (parameterised: SMC-D over dev/sim, SMC-R
+// through the link-group registry over SimRdma), with the same assertions.
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -28,12 +30,44 @@ std::string Str(std::span<const std::byte> b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+enum class Transport { kSmcd, kSmcr };
+
+class SimTransport : public ::testing::TestWithParam<Transport> {
+ protected:
+  bool smcr() const { return GetParam() == Transport::kSmcr; }
+  SimOptions Options() const {
+    return smcr() ? SimPair::SmcrOptions() : SimPair::DefaultOptions();
+  }
+  // The ring a 64 KiB buffer gives: SMC-D keeps 32 bytes for the CDC area,
+  // SMC-R's ring is the whole RMBE.
+  uint32_t Ring() const { return smcr() ? 64 * 1024 : 64 * 1024 - 32; }
+};
+class SimHandshakeBoth : public SimTransport {};
+class SimData : public SimTransport {};
+class SimClose : public SimTransport {};
+
+std::string TransportName(const ::testing::TestParamInfo<Transport>& i) {
+  return i.param == Transport::kSmcr ? "Smcr" : "Smcd";
+}
+INSTANTIATE_TEST_SUITE_P(, SimHandshakeBoth,
+                         ::testing::Values(Transport::kSmcd, Transport::kSmcr),
+                         TransportName);
+INSTANTIATE_TEST_SUITE_P(, SimData,
+                         ::testing::Values(Transport::kSmcd, Transport::kSmcr),
+                         TransportName);
+INSTANTIATE_TEST_SUITE_P(, SimClose,
+                         ::testing::Values(Transport::kSmcd, Transport::kSmcr),
+                         TransportName);
+
 // Runs the handshake to completion and checks both ends reached SMC-D.
 void Connect(SimPair& sim) {
   sim.Start();
   sim.Pump();
   ASSERT_EQ(sim.conn(kClient).mode(), Mode::kSmc);
   ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmc);
+  // And over the transport the pair was built for.
+  ASSERT_EQ(sim.side(kClient).smcr_link.has_value(), sim.smcr());
+  ASSERT_EQ(sim.side(kServer).smcr_link.has_value(), sim.smcr());
 }
 
 TEST(SimHandshake, ReachesSmcdWithMirroredParameters) {
@@ -62,14 +96,27 @@ TEST(SimHandshake, ReachesSmcdWithMirroredParameters) {
   EXPECT_TRUE(c.errors.empty());
   EXPECT_TRUE(s.errors.empty());
   EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kActive);
-  EXPECT_EQ(sim.device().dmb_count(), 2u);
+  EXPECT_EQ(sim.BuffersInUse(), 2u);
 }
 
-TEST(SimHandshake, OneByteTrickleGivesTheSameResult) {
-  SimOptions o = SimPair::DefaultOptions();
+TEST_P(SimHandshakeBoth, OneByteTrickleGivesTheSameResult) {
+  SimOptions o = Options();
   o.trickle = true;
   SimPair sim(o);
   Connect(sim);
+  if (smcr()) {
+    const engine::SmcrLink& c = *sim.side(kClient).smcr_link;
+    const engine::SmcrLink& s = *sim.side(kServer).smcr_link;
+    EXPECT_EQ(c.peer_rkey, s.local_rkey);
+    EXPECT_EQ(c.peer_vaddr, s.local_iova);
+    EXPECT_EQ(s.peer_rkey, c.local_rkey);
+    EXPECT_EQ(s.peer_vaddr, c.local_iova);
+    EXPECT_EQ(c.peer_qpn, s.local_qpn);
+    EXPECT_EQ(s.peer_qpn, c.local_qpn);
+    EXPECT_EQ(c.peer_token, s.local_token);
+    EXPECT_EQ(s.peer_token, c.local_token);
+    return;
+  }
   EXPECT_EQ(sim.side(kClient).link->peer_dmb_token,
             sim.side(kServer).link->local_dmb_token);
   EXPECT_EQ(sim.side(kServer).link->peer_dmb_token,
@@ -78,8 +125,8 @@ TEST(SimHandshake, OneByteTrickleGivesTheSameResult) {
 
 // The client is ACTIVE once it attached, before the server has even read
 // the Confirm; data it sends at once must not be lost.
-TEST(SimData, ClientSendsBeforeTheServerIsActive) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimData, ClientSendsBeforeTheServerIsActive) {
+  SimPair sim(Options());
   sim.Start();
   for (int i = 0; i < 100 && sim.conn(kClient).mode() != Mode::kSmc; ++i) {
     sim.Pump(1);
@@ -94,8 +141,8 @@ TEST(SimData, ClientSendsBeforeTheServerIsActive) {
   EXPECT_EQ(Str(std::span(buf).first(5)), "early");
 }
 
-TEST(SimData, SmallMessageBothWays) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimData, SmallMessageBothWays) {
+  SimPair sim(Options());
   Connect(sim);
   const auto hello = Bytes("hello server");
   EXPECT_EQ(sim.Send(kClient, hello), hello.size());
@@ -115,8 +162,8 @@ std::byte StreamByte(int d, uint64_t i) {
   return std::byte(static_cast<uint8_t>((i * 131 + (i >> 9) + d * 17) & 0xff));
 }
 
-TEST(SimData, ManyMiBRandomChunksBothWaysAtOnce) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimData, ManyMiBRandomChunksBothWaysAtOnce) {
+  SimPair sim(Options());
   Connect(sim);
   constexpr uint64_t kTotal = 6 * 1024 * 1024;
   std::mt19937_64 rng(42);
@@ -165,10 +212,35 @@ TEST(SimData, ManyMiBRandomChunksBothWaysAtOnce) {
   }
 }
 
-TEST(SimData, WriteBlockedThenConsumerUpdateFreesSpace) {
-  SimPair sim(SimPair::DefaultOptions());
+// One byte per send and per receive, both ways: every CDC carries one
+// byte; nothing is lost, duplicated or reordered.
+TEST_P(SimData, OneByteTrickleBothWays) {
+  SimPair sim(Options());
   Connect(sim);
-  const uint32_t ring = 64 * 1024 - 32;
+  constexpr uint64_t kCount = 3000;
+  uint64_t mismatches = 0;
+  for (uint64_t i = 0; i < kCount; ++i) {
+    for (int s = 0; s < 2; ++s) {
+      const std::byte b = StreamByte(s, i);
+      ASSERT_EQ(sim.Send(s, {&b, 1}), 1u) << i;
+      sim.Pump();
+      std::byte got{0};
+      ASSERT_EQ(sim.Recv(1 - s, {&got, 1}), 1u) << i;
+      mismatches += got != b;
+      sim.Pump();
+    }
+  }
+  EXPECT_EQ(mismatches, 0u);
+  for (int s = 0; s < 2; ++s) {
+    EXPECT_EQ(sim.conn(s).Stats().counters.bytes_received, kCount);
+    EXPECT_TRUE(sim.side(s).errors.empty());
+  }
+}
+
+TEST_P(SimData, WriteBlockedThenConsumerUpdateFreesSpace) {
+  SimPair sim(Options());
+  Connect(sim);
+  const uint32_t ring = Ring();
   std::vector<std::byte> big(ring + 1000, std::byte{7});
   EXPECT_EQ(sim.Send(kClient, big), ring);  // exactly one ring fits
   sim.Pump();
@@ -190,8 +262,8 @@ TEST(SimData, WriteBlockedThenConsumerUpdateFreesSpace) {
   EXPECT_EQ(sim.conn(kClient).SendSpace(), 100 + ring / 10 + 10);
 }
 
-TEST(SimData, PeekDoesNotConsume) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimData, PeekDoesNotConsume) {
+  SimPair sim(Options());
   Connect(sim);
   sim.Send(kClient, Bytes("peekaboo"));
   sim.Pump();
@@ -206,8 +278,8 @@ TEST(SimData, PeekDoesNotConsume) {
   EXPECT_EQ(sim.conn(kServer).RecvState().readable, 0u);
 }
 
-TEST(SimData, WaitAllReportsWhenEnoughArrived) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimData, WaitAllReportsWhenEnoughArrived) {
+  SimPair sim(Options());
   Connect(sim);
   EXPECT_FALSE(sim.conn(kServer).WaitAllSatisfied(10));
   sim.Send(kClient, Bytes("12345"));
@@ -221,8 +293,8 @@ TEST(SimData, WaitAllReportsWhenEnoughArrived) {
   EXPECT_TRUE(sim.conn(kServer).WaitAllSatisfied(1000));  // EOF: short read
 }
 
-TEST(SimData, UrgentByteAndAtMark) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimData, UrgentByteAndAtMark) {
+  SimPair sim(Options());
   Connect(sim);
   EXPECT_EQ(sim.Send(kClient, Bytes("abcX"), /*urgent=*/true), 4u);
   sim.Pump();
@@ -242,7 +314,7 @@ TEST(SimData, UrgentByteAndAtMark) {
   EXPECT_EQ(oob, std::byte{'X'});
   EXPECT_EQ(srv.ReadUrgent(false, &oob), EINVAL);  // read once only
   sim.Pump();
-  EXPECT_EQ(sim.conn(kClient).SendSpace(), 64u * 1024 - 32);
+  EXPECT_EQ(sim.conn(kClient).SendSpace(), Ring());
   sim.Send(kClient, Bytes("def"));
   sim.Pump();
   ASSERT_EQ(sim.Recv(kServer, buf), 3u);
@@ -251,8 +323,8 @@ TEST(SimData, UrgentByteAndAtMark) {
   EXPECT_EQ(sim.conn(kServer).Stats().counters.urgent_received, 1u);
 }
 
-TEST(SimData, UrgentStopsReadBeforeTheMark) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimData, UrgentStopsReadBeforeTheMark) {
+  SimPair sim(Options());
   Connect(sim);
   sim.Send(kClient, Bytes("12"));
   sim.Pump();
@@ -270,8 +342,8 @@ TEST(SimData, UrgentStopsReadBeforeTheMark) {
 
 // ---- close ----
 
-TEST(SimClose, ClientShutdownWriteThenBothClose) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimClose, ClientShutdownWriteThenBothClose) {
+  SimPair sim(Options());
   Connect(sim);
   sim.Send(kClient, Bytes("last words"));
   sim.Shutdown(kClient);
@@ -298,15 +370,15 @@ TEST(SimClose, ClientShutdownWriteThenBothClose) {
   sim.Pump();
   EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
   EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
-  EXPECT_EQ(sim.device().dmb_count(), 0u);
+  EXPECT_EQ(sim.BuffersInUse(), 0u);
   EXPECT_TRUE(sim.side(kClient).tcp_closed);
   EXPECT_TRUE(sim.side(kServer).tcp_closed);
   EXPECT_TRUE(sim.side(kClient).errors.empty());
   EXPECT_TRUE(sim.side(kServer).errors.empty());
 }
 
-TEST(SimClose, ServerShutdownWriteFirst) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimClose, ServerShutdownWriteFirst) {
+  SimPair sim(Options());
   Connect(sim);
   sim.Shutdown(kServer);
   sim.Pump();
@@ -325,11 +397,11 @@ TEST(SimClose, ServerShutdownWriteFirst) {
   sim.Pump();
   EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
   EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
-  EXPECT_EQ(sim.device().dmb_count(), 0u);
+  EXPECT_EQ(sim.BuffersInUse(), 0u);
 }
 
-TEST(SimClose, CloseAfterPeerClosedGoesStraightToClosed) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimClose, CloseAfterPeerClosedGoesStraightToClosed) {
+  SimPair sim(Options());
   Connect(sim);
   sim.Close(kClient);
   sim.Pump();
@@ -340,11 +412,11 @@ TEST(SimClose, CloseAfterPeerClosedGoesStraightToClosed) {
   sim.Pump();
   EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
   EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
-  EXPECT_EQ(sim.device().dmb_count(), 0u);
+  EXPECT_EQ(sim.BuffersInUse(), 0u);
 }
 
-TEST(SimClose, CloseWithUnreadDataResetsThePeer) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimClose, CloseWithUnreadDataResetsThePeer) {
+  SimPair sim(Options());
   Connect(sim);
   sim.Send(kClient, Bytes("never read"));
   sim.Pump();
@@ -359,11 +431,11 @@ TEST(SimClose, CloseWithUnreadDataResetsThePeer) {
   sim.Pump();
   EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
   EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
-  EXPECT_EQ(sim.device().dmb_count(), 0u);
+  EXPECT_EQ(sim.BuffersInUse(), 0u);
 }
 
-TEST(SimClose, PeerAbortGivesEconnreset) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimClose, PeerAbortGivesEconnreset) {
+  SimPair sim(Options());
   Connect(sim);
   sim.Abort(kClient);
   sim.Pump();
@@ -374,11 +446,11 @@ TEST(SimClose, PeerAbortGivesEconnreset) {
   sim.Close(kServer);
   sim.Pump();
   EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
-  EXPECT_EQ(sim.device().dmb_count(), 0u);
+  EXPECT_EQ(sim.BuffersInUse(), 0u);
 }
 
-TEST(SimClose, PeerTcpGoneWithoutSmcCloseIsAReset) {
-  SimPair sim(SimPair::DefaultOptions());
+TEST_P(SimClose, PeerTcpGoneWithoutSmcCloseIsAReset) {
+  SimPair sim(Options());
   Connect(sim);
   sim.device().pipe(kClient).Close();  // the client process died
   sim.Pump();
