@@ -524,6 +524,7 @@ void Conn::FinishRelease() {
   } else {
     sock_->Close();
   }
+  UnattendedReleased();  // its poll may hold the socket open
 }
 
 Conn::InFlight::InFlight(Conn& c) : c_(c) {

@@ -869,6 +869,23 @@ TEST_F(Preload, SilentServerNonblockingConnectTimesOutToTcp) {
   ExpectTcp(Report("probe-cli"), wire::kReasonTimeoutCl, 32, 32);
 }
 
+// The client closes its socket while the progress thread sleeps in poll(2)
+// on it (undecided: the server never answers the Proposal): the close is
+// EOF for the server at once. Before, the thread's poll held the socket
+// open until that poll's timeout, the CLC deadline (a minute here); a
+// forking client under load hung so (ForkWithEarlyDataSendsItOnce).
+TEST_F(Preload, CloseWhileTheProgressThreadWaitsIsEofAtOnce) {
+  Proc server({USMC_PROBE, "silent-server-eof"}, Env(false));
+  std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
+  Proc client({USMC_PROBE, "client", "close-undecided", line->substr(5)},
+              Env(true, {{"USMC_CLC_TIMEOUT_MS", "60000"}}));
+  Exit c = client.Wait();
+  Exit s = server.Wait();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(c.ok()) << c;
+}
+
 // accept() hands out the silent client's connection at once: a second
 // client is served (SMC-D) while the first one's handshake is pending. The
 // CLC timeout is long, so a stalled accept turns into a test timeout.
