@@ -115,6 +115,9 @@ namespace {
 // connection: nginx clears its workers' environment (all but TZ) before
 // they connect.
 [[maybe_unused]] const bool g_options_read = (runtime::ProcessConfig(), true);
+// Once, while the process has one thread (SayOnce sets the environment).
+[[maybe_unused]] const bool g_status_dir_said =
+    (runtime::SayStatusDirProblemOnce(), true);
 }  // namespace
 
 runtime::Options SocketOptions(engine::Role role) {
