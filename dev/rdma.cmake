@@ -1,5 +1,6 @@
-# SMC-R's device seam (dev/rdma.h) and SimRdma, the in-process RDMA fabric
-# for tests (dev/sim_rdma.h); dev/verbs will join usmc_dev_rdma. See
+# SMC-R's device seam (dev/rdma.h) and its two implementations: SimRdma, the
+# in-process RDMA fabric for tests (dev/sim_rdma.h), and dev/verbs on
+# libibverbs (real devices: Soft-RoCE in the lab, tests/lab/). See
 # ../docs/dev-rdma.md.
 add_library(usmc_dev_rdma STATIC rdma.cc)
 target_link_libraries(usmc_dev_rdma PUBLIC usmc_base)
@@ -7,7 +8,29 @@ target_link_libraries(usmc_dev_rdma PUBLIC usmc_base)
 add_library(usmc_dev_sim_rdma STATIC sim_rdma.cc)
 target_link_libraries(usmc_dev_sim_rdma PUBLIC usmc_dev_rdma)
 
-usmc_test(dev_sim_rdma_test SOURCES sim_rdma_test.cc LIBS usmc_dev_sim_rdma)
+# RdmaContract: the rules every implementation keeps, one suite that each
+# implementation's test instantiates (dev/rdma_contract_test.h).
+add_library(usmc_dev_rdma_contract STATIC rdma_contract_test.cc)
+target_link_libraries(usmc_dev_rdma_contract PUBLIC usmc_dev_sim_rdma
+                      GTest::gtest)
+
+usmc_test(dev_sim_rdma_test SOURCES sim_rdma_test.cc
+          LIBS usmc_dev_sim_rdma usmc_dev_rdma_contract)
 
 usmc_fuzzer(sim_rdma_fuzz ${CMAKE_SOURCE_DIR}/fuzz/sim_rdma_fuzz.cc
             usmc_dev_sim_rdma)
+
+# dev/verbs: the only code that includes <infiniband/verbs.h>.
+option(USMC_VERBS "Build dev/verbs on libibverbs (SMC-R on RDMA devices)" ON)
+if(USMC_VERBS)
+  find_path(USMC_IBVERBS_INCLUDE infiniband/verbs.h REQUIRED)
+  find_library(USMC_IBVERBS_LIB ibverbs REQUIRED)
+  add_library(usmc_dev_verbs STATIC verbs.cc)
+  target_include_directories(usmc_dev_verbs PRIVATE ${USMC_IBVERBS_INCLUDE})
+  target_link_libraries(usmc_dev_verbs PUBLIC usmc_dev_rdma
+                        PRIVATE ${USMC_IBVERBS_LIB})
+  # Runs wherever an RDMA device exists (the lab: scripts/lab.sh verbs);
+  # elsewhere every test skips, saying why.
+  usmc_test(dev_verbs_test SOURCES verbs_test.cc
+            LIBS usmc_dev_verbs usmc_dev_rdma_contract)
+endif()

@@ -1,7 +1,9 @@
 // dev/rdma.h: the RDMA verbs seam: the part of libibverbs SMC-R needs, as
 // an interface that two implementations share: dev/sim_rdma.h (an
-// in-process fabric for tests) and, later, dev/verbs (libibverbs over
-// Soft-RoCE, the only file that will include <infiniband/verbs.h>).
+// in-process fabric for tests) and dev/verbs.h (libibverbs, e.g. over
+// Soft-RoCE; dev/verbs.cc is the only file that includes
+// <infiniband/verbs.h>). dev/rdma_contract_test.h holds the rules both
+// keep, as one test suite.
 //
 // The shape is verbs' own, cut to what SMC-R uses (../docs/dev-rdma.md,
 // SMCR.md §1.5, §2.1, §5.2): one RoCEv2 port per device, reliable
@@ -10,7 +12,7 @@
 // channel (a pollable fd). No RDMA READ, atomics, immediate data, SRQ,
 // memory windows or UD.
 //
-//   std::unique_ptr<Context> ctx = ...;          // SimRdma::AddDevice, verbs
+//   std::unique_ptr<Context> ctx = ...;  // SimRdma::AddDevice, VerbsContext::Open
 //   auto pd = *ctx->AllocPd();
 //   auto ch = *ctx->CreateCompChannel();
 //   auto cq = *ctx->CreateCq(256, ch.get());

@@ -122,6 +122,17 @@ class LayersCheckTest(unittest.TestCase):
         rc, out = self.run_check()
         self.assertEqual(rc, 0, out)
 
+    def test_only_dev_verbs_includes_libibverbs(self):
+        # Test code included: dev/verbs.h is what everything else uses.
+        self.add_include("dev/sim_rdma.cc", "#include <infiniband/verbs.h>")
+        self.add_include("dev/zz_verbs_probe_test.cc",
+                         "#include <infiniband/verbs.h>")
+        rc, out = self.run_check()
+        self.assertEqual(rc, 1, out)
+        for rel in ("dev/sim_rdma.cc", "dev/zz_verbs_probe_test.cc"):
+            self.assertIn(f"{rel}: includes infiniband/verbs.h: only "
+                          "dev/verbs.cc may", out)
+
     def test_known_break(self):
         # A listed exception passes while it occurs and fails once it no
         # longer does, so the list only shrinks. (In-process, with a

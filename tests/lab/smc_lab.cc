@@ -1,0 +1,347 @@
+// tests/lab/smc_lab.cc: the lab's view of the Linux kernel's SMC, run
+// inside a guest (tests/lab/README.md). Debian has no smc-tools, so this
+// does the two things the lab needs from them:
+//
+//   smc_lab ueid-add EID            the kernel proposes SMC-Rv2 only with a
+//                                   UEID (generic netlink SMC_GEN_NETLINK)
+//   smc_lab server PORT BYTES       AF_SMC: take one connection, receive
+//   smc_lab client ADDR PORT BYTES  BYTES then send BYTES (client: the
+//                                   reverse), check the pattern, then ask
+//                                   smc_diag what the socket really used
+//
+// server/client print one line "SMC mode=SMCR|FALLBACK|SMCD ..." and exit
+// 0 for SMC-R, 2 for a TCP fallback, 1 for anything else (connect refused
+// included, so a caller can retry until the peer listens).
+#include <arpa/inet.h>
+#include <linux/genetlink.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/smc.h>
+#include <linux/smc_diag.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr int kAfSmc = 43;        // AF_SMC (glibc 2.36 has no name for it)
+constexpr int kSmcProtoIpv4 = 0;  // SMCPROTO_SMC
+
+int Fail(const char* what) {
+  std::fprintf(stderr, "smc_lab: %s: %s\n", what, std::strerror(errno));
+  return 1;
+}
+
+// ---- generic netlink: SMC_NETLINK_ADD_UEID ----
+
+struct NlReq {
+  nlmsghdr h;
+  genlmsghdr g;
+  char attrs[256];
+};
+
+void PutAttr(NlReq& r, uint16_t type, const void* data, uint16_t len) {
+  auto* a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(&r) +
+                                      NLMSG_ALIGN(r.h.nlmsg_len));
+  a->nla_type = type;
+  a->nla_len = NLA_HDRLEN + len;
+  std::memcpy(reinterpret_cast<char*>(a) + NLA_HDRLEN, data, len);
+  r.h.nlmsg_len = NLMSG_ALIGN(r.h.nlmsg_len) + NLA_ALIGN(a->nla_len);
+}
+
+// Sends one request; returns the errno of the kernel's ACK (0 = done) and
+// copies the first reply message (if any) to `reply`.
+int NlCall(int fd, NlReq& r, std::vector<char>* reply) {
+  r.h.nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+  if (::send(fd, &r, r.h.nlmsg_len, 0) < 0) return errno;
+  char buf[8192];
+  for (int i = 0; i < 16; ++i) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0) return errno;
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, n);
+         h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        return -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
+      }
+      if (reply && reply->empty()) {
+        reply->assign(reinterpret_cast<char*>(h),
+                      reinterpret_cast<char*>(h) + h->nlmsg_len);
+      }
+    }
+  }
+  return EPROTO;
+}
+
+int UeidAdd(const char* eid_arg) {
+  // The kernel takes exactly SMC_MAX_EID_LEN characters plus the NUL,
+  // upper case, blank padded.
+  std::string eid(eid_arg);
+  for (char& c : eid) c = static_cast<char>(std::toupper(c));
+  if (eid.size() > SMC_MAX_EID_LEN) eid.resize(SMC_MAX_EID_LEN);
+  eid.resize(SMC_MAX_EID_LEN, ' ');
+
+  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+  if (fd < 0) return Fail("netlink socket");
+  NlReq r{};
+  r.h.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN);
+  r.h.nlmsg_type = GENL_ID_CTRL;
+  r.g.cmd = CTRL_CMD_GETFAMILY;
+  r.g.version = 1;
+  PutAttr(r, CTRL_ATTR_FAMILY_NAME, SMC_GENL_FAMILY_NAME,
+          sizeof SMC_GENL_FAMILY_NAME);
+  std::vector<char> reply;
+  int err = NlCall(fd, r, &reply);
+  if (err != 0 || reply.empty()) {
+    std::fprintf(stderr, "smc_lab: no %s family (errno %d)\n",
+                 SMC_GENL_FAMILY_NAME, err);
+    return 1;
+  }
+  uint16_t family = 0;
+  auto* h = reinterpret_cast<nlmsghdr*>(reply.data());
+  int len = static_cast<int>(h->nlmsg_len) - NLMSG_LENGTH(GENL_HDRLEN);
+  for (auto* a = reinterpret_cast<nlattr*>(
+           reinterpret_cast<char*>(NLMSG_DATA(h)) + GENL_HDRLEN);
+       len >= NLA_HDRLEN && a->nla_len <= len; len -= NLA_ALIGN(a->nla_len),
+             a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) +
+                                           NLA_ALIGN(a->nla_len))) {
+    if (a->nla_type == CTRL_ATTR_FAMILY_ID) {
+      std::memcpy(&family, reinterpret_cast<char*>(a) + NLA_HDRLEN, 2);
+    }
+  }
+  r = NlReq{};
+  r.h.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN);
+  r.h.nlmsg_type = family;
+  r.g.cmd = SMC_NETLINK_ADD_UEID;
+  r.g.version = SMC_GENL_FAMILY_VERSION;
+  PutAttr(r, SMC_NLA_EID_TABLE_ENTRY, eid.c_str(), SMC_MAX_EID_LEN + 1);
+  err = NlCall(fd, r, nullptr);
+  ::close(fd);
+  if (err != 0 && err != EEXIST) {
+    std::fprintf(stderr, "smc_lab: ueid-add: errno %d (%s)\n", err,
+                 std::strerror(err));
+    return 1;
+  }
+  std::printf("UEID \"%s\"\n", eid.c_str());
+  return 0;
+}
+
+// ---- smc_diag: what the kernel says a socket used ----
+
+const char* ModeName(int m) {
+  switch (m) {
+    case SMC_DIAG_MODE_SMCR:
+      return "SMCR";
+    case SMC_DIAG_MODE_FALLBACK_TCP:
+      return "FALLBACK";
+    case SMC_DIAG_MODE_SMCD:
+      return "SMCD";
+  }
+  return "?";
+}
+
+// Prints the diag line of the AF_SMC socket whose TCP ports are
+// (sport, dport); returns its mode, -1 if not found.
+int Diag(uint16_t sport, uint16_t dport) {
+  const int fd =
+      ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return Fail("sock_diag socket"), -1;
+  struct {
+    nlmsghdr h;
+    smc_diag_req r;
+  } req{};
+  req.h.nlmsg_len = sizeof req;
+  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.r.diag_family = kAfSmc;
+  req.r.diag_ext = (1 << (SMC_DIAG_LGRINFO - 1)) |
+                   (1 << (SMC_DIAG_FALLBACK - 1)) |
+                   (1 << (SMC_DIAG_CONNINFO - 1));
+  if (::send(fd, &req, sizeof req, 0) < 0) return Fail("diag send"), -1;
+  int mode = -1;
+  static char buf[65536];
+  for (bool done = false; !done;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, n);
+         h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+        done = true;
+        break;
+      }
+      const auto* m = reinterpret_cast<const smc_diag_msg*>(NLMSG_DATA(h));
+      if (m->id.idiag_sport != htons(sport) ||
+          m->id.idiag_dport != htons(dport) || mode >= 0) {
+        continue;
+      }
+      mode = m->diag_mode;
+      std::string line = std::string("SMC mode=") + ModeName(mode);
+      char tmp[256];
+      int len = static_cast<int>(h->nlmsg_len) -
+                NLMSG_LENGTH(NLMSG_ALIGN(sizeof(smc_diag_msg)));
+      for (auto* a = reinterpret_cast<rtattr*>(
+               reinterpret_cast<char*>(NLMSG_DATA(h)) +
+               NLMSG_ALIGN(sizeof(smc_diag_msg)));
+           RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == SMC_DIAG_FALLBACK) {
+          const auto* f = static_cast<const smc_diag_fallback*>(RTA_DATA(a));
+          std::snprintf(tmp, sizeof tmp, " reason=0x%08x peer=0x%08x",
+                        f->reason, f->peer_diagnosis);
+          line += tmp;
+        } else if (a->rta_type == SMC_DIAG_LGRINFO) {
+          const auto* l = static_cast<const smc_diag_lgrinfo*>(RTA_DATA(a));
+          std::snprintf(tmp, sizeof tmp,
+                        " role=%s ibdev=%.*s port=%u gid=%.40s peer_gid=%.40s",
+                        l->role ? "SERVER" : "CLIENT", IB_DEVICE_NAME_MAX,
+                        reinterpret_cast<const char*>(l->lnk[0].ibname),
+                        l->lnk[0].ibport,
+                        reinterpret_cast<const char*>(l->lnk[0].gid),
+                        reinterpret_cast<const char*>(l->lnk[0].peer_gid));
+          line += tmp;
+        } else if (a->rta_type == SMC_DIAG_CONNINFO) {
+          const auto* c = static_cast<const smc_diag_conninfo*>(RTA_DATA(a));
+          std::snprintf(tmp, sizeof tmp, " rmbe=%u tx_prod=%u/%u rx_prod=%u/%u",
+                        c->rmbe_size, c->tx_prod.wrap, c->tx_prod.count,
+                        c->rx_prod.wrap, c->rx_prod.count);
+          line += tmp;
+        }
+      }
+      std::printf("%s\n", line.c_str());
+    }
+  }
+  ::close(fd);
+  if (mode < 0) std::printf("SMC mode=? (socket not in smc_diag)\n");
+  return mode;
+}
+
+// ---- the transfer ----
+
+uint8_t PatternByte(uint64_t i, uint8_t seed) {
+  return static_cast<uint8_t>(seed + i * 7 + (i >> 9));
+}
+
+bool SendPattern(int fd, uint64_t bytes, uint8_t seed) {
+  std::vector<uint8_t> buf(65536);
+  for (uint64_t off = 0; off < bytes;) {
+    const size_t n = std::min<uint64_t>(buf.size(), bytes - off);
+    for (size_t i = 0; i < n; ++i) buf[i] = PatternByte(off + i, seed);
+    for (size_t done = 0; done < n;) {
+      const ssize_t w = ::send(fd, buf.data() + done, n - done, MSG_NOSIGNAL);
+      if (w < 0) return Fail("send"), false;
+      done += w;
+    }
+    off += n;
+  }
+  return true;
+}
+
+bool RecvPattern(int fd, uint64_t bytes, uint8_t seed) {
+  std::vector<uint8_t> buf(65536);
+  for (uint64_t off = 0; off < bytes;) {
+    const ssize_t r =
+        ::recv(fd, buf.data(), std::min<uint64_t>(buf.size(), bytes - off), 0);
+    if (r < 0) return Fail("recv"), false;
+    if (r == 0) {
+      std::fprintf(stderr, "smc_lab: EOF after %llu of %llu bytes\n",
+                   static_cast<unsigned long long>(off),
+                   static_cast<unsigned long long>(bytes));
+      return false;
+    }
+    for (ssize_t i = 0; i < r; ++i) {
+      if (buf[i] != PatternByte(off + i, seed)) {
+        std::fprintf(stderr, "smc_lab: byte %llu differs\n",
+                     static_cast<unsigned long long>(off + i));
+        return false;
+      }
+    }
+    off += r;
+  }
+  return true;
+}
+
+int Exchange(int fd, bool client, uint64_t bytes) {
+  sockaddr_in self{}, peer{};
+  socklen_t sl = sizeof self, pl = sizeof peer;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl);
+  ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl);
+  // Client sends first, then the server answers with its own pattern.
+  const bool ok = client
+                      ? SendPattern(fd, bytes, 1) && RecvPattern(fd, bytes, 2)
+                      : RecvPattern(fd, bytes, 1) && SendPattern(fd, bytes, 2);
+  std::printf("DATA %s %llu bytes each way\n", ok ? "ok" : "BAD",
+              static_cast<unsigned long long>(bytes));
+  const int mode = Diag(ntohs(self.sin_port), ntohs(peer.sin_port));
+  ::close(fd);
+  if (!ok) return 1;
+  return mode == SMC_DIAG_MODE_SMCR           ? 0
+         : mode == SMC_DIAG_MODE_FALLBACK_TCP ? 2
+                                              : 1;
+}
+
+int Server(int port, uint64_t bytes) {
+  const int ls = ::socket(kAfSmc, SOCK_STREAM | SOCK_CLOEXEC, kSmcProtoIpv4);
+  if (ls < 0) return Fail("socket(AF_SMC)");
+  const int one = 1;
+  ::setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+    return Fail("bind");
+  }
+  if (::listen(ls, 8) < 0) return Fail("listen");
+  std::printf("LISTEN %d\n", port);
+  std::fflush(stdout);
+  const int fd = ::accept(ls, nullptr, nullptr);
+  if (fd < 0) return Fail("accept");
+  ::close(ls);
+  return Exchange(fd, false, bytes);
+}
+
+int Client(const char* addr, int port, uint64_t bytes) {
+  const int fd = ::socket(kAfSmc, SOCK_STREAM | SOCK_CLOEXEC, kSmcProtoIpv4);
+  if (fd < 0) return Fail("socket(AF_SMC)");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  if (::inet_pton(AF_INET, addr, &a.sin_addr) != 1) {
+    std::fprintf(stderr, "smc_lab: bad address %s\n", addr);
+    return 1;
+  }
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+    Fail("connect");
+    ::close(fd);
+    return 1;
+  }
+  return Exchange(fd, true, bytes);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd == "ueid-add" && argc == 3) return UeidAdd(argv[2]);
+  if (cmd == "server" && argc == 4) {
+    return Server(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 0));
+  }
+  if (cmd == "client" && argc == 5) {
+    return Client(argv[2], std::atoi(argv[3]),
+                  std::strtoull(argv[4], nullptr, 0));
+  }
+  std::fprintf(stderr,
+               "usage: smc_lab ueid-add EID | server PORT BYTES | "
+               "client ADDR PORT BYTES\n");
+  return 1;
+}
