@@ -115,6 +115,9 @@ namespace {
 // connection: nginx clears its workers' environment (all but TZ) before
 // they connect.
 [[maybe_unused]] const bool g_options_read = (runtime::ProcessConfig(), true);
+// Once, while the process has one thread (SayOnce sets the environment).
+[[maybe_unused]] const bool g_status_dir_said =
+    (runtime::SayStatusDirProblemOnce(), true);
 }  // namespace
 
 runtime::Options SocketOptions(engine::Role role) {
@@ -564,6 +567,7 @@ void Conn::FinishRelease() {
   } else {
     sock_->Close();
   }
+  UnattendedReleased();  // its poll may hold the socket open
 }
 
 Conn::InFlight::InFlight(Conn& c) : c_(c) {

@@ -238,6 +238,22 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
   return kids;
 }
 
+// Which uids may take a connection along (docs/dev-shm.md, threat model).
+// The receiver holds the TCP socket, so it may have the DMBs: the sender
+// need not fear it. The receiver must trust the state (a forged record
+// makes it read bytes from a memfd as if the TCP peer had sent them), and
+// it trusts one made by its own uid (which could ptrace it anyway) or by
+// root (who can do anything). So a connection goes to another uid only
+// from root: a privileged master handing accepted sockets to workers that
+// dropped their privileges. Between two ordinary uids it is reset.
+constexpr const char* kOtherUid =
+    "the receiver runs under another uid, and only root's connections go "
+    "to another uid";
+bool MayGoToAnotherUid() { return ::geteuid() == 0; }
+bool TrustedStateOwner(uid_t owner) {
+  return owner == ::geteuid() || owner == 0;
+}
+
 // Can the process at the other end of Unix socket `fd` take an SMC-D
 // connection? 1 yes, 0 no (why in *why), -1 cannot tell (not connected).
 int PeerTakes(int fd, const char** why) {
@@ -247,8 +263,8 @@ int PeerTakes(int fd, const char** why) {
       uc.pid <= 0) {
     return -1;
   }
-  if (uc.uid != ::geteuid()) {
-    *why = "the receiver runs under another uid";
+  if (uc.uid != ::geteuid() && !MayGoToAnotherUid()) {
+    *why = kOtherUid;
     return 0;
   }
   // SO_PEERCRED names the process that made the other end (for a
@@ -270,10 +286,11 @@ int PeerTakes(int fd, const char** why) {
     holder = uc.pid;
   }
   // A worker may have changed its uid after the socketpair was made
-  // (SO_PEERCRED keeps the creator's): memory is shared within one uid.
+  // (SO_PEERCRED keeps the creator's).
   const long uid = EffectiveUid(holder);
-  if (uid >= 0 && static_cast<uid_t>(uid) != ::geteuid()) {
-    *why = "the receiver runs under another uid";
+  if (uid >= 0 && static_cast<uid_t>(uid) != ::geteuid() &&
+      !MayGoToAnotherUid()) {
+    *why = kOtherUid;
     return 0;
   }
   const int runs = RunsUsmc(holder);
@@ -310,8 +327,8 @@ struct State {
   size_t app_fds = 0;
   uint32_t marker = 0;
   std::vector<Incoming> records;
-  // Laid out as ours, but not sealed or not of our uid: nothing of it is
-  // taken (another uid may not share our memory, and could have forged it).
+  // Laid out as ours, but not sealed, or made by a uid we do not trust
+  // (TrustedStateOwner): nothing of it is taken (it could be forged).
   bool foreign = false;
 };
 
@@ -326,8 +343,8 @@ std::optional<State> ReadState(const std::vector<int>& fds) {
   }
   const int seals = real().fcntl(sfd, F_GET_SEALS);
   if (seals < 0) return std::nullopt;  // not a memfd
-  const bool foreign = st.st_uid != ::geteuid() || !(seals & F_SEAL_WRITE) ||
-                       !(seals & F_SEAL_SHRINK);
+  const bool foreign = !TrustedStateOwner(st.st_uid) ||
+                       !(seals & F_SEAL_WRITE) || !(seals & F_SEAL_SHRINK);
   std::string blob(static_cast<size_t>(st.st_size), '\0');
   if (::pread(sfd, blob.data(), blob.size(), 0) !=
       static_cast<ssize_t>(blob.size())) {
@@ -607,14 +624,14 @@ ssize_t RecvmsgPassing(int fd, msghdr* msg, int flags) {
   }
   const size_t fit = CopyControl(&m, msg, app_len, app_fds, &out_flags);
   if (s && s->foreign) {
-    // Its sender checked our uid; if it still came, take nothing of it,
-    // and leave no silent socket either.
+    // Its sender checked our uid (see kOtherUid); if it still came, take
+    // nothing of it, and leave no silent socket either.
     for (size_t i = app_fds; i + 1 < fds.size(); ++i) real().close(fds[i]);
     for (const Incoming& in : s->records) {
       const int app_fd = fds[in.index];
       std::fprintf(stderr,
                    "usmc: SCM_RIGHTS: an SMC connection on fd %d came from "
-                   "another uid; it is reset\n",
+                   "another uid (not root); it is reset\n",
                    app_fd);
       struct linger l = {1, 0};
       ::setsockopt(app_fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);

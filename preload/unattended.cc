@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -53,6 +54,10 @@ struct State {
   // are shared with the child, which may handshake them itself now.
   uint64_t epoch = 0;
   int wake = -1;  // eventfd: new connections to watch
+  // The same for UnattendedReleased, which may run under a connection's
+  // locks (the fork wrapper takes `mu` before those): no lock there.
+  std::atomic<int> wake_fd{-1};
+  std::atomic<pid_t> wake_owner{0};
 };
 State& S() {
   static State* s = new State();
@@ -70,10 +75,12 @@ bool Undecided(const Conn& c) {
 constexpr int kLingerMs = 1000;
 
 // The noted connections still undecided and due; forgets the decided
-// ones. `*next_ms`: when the next one falls due (-1: none waits). Nothing
+// ones, which it adds to `*decided` (another call decided them, maybe one
+// that does not publish: a poll's or epoll's look at the socket).
+// `*next_ms`: when the next one falls due (-1: none waits). Nothing
 // noted and `stop`: the thread is done (under the lock, so a new note
 // starts another).
-Live TakeOrStop(bool stop, uint64_t* epoch, int* next_ms) {
+Live TakeOrStop(bool stop, uint64_t* epoch, int* next_ms, Live* decided) {
   State& st = S();
   std::lock_guard lock(st.mu);
   *epoch = st.epoch;
@@ -83,7 +90,11 @@ Live TakeOrStop(bool stop, uint64_t* epoch, int* next_ms) {
   auto keep = st.noted.begin();
   for (auto it = st.noted.begin(); it != st.noted.end(); ++it) {
     std::shared_ptr<Conn> c = it->conn.lock();
-    if (!c || !Undecided(*c)) continue;
+    if (!c) continue;
+    if (!Undecided(*c)) {
+      decided->push_back(std::move(c));
+      continue;
+    }
     if (it->due <= now) {
       live.push_back(std::move(c));
     } else {
@@ -101,13 +112,27 @@ Live TakeOrStop(bool stop, uint64_t* epoch, int* next_ms) {
 
 int MinTimeout(int a, int b) { return a < 0 ? b : b < 0 ? a : std::min(a, b); }
 
+// Publishes the decisions other calls made (`usmc ss` shows them now,
+// not at the app's next call), unless a fork came since `epoch`.
+void AfterDecided(Live& decided, uint64_t epoch) {
+  if (decided.empty()) return;
+  State& st = S();
+  std::lock_guard drive(st.drive);
+  if (st.epoch == epoch) {
+    for (auto& c : decided) c->AfterProgress();
+  }
+  decided.clear();
+}
+
 void* Run(void*) {
   Inside in;  // our own socket calls go to the kernel, not to the wrappers
   State& st = S();
+  Live decided;
   for (;;) {
     uint64_t epoch;
     int next_ms;
-    Live live = TakeOrStop(/*stop=*/false, &epoch, &next_ms);
+    Live live = TakeOrStop(/*stop=*/false, &epoch, &next_ms, &decided);
+    AfterDecided(decided, epoch);
     if (live.empty()) {
       pollfd p{st.wake, POLLIN, 0};
       if (real().poll(&p, 1, next_ms >= 0 ? next_ms : kLingerMs) > 0) {
@@ -116,7 +141,8 @@ void* Run(void*) {
         continue;
       }
       if (next_ms >= 0) continue;  // one fell due
-      live = TakeOrStop(/*stop=*/true, &epoch, &next_ms);
+      live = TakeOrStop(/*stop=*/true, &epoch, &next_ms, &decided);
+      AfterDecided(decided, epoch);
       if (live.empty()) {
         if (next_ms < 0) return nullptr;
         continue;
@@ -186,6 +212,8 @@ bool StartLocked(State& st) {
   if (ok) {
     st.running = true;
     st.owner = ::getpid();
+    st.wake_fd.store(st.wake, std::memory_order_relaxed);
+    st.wake_owner.store(st.owner, std::memory_order_release);
   }
   return ok;
 }
@@ -215,6 +243,16 @@ void NoteUnattended(const std::shared_ptr<Conn>& c) {
   } else if (!StartLocked(st)) {
     st.noted.pop_back();  // the app's calls drive it, as without the thread
   }
+}
+
+void UnattendedReleased() {
+  State& st = S();
+  // Another process's (a fork the wrapper did not see): not ours to ring.
+  if (st.wake_owner.load(std::memory_order_acquire) != ::getpid()) return;
+  const int fd = st.wake_fd.load(std::memory_order_relaxed);
+  const uint64_t one = 1;
+  // (Rung after the thread ended: the next one loops once for nothing.)
+  if (fd >= 0) (void)real().write(fd, &one, sizeof one);
 }
 
 void UnattendedBeforeFork() {

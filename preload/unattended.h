@@ -38,6 +38,12 @@ void NoteUnattended(const std::shared_ptr<Conn>& c);
 void UnattendedBeforeFork();
 void UnattendedAfterFork(bool child);
 
+// A connection was released (its fds closed): the thread, if it sleeps in
+// poll(2) on that connection's TCP socket, holds a reference to the socket
+// (the kernel's poll wait entries do) and would keep it open, without a
+// FIN to the peer, until that poll's timeout (the CLC deadline). It wakes.
+void UnattendedReleased();
+
 }  // namespace usmc::preload
 
 #endif  // USMC_PRELOAD_UNATTENDED_H_

@@ -112,7 +112,11 @@ void SmcSocket::WatchDecision() {
 SmcSocket::WaitSpec SmcSocket::HandshakeSpec() const {
   std::lock_guard lock(mu_);
   if (!HandshakingLocked()) return {};
-  return HandshakeWaitSpec();
+  WaitSpec w = HandshakeWaitSpec();
+  // A decision another thread made (an app's poll or epoll drove the
+  // handshake) wakes the progress thread too: it then publishes it.
+  if (decided_fd_ >= 0 && w.n < 3) w.fds[w.n++] = {decided_fd_, POLLIN, 0};
+  return w;
 }
 
 bool SmcSocket::DisarmIdle() {

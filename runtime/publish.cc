@@ -22,6 +22,7 @@
 
 #include "base/owned_fd.h"
 #include "base/sandbox.h"
+#include "runtime/config.h"
 #include "runtime/publish_layout.h"
 #include "runtime/smc_socket.h"
 
@@ -176,16 +177,13 @@ std::string StatusDir() {
   return base + "/usmc-" + std::to_string(geteuid());
 }
 
-Status EnsureStatusDir(const std::string& dir) {
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-    return Status::FromErrno(errno, "mkdir " + dir);
-  struct stat st;
-  if (lstat(dir.c_str(), &st) != 0)
-    return Status::FromErrno(errno, "lstat " + dir);
+namespace {
+Status CheckStatusDirStat(const std::string& dir, const struct stat& st,
+                          bool as_owner) {
   if (!S_ISDIR(st.st_mode))
     return Status(StatusCode::kFailedPrecondition,
                   "status directory " + dir + " is not a directory");
-  if (st.st_uid != geteuid())
+  if (as_owner && st.st_uid != geteuid())
     return Status(StatusCode::kPermissionDenied,
                   "status directory " + dir + " belongs to uid " +
                       std::to_string(st.st_uid) + ", not to uid " +
@@ -196,6 +194,22 @@ Status EnsureStatusDir(const std::string& dir) {
                   "status directory " + dir +
                       " is writable by group or others; chmod 700 it");
   return OkStatus();
+}
+}  // namespace
+
+Status EnsureStatusDir(const std::string& dir) {
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return Status::FromErrno(errno, "mkdir " + dir);
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0)
+    return Status::FromErrno(errno, "lstat " + dir);
+  return CheckStatusDirStat(dir, st, /*as_owner=*/true);
+}
+
+Status StatusDirProblem(const std::string& dir, bool as_owner) {
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) return OkStatus();  // made when needed
+  return CheckStatusDirStat(dir, st, as_owner);
 }
 
 uint64_t ProcessStartTime(pid_t pid) {
@@ -419,6 +433,14 @@ StatusPublisher* StatusPublisher::Process() {
   }
   g_process.store(*r, std::memory_order_release);
   return *r;
+}
+
+void SayStatusDirProblemOnce() {
+  if (StatusOff()) return;
+  const Status s = StatusDirProblem(StatusDir(), /*as_owner=*/true);
+  if (!s.ok())
+    SayOnce(std::string(s.message()) +
+            "; `usmc ss` does not show this process's connections");
 }
 
 Status StatusPublisher::ProcessError() {

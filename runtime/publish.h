@@ -216,6 +216,15 @@ std::string StatusDir();
 // Creates `dir` (mode 0700) if missing; fails if it is not a directory we
 // own, or if others may write to it.
 Status EnsureStatusDir(const std::string& dir);
+// Why processes refuse the existing directory `dir` (OK if it is fine or
+// does not exist yet). `as_owner`: also that it is ours (what a publisher
+// needs); without it only what every publisher refuses (`usmc ss`, which
+// root may run on another user's directory).
+Status StatusDirProblem(const std::string& dir, bool as_owner);
+// At load (one thread): says once per `usmc run` (SayOnce) why this
+// process's connections will not be published, if its directory is one
+// EnsureStatusDir refuses. Before, they were silently missing from `usmc ss`.
+void SayStatusDirProblemOnce();
 
 // This process's start time in clock ticks since boot (/proc/PID/stat field
 // 22); 0 if unknown.

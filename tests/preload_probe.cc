@@ -10,6 +10,7 @@
 //   preload_probe server SCEN          # prints "PORT n", serves one run
 //   preload_probe client SCEN PORT [ARG]
 //   preload_probe silent-server        # opts in, never sends CLC (no preload)
+//   preload_probe silent-server-eof    # the same; wants EOF (close-undecided)
 //   preload_probe silent-client PORT MODE
 //   preload_probe clc-server SCRIPT     # scripted CLC peer (no preload),
 //   preload_probe clc-client SCRIPT PORT  # see preload_probe_clc.cc
@@ -152,6 +153,7 @@ int ProbeMain(int argc, char** argv) {
   }
   if (mode == "exec-stdio-child") return ExecStdioChild();
   if (mode == "silent-server") return SilentServerMain();
+  if (mode == "silent-server-eof") return SilentServerEofMain();
   if (mode == "silent-client" && argc == 4) {
     return SilentClientMain(static_cast<uint16_t>(std::atoi(argv[2])), argv[3]);
   }

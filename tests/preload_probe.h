@@ -84,6 +84,7 @@ int ExecChild(int fd, int fd2);  // the image after the exec scenario
 // tests/preload_probe_events.cc: readiness, flags, signals, silent peers.
 void AddEventScenarios(Scenarios& s);
 int SilentServerMain();
+int SilentServerEofMain();
 int SilentClientMain(uint16_t port, const std::string& mode);
 // tests/preload_probe_close.cc: how a close or reset reaches the other side.
 void AddCloseScenarios(Scenarios& s);

@@ -10,11 +10,14 @@
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
+#include <cstring>
 #include <thread>
 
 #include "negotiate/negotiate.h"
@@ -764,6 +767,87 @@ int SilentServerMain() {
   return 0;
 }
 
+// The usmc client closes its socket while the handshake is undecided
+// (close-undecided): its close must reach this silent server as EOF at once,
+// not at the client's CLC deadline. The server tells the client over an
+// abstract Unix socket (not TCP: usmc leaves it alone) when it saw EOF, so
+// the client stays alive (its exit would close everything) until then.
+std::string EofVerdictName(uint16_t port) {
+  return std::string(1, '\0') + "usmc-probe-eof-" + std::to_string(port);
+}
+int SilentServerEofMain() {
+  SetName("probe-silent");
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(usmc::negotiate::OptIn(fd), "OptIn (eBPF program not attached?)");
+  sockaddr_in a = Loopback(0);
+  CHECK(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "bind");
+  CHECK(listen(fd, 4) == 0, "listen");
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const uint16_t port = ntohs(a.sin_port);
+  std::printf("PORT %u\n", port);
+  std::fflush(stdout);
+  int c = AcceptOne(fd);
+  CHECK(c >= 0, "accept");
+  // The Proposal comes, then nothing but the close: EOF. The client's CLC
+  // deadline is a minute; the bound here only turns a hang into a failure.
+  bool eof = false;
+  for (int i = 0; i < 100 && !eof; ++i) {
+    pollfd p{c, POLLIN, 0};
+    if (poll(&p, 1, 100) != 1) continue;
+    char buf[512];
+    const ssize_t n = read(c, buf, sizeof buf);
+    CHECK(n >= 0, "read");
+    eof = n == 0;
+  }
+  int u = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un ua{};
+  ua.sun_family = AF_UNIX;
+  const std::string name = EofVerdictName(port);
+  std::memcpy(ua.sun_path, name.data(), name.size());
+  CHECK(connect(u, reinterpret_cast<sockaddr*>(&ua),
+                static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
+                                       name.size())) == 0,
+        "connect to the client's verdict socket");
+  CHECK(write(u, eof ? "E" : "T", 1) == 1, "verdict");
+  close(u);
+  close(c);
+  CHECK(eof, "no EOF after the client closed its undecided socket");
+  return 0;
+}
+
+int CloseUndecidedClient(uint16_t port, const char*) {
+  int u = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un ua{};
+  ua.sun_family = AF_UNIX;
+  const std::string name = EofVerdictName(port);
+  std::memcpy(ua.sun_path, name.data(), name.size());
+  CHECK(bind(u, reinterpret_cast<sockaddr*>(&ua),
+             static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
+                                    name.size())) == 0 &&
+            listen(u, 1) == 0,
+        "verdict socket");
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in a = Loopback(port);
+  int r = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  CHECK(r == 0 || errno == EINPROGRESS, "connect");
+  pollfd p{fd, POLLOUT, 0};
+  CHECK(poll(&p, 1, 10000) == 1 && (p.revents & POLLOUT), "never writable");
+  // Left alone past the progress thread's grace (20 ms): the thread now
+  // sleeps on the socket, waiting for the Accept that never comes.
+  usleep(200 * 1000);
+  close(fd);
+  pollfd q{u, POLLIN, 0};
+  CHECK(poll(&q, 1, 20000) == 1, "no verdict from the server");
+  int v = accept(u, nullptr, nullptr);
+  char verdict = 0;
+  CHECK(v >= 0 && read(v, &verdict, 1) == 1, "verdict");
+  CHECK(verdict == 'E', "the server saw no EOF after our close");
+  close(v);
+  close(u);
+  return 0;
+}
+
 // mode "talk": waits for the server's plain bytes (after its CLC timeout),
 // answers. mode "idle": prints CONNECTED and waits for EOF.
 int SilentClientMain(uint16_t port, const std::string& mode) {
@@ -977,6 +1061,7 @@ void AddEventScenarios(Scenarios& s) {
   s["peek"] = {PeekServer, PeekClient};
   s["eintr"] = {EintrServer, EintrClient};
   s["silent-peer"] = {nullptr, SilentPeerClient};
+  s["close-undecided"] = {nullptr, CloseUndecidedClient};
   s["busy-accept"] = {
       [](int l) { return BusyAcceptServe(l, kBusyReq); },
       [](uint16_t p, const char*) { return BusyAcceptClientWith(p, false); }};

@@ -11,8 +11,11 @@
 //                    after the listener closed its copies.
 //   pass-back:       the worker reads the request and hands the socket back
 //                    to the listener (closing its copy), which replies.
-//   pass-static, pass-otheruid: a receiver that cannot take the connection
-//                    (no usmc; another uid) gets a reset socket.
+//   pass-static, pass-otheruid-user: a receiver that cannot take the
+//                    connection (no usmc; another uid, from a non-root
+//                    sender) gets a reset socket.
+//   pass-otheruid:   root hands the connection to a worker of uid 65534,
+//                    which carries it on over SMC-D.
 //
 // The client makes kPassConns connections, kPassBatch at a time: a request
 // of kPassReq bytes each, then it checks a reply of kPassReply bytes and EOF.
@@ -245,40 +248,69 @@ int PassStaticClient(uint16_t port, const char* static_probe) {
   return 0;
 }
 
-// pass-otheruid: the same with a receiver that runs usmc but changed its
-// uid after the socketpair was made (SO_PEERCRED still names root): it may
-// not share our memory, so the connection cannot go along.
-int PassOtherUidClient(uint16_t port, const char*) {
-  int fd = Connect(port);
-  CHECK(fd >= 0, "connect");
-  RUN(SendPat(fd, 0, kPassReq, 31));
-  RUN(WaitAck(fd));
+// pass-otheruid: the client (root) hands its SMC-D socket to a worker that
+// changed its uid after the socketpair was made (SO_PEERCRED still names
+// root), as a privileged master does with workers that dropped their
+// privileges: the worker holds the TCP socket, so it may have the DMBs,
+// and it trusts root's state (preload/pass.cc, kOtherUid). The worker moves
+// a request and a reply over the connection it took along.
+// pass-otheruid-user: the same between two ordinary uids (the client drops
+// to 65533 before it connects): the worker would not trust that state, so
+// the connection is reset, and the worker's socket fails.
+constexpr size_t kWorkerReq = 8192, kWorkerReply = 256 << 10;
+
+int PassOtherUidServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  RUN(RecvPat(fd, 0, kPassReq, 31));
+  RUN(Ack(fd));
+  RUN(RecvPat(fd, kPassReq, kWorkerReq, 41));  // from the worker
+  RUN(SendPat(fd, 0, kWorkerReply, 42));
+  RUN(ExpectEof(fd));
+  close(fd);
+  return 0;
+}
+
+int PassOtherUidClient(uint16_t port, const char* arg) {
+  const bool user = std::string(arg) == "user";
   int sv[2];
   CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
   pid_t kid = fork();
   CHECK(kid >= 0, "fork");
   if (kid == 0) {
     SetName("probe-nobody");
-    close(fd);
     close(sv[0]);
     if (setgid(65534) != 0 || setuid(65534) != 0) _exit(20);
     if (write(sv[1], "r", 1) != 1) _exit(21);
     std::vector<int> got;
     if (RecvFds(sv[1], 1, &got) != 0) _exit(22);
-    ssize_t w = write(got[0], "plain bytes", 11);
-    char c;
-    ssize_t r = read(got[0], &c, 1);
-    _exit(w < 0 || r < 0 ? 0 : 23);  // a dead socket, not a silent one
+    if (user) {
+      ssize_t w = write(got[0], "plain bytes", 11);
+      char c;
+      ssize_t r = read(got[0], &c, 1);
+      _exit(w < 0 || r < 0 ? 0 : 23);  // a dead socket, not a silent one
+    }
+    if (SendPat(got[0], kPassReq, kWorkerReq, 41) != 0) _exit(24);
+    if (RecvPat(got[0], 0, kWorkerReply, 42) != 0) _exit(25);
+    close(got[0]);
+    _exit(0);
   }
   close(sv[1]);
   char ready;
   CHECK(read(sv[0], &ready, 1) == 1, "the worker's ready byte");
+  if (user) CHECK(setgid(65533) == 0 && setuid(65533) == 0, "setuid 65533");
+  int fd = Connect(port);
+  CHECK(fd >= 0, "connect");
+  RUN(SendPat(fd, 0, kPassReq, 31));
+  RUN(WaitAck(fd));
   RUN(SendFds(sv[0], {fd}));
   close(fd);
   int st = 0;
   CHECK(waitpid(kid, &st, 0) == kid, "waitpid");
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-        "the other uid's socket did not fail (%#x)", st);
+        user ? "the other uid's socket did not fail (%#x)"
+             : "the worker (uid 65534) failed with its connection (%#x)",
+        st);
   close(sv[0]);
   return 0;
 }
@@ -287,7 +319,8 @@ int PassOtherUidClient(uint16_t port, const char*) {
 
 void AddPassScenarios(Scenarios& s) {
   s["pass-static"] = {PassStaticServer, PassStaticClient};
-  s["pass-otheruid"] = {PassStaticServer, PassOtherUidClient};
+  s["pass-otheruid"] = {PassOtherUidServer, PassOtherUidClient};
+  s["pass-otheruid-user"] = {PassStaticServer, PassOtherUidClient};
   s["pass-stream"] = {[](int lfd) { return PassServer(lfd, Mode::kStream); },
                       PassClient};
   s["pass-dgram-many"] = {

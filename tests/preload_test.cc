@@ -590,12 +590,31 @@ TEST_F(Preload, PassToAProgramWithoutUsmcResets) {
   EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
 }
 
-// The same for a receiver that changed its uid after the socketpair was
-// made: it may not share the sender's memory. Before, it got the usmc fds
-// too (six instead of one) and an idle TCP socket.
-TEST_F(Preload, PassToAnotherUidResets) {
+// A root process hands its SMC-D connection to a worker that changed its
+// uid after the socketpair was made (a privileged master and its workers):
+// the worker holds the TCP socket, which is what the handover's threat
+// model trusts (docs/dev-shm.md), and it trusts root's state, so it takes
+// the connection along and its bytes move over SMC-D. Before, the
+// connection was reset ("runs under another uid") and the worker failed.
+TEST_F(Preload, PassToAnotherUidFromRootKeepsSmcd) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to run the worker as nobody";
   SplitRun r = RunSplit("pass-otheruid", Env(true), Env(true));
+  EXPECT_EQ(r.client.err.find("cannot move"), std::string::npos) << r.client;
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  // The worker (uid 65534) cannot write this test's report; the server's
+  // line says every byte, the worker's too, went through shared memory
+  // (out: the reply and the go-ahead byte to the client).
+  ExpectSmcd(Report("probe-srv"), 4096 + 8192, (256 << 10) + 1);
+}
+
+// Between two ordinary uids it is reset, loudly: the receiver would not
+// trust a state another user could have forged. Before, the receiver got
+// the usmc fds too (six instead of one) and an idle TCP socket.
+TEST_F(Preload, PassBetweenTwoUsersResets) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the worker as nobody";
+  SplitRun r =
+      RunSplit("pass-otheruid-user", Env(true), Env(true), /*arg=*/"user");
   EXPECT_NE(r.client.err.find("runs under another uid"), std::string::npos)
       << r.client;
   EXPECT_TRUE(r.client.ok()) << r.client;
@@ -867,6 +886,23 @@ TEST_F(Preload, SilentServerNonblockingConnectTimesOutToTcp) {
   ASSERT_TRUE(c.ok()) << c;
   ASSERT_TRUE(s.ok()) << s;
   ExpectTcp(Report("probe-cli"), wire::kReasonTimeoutCl, 32, 32);
+}
+
+// The client closes its socket while the progress thread sleeps in poll(2)
+// on it (undecided: the server never answers the Proposal): the close is
+// EOF for the server at once. Before, the thread's poll held the socket
+// open until that poll's timeout, the CLC deadline (a minute here); a
+// forking client under load hung so (ForkWithEarlyDataSendsItOnce).
+TEST_F(Preload, CloseWhileTheProgressThreadWaitsIsEofAtOnce) {
+  Proc server({USMC_PROBE, "silent-server-eof"}, Env(false));
+  std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
+  Proc client({USMC_PROBE, "client", "close-undecided", line->substr(5)},
+              Env(true, {{"USMC_CLC_TIMEOUT_MS", "60000"}}));
+  Exit c = client.Wait();
+  Exit s = server.Wait();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(c.ok()) << c;
 }
 
 // accept() hands out the silent client's connection at once: a second

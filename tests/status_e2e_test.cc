@@ -352,6 +352,43 @@ TEST_F(StatusE2e, HandshakesNoCallDrivesAreShownDecided) {
   EXPECT_EQ(server->Wait(), 0) << server->Stderr();
 }
 
+size_t Count(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = hay.find(needle); at != std::string::npos;
+       at = hay.find(needle, at + 1))
+    ++n;
+  return n;
+}
+
+// A status directory that others may write to is refused by every process
+// under usmc (runtime::EnsureStatusDir): each says so once on stderr, and
+// `usmc ss` says why it shows nothing. Before, both were silent: the
+// connections were just missing.
+TEST_F(StatusE2e, AGroupWritableStatusDirIsRefusedAloud) {
+  ASSERT_EQ(mkdir(status_.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(status_.c_str(), 0770), 0);
+  int port = 0;
+  auto server = StartServer(/*under_usmc=*/true, &port);
+  ASSERT_NE(port, 0);
+  auto client = Start({USMC_STATUS_PEER, "client", std::to_string(kBytes),
+                       "127.0.0.1", std::to_string(port), "1"},
+                      true);
+  ASSERT_EQ(client->ReadLine(), "DONE") << client->Stderr();
+  const std::string why = "status directory " + status_ +
+                          " is writable by group or others; chmod 700 it";
+  Output o = Usmc("ss --status-dir " + status_);
+  EXPECT_EQ(o.code, 0) << o.out;
+  EXPECT_NE(o.out.find("usmc ss: " + why), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("none of their connections is shown"), std::string::npos)
+      << o.out;
+  EXPECT_EQ(client->Wait(), 0) << client->Stderr();
+  EXPECT_EQ(server->Wait(), 0) << server->Stderr();
+  EXPECT_EQ(Count(client->Stderr(), why), 1u) << client->Stderr();
+  EXPECT_EQ(Count(server->Stderr(), why), 1u) << server->Stderr();
+  // And it really was refused: nothing was published there.
+  EXPECT_TRUE(fs::is_empty(status_));
+}
+
 TEST_F(StatusE2e, ChkSaysSmcdAgainstItsOwnServer) {
   auto server = Start({USMC_BIN, "chk", "-S", "-p", "0"}, false);
   std::optional<std::string> line = server->ReadLine();

@@ -158,7 +158,23 @@ void PrintTable(const SsArgs& a,
   }
 }
 
+// A directory every publisher refuses shows nothing: say why (stderr, so
+// that --json stays one document), not an empty list alone.
+void SayRefusedDirs(const SsArgs& a) {
+  const std::vector<std::string> dirs = a.dir.empty()
+                                            ? runtime::StatusDirsToRead()
+                                            : std::vector<std::string>{a.dir};
+  for (const std::string& d : dirs) {
+    const Status s = runtime::StatusDirProblem(d, /*as_owner=*/false);
+    if (!s.ok())
+      std::cerr << "usmc ss: " << s.message()
+                << "; processes under usmc do not publish there, so none of "
+                   "their connections is shown\n";
+  }
+}
+
 void Run(const SsArgs& a) {
+  SayRefusedDirs(a);
   const std::vector<runtime::ProcessStatus> procs = ReadProcesses(a.dir);
   if (a.json) {
     nlohmann::json conns = nlohmann::json::array();
