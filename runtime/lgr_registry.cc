@@ -947,6 +947,7 @@ void LgrRegistry::PublishLocked() {
       m.llc_sent = c.llc_tx;
       m.llc_received = c.llc_rx;
       m.test_link_sent = c.test_link_sent;
+      m.test_link_received = c.test_link_received;
     } else {
       SetRecordState(r, g->ended ? "ENDED" : "NEW");
     }

@@ -90,6 +90,7 @@ struct SmcrRecord {
   uint64_t delete_rkey_sent = 0;
   uint64_t delete_rkey_received = 0;
   uint64_t test_link_sent = 0;
+  uint64_t test_link_received = 0;  // the peer's requests we answered
 };
 
 struct CursorValue {

@@ -52,6 +52,25 @@ void Connect(SimPair& sim) {
   ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmc);
 }
 
+// Simulated time passes with only the registries running (their TEST_LINK
+// keepalives); bounded.
+void RunWorldFor(SmcrWorld& w, engine::Duration d) {
+  const engine::TimePoint end = w.now() + d;
+  for (int i = 0; i < 100000; ++i) {
+    while (w.Progress()) {
+    }
+    const std::optional<engine::TimePoint> next = w.NextDeadline();
+    if (!next || *next > end) {
+      w.clock().Set(end);
+      while (w.Progress()) {
+      }
+      return;
+    }
+    w.clock().Set(std::max(*next, w.now() + engine::Duration(1)));
+  }
+  ADD_FAILURE() << "the world never got to the end";
+}
+
 void PingPong(SimPair& sim) {
   std::vector<std::byte> buf(64);
   for (int s = 0; s < 2; ++s) {
@@ -91,6 +110,7 @@ void ExpectGroup(const ConnRecord& r, const LgrInfo& g) {
   EXPECT_EQ(r.smcr.llc_sent, g.counters.llc_tx);
   EXPECT_EQ(r.smcr.llc_received, g.counters.llc_rx);
   EXPECT_EQ(r.smcr.test_link_sent, g.counters.test_link_sent);
+  EXPECT_EQ(r.smcr.test_link_received, g.counters.test_link_received);
   EXPECT_EQ(r.pid, getpid());
 }
 
@@ -139,7 +159,10 @@ TEST(SmcrStatus, ConnectionsAndGroupsReadBackAsTheRegistryReportsThem) {
   auto second = std::make_unique<SimPair>(o);
   Connect(*second);
   PingPong(*second);
-  w.Progress();
+  // 95 s idle: each side's 30 s keepalive sends TEST_LINK, the other
+  // answers (LLC counters that moved, not zeroes).
+  RunWorldFor(w, std::chrono::seconds(95));
+  PingPong(*first);
 
   for (int side : {kClient, kServer}) {
     SCOPED_TRACE(side == kClient ? "client" : "server");
@@ -180,10 +203,18 @@ TEST(SmcrStatus, ConnectionsAndGroupsReadBackAsTheRegistryReportsThem) {
     EXPECT_EQ(got_tokens.count(0), 0u);
     ExpectNoRegionAddress(st, reg.Regions());
   }
-  // The peer GID each side shows is the other side's device GID.
+  // The peer GID each side shows is the other side's device GID; each
+  // TEST_LINK one side sent, the other received and answered.
   {
     const ProcessStatus c = Read(*client_pub);
     const ProcessStatus s = Read(*server_pub);
+    const SmcrRecord& cm = c.link_groups[0].smcr;
+    const SmcrRecord& sm = s.link_groups[0].smcr;
+    EXPECT_GE(cm.test_link_sent + sm.test_link_sent, 3u);
+    EXPECT_EQ(cm.test_link_sent, sm.test_link_received);
+    EXPECT_EQ(sm.test_link_sent, cm.test_link_received);
+    EXPECT_EQ(cm.llc_sent, sm.llc_received);
+    EXPECT_EQ(sm.llc_sent, cm.llc_received);
     EXPECT_EQ(c.link_groups[0].smcr.peer_qpn, s.link_groups[0].smcr.qpn);
     EXPECT_EQ(s.link_groups[0].smcr.peer_qpn, c.link_groups[0].smcr.qpn);
     EXPECT_EQ(

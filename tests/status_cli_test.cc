@@ -393,6 +393,7 @@ TEST_F(StatusCli, SmcrConnectionAndLinkGroupAreShownInTextAndJson) {
   g.smcr.delete_rkey_sent = 7;
   g.smcr.delete_rkey_received = 11;
   g.smcr.test_link_sent = 13;
+  g.smcr.test_link_received = 17;
   pub_->Update(pub_->Acquire(), g);
 
   json j = UsmcJson("ss --json" + Dir());
@@ -424,7 +425,8 @@ TEST_F(StatusCli, SmcrConnectionAndLinkGroupAreShownInTextAndJson) {
                                          {"confirm_rkey_received", 5},
                                          {"delete_rkey_sent", 7},
                                          {"delete_rkey_received", 11},
-                                         {"test_link_sent", 13}}}}));
+                                         {"test_link_sent", 13},
+                                         {"test_link_received", 17}}}}));
   // -D (SMC-D only) and -l show no link group.
   EXPECT_TRUE(UsmcJson("ss --json -D" + Dir())["link_groups"].empty());
   EXPECT_EQ(UsmcJson("ss --json -R" + Dir())["connections"].size(), 1u);
@@ -440,7 +442,7 @@ TEST_F(StatusCli, SmcrConnectionAndLinkGroupAreShownInTextAndJson) {
   EXPECT_TRUE(std::regex_search(
       text.out, std::regex("\n0000002a CLNT ACTIVE +17 +23 "
                            "fe80::211:22ff:fe33:4455 +80090a0b0c0d0e0f +1 +31 "
-                           "+37 +3/5 +7/11 +13 ")))
+                           "+37 +3/5 +7/11 +13/17 ")))
       << text.out;
   Output debug = Usmc("ss -d" + Dir());
   EXPECT_NE(debug.out.find("smc-r: link group 0000002a qpn 17 peer qpn 23 "
@@ -459,7 +461,7 @@ TEST_F(StatusCli, SmcrConnectionAndLinkGroupAreShownInTextAndJson) {
       << stext.out;
   EXPECT_NE(stext.out.find("LLC sent 31 received 37; CONFIRM_RKEY sent 3 "
                            "received 5; DELETE_RKEY sent 7 received 11; "
-                           "TEST_LINK sent 13"),
+                           "TEST_LINK sent 13 received 17"),
             std::string::npos)
       << stext.out;
 }

@@ -191,10 +191,10 @@ void PrintLinkGroups(const SsArgs& a,
   std::cout << "\nSMC-R link groups\n"
             << fmt::format(
                    "{:<8} {:<4} {:<10} {:>8} {:>8} {:<39} {:<16} {:>5} {:>8} "
-                   "{:>8} {:>13} {:>13} {:>9} {:>7} {:<15}",
+                   "{:>8} {:>13} {:>13} {:>13} {:>7} {:<15}",
                    "Lgr-Id", "Role", "State", "QPN", "Peer-QPN", "Peer-GID",
                    "Peer-System-Id", "Conns", "LLC-sent", "LLC-recv",
-                   "CfmRkey-s/r", "DelRkey-s/r", "TestLink", "PID", "Comm")
+                   "CfmRkey-s/r", "DelRkey-s/r", "TestLink-s/r", "PID", "Comm")
             << "\n";
   for (const runtime::ProcessStatus& p : procs) {
     for (const runtime::ConnRecord& g : p.link_groups) {
@@ -202,7 +202,7 @@ void PrintLinkGroups(const SsArgs& a,
       const runtime::SmcrRecord& m = g.smcr;
       std::cout << fmt::format(
                        "{:08x} {:<4} {:<10} {:>8} {:>8} {:<39} {:<16} {:>5} "
-                       "{:>8} {:>8} {:>13} {:>13} {:>9} {:>7} {:<15}",
+                       "{:>8} {:>8} {:>13} {:>13} {:>13} {:>7} {:<15}",
                        m.lgr_id,
                        g.role == engine::Role::kClient ? "CLNT" : "SERV",
                        StateOf(g), m.qpn, m.peer_qpn, GidText(m.peer_gid),
@@ -212,7 +212,9 @@ void PrintLinkGroups(const SsArgs& a,
                                    m.confirm_rkey_received),
                        fmt::format("{}/{}", m.delete_rkey_sent,
                                    m.delete_rkey_received),
-                       m.test_link_sent, g.pid, p.comm)
+                       fmt::format("{}/{}", m.test_link_sent,
+                                   m.test_link_received),
+                       g.pid, p.comm)
                 << "\n";
     }
   }

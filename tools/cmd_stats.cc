@@ -250,10 +250,10 @@ void PrintLinkGroups(const std::vector<runtime::ProcessStatus>& procs) {
           m.conns == 1 ? "" : "s", g.pid, p.comm);
       std::cout << fmt::format(
           "    LLC sent {} received {}; CONFIRM_RKEY sent {} received {}; "
-          "DELETE_RKEY sent {} received {}; TEST_LINK sent {}\n",
+          "DELETE_RKEY sent {} received {}; TEST_LINK sent {} received {}\n",
           m.llc_sent, m.llc_received, m.confirm_rkey_sent,
           m.confirm_rkey_received, m.delete_rkey_sent, m.delete_rkey_received,
-          m.test_link_sent);
+          m.test_link_sent, m.test_link_received);
     }
   }
 }

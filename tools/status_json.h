@@ -103,7 +103,8 @@ inline nlohmann::json LgrToJson(const runtime::ProcessStatus& p,
             {"confirm_rkey_received", m.confirm_rkey_received},
             {"delete_rkey_sent", m.delete_rkey_sent},
             {"delete_rkey_received", m.delete_rkey_received},
-            {"test_link_sent", m.test_link_sent}}}};
+            {"test_link_sent", m.test_link_sent},
+            {"test_link_received", m.test_link_received}}}};
 }
 
 inline std::string Hex32(uint32_t v) { return fmt::format("0x{:08x}", v); }
