@@ -46,8 +46,8 @@ inline constexpr uint32_t kStatusMagic = 0x534d5355;  // "USMS" little-endian
 // A reader refuses a file of another version with a message naming both.
 inline constexpr uint32_t kStatusVersion = 2;
 // A process's live connections that `usmc ss` can show: 10,000 held by
-// one process fit (issue 21; 4,096 left 5,904 of them out). 768 bytes a
-// slot: the file is 12 MiB, sparse (a slot's page is touched when used).
+// one process fit (issue 21; 4,096 left 5,904 of them out). 832 bytes a
+// slot: the file is 13 MiB, sparse (a slot's page is touched when used).
 inline constexpr uint32_t kStatusSlots = 16384;
 inline constexpr int kFallbackEntries = 30;  // per role, like the kernel
 // Size histograms: bucket i (0..7) holds sizes up to 8 KiB << i, bucket 8
