@@ -262,6 +262,7 @@ class LgrStep {
       return;
     }
     if (!CanSend()) return Ignore();
+    ++d_.counters.test_link_received;
     wire::LlcTestLink reply = m;  // user data echoed
     reply.hdr.response = true;
     Send(reply);

@@ -268,6 +268,7 @@ struct LgrCounters {
   uint64_t llc_tx = 0;       // LLC messages sent
   uint64_t llc_ignored = 0;  // received and dropped (malformed, stale)
   uint64_t test_link_sent = 0;
+  uint64_t test_link_received = 0;  // the peer's requests we answered
   friend bool operator==(const LgrCounters&, const LgrCounters&) = default;
 };
 

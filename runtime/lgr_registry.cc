@@ -1,7 +1,10 @@
 #include "runtime/lgr_registry.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -81,10 +84,12 @@ SmcrConn::~SmcrConn() {
   std::lock_guard<std::mutex> lock(reg_.mu_);
   reg_.ReleaseConn(*this);
   std::erase(reg_.conns_, this);
+  reg_.PublishLocked();
 }
 
 void SmcrConn::Join(const engine::SmcrJoinLgr& a, std::vector<Event>& answers) {
   std::lock_guard<std::mutex> lock(reg_.mu_);
+  LgrRegistry::Republish republish{reg_};
   LinkGroup* g = nullptr;
   bool first = a.first_contact;
   const engine::SmcrLink& l = a.link;
@@ -153,6 +158,7 @@ void SmcrConn::Join(const engine::SmcrJoinLgr& a, std::vector<Event>& answers) {
 void SmcrConn::StartLink(const engine::SmcrStartLink& a,
                          std::vector<Event>& answers) {
   std::lock_guard<std::mutex> lock(reg_.mu_);
+  LgrRegistry::Republish republish{reg_};
   LinkGroup* g = group_;
   if (g == nullptr || g->ended) {
     answers.push_back(engine::SmcrLinkFailed{wire::kReasonTimeoutCl});
@@ -186,6 +192,7 @@ void SmcrConn::StartLink(const engine::SmcrStartLink& a,
 void SmcrConn::ConfirmRkey(const engine::SmcrConfirmRkey& a,
                            std::vector<Event>& answers) {
   std::lock_guard<std::mutex> lock(reg_.mu_);
+  LgrRegistry::Republish republish{reg_};
   if (group_ == nullptr || group_->ended) {
     answers.push_back(engine::SmcrRkeyConfirmed{false});
     return;
@@ -196,6 +203,7 @@ void SmcrConn::ConfirmRkey(const engine::SmcrConfirmRkey& a,
 
 void SmcrConn::HandshakeDone(const engine::SmcrLink& link) {
   std::lock_guard<std::mutex> lock(reg_.mu_);
+  LgrRegistry::Republish republish{reg_};
   peer_rkey_ = link.peer_rkey;
   peer_vaddr_ = link.peer_vaddr;
   peer_rmb_size_ = link.peer_rmb_size;
@@ -245,6 +253,7 @@ void SmcrConn::Send(const engine::PostSend& a) {
 
 void SmcrConn::Leave(const engine::SmcrLeaveLgr& a) {
   std::lock_guard<std::mutex> lock(reg_.mu_);
+  LgrRegistry::Republish republish{reg_};
   LinkGroup* g = group_;
   if (g != nullptr && !g->ended && a.token == token_) {
     reg_.RunLgr(*g, engine::LgrConnClosed{a.token});
@@ -371,6 +380,10 @@ LgrRegistry::LgrRegistry(rdma::Context& ctx, engine::Entropy& entropy,
 
 LgrRegistry::~LgrRegistry() {
   std::lock_guard<std::mutex> lock(mu_);
+  if (status_) {
+    for (const auto& [key, slot] : slots_) status_->release(slot);
+    slots_.clear();
+  }
   // verbs' order: QPs, MRs, CQs, the channel, then the PDs.
   for (auto& g : groups_) g->qp.reset();
   for (SmcrConn* c : conns_) {
@@ -809,6 +822,7 @@ void LgrRegistry::FreeEndedGroups() {
 
 bool LgrRegistry::Progress() {
   std::lock_guard<std::mutex> lock(mu_);
+  Republish republish{*this};
   bool any = false;
   if (channel_) {
     for (int i = 0; i < 64; ++i) {
@@ -871,9 +885,102 @@ int LgrRegistry::fd() const { return channel_ ? channel_->fd() : -1; }
 
 void LgrRegistry::TerminateAll() {
   std::lock_guard<std::mutex> lock(mu_);
+  Republish republish{*this};
   for (auto& g : groups_) {
     if (!g->ended) RunLgr(*g, engine::LgrTerminate{});
   }
+}
+
+void LgrRegistry::AttachStatus(StatusSink sink) {
+  std::lock_guard<std::mutex> lock(mu_);
+  status_ = std::move(sink);
+  PublishLocked();
+}
+
+namespace {
+void SetRecordState(ConnRecord& r, std::string_view state) {
+  const size_t n = std::min(state.size(), sizeof(r.state) - 1);
+  std::memcpy(r.state, state.data(), n);
+}
+}  // namespace
+
+void LgrRegistry::PublishLocked() {
+  if (!status_) return;
+  std::map<const void*, SlotId> next;
+  auto put = [&](const void* key, const ConnRecord& r) {
+    auto it = slots_.find(key);
+    SlotId id = kNoSlot;
+    if (it != slots_.end()) {
+      id = it->second;
+      slots_.erase(it);
+    } else {
+      id = status_->acquire();
+    }
+    status_->update(id, r);
+    next[key] = id;
+  };
+  const uint32_t uid = geteuid();
+  for (const auto& g : groups_) {
+    ConnRecord r;
+    r.kind = RecordKind::kLinkGroup;
+    r.mode = ConnMode::kSmcr;
+    r.role = g->role;
+    r.uid = uid;
+    SmcrRecord& m = r.smcr;
+    m.lgr_id = g->id;
+    m.qpn = g->qpn;
+    m.conns = static_cast<uint32_t>(g->conns.size());
+    m.confirm_rkey_sent = g->confirm_rkey_sent;
+    m.confirm_rkey_received = g->confirm_rkey_received;
+    m.delete_rkey_sent = g->delete_rkey_sent;
+    m.delete_rkey_received = g->delete_rkey_received;
+    if (g->lgr) {
+      SetRecordState(r, g->ended ? std::string_view("ENDED")
+                                 : engine::ToString(g->lgr->state()));
+      const engine::LgrParams& p = g->lgr->params();
+      m.peer_qpn = p.peer_qpn;
+      std::memcpy(m.peer_gid, p.peer_gid.data(), sizeof(m.peer_gid));
+      std::memcpy(m.system_id, g->lgr->system_id().data(), sizeof(m.system_id));
+      std::memcpy(m.peer_system_id, p.peer_system_id.data(),
+                  sizeof(m.peer_system_id));
+      const engine::LgrCounters& c = g->lgr->data().counters;
+      m.llc_sent = c.llc_tx;
+      m.llc_received = c.llc_rx;
+      m.test_link_sent = c.test_link_sent;
+      m.test_link_received = c.test_link_received;
+    } else {
+      SetRecordState(r, g->ended ? "ENDED" : "NEW");
+    }
+    put(g.get(), r);
+  }
+  for (const SmcrConn* c : conns_) {
+    const LinkGroup* g = c->group_;
+    if (g == nullptr && !c->aborted_) continue;  // not joined (or left)
+    ConnRecord r;
+    r.mode = ConnMode::kSmcr;
+    r.role = c->params_.role;
+    r.uid = uid;
+    SetRecordState(r, c->aborted_         ? "LGR_ENDED"
+                      : c->awaiting_link_ ? "LINK_WAIT"
+                      : c->awaiting_rkey_ ? "RKEY_WAIT"
+                      : c->sndbuf_mr_     ? "ACTIVE"
+                                          : "JOINED");
+    r.dmb_size = c->rmb_size_;
+    r.peer_dmb_size = c->peer_rmb_size_;
+    r.smcr.token = c->token_;
+    if (g != nullptr) {
+      r.smcr.lgr_id = g->id;
+      r.smcr.qpn = g->qpn;
+      if (g->lgr) {
+        r.smcr.peer_qpn = g->lgr->params().peer_qpn;
+        std::memcpy(r.smcr.peer_gid, g->lgr->params().peer_gid.data(),
+                    sizeof(r.smcr.peer_gid));
+      }
+    }
+    put(c, r);
+  }
+  for (const auto& [key, slot] : slots_) status_->release(slot);
+  slots_ = std::move(next);
 }
 
 std::vector<LgrInfo> LgrRegistry::Groups() const {

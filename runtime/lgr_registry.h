@@ -50,6 +50,7 @@
 #include "engine/events.h"
 #include "engine/lgr.h"
 #include "engine/params.h"
+#include "runtime/publish.h"
 
 namespace usmc::runtime {
 
@@ -225,6 +226,12 @@ class LgrRegistry {
   std::vector<MrRecord> Regions() const;
   // Every SEND payload posted (record_sends), in order.
   std::vector<std::vector<std::byte>> RecordedSends() const;
+  // Publishes every link group and every SMC-R connection that joined one
+  // as status records (what `usmc ss` and `usmc stats` read), refreshed
+  // whenever the registry is called; a record leaves when its group or
+  // connection does. Optional: without it nothing is published. Call
+  // before the first connection; the sink must outlive the registry.
+  void AttachStatus(StatusSink sink);
   // Tests: the QP of group `id` (a hostile peer posts on it).
   dev::rdma::Qp* QpForTest(uint32_t id);
   const dev::rdma::DeviceAttr& attr() const { return ctx_.attr(); }
@@ -251,6 +258,14 @@ class LgrRegistry {
   void FreeEndedGroups();
   LinkGroup* GroupByQpn(uint32_t qpn);
   LinkGroup* GroupById(uint32_t id);
+  // Brings the published records in line with groups_ and conns_.
+  void PublishLocked();
+  // Declared after a method's lock: republishes when the method returns,
+  // still under the lock.
+  struct Republish {
+    LgrRegistry& reg;
+    ~Republish() { reg.PublishLocked(); }
+  };
 
   dev::rdma::Context& ctx_;
   engine::Entropy& entropy_;
@@ -263,6 +278,8 @@ class LgrRegistry {
   uint32_t next_lgr_id_ = 0;
   std::vector<SmcrConn*> conns_;
   std::vector<std::vector<std::byte>> sends_;
+  std::optional<StatusSink> status_;
+  std::map<const void*, SlotId> slots_;  // group or connection -> its slot
 };
 
 }  // namespace usmc::runtime

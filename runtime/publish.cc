@@ -486,6 +486,12 @@ void StatusPublisher::Update(SlotId id, const ConnRecord& r) {
   StoreRecord(f_->slots[id], copy);
 }
 
+StatusSink StatusPublisher::AsSink() {
+  return {[this] { return Acquire(); },
+          [this](SlotId id, const ConnRecord& r) { Update(id, r); },
+          [this](SlotId id) { Release(id); }};
+}
+
 void StatusPublisher::AddBytes(SlotId id, uint64_t in, uint64_t out, bool smc) {
   if (id < 0 || id >= static_cast<SlotId>(kStatusSlots)) return;
   Slot& s = f_->slots[id];

@@ -28,6 +28,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -41,10 +42,12 @@ namespace usmc::runtime {
 struct SocketStatus;
 
 inline constexpr uint32_t kStatusMagic = 0x534d5355;  // "USMS" little-endian
-inline constexpr uint32_t kStatusVersion = 1;
+// 2: records carry a kind (connection or SMC-R link group) and SMC-R fields.
+// A reader refuses a file of another version with a message naming both.
+inline constexpr uint32_t kStatusVersion = 2;
 // A process's live connections that `usmc ss` can show: 10,000 held by
-// one process fit (issue 21; 4,096 left 5,904 of them out). 704 bytes a
-// slot: the file is 11 MiB, sparse (a slot's page is touched when used).
+// one process fit (issue 21; 4,096 left 5,904 of them out). 832 bytes a
+// slot: the file is 13 MiB, sparse (a slot's page is touched when used).
 inline constexpr uint32_t kStatusSlots = 16384;
 inline constexpr int kFallbackEntries = 30;  // per role, like the kernel
 // Size histograms: bucket i (0..7) holds sizes up to 8 KiB << i, bucket 8
@@ -61,6 +64,35 @@ std::ostream& operator<<(std::ostream& os, ConnMode m);
 // state "FAILED".
 ConnMode ToConnMode(engine::Mode m, engine::Technology t);
 
+// What a slot describes.
+enum class RecordKind : uint8_t { kConnection = 0, kLinkGroup = 1 };
+
+// The SMC-R part of a record. A connection (mode SMCR) fills its link
+// group's id, QPN and peer GID and its own alert token; a link group fills
+// everything but `token`. No address or rkey of a buffer is published: a
+// process address never leaves the process, and an rkey would let a
+// reader of the file name the RMB to the fabric.
+struct SmcrRecord {
+  uint32_t lgr_id = 0;
+  uint32_t qpn = 0;
+  uint32_t peer_qpn = 0;
+  uint32_t token = 0;  // connection: its alert token in the group
+  uint8_t peer_gid[16] = {};
+  uint8_t system_id[8] = {};  // link group: ours, and the peer's
+  uint8_t peer_system_id[8] = {};
+  uint32_t conns = 0;  // link group: connections on it now
+  uint32_t pad = 0;
+  // Link group: LLC messages (RFC 7609 3.1), all kinds and per kind.
+  uint64_t llc_sent = 0;
+  uint64_t llc_received = 0;
+  uint64_t confirm_rkey_sent = 0;
+  uint64_t confirm_rkey_received = 0;
+  uint64_t delete_rkey_sent = 0;
+  uint64_t delete_rkey_received = 0;
+  uint64_t test_link_sent = 0;
+  uint64_t test_link_received = 0;  // the peer's requests we answered
+};
+
 struct CursorValue {
   uint32_t wrap = 0;
   uint32_t count = 0;
@@ -73,7 +105,8 @@ struct ConnRecord {
   char state[24] = {};  // NUL-terminated: "ACTIVE", "APPCLW1", "CLC_WAIT"...
   ConnMode mode = ConnMode::kHandshake;
   engine::Role role = engine::Role::kClient;
-  uint8_t reserved[6] = {};
+  RecordKind kind = RecordKind::kConnection;
+  uint8_t reserved[5] = {};
   sockaddr_storage local{};  // family AF_UNSPEC if unknown
   sockaddr_storage peer{};
   uint32_t local_reason = 0;  // wire/reason.h; 0 = none
@@ -98,6 +131,7 @@ struct ConnRecord {
   uint64_t bytes_out = 0;
   uint64_t bytes_smc_in = 0;
   uint64_t bytes_smc_out = 0;
+  SmcrRecord smcr;  // mode SMCR, or kind kLinkGroup
 };
 
 // Fills what the runtime knows: mode, role, state, reasons, DMB sizes,
@@ -151,6 +185,13 @@ struct ProcessCounters {
 using SlotId = int32_t;
 inline constexpr SlotId kNoSlot = -1;
 
+// Acquire / Update / Release of a publisher, as callables.
+struct StatusSink {
+  std::function<SlotId()> acquire;
+  std::function<void(SlotId, const ConnRecord&)> update;
+  std::function<void(SlotId)> release;
+};
+
 namespace publish_internal {
 struct FileLayout;
 }
@@ -199,6 +240,10 @@ class StatusPublisher {
 
   const std::string& path() const { return path_; }
 
+  // The three calls above as a StatusSink (for publishers in libraries
+  // that do not link this one: runtime/lgr_registry.h).
+  StatusSink AsSink();
+
  private:
   StatusPublisher(std::string path, int fd, publish_internal::FileLayout* f);
   static void CountFallback(publish_internal::FileLayout* f, int role,
@@ -244,10 +289,15 @@ struct ProcessStatus {
   std::string path;
   ProcessCounters counters;
   std::vector<ConnRecord> connections;  // bytes_* filled in
+  // SMC-R link groups (kind kLinkGroup): state, role, pid and `smcr`.
+  std::vector<ConnRecord> link_groups;
 };
 
 struct ReadOptions {
   bool remove_stale = true;  // unlink files of dead processes we may remove
+  // If set, ReadAllStatus adds a sentence per file it could not read for a
+  // reason the user should hear (another usmc version wrote it).
+  std::vector<std::string>* problems = nullptr;
 };
 // Every live process's status in `dir`, by pid. Never blocks on a writer:
 // a slot being written is retried a bounded number of times, then skipped.

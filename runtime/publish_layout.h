@@ -98,7 +98,9 @@ bool ReadRecord(const Slot& s, ConnRecord& out);
 
 // Process totals (retired + live slots) and, if `conns` is set, the live
 // connection records with their byte counters filled in.
-ProcessCounters Collect(const FileLayout& f, std::vector<ConnRecord>* conns);
+// Link-group records go to `lgrs` if set.
+ProcessCounters Collect(const FileLayout& f, std::vector<ConnRecord>* conns,
+                        std::vector<ConnRecord>* lgrs);
 
 }  // namespace usmc::runtime::publish_internal
 

@@ -43,7 +43,8 @@ uint64_t Sum(const uint64_t (&h)[kHistBuckets]) {
 }  // namespace
 
 ProcessCounters publish_internal::Collect(const FileLayout& f,
-                                          std::vector<ConnRecord>* conns) {
+                                          std::vector<ConnRecord>* conns,
+                                          std::vector<ConnRecord>* lgrs) {
   const SharedCounters& c = f.h.c;
   ProcessCounters p;
   for (int role = 0; role < 2; ++role) {
@@ -82,6 +83,10 @@ ProcessCounters publish_internal::Collect(const FileLayout& f,
     if (s.in_use.load(std::memory_order_acquire) == 0) continue;
     ConnRecord r;
     if (!publish_internal::ReadRecord(s, r) || r.pid == 0) continue;
+    if (r.kind == RecordKind::kLinkGroup) {
+      if (lgrs != nullptr) lgrs->push_back(r);
+      continue;
+    }
     r.bytes_smc_in = Load(s.bytes_smc_in);
     r.bytes_smc_out = Load(s.bytes_smc_out);
     r.bytes_in = r.bytes_smc_in + Load(s.bytes_tcp_in);
@@ -101,7 +106,7 @@ ProcessCounters publish_internal::Collect(const FileLayout& f,
 }
 
 ProcessCounters StatusPublisher::counters() const {
-  return publish_internal::Collect(*f_, nullptr);
+  return publish_internal::Collect(*f_, nullptr, nullptr);
 }
 
 ProcessCounters& ProcessCounters::operator+=(const ProcessCounters& o) {
@@ -241,6 +246,20 @@ Result<ProcessStatus> ReadStatusFile(const std::string& path,
   if (fd < 0) return Status::FromErrno(errno, "open " + path);
   struct stat st;
   const bool stat_ok = fstat(fd, &st) == 0;
+  // The magic and version lead every version's header: read them first so
+  // that a file of another usmc version is named as such (its size and
+  // layout differ; nothing else of it is read).
+  uint32_t lead[2] = {};
+  if (stat_ok && S_ISREG(st.st_mode) &&
+      pread(fd, lead, sizeof(lead), 0) == static_cast<ssize_t>(sizeof(lead)) &&
+      lead[0] == kStatusMagic && lead[1] != kStatusVersion) {
+    close(fd);
+    return Status(StatusCode::kFailedPrecondition,
+                  path + ": written by a usmc with status format version " +
+                      std::to_string(lead[1]) + ", this usmc reads version " +
+                      std::to_string(kStatusVersion) +
+                      "; use the usmc that runs the process");
+  }
   Mapping m;
   if (stat_ok && S_ISREG(st.st_mode) &&
       static_cast<size_t>(st.st_size) == sizeof(FileLayout))
@@ -280,7 +299,7 @@ Result<ProcessStatus> ReadStatusFile(const std::string& path,
   ps.uid = f.h.uid;
   ps.comm.assign(f.h.comm, strnlen(f.h.comm, sizeof(f.h.comm)));
   ps.path = path;
-  ps.counters = publish_internal::Collect(f, &ps.connections);
+  ps.counters = publish_internal::Collect(f, &ps.connections, &ps.link_groups);
   return ps;
 }
 
@@ -294,7 +313,11 @@ std::vector<ProcessStatus> ReadAllStatus(const std::string& dir,
     if (name.size() < 6 || name.compare(name.size() - 5, 5, ".usmc") != 0)
       continue;
     Result<ProcessStatus> r = ReadStatusFile(dir + "/" + name, opts);
-    if (r.ok()) out.push_back(std::move(r).value());
+    if (r.ok())
+      out.push_back(std::move(r).value());
+    else if (opts.problems != nullptr &&
+             r.status().code() == StatusCode::kFailedPrecondition)
+      opts.problems->push_back(std::string(r.status().message()));
   }
   closedir(d);
   std::sort(out.begin(), out.end(),

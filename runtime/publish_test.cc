@@ -471,6 +471,51 @@ TEST(Publish, StartTimeMismatchMeansAnotherProcessReusedThePid) {
   EXPECT_EQ(FilesIn(dir.path()), 0u);
 }
 
+// A file written by another usmc (an older one: version 1, smaller slots;
+// or a newer one) is named as such, never read as this layout.
+TEST(Publish, FileOfAnotherFormatVersionIsNamedNotMisread) {
+  TempDir dir;
+  auto pub = MustCreate(dir.path());
+  ASSERT_TRUE(pub);
+  for (uint32_t other : {kStatusVersion - 1, kStatusVersion + 1}) {
+    SCOPED_TRACE(other);
+    const int fd = open(pub->path().c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, &other, sizeof(other),
+                     offsetof(publish_internal::Header, version)),
+              static_cast<ssize_t>(sizeof(other)));
+    close(fd);
+    Result<ProcessStatus> r = ReadStatusFile(pub->path());
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+    const std::string want = "status format version " + std::to_string(other) +
+                             ", this usmc reads version " +
+                             std::to_string(kStatusVersion);
+    EXPECT_NE(r.status().message().find(want), std::string::npos)
+        << r.status().message();
+    std::vector<std::string> problems;
+    ReadOptions ro;
+    ro.problems = &problems;
+    EXPECT_TRUE(ReadAllStatus(dir.path(), ro).empty());
+    ASSERT_EQ(problems.size(), 1u);
+    EXPECT_NE(problems[0].find(want), std::string::npos);
+    EXPECT_EQ(FilesIn(dir.path()), 1u);  // not ours to remove
+  }
+  // A version-1 file has a smaller size: still named by its version.
+  const std::string old = dir.Sub("1-1.usmc");
+  const int fd = open(old.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  const uint32_t lead[2] = {kStatusMagic, 1};
+  ASSERT_EQ(write(fd, lead, sizeof(lead)), static_cast<ssize_t>(sizeof(lead)));
+  ASSERT_EQ(ftruncate(fd, 704 * 16384 + 4096), 0);
+  close(fd);
+  Result<ProcessStatus> r = ReadStatusFile(old);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("status format version 1,"),
+            std::string::npos)
+      << r.status().message();
+}
+
 TEST(Publish, ProcessThatExecsAnotherProgramIsNotShown) {
   TempDir dir;
   const pid_t pid = ForkReady([&](int) {

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -350,6 +351,121 @@ TEST_F(StatusCli, SigkilledProcessDisappearsFromSs) {
       << "only this test process is left";
 }
 
+// An SMC-R connection and its link group as runtime/lgr_registry.cc
+// publishes them: `usmc ss` (text, -R, -d, --json) and `usmc stats` show
+// the link-group id, QPNs, peer GID, token and LLC counters published.
+TEST_F(StatusCli, SmcrConnectionAndLinkGroupAreShownInTextAndJson) {
+  const uint8_t gid[16] = {0xfe, 0x80, 0,    0,    0,    0,    0,    0,
+                           0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55};
+  const uint8_t sys[8] = {0x80, 1, 2, 3, 4, 5, 6, 7};
+  const uint8_t peer_sys[8] = {0x80, 9, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf};
+  ConnRecord c;
+  runtime::SetState(c, "ACTIVE");
+  c.mode = ConnMode::kSmcr;
+  c.role = engine::Role::kClient;
+  c.uid = geteuid();
+  c.fd = -1;
+  c.dmb_size = 65536;
+  c.peer_dmb_size = 65536;
+  c.smcr.lgr_id = 0x2a;
+  c.smcr.qpn = 17;
+  c.smcr.peer_qpn = 23;
+  c.smcr.token = 0x1003;
+  std::memcpy(c.smcr.peer_gid, gid, 16);
+  pub_->Update(pub_->Acquire(), c);
+  ConnRecord g;
+  runtime::SetState(g, "ACTIVE");
+  g.kind = runtime::RecordKind::kLinkGroup;
+  g.mode = ConnMode::kSmcr;
+  g.role = engine::Role::kClient;
+  g.uid = geteuid();
+  g.smcr.lgr_id = 0x2a;
+  g.smcr.qpn = 17;
+  g.smcr.peer_qpn = 23;
+  std::memcpy(g.smcr.peer_gid, gid, 16);
+  std::memcpy(g.smcr.system_id, sys, 8);
+  std::memcpy(g.smcr.peer_system_id, peer_sys, 8);
+  g.smcr.conns = 1;
+  g.smcr.llc_sent = 31;
+  g.smcr.llc_received = 37;
+  g.smcr.confirm_rkey_sent = 3;
+  g.smcr.confirm_rkey_received = 5;
+  g.smcr.delete_rkey_sent = 7;
+  g.smcr.delete_rkey_received = 11;
+  g.smcr.test_link_sent = 13;
+  g.smcr.test_link_received = 17;
+  pub_->Update(pub_->Acquire(), g);
+
+  json j = UsmcJson("ss --json" + Dir());
+  EXPECT_EQ(LoadSchema().Check(j), "");
+  ASSERT_EQ(j["connections"].size(), 1u) << j.dump();
+  const json& cj = j["connections"][0];
+  EXPECT_EQ(cj["mode"], "SMCR");
+  EXPECT_EQ(cj["smcr"], json({{"lgr_id", 0x2a},
+                              {"qpn", 17},
+                              {"peer_qpn", 23},
+                              {"peer_gid", "fe80::211:22ff:fe33:4455"},
+                              {"token", 0x1003}}));
+  ASSERT_EQ(j["link_groups"].size(), 1u);
+  EXPECT_EQ(j["link_groups"][0], json({{"pid", getpid()},
+                                       {"comm", j["link_groups"][0]["comm"]},
+                                       {"role", "client"},
+                                       {"state", "ACTIVE"},
+                                       {"lgr_id", 0x2a},
+                                       {"qpn", 17},
+                                       {"peer_qpn", 23},
+                                       {"peer_gid", "fe80::211:22ff:fe33:4455"},
+                                       {"system_id", "8001020304050607"},
+                                       {"peer_system_id", "80090a0b0c0d0e0f"},
+                                       {"connections", 1},
+                                       {"llc",
+                                        {{"sent", 31},
+                                         {"received", 37},
+                                         {"confirm_rkey_sent", 3},
+                                         {"confirm_rkey_received", 5},
+                                         {"delete_rkey_sent", 7},
+                                         {"delete_rkey_received", 11},
+                                         {"test_link_sent", 13},
+                                         {"test_link_received", 17}}}}));
+  // -D (SMC-D only) and -l show no link group.
+  EXPECT_TRUE(UsmcJson("ss --json -D" + Dir())["link_groups"].empty());
+  EXPECT_EQ(UsmcJson("ss --json -R" + Dir())["connections"].size(), 1u);
+
+  Output text = Usmc("ss -R" + Dir());
+  EXPECT_EQ(text.code, 0);
+  // The connection row: SMCR, then lgr id, QPN, peer GID, token.
+  EXPECT_TRUE(std::regex_search(
+      text.out, std::regex("ACTIVE .* SMCR .* CLNT +0000002a +17 "
+                           "fe80::211:22ff:fe33:4455 +00001003 +65536")))
+      << text.out;
+  EXPECT_NE(text.out.find("SMC-R link groups"), std::string::npos) << text.out;
+  EXPECT_TRUE(std::regex_search(
+      text.out, std::regex("\n0000002a CLNT ACTIVE +17 +23 "
+                           "fe80::211:22ff:fe33:4455 +80090a0b0c0d0e0f +1 +31 "
+                           "+37 +3/5 +7/11 +13/17 ")))
+      << text.out;
+  Output debug = Usmc("ss -d" + Dir());
+  EXPECT_NE(debug.out.find("smc-r: link group 0000002a qpn 17 peer qpn 23 "
+                           "peer gid fe80::211:22ff:fe33:4455 token 00001003"),
+            std::string::npos)
+      << debug.out;
+  EXPECT_EQ(Usmc("ss -D" + Dir()).out.find("SMC-R link groups"),
+            std::string::npos);
+
+  json st = UsmcJson("stats --json" + Dir());
+  EXPECT_EQ(LoadSchema().Check(st), "");
+  ASSERT_EQ(st["link_groups"].size(), 1u);
+  EXPECT_EQ(st["link_groups"][0], j["link_groups"][0]);
+  Output stext = Usmc("stats" + Dir());
+  EXPECT_NE(stext.out.find("SMC-R Link Groups (1)"), std::string::npos)
+      << stext.out;
+  EXPECT_NE(stext.out.find("LLC sent 31 received 37; CONFIRM_RKEY sent 3 "
+                           "received 5; DELETE_RKEY sent 7 received 11; "
+                           "TEST_LINK sent 13 received 17"),
+            std::string::npos)
+      << stext.out;
+}
+
 TEST(StatusSchema, RejectsOutputThatBreaksIt) {
   Validator v = LoadSchema();
   json bad = {{"connections", {{{"pid", 1}}}}};
@@ -363,7 +479,7 @@ TEST(StatusSchema, RejectsOutputThatBreaksIt) {
     "tx_producer":{"wrap":0,"count":0},"peer_consumer":{"wrap":0,"count":0},
     "rx_consumer":{"wrap":0,"count":0},"peer_producer":{"wrap":0,"count":0}},
     "wakeups_sent":0,"wakeups_received":0,"buffer_full":0,"cdc_sent":0,
-    "cdc_received":0}]})");
+    "cdc_received":0}],"link_groups":[]})");
   EXPECT_NE(v.Check(wrong_mode).find("not in"), std::string::npos)
       << v.Check(wrong_mode);
   wrong_mode["connections"][0]["mode"] = "SMCD";

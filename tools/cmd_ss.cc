@@ -5,9 +5,14 @@
 //   usmc ss -a           all, including INIT/CLOSED/FAILED and listeners
 //   usmc ss -l           listening sockets only (see docs/observability.md)
 //   usmc ss -D | -R      SMC-D | SMC-R connections only, with their details
+//                        (-R: link group, QPN, peer GID, token)
 //   usmc ss -d           debug details: tokens, buffers, cursors, wakeups
 //   usmc ss -W           wide: do not truncate addresses
-//   usmc ss --json       {"connections":[...]} (docs/status-schema.json)
+//   usmc ss --json       {"connections":[...], "link_groups":[...]}
+//                        (docs/status-schema.json)
+//
+// SMC-R link groups follow the connections in their own section (not with
+// -l or -D), as the kernel's `smcr linkgroup` lists them.
 #include <ifaddrs.h>
 #include <net/if.h>
 
@@ -118,6 +123,9 @@ void PrintTable(const SsArgs& a,
                   "State", "UID", "Inode", "Local Address", "Peer Address",
                   "Intf", "Mode", "PID", "Comm");
   if (a.smcd || a.smcr) head += fmt::format(" {:<4}", "Role");
+  if (a.smcr)
+    head += fmt::format(" {:>8} {:>8} {:<39} {:>8} {:>8} {:>8}", "Lgr-Id",
+                        "QPN", "Peer-GID", "Token", "Rcvbuf", "Peerbuf");
   if (a.smcd || a.debug)
     head += fmt::format(" {:>16} {:>16} {:>8} {:>8}", "Token", "Peer-Token",
                         "Rcvbuf", "Peerbuf");
@@ -139,6 +147,10 @@ void PrintTable(const SsArgs& a,
       if (a.smcd || a.smcr)
         line += fmt::format(" {:<4}",
                             r.role == engine::Role::kClient ? "CLNT" : "SERV");
+      if (a.smcr)
+        line += fmt::format(" {:08x} {:>8} {:<39} {:>08x} {:>8} {:>8}",
+                            r.smcr.lgr_id, r.smcr.qpn, GidText(r.smcr.peer_gid),
+                            r.smcr.token, r.dmb_size, r.peer_dmb_size);
       if (a.smcd || a.debug)
         line += fmt::format(" {:>16x} {:>16x} {:>8} {:>8}", r.dmb_token,
                             r.peer_dmb_token, r.dmb_size, r.peer_dmb_size);
@@ -149,11 +161,61 @@ void PrintTable(const SsArgs& a,
             Cursor(r.tx_producer), Cursor(r.peer_consumer), r.wakeups_sent,
             r.wakeups_received, r.buffer_full, r.bytes_in, r.bytes_out);
       std::cout << line << "\n";
+      if (a.debug && r.mode == runtime::ConnMode::kSmcr)
+        std::cout << fmt::format(
+            "    smc-r: link group {:08x} qpn {} peer qpn {} peer gid {} "
+            "token {:08x}\n",
+            r.smcr.lgr_id, r.smcr.qpn, r.smcr.peer_qpn,
+            GidText(r.smcr.peer_gid), r.smcr.token);
       if (a.debug && r.mode == runtime::ConnMode::kTcp)
         std::cout << "    fallback: " << ReasonText(r.local_reason)
                   << (r.peer_reason ? "; peer: " + ReasonText(r.peer_reason)
                                     : std::string())
                   << "\n";
+    }
+  }
+}
+
+bool LgrSelected(const SsArgs& a, const runtime::ConnRecord& g) {
+  return (a.pid == 0 || g.pid == a.pid) && !a.listening && !a.smcd;
+}
+
+// The SMC-R link groups, after the connections (only if there are any).
+void PrintLinkGroups(const SsArgs& a,
+                     const std::vector<runtime::ProcessStatus>& procs) {
+  bool any = false;
+  for (const runtime::ProcessStatus& p : procs)
+    for (const runtime::ConnRecord& g : p.link_groups)
+      any = any || LgrSelected(a, g);
+  if (!any) return;
+  std::cout << "\nSMC-R link groups\n"
+            << fmt::format(
+                   "{:<8} {:<4} {:<10} {:>8} {:>8} {:<39} {:<16} {:>5} {:>8} "
+                   "{:>8} {:>13} {:>13} {:>13} {:>7} {:<15}",
+                   "Lgr-Id", "Role", "State", "QPN", "Peer-QPN", "Peer-GID",
+                   "Peer-System-Id", "Conns", "LLC-sent", "LLC-recv",
+                   "CfmRkey-s/r", "DelRkey-s/r", "TestLink-s/r", "PID", "Comm")
+            << "\n";
+  for (const runtime::ProcessStatus& p : procs) {
+    for (const runtime::ConnRecord& g : p.link_groups) {
+      if (!LgrSelected(a, g)) continue;
+      const runtime::SmcrRecord& m = g.smcr;
+      std::cout << fmt::format(
+                       "{:08x} {:<4} {:<10} {:>8} {:>8} {:<39} {:<16} {:>5} "
+                       "{:>8} {:>8} {:>13} {:>13} {:>13} {:>7} {:<15}",
+                       m.lgr_id,
+                       g.role == engine::Role::kClient ? "CLNT" : "SERV",
+                       StateOf(g), m.qpn, m.peer_qpn, GidText(m.peer_gid),
+                       SystemIdText(m.peer_system_id), m.conns, m.llc_sent,
+                       m.llc_received,
+                       fmt::format("{}/{}", m.confirm_rkey_sent,
+                                   m.confirm_rkey_received),
+                       fmt::format("{}/{}", m.delete_rkey_sent,
+                                   m.delete_rkey_received),
+                       fmt::format("{}/{}", m.test_link_sent,
+                                   m.test_link_received),
+                       g.pid, p.comm)
+                << "\n";
     }
   }
 }
@@ -178,12 +240,19 @@ void Run(const SsArgs& a) {
   const std::vector<runtime::ProcessStatus> procs = ReadProcesses(a.dir);
   if (a.json) {
     nlohmann::json conns = nlohmann::json::array();
-    for (const runtime::ProcessStatus& p : procs)
+    nlohmann::json groups = nlohmann::json::array();
+    for (const runtime::ProcessStatus& p : procs) {
       for (const runtime::ConnRecord& r : p.connections)
         if (Selected(a, r)) conns.push_back(ConnToJson(p, r));
-    std::cout << nlohmann::json{{"connections", conns}}.dump(2) << "\n";
+      for (const runtime::ConnRecord& g : p.link_groups)
+        if (LgrSelected(a, g)) groups.push_back(LgrToJson(p, g));
+    }
+    std::cout << nlohmann::json{{"connections", conns}, {"link_groups", groups}}
+                     .dump(2)
+              << "\n";
   } else {
     PrintTable(a, procs);
+    PrintLinkGroups(a, procs);
   }
   ExitWith(0);
 }
@@ -208,7 +277,8 @@ void AddSsCommand(CLI::App& app) {
   // As smcss: a listener has no connection details to select or show.
   l->excludes(all)->excludes(dbg)->excludes(d)->excludes(r);
   cmd->add_flag("-W,--wide", a->wide, "do not truncate addresses");
-  cmd->add_flag("--json", a->json, "JSON: {\"connections\": [...]}");
+  cmd->add_flag("--json", a->json,
+                "JSON: {\"connections\": [...], \"link_groups\": [...]}");
   cmd->add_option("-p,--pid", a->pid, "only this process");
   cmd->add_option("--status-dir", a->dir,
                   "read this status directory (default: USMC_STATUS_DIR, "

@@ -7,6 +7,9 @@
 //   usmc stats --reset         print, then start counting from zero
 //   usmc stats --json          docs/status-schema.json ("stats")
 //
+// SMC-R link groups (their LLC counters) are listed as they are now; the
+// --reset baseline does not apply to them.
+//
 // The processes' counters are never written by this tool (that would race
 // the writers): --reset stores a baseline next to the status files, as
 // smc-tools keeps its deltas in a file, and later runs subtract it.
@@ -230,6 +233,31 @@ void PrintStats(const ProcessCounters& c, uint64_t smc_served, size_t processes,
                              c.fallback_overflow);
 }
 
+// The link groups of the shown processes, with their LLC counters.
+void PrintLinkGroups(const std::vector<runtime::ProcessStatus>& procs) {
+  size_t n = 0;
+  for (const runtime::ProcessStatus& p : procs) n += p.link_groups.size();
+  if (n == 0) return;
+  std::cout << fmt::format("\nSMC-R Link Groups ({})\n", n);
+  for (const runtime::ProcessStatus& p : procs) {
+    for (const runtime::ConnRecord& g : p.link_groups) {
+      const runtime::SmcrRecord& m = g.smcr;
+      std::cout << fmt::format(
+          "  {:08x} {} {:<8} qpn {} peer {} qpn {}, {} connection{}, pid {} "
+          "({})\n",
+          m.lgr_id, g.role == engine::Role::kClient ? "client" : "server",
+          StateOf(g), m.qpn, GidText(m.peer_gid), m.peer_qpn, m.conns,
+          m.conns == 1 ? "" : "s", g.pid, p.comm);
+      std::cout << fmt::format(
+          "    LLC sent {} received {}; CONFIRM_RKEY sent {} received {}; "
+          "DELETE_RKEY sent {} received {}; TEST_LINK sent {} received {}\n",
+          m.llc_sent, m.llc_received, m.confirm_rkey_sent,
+          m.confirm_rkey_received, m.delete_rkey_sent, m.delete_rkey_received,
+          m.test_link_sent, m.test_link_received);
+    }
+  }
+}
+
 void Run(const StatsArgs& a) {
   const std::vector<runtime::ProcessStatus> live = ReadProcesses(a.dir);
   std::vector<runtime::ProcessStatus> procs = live;
@@ -241,6 +269,7 @@ void Run(const StatsArgs& a) {
   ProcessCounters total;
   uint64_t smc_served = 0;
   nlohmann::json per_process = nlohmann::json::array();
+  nlohmann::json groups = nlohmann::json::array();
   bool any_baseline = false;
   for (const runtime::ProcessStatus& p : procs) {
     ProcessCounters c = p.counters;
@@ -261,6 +290,8 @@ void Run(const StatsArgs& a) {
     // handshakes none of them).
     smc_served += std::max(SmcConnections(c) + live_at_reset, LiveSmc(p));
     total += c;
+    for (const runtime::ConnRecord& g : p.link_groups)
+      groups.push_back(LgrToJson(p, g));
     per_process.push_back({{"pid", p.pid},
                            {"comm", p.comm},
                            {"start_time", p.start_time},
@@ -271,11 +302,13 @@ void Run(const StatsArgs& a) {
   if (a.json) {
     std::cout << nlohmann::json{{"since_reset", any_baseline},
                                 {"processes", per_process},
-                                {"total", CountersToJson(total)}}
+                                {"total", CountersToJson(total)},
+                                {"link_groups", groups}}
                      .dump(2)
               << "\n";
   } else {
     PrintStats(total, smc_served, procs.size(), any_baseline);
+    PrintLinkGroups(procs);
   }
   if (a.reset) {
     Status s = SaveBaseline(a.dir, procs, live);

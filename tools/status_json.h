@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -40,16 +41,70 @@ inline std::string FormatAddr(const sockaddr_storage& ss) {
 }
 
 // The live processes of `dir`, or of every directory StatusDirsToRead()
-// names when `dir` is empty.
+// names when `dir` is empty. A file another usmc version wrote is named on
+// stderr (stdout stays one JSON document), not shown as if it were empty.
 inline std::vector<runtime::ProcessStatus> ReadProcesses(
     const std::string& dir) {
   std::vector<runtime::ProcessStatus> all;
   const std::vector<std::string> dirs =
       dir.empty() ? runtime::StatusDirsToRead() : std::vector<std::string>{dir};
+  std::vector<std::string> problems;
+  runtime::ReadOptions opts;
+  opts.problems = &problems;
   for (const std::string& d : dirs)
-    for (runtime::ProcessStatus& p : runtime::ReadAllStatus(d))
+    for (runtime::ProcessStatus& p : runtime::ReadAllStatus(d, opts))
       all.push_back(std::move(p));
+  for (const std::string& p : problems) std::cerr << "usmc: " << p << "\n";
   return all;
+}
+
+// A GID as IPv6 text (RoCEv2 GIDs are IPv6 addresses, as `rdma link` and
+// the kernel's smcr tools show them).
+inline std::string GidText(const uint8_t (&gid)[16]) {
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET6, gid, text, sizeof(text));
+  return text;
+}
+
+inline std::string SystemIdText(const uint8_t (&id)[8]) {
+  std::string s;
+  for (uint8_t b : id) s += fmt::format("{:02x}", b);
+  return s;
+}
+
+// The SMC-R part of a connection of mode SMCR.
+inline nlohmann::json SmcrConnJson(const runtime::ConnRecord& r) {
+  return {{"lgr_id", r.smcr.lgr_id},
+          {"qpn", r.smcr.qpn},
+          {"peer_qpn", r.smcr.peer_qpn},
+          {"peer_gid", GidText(r.smcr.peer_gid)},
+          {"token", r.smcr.token}};
+}
+
+// One link group (a record of kind kLinkGroup).
+inline nlohmann::json LgrToJson(const runtime::ProcessStatus& p,
+                                const runtime::ConnRecord& r) {
+  const runtime::SmcrRecord& m = r.smcr;
+  return {{"pid", r.pid},
+          {"comm", p.comm},
+          {"role", std::string(engine::ToString(r.role))},
+          {"state", std::string(r.state, strnlen(r.state, sizeof(r.state)))},
+          {"lgr_id", m.lgr_id},
+          {"qpn", m.qpn},
+          {"peer_qpn", m.peer_qpn},
+          {"peer_gid", GidText(m.peer_gid)},
+          {"system_id", SystemIdText(m.system_id)},
+          {"peer_system_id", SystemIdText(m.peer_system_id)},
+          {"connections", m.conns},
+          {"llc",
+           {{"sent", m.llc_sent},
+            {"received", m.llc_received},
+            {"confirm_rkey_sent", m.confirm_rkey_sent},
+            {"confirm_rkey_received", m.confirm_rkey_received},
+            {"delete_rkey_sent", m.delete_rkey_sent},
+            {"delete_rkey_received", m.delete_rkey_received},
+            {"test_link_sent", m.test_link_sent},
+            {"test_link_received", m.test_link_received}}}};
 }
 
 inline std::string Hex32(uint32_t v) { return fmt::format("0x{:08x}", v); }
@@ -71,7 +126,7 @@ inline nlohmann::json CursorJson(const runtime::CursorValue& c) {
 
 inline nlohmann::json ConnToJson(const runtime::ProcessStatus& p,
                                  const runtime::ConnRecord& r) {
-  return {
+  nlohmann::json j = {
       {"pid", r.pid},
       {"comm", p.comm},
       {"fd", r.fd},
@@ -106,6 +161,8 @@ inline nlohmann::json ConnToJson(const runtime::ProcessStatus& p,
       {"cdc_sent", r.cdc_sent},
       {"cdc_received", r.cdc_received},
   };
+  if (r.mode == runtime::ConnMode::kSmcr) j["smcr"] = SmcrConnJson(r);
+  return j;
 }
 
 inline nlohmann::json HistJson(const uint64_t (&h)[runtime::kHistBuckets]) {
