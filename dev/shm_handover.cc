@@ -89,34 +89,43 @@ struct Offer {
   UniqueFd memfd;
 };
 
-Status SendOffer(int conn, const LocalDmb& dmb, const std::byte* msg,
+// Sends one whole handover message, with `fd` alongside unless it is < 0,
+// waiting for room until `deadline`.
+Status SendFrame(int conn, std::span<const std::byte> msg, int fd,
                  Clock::time_point deadline) {
-  const int fd = dmb.memfd();
-  if (fd < 0) return Status(StatusCode::kFailedPrecondition, "no DMB memfd");
   alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof fd)] = {};
-  iovec iov{const_cast<std::byte*>(msg), kOfferSize};
+  iovec iov{const_cast<std::byte*>(msg.data()), msg.size()};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof fd);
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  if (fd >= 0) {
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fd);
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
   for (;;) {
     // MSG_DONTWAIT: the peer shares this socket's file flags (it holds the
     // other end, and may hold a dup of ours after fork): per call only.
     ssize_t n = ::sendmsg(conn, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n == static_cast<ssize_t>(kOfferSize)) return OkStatus();
-    // A stream socket may take part of it; a 32-byte send into an empty
+    if (n == static_cast<ssize_t>(msg.size())) return OkStatus();
+    // A stream socket may take part of it; a small send into an empty
     // socket never does, so a short one is the peer's doing.
     if (n >= 0) return Status(StatusCode::kInternal, "short handover send");
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return Status::FromErrno(errno, "sendmsg offer");
     USMC_RETURN_IF_ERROR(WaitFd(conn, POLLOUT, deadline, "sending offer"));
   }
+}
+
+Status SendOffer(int conn, const LocalDmb& dmb, const std::byte* msg,
+                 Clock::time_point deadline) {
+  const int fd = dmb.memfd();
+  if (fd < 0) return Status(StatusCode::kFailedPrecondition, "no DMB memfd");
+  return SendFrame(conn, {msg, kOfferSize}, fd, deadline);
 }
 
 // Reads the offer at the front of `conn` without waiting: exactly kOfferSize
@@ -462,28 +471,7 @@ void EncodeV3(const OfferV3& o, std::byte (&out)[kOfferV3Size]) {
 Status SendV3(int conn, const OfferV3& o, int fd, Clock::time_point deadline) {
   std::byte msg[kOfferV3Size];
   EncodeV3(o, msg);
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof fd)] = {};
-  iovec iov{msg, sizeof msg};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  if (fd >= 0) {
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof fd);
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  for (;;) {
-    ssize_t n = ::sendmsg(conn, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n == static_cast<ssize_t>(sizeof msg)) return OkStatus();
-    if (n >= 0) return Status(StatusCode::kInternal, "short handover send");
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN) return Status::FromErrno(errno, "sendmsg offer");
-    USMC_RETURN_IF_ERROR(WaitFd(conn, POLLOUT, deadline, "sending offer"));
-  }
+  return SendFrame(conn, msg, fd, deadline);
 }
 
 // As TryRecvOffer, for a v3 offer: exactly kOfferV3Size bytes, at most one
