@@ -141,6 +141,53 @@ TEST(ShmArenaHandoverTest, LaterConnectionsOfAPairCostOneFdAndReuseSlots) {
   EXPECT_TRUE(ExitedZero(WaitChild(pid)));
 }
 
+// The server no longer knows the client's pair (dropped, retired, another
+// image after exec): it answers "unknown pair", and the client drops its
+// record and starts a new pair on the same socket, within the same
+// deadline: the connection still gets its slots, no fallback.
+TEST(ShmArenaHandoverTest, UnknownPairStartsANewPairOnTheSameSocket) {
+  uint16_t port;
+  Result<UniqueFd> l = TcpListenLoopback(&port);
+  ASSERT_TRUE(l.ok());
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    l->Reset();
+    Result<UniqueFd> ctl = TcpConnectLoopback(port);
+    if (!ctl.ok()) _exit(10);
+    ArenaPairs pairs;
+    Result<ArenaHandoverResult> c0 = ConnectOne(ctl->get(), pairs);
+    if (!c0.ok() || !c0->new_pair || !SendTag(*c0, 100)) _exit(11);
+    char retired;
+    if (!ReadAll(ctl->get(), &retired, 1).ok()) _exit(12);
+    Result<ArenaHandoverResult> c1 = ConnectOne(ctl->get(), pairs);
+    if (!c1.ok()) _exit(13);
+    if (!c1->new_pair || !SendTag(*c1, 101)) _exit(14);
+    if (c1->peer.arena() == c0->peer.arena()) _exit(15);
+    if (c1->local.arena() == c0->local.arena()) _exit(16);
+    char done;
+    if (!ReadAll(ctl->get(), &done, 1).ok()) _exit(17);
+    _exit(0);
+  }
+  Result<UniqueFd> ctl = TcpAccept(l->get());
+  ASSERT_TRUE(ctl.ok());
+  ArenaPairs pairs;
+  Result<ArenaHandoverResult> s0 = ServeOne(ctl->get(), pairs);
+  ASSERT_TRUE(s0.ok()) << s0.status();
+  EXPECT_TRUE(GotTag(*s0, 100));
+  std::shared_ptr<ArenaPair> pair = pairs.ForPeer(pid);
+  ASSERT_NE(pair, nullptr);
+  pairs.Retire(pair->id);
+  ASSERT_TRUE(WriteAll(ctl->get(), "r", 1).ok());
+  Result<ArenaHandoverResult> s1 = ServeOne(ctl->get(), pairs);
+  ASSERT_TRUE(s1.ok()) << s1.status();
+  EXPECT_TRUE(s1->new_pair);
+  EXPECT_TRUE(GotTag(*s1, 101));
+  EXPECT_NE(s1->local.arena(), s0->local.arena());
+  ASSERT_TRUE(WriteAll(ctl->get(), "d", 1).ok());
+  EXPECT_TRUE(ExitedZero(WaitChild(pid)));
+}
+
 // A process that legitimately holds its own connection (it knows that
 // connection's token) but claims the pair of another process gets no slot
 // of that pair: the server answers "unknown pair" and attaches nothing.
@@ -208,6 +255,8 @@ TEST(ShmArenaHandoverTest, ClaimOfAnotherProcesssPairGetsNothing) {
       _exit(22);
     }
     if (::send(u.get(), msg, sizeof msg, 0) != sizeof msg) _exit(23);
+    // No first-time offer follows the "unknown" answer: C gives up.
+    ::shutdown(u.get(), SHUT_WR);
     std::byte reply[kOfferV3Size + 1];
     alignas(cmsghdr) char cbuf[CMSG_SPACE(8 * sizeof(int))];
     iovec iov{reply, sizeof reply};

@@ -634,64 +634,87 @@ Result<ArenaHandoverResult> ArenaAccept(HandoverListener& l, ArenaPairs& pairs,
       Result<PeerCred> cred = GetPeerCred(conn.get());
       if (cred.ok()) r.cred = *cred;
       SharedFd bell = ShareFd(std::move(conn));
-      OfferV3 reply;
-      reply.kind = kOfferFromServer;
-      reply.size = p.own_size;
-      reply.proof =
-          HandoverProof(p.own_token, o->token, kOfferFromServer, p.own_size);
-      reply.pair_id = o->pair_id;
-      if (o->fd) {  // the first connection between our two processes
-        if (o->pair_id == 0 || o->pair_proof != 0) {
-          return Status(StatusCode::kDataLoss, "shm handover: bad first offer");
+      OfferV3 offer = std::move(*o);
+      for (bool answered_unknown = false;;) {
+        OfferV3 reply;
+        reply.kind = kOfferFromServer;
+        reply.size = p.own_size;
+        reply.proof = HandoverProof(p.own_token, offer.token, kOfferFromServer,
+                                    p.own_size);
+        reply.pair_id = offer.pair_id;
+        if (offer.fd) {  // the first connection between our two processes
+          if (offer.pair_id == 0 || offer.pair_proof != 0) {
+            return Status(StatusCode::kDataLoss,
+                          "shm handover: bad first offer");
+          }
+          Result<NewPairParts> parts =
+              MakePairArenas(std::move(offer.fd), offer, p.new_arena_size);
+          if (!parts.ok()) return parts.status();
+          Result<PeerDmb> peer = PeerDmb::AttachSlot(
+              parts->peer, offer.slot, offer.token, offer.size, bell);
+          if (!peer.ok()) return peer.status();
+          Result<LocalDmb> local =
+              LocalDmb::InArena(parts->own, p.own_size, p.own_token);
+          if (!local.ok()) return local.status();
+          Result<PairKey> half = NewPairKey();
+          if (!half.ok()) return half.status();
+          reply.arena_id = parts->own->id();
+          reply.arena_size = parts->own->file_size();
+          reply.slot = local->slot_offset();
+          reply.key = *half;
+          USMC_RETURN_IF_ERROR(
+              SendV3(bell->get(), reply, parts->own->memfd(), deadline));
+          r.local = std::move(*local);
+          r.peer = std::move(*peer);
+          r.new_pair = true;
+          KeepPair(pairs, r, offer.pair_id, Mix(offer.key, *half), r.cred.pid);
+          break;
         }
-        Result<NewPairParts> parts =
-            MakePairArenas(std::move(o->fd), *o, p.new_arena_size);
-        if (!parts.ok()) return parts.status();
-        Result<PeerDmb> peer =
-            PeerDmb::AttachSlot(parts->peer, o->slot, o->token, o->size, bell);
-        if (!peer.ok()) return peer.status();
-        Result<LocalDmb> local =
-            LocalDmb::InArena(parts->own, p.own_size, p.own_token);
-        if (!local.ok()) return local.status();
-        Result<PairKey> half = NewPairKey();
-        if (!half.ok()) return half.status();
-        reply.arena_id = parts->own->id();
-        reply.arena_size = parts->own->file_size();
-        reply.slot = local->slot_offset();
-        reply.key = *half;
-        USMC_RETURN_IF_ERROR(
-            SendV3(bell->get(), reply, parts->own->memfd(), deadline));
-        r.local = std::move(*local);
-        r.peer = std::move(*peer);
-        r.new_pair = true;
-        KeepPair(pairs, r, o->pair_id, Mix(o->key, *half), r.cred.pid);
-      } else {  // a claim: the pair must exist, with this peer, and the
-                // claim must prove its key
-        std::shared_ptr<ArenaPair> pair = pairs.ById(o->pair_id, r.cred.pid);
+        // A claim: the pair must exist, with this peer, and the claim must
+        // prove its key.
+        std::shared_ptr<ArenaPair> pair = pairs.ById(offer.pair_id, r.cred.pid);
         if (pair == nullptr ||
             !ConstantTimeEqual(
-                o->pair_proof,
-                PairProof(pair->key, p.own_token, o->token, kOfferFromClient,
-                          o->pair_id, o->slot, o->size))) {
+                offer.pair_proof,
+                PairProof(pair->key, p.own_token, offer.token, kOfferFromClient,
+                          offer.pair_id, offer.slot, offer.size))) {
+          if (answered_unknown) {
+            return Status(StatusCode::kDataLoss,
+                          "shm handover: a claim again after unknown pair");
+          }
+          // Nothing of the pair in the answer. The client proved our token:
+          // it may start a pair of its own, on this socket, within the
+          // same deadline (one more round trip, no fallback).
           OfferV3 unknown;
           unknown.kind = kOfferUnknownPair;
-          (void)SendV3(bell->get(), unknown, -1, deadline);
-          return Status(StatusCode::kUnavailable, "shm handover: unknown pair");
+          USMC_RETURN_IF_ERROR(SendV3(bell->get(), unknown, -1, deadline));
+          answered_unknown = true;
+          Result<OfferV3> again = RecvV3(bell->get(), deadline);
+          if (!again.ok()) return again.status();
+          if (again->kind != kOfferFromClient || again->token != offer.token ||
+              again->size != offer.size ||
+              !ConstantTimeEqual(again->proof, offer.proof) || !again->fd) {
+            return Status(StatusCode::kDataLoss,
+                          "shm handover: bad offer after unknown pair");
+          }
+          offer = std::move(*again);
+          continue;
         }
-        Result<PeerDmb> peer =
-            PeerDmb::AttachSlot(pair->peer, o->slot, o->token, o->size, bell);
+        Result<PeerDmb> peer = PeerDmb::AttachSlot(
+            pair->peer, offer.slot, offer.token, offer.size, bell);
         if (!peer.ok()) return peer.status();
         Result<LocalDmb> local =
             LocalDmb::InArena(pair->own, p.own_size, p.own_token);
         if (!local.ok()) return local.status();
         reply.slot = local->slot_offset();
         reply.pair_proof =
-            PairProof(pair->key, p.own_token, o->token, kOfferFromServer,
-                      o->pair_id, reply.slot, p.own_size);
+            PairProof(pair->key, p.own_token, offer.token, kOfferFromServer,
+                      offer.pair_id, reply.slot, p.own_size);
         USMC_RETURN_IF_ERROR(SendV3(bell->get(), reply, -1, deadline));
         r.local = std::move(*local);
         r.peer = std::move(*peer);
         r.use = PairUse(pairs, std::move(pair));
+        break;
       }
       r.local.ConnectDoorbell(std::move(bell));
       return r;
@@ -736,89 +759,97 @@ Result<ArenaHandoverResult> ArenaConnect(ArenaPairs& pairs,
   Result<PeerCred> cred = GetPeerCred(conn.get());
   if (cred.ok()) r.cred = *cred;
   // The listener's pid picks the pair; the server checks our claim with
-  // the pair's key, we check its answer the same way.
+  // the pair's key, we check its answer the same way. A pair the server
+  // no longer knows is dropped and a new one started on this socket.
   std::shared_ptr<ArenaPair> pair = pairs.ForPeer(r.cred.pid);
-  OfferV3 offer;
-  offer.kind = kOfferFromClient;
-  offer.token = p.own_token;
-  offer.size = p.own_size;
-  offer.proof =
-      HandoverProof(p.peer_token, p.own_token, kOfferFromClient, p.own_size);
-  std::shared_ptr<ShmArena> own;
-  int send_fd = -1;
-  if (pair != nullptr) {
-    own = pair->own;
-    offer.pair_id = pair->id;
-  } else {
-    Result<std::shared_ptr<ShmArena>> a = ShmArena::Create(p.new_arena_size);
-    if (!a.ok()) return a.status();
-    own = std::move(*a);
-    Result<uint64_t> id = NewDmbToken();
-    if (!id.ok()) return id.status();
-    Result<PairKey> half = NewPairKey();
-    if (!half.ok()) return half.status();
-    offer.pair_id = *id;
-    offer.arena_id = own->id();
-    offer.arena_size = own->file_size();
-    offer.key = *half;
-    send_fd = own->memfd();
-  }
-  Result<LocalDmb> local = LocalDmb::InArena(own, p.own_size, p.own_token);
-  if (!local.ok()) return local.status();
-  offer.slot = local->slot_offset();
-  if (pair != nullptr) {
-    offer.pair_proof =
-        PairProof(pair->key, p.peer_token, p.own_token, kOfferFromClient,
-                  pair->id, offer.slot, p.own_size);
-  }
-  USMC_RETURN_IF_ERROR(SendV3(conn.get(), offer, send_fd, deadline));
-  Result<OfferV3> o = RecvV3(conn.get(), deadline);
-  if (!o.ok()) return o.status();
-  if (o->kind == kOfferUnknownPair && pair != nullptr && !o->fd) {
-    pairs.Retire(pair->id);  // the next connection starts a new pair
-    return Status(StatusCode::kUnavailable, "shm handover: unknown pair");
-  }
-  if (o->kind != kOfferFromServer ||
-      !ConstantTimeEqual(o->proof, HandoverProof(p.peer_token, p.own_token,
-                                                 kOfferFromServer, o->size))) {
-    return Status(StatusCode::kPermissionDenied,
-                  "shm handover: server offer does not prove both tokens");
-  }
-  if (o->size != p.peer_size || o->pair_id != offer.pair_id) {
-    return Status(StatusCode::kDataLoss, "shm handover: peer DMB size or pair");
-  }
-  SharedFd bell = ShareFd(std::move(conn));
-  if (pair != nullptr) {
-    if (o->fd || !ConstantTimeEqual(
-                     o->pair_proof,
-                     PairProof(pair->key, p.peer_token, p.own_token,
-                               kOfferFromServer, pair->id, o->slot, o->size))) {
+  for (;;) {
+    OfferV3 offer;
+    offer.kind = kOfferFromClient;
+    offer.token = p.own_token;
+    offer.size = p.own_size;
+    offer.proof =
+        HandoverProof(p.peer_token, p.own_token, kOfferFromClient, p.own_size);
+    std::shared_ptr<ShmArena> own;
+    int send_fd = -1;
+    if (pair != nullptr) {
+      own = pair->own;
+      offer.pair_id = pair->id;
+    } else {
+      Result<std::shared_ptr<ShmArena>> a = ShmArena::Create(p.new_arena_size);
+      if (!a.ok()) return a.status();
+      own = std::move(*a);
+      Result<uint64_t> id = NewDmbToken();
+      if (!id.ok()) return id.status();
+      Result<PairKey> half = NewPairKey();
+      if (!half.ok()) return half.status();
+      offer.pair_id = *id;
+      offer.arena_id = own->id();
+      offer.arena_size = own->file_size();
+      offer.key = *half;
+      send_fd = own->memfd();
+    }
+    Result<LocalDmb> local = LocalDmb::InArena(own, p.own_size, p.own_token);
+    if (!local.ok()) return local.status();
+    offer.slot = local->slot_offset();
+    if (pair != nullptr) {
+      offer.pair_proof =
+          PairProof(pair->key, p.peer_token, p.own_token, kOfferFromClient,
+                    pair->id, offer.slot, p.own_size);
+    }
+    USMC_RETURN_IF_ERROR(SendV3(conn.get(), offer, send_fd, deadline));
+    Result<OfferV3> o = RecvV3(conn.get(), deadline);
+    if (!o.ok()) return o.status();
+    if (o->kind == kOfferUnknownPair && pair != nullptr && !o->fd) {
+      // The server dropped or retired it (LRU, another image after exec):
+      // so do we, and the same socket carries a first-time offer.
+      pairs.Retire(pair->id);
+      pair.reset();
+      continue;
+    }
+    if (o->kind != kOfferFromServer ||
+        !ConstantTimeEqual(
+            o->proof, HandoverProof(p.peer_token, p.own_token, kOfferFromServer,
+                                    o->size))) {
       return Status(StatusCode::kPermissionDenied,
-                    "shm handover: server does not prove the pair");
+                    "shm handover: server offer does not prove both tokens");
     }
-    Result<PeerDmb> peer =
-        PeerDmb::AttachSlot(pair->peer, o->slot, p.peer_token, o->size, bell);
-    if (!peer.ok()) return peer.status();
-    r.peer = std::move(*peer);
-    r.use = PairUse(pairs, std::move(pair));
-  } else {
-    if (!o->fd || o->pair_proof != 0) {
-      return Status(StatusCode::kDataLoss, "shm handover: bad first answer");
+    if (o->size != p.peer_size || o->pair_id != offer.pair_id) {
+      return Status(StatusCode::kDataLoss,
+                    "shm handover: peer DMB size or pair");
     }
-    Result<std::shared_ptr<ShmArena>> peer_arena =
-        ShmArena::AttachPeer(std::move(o->fd), o->arena_size, o->arena_id);
-    if (!peer_arena.ok()) return peer_arena.status();
-    Result<PeerDmb> peer =
-        PeerDmb::AttachSlot(*peer_arena, o->slot, p.peer_token, o->size, bell);
-    if (!peer.ok()) return peer.status();
-    r.peer = std::move(*peer);
-    r.new_pair = true;
-    r.local = std::move(*local);
-    KeepPair(pairs, r, offer.pair_id, Mix(offer.key, o->key), r.cred.pid);
+    SharedFd bell = ShareFd(std::move(conn));
+    if (pair != nullptr) {
+      if (o->fd || !ConstantTimeEqual(o->pair_proof,
+                                      PairProof(pair->key, p.peer_token,
+                                                p.own_token, kOfferFromServer,
+                                                pair->id, o->slot, o->size))) {
+        return Status(StatusCode::kPermissionDenied,
+                      "shm handover: server does not prove the pair");
+      }
+      Result<PeerDmb> peer =
+          PeerDmb::AttachSlot(pair->peer, o->slot, p.peer_token, o->size, bell);
+      if (!peer.ok()) return peer.status();
+      r.peer = std::move(*peer);
+      r.use = PairUse(pairs, std::move(pair));
+    } else {
+      if (!o->fd || o->pair_proof != 0) {
+        return Status(StatusCode::kDataLoss, "shm handover: bad first answer");
+      }
+      Result<std::shared_ptr<ShmArena>> peer_arena =
+          ShmArena::AttachPeer(std::move(o->fd), o->arena_size, o->arena_id);
+      if (!peer_arena.ok()) return peer_arena.status();
+      Result<PeerDmb> peer = PeerDmb::AttachSlot(*peer_arena, o->slot,
+                                                 p.peer_token, o->size, bell);
+      if (!peer.ok()) return peer.status();
+      r.peer = std::move(*peer);
+      r.new_pair = true;
+      r.local = std::move(*local);
+      KeepPair(pairs, r, offer.pair_id, Mix(offer.key, o->key), r.cred.pid);
+    }
+    if (!r.local.registered()) r.local = std::move(*local);
+    r.local.ConnectDoorbell(std::move(bell));
+    return r;
   }
-  if (!r.local.registered()) r.local = std::move(*local);
-  r.local.ConnectDoorbell(std::move(bell));
-  return r;
 }
 
 }  // namespace usmc::dev
