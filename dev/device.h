@@ -145,6 +145,13 @@ class Device {
   virtual bool attached() const = 0;
   virtual BufferInfo peer() const = 0;
   virtual void DetachPeerBuffer() = 0;
+  // Drops this process's view of both buffers only, while another process
+  // still holds the connection (fork, exec'd child, pass): neither buffer
+  // may be reused on the strength of this process letting go.
+  virtual void ForgetBuffers() {
+    DetachPeerBuffer();
+    UnregisterBuffer();
+  }
   // Bounds-checked copy into the peer's buffer; visible to the peer no
   // later than the next PostCdc.
   virtual Status MoveData(uint64_t offset, std::span<const std::byte> data) = 0;

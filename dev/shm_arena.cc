@@ -119,6 +119,88 @@ Result<std::shared_ptr<ShmArena>> ShmArena::AttachPeer(UniqueFd memfd,
   return a;
 }
 
+Result<std::shared_ptr<ShmArena>> ShmArena::AdoptOwn(UniqueFd memfd,
+                                                     uint64_t file_size,
+                                                     uint64_t id,
+                                                     DmbBudget& budget) {
+  Result<std::shared_ptr<ShmArena>> a =
+      AttachPeer(std::move(memfd), file_size, id);
+  if (!a.ok()) return a.status();
+  (*a)->own_ = true;
+  (*a)->adopted_ = true;
+  (*a)->creator_ = ::getpid();
+  (*a)->budget_ = &budget;
+  (*a)->next_ = (*a)->size_;  // nothing is ever carved
+  return a;
+}
+
+Status ShmArena::AdoptSlot(ArenaSlot slot) {
+  if (!adopted_) {
+    return Status(StatusCode::kInvalidArgument, "not an adopted arena");
+  }
+  USMC_RETURN_IF_ERROR(CheckSlot(slot));
+  const uint64_t span = DmbFileSize(slot.size);
+  std::lock_guard lock(mu_);
+  if (in_use_.contains(slot.offset) || quarantine_.contains(slot.offset)) {
+    return Status(StatusCode::kInvalidArgument, "arena slot adopted twice");
+  }
+  if (!budget_->TryCharge(span)) {
+    return Status(StatusCode::kResourceExhausted,
+                  "DMB budget exhausted adopting an arena slot");
+  }
+  in_use_[slot.offset] = slot.size;
+  ++stats_.slots_in_use;
+  return OkStatus();
+}
+
+namespace {
+std::mutex g_adopted_mu;
+std::vector<std::weak_ptr<ShmArena>> g_adopted;
+
+bool SameFile(int a, int b) {
+  struct stat sa {
+  }, sb{};
+  return ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 &&
+         sa.st_ino == sb.st_ino && sa.st_dev == sb.st_dev;
+}
+}  // namespace
+
+Result<std::shared_ptr<ShmArena>> AdoptArena(int fd, uint64_t file_size,
+                                             uint64_t id, bool own) {
+  std::lock_guard lock(g_adopted_mu);
+  std::erase_if(g_adopted,
+                [](const std::weak_ptr<ShmArena>& w) { return w.expired(); });
+  for (const std::weak_ptr<ShmArena>& w : g_adopted) {
+    std::shared_ptr<ShmArena> a = w.lock();
+    if (a == nullptr) continue;
+    const bool same_fd = a->memfd() == fd;
+    if (a->id() == id && a->own() == own) {
+      if (!same_fd) {
+        const bool dup = SameFile(fd, a->memfd());
+        base::CloseOwnedFd(fd);
+        if (!dup) {
+          return Status(StatusCode::kDataLoss,
+                        "adopted arena: another file under a known id");
+        }
+      }
+      if (a->file_size() != file_size) {
+        return Status(StatusCode::kDataLoss, "adopted arena: size mismatch");
+      }
+      return a;
+    }
+    if (same_fd) {  // a known arena's fd named under another id or side
+      return Status(StatusCode::kDataLoss, "adopted arena: id mismatch");
+    }
+  }
+  UniqueFd memfd(fd);  // not moved: other records may name this number
+  Result<std::shared_ptr<ShmArena>> a =
+      own ? ShmArena::AdoptOwn(std::move(memfd), file_size, id)
+          : ShmArena::AttachPeer(std::move(memfd), file_size, id);
+  if (!a.ok()) return a.status();
+  g_adopted.push_back(*a);
+  return a;
+}
+
 ShmArena::~ShmArena() {
   if (base_ != nullptr) ::munmap(base_, size_);
   if (budget_ != nullptr) {
@@ -149,8 +231,10 @@ std::byte* ShmArena::Ctrl(ArenaSlot slot) const {
 }
 
 Result<ArenaSlot> ShmArena::Allocate(uint64_t dmb_size, uint64_t token) {
-  if (!own_) {
-    return Status(StatusCode::kFailedPrecondition, "not our arena");
+  if (!own_ || adopted_) {
+    return Status(StatusCode::kFailedPrecondition,
+                  own_ ? "adopted arena (exec, pass): never allocated from"
+                       : "not our arena");
   }
   if (::getpid() != creator_) {
     return Status(StatusCode::kFailedPrecondition,
@@ -226,10 +310,18 @@ void ShmArena::Shelve(uint64_t offset, uint64_t size) {
   }
 }
 
+bool ShmArena::PeerReleased(uint64_t offset, uint64_t size) {
+  ++stats_.quarantine_looks;
+  if (Load64(Ctrl({offset, size}) + kCtrlPeerReleasedOff) == 0) return false;
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return true;
+}
+
 void ShmArena::SweepQuarantine() {
-  for (auto it = quarantine_.begin(); it != quarantine_.end();) {
-    if (Load64(Ctrl({it->first, it->second}) + kCtrlPeerReleasedOff) != 0) {
-      std::atomic_thread_fence(std::memory_order_acquire);
+  auto it = quarantine_.lower_bound(sweep_from_);
+  for (size_t n = 0; n < kQuarantineSweep && !quarantine_.empty(); ++n) {
+    if (it == quarantine_.end()) it = quarantine_.begin();
+    if (PeerReleased(it->first, it->second)) {
       Shelve(it->first, it->second);
       --stats_.quarantined;
       it = quarantine_.erase(it);
@@ -237,10 +329,25 @@ void ShmArena::SweepQuarantine() {
       ++it;
     }
   }
+  sweep_from_ = it == quarantine_.end() ? 0 : it->first;
+}
+
+void ShmArena::Leak(ArenaSlot slot) {
+  if (!own_) return;
+  {
+    std::lock_guard lock(mu_);
+    auto it = in_use_.find(slot.offset);
+    if (it == in_use_.end() || it->second != slot.size) return;
+    in_use_.erase(it);
+    --stats_.slots_in_use;
+    ++stats_.leaked;
+  }
+  budget_->Release(DmbFileSize(slot.size));
 }
 
 void ShmArena::Free(ArenaSlot slot) {
   if (!own_) return;
+  if (adopted_ || ::getpid() != creator_) return Leak(slot);
   const uint64_t span = DmbFileSize(slot.size);
   {
     std::lock_guard lock(mu_);
@@ -248,9 +355,13 @@ void ShmArena::Free(ArenaSlot slot) {
     if (it == in_use_.end() || it->second != slot.size) return;
     in_use_.erase(it);
     --stats_.slots_in_use;
-    quarantine_[slot.offset] = slot.size;
-    ++stats_.quarantined;
-    SweepQuarantine();
+    // Only this slot's word: the others wait for the next Allocate's sweep.
+    if (PeerReleased(slot.offset, slot.size)) {
+      Shelve(slot.offset, slot.size);
+    } else {
+      quarantine_[slot.offset] = slot.size;
+      ++stats_.quarantined;
+    }
   }
   budget_->Release(span);
 }

@@ -49,6 +49,9 @@ namespace usmc::dev {
 // 64 GiB (virtual: a memfd is sparse, pages exist once touched).
 inline constexpr uint64_t kMinArenaSize = (uint64_t{1} << 20) + (2 << 12);
 inline constexpr uint64_t kMaxArenaSize = uint64_t{64} << 30;
+// Quarantined slots an Allocate looks at, at most (round robin): a peer
+// that never releases its slots must not make every Allocate slower.
+inline constexpr size_t kQuarantineSweep = 8;
 // Free slot bytes an arena keeps warm (not punched), see docs/dev-shm.md.
 inline constexpr uint64_t kDefaultArenaWarmBytes = uint64_t{4} << 20;
 // Header page at offset 0 of the arena file.
@@ -72,8 +75,12 @@ struct ArenaStats {
   uint64_t free_slots = 0;
   uint64_t warm_bytes = 0;   // free slot bytes not punched
   uint64_t punched = 0;      // slots punched on Free
+  uint64_t leaked = 0;       // left to another holder (Leak)
   uint64_t quarantined = 0;  // freed, the peer not detached yet
-  uint64_t high_water = 0;   // file bytes ever carved (header included)
+  // Control words of quarantined slots looked at (SweepQuarantine): a
+  // bounded number per Allocate, whatever the quarantine holds.
+  uint64_t quarantine_looks = 0;
+  uint64_t high_water = 0;  // file bytes ever carved (header included)
 };
 
 class ShmArena {
@@ -92,6 +99,18 @@ class ShmArena {
                                                       uint64_t expected_size,
                                                       uint64_t expected_id);
 
+  // Our arena again, after exec(2) or taken along with a passed connection:
+  // the memfd is checked as AttachPeer checks it. Adopted arenas are never
+  // allocated from (the peer may keep pairs keyed by our pid, and after a
+  // pass another process made it); their slots come back with AdoptSlot
+  // and go when freed.
+  static Result<std::shared_ptr<ShmArena>> AdoptOwn(
+      UniqueFd memfd, uint64_t file_size, uint64_t id,
+      DmbBudget& budget = DmbBudget::Process());
+  // An adopted arena's slot, in use from now on (charged to the budget).
+  // kInvalidArgument: not an adopted arena, or the slot is in use already.
+  Status AdoptSlot(ArenaSlot slot);
+
   ShmArena(const ShmArena&) = delete;
   ShmArena& operator=(const ShmArena&) = delete;
 
@@ -107,7 +126,13 @@ class ShmArena {
   // warm up to the watermark, punched above it) once the peer has released
   // it (kCtrlPeerReleasedOff), until then to a quarantine that Allocate
   // looks at again. Unknown slots are ignored.
+  // In a process other than the creator (a forked child's copy) and in an
+  // adopted arena, Free is Leak: another process may hold the slot's
+  // connection still, and nothing here knows when it lets go.
   void Free(ArenaSlot slot);
+  // Returns the slot's budget charge but never the slot: its connection
+  // lives on in another process.
+  void Leak(ArenaSlot slot);
 
   // Whether `slot` names a DMB that fits this arena: page-aligned offset
   // past the header page, valid DMB size, inside the file. Peers name slots:
@@ -118,6 +143,7 @@ class ShmArena {
   std::byte* Ctrl(ArenaSlot slot) const;
 
   bool own() const { return own_; }
+  bool adopted() const { return adopted_; }
   uint64_t id() const { return id_; }
   uint64_t file_size() const { return size_; }
   int memfd() const { return memfd_.get(); }
@@ -130,6 +156,7 @@ class ShmArena {
   ShmArena() = default;
 
   bool own_ = false;
+  bool adopted_ = false;
   pid_t creator_ = 0;
   uint64_t id_ = 0;
   uint64_t size_ = 0;
@@ -148,11 +175,24 @@ class ShmArena {
   // Freed by us, not yet released by the peer (kCtrlPeerReleasedOff): not
   // reusable yet. offset -> DMB size.
   std::map<uint64_t, uint64_t> quarantine_;
+  uint64_t sweep_from_ = 0;  // offset the next sweep starts at
   void Shelve(uint64_t offset, uint64_t size);  // under mu_
-  void SweepQuarantine();                       // under mu_
-  std::map<uint64_t, uint64_t> in_use_;         // offset -> DMB size
+  // Looks at up to kQuarantineSweep quarantined slots from sweep_from_ on
+  // (wrapping) and shelves those the peer released. Under mu_.
+  void SweepQuarantine();
+  bool PeerReleased(uint64_t offset, uint64_t size);  // under mu_
+  std::map<uint64_t, uint64_t> in_use_;               // offset -> DMB size
   ArenaStats stats_;
 };
+
+// The arena behind `fd` for a connection taken over after exec(2) or by
+// SCM_RIGHTS: each arena is attached once per process (several records of
+// one pair name it), keyed by its id and side; `own` adopts (AdoptOwn),
+// else AttachPeer. Always takes `fd`: kept if it is the arena's memfd,
+// closed if a duplicate of a known arena or on failure (unless it is a
+// known arena's memfd: then it stays with that arena).
+Result<std::shared_ptr<ShmArena>> AdoptArena(int fd, uint64_t file_size,
+                                             uint64_t id, bool own);
 
 }  // namespace usmc::dev
 

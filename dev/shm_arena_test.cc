@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 #include "base/owned_fd.h"
 #include "dev/shm_test_util.h"
@@ -252,6 +253,87 @@ TEST(ShmArenaTest, SlotIsReusedOnlyAfterThePeerReleasedIt) {
   uint64_t released;
   std::memcpy(&released, (*a)->Ctrl(*s3) + kCtrlPeerReleasedOff, 8);
   EXPECT_EQ(released, 0u);
+}
+
+// A peer that never releases its slots (it died holding them, or is
+// hostile) fills the quarantine; Allocate and Free must still look at a
+// bounded number of control words each, not at every quarantined slot.
+TEST(ShmArenaTest, QuarantineCostPerAllocateIsBounded) {
+  DmbBudget budget(kArena);
+  auto a = ShmArena::Create(kArena, budget);
+  ASSERT_TRUE(a.ok());
+  constexpr int kStuck = 100, kCycles = 50;
+  std::vector<ArenaSlot> stuck;
+  for (int i = 0; i < kStuck; ++i) {
+    auto s = (*a)->Allocate(16 * 1024, 1);
+    ASSERT_TRUE(s.ok()) << s.status();
+    stuck.push_back(*s);
+  }
+  for (ArenaSlot s : stuck) (*a)->Free(s);
+  ASSERT_EQ((*a)->stats().quarantined, uint64_t{kStuck});
+  const uint64_t looks = (*a)->stats().quarantine_looks;
+  ArenaSlot first{};
+  for (int i = 0; i < kCycles; ++i) {
+    auto s = (*a)->Allocate(kDmb, 2);
+    ASSERT_TRUE(s.ok());
+    if (i == 0) first = *s;
+    EXPECT_EQ(*s, first);  // the warm slot, every time
+    Done(**a, *s);
+  }
+  EXPECT_LE((*a)->stats().quarantine_looks - looks,
+            uint64_t{kCycles} * (kQuarantineSweep + 1));
+  EXPECT_EQ((*a)->stats().quarantined, uint64_t{kStuck});
+  // Released late, they all come back within a bounded number of
+  // allocations.
+  for (ArenaSlot s : stuck) PeerReleases(**a, s);
+  for (int i = 0; i < kStuck; ++i) {
+    auto s = (*a)->Allocate(kDmb, 3);
+    ASSERT_TRUE(s.ok());
+    Done(**a, *s);
+  }
+  EXPECT_EQ((*a)->stats().quarantined, 0u);
+}
+
+// After exec or a pass, several records name one arena: it is attached
+// once (one mapping, one fd), a duplicate fd of it is closed, and an
+// adopted own arena gives back its slots but never allocates.
+TEST(ShmArenaTest, AdoptArenaAttachesEachArenaOnce) {
+  DmbBudget budget(kArena);
+  auto a = ShmArena::Create(kArena, budget);
+  ASSERT_TRUE(a.ok());
+  auto s1 = (*a)->Allocate(kDmb, 1);
+  auto s2 = (*a)->Allocate(kDmb, 2);
+  ASSERT_TRUE(s1.ok() && s2.ok());
+  const int fd = Dup((*a)->memfd()).Release();
+  const int maps = CountMappings("usmc-arena");
+  auto x = AdoptArena(fd, (*a)->file_size(), (*a)->id(), /*own=*/true);
+  ASSERT_TRUE(x.ok()) << x.status();
+  EXPECT_TRUE((*x)->adopted());
+  EXPECT_EQ(CountMappings("usmc-arena"), maps + 1);
+  const int fds = CountOpenFds();
+  // The same fd number again (exec: every record of the pair names it).
+  auto y = AdoptArena(fd, (*a)->file_size(), (*a)->id(), /*own=*/true);
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_EQ(*y, *x);
+  EXPECT_GE(::fcntl(fd, F_GETFD), 0);  // still open: the arena's
+  // Another fd of the same arena (a pass): closed, the arena reused.
+  const int dup = Dup(fd).Release();
+  auto z = AdoptArena(dup, (*a)->file_size(), (*a)->id(), /*own=*/true);
+  ASSERT_TRUE(z.ok()) << z.status();
+  EXPECT_EQ(*z, *x);
+  EXPECT_EQ(CountOpenFds(), fds);
+  EXPECT_EQ(CountMappings("usmc-arena"), maps + 1);
+  // A known arena's fd under another id is refused and stays open.
+  EXPECT_FALSE(AdoptArena(fd, (*a)->file_size(), 99, /*own=*/true).ok());
+  EXPECT_GE(::fcntl(fd, F_GETFD), 0);
+  // Slots come back by offset; Allocate is refused.
+  EXPECT_TRUE((*x)->AdoptSlot(*s1).ok());
+  EXPECT_FALSE((*x)->AdoptSlot(*s1).ok());  // twice
+  EXPECT_EQ((*x)->Allocate(kDmb, 3).status().code(),
+            StatusCode::kFailedPrecondition);
+  (*x)->Free(*s1);  // never shelved: another holder may still use it
+  EXPECT_EQ((*x)->stats().free_slots, 0u);
+  EXPECT_EQ((*x)->stats().leaked, 1u);
 }
 
 // A forked child inherits the mapping, but must not carve slots in it: the

@@ -41,6 +41,58 @@ Result<std::unique_ptr<ShmDevice>> ShmDevice::Adopt(UniqueFd own_memfd,
   return d;
 }
 
+Result<std::unique_ptr<ShmDevice>> ShmDevice::AdoptArenas(const ArenaExport& a,
+                                                          BufferInfo own,
+                                                          BufferInfo peer) {
+  SharedFd bell = ShareFd(UniqueFd(a.doorbell_fd));
+  Result<std::shared_ptr<ShmArena>> own_arena =
+      AdoptArena(a.own_fd, a.own_size, a.own_id, /*own=*/true);
+  Result<std::shared_ptr<ShmArena>> peer_arena =
+      AdoptArena(a.peer_fd, a.peer_size, a.peer_id, /*own=*/false);
+  if (!own_arena.ok()) return own_arena.status();
+  if (!peer_arena.ok()) return peer_arena.status();
+  Result<LocalDmb> local = LocalDmb::AdoptSlot(
+      std::move(*own_arena), a.own_slot, own.token, own.size, bell);
+  if (!local.ok()) return local.status();
+  Result<PeerDmb> p = PeerDmb::AttachSlot(std::move(*peer_arena), a.peer_slot,
+                                          peer.token, peer.size, bell);
+  if (!p.ok()) return p.status();
+  std::unique_ptr<ShmDevice> d(new ShmDevice(false, {}));
+  d->local_ = std::move(*local);
+  d->peer_ = std::move(*p);
+  d->last_posted_ = LoadCdcArea(d->peer_.bytes().data());
+  return d;
+}
+
+Status ShmDevice::ExportArenas(ArenaExport& out, bool for_pass) {
+  const std::shared_ptr<ShmArena>& own = local_.arena();
+  const std::shared_ptr<ShmArena>& peer = peer_.arena();
+  if (own == nullptr || peer == nullptr || !local_.has_doorbell()) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "not an arena connection, or buffers already released");
+  }
+  if (for_pass && own->stats().slots_in_use != 1) {
+    // Its arenas hold other live connections with the same peer process:
+    // their bytes must not go to the receiver.
+    return Status(StatusCode::kFailedPrecondition,
+                  "it shares its shared-memory arenas with other live "
+                  "connections to the same peer process");
+  }
+  out.own_fd = own->memfd();
+  out.peer_fd = peer->memfd();
+  out.doorbell_fd = local_.doorbell().fd();
+  out.own_id = own->id();
+  out.own_size = own->file_size();
+  out.own_slot = local_.slot_offset();
+  out.peer_id = peer->id();
+  out.peer_size = peer->file_size();
+  out.peer_slot = peer_.slot_offset();
+  if (for_pass && use_.pair() != nullptr) {
+    ArenaPairs::Process().Retire(use_.pair()->id);
+  }
+  return OkStatus();
+}
+
 Result<BufferInfo> ShmDevice::RegisterBuffer(const RegisterRequest& r) {
   DmbBudget& budget = DmbBudget::Process();
   uint64_t size = r.size;
@@ -148,6 +200,15 @@ Result<BufferInfo> ShmDevice::AttachArena(const AttachRequest& r) {
   return peer();
 }
 
+void ShmDevice::ForgetBuffers() {
+  peer_.Abandon();
+  listener_.reset();
+  local_.Abandon();
+  reserved_token_ = 0;
+  reserved_size_ = 0;
+  use_.Reset();
+}
+
 BufferInfo ShmDevice::peer() const {
   if (!peer_.attached()) return {};
   return {peer_.token(), static_cast<uint32_t>(peer_.size())};
@@ -246,10 +307,9 @@ uint32_t* ShmDevice::Shared(SharedWord w) {
 
 Status ShmDevice::ExportFds(std::array<int, 4>& fds) const {
   if (local_.arena() != nullptr) {
-    // An fd maps the whole arena: the exec record and pass need slot
-    // offsets and de-duplicated arena fds first (docs/dev-shm.md).
+    // Arena slots need their offsets and arena ids too: ExportArenas.
     return Status(StatusCode::kFailedPrecondition,
-                  "arena DMBs cannot be exported yet");
+                  "arena DMBs are exported with ExportArenas");
   }
   if (!local_.registered() || !local_.has_doorbell() || !peer_.attached() ||
       peer_.memfd() < 0) {

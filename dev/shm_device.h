@@ -20,10 +20,10 @@
 
 namespace usmc::dev {
 
-// Experimental (off by default; the runtime sets it from USMC_SHM_ARENA):
-// DMBs are slots of per-peer-process arenas (dev/shm_arena.h, the arena
-// handover of dev/shm_handover.h). Such connections cannot be exported for
-// exec or SCM_RIGHTS passing yet (ExportFds fails).
+// The runtime sets it from USMC_SHM_ARENA: DMBs are slots of
+// per-peer-process arenas (dev/shm_arena.h, the arena handover of
+// dev/shm_handover.h). Such connections move across exec and SCM_RIGHTS
+// with their arenas' fds and slot offsets (ExportArenas, AdoptArenas).
 void SetShmArenas(bool on);
 bool ShmArenasOn();
 
@@ -32,6 +32,17 @@ bool ShmArenasOn();
 struct ShmRoomy {
   uint32_t size = 0;  // 0: off
   uint64_t budget = 0;
+};
+
+// A connection whose DMBs are arena slots, as exec and pass records carry
+// it. Fds: the arenas' memfds (shared by the pair's other connections) and
+// the connection's doorbell socket.
+struct ArenaExport {
+  int own_fd = -1;
+  int peer_fd = -1;
+  int doorbell_fd = -1;
+  uint64_t own_id = 0, own_size = 0, own_slot = 0;
+  uint64_t peer_id = 0, peer_size = 0, peer_slot = 0;
 };
 
 class ShmDevice final : public Device {
@@ -46,6 +57,12 @@ class ShmDevice final : public Device {
                                                   UniqueFd peer_memfd,
                                                   BufferInfo peer,
                                                   UniqueFd doorbell);
+  // The same for a connection in arena slots: each arena is attached once
+  // per process (AdoptArena), own ones adopted (never allocated from).
+  // Takes the three fds of `a` whatever happens.
+  static Result<std::unique_ptr<ShmDevice>> AdoptArenas(const ArenaExport& a,
+                                                        BufferInfo own,
+                                                        BufferInfo peer);
   // Whether an inherited fd can be a doorbell end (dev/shm_doorbell.h).
   static Status CheckDoorbell(int fd) { return CheckDoorbellFd(fd); }
 
@@ -63,6 +80,9 @@ class ShmDevice final : public Device {
   bool attached() const override { return peer_.attached(); }
   BufferInfo peer() const override;
   void DetachPeerBuffer() override { peer_.Detach(); }
+  // Arena slots: the peer's stays unreleased and ours is never reused
+  // (docs/dev-shm.md, "Slot reuse needs the peer's release").
+  void ForgetBuffers() override;
   Status MoveData(uint64_t offset, std::span<const std::byte> data) override;
 
   int AttachFd() const override;
@@ -86,6 +106,15 @@ class ShmDevice final : public Device {
   uint32_t* Shared(SharedWord w) override;
   // {own memfd, peer memfd, doorbell socket (both directions), -1}.
   Status ExportFds(std::array<int, 4>& fds) const override;
+
+  // Whether this connection's DMBs are arena slots.
+  bool in_arena() const { return local_.arena() != nullptr; }
+  // The connection's arenas and slots. `for_pass` (SCM_RIGHTS to another
+  // process): an arena fd maps the whole arena, so only a connection alone
+  // in its pair goes (kFailedPrecondition naming why otherwise), and its
+  // pair is retired here (never allocated from again; the peer's later
+  // claims get "unknown pair").
+  Status ExportArenas(ArenaExport& out, bool for_pass);
 
   // SO_PEERCRED of the handover's Unix peer (zeros if adopted or not yet
   // attached): for the record, nothing depends on it.

@@ -284,6 +284,29 @@ Result<LocalDmb> LocalDmb::InArena(std::shared_ptr<ShmArena> arena,
   return dmb;
 }
 
+Result<LocalDmb> LocalDmb::AdoptSlot(std::shared_ptr<ShmArena> arena,
+                                     uint64_t offset, uint64_t token,
+                                     uint64_t size, SharedFd doorbell) {
+  if (arena == nullptr || !arena->adopted()) {
+    return Status(StatusCode::kInvalidArgument, "not an adopted arena");
+  }
+  const ArenaSlot slot{offset, size};
+  USMC_RETURN_IF_ERROR(arena->CheckSlot(slot));
+  USMC_RETURN_IF_ERROR(
+      CheckCtrl(arena->Ctrl(slot), token, size, "inherited DMB slot"));
+  USMC_RETURN_IF_ERROR(CheckDoorbellFd(RawFd(doorbell)));
+  USMC_RETURN_IF_ERROR(arena->AdoptSlot(slot));
+  LocalDmb dmb;
+  dmb.map_ = Mapping(arena->Bytes(slot).data(), DmbFileSize(size),
+                     /*owned=*/false);
+  dmb.size_ = size;
+  dmb.token_ = token;
+  dmb.slot_offset_ = offset;
+  dmb.arena_ = std::move(arena);
+  dmb.ConnectDoorbell(std::move(doorbell));
+  return dmb;
+}
+
 LocalDmb& LocalDmb::operator=(LocalDmb&& o) noexcept {
   if (this != &o) {
     Unregister();
@@ -318,6 +341,14 @@ PeerDmb& PeerDmb::operator=(PeerDmb&& o) noexcept {
 }
 
 int PeerDmb::memfd() const { return arena_ ? arena_->memfd() : memfd_.get(); }
+
+void LocalDmb::Abandon() {
+  if (arena_) {
+    arena_->Leak({slot_offset_, size_});
+    arena_.reset();
+  }
+  Unregister();
+}
 
 void LocalDmb::Unregister() {
   doorbell_.reset();
@@ -412,6 +443,11 @@ Result<PeerDmb> PeerDmb::AttachSlot(std::shared_ptr<ShmArena> arena,
                         reinterpret_cast<uint32_t*>(ctrl + kCtrlArmedOff),
                         reinterpret_cast<uint64_t*>(ctrl + kCtrlSleepTokenOff));
   return dmb;
+}
+
+void PeerDmb::Abandon() {
+  arena_.reset();  // no release store below
+  Detach();
 }
 
 void PeerDmb::Detach() {

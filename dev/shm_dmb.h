@@ -162,6 +162,11 @@ class LocalDmb {
   // returns the slot. kResourceExhausted: budget or arena full.
   static Result<LocalDmb> InArena(std::shared_ptr<ShmArena> arena,
                                   uint64_t size, uint64_t token);
+  // Our DMB in a slot of an adopted arena (exec, pass): the slot's control
+  // page must name `token` and `size`. Violations: kDataLoss.
+  static Result<LocalDmb> AdoptSlot(std::shared_ptr<ShmArena> arena,
+                                    uint64_t offset, uint64_t token,
+                                    uint64_t size, SharedFd doorbell);
   LocalDmb() = default;  // not registered
   LocalDmb(LocalDmb&&) noexcept = default;
   // Unregisters what this held first (an arena slot goes back to it).
@@ -172,6 +177,10 @@ class LocalDmb {
   // returns the budget.
   // Idempotent. A peer that attached keeps its own mapping until it detaches.
   void Unregister();
+  // Unregister for a process that lets go while another one still holds
+  // the connection (fork, exec, pass): an arena slot is left out of use for
+  // good (ShmArena::Leak), never reused under the other holder.
+  void Abandon();
   bool registered() const { return map_.data() != nullptr; }
 
   uint64_t token() const { return token_; }
@@ -237,6 +246,10 @@ class PeerDmb {
   // Unmaps, closes the memfd, drops our share of the doorbell socket.
   // Idempotent.
   void Detach();
+  // Detach without telling the owner that we let go of an arena slot: for
+  // a process that drops its view while another process still holds the
+  // connection (fork). The last holder's Detach releases the slot.
+  void Abandon();
   bool attached() const { return map_.data() != nullptr; }
   // Kept open (one fd per connection) so that exec(2) can pass it on: a
   // mapping alone does not survive exec, and an unprivileged process cannot

@@ -158,8 +158,7 @@ void SmcSocket::Forget() {
   early_.clear();  // another process sends the connection's bytes now
   // Only this process's mappings and fds: the Doorbell/PeerDoorbell and
   // DMB destructors write nothing into shared memory and send nothing.
-  dev_->DetachPeerBuffer();
-  dev_->UnregisterBuffer();
+  dev_->ForgetBuffers();  // the last holder releases them
   base::CloseOwnedFd(fd_);
   tcp_closed_ = true;
   peer_changed_.notify_all();

@@ -3,11 +3,18 @@
 //
 // A record is versioned and length-prefixed; every field has a fixed width
 // (big-endian), so the decoder is a bounds-checked walk with no
-// allocation but the UEID string. Layout, version 2 (docs/engine.md, "exec
-// handover"; version 1 had two doorbell fds):
+// allocation but the UEID string. Layout, version 3 (docs/engine.md, "exec
+// handover"; version 1 had two doorbell fds, version 2 no arena fields):
 //
-//   header  u32 magic "USXR" | u16 version 2 | u16 flags 0 | u32 body length
-//   body    fds (4 x i32) | options | socket state | engine snapshot
+//   header  u32 magic "USXR" | u16 version 3 | u16 flags 0 | u32 body length
+//   body    fds (4 x i32) | options | socket state | engine snapshot |
+//           arenas: u64 x 6 (local id, size, slot; peer id, size, slot)
+//
+// With arenas (docs/dev-shm.md, "Arenas") the two memfd fields name the
+// arenas' memfds: every record of a pair names the same two fds (in exec
+// the fd numbers are the record set's de-duplicated fd list), and the
+// slots say where in them the connection's DMBs are. Sizes 0: DMBs of
+// their own (the memfds are the DMBs). Version 2 records still decode.
 //
 // The decoder trusts nothing: magic, version, exact body length, enum
 // ranges, bools 0/1, unused bits zero, fds >= 0 and distinct, then
@@ -33,9 +40,10 @@
 namespace usmc::runtime {
 
 inline constexpr uint32_t kExecRecordMagic = 0x55535852;  // "USXR"
-inline constexpr uint16_t kExecRecordVersion = 2;
+inline constexpr uint16_t kExecRecordVersion = 3;
 inline constexpr size_t kExecRecordHeaderLen = 12;
-inline constexpr size_t kExecRecordBodyLen = 333;  // version 2
+inline constexpr size_t kExecRecordBodyLenV2 = 333;
+inline constexpr size_t kExecRecordBodyLen = 381;  // version 3
 inline constexpr size_t kExecRecordMaxEid = 32;
 
 struct ExecRecord {
@@ -60,6 +68,14 @@ struct ExecRecord {
   std::array<std::byte, 32>
       last_area{};  // the peer's CDC area as last fed to the engine
   engine::ConnectionSnapshot engine;
+  // Arena slots (version 3); all 0 for DMBs of their own.
+  uint64_t local_arena_id = 0;
+  uint64_t local_arena_size = 0;
+  uint64_t local_slot = 0;
+  uint64_t peer_arena_id = 0;
+  uint64_t peer_arena_size = 0;
+  uint64_t peer_slot = 0;
+  bool in_arena() const { return local_arena_size != 0; }
   bool operator==(const ExecRecord&) const = default;
 };
 

@@ -309,7 +309,7 @@ class SmcSocket : private TcpSide {
 
  private:
   SmcSocket(int fd, const Options& opts);
-  Status ExportRecord(ExecRecord& rec);  // ExportFor*'s common part
+  Status ExportRecord(ExecRecord& rec, bool for_pass);  // ExportFor*'s part
 
   using Clock = std::chrono::steady_clock;
   static engine::TimePoint Now();

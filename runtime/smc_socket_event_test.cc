@@ -11,13 +11,17 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "dev/shm_device.h"
+#include "dev/shm_dmb.h"
 #include "dev/shm_doorbell.h"
 #include "dev/shm_handover.h"
 #include "dev/shm_identity.h"
+#include "runtime/config.h"
 #include "runtime/smc_socket.h"
 #include "runtime/smc_socket_test_util.h"
 #include "wire/reason.h"
@@ -710,6 +714,70 @@ TEST(SmcSocketEventTest, ForgetInAForkedChildLeavesTheParentsConnection) {
   }
   EXPECT_EQ((*s)->Close(), 0);
   EXPECT_EQ(WaitChild(client), 0);
+}
+
+int CountArenaMappings() {
+  std::ifstream maps("/proc/self/maps");
+  int n = 0;
+  for (std::string line; std::getline(maps, line);) {
+    n += line.find("usmc-arena") != std::string::npos;
+  }
+  return n;
+}
+
+// Arena mode: the server's end is held by two processes (fork). The one
+// that forgets first must leave the client's slot unreleased (the other
+// still writes CDCs into it; a released slot may carry another connection
+// next); the last holder's close releases it.
+TEST(SmcSocketEventTest, ArenaSlotIsReleasedOnlyByTheLastHolder) {
+  (void)ProcessConfig();  // it sets the switch from the environment once
+  dev::SetShmArenas(true);
+  int sync[2];
+  ASSERT_EQ(::pipe(sync), 0);
+  pid_t client;
+  int fd = ForkClient(
+      [&](int fd) {
+        ::close(sync[1]);
+        auto s = SmcSocket::Upgrade(fd, Client());
+        if (!s.ok() || !(*s)->is_smc()) return 1;
+        uint32_t* refs = (*s)->ProcessRefs();
+        if (refs == nullptr) return 2;
+        if (CountArenaMappings() == 0) return 8;  // not in an arena
+        // Our slot's control page: the word the server side stores on
+        // detach.
+        std::atomic_ref<uint64_t> released(*reinterpret_cast<uint64_t*>(
+            reinterpret_cast<std::byte*>(refs) - dev::kCtrlProcessRefsOff +
+            dev::kCtrlPeerReleasedOff));
+        char c;
+        if (::read(sync[0], &c, 1) != 1 || c != 'f') return 3;
+        if (released.load() != 0) return 4;  // the parent still holds it
+        if (::read(sync[0], &c, 1) != 1 || c != 'c') return 5;
+        if (released.load() != 1) return 6;  // the last holder closed
+        char b;
+        if ((*s)->Recv(&b, 1, 0) != 0) return 7;
+        return (*s)->Close();
+      },
+      &client);
+  ::close(sync[0]);
+  auto s = SmcSocket::Upgrade(fd, Server());
+  ASSERT_TRUE(s.ok() && (*s)->is_smc());
+  uint32_t* refs = (*s)->ProcessRefs();
+  ASSERT_NE(refs, nullptr);
+  std::atomic_ref<uint32_t>(*refs).fetch_add(1);  // as the interposer does
+  pid_t forgetter = ::fork();
+  if (forgetter == 0) {
+    (*s)->Forget();
+    s->reset();
+    ::_exit(0);
+  }
+  ASSERT_EQ(WaitChild(forgetter), 0);
+  std::atomic_ref<uint32_t>(*refs).fetch_sub(1);
+  ASSERT_EQ(::write(sync[1], "f", 1), 1);
+  EXPECT_EQ((*s)->Close(), 0);
+  ASSERT_EQ(::write(sync[1], "c", 1), 1);
+  ::close(sync[1]);
+  EXPECT_EQ(WaitChild(client), 0);
+  dev::SetShmArenas(false);
 }
 
 TEST(SmcSocketEventTest, ProcessRefsIsNullInTcpMode) {

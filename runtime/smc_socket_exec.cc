@@ -71,7 +71,7 @@ Status SmcSocket::ExportForExec(std::string& out) {
   // A vfork child exporting shares our memory: the parent learns it too.
   NoteShared();
   ExecRecord rec;
-  USMC_RETURN_IF_ERROR(ExportRecord(rec));
+  USMC_RETURN_IF_ERROR(ExportRecord(rec, /*for_pass=*/false));
   const int fds[] = {rec.tcp_fd, rec.local_memfd, rec.peer_memfd,
                      rec.doorbell_fd};
   for (size_t i = 0; i < std::size(fds); ++i) {
@@ -92,10 +92,10 @@ Status SmcSocket::ExportForPass(ExecRecord& rec) {
   // The receiver publishes into the peer's DMB too from now on: this
   // process must look for its progress (AdoptSiblingProgress).
   NoteShared();
-  return ExportRecord(rec);
+  return ExportRecord(rec, /*for_pass=*/true);
 }
 
-Status SmcSocket::ExportRecord(ExecRecord& rec) {
+Status SmcSocket::ExportRecord(ExecRecord& rec, bool for_pass) {
   std::lock_guard lock(mu_);
   if (tcp_closed_) return Precondition("socket already closed");
   if (HandshakingLocked()) {
@@ -109,7 +109,14 @@ Status SmcSocket::ExportRecord(ExecRecord& rec) {
                         ", only SMC-D sockets are exported");
   }
   std::array<int, 4> fds{};
-  if (Status st = dev_->ExportFds(fds); !st.ok()) return st;
+  dev::ArenaExport arenas;
+  auto* shm = dynamic_cast<dev::ShmDevice*>(dev_.get());
+  if (shm != nullptr && shm->in_arena()) {
+    USMC_RETURN_IF_ERROR(shm->ExportArenas(arenas, for_pass));
+    fds = {arenas.own_fd, arenas.peer_fd, arenas.doorbell_fd, -1};
+  } else if (Status st = dev_->ExportFds(fds); !st.ok()) {
+    return st;
+  }
   // Deferred shutdowns and the app's SO_RCVLOWAT go where they belong
   // first (a no-op once done), so the snapshot and the socket hold them.
   FinishHandshake();
@@ -141,6 +148,14 @@ Status SmcSocket::ExportRecord(ExecRecord& rec) {
   std::memcpy(rec.last_area.data(), last_area_.data.data(),
               std::min<size_t>(last_area_.len, rec.last_area.size()));
   rec.engine = *snap;
+  if (shm != nullptr && shm->in_arena()) {
+    rec.local_arena_id = arenas.own_id;
+    rec.local_arena_size = arenas.own_size;
+    rec.local_slot = arenas.own_slot;
+    rec.peer_arena_id = arenas.peer_id;
+    rec.peer_arena_size = arenas.peer_size;
+    rec.peer_slot = arenas.peer_slot;
+  }
   const int tcp_fl = ::fcntl(fd_, F_GETFD);
   if (tcp_fl < 0) return Status::FromErrno(errno, "fcntl F_GETFD");
   rec.tcp_cloexec = tcp_fl & FD_CLOEXEC;
@@ -194,11 +209,36 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptRecord(const ExecRecord& rec,
     return fail(st);
   }
   // The three buffer fds are ours now: every failure below closes them.
-  dev::UniqueFd local_mem(rec.local_memfd), peer_mem(rec.peer_memfd),
-      bell(rec.doorbell_fd);
   for (int fd : {rec.local_memfd, rec.peer_memfd, rec.doorbell_fd}) {
-    if (Status st = SetCloexec(fd, true); !st.ok()) return fail(st);
+    if (Status st = SetCloexec(fd, true); !st.ok()) {
+      close_buffers();
+      return fail(st);
+    }
   }
+  const engine::SmcdLink& link = rec.engine.link;
+  Result<std::unique_ptr<dev::ShmDevice>> d = Status(StatusCode::kInternal, "");
+  if (rec.in_arena()) {
+    // The arenas are shared with the pair's other records: AdoptArenas
+    // attaches each once and takes the fds.
+    d = dev::ShmDevice::AdoptArenas({.own_fd = rec.local_memfd,
+                                     .peer_fd = rec.peer_memfd,
+                                     .doorbell_fd = rec.doorbell_fd,
+                                     .own_id = rec.local_arena_id,
+                                     .own_size = rec.local_arena_size,
+                                     .own_slot = rec.local_slot,
+                                     .peer_id = rec.peer_arena_id,
+                                     .peer_size = rec.peer_arena_size,
+                                     .peer_slot = rec.peer_slot},
+                                    {link.local_dmb_token, link.local_dmb_size},
+                                    {link.peer_dmb_token, link.peer_dmb_size});
+  } else {
+    d = dev::ShmDevice::Adopt(dev::UniqueFd(rec.local_memfd),
+                              {link.local_dmb_token, link.local_dmb_size},
+                              dev::UniqueFd(rec.peer_memfd),
+                              {link.peer_dmb_token, link.peer_dmb_size},
+                              dev::UniqueFd(rec.doorbell_fd));
+  }
+  if (!d.ok()) return fail(d.status());
 
   Options o;
   o.role = rec.role;
@@ -212,12 +252,6 @@ Result<std::unique_ptr<SmcSocket>> SmcSocket::AdoptRecord(const ExecRecord& rec,
   // Until it is complete, destroying `s` must not close the app's fd.
   s->tcp_closed_ = true;
   if (Status st = s->conn_.Restore(rec.engine); !st.ok()) return fail(st);
-  const engine::SmcdLink& link = rec.engine.link;
-  Result<std::unique_ptr<dev::ShmDevice>> d = dev::ShmDevice::Adopt(
-      std::move(local_mem), {link.local_dmb_token, link.local_dmb_size},
-      std::move(peer_mem), {link.peer_dmb_token, link.peer_dmb_size},
-      std::move(bell));
-  if (!d.ok()) return fail(d.status());
   if (rec.tcp_cloexec) {
     if (Status st = SetCloexec(rec.tcp_fd, true); !st.ok()) return fail(st);
   }

@@ -13,9 +13,12 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <string>
 
+#include "dev/shm_device.h"
+#include "runtime/config.h"
 #include "runtime/exec_record.h"
 #include "runtime/smc_socket.h"
 #include "runtime/smc_socket_exec_test_util.h"
@@ -72,12 +75,22 @@ int ForkPeer(engine::Role child_role, const std::function<int(int)>& fn,
   return ConnectLoopback(port);
 }
 
+int CountArenaMappings() {
+  std::ifstream maps("/proc/self/maps");
+  int n = 0;
+  for (std::string line; std::getline(maps, line);) {
+    n += line.find("usmc-arena") != std::string::npos;
+  }
+  return n;
+}
+
 // The child that execs: upgrade, traffic, export, exec the helper (which
 // execs itself `hops` more times before it finishes).
 int ExecSide(engine::Role role, int fd, int hops) {
   ::alarm(60);
   auto s = SmcSocket::Upgrade(fd, Options{.role = role});
   if (!s.ok() || !(*s)->is_smc()) return 20;
+  if (dev::ShmArenasOn() != (CountArenaMappings() > 0)) return 27;
   SmcSocket& sock = **s;
   if (SendStream(sock, SeedOf(role), 0, kPreSend) != 0) return 21;
   if (RecvStream(sock, SeedOf(Other(role)), 0, kPreRead) != 0) return 22;
@@ -147,6 +160,31 @@ TEST_P(ExecHandover, NewImageContinuesTheStreamBothWays) {
 TEST_P(ExecHandover, ChainOfExecs) { StaySide(GetParam(), /*hops=*/2); }
 
 INSTANTIATE_TEST_SUITE_P(BothRoles, ExecHandover,
+                         ::testing::Values(engine::Role::kClient,
+                                           engine::Role::kServer),
+                         [](const auto& info) {
+                           return std::string(engine::ToString(info.param));
+                         });
+
+// The same with DMBs in arena slots (docs/dev-shm.md, "Arenas"): the
+// record carries the arenas' fds, ids, sizes and the slots; the new image
+// attaches the arenas and adopts its own (never allocated from).
+class ExecHandoverArena : public ::testing::TestWithParam<engine::Role> {
+ protected:
+  void SetUp() override {
+    (void)ProcessConfig();  // it sets the switch from the environment once
+    dev::SetShmArenas(true);
+  }
+  void TearDown() override { dev::SetShmArenas(false); }
+};
+
+TEST_P(ExecHandoverArena, NewImageContinuesTheStreamBothWays) {
+  StaySide(GetParam(), /*hops=*/0);
+}
+
+TEST_P(ExecHandoverArena, ChainOfExecs) { StaySide(GetParam(), /*hops=*/2); }
+
+INSTANTIATE_TEST_SUITE_P(BothRoles, ExecHandoverArena,
                          ::testing::Values(engine::Role::kClient,
                                            engine::Role::kServer),
                          [](const auto& info) {
@@ -239,6 +277,12 @@ ExecRecord SampleRecord() {
   e.error = ECONNRESET;
   e.counters.bytes_sent = 123456789;
   e.counters.violations = 1;
+  r.local_arena_id = 0x1111;
+  r.local_arena_size = 258 << 20;
+  r.local_slot = 4096;
+  r.peer_arena_id = 0x2222;
+  r.peer_arena_size = 258 << 20;
+  r.peer_slot = 8192;
   return r;
 }
 
@@ -276,12 +320,12 @@ TEST(ExecRecordCodec, RejectsDamage) {
   b[0] ^= 1;
   EXPECT_TRUE(ExpectBad(b, "magic").empty());  // nothing after is trusted
   b = good;
-  b[5] = 3;  // version 3: skipped, the next record is reachable
+  b[5] = 4;  // version 4: skipped, the next record is reachable
   EXPECT_EQ(ExpectBad(b + "next", "version"), "next");
   EXPECT_TRUE(ExpectBad(good.substr(0, good.size() - 1), "truncated").empty());
   EXPECT_TRUE(ExpectBad(good.substr(0, 5), "truncated").empty());
   b = good;
-  b[11] = static_cast<char>(kExecRecordBodyLen - 1);  // body length 332
+  b[11] = static_cast<char>(kExecRecordBodyLen - 1);  // body length 380
   EXPECT_EQ(ExpectBad(b, "body length").size(), 1u);
   b = good;
   b[body + 17] = 2;  // smcd_enabled is a bool
@@ -294,6 +338,16 @@ TEST(ExecRecordCodec, RejectsDamage) {
   b.clear();
   AppendExecRecord(r, b);
   ExpectBad(b, "duplicate");
+  r = SampleRecord();
+  r.peer_arena_size = 0;  // one side in an arena, the other not
+  b.clear();
+  AppendExecRecord(r, b);
+  ExpectBad(b, "arena sizes");
+  r = SampleRecord();
+  r.local_arena_size = r.peer_arena_size = 0;
+  b.clear();
+  AppendExecRecord(r, b);
+  ExpectBad(b, "arena fields without arenas");
   r = SampleRecord();
   r.doorbell_fd = -5;
   b.clear();
