@@ -1,10 +1,14 @@
 // preload/pass.cc: SCM_RIGHTS hand-over of SMC-D connections (pass.h).
 //
 // State memfd layout (host byte order: both ends are on one host):
-//   "USMCPAS2" | u32 app fds | u32 records | u32 marker |
+//   "USMCPAS3" | u32 app fds | u32 records | u32 marker |
 //   records x (u32 index of the app fd | u32 length | exec record bytes)
 // and the message's fd list is: the app's fds, then per record its local
-// DMB, peer DMB, doorbell socket, then the state memfd.
+// DMB, peer DMB, doorbell socket, then the state memfd. Version 3: exec
+// records of version 3, whose DMB fds may be arenas (docs/dev-shm.md,
+// "Arenas"): an arena connection goes only if it is alone in its pair
+// (then both arena fds go and the pair is retired here), else it is reset
+// with that reason (ShmDevice::ExportArenas).
 #include "preload/pass.h"
 
 #include <dirent.h>
@@ -39,7 +43,7 @@
 namespace usmc::preload {
 namespace {
 
-constexpr std::string_view kMagic = "USMCPAS2";  // 2: 3 buffer fds
+constexpr std::string_view kMagic = "USMCPAS3";  // 3: v3 exec records
 constexpr size_t kMaxFds = 253;  // SCM_MAX_FD: the kernel's limit
 constexpr size_t kBufferFds = 3;
 constexpr size_t kMaxState = 1 << 20;

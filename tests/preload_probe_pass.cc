@@ -16,6 +16,14 @@
 //                    sender) gets a reset socket.
 //   pass-otheruid:   root hands the connection to a worker of uid 65534,
 //                    which carries it on over SMC-D.
+//   pass-arena-alone: (USMC_SHM_ARENA=1) one connection at a time, each
+//                    alone in its arena pair when passed: it goes with both
+//                    arenas, and the listener's pair is retired (the
+//                    client's next connection starts a new pair).
+//   pass-arena-shared: (USMC_SHM_ARENA=1) two live connections from one
+//                    client process share a pair: the first, passed, is
+//                    reset (its arenas would show the receiver the other);
+//                    the second is served by the listener over SMC-D.
 //
 // The client makes kPassConns connections, kPassBatch at a time: a request
 // of kPassReq bytes each, then it checks a reply of kPassReply bytes and EOF.
@@ -315,9 +323,114 @@ int PassOtherUidClient(uint16_t port, const char* arg) {
   return 0;
 }
 
+constexpr int kArenaConns = 10;
+
+// pass-arena-alone: the client connects, asks, reads the reply and closes,
+// one connection after the other.
+int PassArenaAloneServer(int lfd) {
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+  pid_t worker = fork();
+  CHECK(worker >= 0, "fork");
+  if (worker == 0) {
+    SetName("probe-wrk");
+    close(lfd);
+    close(sv[0]);
+    for (int i = 0; i < kArenaConns; ++i) {
+      std::vector<int> fds;
+      if (RecvFds(sv[1], 1, &fds) != 0) exit(20);
+      if (RecvPat(fds[0], 0, kPassReq, 100 + i) != 0) exit(21);
+      if (Reply(fds[0], i) != 0) exit(22);
+    }
+    exit(0);
+  }
+  close(sv[1]);
+  for (int i = 0; i < kArenaConns; ++i) {
+    int fd = AcceptOne(lfd);
+    CHECK(fd >= 0, "accept %d", i);
+    RUN(SendFds(sv[0], {fd}));
+    close(fd);
+  }
+  int st = 0;
+  CHECK(waitpid(worker, &st, 0) == worker, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker failed (%#x)", st);
+  close(sv[0]);
+  return 0;
+}
+
+int PassArenaAloneClient(uint16_t port, const char*) {
+  for (int i = 0; i < kArenaConns; ++i) {
+    int fd = Connect(port);
+    CHECK(fd >= 0, "connect %d", i);
+    RUN(SendPat(fd, 0, kPassReq, 100 + i));
+    RUN(RecvPat(fd, 0, kPassReply, 200 + i));
+    RUN(ExpectEof(fd));
+    close(fd);
+  }
+  return 0;
+}
+
+// pass-arena-shared: two connections from one client, both SMC-D before
+// the listener passes the first.
+int PassArenaSharedServer(int lfd) {
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+  pid_t worker = fork();
+  CHECK(worker >= 0, "fork");
+  if (worker == 0) {
+    SetName("probe-wrk");
+    close(lfd);
+    close(sv[0]);
+    std::vector<int> fds;
+    if (RecvFds(sv[1], 1, &fds) != 0) exit(20);
+    char c;
+    ssize_t n = read(fds[0], &c, 1);  // a dead socket, not a silent one
+    exit(n <= 0 ? 0 : 21);
+  }
+  close(sv[1]);
+  int a = AcceptOne(lfd);
+  int b = AcceptOne(lfd);
+  CHECK(a >= 0 && b >= 0, "accept");
+  RUN(RecvPat(a, 0, kPassReq, 51));
+  RUN(RecvPat(b, 0, kPassReq, 52));
+  RUN(SendFds(sv[0], {a}));
+  close(a);
+  RUN(SendPat(b, 0, kPassReply, 62));
+  close(b);
+  int st = 0;
+  CHECK(waitpid(worker, &st, 0) == worker, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker failed (%#x)", st);
+  close(sv[0]);
+  return 0;
+}
+
+int PassArenaSharedClient(uint16_t port, const char*) {
+  int a = Connect(port);
+  int b = Connect(port);
+  CHECK(a >= 0 && b >= 0, "connect");
+  RUN(SendPat(a, 0, kPassReq, 51));
+  RUN(SendPat(b, 0, kPassReq, 52));
+  RUN(RecvPat(b, 0, kPassReply, 62));
+  RUN(ExpectEof(b));
+  char buf[64];
+  ssize_t n;
+  do {
+    n = recv(a, buf, sizeof buf, 0);
+  } while (n < 0 && errno == EINTR);
+  CHECK(n < 0 && (errno == ECONNRESET || errno == ECONNABORTED),
+        "the connection passed with a shared pair: recv %zd (want "
+        "ECONNRESET)",
+        n);
+  close(a);
+  close(b);
+  return 0;
+}
+
 }  // namespace
 
 void AddPassScenarios(Scenarios& s) {
+  s["pass-arena-alone"] = {PassArenaAloneServer, PassArenaAloneClient};
+  s["pass-arena-shared"] = {PassArenaSharedServer, PassArenaSharedClient};
   s["pass-static"] = {PassStaticServer, PassStaticClient};
   s["pass-otheruid"] = {PassOtherUidServer, PassOtherUidClient};
   s["pass-otheruid-user"] = {PassStaticServer, PassOtherUidClient};

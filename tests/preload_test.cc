@@ -621,6 +621,35 @@ TEST_F(Preload, PassBetweenTwoUsersResets) {
   EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
 }
 
+// Arena DMBs (USMC_SHM_ARENA=1): a connection alone in its pair goes to
+// the worker with both arenas and stays SMC-D there; the listener retires
+// the pair, so the client's next connection starts a new one (after one
+// "unknown pair" answer, never a fallback). Before, ExportForPass refused
+// arena connections: every one was reset.
+TEST_F(Preload, PassArenaConnectionAloneInItsPair) {
+  const EnvMap arena{{"USMC_SHM_ARENA", "1"}};
+  Exit r = RunPair("pass-arena-alone", arena);
+  ASSERT_TRUE(r.ok()) << r << AllReports();
+  const uint64_t req = 10 * 4096, reply = 10 * (96 << 10);
+  ExpectSmcd(Report("probe-cli"), reply, req, /*smcd=*/10);
+  ExpectSmcd(Report("probe-srv"), 0, 0, /*smcd=*/10);
+  ExpectSmcd(Report("probe-wrk"), req, reply, /*smcd=*/0);
+}
+
+// Two live connections of one client process share the listener's pair:
+// the passed one is reset, loudly, with the reason (its arenas would show
+// the receiver the other connection); the other carries on over SMC-D.
+TEST_F(Preload, PassArenaConnectionSharingItsPairResets) {
+  const EnvMap arena = Env(true, {{"USMC_SHM_ARENA", "1"}});
+  SplitRun r = RunSplit("pass-arena-shared", arena, arena);
+  EXPECT_NE(r.server.err.find("shares its shared-memory arenas"),
+            std::string::npos)
+      << "no message naming the reason\n"
+      << r.server;
+  EXPECT_TRUE(r.server.ok()) << r.server;
+  EXPECT_TRUE(r.client.ok()) << r.client;
+}
+
 TEST_F(Preload, NonblockingConnectEpollOut) {
   Exit r = RunPair("nb-epoll");
   ASSERT_TRUE(r.ok()) << r;
