@@ -28,8 +28,8 @@ constexpr ConfigVar kVars[] = {
     {"USMC_EPOLL_SCAN", "1", "0 or 1"},
     {"USMC_PROGRESS_THREAD", "1", "0 or 1"},
     {"USMC_SHM_ARENA", "0",
-     "0 or 1 (experimental: per-peer DMB arenas; exec and passing of such "
-     "connections not supported yet)"},
+     "0 or 1 (per-peer DMB arenas; a connection passed while others share "
+     "its pair is reset)"},
 };
 
 const ConfigVar& Var(std::string_view name) {

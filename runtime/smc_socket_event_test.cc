@@ -732,12 +732,14 @@ int CountArenaMappings() {
 TEST(SmcSocketEventTest, ArenaSlotIsReleasedOnlyByTheLastHolder) {
   (void)ProcessConfig();  // it sets the switch from the environment once
   dev::SetShmArenas(true);
-  int sync[2];
+  int sync[2], ack[2];
   ASSERT_EQ(::pipe(sync), 0);
+  ASSERT_EQ(::pipe(ack), 0);
   pid_t client;
   int fd = ForkClient(
       [&](int fd) {
         ::close(sync[1]);
+        ::close(ack[0]);
         auto s = SmcSocket::Upgrade(fd, Client());
         if (!s.ok() || !(*s)->is_smc()) return 1;
         uint32_t* refs = (*s)->ProcessRefs();
@@ -751,6 +753,7 @@ TEST(SmcSocketEventTest, ArenaSlotIsReleasedOnlyByTheLastHolder) {
         char c;
         if (::read(sync[0], &c, 1) != 1 || c != 'f') return 3;
         if (released.load() != 0) return 4;  // the parent still holds it
+        if (::write(ack[1], "k", 1) != 1) return 9;  // now it may close
         if (::read(sync[0], &c, 1) != 1 || c != 'c') return 5;
         if (released.load() != 1) return 6;  // the last holder closed
         char b;
@@ -759,6 +762,7 @@ TEST(SmcSocketEventTest, ArenaSlotIsReleasedOnlyByTheLastHolder) {
       },
       &client);
   ::close(sync[0]);
+  ::close(ack[1]);
   auto s = SmcSocket::Upgrade(fd, Server());
   ASSERT_TRUE(s.ok() && (*s)->is_smc());
   uint32_t* refs = (*s)->ProcessRefs();
@@ -773,6 +777,9 @@ TEST(SmcSocketEventTest, ArenaSlotIsReleasedOnlyByTheLastHolder) {
   ASSERT_EQ(WaitChild(forgetter), 0);
   std::atomic_ref<uint32_t>(*refs).fetch_sub(1);
   ASSERT_EQ(::write(sync[1], "f", 1), 1);
+  char k;
+  ASSERT_EQ(::read(ack[0], &k, 1), 1);  // the client looked
+  ::close(ack[0]);
   EXPECT_EQ((*s)->Close(), 0);
   ASSERT_EQ(::write(sync[1], "c", 1), 1);
   ::close(sync[1]);

@@ -53,7 +53,10 @@ short LoopWait(SmcSocket& s, short events);
 // false on POLLHUP/POLLERR or when the watchdog fired.
 bool LoopUntilDecided(SmcSocket& s);
 
-// memfds and memfd mappings this process holds (DMBs are memfds).
+// memfds and memfd mappings this process holds per connection (DMBs are
+// memfds). Arenas (memfd:usmc-arena) are not counted: they belong to the
+// process's pair with a peer process and outlive its connections
+// (docs/dev-shm.md, "Fds per connection").
 int CountMemfds();
 
 // A reproducible byte stream: both ends generate it from the same seed, so
