@@ -120,10 +120,13 @@ class HandoverListener {
 
 // ---- Arena handover (offer version 3; docs/dev-shm.md, "Arenas") ----------
 //
-// Not used by ShmDevice yet. The same token-bound exchange, but the DMBs
-// are slots of the two processes' arenas: the first connection between
-// two processes sends the arenas (one fd each way) and the halves of the
-// pair key; later ones claim the pair (no fd) with a pair proof.
+// ShmDevice uses it when USMC_SHM_ARENA=1. The same token-bound exchange,
+// but the DMBs are slots of the two processes' arenas: the first
+// connection between two processes sends the arenas (one fd each way) and
+// the halves of the pair key; later ones claim the pair (no fd) with a
+// pair proof. A claim the server cannot match is answered with kind 3
+// ("unknown pair", nothing else in it), and the client sends a first-time
+// offer on the same socket within the same deadline.
 //
 // Offer v3, 96 bytes: u32 "USMH" | u16 3 | u16 kind | u64 sender token |
 // u64 sender DMB size | u64 token proof (HandoverProof) | u64 pair id |
