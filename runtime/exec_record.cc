@@ -307,13 +307,11 @@ Result<ExecRecord> DecodeExecRecord(std::string_view& in) {
   }
   const std::string_view body = in.substr(kExecRecordHeaderLen, body_len);
   in.remove_prefix(kExecRecordHeaderLen + body_len);
-  if (version != kExecRecordVersion && version != 2) {
-    return Invalid("unsupported version");
-  }
+  // One version: both images run the same library, and a record must
+  // re-encode to its own bytes (fuzz/exec_record_fuzz.cc).
+  if (version != kExecRecordVersion) return Invalid("unsupported version");
   if (flags != 0) return Invalid("flags");
-  if (body_len != (version == 2 ? kExecRecordBodyLenV2 : kExecRecordBodyLen)) {
-    return Invalid("body length");
-  }
+  if (body_len != kExecRecordBodyLen) return Invalid("body length");
 
   Reader r(body);
   ExecRecord rec;
@@ -357,22 +355,20 @@ Result<ExecRecord> DecodeExecRecord(std::string_view& in) {
   if (rec.error < 0 || rec.error > 4095) r.Fail("socket error");
   r.Bytes(rec.last_area.data(), rec.last_area.size(), "last CDC area");
   rec.engine = GetEngine(r);
-  if (version >= 3) {
-    rec.local_arena_id = r.U64("local arena id");
-    rec.local_arena_size = r.U64("local arena size");
-    rec.local_slot = r.U64("local slot");
-    rec.peer_arena_id = r.U64("peer arena id");
-    rec.peer_arena_size = r.U64("peer arena size");
-    rec.peer_slot = r.U64("peer slot");
-    // Both sides in arenas or neither; the arena checks the rest (size
-    // range, slot inside) when it is attached.
-    if ((rec.local_arena_size == 0) != (rec.peer_arena_size == 0)) {
-      r.Fail("arena sizes");
-    }
-    if (rec.local_arena_size == 0 && (rec.local_arena_id | rec.local_slot |
-                                      rec.peer_arena_id | rec.peer_slot) != 0) {
-      r.Fail("arena fields without arenas");
-    }
+  rec.local_arena_id = r.U64("local arena id");
+  rec.local_arena_size = r.U64("local arena size");
+  rec.local_slot = r.U64("local slot");
+  rec.peer_arena_id = r.U64("peer arena id");
+  rec.peer_arena_size = r.U64("peer arena size");
+  rec.peer_slot = r.U64("peer slot");
+  // Both sides in arenas or neither; the arena checks the rest (size
+  // range, slot inside) when it is attached.
+  if ((rec.local_arena_size == 0) != (rec.peer_arena_size == 0)) {
+    r.Fail("arena sizes");
+  }
+  if (rec.local_arena_size == 0 && (rec.local_arena_id | rec.local_slot |
+                                    rec.peer_arena_id | rec.peer_slot) != 0) {
+    r.Fail("arena fields without arenas");
   }
   if (r.bad() == nullptr && r.left() != 0) r.Fail("trailing bytes");
   if (r.bad() != nullptr) return Invalid(r.bad());

@@ -14,7 +14,7 @@
 // arenas' memfds: every record of a pair names the same two fds (in exec
 // the fd numbers are the record set's de-duplicated fd list), and the
 // slots say where in them the connection's DMBs are. Sizes 0: DMBs of
-// their own (the memfds are the DMBs). Version 2 records still decode.
+// their own (the memfds are the DMBs). Other versions are refused.
 //
 // The decoder trusts nothing: magic, version, exact body length, enum
 // ranges, bools 0/1, unused bits zero, fds >= 0 and distinct, then
@@ -42,7 +42,6 @@ namespace usmc::runtime {
 inline constexpr uint32_t kExecRecordMagic = 0x55535852;  // "USXR"
 inline constexpr uint16_t kExecRecordVersion = 3;
 inline constexpr size_t kExecRecordHeaderLen = 12;
-inline constexpr size_t kExecRecordBodyLenV2 = 333;
 inline constexpr size_t kExecRecordBodyLen = 381;  // version 3
 inline constexpr size_t kExecRecordMaxEid = 32;
 
