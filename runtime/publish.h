@@ -160,7 +160,7 @@ struct FallbackCount {
   uint64_t count = 0;
 };
 struct ProcessCounters {
-  // [role][version-1]: SMC-D handshakes that succeeded.
+  // [role][version-1]: SMC handshakes (SMC-D or SMC-R) that succeeded.
   uint64_t smc_ok[2][2] = {};
   uint64_t fallbacks[2] = {};         // per role, all reasons
   uint64_t handshake_errors[2] = {};  // per role: failed after commit
