@@ -20,6 +20,7 @@
 #include "base/sandbox.h"
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
+#include "preload/pass.h"
 #include "preload/real.h"
 #include "preload/signals.h"
 #include "preload/status.h"
@@ -99,7 +100,8 @@ bool OtherHolderAlive(uint32_t* table, uint32_t self) {
   for (size_t i = 0; i < runtime::kProcessHolderSlots; ++i) {
     uint32_t v = std::atomic_ref<uint32_t>(table[i]).load();
     if (v == 0 || v == self) continue;
-    if (PidAlive(v & ~kPassMarkerBit)) {
+    const std::optional<bool> in_flight = InFlightAlive(v);  // pass.h
+    if (in_flight ? *in_flight : PidAlive(v & ~kPassMarkerBit)) {
       alive = true;
     } else {
       std::atomic_ref<uint32_t>(table[i]).compare_exchange_strong(v, 0);

@@ -575,6 +575,21 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, PreloadPass,
                            return n;
                          });
 
+// The worker hands the connections back and exits before the listener
+// closes its own copies: then only the messages in flight hold them, as
+// they hold the kernel's sockets. The listener's close ended each
+// connection (the sender's pass marker died with the worker), and the
+// client read EOF where the reply was to come (pass_back, 1 run in 30
+// under load, when the last batch's worker exited early).
+TEST_F(Preload, PassBackAfterTheWorkerExitedKeepsTheConnections) {
+  Exit r = RunPair("pass-back-exited");
+  ASSERT_TRUE(r.ok()) << r << AllReports();
+  const uint64_t req = 5 * 4096, reply = 5 * (96 << 10);
+  ExpectSmcd(Report("probe-cli"), reply, req, /*smcd=*/5);
+  ExpectSmcd(Report("probe-wrk"), req, 0, /*smcd=*/0);
+  ExpectSmcd(Report("probe-srv"), 0, reply, /*smcd=*/5);
+}
+
 // The client passes its SMC-D socket to a program without usmc (static):
 // the connection cannot go along, so it is reset, loudly; that program's
 // socket fails and the server sees ECONNRESET. Before, the program got an
