@@ -1002,13 +1002,15 @@ TEST_F(Preload, ClientCallingInLateStillReadsTheTimelyAccept) {
 }
 
 // ... and after the server's timer ran out too: its Decline is behind its
-// Accept, so the client sends no Confirm and both ends are TCP.
+// Accept, so the client sends no Confirm and both ends are TCP. The client
+// calls in once the Decline is in its socket (it slept 800 ms, and a server
+// slower than that under load got the Confirm in time: SMC-D).
 TEST_F(Preload, ClientCallingInAfterTheServerGaveUpIsTcp) {
   SplitRun r = RunSplit(
       "late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "150"}}),
       Env(true,
           {{"USMC_CLC_TIMEOUT_MS", "100"}, {"USMC_PROGRESS_THREAD", "0"}}),
-      "800");
+      "decline");
   ASSERT_TRUE(r.client.ok()) << r.client << r.server;
   ASSERT_TRUE(r.server.ok()) << r.server;
   ExpectTcp(Report("probe-cli"), wire::kReasonPeerDecl, 512 << 10, 1 << 20);
