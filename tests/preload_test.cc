@@ -34,7 +34,6 @@
 #include <string>
 #include <vector>
 
-#include "base/loaded_library.h"
 #include "tests/negotiate_harness.h"
 #include "tests/proc_util.h"
 #include "wire/reason.h"
@@ -101,13 +100,7 @@ class Preload : public ::testing::Test {
                {"USMC_EXIT_REPORT", report_},
                {"USMC_STATUS_DIR", dir_ + "/status"},
                {"USMC_CONF", ""}};
-    if (preload) {
-      // An ASan build of the probe needs its runtime first in LD_PRELOAD.
-      static const std::string asan = LoadedLibrary("libasan.so");
-      env["LD_PRELOAD"] =
-          asan.empty() ? USMC_PRELOAD_LIB : asan + " " + USMC_PRELOAD_LIB;
-      if (!asan.empty()) env["ASAN_OPTIONS"] = "detect_leaks=0";
-    }
+    if (preload) test_proc::AddPreload(env, USMC_PRELOAD_LIB);
     for (const auto& [k, v] : extra) env[k] = v;
     return env;
   }
