@@ -37,6 +37,16 @@ std::string Str(std::span<const std::byte> b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// A pair over SMC-R in world `w`, its client in process `client`, its
+// server in `server` (SmcrWorld::AddProcess).
+SimOptions InWorld(SmcrWorld& w, int client, int server) {
+  SimOptions o = SimPair::SmcrOptions();
+  o.world = &w;
+  o.client_process = client;
+  o.server_process = server;
+  return o;
+}
+
 void Connect(SimPair& sim) {
   sim.Start();
   sim.Pump();
@@ -272,10 +282,7 @@ TEST(SimSmcrFirstContact, LostConfirmLinkDeclinesTimeoutClAndKeepsAppBytes) {
 TEST(SimSmcrReuse, ReuseAcceptForAnUnknownGroupDeclinesSyncErr) {
   SmcrWorld w(7);
   const int a = w.AddProcess(0), srv = w.AddProcess(1), b = w.AddProcess(0);
-  SimOptions o = SimPair::SmcrOptions();
-  o.world = &w;
-  o.client_process = a;
-  o.server_process = srv;
+  SimOptions o = InWorld(w, a, srv);
   SimPair first(o);
   Connect(first);
   SimOptions ob = o;
@@ -310,10 +317,8 @@ TEST(SimSmcrReuse, ReuseAcceptForAnUnknownGroupDeclinesSyncErr) {
 
 TEST(SimSmcrReuse, TenSequentialConnectionsShareOneGroupOneRkeyPairEach) {
   SmcrWorld w(3);
-  SimOptions o = SimPair::SmcrOptions();
-  o.world = &w;
-  o.client_process = w.AddProcess(0);
-  o.server_process = w.AddProcess(1);
+  const int c = w.AddProcess(0), srv = w.AddProcess(1);
+  const SimOptions o = InWorld(w, c, srv);
   std::optional<uint32_t> cid, sid;
   for (int i = 0; i < 10; ++i) {
     SimPair sim(o);
@@ -349,15 +354,8 @@ TEST(SimSmcrReuse, TenSequentialConnectionsShareOneGroupOneRkeyPairEach) {
 TEST(SimSmcrReuse, TwoProcessesGetTwoGroupsAndNoSyncErr) {
   SmcrWorld w(4);
   const int a = w.AddProcess(0), b = w.AddProcess(0), srv = w.AddProcess(1);
-  auto opts = [&](int client) {
-    SimOptions o = SimPair::SmcrOptions();
-    o.world = &w;
-    o.client_process = client;
-    o.server_process = srv;
-    return o;
-  };
   for (int round = 0; round < 3; ++round) {
-    SimPair pa(opts(a)), pb(opts(b));
+    SimPair pa(InWorld(w, a, srv)), pb(InWorld(w, b, srv));
     pa.Start();
     pb.Start();
     pa.Pump();
@@ -476,8 +474,7 @@ std::vector<Range> ProcessMappings() {
     std::istringstream in(line);
     in >> std::hex >> r.lo >> dash >> r.hi >> perms;
     if (dash == '-' && r.hi > r.lo && r.lo >= kLow &&
-        r.hi - r.lo < kShadowSize &&
-        !perms.empty() && perms[0] == 'r')
+        r.hi - r.lo < kShadowSize && !perms.empty() && perms[0] == 'r')
       out.push_back(r);
   }
   return out;
@@ -539,10 +536,8 @@ TEST(SimSmcrMemory, EachRmbIsItsOwnRegionAndNoProcessAddressLeaves) {
   LgrRegistryOptions ro;
   ro.record_sends = true;
   SmcrWorld w(5, ro);
-  SimOptions o = SimPair::SmcrOptions();
-  o.world = &w;
-  o.client_process = w.AddProcess(0);
-  o.server_process = w.AddProcess(1);
+  const int c = w.AddProcess(0), srv = w.AddProcess(1);
+  const SimOptions o = InWorld(w, c, srv);
   auto p1 = std::make_unique<SimPair>(o);
   Connect(*p1);
   auto p2 = std::make_unique<SimPair>(o);
@@ -615,8 +610,8 @@ TEST(SimSmcrMemory, EachRmbIsItsOwnRegionAndNoProcessAddressLeaves) {
       for (const std::vector<std::byte>& m : p->side(s).clc_bytes) {
         ++clc;
         EXPECT_TRUE(PointersIn(m, ranges).empty())
-            << "CLC type " << int(m[4]) << " carries a process address:"
-            << DescribeHits(m, ranges);
+            << "CLC type " << int(m[4])
+            << " carries a process address:" << DescribeHits(m, ranges);
       }
     }
   }
@@ -625,8 +620,8 @@ TEST(SimSmcrMemory, EachRmbIsItsOwnRegionAndNoProcessAddressLeaves) {
       ++sends;
       llc += uint8_t(m[0]) != 0xFE;
       EXPECT_TRUE(PointersIn(m, ranges).empty())
-          << "SEND type " << int(m[0]) << " carries a process address:"
-          << DescribeHits(m, ranges);
+          << "SEND type " << int(m[0])
+          << " carries a process address:" << DescribeHits(m, ranges);
     }
   }
   // CLC: 2 x (Proposal, Accept, Confirm); LLC: CONFIRM_LINK pair,
@@ -641,10 +636,7 @@ TEST(SimSmcrMemory, EachRmbIsItsOwnRegionAndNoProcessAddressLeaves) {
 TEST(SimSmcrMemory, RemoteWriteOutsideAnRmbEndsOnlyThatGroup) {
   SmcrWorld w(6);
   const int a = w.AddProcess(0), b = w.AddProcess(0), srv = w.AddProcess(1);
-  SimOptions o = SimPair::SmcrOptions();
-  o.world = &w;
-  o.server_process = srv;
-  o.client_process = a;
+  SimOptions o = InWorld(w, a, srv);
   SimPair pa(o);
   o.client_process = b;
   SimPair pb(o);
