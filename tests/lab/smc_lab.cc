@@ -10,8 +10,8 @@
 //                                   smc_diag what the socket really used
 //
 // server/client print one line "SMC mode=SMCR|FALLBACK|SMCD ..." and exit
-// 0 for SMC-R, 2 for a TCP fallback, 1 for anything else (connect refused
-// included, so a caller can retry until the peer listens).
+// 0 for SMC-R, 2 for a TCP fallback, 3 when connect failed (a caller
+// retries until the peer listens), 1 for anything else.
 #include <arpa/inet.h>
 #include <linux/genetlink.h>
 #include <linux/inet_diag.h>
@@ -22,6 +22,7 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -449,6 +450,30 @@ int Exchange(int fd, bool client, uint64_t bytes) {
   std::printf("DATA %s %llu bytes each way\n", ok ? "ok" : "BAD",
               static_cast<unsigned long long>(bytes));
   const int mode = Diag(ntohs(self.sin_port), ntohs(peer.sin_port));
+  if (!client || std::getenv("SMC_LAB_WAIT_CLOSE") != nullptr) {
+    // How the peer ends the connection: EOF (orderly) or an error
+    // (ECONNRESET: abort). The server always waits for the client's close.
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char c;
+    const ssize_t r = ::recv(fd, &c, 1, 0);
+    if (r == 0) {
+      // An abort CDC sets the socket's error (ECONNRESET) and shuts it
+      // down: the kernel's recv then says EOF; SO_ERROR tells the two apart.
+      int err = 0;
+      socklen_t el = sizeof err;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+      if (err != 0) {
+        std::printf("PEER-CLOSE eof so_error=%s\n", strerrorname_np(err));
+      } else {
+        std::printf("PEER-CLOSE eof\n");
+      }
+    } else if (r < 0) {
+      std::printf("PEER-CLOSE error=%s\n", strerrorname_np(errno));
+    } else {
+      std::printf("PEER-CLOSE byte\n");
+    }
+  }
   ::close(fd);
   if (!ok) return 1;
   return mode == SMC_DIAG_MODE_SMCR           ? 0
@@ -456,7 +481,9 @@ int Exchange(int fd, bool client, uint64_t bytes) {
                                               : 1;
 }
 
-int Server(int port, uint64_t bytes) {
+// Takes `count` connections, each in a child of its own (so that several
+// clients at once each have theirs); exits with the worst child's code.
+int Server(int port, uint64_t bytes, int count) {
   const int ls = ::socket(kAfSmc, SOCK_STREAM | SOCK_CLOEXEC, kSmcProtoIpv4);
   if (ls < 0) return Fail("socket(AF_SMC)");
   const int one = 1;
@@ -470,10 +497,27 @@ int Server(int port, uint64_t bytes) {
   if (::listen(ls, 8) < 0) return Fail("listen");
   std::printf("LISTEN %d\n", port);
   std::fflush(stdout);
-  const int fd = ::accept(ls, nullptr, nullptr);
-  if (fd < 0) return Fail("accept");
+  int worst = 0;
+  int children = 0;
+  for (int i = 0; i < count; ++i) {
+    const int fd = ::accept(ls, nullptr, nullptr);
+    if (fd < 0) return Fail("accept");
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(ls);
+      std::_Exit(Exchange(fd, false, bytes));
+    }
+    ::close(fd);
+    if (pid > 0) ++children;
+  }
   ::close(ls);
-  return Exchange(fd, false, bytes);
+  for (; children > 0; --children) {
+    int st = 0;
+    if (::wait(&st) < 0) break;
+    const int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+    if (rc == 1 || (rc == 2 && worst == 0)) worst = rc;
+  }
+  return worst;
 }
 
 int Client(const char* addr, int port, uint64_t bytes) {
@@ -489,7 +533,7 @@ int Client(const char* addr, int port, uint64_t bytes) {
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
     Fail("connect");
     ::close(fd);
-    return 1;
+    return 3;  // a caller retries until the server listens
   }
   return Exchange(fd, true, bytes);
 }
@@ -503,8 +547,9 @@ int main(int argc, char** argv) {
   if (cmd == "lgr" && argc == 2) return DumpLgrs(true) < 0;
   if (cmd == "fback" && argc == 2) return DumpFallbacks();
   if (cmd == "lgr-wait-empty" && argc == 3) return LgrWaitEmpty(std::atoi(argv[2]));
-  if (cmd == "server" && argc == 4) {
-    return Server(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 0));
+  if (cmd == "server" && (argc == 4 || argc == 5)) {
+    return Server(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 0),
+                  argc == 5 ? std::atoi(argv[4]) : 1);
   }
   if (cmd == "client" && argc == 5) {
     return Client(argv[2], std::atoi(argv[3]),

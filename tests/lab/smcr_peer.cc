@@ -3,16 +3,20 @@
 // the Linux kernel's SMC-R (smc_lab) across the two guests:
 //
 //   smcr_peer client ADDR PORT BYTES [--conns N] [--idle S] [--abort]
-//   smcr_peer server PORT BYTES [--conns N] [--abort]
+//                                    [--hold S]
+//   smcr_peer server PORT BYTES [--conns N] [--abort] [--hold S]
 //
 // One process: one LgrRegistry on dev/verbs with its SmcrProgress thread;
 // per connection a TCP socket that offers the RFC 7609 option the way the
 // interposer does (negotiate::OptIn; `usmc setup` attached the eBPF
 // program), an engine::Connection and an Executor on the registry's
-// SmcrConn. The exchange is smc_lab's: the client sends BYTES of pattern 1,
-// the server answers BYTES of pattern 2, each checked byte by byte. Then an
-// orderly close (or, with --abort, an abortive one after the exchange), and
-// at exit TerminateAll (DELETE_LINK to the kernel).
+// SmcrConn. Connections are sequential; --abort makes the last one end
+// abortively, --hold keeps the link groups S seconds before the exit, --idle
+// sleeps S seconds with the link up before the client sends. The exchange
+// is smc_lab's: the client sends BYTES of pattern 1,
+// the server answers BYTES of pattern 2, each checked byte by byte. Then the
+// client closes (the server waits for its EOF, then closes), and at exit
+// TerminateAll (DELETE_LINK to the kernel).
 //
 // SmcrConn::Wait is a stub (returns at once) until the interposer's SMC-R
 // wiring lands, so this driver sleeps in its own poll(2) on the TCP socket
@@ -76,7 +80,8 @@ struct Args {
   uint64_t bytes = 0;
   int conns = 1;
   int idle_s = 0;
-  bool abort = false;
+  bool abort = false;  // the last connection ends with an abort
+  int hold_s = 0;       // keep the link groups this long before exiting
 };
 
 // One connection: the engine on a real TCP socket and the registry's
@@ -179,6 +184,18 @@ class Peer final : public runtime::TcpSide {
     const auto end = Clock::now() + std::chrono::seconds(20);
     while (conn_.mode() == engine::Mode::kHandshake && Clock::now() < end) {
       Pump(100);
+    }
+    if (conn_.mode() == engine::Mode::kSmc) ring_space_ = conn_.SendSpace();
+  }
+
+  // Until the peer has consumed everything sent (its cursor updates give
+  // back the whole ring), bounded: an abort then loses no byte the test
+  // counts on.
+  void WaitPeerConsumed() {
+    const auto end = Clock::now() + std::chrono::seconds(10);
+    while (conn_.mode() == engine::Mode::kSmc &&
+           conn_.SendSpace() < ring_space_ && Clock::now() < end) {
+      Pump(50);
     }
   }
 
@@ -323,6 +340,7 @@ class Peer final : public runtime::TcpSide {
   std::vector<std::byte> rx_;
   bool tcp_eof_ = false;
   bool tcp_closed_ = false;
+  uint32_t ring_space_ = 0;  // SendSpace() of the empty ring
 };
 
 class RandomEntropy final : public engine::Entropy {
@@ -351,8 +369,9 @@ std::string Hex(uint32_t v) {
 }
 
 // One connection's exchange; returns 0 SMC-R ok, 2 TCP ok, 1 failure.
-int RunConn(int fd, bool client, const Args& args, runtime::LgrRegistry& reg,
-            engine::Entropy& entropy, uint32_t peer_ip) {
+int RunConn(int fd, bool client, const Args& args, bool abort,
+            runtime::LgrRegistry& reg, engine::Entropy& entropy,
+            uint32_t peer_ip) {
   const negotiate::Outcome o = negotiate::QueryOutcome(fd);
   engine::EngineParams base;
   base.role = client ? engine::Role::kClient : engine::Role::kServer;
@@ -413,13 +432,14 @@ int RunConn(int fd, bool client, const Args& args, runtime::LgrRegistry& reg,
               : recv_pattern(1) && send_pattern(2);
   std::printf("DATA %s %llu bytes each way\n", ok ? "ok" : "BAD",
               static_cast<unsigned long long>(args.bytes));
-  if (!client && !args.abort) {
+  if (!client && !abort) {
     // Server: the client closes first (smc_lab closes after its diag).
     std::vector<uint8_t> one(1);
     const bool more = peer.Recv(one.data(), 1);
     std::printf("PEER-EOF %s\n", more ? "no (unexpected byte)" : "yes");
   }
-  peer.Close(args.abort);
+  if (abort) peer.WaitPeerConsumed();
+  peer.Close(abort);
   for (int i = 0; i < 20; ++i) peer.Pump(10);
   if (!ok) return 1;
   return mode == "SMCR" ? 0 : 2;
@@ -518,13 +538,20 @@ int Main(const Args& args) {
       peer_ip = ntohl(pa.sin_addr.s_addr);
     }
     std::printf("CONN %d\n", c + 1);
-    const int rc = RunConn(fd, args.client, args, *reg, entropy, peer_ip);
+    const int rc = RunConn(fd, args.client, args,
+                           args.abort && c == args.conns - 1, *reg, entropy,
+                           peer_ip);
     progress->Kick();
     PrintGroups(*reg);
     if (rc == 1 || (rc == 2 && worst == 0)) worst = rc;
     if (rc == 1) break;
   }
   if (ls >= 0) ::close(ls);
+  if (args.hold_s > 0) {
+    std::printf("HOLD %d s\n", args.hold_s);
+    std::this_thread::sleep_for(std::chrono::seconds(args.hold_s));
+    PrintGroups(*reg);
+  }
   // Process exit: every group ends with DELETE_LINK (what the interposer
   // will do at exit), then the progress thread stops.
   reg->TerminateAll();
@@ -567,6 +594,8 @@ int main(int argc, char** argv) {
       a.conns = std::atoi(argv[++i]);
     } else if (o == "--idle" && i + 1 < argc) {
       a.idle_s = std::atoi(argv[++i]);
+    } else if (o == "--hold" && i + 1 < argc) {
+      a.hold_s = std::atoi(argv[++i]);
     } else if (o == "--abort") {
       a.abort = true;
     } else {
