@@ -250,6 +250,8 @@ int DumpLgrs(bool print) {
   }
   if (print) {
     Dump(SMC_NETLINK_GET_LINK_SMCR, [&](const Attrs& m) {
+      // The dump also sends each group's own record: links only.
+      if (!m.get(SMC_GEN_LINK_SMCR)) return;
       const Attrs k = m.Nest(SMC_GEN_LINK_SMCR);
       std::printf(
           "LINK id=%llu ibdev=%s port=%llu gid=%s peer_gid=%s conns=%llu "
