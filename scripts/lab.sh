@@ -4,6 +4,7 @@
 # kernel's SMC, plus usmc's binaries, booted from a busybox initramfs.
 #
 #   scripts/lab.sh [SCENARIO...]     default: every tests/lab/scenarios/*.sh
+#                                    except those with LAB_DEFAULT=no
 #
 # Sets up once (host packages, the guest kernel .deb through a private apt
 # state, in $USMC_LAB_DIR), builds the usmc targets the guests carry (in
@@ -226,7 +227,10 @@ main() {
   build_initramfs || die "initramfs"
   local scenarios=("$@") s
   if [ ${#scenarios[@]} -eq 0 ]; then
-    for s in "$LAB_SRC"/scenarios/*.sh; do scenarios+=("$(basename "$s" .sh)"); done
+    # A scenario that says LAB_DEFAULT=no runs only when named.
+    for s in "$LAB_SRC"/scenarios/*.sh; do
+      grep -q '^LAB_DEFAULT=no' "$s" || scenarios+=("$(basename "$s" .sh)")
+    done
   fi
   local passed=0 failed=0
   for s in "${scenarios[@]}"; do
