@@ -273,19 +273,17 @@ int DumpFallbacks() {
   return Dump(SMC_NETLINK_GET_FBACK_STATS, [&](const Attrs& m) {
     const Attrs f = m.Nest(SMC_GEN_FBACK_STATS);
     if (!f.get(SMC_NLA_FBACK_STATS_RSN_CODE)) {
-      std::printf("FBACK totals server=%llu client=%llu\n",
-                  static_cast<unsigned long long>(
-                      f.U(SMC_NLA_FBACK_STATS_SRV_CNT)),
-                  static_cast<unsigned long long>(
-                      f.U(SMC_NLA_FBACK_STATS_CLNT_CNT)));
+      std::printf(
+          "FBACK totals server=%llu client=%llu\n",
+          static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_SRV_CNT)),
+          static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_CLNT_CNT)));
       return;
     }
-    std::printf("FBACK %s reason=0x%08llx count=%llu\n",
-                f.U(SMC_NLA_FBACK_STATS_TYPE) ? "client" : "server",
-                static_cast<unsigned long long>(
-                    f.U(SMC_NLA_FBACK_STATS_RSN_CODE)),
-                static_cast<unsigned long long>(
-                    f.U(SMC_NLA_FBACK_STATS_RSN_CNT)));
+    std::printf(
+        "FBACK %s reason=0x%08llx count=%llu\n",
+        f.U(SMC_NLA_FBACK_STATS_TYPE) ? "client" : "server",
+        static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_RSN_CODE)),
+        static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_RSN_CNT)));
   });
 }
 
@@ -548,7 +546,8 @@ int main(int argc, char** argv) {
   if (cmd == "ueid-add" && argc == 3) return UeidAdd(argv[2]);
   if (cmd == "lgr" && argc == 2) return DumpLgrs(true) < 0;
   if (cmd == "fback" && argc == 2) return DumpFallbacks();
-  if (cmd == "lgr-wait-empty" && argc == 3) return LgrWaitEmpty(std::atoi(argv[2]));
+  if (cmd == "lgr-wait-empty" && argc == 3)
+    return LgrWaitEmpty(std::atoi(argv[2]));
   if (cmd == "server" && (argc == 4 || argc == 5)) {
     return Server(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 0),
                   argc == 5 ? std::atoi(argv[4]) : 1);

@@ -81,7 +81,7 @@ struct Args {
   int conns = 1;
   int idle_s = 0;
   bool abort = false;  // the last connection ends with an abort
-  int hold_s = 0;       // keep the link groups this long before exiting
+  int hold_s = 0;      // keep the link groups this long before exiting
 };
 
 // One connection: the engine on a real TCP socket and the registry's
@@ -147,9 +147,9 @@ class Peer final : public runtime::TcpSide {
     for (int i = 0; i < 100000 && Step(); ++i) {
     }
     const engine::Mode m = conn_.mode();
-    const bool watch_tcp = fd_ >= 0 && !tcp_eof_ && !tcp_closed_ &&
-                           (m == engine::Mode::kHandshake ||
-                            m == engine::Mode::kSmc);
+    const bool watch_tcp =
+        fd_ >= 0 && !tcp_eof_ && !tcp_closed_ &&
+        (m == engine::Mode::kHandshake || m == engine::Mode::kSmc);
     int timeout = std::min(max_ms, 100);
     if (const auto& d = exec_->deadline()) {
       const auto left =
@@ -218,8 +218,8 @@ class Peer final : public runtime::TcpSide {
         Pump(100);
         continue;
       }
-      if (!exec_->CopyToPeer(plan, reinterpret_cast<const std::byte*>(data) +
-                                       off)) {
+      if (!exec_->CopyToPeer(plan,
+                             reinterpret_cast<const std::byte*>(data) + off)) {
         return Note("send: copy plan outside the sndbuf");
       }
       Feed(engine::AppSent{plan.total, plan.total < len - off, false});
@@ -313,7 +313,8 @@ class Peer final : public runtime::TcpSide {
     }
   }
   void ConsumeClc(size_t len) override {
-    rx_.erase(rx_.begin(), rx_.begin() + std::ptrdiff_t(std::min(len, rx_.size())));
+    rx_.erase(rx_.begin(),
+              rx_.begin() + std::ptrdiff_t(std::min(len, rx_.size())));
   }
   void ResetTcp() override {
     if (fd_ < 0) return;
@@ -398,7 +399,8 @@ int RunConn(int fd, bool client, const Args& args, bool abort,
     peer.Feed(engine::Start{});
   }
   std::printf("USMC mode=%s reason=%s peer_reason=%s option=%s engine=%d\n",
-              mode.c_str(), Hex(reason).c_str(), Hex(peer_reason).c_str(), std::string(negotiate::ToString(o.detail)).c_str(),
+              mode.c_str(), Hex(reason).c_str(), Hex(peer_reason).c_str(),
+              std::string(negotiate::ToString(o.detail)).c_str(),
               static_cast<int>(peer.conn().mode()));
   if (peer.conn().mode() != engine::Mode::kSmc &&
       peer.conn().mode() != engine::Mode::kTcp) {
@@ -449,9 +451,10 @@ void PrintGroups(runtime::LgrRegistry& reg) {
   const std::vector<runtime::LgrInfo> g = reg.Groups();
   std::printf("USMC-LGR n=%zu", g.size());
   for (const runtime::LgrInfo& i : g) {
-    std::printf(" [id=%u state=%d qpn=%u peer_qpn=%u conns=%zu test_link_rx=%llu]",
-                i.id, static_cast<int>(i.state), i.qpn, i.peer_qpn, i.conns,
-                static_cast<unsigned long long>(i.counters.test_link_received));
+    std::printf(
+        " [id=%u state=%d qpn=%u peer_qpn=%u conns=%zu test_link_rx=%llu]",
+        i.id, static_cast<int>(i.state), i.qpn, i.peer_qpn, i.conns,
+        static_cast<unsigned long long>(i.counters.test_link_received));
   }
   std::printf("\n");
 }
@@ -509,8 +512,8 @@ int Main(const Args& args) {
   runtime::LgrRegistryOptions ro;
   ro.clock = Now;
   auto reg = std::make_unique<runtime::LgrRegistry>(**ctx, entropy, ro);
-  auto progress =
-      std::make_unique<runtime::SmcrProgress>(*reg, runtime::SmcrProgressOptions{});
+  auto progress = std::make_unique<runtime::SmcrProgress>(
+      *reg, runtime::SmcrProgressOptions{});
   int worst = 0;
   for (int c = 0; c < args.conns; ++c) {
     int fd = -1;
@@ -538,9 +541,9 @@ int Main(const Args& args) {
       peer_ip = ntohl(pa.sin_addr.s_addr);
     }
     std::printf("CONN %d\n", c + 1);
-    const int rc = RunConn(fd, args.client, args,
-                           args.abort && c == args.conns - 1, *reg, entropy,
-                           peer_ip);
+    const int rc =
+        RunConn(fd, args.client, args, args.abort && c == args.conns - 1, *reg,
+                entropy, peer_ip);
     progress->Kick();
     PrintGroups(*reg);
     if (rc == 1 || (rc == 2 && worst == 0)) worst = rc;
@@ -556,7 +559,11 @@ int Main(const Args& args) {
   // will do at exit), then the progress thread stops.
   reg->TerminateAll();
   progress->Kick();
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The groups go once the peer's DELETE_LINK came back (the registry keeps
+  // each QP until then, llc_timeout at most): bounded.
+  for (int i = 0; i < 300 && !reg->Groups().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   progress.reset();
   reg->Progress();
   PrintGroups(*reg);
