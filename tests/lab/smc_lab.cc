@@ -279,9 +279,10 @@ int DumpFallbacks() {
           static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_CLNT_CNT)));
       return;
     }
+    // TYPE is the kernel's is_srv flag.
     std::printf(
         "FBACK %s reason=0x%08llx count=%llu\n",
-        f.U(SMC_NLA_FBACK_STATS_TYPE) ? "client" : "server",
+        f.U(SMC_NLA_FBACK_STATS_TYPE) ? "server" : "client",
         static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_RSN_CODE)),
         static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_RSN_CNT)));
   });
