@@ -69,8 +69,13 @@ struct LinkGroup {
   // (SMC_LLC_WAIT_TIME); a QP gone before makes it wait the full 2 s.
   std::optional<engine::TimePoint> linger_until;
   bool peer_deleted = false;  // the peer's DELETE_LINK arrived
-  bool failed = false;        // ended by an error: nothing to wait for
-  uint32_t outstanding = 0;   // signaled sends posted, not completed
+  // LLC that arrived while the Lgr still awaited its QP: a client writes
+  // its CLC Confirm before it starts the link, and the server's
+  // CONFIRM_LINK may be polled (progress thread) in between. Fed to the
+  // Lgr after LgrQpReady, as the kernel's LLC queue keeps it.
+  std::vector<std::vector<std::byte>> early_llc;
+  bool failed = false;       // ended by an error: nothing to wait for
+  uint32_t outstanding = 0;  // signaled sends posted, not completed
   // Sends that found the send queue full, in order (an inline payload is
   // kept here until posted).
   struct Backlog {
@@ -194,6 +199,12 @@ void SmcrConn::StartLink(const engine::SmcrStartLink& a,
   }
   awaiting_link_ = true;
   reg_.RunLgr(*g, engine::LgrQpReady{});
+  std::vector<std::vector<std::byte>> early = std::move(g->early_llc);
+  g->early_llc.clear();
+  for (const std::vector<std::byte>& m : early) {
+    if (g->ended) break;
+    reg_.RunLgr(*g, engine::LgrLlcReceived{std::span(m.data(), m.size())});
+  }
 }
 
 void SmcrConn::ConfirmRkey(const engine::SmcrConfirmRkey& a,
@@ -799,6 +810,11 @@ void LgrRegistry::HandleRecvWc(const rdma::WorkCompletion& wc) {
     // group need not linger.
     g->peer_deleted = true;
     g->linger_until.reset();
+  }
+  if (g->lgr && g->lgr->state() == engine::LgrState::kAwaitQp) {
+    if (g->early_llc.size() < 8)
+      g->early_llc.emplace_back(msg.data(), msg.data() + len);
+    return;
   }
   RunLgr(*g, engine::LgrLlcReceived{std::span(msg.data(), len)});
 }

@@ -394,6 +394,41 @@ TEST(SimSmcrReuse, TwoProcessesGetTwoGroupsAndNoSyncErr) {
   for (const LgrInfo& g : s) EXPECT_EQ(g.state, LgrState::kActive);
 }
 
+// ---- first contact: CONFIRM_LINK before our StartLink ----
+
+// The client writes its CLC Confirm and only then starts its link
+// (SmcrStartLink -> LgrQpReady). In a process the progress thread runs
+// meanwhile: a fast server (the kernel) answers the Confirm with
+// CONFIRM_LINK, and that SEND may be polled while the client's group still
+// waits for its QP. Seen in the lab (usmc-kernel-client, usmc-kernel-many
+// under load): the group ignored it, the link never came up and both ends
+// fell back with TIMEOUT_CL 4 s later (the kernel reading usmc's Decline
+// as data). The registry keeps what arrives before LgrQpReady and feeds it
+// after.
+TEST(SimSmcrFirstContact, ConfirmLinkPolledBeforeTheClientStartsItsLink) {
+  SimOptions o = SimPair::SmcrOptions();
+  SimPair* self = nullptr;
+  int confirms = 0;
+  o.on_clc_sent = [&](int side) {
+    if (side != kClient || self == nullptr) return;
+    const auto& sent = self->side(kClient).clc_bytes;
+    // The client's second CLC message is its Confirm (after the
+    // Proposal): let the server and the progress threads run now.
+    if (sent.size() == 2 && ++confirms == 1) self->PumpOthers(kClient);
+  };
+  SimPair sim(o);
+  self = &sim;
+  sim.Start();
+  RunUntilDecided(sim);
+  ASSERT_EQ(confirms, 1) << "the hook never ran at the Confirm";
+  ASSERT_EQ(sim.conn(kClient).mode(), Mode::kSmc)
+      << "client fell back: "
+      << (sim.side(kClient).fallback ? sim.side(kClient).fallback->local_reason
+                                     : 0);
+  ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmc);
+  PingPong(sim, "early");
+}
+
 // ---- process exit: DELETE_LINK ALL, then the peer's own ----
 
 // The kernel answers a DELETE_LINK ALL with its own DELETE_LINK ALL and
