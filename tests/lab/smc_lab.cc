@@ -475,6 +475,12 @@ int Exchange(int fd, bool client, uint64_t bytes) {
       std::printf("PEER-CLOSE byte\n");
     }
   }
+  if (std::getenv("SMC_LAB_ABORT") != nullptr) {
+    // An abortive close (SO_LINGER 0), as an application resets TCP.
+    linger l{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    std::printf("CLOSE abort\n");
+  }
   ::close(fd);
   if (!ok) return 1;
   return mode == SMC_DIAG_MODE_SMCR           ? 0

@@ -436,9 +436,21 @@ int RunConn(int fd, bool client, const Args& args, bool abort,
               static_cast<unsigned long long>(args.bytes));
   if (!client && !abort) {
     // Server: the client closes first (smc_lab closes after its diag).
+    // An orderly close is EOF, an abort an error (ECONNRESET).
     std::vector<uint8_t> one(1);
+    errno = 0;
     const bool more = peer.Recv(one.data(), 1);
-    std::printf("PEER-EOF %s\n", more ? "no (unexpected byte)" : "yes");
+    const int err = errno;
+    if (more) {
+      std::printf("PEER-CLOSE byte\n");
+    } else if (peer.conn().mode() == engine::Mode::kSmc &&
+               peer.conn().RecvState().error != 0) {
+      std::printf("PEER-CLOSE error=%s\n",
+                  strerrorname_np(peer.conn().RecvState().error));
+    } else {
+      std::printf("PEER-CLOSE eof%s%s\n", err ? " errno=" : "",
+                  err ? strerrorname_np(err) : "");
+    }
   }
   if (abort) peer.WaitPeerConsumed();
   peer.Close(abort);
