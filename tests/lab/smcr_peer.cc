@@ -24,7 +24,8 @@
 // engine's next deadline and a 100 ms cap (a lost wakeup costs 100 ms).
 //
 // Output lines the lab checks: "USMC mode=SMCR|TCP reason=0x..",
-// "DATA ok|BAD ...", "USMC-LGR n=.. qpn=.. conns=..", "CLOSE ...".
+// "DATA ok|BAD ...", "USMC-LGR n=.. qpn=.. conns=..", "CLOSE ...",
+// "PEER-CLOSE eof|error=..." (server: how the client closed).
 // Exit 0: every connection used SMC-R and its data was intact; 2: TCP
 // (fallback) with intact data; 1: anything else.
 #include <arpa/inet.h>
@@ -91,7 +92,7 @@ class Peer final : public runtime::TcpSide {
  public:
   Peer(int fd, runtime::LgrRegistry& reg, const engine::EngineParams& p,
        engine::Entropy& entropy)
-      : fd_(fd), reg_(reg), conn_(p, &entropy) {
+      : fd_(fd), conn_(p, &entropy) {
     wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     smcr_ = reg.NewConn(p);
     const int wfd = wake_;
@@ -333,7 +334,6 @@ class Peer final : public runtime::TcpSide {
 
   int fd_;
   int wake_ = -1;
-  runtime::LgrRegistry& reg_;
   engine::Connection conn_;
   std::unique_ptr<runtime::SmcrConn> smcr_;
   std::optional<runtime::Executor> exec_;
