@@ -64,25 +64,37 @@ def counts(tag):
     return {f[i]: int(f[i + 1]) for i in range(0, len(f), 2)}
 
 def inclusive(tag, usmc):
-    """Inclusive Ir of each wrapped call's entry point, and the total."""
-    out = subprocess.run(['callgrind_annotate', '--inclusive=yes',
-                          '--threshold=100', f'{work}/{tag}.cg'],
-                         capture_output=True, text=True).stdout
-    got, total = {}, 0
-    for line in out.splitlines():
-        m = re.match(r'\s*([\d,]+)\s+(?:\([^)]*\)\s+)?PROGRAM TOTALS', line)
-        if m:
-            total = int(m.group(1).replace(',', ''))
-        m = re.match(r'\s*([\d,]+) \([ \d.]+%\)\s+\S*?:(\w+)(?:@@\S+)? \[(\S+)\]$',
-                     line)
+    """Ir of the app's calls of each function, inclusive (what the call
+    site in bench/passthru_calls.cc costs: the wrapper, if any, and the C
+    library under it), from the callgrind file; and the program total."""
+    names, got, total = {}, {}, 0
+    fn = cfn = None
+    pending = False
+
+    def name(v):
+        m = re.match(r'\((\d+)\)(?: (.*))?', v)
         if not m:
-            continue
-        ir, fn, obj = int(m.group(1).replace(',', '')), m.group(2), m.group(3)
-        if fn not in calls:
-            continue
-        if ('libusmc-preload' in obj) != usmc:
-            continue
-        got[fn] = max(got.get(fn, 0), ir)
+            return v
+        if m.group(2) is not None:
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), '?')
+
+    for line in open(f'{work}/{tag}.cg'):
+        line = line.rstrip('\n')
+        if line.startswith('fn='):
+            fn = name(line[3:])
+        elif line.startswith('cfn='):
+            cfn = name(line[4:])
+        elif line.startswith('calls='):
+            pending = True
+        elif line.startswith('summary:') or line.startswith('totals:'):
+            total = int(line.split()[1])
+        elif pending and line and (line[0].isdigit() or line[0] in '+-*'):
+            pending = False
+            callee = re.sub(r'@.*', '', cfn or '')
+            if fn and 'passthru_calls' not in (fn or '') and 'Rounds' in fn \
+                    and callee in calls:
+                got[callee] = got.get(callee, 0) + int(line.split()[-1])
     return got, total
 
 print(f'instructions per call (callgrind, {rounds // 10} -> {rounds} rounds)')
