@@ -1181,6 +1181,42 @@ TEST_F(Preload, TcpSetupMakesOnlyTheCallsItNeeds) {
 // ---- configuration
 // -----------------------------------------------------------------
 
+// Issue 20: an fd of a connection that is TCP for good skips usmc's table
+// (FdKind::kPassThru). Its number, closed and reused by an SMC-D connection
+// (socket, dup2, dup3) or a pipe, must be the new file's; a fork child's
+// calls on an inherited one are the child's. The probe checks every byte
+// through read/recv/recvfrom/readv/recvmsg, write/send/sendto/writev/
+// sendmsg and epoll; the reports say which bytes went where, exactly (a
+// pipe's bytes counted as TCP, or a child adding the parent's, shows here).
+TEST_F(Preload, PassThroughFdNumbersAreNeverTakenForAnotherFile) {
+  Proc plain({USMC_PROBE, "server", "plain-echo"}, Env(false));
+  std::optional<std::string> line = plain.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << plain.Wait(1000);
+  SplitRun r =
+      RunSplit("passthru-reuse", Env(true), Env(true), line->substr(5));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  Exit pe = plain.Wait();
+  ASSERT_TRUE(pe.ok()) << pe;
+  const uint64_t ex = 6 * 64;  // one Exercise, each way
+  const json cli = Report("probe-cli");
+  SCOPED_TRACE(cli.dump());
+  EXPECT_EQ(U(cli, "smcd"), 3u);
+  EXPECT_EQ(U(cli, "tcp"), 6u);
+  EXPECT_EQ(cli.value("fallback_reasons", json::object()),
+            json({{Hex(wire::kReasonPeerNoSmc), 6}}));
+  EXPECT_EQ(U(cli, "handshake_errors"), 0u);
+  EXPECT_EQ(U(cli, "bytes_tcp_in"), 8 * ex);
+  EXPECT_EQ(U(cli, "bytes_tcp_out"), 8 * ex);
+  EXPECT_EQ(U(cli, "bytes_smcd_in"), 7 * ex);
+  EXPECT_EQ(U(cli, "bytes_smcd_out"), 7 * ex);
+  const json child = Report("probe-cli2");
+  EXPECT_EQ(U(child, "smcd"), 0u) << child.dump();
+  EXPECT_EQ(U(child, "bytes_tcp_in"), ex) << child.dump();
+  EXPECT_EQ(U(child, "bytes_tcp_out"), ex) << child.dump();
+  EXPECT_EQ(U(child, "bytes_smcd_in"), 0u) << child.dump();
+}
+
 TEST_F(Preload, UsmcDisableOnTheClient) {
   SplitRun r = RunSplit("basic", Env(true), Env(true, {{"USMC_DISABLE", "1"}}));
   ASSERT_TRUE(r.client.ok()) << r.client;
