@@ -2,18 +2,19 @@
 // good take a path that skips usmc's table (FdKind::kPassThru,
 // preload/conn.h). An fd number must never carry that mark to whatever the
 // number names next.
-//   plain-echo      the server part (run without usmc) echoes 6
+//   plain-echo      the server part (run without usmc) echoes 7
 //                   connections, each in a child, until EOF
 //   passthru-reuse  the client (under usmc, ARG: the plain-echo port) makes
 //                   TCP-for-good connections to plain-echo and SMC-D ones to
-//                   the server part (3, echoed the same way), and checks
+//                   the server part (4, echoed the same way), and checks
 //                   every byte through 6 kinds of calls and epoll while:
 //                   a child of fork uses an inherited one (its exit report
 //                   counts only its own bytes); a closed one's number comes
 //                   back as an SMC-D connection (socket), as the target of
 //                   dup2 and dup3 from an SMC-D one, and as a pipe (whose
 //                   bytes are not the connection's, nor the next one's on
-//                   that number).
+//                   that number), and from recvmsg as an SMC-D connection
+//                   a child passed with SCM_RIGHTS.
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -29,8 +30,8 @@
 namespace usmc::probe {
 namespace {
 
-constexpr int kPlainConns = 6;
-constexpr int kSmcConns = 3;
+constexpr int kPlainConns = 7;
+constexpr int kSmcConns = 4;
 constexpr size_t kMsg = 64;
 constexpr int kKinds = 6;  // one Exercise: kKinds * kMsg bytes each way
 
@@ -174,6 +175,42 @@ int Exercise(int fd, uint64_t* off, int seed) {
   return 0;
 }
 
+int SendFd(int sock, int fd) {
+  char byte = 'f';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl;
+  mh.msg_controllen = sizeof ctl;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  CHECK(sendmsg(sock, &mh, 0) == 1, "sendmsg SCM_RIGHTS");
+  return 0;
+}
+
+int RecvFd(int sock, int* fd) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl;
+  mh.msg_controllen = sizeof ctl;
+  CHECK(recvmsg(sock, &mh, 0) == 1 && byte == 'f', "recvmsg");
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  CHECK(c != nullptr && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int)),
+        "no fd came");
+  std::memcpy(fd, CMSG_DATA(c), sizeof *fd);
+  return 0;
+}
+
 int ReuseClient(uint16_t port, const char* arg) {
   const uint16_t plain = static_cast<uint16_t>(std::atoi(arg));
   CHECK(plain != 0, "ARG: the plain echo port");
@@ -244,9 +281,42 @@ int ReuseClient(uint16_t port, const char* arg) {
   CHECK(t7 == t5, "socket() took %d, not the closed %d", t7, t5);
   RUN(Exercise(t7, &off[9], 9));
   CHECK(close(t7) == 0, "close");
+
+  // SCM_RIGHTS: the number comes back from recvmsg as an SMC-D connection
+  // that a child connected and passed (a worker handing one back).
+  const int t8 = Connect(plain);
+  CHECK(t8 >= 0, "connect plain");
+  RUN(Exercise(t8, &off[10], 10));
+  int sp[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0,
+        "socketpair");
+  pid = fork();
+  CHECK(pid >= 0, "fork");
+  if (pid == 0) {
+    SetName("probe-cli3");
+    close(sp[0]);
+    const int smc = Connect(port);
+    CHECK(smc >= 0, "connect");
+    RUN(SendFd(sp[1], smc));
+    close(smc);
+    char c;
+    CHECK(read(sp[1], &c, 1) == 1, "the parent's ack");
+    exit(0);
+  }
+  close(sp[1]);
+  CHECK(close(t8) == 0, "close");
+  int got = -1;
+  RUN(RecvFd(sp[0], &got));
+  CHECK(got == t8, "recvmsg gave %d, not the closed %d", got, t8);
+  CHECK(write(sp[0], "k", 1) == 1, "ack");
+  CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+        "passing child (%#x)", st);
+  close(sp[0]);
+  RUN(Exercise(got, &off[11], 11));
+  CHECK(close(got) == 0, "close");
   CHECK(close(t6) == 0, "close");
-  // Parent: TCP t6 x2, t x2, dup2's and dup3's x1 each, t5 and t7 x1 (8);
-  // SMC-D s x1, dup2's and dup3's x3 each (7).
+  // Parent: TCP t6 x2, t x2, dup2's and dup3's x1 each, t5, t7, t8 x1 (9);
+  // SMC-D s x1, dup2's and dup3's x3 each, the passed one x1 (8).
   std::printf("exercise_bytes=%zu\n", kKinds * kMsg);
   return 0;
 }

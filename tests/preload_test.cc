@@ -1183,11 +1183,12 @@ TEST_F(Preload, TcpSetupMakesOnlyTheCallsItNeeds) {
 
 // Issue 20: an fd of a connection that is TCP for good skips usmc's table
 // (FdKind::kPassThru). Its number, closed and reused by an SMC-D connection
-// (socket, dup2, dup3) or a pipe, must be the new file's; a fork child's
-// calls on an inherited one are the child's. The probe checks every byte
-// through read/recv/recvfrom/readv/recvmsg, write/send/sendto/writev/
-// sendmsg and epoll; the reports say which bytes went where, exactly (a
-// pipe's bytes counted as TCP, or a child adding the parent's, shows here).
+// (socket, dup2, dup3, recvmsg of one passed with SCM_RIGHTS) or by a pipe
+// and then a connection, must be the new file's; a fork child's calls on
+// an inherited one are the child's. The probe checks every byte through
+// read/recv/recvfrom/readv/recvmsg, write/send/sendto/writev/sendmsg and
+// epoll; the reports say exactly which bytes went where (a child that
+// counted the parent's bytes shows here).
 TEST_F(Preload, PassThroughFdNumbersAreNeverTakenForAnotherFile) {
   Proc plain({USMC_PROBE, "server", "plain-echo"}, Env(false));
   std::optional<std::string> line = plain.ReadLine(kProcTimeoutMs);
@@ -1201,15 +1202,19 @@ TEST_F(Preload, PassThroughFdNumbersAreNeverTakenForAnotherFile) {
   const uint64_t ex = 6 * 64;  // one Exercise, each way
   const json cli = Report("probe-cli");
   SCOPED_TRACE(cli.dump());
+  // The passed connection's handshake counts in the child that made it.
   EXPECT_EQ(U(cli, "smcd"), 3u);
-  EXPECT_EQ(U(cli, "tcp"), 6u);
+  EXPECT_EQ(U(cli, "tcp"), 7u);
   EXPECT_EQ(cli.value("fallback_reasons", json::object()),
-            json({{Hex(wire::kReasonPeerNoSmc), 6}}));
+            json({{Hex(wire::kReasonPeerNoSmc), 7}}));
   EXPECT_EQ(U(cli, "handshake_errors"), 0u);
-  EXPECT_EQ(U(cli, "bytes_tcp_in"), 8 * ex);
-  EXPECT_EQ(U(cli, "bytes_tcp_out"), 8 * ex);
-  EXPECT_EQ(U(cli, "bytes_smcd_in"), 7 * ex);
-  EXPECT_EQ(U(cli, "bytes_smcd_out"), 7 * ex);
+  EXPECT_EQ(U(cli, "bytes_tcp_in"), 9 * ex);
+  EXPECT_EQ(U(cli, "bytes_tcp_out"), 9 * ex);
+  EXPECT_EQ(U(cli, "bytes_smcd_in"), 8 * ex);
+  EXPECT_EQ(U(cli, "bytes_smcd_out"), 8 * ex);
+  const json passer = Report("probe-cli3");
+  EXPECT_EQ(U(passer, "smcd"), 1u) << passer.dump();
+  EXPECT_EQ(U(passer, "tcp"), 0u) << passer.dump();
   const json child = Report("probe-cli2");
   EXPECT_EQ(U(child, "smcd"), 0u) << child.dump();
   EXPECT_EQ(U(child, "bytes_tcp_in"), ex) << child.dump();
