@@ -763,7 +763,8 @@ void ForgetEpollSet(int epfd) {
       g_any_epoll.load(std::memory_order_relaxed)) {
     g_epoll_fds[epfd].store(0, std::memory_order_relaxed);
   }
-  if (!Sets().any()) return;
+  // Every close() of the app comes here: one load while no set exists.
+  if (!AnyEpollSet()) return;
   std::shared_ptr<EpollSet> set = Sets().Remove(epfd);
   if (!set) return;
   std::lock_guard lock(set->mu);
@@ -778,7 +779,7 @@ void ForgetEpollSet(int epfd) {
 }
 
 bool IsTrackedEpollSet(int epfd) {
-  return Sets().any() && Sets().Find(epfd) != nullptr;
+  return AnyEpollSet() && Sets().Find(epfd) != nullptr;
 }
 
 }  // namespace usmc::preload
