@@ -394,6 +394,79 @@ TEST(SimSmcrReuse, TwoProcessesGetTwoGroupsAndNoSyncErr) {
   for (const LgrInfo& g : s) EXPECT_EQ(g.state, LgrState::kActive);
 }
 
+// ---- first contact: CONFIRM_LINK before our StartLink ----
+
+// The client writes its CLC Confirm and only then starts its link
+// (SmcrStartLink -> LgrQpReady). In a process the progress thread runs
+// meanwhile: a fast server (the kernel) answers the Confirm with
+// CONFIRM_LINK, and that SEND may be polled while the client's group still
+// waits for its QP. Seen in the lab (usmc-kernel-client, usmc-kernel-many
+// under load): the group ignored it, the link never came up and both ends
+// fell back with TIMEOUT_CL 4 s later (the kernel reading usmc's Decline
+// as data). The registry keeps what arrives before LgrQpReady and feeds it
+// after.
+TEST(SimSmcrFirstContact, ConfirmLinkPolledBeforeTheClientStartsItsLink) {
+  SimOptions o = SimPair::SmcrOptions();
+  SimPair* self = nullptr;
+  int confirms = 0;
+  o.on_clc_sent = [&](int side) {
+    if (side != kClient || self == nullptr) return;
+    const auto& sent = self->side(kClient).clc_bytes;
+    // The client's second CLC message is its Confirm (after the
+    // Proposal): let the server and the progress threads run now.
+    if (sent.size() == 2 && ++confirms == 1) self->PumpOthers(kClient);
+  };
+  SimPair sim(o);
+  self = &sim;
+  sim.Start();
+  RunUntilDecided(sim);
+  ASSERT_EQ(confirms, 1) << "the hook never ran at the Confirm";
+  ASSERT_EQ(sim.conn(kClient).mode(), Mode::kSmc)
+      << "client fell back: "
+      << (sim.side(kClient).fallback ? sim.side(kClient).fallback->local_reason
+                                     : 0);
+  ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmc);
+  PingPong(sim, "early");
+}
+
+// ---- process exit: DELETE_LINK ALL, then the peer's own ----
+
+// The kernel answers a DELETE_LINK ALL with its own DELETE_LINK ALL and
+// waits (SMC_LLC_WAIT_TIME, 2 s) for that send to complete before it frees
+// the group. Seen in the lab (usmc-kernel-client): usmc destroyed its QP as
+// soon as its own DELETE_LINK completed, the kernel's reply then found no
+// QP, rxe retried it and the kernel's link group stayed 2 s instead of
+// ~0.2 s. The group that terminates keeps its QP, receiving, until the
+// peer's DELETE_LINK arrived (or llc_timeout passed).
+TEST(SimSmcrPeer, TerminateAllKeepsTheQpUntilThePeersDeleteLinkArrived) {
+  for (int ender = 0; ender < 2; ++ender) {
+    SimPair sim(SimPair::SmcrOptions());
+    Connect(sim);
+    PingPong(sim, "x");
+    CloseBoth(sim);
+    const dev::rdma::SimRdmaStats before = sim.world().fabric().stats();
+    sim.registry(ender).TerminateAll();
+    RunWorldFor(sim.world(), 10s);
+    const dev::rdma::SimRdmaStats& after = sim.world().fabric().stats();
+    EXPECT_EQ(after.discarded, before.discarded) << "ender " << ender;
+    EXPECT_EQ(after.ack_timeouts, before.ack_timeouts) << "ender " << ender;
+    EXPECT_EQ(after.retransmits, before.retransmits) << "ender " << ender;
+    EXPECT_TRUE(sim.registry(kClient).Groups().empty()) << "ender " << ender;
+    EXPECT_TRUE(sim.registry(kServer).Groups().empty()) << "ender " << ender;
+  }
+}
+
+// A peer that never answers costs the ending group llc_timeout at most.
+TEST(SimSmcrPeer, TerminateAllFreesTheGroupWhenThePeerNeverAnswers) {
+  SimPair sim(SimPair::SmcrOptions());
+  Connect(sim);
+  CloseBoth(sim);
+  sim.world().Freeze(1);  // the server's process hangs
+  sim.registry(kClient).TerminateAll();
+  RunWorldFor(sim.world(), engine::kLlcWaitTime + 1s);
+  EXPECT_TRUE(sim.registry(kClient).Groups().empty());
+}
+
 // ---- a dead peer: an error, never a hang ----
 
 TEST(SimSmcrPeer, KilledQpAbortsBothEndsNotAHang) {
