@@ -32,6 +32,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -224,6 +225,13 @@ class StatusPublisher {
   // while the connection's send (recv) path is serialised. If they do race,
   // an increment may be lost; nothing worse happens.
   void AddBytes(SlotId id, uint64_t in, uint64_t out, bool smc);
+  // The slot's TCP byte counters themselves (in, out), for a caller that
+  // adds to them as AddBytes(id, ..., smc=false) would, without the call
+  // (the interposer's pass-through of plain TCP connections); nullptr for
+  // kNoSlot. Valid as long as the publisher lives; the same rules as
+  // AddBytes (relaxed load and store, one writer per direction).
+  std::pair<std::atomic<uint64_t>*, std::atomic<uint64_t>*> TcpByteCounters(
+      SlotId id);
   // The slot's byte counters move into the process totals; slot freed.
   void Release(SlotId id);
 

@@ -1191,6 +1191,47 @@ TEST_F(Preload, TcpSetupMakesOnlyTheCallsItNeeds) {
 // ---- configuration
 // -----------------------------------------------------------------
 
+// Issue 20: an fd of a connection that is TCP for good skips usmc's table
+// (FdKind::kPassThru). Its number, closed and reused by an SMC-D connection
+// (socket, dup2, dup3, recvmsg of one passed with SCM_RIGHTS) or by a pipe
+// and then a connection, must be the new file's; a fork child's calls on
+// an inherited one are the child's. The probe checks every byte through
+// read/recv/recvfrom/readv/recvmsg, write/send/sendto/writev/sendmsg and
+// epoll; the reports say exactly which bytes went where (a child that
+// counted the parent's bytes shows here).
+TEST_F(Preload, PassThroughFdNumbersAreNeverTakenForAnotherFile) {
+  Proc plain({USMC_PROBE, "server", "plain-echo"}, Env(false));
+  std::optional<std::string> line = plain.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << plain.Wait(1000);
+  SplitRun r =
+      RunSplit("passthru-reuse", Env(true), Env(true), line->substr(5));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  Exit pe = plain.Wait();
+  ASSERT_TRUE(pe.ok()) << pe;
+  const uint64_t ex = 6 * 64;  // one Exercise, each way
+  const json cli = Report("probe-cli");
+  SCOPED_TRACE(cli.dump());
+  // The passed connection's handshake counts in the child that made it.
+  EXPECT_EQ(U(cli, "smcd"), 3u);
+  EXPECT_EQ(U(cli, "tcp"), 7u);
+  EXPECT_EQ(cli.value("fallback_reasons", json::object()),
+            json({{Hex(wire::kReasonPeerNoSmc), 7}}));
+  EXPECT_EQ(U(cli, "handshake_errors"), 0u);
+  EXPECT_EQ(U(cli, "bytes_tcp_in"), 9 * ex);
+  EXPECT_EQ(U(cli, "bytes_tcp_out"), 9 * ex);
+  EXPECT_EQ(U(cli, "bytes_smcd_in"), 8 * ex);
+  EXPECT_EQ(U(cli, "bytes_smcd_out"), 8 * ex);
+  const json passer = Report("probe-cli3");
+  EXPECT_EQ(U(passer, "smcd"), 1u) << passer.dump();
+  EXPECT_EQ(U(passer, "tcp"), 0u) << passer.dump();
+  const json child = Report("probe-cli2");
+  EXPECT_EQ(U(child, "smcd"), 0u) << child.dump();
+  EXPECT_EQ(U(child, "bytes_tcp_in"), ex) << child.dump();
+  EXPECT_EQ(U(child, "bytes_tcp_out"), ex) << child.dump();
+  EXPECT_EQ(U(child, "bytes_smcd_in"), 0u) << child.dump();
+}
+
 TEST_F(Preload, UsmcDisableOnTheClient) {
   SplitRun r = RunSplit("basic", Env(true), Env(true, {{"USMC_DISABLE", "1"}}));
   ASSERT_TRUE(r.client.ok()) << r.client;
