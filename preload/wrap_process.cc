@@ -325,6 +325,7 @@ pid_t fork() {
     errno = err;
   } else {
     pl::ResetAfterFork();
+    pl::table().ResetPassThruInChild();
     for (auto& c : conns) {
       c->AddHolderPid(::getpid());
       c->RepublishAfterFork();

@@ -4,6 +4,7 @@
 # kernel's SMC, plus usmc's binaries, booted from a busybox initramfs.
 #
 #   scripts/lab.sh [SCENARIO...]     default: every tests/lab/scenarios/*.sh
+#                                    except those with LAB_DEFAULT=no
 #
 # Sets up once (host packages, the guest kernel .deb through a private apt
 # state, in $USMC_LAB_DIR), builds the usmc targets the guests carry (in
@@ -73,7 +74,7 @@ EOF
 }
 
 # What the guests run, from the usmc build tree.
-GUEST_TARGETS=(usmc usmc_preload smc_lab verbs_pair dev_verbs_test)
+GUEST_TARGETS=(usmc usmc_preload smc_lab verbs_pair dev_verbs_test smcr_peer)
 
 build_usmc() {
   if [ ! -f "$BUILD/CMakeCache.txt" ]; then
@@ -115,7 +116,7 @@ build_initramfs() {
   # usmc CLI finds its interposer as it does in the build tree.
   local f rel bins=()
   for f in tools/usmc preload/libusmc-preload.so tests/smc_lab tests/verbs_pair \
-           dev/dev_verbs_test; do
+           dev/dev_verbs_test tests/smcr_peer; do
     [ -e "$BUILD/$f" ] || { log "missing $BUILD/$f"; return 1; }
     mkdir -p "$r/usmc/$(dirname "$f")"
     # without debug info: the guest unpacks every byte under TCG
@@ -128,6 +129,7 @@ build_initramfs() {
   ln -s /usmc/tools/usmc "$r/usr/bin/usmc"
   ln -s /usmc/tests/smc_lab "$r/usr/bin/smc_lab"
   ln -s /usmc/tests/verbs_pair "$r/usr/bin/verbs_pair"
+  ln -s /usmc/tests/smcr_peer "$r/usr/bin/smcr_peer"
   local ip; ip=$(command -v ip)
   cp "$ip" "$r/sbin/ip.full"   # busybox ip lacks what rdma/rxe setups show
   for f in $GUEST_TOOLS; do cp "$f" "$r/usr/bin/"; done
@@ -225,7 +227,10 @@ main() {
   build_initramfs || die "initramfs"
   local scenarios=("$@") s
   if [ ${#scenarios[@]} -eq 0 ]; then
-    for s in "$LAB_SRC"/scenarios/*.sh; do scenarios+=("$(basename "$s" .sh)"); done
+    # A scenario that says LAB_DEFAULT=no runs only when named.
+    for s in "$LAB_SRC"/scenarios/*.sh; do
+      grep -q '^LAB_DEFAULT=no' "$s" || scenarios+=("$(basename "$s" .sh)")
+    done
   fi
   local passed=0 failed=0
   for s in "${scenarios[@]}"; do
