@@ -1,5 +1,7 @@
 #include "preload/status.h"
 
+#include "preload/smcr.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -20,7 +22,7 @@ namespace usmc::preload {
 namespace {
 
 struct Counters {
-  std::atomic<uint64_t> smcd{0}, tcp{0}, handshake_errors{0};
+  std::atomic<uint64_t> smcd{0}, tcp{0}, handshake_errors{0}, smcr{0};
   std::atomic<uint64_t> smcd_in{0}, smcd_out{0}, tcp_in{0}, tcp_out{0};
   // Fallback reasons: a small open-addressed table (few distinct codes).
   std::array<std::atomic<uint32_t>, 32> reason{};
@@ -75,6 +77,8 @@ std::string Comm() {
 void NoteSmcd(engine::Role) {
   C().smcd.fetch_add(1, std::memory_order_relaxed);
 }
+
+void NoteSmcr() { C().smcr.fetch_add(1, std::memory_order_relaxed); }
 
 void NoteFallback(engine::Role, uint32_t reason) {
   C().tcp.fetch_add(1, std::memory_order_relaxed);
@@ -148,7 +152,8 @@ void WriteExitReport() {
                     "{\"pid\":%d,\"comm\":\"%s\",\"smcd\":%llu,\"tcp\":%llu,"
                     "\"handshake_errors\":%llu,\"fallback_reasons\":{%s},"
                     "\"bytes_smcd_in\":%llu,\"bytes_smcd_out\":%llu,"
-                    "\"bytes_tcp_in\":%llu,\"bytes_tcp_out\":%llu}\n",
+                    "\"bytes_tcp_in\":%llu,\"bytes_tcp_out\":%llu,"
+                    "\"smcr\":%llu,\"smcr_devices\":%llu}\n",
                     static_cast<int>(::getpid()), Comm().c_str(),
                     static_cast<unsigned long long>(c.smcd.load()),
                     static_cast<unsigned long long>(c.tcp.load()),
@@ -156,7 +161,9 @@ void WriteExitReport() {
                     reasons.c_str(), static_cast<unsigned long long>(smcd_in),
                     static_cast<unsigned long long>(smcd_out),
                     static_cast<unsigned long long>(tcp_in),
-                    static_cast<unsigned long long>(tcp_out));
+                    static_cast<unsigned long long>(tcp_out),
+                    static_cast<unsigned long long>(c.smcr.load()),
+                    static_cast<unsigned long long>(SmcrDevicesOpened()));
   if (n <= 0) return;
   int fd = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return;
@@ -169,6 +176,7 @@ void WriteExitReport() {
 void ResetAfterFork() {
   Counters& c = C();
   c.smcd = 0;
+  c.smcr = 0;
   c.tcp = 0;
   c.handshake_errors = 0;
   c.smcd_in = c.smcd_out = c.tcp_in = c.tcp_out = 0;

@@ -109,14 +109,14 @@ Status SmcSocket::ExportRecord(ExecRecord& rec) {
                         ", only SMC-D sockets are exported");
   }
   std::array<int, 4> fds{};
-  if (Status st = dev_->ExportFds(fds); !st.ok()) return st;
+  if (Status st = Dev().ExportFds(fds); !st.ok()) return st;
   // Deferred shutdowns and the app's SO_RCVLOWAT go where they belong
   // first (a no-op once done), so the snapshot and the socket hold them.
   FinishHandshake();
   Result<engine::ConnectionSnapshot> snap = conn_.Snapshot();
   if (!snap.ok()) return snap.status();
   const engine::SmcdLink& link = snap->link;
-  const dev::BufferInfo own = dev_->own(), peer = dev_->peer();
+  const dev::BufferInfo own = Dev().own(), peer = Dev().peer();
   if (link.local_dmb_token != own.token || link.local_dmb_size != own.size ||
       link.peer_dmb_token != peer.token || link.peer_dmb_size != peer.size) {
     return Status(StatusCode::kInternal,
