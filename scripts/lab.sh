@@ -31,7 +31,7 @@ die() { log "$*"; exit 1; }
 
 HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod xz-utils zstd
                rdma-core ibverbs-providers ibverbs-utils libibverbs-dev
-               iproute2 debian-archive-keyring)
+               iproute2 debian-archive-keyring iperf3 socat)
 
 install_host_packages() {
   local missing=() p
@@ -73,7 +73,7 @@ EOF
 }
 
 # What the guests run, from the usmc build tree.
-GUEST_TARGETS=(usmc usmc_preload smc_lab verbs_pair dev_verbs_test)
+GUEST_TARGETS=(usmc usmc_preload usmc_verbs_module smc_lab verbs_pair dev_verbs_test)
 
 build_usmc() {
   if [ ! -f "$BUILD/CMakeCache.txt" ]; then
@@ -87,6 +87,9 @@ build_usmc() {
 # Kernel modules the guests load, dependencies first (resolved on the host).
 GUEST_MODULES="crc32_generic virtio_pci virtio_net rdma_rxe ib_uverbs smc smc_diag"
 GUEST_TOOLS="/usr/bin/rdma /usr/bin/ibv_devices /usr/bin/ibv_devinfo /usr/bin/ibv_rc_pingpong"
+# Real programs the usmc-pair scenario runs under `usmc run` (sha256sum is
+# busybox's).
+GUEST_TOOLS="$GUEST_TOOLS /usr/bin/iperf3 /usr/bin/socat"
 
 build_initramfs() {
   local kdir=$LAB_DIR/kernel kver r=$LAB_DIR/root
@@ -114,8 +117,8 @@ build_initramfs() {
   # usmc's build outputs keep their build-tree layout under /usmc, so the
   # usmc CLI finds its interposer as it does in the build tree.
   local f rel bins=()
-  for f in tools/usmc preload/libusmc-preload.so tests/smc_lab tests/verbs_pair \
-           dev/dev_verbs_test; do
+  for f in tools/usmc preload/libusmc-preload.so preload/libusmc-verbs.so \
+           tests/smc_lab tests/verbs_pair dev/dev_verbs_test; do
     [ -e "$BUILD/$f" ] || { log "missing $BUILD/$f"; return 1; }
     mkdir -p "$r/usmc/$(dirname "$f")"
     # without debug info: the guest unpacks every byte under TCG
@@ -225,7 +228,10 @@ main() {
   build_initramfs || die "initramfs"
   local scenarios=("$@") s
   if [ ${#scenarios[@]} -eq 0 ]; then
-    for s in "$LAB_SRC"/scenarios/*.sh; do scenarios+=("$(basename "$s" .sh)"); done
+    # A scenario not yet reliable says LAB_DEFAULT=no: run by name only.
+    for s in "$LAB_SRC"/scenarios/*.sh; do
+      grep -q '^LAB_DEFAULT=no' "$s" || scenarios+=("$(basename "$s" .sh)")
+    done
   fi
   local passed=0 failed=0
   for s in "${scenarios[@]}"; do
