@@ -140,12 +140,20 @@ runtime::LgrRegistry* SmcrRegistryFor(int fd) {
   if (!runtime::ProcessConfig().smcr) return nullptr;
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 ||
-      ss.ss_family != AF_INET) {
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return nullptr;
+  }
+  uint32_t ip = 0;
+  if (ss.ss_family == AF_INET) {
+    ip = ntohl(reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr);
+  } else if (const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+             ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+    // An IPv4 peer on a dual-stack socket (a server on [::], iperf3's).
+    std::memcpy(&ip, in6->sin6_addr.s6_addr + 12, 4);
+    ip = ntohl(ip);
+  } else {
     return nullptr;  // SMC-Rv2 over IPv4 GIDs (the kernel has no IPv6 v2)
   }
-  const uint32_t ip =
-      ntohl(reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr);
   if ((ip >> 24) == 127) return nullptr;  // loopback: SMC-D's, never RoCE
   SmcrState& s = State();
   std::lock_guard lock(s.mu);

@@ -22,7 +22,8 @@ class LgrRegistry;
 namespace usmc::preload {
 
 // The registry for the connected TCP socket `fd` (its local address must
-// be IPv4 and served by the device), or null: no SMC-R for it.
+// be IPv4, or IPv4-mapped on a dual-stack socket, and served by the
+// device), or null: no SMC-R for it.
 runtime::LgrRegistry* SmcrRegistryFor(int fd);
 
 // Verbs contexts this process opened (0 or 1; the exit report's

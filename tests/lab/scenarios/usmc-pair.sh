@@ -99,7 +99,9 @@ host_check() {
   for f in "$a" "$b"; do
     grep -q 'LAB-RESULT .* usmc setup rc=0' "$f" || { echo "lab: $f: usmc setup failed" >&2; fail=1; }
     grep -q 'LAB-RESULT .* socat rc=0' "$f" || { echo "lab: $f: socat failed" >&2; fail=1; }
-    grep -q '^LAB-SS .*SMC-R' "$f" || { echo "lab: $f: usmc ss never said SMC-R" >&2; fail=1; }
+    # A connection line: state ACTIVE, the peer's address, mode SMCR.
+    grep -q '^LAB-SS [ab] ACTIVE .* 10\.0\.0\.[12]:[0-9]* .* SMCR ' "$f" ||
+      { echo "lab: $f: usmc ss never said SMC-R for a connection" >&2; fail=1; }
     # Every socat/iperf3 process: SMC-R, no fallback, no app byte on TCP.
     grep '^LAB-REPORT .*"comm":"\(socat\|iperf3\)"' "$f" > /tmp/lab-reports.$$
     [ -s /tmp/lab-reports.$$ ] || { echo "lab: $f: no exit reports" >&2; fail=1; }
