@@ -125,9 +125,8 @@ void StartRegistry(SmcrState& s, std::unique_ptr<dev::rdma::Context> ctx,
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
   s.progress = std::make_unique<runtime::SmcrProgress>(
-      *s.reg, runtime::SmcrProgressOptions{.on_start = [] {
-        static thread_local Inside in;
-      }});
+      *s.reg, runtime::SmcrProgressOptions{
+                  .on_start = [] { static thread_local Inside in; }});
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   runtime::SmcrProgress* p = s.progress.get();
   s.reg->SetKick([p] { p->Kick(); });
@@ -147,7 +146,8 @@ runtime::LgrRegistry* SmcrRegistryFor(int fd) {
   if (ss.ss_family == AF_INET) {
     ip = ntohl(reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr);
   } else if (const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-             ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+             ss.ss_family == AF_INET6 &&
+             IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
     // An IPv4 peer on a dual-stack socket (a server on [::], iperf3's).
     std::memcpy(&ip, in6->sin6_addr.s6_addr + 12, 4);
     ip = ntohl(ip);

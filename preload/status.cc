@@ -1,7 +1,5 @@
 #include "preload/status.h"
 
-#include "preload/smcr.h"
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -17,6 +15,7 @@
 #include "base/sandbox.h"
 #include "preload/conn.h"
 #include "preload/real.h"
+#include "preload/smcr.h"
 
 namespace usmc::preload {
 namespace {

@@ -23,7 +23,8 @@ void Executor::Execute(const engine::Actions& actions,
             },
             [&](const engine::TcpConsumed& a) { tcp_.ConsumeClc(a.len); },
             [&](const engine::RegisterRecvBuffer& a) {
-              Result<dev::BufferInfo> b = dev_->RegisterBuffer({.size = a.size});
+              Result<dev::BufferInfo> b =
+                  dev_->RegisterBuffer({.size = a.size});
               if (!b.ok()) {
                 answers.push_back(engine::RecvBufferFailed{
                     OutOfFds(b.status()) ? wire::kReasonNoFd
@@ -38,8 +39,8 @@ void Executor::Execute(const engine::Actions& actions,
             [&](const engine::AttachPeerBuffer& a) {
               Result<dev::BufferInfo> b =
                   dev_->AttachPeerBuffer({.token = a.token,
-                                         .size = a.size,
-                                         .timeout = opts_.attach_timeout});
+                                          .size = a.size,
+                                          .timeout = opts_.attach_timeout});
               if (!b.ok()) {
                 answers.push_back(engine::PeerBufferAttachFailed{
                     OutOfFds(b.status()) ? wire::kReasonNoFd
@@ -66,7 +67,8 @@ void Executor::Execute(const engine::Actions& actions,
               }
               dev_->EndHandshake();
               // This process is the connection's only holder so far.
-              if (uint32_t* refs = dev_->Shared(dev::SharedWord::kProcessRefs)) {
+              if (uint32_t* refs =
+                      dev_->Shared(dev::SharedWord::kProcessRefs)) {
                 std::atomic_ref<uint32_t>(*refs).store(
                     1, std::memory_order_release);
               }

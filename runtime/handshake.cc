@@ -132,8 +132,7 @@ bool SmcSocket::StepHandshake() {
   // called in late must not decline an answer that came in time (the
   // peer would have gone on with SMC, or its Accept would land in our
   // TCP stream).
-  if (due && !(w.fds[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
-      !handover) {
+  if (due && !(w.fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && !handover) {
     exec_->TimerFired();
     Feed(engine::Timeout{});
     return true;

@@ -418,8 +418,7 @@ dev::WaitResult SmcrConn::Wait(dev::ReadyFn ready,
       if (left <= std::chrono::nanoseconds::zero())
         return dev::WaitResult::kTimedOut;
       ms = int(std::min<int64_t>(
-          std::chrono::ceil<std::chrono::milliseconds>(left).count(),
-          1 << 30));
+          std::chrono::ceil<std::chrono::milliseconds>(left).count(), 1 << 30));
     }
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {opts.extra_fd, POLLIN, 0}};
     const int n = ::poll(fds, opts.extra_fd >= 0 ? 2 : 1, ms);
@@ -1028,10 +1027,10 @@ bool LgrRegistry::DrainTerminated(std::chrono::milliseconds timeout) {
     const auto left = until - std::chrono::steady_clock::now();
     if (left <= std::chrono::nanoseconds::zero()) return false;
     pollfd p = {fd(), POLLIN, 0};
-    ::poll(&p, p.fd >= 0 ? 1 : 0,
-           int(std::min<int64_t>(
-               std::chrono::ceil<std::chrono::milliseconds>(left).count(),
-               10)));
+    ::poll(
+        &p, p.fd >= 0 ? 1 : 0,
+        int(std::min<int64_t>(
+            std::chrono::ceil<std::chrono::milliseconds>(left).count(), 10)));
   }
 }
 

@@ -196,7 +196,7 @@ class SmcrConn final : public dev::Device {
   uint32_t peer_rmb_size_ = 0;
   bool awaiting_link_ = false;
   bool awaiting_rkey_ = false;
-  bool aborted_ = false;  // its group ended under it
+  bool aborted_ = false;      // its group ended under it
   bool joined_once_ = false;  // Join ran (a proposal is no longer pending)
   // A Join waiting for this group's first contact to end.
   std::optional<engine::SmcrJoinLgr> deferred_join_;

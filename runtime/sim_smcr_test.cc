@@ -4,7 +4,6 @@
 // here: what only SMC-R has (link groups, LLC deadlines with no app call,
 // reuse, memory regions, a dead or hostile peer).
 #include <gtest/gtest.h>
-
 #include <poll.h>
 
 #include <atomic>

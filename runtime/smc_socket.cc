@@ -1,8 +1,8 @@
 #include "runtime/smc_socket.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
@@ -133,7 +133,8 @@ SmcSocket::SmcSocket(int fd, const Options& opts, const Made& made)
       opts_(opts),
       entropy_(SeedFromKernel()),
       conn_(made.params, &entropy_) {
-  if (opts.smcr != nullptr) smcr_ = opts.smcr->NewConn(made.params, made.peer_gid);
+  if (opts.smcr != nullptr)
+    smcr_ = opts.smcr->NewConn(made.params, made.peer_gid);
   // The device's process-wide values (DMB budget, spin) come from it.
   (void)ProcessConfig();
   UseDevice(dev::ShmDevice::Create(
@@ -226,9 +227,7 @@ void SmcSocket::ResetTcp() {
 
 // ---- SMC-D data path ------------------------------------------------------
 
-bool SmcSocket::SmcrChosen() const {
-  return smcr_ && &Dev() == smcr_.get();
-}
+bool SmcSocket::SmcrChosen() const { return smcr_ && &Dev() == smcr_.get(); }
 
 bool SmcSocket::is_smcr() const {
   std::lock_guard lock(mu_);

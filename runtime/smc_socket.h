@@ -439,8 +439,8 @@ class SmcSocket : private TcpSide {
   bool FeedSmcrEvents();
   // The handshake chose SMC-R: the data moves over smcr_.
   bool SmcrChosen() const;
-  bool forked_away_ = false;  // DetachSmcrAfterFork made it unusable
-  dev::CdcBytes last_area_{};     // the peer's CDC as last fed to the engine
+  bool forked_away_ = false;   // DetachSmcrAfterFork made it unusable
+  dev::CdcBytes last_area_{};  // the peer's CDC as last fed to the engine
   std::atomic<uint64_t> peer_changes_{0};
   bool decline_noted_ = false;  // the executor's Fallback{declined} seen
   int error_ = 0;               // sticky errno from ReportError
