@@ -238,6 +238,14 @@ bool SmcSocket::FeedSmcrEvents() {
   if (!smcr_ || forked_away_ || tcp_closed_) return false;
   std::vector<engine::Event> events = smcr_->TakeEvents();
   for (const engine::Event& e : events) {
+    if (std::holds_alternative<engine::DeviceFailed>(e) && conn_.PeerClosed()) {
+      // The peer closed, then its link group ended (its process exited:
+      // TerminateAll's DELETE_LINK comes behind its close CDC on the same
+      // QP). Its bytes are all in our RMB: as with SMC-D's gone peer
+      // (OnPeerGone), the orderly close is final and the app reads the
+      // rest, then EOF, instead of losing it to an abort.
+      continue;
+    }
     if (std::holds_alternative<engine::SmcrCdcReceived>(e) ||
         std::holds_alternative<engine::DeviceFailed>(e)) {
       peer_changes_.fetch_add(1, std::memory_order_relaxed);

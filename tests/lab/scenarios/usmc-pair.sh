@@ -60,7 +60,7 @@ guest_main() {
     (timeout 200 nc -l -p 7100 | { read -r _; pair_uptime > /tmp/t_kill; cat >/dev/null; }) &
     pn=$!
     sleep 2  # a's listeners
-    (cat /tmp/mine.bin; sleep 3) |
+    (cat /tmp/mine.bin; sleep 6) |
       timeout 60 usmc run socat -u STDIN TCP:"$LAB_peer":7000,retry=20,interval=0.5 2>/tmp/s0.err &
     p0=$!
     timeout 60 usmc run socat -u TCP:"$LAB_peer":7001,retry=20,interval=0.5 CREATE:/tmp/theirs.bin 2>/tmp/s1.err || rc=1
