@@ -3,11 +3,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -17,17 +13,10 @@
 #include <set>
 #include <string>
 
-#include "dev/rdma.h"
-#include "engine/params.h"
 #include "preload/real.h"
 #include "runtime/config.h"
-#include "runtime/lgr_registry.h"
 #include "runtime/publish.h"
-#include "runtime/smcr_progress.h"
-
-extern "C" {
-using VerbsOpenFn = usmc::dev::rdma::Context* (*)(uint32_t, int*);
-}
+#include "runtime/smcr_process.h"
 
 namespace usmc::preload {
 namespace {
@@ -36,15 +25,11 @@ namespace {
 // fork child leaves its parent's alone).
 struct SmcrState {
   std::mutex mu;
-  bool probed = false;     // looked for a device (and the module)
-  bool no_device = false;  // none: SMC-R is off for this process
-  VerbsOpenFn open = nullptr;
+  bool probed = false;          // looked for a device
+  bool no_device = false;       // none (or no module): SMC-R is off here
   std::set<uint32_t> unserved;  // local addresses no GID serves
   uint32_t ip = 0;              // the address the registry serves
-  std::unique_ptr<dev::rdma::Context> ctx;
-  std::unique_ptr<engine::SeededEntropy> entropy;
-  std::unique_ptr<runtime::LgrRegistry> reg;
-  std::unique_ptr<runtime::SmcrProgress> progress;
+  std::unique_ptr<runtime::SmcrProcess> proc;
   bool terminated = false;
 };
 
@@ -79,7 +64,7 @@ bool HostHasRdmaDevice() {
 }
 
 // libusmc-verbs.so lies next to this library (build tree and install).
-VerbsOpenFn LoadModule() {
+std::string ModulePath() {
   Dl_info info{};
   std::string path = "libusmc-verbs.so";
   if (::dladdr(reinterpret_cast<void*>(&SmcrRegistryFor), &info) != 0 &&
@@ -88,49 +73,7 @@ VerbsOpenFn LoadModule() {
     const size_t slash = self.rfind('/');
     if (slash != std::string::npos) path = self.substr(0, slash + 1) + path;
   }
-  void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (h == nullptr) return nullptr;
-  return reinterpret_cast<VerbsOpenFn>(::dlsym(h, "usmc_verbs_open"));
-}
-
-engine::TimePoint Now() {
-  return std::chrono::duration_cast<engine::TimePoint>(
-      std::chrono::steady_clock::now().time_since_epoch());
-}
-
-// System IDs, PSNs and the IOVAs of memory regions (SMCR.md D3) come from
-// it: the kernel's randomness.
-uint64_t KernelSeed() {
-  uint64_t seed = 0;
-  if (::getrandom(&seed, sizeof seed, 0) != sizeof seed) {
-    seed = static_cast<uint64_t>(Now().count()) ^ uint64_t(::getpid()) << 32;
-  }
-  return seed;
-}
-
-// With s.mu held: the registry and its thread, on a context just opened.
-void StartRegistry(SmcrState& s, std::unique_ptr<dev::rdma::Context> ctx,
-                   uint32_t ip) {
-  s.ctx = std::move(ctx);
-  s.ip = ip;
-  s.entropy = std::make_unique<engine::SeededEntropy>(KernelSeed());
-  s.reg = std::make_unique<runtime::LgrRegistry>(
-      *s.ctx, *s.entropy, runtime::LgrRegistryOptions{.clock = Now});
-  if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
-    s.reg->AttachStatus(pub->AsSink());
-  }
-  // The thread takes none of the app's signals (they are the app's
-  // threads'), and its own calls go to the kernel, not to the wrappers.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  s.progress = std::make_unique<runtime::SmcrProgress>(
-      *s.reg, runtime::SmcrProgressOptions{
-                  .on_start = [] { static thread_local Inside in; }});
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  runtime::SmcrProgress* p = s.progress.get();
-  s.reg->SetKick([p] { p->Kick(); });
-  g_devices.fetch_add(1, std::memory_order_relaxed);
+  return path;
 }
 
 }  // namespace
@@ -157,22 +100,36 @@ runtime::LgrRegistry* SmcrRegistryFor(int fd) {
   if ((ip >> 24) == 127) return nullptr;  // loopback: SMC-D's, never RoCE
   SmcrState& s = State();
   std::lock_guard lock(s.mu);
-  if (s.reg) return s.ip == ip && !s.terminated ? s.reg.get() : nullptr;
+  if (s.proc) {
+    return s.ip == ip && !s.terminated ? &s.proc->registry() : nullptr;
+  }
   if (!s.probed) {
     s.probed = true;
     s.no_device = !HostHasRdmaDevice();
-    if (!s.no_device) s.open = LoadModule();
-    if (s.open == nullptr) s.no_device = true;
   }
   if (s.no_device || s.unserved.contains(ip)) return nullptr;
-  int code = 0;
-  std::unique_ptr<dev::rdma::Context> ctx(s.open(ip, &code));
-  if (!ctx) {
-    s.unserved.insert(ip);
+  runtime::SmcrProcessOptions o;
+  // The progress thread's own calls go to the kernel, not to the wrappers.
+  o.on_thread_start = [] { static thread_local Inside in; };
+  if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process()) {
+    o.status = pub->AsSink();
+  }
+  Result<std::unique_ptr<runtime::SmcrProcess>> p =
+      runtime::SmcrProcess::Open(ModulePath(), ip, std::move(o));
+  if (!p.ok()) {
+    // No module or no device at all: off for the process; else only this
+    // address is not served.
+    if (p.status().code() == StatusCode::kUnavailable) {
+      s.no_device = true;
+    } else {
+      s.unserved.insert(ip);
+    }
     return nullptr;
   }
-  StartRegistry(s, std::move(ctx), ip);
-  return s.reg.get();
+  s.proc = std::move(*p);
+  s.ip = ip;
+  g_devices.fetch_add(1, std::memory_order_relaxed);
+  return &s.proc->registry();
 }
 
 uint64_t SmcrDevicesOpened() { return g_devices.load(); }
@@ -181,13 +138,9 @@ void SmcrTerminate() {
   SmcrState* s = g_state.load(std::memory_order_acquire);
   if (s == nullptr) return;
   std::lock_guard lock(s->mu);
-  if (!s->reg || s->terminated) return;
+  if (!s->proc || s->terminated) return;
   s->terminated = true;
-  s->reg->TerminateAll();
-  // DELETE_LINK is a SEND: it must have left before the QP goes with the
-  // process. Bounded: a peer that no longer answers costs at most this.
-  (void)s->reg->DrainTerminated(std::chrono::milliseconds(500));
-  s->progress->Stop();
+  s->proc->Terminate(std::chrono::milliseconds(500));
 }
 
 void SmcrAfterForkChild() {

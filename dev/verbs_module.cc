@@ -1,8 +1,8 @@
-// preload/verbs_module.cc: libusmc-verbs.so, dev/verbs (libibverbs) as a
+// dev/verbs_module.cc: libusmc-verbs.so, dev/verbs (libibverbs) as a
 // module the interposer loads with dlopen only when the host has an RDMA
-// device (preload/smcr.cc). So libusmc-preload.so itself adds no library to
-// a program (preload/CMakeLists.txt), and a host without RDMA never loads
-// libibverbs at all.
+// device (runtime/smcr_process.cc, for preload/smcr.cc). So libusmc-preload.so
+// itself adds no library to a program (preload/CMakeLists.txt), and a host
+// without RDMA never loads libibverbs at all.
 #include <cstdint>
 #include <memory>
 
