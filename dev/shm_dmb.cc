@@ -284,40 +284,42 @@ Result<LocalDmb> LocalDmb::InArena(std::shared_ptr<ShmArena> arena,
   return dmb;
 }
 
+template <typename Bell>
+void DmbPlace<Bell>::Take(DmbPlace& o) {
+  map_ = std::move(o.map_);
+  size_ = std::exchange(o.size_, 0);
+  token_ = std::exchange(o.token_, 0);
+  memfd_ = std::move(o.memfd_);
+  doorbell_ = std::move(o.doorbell_);
+  o.doorbell_.reset();
+  arena_ = std::move(o.arena_);
+  slot_offset_ = std::exchange(o.slot_offset_, 0);
+}
+
+template <typename Bell>
+int DmbPlace<Bell>::memfd() const {
+  return arena_ ? arena_->memfd() : memfd_.get();
+}
+
+template class DmbPlace<Doorbell>;
+template class DmbPlace<PeerDoorbell>;
+
 LocalDmb& LocalDmb::operator=(LocalDmb&& o) noexcept {
   if (this != &o) {
     Unregister();
-    map_ = std::move(o.map_);
-    size_ = std::exchange(o.size_, 0);
-    token_ = std::exchange(o.token_, 0);
-    memfd_ = std::move(o.memfd_);
-    doorbell_ = std::move(o.doorbell_);
-    o.doorbell_.reset();
+    Take(o);
     charge_ = std::move(o.charge_);
-    arena_ = std::move(o.arena_);
-    slot_offset_ = std::exchange(o.slot_offset_, 0);
   }
   return *this;
 }
-
-int LocalDmb::memfd() const { return arena_ ? arena_->memfd() : memfd_.get(); }
 
 PeerDmb& PeerDmb::operator=(PeerDmb&& o) noexcept {
   if (this != &o) {
     Detach();
-    map_ = std::move(o.map_);
-    size_ = std::exchange(o.size_, 0);
-    token_ = std::exchange(o.token_, 0);
-    memfd_ = std::move(o.memfd_);
-    doorbell_ = std::move(o.doorbell_);
-    o.doorbell_.reset();
-    arena_ = std::move(o.arena_);
-    slot_offset_ = std::exchange(o.slot_offset_, 0);
+    Take(o);
   }
   return *this;
 }
-
-int PeerDmb::memfd() const { return arena_ ? arena_->memfd() : memfd_.get(); }
 
 void LocalDmb::Unregister() {
   doorbell_.reset();

@@ -143,8 +143,43 @@ class BudgetCharge {
   uint64_t bytes_ = 0;
 };
 
+// What LocalDmb and PeerDmb both hold: the DMB's mapping and memfd (or a
+// slot of an arena), its token and size, and our end of its doorbell
+// (`Bell`: Doorbell for ours, PeerDoorbell for the peer's).
+template <typename Bell>
+class DmbPlace {
+ public:
+  uint64_t token() const { return token_; }
+  uint64_t size() const { return size_; }
+  std::span<std::byte> bytes() const { return {map_.data(), size_}; }
+  // The DMB's memfd, kept open (one fd per connection) so that exec(2) can
+  // pass it on: a mapping alone does not survive exec, and an unprivileged
+  // process cannot reopen it through /proc/self/map_files. In an arena: the
+  // arena's (shared with the pair's other connections).
+  int memfd() const;
+  // The slot's offset in its arena; nullptr arena if a DMB of its own.
+  const std::shared_ptr<ShmArena>& arena() const { return arena_; }
+  uint64_t slot_offset() const { return slot_offset_; }
+
+ protected:
+  DmbPlace() = default;
+  DmbPlace(DmbPlace&&) noexcept = default;
+  ~DmbPlace() = default;
+  // Takes what `o` holds and leaves it empty; the caller let go of what
+  // this held first.
+  void Take(DmbPlace& o);
+
+  Mapping map_;
+  uint64_t size_ = 0;
+  uint64_t token_ = 0;
+  UniqueFd memfd_;
+  std::optional<Bell> doorbell_;
+  std::shared_ptr<ShmArena> arena_;  // in an arena slot
+  uint64_t slot_offset_ = 0;
+};
+
 // Our DMB. Move-only; the destructor unregisters.
-class LocalDmb {
+class LocalDmb : public DmbPlace<Doorbell> {
  public:
   static Result<LocalDmb> Register(uint64_t size,
                                    DmbBudget& budget = DmbBudget::Process());
@@ -174,14 +209,6 @@ class LocalDmb {
   void Unregister();
   bool registered() const { return map_.data() != nullptr; }
 
-  uint64_t token() const { return token_; }
-  uint64_t size() const { return size_; }
-  std::span<std::byte> bytes() const { return {map_.data(), size_}; }
-  // Our memfd, or the arena's (shared with the pair's other connections).
-  int memfd() const;
-  // The slot's offset in its arena; nullptr arena if a DMB of its own.
-  const std::shared_ptr<ShmArena>& arena() const { return arena_; }
-  uint64_t slot_offset() const { return slot_offset_; }
   // Our doorbell waits on POLLIN of `fd` (our end of the connected
   // handover socket; the peer rings by writing its end).
   void ConnectDoorbell(SharedFd fd);
@@ -198,18 +225,11 @@ class LocalDmb {
   uint64_t PeerPublishedNs() const;
 
  private:
-  Mapping map_;
-  uint64_t size_ = 0;
-  uint64_t token_ = 0;
-  UniqueFd memfd_;
-  std::optional<Doorbell> doorbell_;
-  BudgetCharge charge_;
-  std::shared_ptr<ShmArena> arena_;  // in an arena slot (the arena charges)
-  uint64_t slot_offset_ = 0;
+  BudgetCharge charge_;  // none in an arena slot (the arena charges)
 };
 
 // The peer's DMB, attached read-write. Move-only; the destructor detaches.
-class PeerDmb {
+class PeerDmb : public DmbPlace<PeerDoorbell> {
  public:
   // Checks that `memfd` is a regular file of exactly DmbFileSize(expected_
   // size) bytes, sealed against shrink and grow, not write-sealed, and that
@@ -238,16 +258,6 @@ class PeerDmb {
   // Idempotent.
   void Detach();
   bool attached() const { return map_.data() != nullptr; }
-  // Kept open (one fd per connection) so that exec(2) can pass it on: a
-  // mapping alone does not survive exec, and an unprivileged process cannot
-  // reopen it through /proc/self/map_files. In an arena: the arena's.
-  int memfd() const;
-  const std::shared_ptr<ShmArena>& arena() const { return arena_; }
-  uint64_t slot_offset() const { return slot_offset_; }
-
-  uint64_t token() const { return token_; }
-  uint64_t size() const { return size_; }
-  std::span<std::byte> bytes() const { return {map_.data(), size_}; }
   PeerDoorbell& doorbell() { return *doorbell_; }  // only while attached()
 
   // smcd_ops move_data without the signal: bounds-checked copy into the
@@ -258,15 +268,6 @@ class PeerDmb {
   // Records in the peer's control page that we publish now (before the
   // CDC): the peer orders its ready connections by it.
   void StampPublish() const;
-
- private:
-  Mapping map_;
-  uint64_t size_ = 0;
-  uint64_t token_ = 0;
-  UniqueFd memfd_;
-  std::optional<PeerDoorbell> doorbell_;
-  std::shared_ptr<ShmArena> arena_;
-  uint64_t slot_offset_ = 0;
 };
 
 }  // namespace usmc::dev

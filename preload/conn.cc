@@ -20,6 +20,7 @@
 #include "base/sandbox.h"
 #include "negotiate/negotiate.h"
 #include "preload/epoll.h"
+#include "preload/pass.h"
 #include "preload/real.h"
 #include "preload/signals.h"
 #include "preload/smcr.h"
@@ -31,10 +32,6 @@
 
 namespace usmc::preload {
 namespace {
-
-// fds above this are not interposed (they stay plain TCP): the table is
-// allocated up front so that lookups need no lock for absent fds.
-constexpr size_t kMaxTrackedFds = 65536;
 
 // How long a non-blocking write waits for an undecided handshake.
 constexpr int kEarlyWriteWaitMs = 50;
@@ -100,7 +97,8 @@ bool OtherHolderAlive(uint32_t* table, uint32_t self) {
   for (size_t i = 0; i < runtime::kProcessHolderSlots; ++i) {
     uint32_t v = std::atomic_ref<uint32_t>(table[i]).load();
     if (v == 0 || v == self) continue;
-    if (PidAlive(v & ~kPassMarkerBit)) {
+    const std::optional<bool> in_flight = InFlightAlive(v);  // pass.h
+    if (in_flight ? *in_flight : PidAlive(v & ~kPassMarkerBit)) {
       alive = true;
     } else {
       std::atomic_ref<uint32_t>(table[i]).compare_exchange_strong(v, 0);
@@ -156,6 +154,12 @@ Conn::~Conn() {
   Inside in;
   if (mirror_rd >= 0) base::CloseOwnedFd(mirror_rd);
   if (mirror_wr >= 0) base::CloseOwnedFd(mirror_wr);
+}
+
+std::pair<std::atomic<uint64_t>*, std::atomic<uint64_t>*> Conn::PassCounters() {
+  runtime::StatusPublisher* pub = runtime::StatusPublisher::Process();
+  if (pub == nullptr) return {};
+  return pub->TcpByteCounters(slot_);
 }
 
 runtime::SmcSocket* Conn::smc() const {
@@ -650,11 +654,10 @@ ConnTable::ConnTable() {
   struct rlimit rl = {};
   size_t n = 4096;
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    n = rl.rlim_max == RLIM_INFINITY ? kMaxTrackedFds
+    n = rl.rlim_max == RLIM_INFINITY ? conn_detail::kMaxTrackedFds
                                      : static_cast<size_t>(rl.rlim_max);
   }
-  size_ = std::min(std::max(n, size_t{1024}), kMaxTrackedFds);
-  present_ = std::make_unique<std::atomic<bool>[]>(size_);
+  size_ = std::min(std::max(n, size_t{1024}), conn_detail::kMaxTrackedFds);
   slots_.resize(size_);
 }
 
@@ -666,10 +669,13 @@ std::shared_ptr<Conn> ConnTable::LookupSlow(int fd) const {
 void ConnTable::Install(int fd, std::shared_ptr<Conn> c) {
   if (fd < 0 || static_cast<size_t>(fd) >= size_) return;
   std::unique_lock lock(mu_);
+  TakePassBytes(fd, slots_[fd].get());
   if (slots_[fd]) --slots_[fd]->app_fds_;
   if (c) ++c->app_fds_;
   slots_[fd] = std::move(c);
-  present_[fd].store(slots_[fd] != nullptr, std::memory_order_release);
+  conn_detail::g_kind[fd].store(
+      static_cast<uint8_t>(slots_[fd] ? FdKind::kConn : FdKind::kNone),
+      std::memory_order_release);
 }
 
 std::shared_ptr<Conn> ConnTable::Remove(int fd) {
@@ -678,11 +684,13 @@ std::shared_ptr<Conn> ConnTable::Remove(int fd) {
   // an fd that is not a connection costs a load, not the table's write lock.
   // Install and Remove of one fd number are ordered by the app's own calls
   // (accept or connect returned it before it closes it).
-  if (!present_[fd].load(std::memory_order_acquire)) return nullptr;
+  if (Kind(fd) == FdKind::kNone) return nullptr;
   std::unique_lock lock(mu_);
+  TakePassBytes(fd, slots_[fd].get());
   std::shared_ptr<Conn> c = std::move(slots_[fd]);
   slots_[fd] = nullptr;
-  present_[fd].store(false, std::memory_order_release);
+  conn_detail::g_kind[fd].store(static_cast<uint8_t>(FdKind::kNone),
+                                std::memory_order_release);
   if (!c) return nullptr;
   return --c->app_fds_ == 0 ? c : nullptr;  // else another fd still has it
 }
@@ -709,9 +717,18 @@ void ConnTable::ForEach(
   }
 }
 
-ConnTable& table() {
-  static ConnTable* t = new ConnTable();  // never destroyed: used at exit
+namespace conn_detail {
+std::atomic<uint8_t> g_kind[kMaxTrackedFds];
+Pass g_pass[kMaxTrackedFds];
+std::atomic<ConnTable*> g_table{nullptr};
+ConnTable& MakeTable() {
+  static ConnTable* t = [] {
+    auto* made = new ConnTable();  // never destroyed: used at exit
+    g_table.store(made, std::memory_order_release);
+    return made;
+  }();
   return *t;
 }
+}  // namespace conn_detail
 
 }  // namespace usmc::preload

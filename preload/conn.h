@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <utility>
 #include <vector>
 
 #include "engine/events.h"
@@ -75,6 +76,16 @@ class Conn : public std::enable_shared_from_this<Conn> {
     if (phase() == Phase::kConnecting) SettleConnect(app_fd);
     return phase() == Phase::kTcp && !(read && LateClcPending());
   }
+  // Plain TCP for good and nothing of usmc's left on it: no late CLC
+  // message to drop, no epoll registration of ours. Its fds may then go
+  // kPassThru (ConnTable::MarkPassThru): calls reach the kernel as made.
+  bool TcpForGood() const {
+    return phase() == Phase::kTcp && !LateClcPending() &&
+           !in_epoll.load(std::memory_order_acquire);
+  }
+  // Where kPassThru calls count the connection's bytes for `usmc ss`: its
+  // status slot's TCP counters (null without a slot).
+  std::pair<std::atomic<uint64_t>*, std::atomic<uint64_t>*> PassCounters();
   // Bytes the app moved (status, exit report); returns n.
   ssize_t CountIn(ssize_t n);
   ssize_t CountOut(ssize_t n);
@@ -212,17 +223,81 @@ class Conn : public std::enable_shared_from_this<Conn> {
   friend class ConnTable;
 };
 
+// What an fd number is to the interposer: one byte per fd, read by every
+// wrapper before anything else.
+enum class FdKind : uint8_t {
+  kNone,  // not a connection of ours: the call goes to the C library
+  kConn,  // a Conn: Lookup() it
+  // A Conn that is plain TCP for good (Conn::TcpForGood): the call goes to
+  // the C library as made, its bytes counted with CountPassIn/Out, with no
+  // lock, no shared_ptr copy and no locked instruction.
+  kPassThru,
+};
+
+namespace conn_detail {
+// fds at or above this are not interposed (they stay plain TCP).
+inline constexpr size_t kMaxTrackedFds = 65536;
+// Per fd: its FdKind, and what pass-through calls counted. Globals (zero
+// pages until used: 2 MiB of counters at 65536 fds cost only the entries of
+// fds that passed bytes), so that the wrappers' first load needs no
+// pointer chase.
+struct Pass {
+  std::atomic<uint64_t> in, out;
+  // The Conn's status slot counters, or a sink nobody reads (no slot).
+  std::atomic<std::atomic<uint64_t>*> pub_in, pub_out;
+};
+extern __attribute__((visibility("hidden"))) std::atomic<uint8_t>
+    g_kind[kMaxTrackedFds];
+extern __attribute__((visibility("hidden"))) Pass g_pass[kMaxTrackedFds];
+}  // namespace conn_detail
+
 // fd -> Conn for this process.
 class ConnTable {
  public:
   ConnTable();
-  std::shared_ptr<Conn> Lookup(int fd) const {
-    if (fd < 0 || static_cast<size_t>(fd) >= size_ ||
-        !present_[fd].load(std::memory_order_acquire)) {
-      return nullptr;
+  static FdKind Kind(int fd) {
+    if (static_cast<unsigned>(fd) >= conn_detail::kMaxTrackedFds) {
+      return FdKind::kNone;
     }
+    return static_cast<FdKind>(
+        conn_detail::g_kind[fd].load(std::memory_order_acquire));
+  }
+  std::shared_ptr<Conn> Lookup(int fd) const {
+    if (Kind(fd) == FdKind::kNone) return nullptr;
     return LookupSlow(fd);
   }
+  // kPassThru: the bytes of a call the app made on fd (returns n). They go
+  // to the status slot (`usmc ss`) and to the fd's own counters, which the
+  // Conn takes over when the fd leaves it (Install, Remove) and the exit
+  // report reads (PassBytes). A relaxed load and store each, as
+  // StatusPublisher::AddBytes: one writer per direction, or an increment
+  // may be lost.
+  static ssize_t CountPassIn(int fd, ssize_t n) {
+    if (n > 0) {
+      conn_detail::Pass& p = conn_detail::g_pass[fd];
+      Bump(p.in, n);
+      Bump(*p.pub_in.load(std::memory_order_relaxed), n);
+    }
+    return n;
+  }
+  static ssize_t CountPassOut(int fd, ssize_t n) {
+    if (n > 0) {
+      conn_detail::Pass& p = conn_detail::g_pass[fd];
+      Bump(p.out, n);
+      Bump(*p.pub_out.load(std::memory_order_relaxed), n);
+    }
+    return n;
+  }
+  // fd's Conn `c` is plain TCP for good: from now on fd is kPassThru. Does
+  // nothing if fd no longer names `c` (closed and reused meanwhile) or is
+  // kPassThru already. Install and Remove take fd back to kConn / kNone.
+  void MarkPassThru(int fd, const std::shared_ptr<Conn>& c);
+  // The counts of fd's pass-through calls not yet taken over by its Conn.
+  std::pair<uint64_t, uint64_t> PassBytes(int fd) const;
+  // fork(), in the child: its slots are in its own status file now, and it
+  // counts its own bytes; every kPassThru fd becomes kConn again until its
+  // next call marks it with the child's slot.
+  void ResetPassThruInChild();
   void Install(int fd, std::shared_ptr<Conn> c);
   // Removes fd; returns the Conn if no other fd of this process refers to
   // it any more (the caller then releases it).
@@ -244,13 +319,27 @@ class ConnTable {
 
  private:
   std::shared_ptr<Conn> LookupSlow(int fd) const;
-  size_t size_;
-  std::unique_ptr<std::atomic<bool>[]> present_;
+  static void Bump(std::atomic<uint64_t>& c, ssize_t n) {
+    c.store(c.load(std::memory_order_relaxed) + static_cast<uint64_t>(n),
+            std::memory_order_relaxed);
+  }
+  // Under the write lock: fd leaves kPassThru, its counts go to `c`.
+  void TakePassBytes(int fd, Conn* c);
+  size_t size_;  // fds tracked: min(RLIMIT_NOFILE's max, kMaxTrackedFds)
   std::vector<std::shared_ptr<Conn>> slots_;
   mutable std::shared_mutex mu_;
 };
 
-ConnTable& table();
+namespace conn_detail {
+extern __attribute__((visibility("hidden"))) std::atomic<ConnTable*> g_table;
+ConnTable& MakeTable();
+}  // namespace conn_detail
+
+// The process's table, made on first use (never destroyed: used at exit).
+inline ConnTable& table() {
+  ConnTable* t = conn_detail::g_table.load(std::memory_order_acquire);
+  return __builtin_expect(t != nullptr, 1) ? *t : conn_detail::MakeTable();
+}
 
 // Process-wide options read once from the environment.
 runtime::Options SocketOptions(engine::Role role);

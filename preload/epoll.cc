@@ -45,6 +45,10 @@ bool NestedHint(int epfd) {
 constexpr uint32_t kFlagBits =
     EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE;  // passed on to the mirrors
 
+// Whether the process ever made a set of ours: until then every epoll_wait
+// goes to the kernel after this one load (Sets() is a function call).
+std::atomic<bool> g_any_set{false};
+
 class SetTable {
  public:
   std::shared_ptr<EpollSet> Find(int epfd) {
@@ -61,6 +65,7 @@ class SetTable {
       s->nested = NestedHint(epfd);
     }
     any_.store(true, std::memory_order_release);
+    g_any_set.store(true, std::memory_order_release);
     return s;
   }
   std::shared_ptr<EpollSet> Remove(int epfd) {
@@ -562,15 +567,24 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
     int r;
     if (FreshEpollCtl(epfd, op, fd, ev, &r)) return r;
   }
-  std::shared_ptr<Conn> c = table().Lookup(fd);
+  // kPassThru: TCP for good with no registration of ours (Conn::TcpForGood),
+  // so the kernel's item is the app's own.
+  std::shared_ptr<Conn> c =
+      table().Kind(fd) == FdKind::kConn ? table().Lookup(fd) : nullptr;
   if (!c) {
     if (op == EPOLL_CTL_ADD && AnyEpollCreated()) NoteNestedIfEpoll(fd);
     return real().epoll_ctl(epfd, op, fd, ev);
   }
   Inside in;
   if (c->phase() == Phase::kConnecting) c->SettleConnect(fd);
+  // A TCP connection makes no set: a set of ours costs every epoll_wait
+  // (a lookup, and a look at the kernel's list before each sleep). One
+  // that exists may hold a registration the app removed (DEL) and adds
+  // back now.
   std::shared_ptr<EpollSet> set =
-      op == EPOLL_CTL_ADD ? Sets().FindOrCreate(epfd) : Sets().Find(epfd);
+      op == EPOLL_CTL_ADD && c->phase() != Phase::kTcp
+          ? Sets().FindOrCreate(epfd)
+          : Sets().Find(epfd);
   if (!set) return real().epoll_ctl(epfd, op, fd, ev);
   std::lock_guard lock(set->mu);
   // By the connection's registrations (one or two), not the set's: a set
@@ -652,7 +666,10 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev) {
 
 int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
               const sigset_t* sigmask) {
-  std::shared_ptr<EpollSet> set = Sets().any() ? Sets().Find(epfd) : nullptr;
+  std::shared_ptr<EpollSet> set =
+      epoll_detail::g_any_set.load(std::memory_order_acquire)
+          ? Sets().Find(epfd)
+          : nullptr;
   if (!set)
     return real().epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask);
   Inside in;
@@ -746,7 +763,8 @@ void ForgetEpollSet(int epfd) {
       g_any_epoll.load(std::memory_order_relaxed)) {
     g_epoll_fds[epfd].store(0, std::memory_order_relaxed);
   }
-  if (!Sets().any()) return;
+  // Every close() of the app comes here: one load while no set exists.
+  if (!AnyEpollSet()) return;
   std::shared_ptr<EpollSet> set = Sets().Remove(epfd);
   if (!set) return;
   std::lock_guard lock(set->mu);
@@ -761,7 +779,7 @@ void ForgetEpollSet(int epfd) {
 }
 
 bool IsTrackedEpollSet(int epfd) {
-  return Sets().any() && Sets().Find(epfd) != nullptr;
+  return AnyEpollSet() && Sets().Find(epfd) != nullptr;
 }
 
 }  // namespace usmc::preload

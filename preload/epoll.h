@@ -22,6 +22,7 @@
 
 #include <sys/epoll.h>
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -30,6 +31,15 @@
 namespace usmc::preload {
 
 class Conn;
+
+namespace epoll_detail {
+extern __attribute__((visibility("hidden"))) std::atomic<bool> g_any_set;
+}  // namespace epoll_detail
+// Whether the process made an epoll set of ours (a connection that was not
+// plain TCP when it was added): until then epoll_wait is the kernel's.
+inline bool AnyEpollSet() {
+  return epoll_detail::g_any_set.load(std::memory_order_acquire);
+}
 
 int EpollCtl(int epfd, int op, int fd, epoll_event* ev);
 // timeout_ms < 0: forever. sigmask may be null.

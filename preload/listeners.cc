@@ -32,6 +32,18 @@ Table& T() {
   return *t;
 }
 
+// Per fd number below kShadowFds: whether by_fd has it (written under mu).
+// close() of every other fd (nginx closes each file it serves) then costs a
+// load, not the mutex and a map lookup.
+constexpr int kShadowFds = 1 << 16;
+std::atomic<bool> g_listener_fd[kShadowFds];
+
+void Shadow(int fd, bool on) {
+  if (fd >= 0 && fd < kShadowFds) {
+    g_listener_fd[fd].store(on, std::memory_order_release);
+  }
+}
+
 // Under mu. Drops fd's reference; the last one releases the slot.
 void ForgetLocked(Table& t, int fd) {
   auto it = t.by_fd.find(fd);
@@ -39,6 +51,7 @@ void ForgetLocked(Table& t, int fd) {
   std::shared_ptr<Listener> l = std::move(it->second);
   t.by_fd.erase(it);
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
+  Shadow(fd, false);
   if (--l->fds > 0 || !l->offers) return;
   if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process())
     pub->Release(l->slot);
@@ -58,6 +71,7 @@ void NoteListening(int fd) {
     l->slot = pub->Acquire();
     t.count.store(t.by_fd.size(), std::memory_order_relaxed);
   }
+  Shadow(fd, true);
   // Also when known: a listen() again may follow a close we did not see
   // (a raw syscall), so the record is rebuilt from the socket as it is now.
   pub->Update(l->slot, runtime::ListenRecord(fd));
@@ -72,6 +86,7 @@ void NoteListeningUnattached(int fd) {
   l->offers = false;
   t.by_fd[fd] = std::move(l);
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
+  Shadow(fd, true);
 }
 
 void NoteListeningDenied(int fd) {
@@ -84,6 +99,7 @@ void NoteListeningDenied(int fd) {
   l->denied = true;
   t.by_fd[fd] = std::move(l);
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
+  Shadow(fd, true);
 }
 
 bool ListenerDenied(int fd) {
@@ -105,6 +121,10 @@ bool ListenerUnattached(int fd) {
 void ForgetListenerFd(int fd) {
   Table& t = T();
   if (t.count.load(std::memory_order_relaxed) == 0) return;
+  if (fd >= 0 && fd < kShadowFds &&
+      !g_listener_fd[fd].load(std::memory_order_acquire)) {
+    return;
+  }
   std::lock_guard lock(t.mu);
   ForgetLocked(t, fd);
 }
@@ -131,6 +151,7 @@ void DuplicateListenerFd(int from, int to) {
   ++l->fds;
   t.by_fd[to] = std::move(l);
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
+  Shadow(to, true);
 }
 
 void ListenersBeforeFork() { T().mu.lock(); }

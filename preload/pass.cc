@@ -30,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/sandbox.h"
 #include "preload/conn.h"
 #include "preload/policy_glue.h"
 #include "preload/real.h"
@@ -117,14 +118,13 @@ int RunsUsmc(pid_t pid) {
   return found ? 1 : 0;
 }
 
-// The inode of the other end of connected Unix socket `fd` (sock_diag,
-// UDIAG_SHOW_PEER), or 0.
-uint64_t UnixPeerInode(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return 0;
+// sock_diag about the Unix socket of inode `ino`: 1 it exists, 0 it does
+// not, -1 cannot tell; the inode of its other end in *peer (0: none).
+int UnixDiag(uint64_t ino, uint64_t* peer) {
+  *peer = 0;
   const int nl =
       ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (nl < 0) return 0;
+  if (nl < 0) return -1;
   struct {
     nlmsghdr nlh;
     unix_diag_req req;
@@ -135,12 +135,12 @@ uint64_t UnixPeerInode(int fd) {
   msg.nlh.nlmsg_seq = 1;
   msg.req.sdiag_family = AF_UNIX;
   msg.req.udiag_states = ~0u;
-  msg.req.udiag_ino = static_cast<uint32_t>(st.st_ino);
+  msg.req.udiag_ino = static_cast<uint32_t>(ino);
   msg.req.udiag_show = UDIAG_SHOW_PEER;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // no cookie
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  uint64_t peer = 0;
+  int exists = -1;
   alignas(nlmsghdr) char buf[4096];
   if (::sendto(nl, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel),
                sizeof kernel) == static_cast<ssize_t>(sizeof msg)) {
@@ -149,10 +149,16 @@ uint64_t UnixPeerInode(int fd) {
                           ? real().recv(nl, buf, sizeof buf, MSG_DONTWAIT)
                           : -1;
     const auto* h = reinterpret_cast<const nlmsghdr*>(buf);
+    if (n >= static_cast<ssize_t>(NLMSG_LENGTH(sizeof(nlmsgerr))) &&
+        h->nlmsg_type == NLMSG_ERROR &&
+        reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(h))->error == -ENOENT) {
+      exists = 0;
+    }
     if (n >= static_cast<ssize_t>(sizeof(nlmsghdr)) &&
         h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
         h->nlmsg_len <= static_cast<size_t>(n) &&
         h->nlmsg_len >= NLMSG_LENGTH(sizeof(unix_diag_msg))) {
+      exists = 1;
       int left =
           static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(unix_diag_msg)));
       const auto* a = reinterpret_cast<const rtattr*>(
@@ -161,13 +167,35 @@ uint64_t UnixPeerInode(int fd) {
         if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4) {
           uint32_t v;
           std::memcpy(&v, RTA_DATA(a), sizeof v);
-          peer = v;
+          *peer = v;
         }
       }
     }
   }
   real().close(nl);
+  return exists;
+}
+
+// The inode of the other end of connected Unix socket `fd`, or 0.
+uint64_t UnixPeerInode(int fd) {
+  struct stat st {};
+  uint64_t peer = 0;
+  if (::fstat(fd, &st) == 0) (void)UnixDiag(st.st_ino, &peer);
   return peer;
+}
+
+// While a message is in flight, the kernel holds its fds for the socket it
+// was sent to, for as long as that socket exists, even after the sender
+// exited (a worker handing its last connection back). The holder-table
+// marker names that socket (kToSocket | inode) where the sender knows it,
+// else the sender (Conn::PassMarker: alive while the sender is). A marker
+// of the sender alone let the listener's close end a connection the
+// exited worker had handed back, before the listener received it.
+constexpr uint32_t kToSocket = 0xC0000000u;
+uint32_t InFlightMarker(int fd, const msghdr* msg) {
+  const uint64_t to = msg->msg_name == nullptr ? UnixPeerInode(fd) : 0;
+  if (to != 0 && to < (uint64_t{1} << 30)) return kToSocket | to;
+  return Conn::PassMarker(::getpid());
 }
 
 // Whether process `pid` has socket:[inode] among its fds.
@@ -497,6 +525,15 @@ size_t CopyControl(msghdr* got, msghdr* app, size_t room_total, size_t app_fds,
 
 }  // namespace
 
+std::optional<bool> InFlightAlive(uint32_t holder) {
+  if ((holder & kToSocket) != kToSocket) return std::nullopt;
+  // In a seccomp sandbox the netlink socket may kill us: alive, as a fork
+  // holder is there (PidAlive).
+  if (base::SyscallFilterActive()) return true;
+  uint64_t peer = 0;
+  return UnixDiag(holder & ~kToSocket, &peer) != 0;
+}
+
 ssize_t SendmsgPassing(int fd, const msghdr* msg, int flags) {
   const std::vector<int> fds = RightsFds(msg);
   if (fds.empty()) return real().sendmsg(fd, msg, flags);
@@ -531,7 +568,7 @@ ssize_t SendmsgPassing(int fd, const msghdr* msg, int flags) {
   }
   if (out.empty()) return real().sendmsg(fd, msg, flags);
 
-  const uint32_t marker = Conn::PassMarker(::getpid());
+  const uint32_t marker = InFlightMarker(fd, msg);
   std::string blob(kMagic);
   PutU32(blob, static_cast<uint32_t>(fds.size()));
   PutU32(blob, static_cast<uint32_t>(out.size()));

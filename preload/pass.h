@@ -13,8 +13,9 @@
 // the fds the sender's app sent, with the control data laid out and
 // truncated (MSG_CTRUNC) as the kernel would have done.
 //
-// While a connection is in flight, a marker in its holder table (the
-// sender's pid, flagged) keeps the sender's close from ending it. A
+// While a connection is in flight, a marker in its holder table (the Unix
+// socket it is sent to, or the sender's pid, flagged) keeps the sender's
+// close, and any other holder's, from ending it. A
 // handshake under way is finished before the fd leaves. A receiver known
 // not to run usmc, or of another uid (it may not share our memory), cannot
 // take the connection: it is reset, as for an exec of such a program, so
@@ -25,12 +26,20 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <cstdint>
+#include <optional>
+
 namespace usmc::preload {
 
 // sendmsg/recvmsg on an fd that is not an SMC connection (a Unix socket,
 // usually). Both pass straight through when no SMC-D connection travels.
 ssize_t SendmsgPassing(int fd, const msghdr* msg, int flags);
 ssize_t RecvmsgPassing(int fd, msghdr* msg, int flags);
+
+// For a holder-table value that marks a connection in flight to a Unix
+// socket: whether that socket still exists (the message can still be
+// received). nullopt for any other value (a pid, or the sender's marker).
+std::optional<bool> InFlightAlive(uint32_t holder);
 
 }  // namespace usmc::preload
 

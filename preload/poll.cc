@@ -35,6 +35,7 @@ int KernelPoll(std::vector<pollfd>& k, int timeout_ms,
 // Is fd a connection poll must look at itself? One that is plain TCP for
 // good is polled by the kernel as it is.
 bool Ours(int fd) {
+  if (table().Kind(fd) != FdKind::kConn) return false;  // kPassThru: TCP
   std::shared_ptr<Conn> c = table().Lookup(fd);
   return c != nullptr && c->phase() != Phase::kTcp;
 }

@@ -7,12 +7,17 @@
 #include <cstdlib>
 
 namespace usmc::preload {
-namespace {
-
-// initial-exec: the library is preloaded, so its TLS is in the static block
-// and the guard costs one %fs-relative load.
-__attribute__((tls_model("initial-exec"))) thread_local bool t_inside = false;
+namespace real_detail {
+RealFunctions g_real{};
+std::atomic<bool> g_real_ready{false};
 std::atomic<bool> g_disabled{false};
+__attribute__((tls_model("initial-exec"))) __thread bool t_inside = false;
+}  // namespace real_detail
+
+using real_detail::g_disabled;
+using real_detail::t_inside;
+
+namespace {
 
 template <typename F>
 void Resolve(F& slot, const char* name) {
@@ -76,14 +81,19 @@ RealFunctions Load() {
 
 }  // namespace
 
-const RealFunctions& real() {
-  // A function-local static: thread-safe, and dlsym does not call back
-  // into the wrappers.
-  static const RealFunctions r = Load();
-  return r;
+namespace real_detail {
+const RealFunctions& LoadReal() {
+  // Once, thread-safe (a function-local static); dlsym does not call back
+  // into the wrappers. g_real is written before g_real_ready says so.
+  static const bool loaded = [] {
+    g_real = Load();
+    g_real_ready.store(true, std::memory_order_release);
+    return true;
+  }();
+  (void)loaded;
+  return g_real;
 }
-
-bool Bypass() { return t_inside || g_disabled.load(std::memory_order_relaxed); }
+}  // namespace real_detail
 
 Inside::Inside() : was_(t_inside) { t_inside = true; }
 Inside::~Inside() { t_inside = was_; }

@@ -20,6 +20,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
+
 namespace usmc::preload {
 
 // One pointer per wrapped function, resolved with dlsym(RTLD_NEXT).
@@ -70,11 +72,38 @@ struct RealFunctions {
   int (*socket)(int, int, int);
 };
 
-// Resolved on first use (wrappers may run before our constructor).
-const RealFunctions& real();
+namespace real_detail {
+// Hidden: a load relative to the library, not through the GOT. The
+// wrappers read these on every call, before anything else.
+#define USMC_HIDDEN __attribute__((visibility("hidden")))
+extern USMC_HIDDEN RealFunctions g_real;
+extern USMC_HIDDEN std::atomic<bool> g_real_ready;
+extern USMC_HIDDEN std::atomic<bool> g_disabled;
+// initial-exec: the library is preloaded, so its TLS is in the static block
+// and the guard costs one %fs-relative load. __thread, not thread_local: an
+// extern thread_local is read through a call that checks for a dynamic
+// initializer.
+extern USMC_HIDDEN
+    __attribute__((tls_model("initial-exec"))) __thread bool t_inside;
+const RealFunctions& LoadReal();
+#undef USMC_HIDDEN
+}  // namespace real_detail
+
+// Resolved on first use (wrappers may run before our constructor); after
+// that one load and a branch.
+inline const RealFunctions& real() {
+  if (__builtin_expect(
+          real_detail::g_real_ready.load(std::memory_order_acquire), 1)) {
+    return real_detail::g_real;
+  }
+  return real_detail::LoadReal();
+}
 
 // True while this thread runs usmc code, or if the interposer is off.
-bool Bypass();
+inline bool Bypass() {
+  return real_detail::t_inside ||
+         real_detail::g_disabled.load(std::memory_order_relaxed);
+}
 
 // Marks the current thread as running usmc code for its lifetime.
 class Inside {

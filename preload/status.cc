@@ -121,7 +121,12 @@ void WriteExitReport() {
   uint64_t smcd_in = c.smcd_in, smcd_out = c.smcd_out, tcp_in = c.tcp_in,
            tcp_out = c.tcp_out;
   std::set<const Conn*> seen;  // a dup'ed connection counts once
-  table().ForEach([&](int, const std::shared_ptr<Conn>& conn) {
+  table().ForEach([&](int fd, const std::shared_ptr<Conn>& conn) {
+    // What the fd's pass-through calls counted (ConnTable::CountPassIn):
+    // per fd, so each of a dup'ed connection's fds adds its own.
+    const auto [pass_in, pass_out] = table().PassBytes(fd);
+    tcp_in += pass_in;
+    tcp_out += pass_out;
     if (!seen.insert(conn.get()).second) return;
     const uint64_t i = conn->bytes_in.load(std::memory_order_relaxed);
     const uint64_t o = conn->bytes_out.load(std::memory_order_relaxed);

@@ -1,6 +1,8 @@
 // preload/wrap_io.cc: the data-path entry points (read/write family,
-// sendfile, splice). A call on an fd that is not an SMC connection costs a
-// thread-local load and one table load before it reaches the C library.
+// sendfile, splice). A call on an fd that is not a connection of ours costs
+// one load of its kind (ConnTable::Kind) before it reaches the C library;
+// one on a connection that is plain TCP for good (kPassThru) that load, a
+// thread-local load, and a relaxed load and store per counter.
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/sendfile.h>
@@ -19,9 +21,12 @@
 
 using usmc::preload::Bypass;
 using usmc::preload::Conn;
+using usmc::preload::ConnTable;
+using usmc::preload::FdKind;
 using usmc::preload::Inside;
 using usmc::preload::Phase;
 using usmc::preload::real;
+using usmc::preload::RealFunctions;
 using usmc::preload::table;
 
 namespace {
@@ -29,6 +34,43 @@ namespace {
 std::shared_ptr<Conn> Smc(int fd) {
   if (Bypass()) return nullptr;
   return table().Lookup(fd);
+}
+
+// fd's kind for a wrapper; kNone while usmc itself runs (its calls are not
+// the app's and are never counted).
+inline __attribute__((always_inline)) FdKind KindOf(int fd) {
+  const FdKind k = ConnTable::Kind(fd);
+  return k != FdKind::kNone && Bypass() ? FdKind::kNone : k;
+}
+
+// A call that passes through on a kConn fd: once its Conn is TCP for good,
+// the fd's next calls take the kPassThru path.
+void MaybePassThru(int fd, const std::shared_ptr<Conn>& c) {
+  if (c->TcpForGood()) table().MarkPassThru(fd, c);
+}
+
+enum Dir { kIn, kOut };
+
+// A wrapper's dispatch: `call` (given the C library's entry points) for an
+// fd that is not ours, the same counted as `dir` for one that is TCP for
+// good, else `slow` (a Conn), kept out of line so that the two fast paths
+// save no registers for it.
+template <Dir dir, typename Call, typename Slow>
+inline __attribute__((always_inline)) ssize_t Dispatch(int fd, Call call,
+                                                       Slow slow) {
+  switch (KindOf(fd)) {
+    case FdKind::kNone:
+      return call(real());
+    case FdKind::kPassThru: {
+      // A Conn exists, so the entry points were resolved long ago.
+      const ssize_t n = call(usmc::preload::real_detail::g_real);
+      return dir == kIn ? ConnTable::CountPassIn(fd, n)
+                        : ConnTable::CountPassOut(fd, n);
+    }
+    case FdKind::kConn:
+      break;
+  }
+  return slow();
 }
 
 // Whether a message's control data may carry fds (preload/pass.h).
@@ -104,9 +146,10 @@ ssize_t SendIov(Conn& c, int fd, const iovec* iov, int cnt, int flags) {
 
 extern "C" {
 
-ssize_t read(int fd, void* buf, size_t n) {
-  if (auto c = Smc(fd)) {
+[[gnu::noinline]] static ssize_t SlowRead(int fd, void* buf, size_t n) {
+  if (auto c = table().Lookup(fd)) {
     if (c->PassThrough(fd, /*read=*/true)) {
+      MaybePassThru(fd, c);
       return c->CountIn(real().read(fd, buf, n));
     }
     return c->Recv(fd, buf, n, 0);
@@ -114,14 +157,21 @@ ssize_t read(int fd, void* buf, size_t n) {
   return real().read(fd, buf, n);
 }
 
+ssize_t read(int fd, void* buf, size_t n) {
+  return Dispatch<kIn>(
+      fd, [&](const RealFunctions& r) { return r.read(fd, buf, n); },
+      [&] { return SlowRead(fd, buf, n); });
+}
+
 ssize_t __read_chk(int fd, void* buf, size_t n, size_t buflen) {
   if (n > buflen) __builtin_trap();  // what glibc's check does: abort
   return read(fd, buf, n);
 }
 
-ssize_t readv(int fd, const iovec* iov, int cnt) {
-  if (auto c = Smc(fd)) {
+[[gnu::noinline]] static ssize_t SlowReadv(int fd, const iovec* iov, int cnt) {
+  if (auto c = table().Lookup(fd)) {
     if (c->PassThrough(fd, /*read=*/true)) {
+      MaybePassThru(fd, c);
       return c->CountIn(real().readv(fd, iov, cnt));
     }
     return RecvIov(*c, fd, iov, cnt, 0);
@@ -129,9 +179,16 @@ ssize_t readv(int fd, const iovec* iov, int cnt) {
   return real().readv(fd, iov, cnt);
 }
 
-ssize_t write(int fd, const void* buf, size_t n) {
-  if (auto c = Smc(fd)) {
+ssize_t readv(int fd, const iovec* iov, int cnt) {
+  return Dispatch<kIn>(
+      fd, [&](const RealFunctions& r) { return r.readv(fd, iov, cnt); },
+      [&] { return SlowReadv(fd, iov, cnt); });
+}
+
+[[gnu::noinline]] static ssize_t SlowWrite(int fd, const void* buf, size_t n) {
+  if (auto c = table().Lookup(fd)) {
     if (c->PassThrough(fd, /*read=*/false)) {
+      MaybePassThru(fd, c);
       return c->CountOut(real().write(fd, buf, n));
     }
     return c->Send(fd, buf, n, 0);
@@ -139,9 +196,16 @@ ssize_t write(int fd, const void* buf, size_t n) {
   return real().write(fd, buf, n);
 }
 
-ssize_t writev(int fd, const iovec* iov, int cnt) {
-  if (auto c = Smc(fd)) {
+ssize_t write(int fd, const void* buf, size_t n) {
+  return Dispatch<kOut>(
+      fd, [&](const RealFunctions& r) { return r.write(fd, buf, n); },
+      [&] { return SlowWrite(fd, buf, n); });
+}
+
+[[gnu::noinline]] static ssize_t SlowWritev(int fd, const iovec* iov, int cnt) {
+  if (auto c = table().Lookup(fd)) {
     if (c->PassThrough(fd, /*read=*/false)) {
+      MaybePassThru(fd, c);
       return c->CountOut(real().writev(fd, iov, cnt));
     }
     return SendIov(*c, fd, iov, cnt, 0);
@@ -149,9 +213,28 @@ ssize_t writev(int fd, const iovec* iov, int cnt) {
   return real().writev(fd, iov, cnt);
 }
 
-ssize_t recv(int fd, void* buf, size_t n, int flags) {
-  if (auto c = Smc(fd)) return c->Recv(fd, buf, n, flags);
+ssize_t writev(int fd, const iovec* iov, int cnt) {
+  return Dispatch<kOut>(
+      fd, [&](const RealFunctions& r) { return r.writev(fd, iov, cnt); },
+      [&] { return SlowWritev(fd, iov, cnt); });
+}
+
+[[gnu::noinline]] static ssize_t SlowRecv(int fd, void* buf, size_t n,
+                                          int flags) {
+  if (auto c = table().Lookup(fd)) {
+    if (c->PassThrough(fd, /*read=*/true)) {
+      MaybePassThru(fd, c);
+      return c->CountIn(real().recv(fd, buf, n, flags));
+    }
+    return c->Recv(fd, buf, n, flags);
+  }
   return real().recv(fd, buf, n, flags);
+}
+
+ssize_t recv(int fd, void* buf, size_t n, int flags) {
+  return Dispatch<kIn>(
+      fd, [&](const RealFunctions& r) { return r.recv(fd, buf, n, flags); },
+      [&] { return SlowRecv(fd, buf, n, flags); });
 }
 
 ssize_t __recv_chk(int fd, void* buf, size_t n, size_t buflen, int flags) {
@@ -159,10 +242,12 @@ ssize_t __recv_chk(int fd, void* buf, size_t n, size_t buflen, int flags) {
   return recv(fd, buf, n, flags);
 }
 
-ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr,
-                 socklen_t* addrlen) {
-  if (auto c = Smc(fd)) {
+[[gnu::noinline]] static ssize_t SlowRecvfrom(int fd, void* buf, size_t n,
+                                              int flags, sockaddr* addr,
+                                              socklen_t* addrlen) {
+  if (auto c = table().Lookup(fd)) {
     if (c->PassThrough(fd, /*read=*/true)) {
+      MaybePassThru(fd, c);
       return c->CountIn(real().recvfrom(fd, buf, n, flags, addr, addrlen));
     }
     ssize_t r = c->Recv(fd, buf, n, flags);
@@ -173,15 +258,26 @@ ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr,
   return real().recvfrom(fd, buf, n, flags, addr, addrlen);
 }
 
+ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr,
+                 socklen_t* addrlen) {
+  return Dispatch<kIn>(
+      fd,
+      [&](const RealFunctions& r) {
+        return r.recvfrom(fd, buf, n, flags, addr, addrlen);
+      },
+      [&] { return SlowRecvfrom(fd, buf, n, flags, addr, addrlen); });
+}
+
 ssize_t __recvfrom_chk(int fd, void* buf, size_t n, size_t buflen, int flags,
                        sockaddr* addr, socklen_t* addrlen) {
   if (n > buflen) __builtin_trap();
   return recvfrom(fd, buf, n, flags, addr, addrlen);
 }
 
-ssize_t recvmsg(int fd, msghdr* msg, int flags) {
-  if (auto c = Smc(fd)) {
+[[gnu::noinline]] static ssize_t SlowRecvmsg(int fd, msghdr* msg, int flags) {
+  if (auto c = table().Lookup(fd)) {
     if (c->PassThrough(fd, /*read=*/true)) {
+      MaybePassThru(fd, c);
       return c->CountIn(real().recvmsg(fd, msg, flags));
     }
     ssize_t r =
@@ -193,8 +289,22 @@ ssize_t recvmsg(int fd, msghdr* msg, int flags) {
     }
     return r;
   }
-  if (MayPassFds(msg)) return usmc::preload::RecvmsgPassing(fd, msg, flags);
   return real().recvmsg(fd, msg, flags);
+}
+
+ssize_t recvmsg(int fd, msghdr* msg, int flags) {
+  switch (KindOf(fd)) {
+    case FdKind::kNone:
+      // Not ours: it may carry fds (preload/pass.h).
+      if (MayPassFds(msg)) return usmc::preload::RecvmsgPassing(fd, msg, flags);
+      return real().recvmsg(fd, msg, flags);
+    case FdKind::kPassThru:
+      return ConnTable::CountPassIn(
+          fd, usmc::preload::real_detail::g_real.recvmsg(fd, msg, flags));
+    case FdKind::kConn:
+      break;
+  }
+  return SlowRecvmsg(fd, msg, flags);
 }
 
 int recvmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags, timespec* tmo) {
@@ -222,15 +332,30 @@ int recvmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags, timespec* tmo) {
   return got > 0 ? static_cast<int>(got) : -1;
 }
 
-ssize_t send(int fd, const void* buf, size_t n, int flags) {
-  if (auto c = Smc(fd)) return c->Send(fd, buf, n, flags);
+[[gnu::noinline]] static ssize_t SlowSend(int fd, const void* buf, size_t n,
+                                          int flags) {
+  if (auto c = table().Lookup(fd)) {
+    if (c->PassThrough(fd, /*read=*/false)) {
+      MaybePassThru(fd, c);
+      return c->CountOut(real().send(fd, buf, n, flags));
+    }
+    return c->Send(fd, buf, n, flags);
+  }
   return real().send(fd, buf, n, flags);
 }
 
-ssize_t sendto(int fd, const void* buf, size_t n, int flags,
-               const sockaddr* addr, socklen_t addrlen) {
-  if (auto c = Smc(fd)) {
+ssize_t send(int fd, const void* buf, size_t n, int flags) {
+  return Dispatch<kOut>(
+      fd, [&](const RealFunctions& r) { return r.send(fd, buf, n, flags); },
+      [&] { return SlowSend(fd, buf, n, flags); });
+}
+
+[[gnu::noinline]] static ssize_t SlowSendto(int fd, const void* buf, size_t n,
+                                            int flags, const sockaddr* addr,
+                                            socklen_t addrlen) {
+  if (auto c = table().Lookup(fd)) {
     if (c->PassThrough(fd, /*read=*/false)) {
+      MaybePassThru(fd, c);
       return c->CountOut(real().sendto(fd, buf, n, flags, addr, addrlen));
     }
     // A connected TCP socket ignores the address.
@@ -239,16 +364,42 @@ ssize_t sendto(int fd, const void* buf, size_t n, int flags,
   return real().sendto(fd, buf, n, flags, addr, addrlen);
 }
 
-ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
-  if (auto c = Smc(fd)) {
+ssize_t sendto(int fd, const void* buf, size_t n, int flags,
+               const sockaddr* addr, socklen_t addrlen) {
+  return Dispatch<kOut>(
+      fd,
+      [&](const RealFunctions& r) {
+        return r.sendto(fd, buf, n, flags, addr, addrlen);
+      },
+      [&] { return SlowSendto(fd, buf, n, flags, addr, addrlen); });
+}
+
+[[gnu::noinline]] static ssize_t SlowSendmsg(int fd, const msghdr* msg,
+                                             int flags) {
+  if (auto c = table().Lookup(fd)) {
     if (c->PassThrough(fd, /*read=*/false)) {
+      MaybePassThru(fd, c);
       return c->CountOut(real().sendmsg(fd, msg, flags));
     }
     return SendIov(*c, fd, msg->msg_iov, static_cast<int>(msg->msg_iovlen),
                    flags);
   }
-  if (MayPassFds(msg)) return usmc::preload::SendmsgPassing(fd, msg, flags);
   return real().sendmsg(fd, msg, flags);
+}
+
+ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
+  switch (KindOf(fd)) {
+    case FdKind::kNone:
+      // Not ours: it may carry fds (preload/pass.h).
+      if (MayPassFds(msg)) return usmc::preload::SendmsgPassing(fd, msg, flags);
+      return real().sendmsg(fd, msg, flags);
+    case FdKind::kPassThru:
+      return ConnTable::CountPassOut(
+          fd, usmc::preload::real_detail::g_real.sendmsg(fd, msg, flags));
+    case FdKind::kConn:
+      break;
+  }
+  return SlowSendmsg(fd, msg, flags);
 }
 
 int sendmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags) {

@@ -329,6 +329,7 @@ pid_t fork() {
     errno = err;
   } else {
     pl::ResetAfterFork();
+    pl::table().ResetPassThruInChild();
     // SMC-R's QPs and regions stay the parent's: its connections are
     // unusable here, new ones get this process's own registry.
     pl::SmcrAfterForkChild();

@@ -66,6 +66,18 @@ struct LinkGroup {
   std::vector<SmcrConn*> waiting;  // Joins deferred until the link is up
   std::optional<engine::TimePoint> deadline;
   bool ended = false;
+  // A group we end ourselves (DELETE_LINK ALL) keeps its QP, receiving,
+  // until the peer's own DELETE_LINK ALL arrived or this passed: the kernel
+  // answers with one and frees its group only once that send completed
+  // (SMC_LLC_WAIT_TIME); a QP gone before makes it wait the full 2 s.
+  std::optional<engine::TimePoint> linger_until;
+  bool peer_deleted = false;  // the peer's DELETE_LINK arrived
+  // LLC that arrived while the Lgr still awaited its QP: a client writes
+  // its CLC Confirm before it starts the link, and the server's
+  // CONFIRM_LINK may be polled (progress thread) in between. Fed to the
+  // Lgr after LgrQpReady, as the kernel's LLC queue keeps it.
+  std::vector<std::vector<std::byte>> early_llc;
+  bool failed = false;       // ended by an error: nothing to wait for
   uint32_t outstanding = 0;  // signaled sends posted, not completed
   // Sends that found the send queue full, in order (an inline payload is
   // kept here until posted).
@@ -239,6 +251,12 @@ void SmcrConn::StartLink(const engine::SmcrStartLink& a,
   }
   awaiting_link_ = true;
   reg_.RunLgr(*g, engine::LgrQpReady{});
+  std::vector<std::vector<std::byte>> early = std::move(g->early_llc);
+  g->early_llc.clear();
+  for (const std::vector<std::byte>& m : early) {
+    if (g->ended) break;
+    reg_.RunLgr(*g, engine::LgrLlcReceived{std::span(m.data(), m.size())});
+  }
 }
 
 void SmcrConn::ConfirmRkey(const engine::SmcrConfirmRkey& a,
@@ -714,6 +732,9 @@ void LgrRegistry::RunLgrActions(LinkGroup& g,
             [&](const engine::LgrEnded& a) {
               g.ended = true;
               g.deadline.reset();
+              if (!g.peer_deleted && !g.failed && g.qp) {
+                g.linger_until = Now() + opts_.llc_timeout;
+              }
               // smc_conn_kill: every connection of the group aborts.
               for (uint32_t t : a.abort_tokens) {
                 if (SmcrConn* c = conn_by_token(t)) {
@@ -824,6 +845,8 @@ void LgrRegistry::FlushBacklog(LinkGroup& g) {
 }
 
 void LgrRegistry::LinkFailed(LinkGroup& g) {
+  g.failed = true;
+  g.linger_until.reset();
   if (g.ended) return;
   RunLgr(g, engine::LgrLinkFailed{});
   g.ended = true;
@@ -904,6 +927,18 @@ void LgrRegistry::HandleRecvWc(const rdma::WorkCompletion& wc) {
       ++g->confirm_rkey_received;
     if (type == uint8_t(wire::LlcType::kDeleteRkey)) ++g->delete_rkey_received;
   }
+  if (len >= 1 &&
+      (uint8_t(msg[0]) & 0x0f) == uint8_t(wire::LlcType::kDeleteLink)) {
+    // The peer is done with the link (request or response): an ended
+    // group need not linger.
+    g->peer_deleted = true;
+    g->linger_until.reset();
+  }
+  if (g->lgr && g->lgr->state() == engine::LgrState::kAwaitQp) {
+    if (g->early_llc.size() < 8)
+      g->early_llc.emplace_back(msg.data(), msg.data() + len);
+    return;
+  }
   RunLgr(*g, engine::LgrLlcReceived{std::span(msg.data(), len)});
 }
 
@@ -929,7 +964,8 @@ void LgrRegistry::FreeEndedGroups() {
     LinkGroup& g = **it;
     // The QP goes once its last sends (a DELETE_LINK) completed; the PD
     // once no connection's region is left on it.
-    if (g.ended && g.qp && g.outstanding == 0) {
+    if (g.ended && g.qp && g.outstanding == 0 &&
+        (!g.linger_until || Now() >= *g.linger_until)) {
       g.qp.reset();
     }
     if (g.ended && !g.qp && g.conns.empty()) {
@@ -1000,6 +1036,10 @@ std::optional<engine::TimePoint> LgrRegistry::NextDeadline() const {
   std::optional<engine::TimePoint> out;
   for (const auto& g : groups_) {
     if (g->deadline && (!out || *g->deadline < *out)) out = g->deadline;
+    if (g->ended && g->qp && g->linger_until &&
+        (!out || *g->linger_until < *out)) {
+      out = g->linger_until;
+    }
   }
   return out;
 }

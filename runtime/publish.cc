@@ -511,6 +511,13 @@ void StatusPublisher::AddBytes(SlotId id, uint64_t in, uint64_t out, bool smc) {
   }
 }
 
+std::pair<std::atomic<uint64_t>*, std::atomic<uint64_t>*>
+StatusPublisher::TcpByteCounters(SlotId id) {
+  if (id < 0 || id >= static_cast<SlotId>(kStatusSlots)) return {};
+  Slot& s = f_->slots[id];
+  return {&s.bytes_tcp_in, &s.bytes_tcp_out};
+}
+
 void StatusPublisher::Release(SlotId id) {
   if (id < 0 || id >= static_cast<SlotId>(kStatusSlots)) return;
   Slot& s = f_->slots[id];

@@ -32,6 +32,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -160,7 +161,7 @@ struct FallbackCount {
   uint64_t count = 0;
 };
 struct ProcessCounters {
-  // [role][version-1]: SMC-D handshakes that succeeded.
+  // [role][version-1]: SMC handshakes (SMC-D or SMC-R) that succeeded.
   uint64_t smc_ok[2][2] = {};
   uint64_t fallbacks[2] = {};         // per role, all reasons
   uint64_t handshake_errors[2] = {};  // per role: failed after commit
@@ -224,6 +225,13 @@ class StatusPublisher {
   // while the connection's send (recv) path is serialised. If they do race,
   // an increment may be lost; nothing worse happens.
   void AddBytes(SlotId id, uint64_t in, uint64_t out, bool smc);
+  // The slot's TCP byte counters themselves (in, out), for a caller that
+  // adds to them as AddBytes(id, ..., smc=false) would, without the call
+  // (the interposer's pass-through of plain TCP connections); nullptr for
+  // kNoSlot. Valid as long as the publisher lives; the same rules as
+  // AddBytes (relaxed load and store, one writer per direction).
+  std::pair<std::atomic<uint64_t>*, std::atomic<uint64_t>*> TcpByteCounters(
+      SlotId id);
   // The slot's byte counters move into the process totals; slot freed.
   void Release(SlotId id);
 

@@ -111,6 +111,7 @@ TimePoint SimPair::now() const {
 void SimPair::Tcp::SendClc(std::span<const std::byte> bytes) {
   pair_.sides_[side_].clc_bytes.emplace_back(bytes.begin(), bytes.end());
   pair_.dev_.pipe(side_).Write(bytes);
+  if (pair_.options_.on_clc_sent) pair_.options_.on_clc_sent(side_);
 }
 
 void SimPair::Tcp::ConsumeClc(size_t len) {
@@ -267,6 +268,17 @@ size_t SimPair::Pump(size_t max_events) {
     }
   }
   return fed;
+}
+
+void SimPair::PumpOthers(int s, size_t max_events) {
+  for (size_t fed = 0; fed < max_events;) {
+    if (Step(1 - s)) {
+      ++fed;
+      continue;
+    }
+    if (world_ == nullptr || !world_->Progress()) return;
+    ++fed;
+  }
 }
 
 bool SimPair::FireNextTimer() {

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -90,6 +91,11 @@ struct SimOptions {
   int server_process = 1;
   // Tests: the system ID the client proposes, instead of its registry's.
   std::optional<wire::ClcPeerId> client_system_id;
+  // Tests: runs right after side s wrote a CLC message, inside its
+  // executor (the actions after the SendClc have not run yet): what a peer
+  // and a progress thread may do meanwhile in a real process. It may call
+  // PumpOthers(s), never feed side s.
+  std::function<void(int side)> on_clc_sent;
 };
 
 // What one side's engine did, as seen by the sim.
@@ -147,6 +153,10 @@ class SimPair {
   // Delivers everything that is pending until nothing moves. Returns the
   // number of events fed.
   size_t Pump(size_t max_events = 1000000);
+  // Delivers what is pending to the side that is not s, and runs the
+  // fabric and every registry (progress threads), until nothing moves;
+  // side s's engine gets nothing (see SimOptions::on_clc_sent).
+  void PumpOthers(int s, size_t max_events = 100000);
   // Moves the clock to the earliest armed deadline and fires it; false if
   // no timer is armed.
   bool FireNextTimer();

@@ -41,6 +41,16 @@ std::string Str(std::span<const std::byte> b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// A pair over SMC-R in world `w`, its client in process `client`, its
+// server in `server` (SmcrWorld::AddProcess).
+SimOptions InWorld(SmcrWorld& w, int client, int server) {
+  SimOptions o = SimPair::SmcrOptions();
+  o.world = &w;
+  o.client_process = client;
+  o.server_process = server;
+  return o;
+}
+
 void Connect(SimPair& sim) {
   sim.Start();
   sim.Pump();
@@ -276,10 +286,7 @@ TEST(SimSmcrFirstContact, LostConfirmLinkDeclinesTimeoutClAndKeepsAppBytes) {
 TEST(SimSmcrReuse, ReuseAcceptForAnUnknownGroupDeclinesSyncErr) {
   SmcrWorld w(7);
   const int a = w.AddProcess(0), srv = w.AddProcess(1), b = w.AddProcess(0);
-  SimOptions o = SimPair::SmcrOptions();
-  o.world = &w;
-  o.client_process = a;
-  o.server_process = srv;
+  SimOptions o = InWorld(w, a, srv);
   SimPair first(o);
   Connect(first);
   SimOptions ob = o;
@@ -314,10 +321,8 @@ TEST(SimSmcrReuse, ReuseAcceptForAnUnknownGroupDeclinesSyncErr) {
 
 TEST(SimSmcrReuse, TenSequentialConnectionsShareOneGroupOneRkeyPairEach) {
   SmcrWorld w(3);
-  SimOptions o = SimPair::SmcrOptions();
-  o.world = &w;
-  o.client_process = w.AddProcess(0);
-  o.server_process = w.AddProcess(1);
+  const int c = w.AddProcess(0), srv = w.AddProcess(1);
+  const SimOptions o = InWorld(w, c, srv);
   std::optional<uint32_t> cid, sid;
   for (int i = 0; i < 10; ++i) {
     SimPair sim(o);
@@ -353,15 +358,8 @@ TEST(SimSmcrReuse, TenSequentialConnectionsShareOneGroupOneRkeyPairEach) {
 TEST(SimSmcrReuse, TwoProcessesGetTwoGroupsAndNoSyncErr) {
   SmcrWorld w(4);
   const int a = w.AddProcess(0), b = w.AddProcess(0), srv = w.AddProcess(1);
-  auto opts = [&](int client) {
-    SimOptions o = SimPair::SmcrOptions();
-    o.world = &w;
-    o.client_process = client;
-    o.server_process = srv;
-    return o;
-  };
   for (int round = 0; round < 3; ++round) {
-    SimPair pa(opts(a)), pb(opts(b));
+    SimPair pa(InWorld(w, a, srv)), pb(InWorld(w, b, srv));
     pa.Start();
     pb.Start();
     pa.Pump();
@@ -396,6 +394,79 @@ TEST(SimSmcrReuse, TwoProcessesGetTwoGroupsAndNoSyncErr) {
   EXPECT_EQ(peers,
             (std::set<engine::SystemId>{ga[0].system_id, gb[0].system_id}));
   for (const LgrInfo& g : s) EXPECT_EQ(g.state, LgrState::kActive);
+}
+
+// ---- first contact: CONFIRM_LINK before our StartLink ----
+
+// The client writes its CLC Confirm and only then starts its link
+// (SmcrStartLink -> LgrQpReady). In a process the progress thread runs
+// meanwhile: a fast server (the kernel) answers the Confirm with
+// CONFIRM_LINK, and that SEND may be polled while the client's group still
+// waits for its QP. Seen in the lab (usmc-kernel-client, usmc-kernel-many
+// under load): the group ignored it, the link never came up and both ends
+// fell back with TIMEOUT_CL 4 s later (the kernel reading usmc's Decline
+// as data). The registry keeps what arrives before LgrQpReady and feeds it
+// after.
+TEST(SimSmcrFirstContact, ConfirmLinkPolledBeforeTheClientStartsItsLink) {
+  SimOptions o = SimPair::SmcrOptions();
+  SimPair* self = nullptr;
+  int confirms = 0;
+  o.on_clc_sent = [&](int side) {
+    if (side != kClient || self == nullptr) return;
+    const auto& sent = self->side(kClient).clc_bytes;
+    // The client's second CLC message is its Confirm (after the
+    // Proposal): let the server and the progress threads run now.
+    if (sent.size() == 2 && ++confirms == 1) self->PumpOthers(kClient);
+  };
+  SimPair sim(o);
+  self = &sim;
+  sim.Start();
+  RunUntilDecided(sim);
+  ASSERT_EQ(confirms, 1) << "the hook never ran at the Confirm";
+  ASSERT_EQ(sim.conn(kClient).mode(), Mode::kSmc)
+      << "client fell back: "
+      << (sim.side(kClient).fallback ? sim.side(kClient).fallback->local_reason
+                                     : 0);
+  ASSERT_EQ(sim.conn(kServer).mode(), Mode::kSmc);
+  PingPong(sim, "early");
+}
+
+// ---- process exit: DELETE_LINK ALL, then the peer's own ----
+
+// The kernel answers a DELETE_LINK ALL with its own DELETE_LINK ALL and
+// waits (SMC_LLC_WAIT_TIME, 2 s) for that send to complete before it frees
+// the group. Seen in the lab (usmc-kernel-client): usmc destroyed its QP as
+// soon as its own DELETE_LINK completed, the kernel's reply then found no
+// QP, rxe retried it and the kernel's link group stayed 2 s instead of
+// ~0.2 s. The group that terminates keeps its QP, receiving, until the
+// peer's DELETE_LINK arrived (or llc_timeout passed).
+TEST(SimSmcrPeer, TerminateAllKeepsTheQpUntilThePeersDeleteLinkArrived) {
+  for (int ender = 0; ender < 2; ++ender) {
+    SimPair sim(SimPair::SmcrOptions());
+    Connect(sim);
+    PingPong(sim, "x");
+    CloseBoth(sim);
+    const dev::rdma::SimRdmaStats before = sim.world().fabric().stats();
+    sim.registry(ender).TerminateAll();
+    RunWorldFor(sim.world(), 10s);
+    const dev::rdma::SimRdmaStats& after = sim.world().fabric().stats();
+    EXPECT_EQ(after.discarded, before.discarded) << "ender " << ender;
+    EXPECT_EQ(after.ack_timeouts, before.ack_timeouts) << "ender " << ender;
+    EXPECT_EQ(after.retransmits, before.retransmits) << "ender " << ender;
+    EXPECT_TRUE(sim.registry(kClient).Groups().empty()) << "ender " << ender;
+    EXPECT_TRUE(sim.registry(kServer).Groups().empty()) << "ender " << ender;
+  }
+}
+
+// A peer that never answers costs the ending group llc_timeout at most.
+TEST(SimSmcrPeer, TerminateAllFreesTheGroupWhenThePeerNeverAnswers) {
+  SimPair sim(SimPair::SmcrOptions());
+  Connect(sim);
+  CloseBoth(sim);
+  sim.world().Freeze(1);  // the server's process hangs
+  sim.registry(kClient).TerminateAll();
+  RunWorldFor(sim.world(), engine::kLlcWaitTime + 1s);
+  EXPECT_TRUE(sim.registry(kClient).Groups().empty());
 }
 
 // ---- a dead peer: an error, never a hang ----
@@ -480,8 +551,7 @@ std::vector<Range> ProcessMappings() {
     std::istringstream in(line);
     in >> std::hex >> r.lo >> dash >> r.hi >> perms;
     if (dash == '-' && r.hi > r.lo && r.lo >= kLow &&
-        r.hi - r.lo < kShadowSize &&
-        !perms.empty() && perms[0] == 'r')
+        r.hi - r.lo < kShadowSize && !perms.empty() && perms[0] == 'r')
       out.push_back(r);
   }
   return out;
@@ -543,10 +613,8 @@ TEST(SimSmcrMemory, EachRmbIsItsOwnRegionAndNoProcessAddressLeaves) {
   LgrRegistryOptions ro;
   ro.record_sends = true;
   SmcrWorld w(5, ro);
-  SimOptions o = SimPair::SmcrOptions();
-  o.world = &w;
-  o.client_process = w.AddProcess(0);
-  o.server_process = w.AddProcess(1);
+  const int c = w.AddProcess(0), srv = w.AddProcess(1);
+  const SimOptions o = InWorld(w, c, srv);
   auto p1 = std::make_unique<SimPair>(o);
   Connect(*p1);
   auto p2 = std::make_unique<SimPair>(o);
@@ -619,8 +687,8 @@ TEST(SimSmcrMemory, EachRmbIsItsOwnRegionAndNoProcessAddressLeaves) {
       for (const std::vector<std::byte>& m : p->side(s).clc_bytes) {
         ++clc;
         EXPECT_TRUE(PointersIn(m, ranges).empty())
-            << "CLC type " << int(m[4]) << " carries a process address:"
-            << DescribeHits(m, ranges);
+            << "CLC type " << int(m[4])
+            << " carries a process address:" << DescribeHits(m, ranges);
       }
     }
   }
@@ -629,8 +697,8 @@ TEST(SimSmcrMemory, EachRmbIsItsOwnRegionAndNoProcessAddressLeaves) {
       ++sends;
       llc += uint8_t(m[0]) != 0xFE;
       EXPECT_TRUE(PointersIn(m, ranges).empty())
-          << "SEND type " << int(m[0]) << " carries a process address:"
-          << DescribeHits(m, ranges);
+          << "SEND type " << int(m[0])
+          << " carries a process address:" << DescribeHits(m, ranges);
     }
   }
   // CLC: 2 x (Proposal, Accept, Confirm); LLC: CONFIRM_LINK pair,
@@ -645,10 +713,7 @@ TEST(SimSmcrMemory, EachRmbIsItsOwnRegionAndNoProcessAddressLeaves) {
 TEST(SimSmcrMemory, RemoteWriteOutsideAnRmbEndsOnlyThatGroup) {
   SmcrWorld w(6);
   const int a = w.AddProcess(0), b = w.AddProcess(0), srv = w.AddProcess(1);
-  SimOptions o = SimPair::SmcrOptions();
-  o.world = &w;
-  o.server_process = srv;
-  o.client_process = a;
+  SimOptions o = InWorld(w, a, srv);
   SimPair pa(o);
   o.client_process = b;
   SimPair pb(o);

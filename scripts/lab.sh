@@ -4,6 +4,7 @@
 # kernel's SMC, plus usmc's binaries, booted from a busybox initramfs.
 #
 #   scripts/lab.sh [SCENARIO...]     default: every tests/lab/scenarios/*.sh
+#                                    except those with LAB_DEFAULT=no
 #
 # Sets up once (host packages, the guest kernel .deb through a private apt
 # state, in $USMC_LAB_DIR), builds the usmc targets the guests carry (in
@@ -73,7 +74,7 @@ EOF
 }
 
 # What the guests run, from the usmc build tree.
-GUEST_TARGETS=(usmc usmc_preload usmc_verbs_module smc_lab verbs_pair dev_verbs_test)
+GUEST_TARGETS=(usmc usmc_preload usmc_verbs_module smc_lab verbs_pair dev_verbs_test smcr_peer)
 
 build_usmc() {
   if [ ! -f "$BUILD/CMakeCache.txt" ]; then
@@ -118,7 +119,7 @@ build_initramfs() {
   # usmc CLI finds its interposer as it does in the build tree.
   local f rel bins=()
   for f in tools/usmc preload/libusmc-preload.so preload/libusmc-verbs.so \
-           tests/smc_lab tests/verbs_pair dev/dev_verbs_test; do
+           tests/smc_lab tests/verbs_pair dev/dev_verbs_test tests/smcr_peer; do
     [ -e "$BUILD/$f" ] || { log "missing $BUILD/$f"; return 1; }
     mkdir -p "$r/usmc/$(dirname "$f")"
     # without debug info: the guest unpacks every byte under TCG
@@ -131,6 +132,7 @@ build_initramfs() {
   ln -s /usmc/tools/usmc "$r/usr/bin/usmc"
   ln -s /usmc/tests/smc_lab "$r/usr/bin/smc_lab"
   ln -s /usmc/tests/verbs_pair "$r/usr/bin/verbs_pair"
+  ln -s /usmc/tests/smcr_peer "$r/usr/bin/smcr_peer"
   local ip; ip=$(command -v ip)
   cp "$ip" "$r/sbin/ip.full"   # busybox ip lacks what rdma/rxe setups show
   for f in $GUEST_TOOLS; do cp "$f" "$r/usr/bin/"; done
@@ -228,7 +230,7 @@ main() {
   build_initramfs || die "initramfs"
   local scenarios=("$@") s
   if [ ${#scenarios[@]} -eq 0 ]; then
-    # A scenario not yet reliable says LAB_DEFAULT=no: run by name only.
+    # A scenario that says LAB_DEFAULT=no runs only when named.
     for s in "$LAB_SRC"/scenarios/*.sh; do
       grep -q '^LAB_DEFAULT=no' "$s" || scenarios+=("$(basename "$s" .sh)")
     done

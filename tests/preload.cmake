@@ -23,7 +23,8 @@ add_executable(preload_probe preload_probe.cc preload_probe_data.cc
                preload_probe_events.cc preload_probe_close.cc
                preload_probe_wake.cc preload_probe_early_epoll.cc
                preload_probe_exec.cc preload_probe_pass.cc
-               preload_probe_clc.cc preload_probe_calls.cc)
+               preload_probe_clc.cc preload_probe_calls.cc
+               preload_probe_passthru.cc)
 # preload_probe_calls.cc counts usmc's calls of these: they must be in the
 # dynamic symbol table to come before libc's.
 target_link_options(preload_probe PRIVATE

@@ -174,6 +174,7 @@ int ProbeMain(int argc, char** argv) {
   AddPassScenarios(all);
   AddClcScenarios(all);
   AddCallScenarios(all);
+  AddPassThruScenarios(all);
   auto it = all.find(argv[2]);
   if (it == all.end()) return Usage();
   const Scenario& s = it->second;

@@ -104,6 +104,9 @@ int ClcPeerMain(const std::string& mode, const std::string& script,
                 uint16_t port);
 // tests/preload_probe_calls.cc: usmc's calls while setting up a TCP one.
 void AddCallScenarios(Scenarios& s);
+// tests/preload_probe_passthru.cc: fd numbers of TCP-for-good connections
+// reused (close, dup2, dup3, pipe) and inherited (fork).
+void AddPassThruScenarios(Scenarios& s);
 
 }  // namespace usmc::probe
 

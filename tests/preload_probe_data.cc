@@ -12,6 +12,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <string>
 #include <thread>
 
 #include "tests/preload_probe.h"
@@ -84,16 +86,45 @@ int BasicClient(uint16_t port, const char*) {
   CHECK(fd >= 0, "connect");
   return BasicExchange(fd);
 }
+// Waits until the kernel socket holds the peer's CLC Decline (after its
+// Accept, or alone), looking with raw system calls: the interposer sees
+// no call of the app, so the handshake does not move meanwhile.
+int WaitForPeerDecline(int fd) {
+  for (int tries = 0; tries < 6000; ++tries) {  // 30 s at most
+    char buf[4096];
+    const long n = syscall(SYS_recvfrom, fd, buf, sizeof buf,
+                           MSG_PEEK | MSG_DONTWAIT, nullptr, nullptr);
+    CHECK(n >= 0 || errno == EAGAIN || errno == EINTR, "peek");
+    // Message by message: header (eyecatcher, type, length), then body.
+    for (long off = 0; n > 0 && off + 8 <= n;) {
+      CHECK(static_cast<uint8_t>(buf[off]) == 0xE2, "not CLC at %ld", off);
+      if (buf[off + 4] == 4) return 0;
+      const long len = (static_cast<uint8_t>(buf[off + 5]) << 8) |
+                       static_cast<uint8_t>(buf[off + 6]);
+      CHECK(len >= 8, "CLC length %ld", len);
+      off += len;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(false, "no Decline from the server");
+  return 1;
+}
+
 // Non-blocking connect, then nothing for ARG ms (a pool that connects
-// ahead of use): the handshake moves only when the app calls in again, or
-// when the progress thread does.
+// ahead of use), or (ARG "decline") until the server gave up on the
+// handshake: the handshake moves only when the app calls in again, or when
+// the progress thread does.
 int LateClient(uint16_t port, const char* arg) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   sockaddr_in a = Loopback(port);
   CHECK(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 &&
             errno == EINPROGRESS,
         "non-blocking connect");
-  std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(arg)));
+  if (std::string(arg) == "decline") {
+    RUN(WaitForPeerDecline(fd));
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(arg)));
+  }
   SetNonblock(fd, false);
   return BasicExchange(fd);
 }

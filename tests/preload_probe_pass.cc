@@ -11,6 +11,9 @@
 //                    after the listener closed its copies.
 //   pass-back:       the worker reads the request and hands the socket back
 //                    to the listener (closing its copy), which replies.
+//   pass-back-exited: as pass-back for one batch, but the worker has exited
+//                    before the listener closes its copies: the connections
+//                    are in flight back to the listener, held by no process.
 //   pass-static, pass-otheruid-user: a receiver that cannot take the
 //                    connection (no usmc; another uid, from a non-root
 //                    sender) gets a reset socket.
@@ -103,14 +106,19 @@ int Reply(int fd, int i) {
 // kLate: as kStream, but the worker receives a batch only after the
 // listener closed its copies (a pipe says so): the connections are in
 // flight with no process of the sender's side holding them.
-enum class Mode { kStream, kDgramMany, kBack, kLate };
+// kBackExited: as kBack, one batch, and the listener closes its copies only
+// once the worker has exited (its sends back are all in flight then).
+enum class Mode { kStream, kDgramMany, kBack, kLate, kBackExited };
+
+bool Back(Mode m) { return m == Mode::kBack || m == Mode::kBackExited; }
+int Conns(Mode m) { return m == Mode::kBackExited ? kPassBatch : kPassConns; }
 
 // The worker: receives every connection, reads its request, and replies
 // (or, kBack, hands it back to the listener).
 int Worker(int sock, Mode mode, int go) {
   SetName("probe-wrk");
   int next = 0;
-  while (next < kPassConns) {
+  while (next < Conns(mode)) {
     if (mode == Mode::kLate && next % kPassBatch == 0) RUN(WaitAck(go));
     std::vector<int> fds;
     RUN(RecvFds(sock, mode == Mode::kDgramMany ? kPassBatch : 1, &fds));
@@ -118,7 +126,7 @@ int Worker(int sock, Mode mode, int go) {
       CHECK(IsCloexec(fd), "MSG_CMSG_CLOEXEC not applied");
       const int i = next++;
       RUN(RecvPat(fd, 0, kPassReq, 100 + i));
-      if (mode == Mode::kBack) {
+      if (Back(mode)) {
         RUN(SendFds(sock, {fd}));
         close(fd);
       } else {
@@ -146,7 +154,8 @@ int PassServer(int lfd, Mode mode) {
   }
   close(sv[1]);
   close(go[0]);
-  for (int b = 0; b < kPassConns / kPassBatch; ++b) {
+  int st = 0;
+  for (int b = 0; b < Conns(mode) / kPassBatch; ++b) {
     std::vector<int> fds;
     for (int k = 0; k < kPassBatch; ++k) {
       int fd = AcceptOne(lfd);
@@ -158,9 +167,13 @@ int PassServer(int lfd, Mode mode) {
     } else {
       for (int fd : fds) RUN(SendFds(sv[0], {fd}));
     }
+    if (mode == Mode::kBackExited) {
+      CHECK(waitpid(worker, &st, 0) == worker, "waitpid");
+      worker = 0;
+    }
     for (int fd : fds) close(fd);
     if (mode == Mode::kLate) RUN(Ack(go[1]));
-    if (mode == Mode::kBack) {
+    if (Back(mode)) {
       for (int k = 0; k < kPassBatch; ++k) {
         std::vector<int> back;
         RUN(RecvFds(sv[0], 1, &back));
@@ -168,15 +181,14 @@ int PassServer(int lfd, Mode mode) {
       }
     }
   }
-  int st = 0;
-  CHECK(waitpid(worker, &st, 0) == worker, "waitpid");
+  CHECK(worker == 0 || waitpid(worker, &st, 0) == worker, "waitpid");
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker failed (%#x)", st);
   close(sv[0]);
   return 0;
 }
 
-int PassClient(uint16_t port, const char*) {
-  for (int b = 0; b < kPassConns / kPassBatch; ++b) {
+int PassClientOf(uint16_t port, int conns) {
+  for (int b = 0; b < conns / kPassBatch; ++b) {
     std::vector<int> fds;
     for (int k = 0; k < kPassBatch; ++k) {
       int fd = Connect(port);
@@ -191,6 +203,9 @@ int PassClient(uint16_t port, const char*) {
     }
   }
   return 0;
+}
+int PassClient(uint16_t port, const char*) {
+  return PassClientOf(port, kPassConns);
 }
 
 // pass-static: the client hands its SMC-D socket to a program that does
@@ -329,6 +344,11 @@ void AddPassScenarios(Scenarios& s) {
                     PassClient};
   s["pass-back"] = {[](int lfd) { return PassServer(lfd, Mode::kBack); },
                     PassClient};
+  s["pass-back-exited"] = {
+      [](int lfd) { return PassServer(lfd, Mode::kBackExited); },
+      [](uint16_t port, const char*) {
+        return PassClientOf(port, kPassBatch);
+      }};
 }
 
 }  // namespace usmc::probe

@@ -34,7 +34,6 @@
 #include <string>
 #include <vector>
 
-#include "base/loaded_library.h"
 #include "tests/negotiate_harness.h"
 #include "tests/proc_util.h"
 #include "wire/reason.h"
@@ -101,13 +100,7 @@ class Preload : public ::testing::Test {
                {"USMC_EXIT_REPORT", report_},
                {"USMC_STATUS_DIR", dir_ + "/status"},
                {"USMC_CONF", ""}};
-    if (preload) {
-      // An ASan build of the probe needs its runtime first in LD_PRELOAD.
-      static const std::string asan = LoadedLibrary("libasan.so");
-      env["LD_PRELOAD"] =
-          asan.empty() ? USMC_PRELOAD_LIB : asan + " " + USMC_PRELOAD_LIB;
-      if (!asan.empty()) env["ASAN_OPTIONS"] = "detect_leaks=0";
-    }
+    if (preload) test_proc::AddPreload(env, USMC_PRELOAD_LIB);
     for (const auto& [k, v] : extra) env[k] = v;
     return env;
   }
@@ -580,6 +573,21 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, PreloadPass,
                            return n;
                          });
 
+// The worker hands the connections back and exits before the listener
+// closes its own copies: then only the messages in flight hold them, as
+// they hold the kernel's sockets. The listener's close ended each
+// connection (the sender's pass marker died with the worker), and the
+// client read EOF where the reply was to come (pass_back, 1 run in 30
+// under load, when the last batch's worker exited early).
+TEST_F(Preload, PassBackAfterTheWorkerExitedKeepsTheConnections) {
+  Exit r = RunPair("pass-back-exited");
+  ASSERT_TRUE(r.ok()) << r << AllReports();
+  const uint64_t req = 5 * 4096, reply = 5 * (96 << 10);
+  ExpectSmcd(Report("probe-cli"), reply, req, /*smcd=*/5);
+  ExpectSmcd(Report("probe-wrk"), req, 0, /*smcd=*/0);
+  ExpectSmcd(Report("probe-srv"), 0, reply, /*smcd=*/5);
+}
+
 // The client passes its SMC-D socket to a program without usmc (static):
 // the connection cannot go along, so it is reset, loudly; that program's
 // socket fails and the server sees ECONNRESET. Before, the program got an
@@ -992,13 +1000,15 @@ TEST_F(Preload, ClientCallingInLateStillReadsTheTimelyAccept) {
 }
 
 // ... and after the server's timer ran out too: its Decline is behind its
-// Accept, so the client sends no Confirm and both ends are TCP.
+// Accept, so the client sends no Confirm and both ends are TCP. The client
+// calls in once the Decline is in its socket (it slept 800 ms, and a server
+// slower than that under load got the Confirm in time: SMC-D).
 TEST_F(Preload, ClientCallingInAfterTheServerGaveUpIsTcp) {
   SplitRun r = RunSplit(
       "late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "150"}}),
       Env(true,
           {{"USMC_CLC_TIMEOUT_MS", "100"}, {"USMC_PROGRESS_THREAD", "0"}}),
-      "800");
+      "decline");
   ASSERT_TRUE(r.client.ok()) << r.client << r.server;
   ASSERT_TRUE(r.server.ok()) << r.server;
   ExpectTcp(Report("probe-cli"), wire::kReasonPeerDecl, 512 << 10, 1 << 20);
@@ -1185,6 +1195,47 @@ TEST_F(Preload, TcpSetupMakesOnlyTheCallsItNeeds) {
 
 // ---- configuration
 // -----------------------------------------------------------------
+
+// Issue 20: an fd of a connection that is TCP for good skips usmc's table
+// (FdKind::kPassThru). Its number, closed and reused by an SMC-D connection
+// (socket, dup2, dup3, recvmsg of one passed with SCM_RIGHTS) or by a pipe
+// and then a connection, must be the new file's; a fork child's calls on
+// an inherited one are the child's. The probe checks every byte through
+// read/recv/recvfrom/readv/recvmsg, write/send/sendto/writev/sendmsg and
+// epoll; the reports say exactly which bytes went where (a child that
+// counted the parent's bytes shows here).
+TEST_F(Preload, PassThroughFdNumbersAreNeverTakenForAnotherFile) {
+  Proc plain({USMC_PROBE, "server", "plain-echo"}, Env(false));
+  std::optional<std::string> line = plain.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << plain.Wait(1000);
+  SplitRun r =
+      RunSplit("passthru-reuse", Env(true), Env(true), line->substr(5));
+  ASSERT_TRUE(r.client.ok()) << r.client;
+  ASSERT_TRUE(r.server.ok()) << r.server;
+  Exit pe = plain.Wait();
+  ASSERT_TRUE(pe.ok()) << pe;
+  const uint64_t ex = 6 * 64;  // one Exercise, each way
+  const json cli = Report("probe-cli");
+  SCOPED_TRACE(cli.dump());
+  // The passed connection's handshake counts in the child that made it.
+  EXPECT_EQ(U(cli, "smcd"), 3u);
+  EXPECT_EQ(U(cli, "tcp"), 7u);
+  EXPECT_EQ(cli.value("fallback_reasons", json::object()),
+            json({{Hex(wire::kReasonPeerNoSmc), 7}}));
+  EXPECT_EQ(U(cli, "handshake_errors"), 0u);
+  EXPECT_EQ(U(cli, "bytes_tcp_in"), 9 * ex);
+  EXPECT_EQ(U(cli, "bytes_tcp_out"), 9 * ex);
+  EXPECT_EQ(U(cli, "bytes_smcd_in"), 8 * ex);
+  EXPECT_EQ(U(cli, "bytes_smcd_out"), 8 * ex);
+  const json passer = Report("probe-cli3");
+  EXPECT_EQ(U(passer, "smcd"), 1u) << passer.dump();
+  EXPECT_EQ(U(passer, "tcp"), 0u) << passer.dump();
+  const json child = Report("probe-cli2");
+  EXPECT_EQ(U(child, "smcd"), 0u) << child.dump();
+  EXPECT_EQ(U(child, "bytes_tcp_in"), ex) << child.dump();
+  EXPECT_EQ(U(child, "bytes_tcp_out"), ex) << child.dump();
+  EXPECT_EQ(U(child, "bytes_smcd_in"), 0u) << child.dump();
+}
 
 TEST_F(Preload, UsmcDisableOnTheClient) {
   SplitRun r = RunSplit("basic", Env(true), Env(true, {{"USMC_DISABLE", "1"}}));

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "base/loaded_library.h"
+
 namespace usmc::test_proc {
 
 struct Exit {
@@ -36,6 +38,21 @@ std::string StacksOfGroup(pid_t pgid);
 using EnvMap = std::map<std::string, std::string>;
 
 constexpr int kDefaultTimeoutMs = 20000;  // a hang becomes a failure
+
+// Leak checks off in an ASan build (LeakSanitizer at exit needs /proc,
+// which a chrooted child does not have); nothing otherwise.
+inline void AddAsanOptions(EnvMap& env) {
+  static const std::string asan = LoadedLibrary("libasan.so");
+  if (!asan.empty()) env["ASAN_OPTIONS"] = "detect_leaks=0";
+}
+
+// LD_PRELOAD of a process under usmc: `lib` (libusmc-preload.so), after the
+// ASan runtime in an ASan build (the sanitizer must come first).
+inline void AddPreload(EnvMap& env, const std::string& lib) {
+  static const std::string asan = LoadedLibrary("libasan.so");
+  env["LD_PRELOAD"] = asan.empty() ? lib : asan + " " + lib;
+  AddAsanOptions(env);
+}
 
 class Proc {
  public:

@@ -23,7 +23,6 @@
 #include <string>
 #include <vector>
 
-#include "base/loaded_library.h"
 #include "tests/negotiate_harness.h"
 #include "tests/proc_util.h"
 
@@ -146,14 +145,11 @@ class Scale : public ::testing::Test {
   // The defaults of a usmc process (no tuning variable: 10,000 must fit
   // by default), a long CLC timeout (a lost wakeup shows as a hang).
   EnvMap Env(const EnvMap& extra = {}) const {
-    static const std::string asan = LoadedLibrary("libasan.so");
     EnvMap env{{"USMC_CLC_TIMEOUT_MS", "60000"},
                {"USMC_EXIT_REPORT", report_},
                {"USMC_STATUS_DIR", dir_ + "/status"},
-               {"USMC_CONF", ""},
-               {"LD_PRELOAD", asan.empty() ? USMC_PRELOAD_LIB
-                                           : asan + " " + USMC_PRELOAD_LIB}};
-    if (!asan.empty()) env["ASAN_OPTIONS"] = "detect_leaks=0";
+               {"USMC_CONF", ""}};
+    test_proc::AddPreload(env, USMC_PRELOAD_LIB);
     for (const auto& [k, v] : extra) env[k] = v;
     return env;
   }

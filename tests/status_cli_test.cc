@@ -256,8 +256,30 @@ TEST_F(StatusCli, StatsCountersEqualWhatTheTestDid) {
   EXPECT_EQ(j["processes"][0]["connections_now"], kSmc - 1 + kFallbacks);
 
   Output text = Usmc("stats" + Dir());
-  EXPECT_NE(text.out.find("SMC-D Connections Summary"), std::string::npos);
+  EXPECT_NE(text.out.find("SMC Connections Summary"), std::string::npos);
   EXPECT_NE(text.out.find("PEERNOSMC"), std::string::npos) << text.out;
+}
+
+// The summary counts SMC-R connections as well as SMC-D ones: its title
+// names neither alone (it said "SMC-D Connections Summary" over an SMC-R
+// connection), and the open ones are split by technology.
+TEST_F(StatusCli, StatsSummaryCoversSmcdAndSmcr) {
+  Publish(ConnMode::kSmcd, engine::Role::kClient, "127.0.0.1", "127.0.0.1", 0);
+  Publish(ConnMode::kSmcr, engine::Role::kServer, "127.0.0.1", "127.0.0.1", 0);
+  Publish(ConnMode::kSmcr, engine::Role::kClient, "127.0.0.1", "127.0.0.1", 0);
+  Output text = Usmc("stats" + Dir());
+  EXPECT_EQ(text.code, 0) << text.out;
+  EXPECT_EQ(text.out.find("SMC-D Connections Summary"), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("SMC Connections Summary (1 process under usmc)"),
+            std::string::npos)
+      << text.out;
+  EXPECT_TRUE(
+      std::regex_search(text.out, std::regex("\n  SMC connections +3\n")))
+      << text.out;
+  EXPECT_TRUE(std::regex_search(
+      text.out, std::regex("\n    open now SMC-D/SMC-R +1/2\n")))
+      << text.out;
 }
 
 TEST_F(StatusCli, ResetSubtractsAndAbsoluteIgnoresIt) {

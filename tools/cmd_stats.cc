@@ -1,6 +1,7 @@
-// tools/cmd_stats.cc: `usmc stats`, the kernel's `smcd stats` for processes
-// under `usmc run`: connections summary, RX/TX bytes and histograms,
-// fallback reasons. Sums every live process (or one with -p).
+// tools/cmd_stats.cc: `usmc stats`, the kernel's `smcd stats` and `smcr
+// stats` in one for processes under `usmc run`: connections summary (SMC-D
+// and SMC-R together), RX/TX bytes and histograms, fallback reasons. Sums
+// every live process (or one with -p).
 //
 //   usmc stats                 since the last --reset
 //   usmc stats -a              absolute values (ignore the reset baseline)
@@ -47,6 +48,22 @@ uint64_t LiveSmc(const runtime::ProcessStatus& p) {
   for (const runtime::ConnRecord& r : p.connections)
     n += r.mode == runtime::ConnMode::kSmcd ||
          r.mode == runtime::ConnMode::kSmcr;
+  return n;
+}
+
+// SMC-D and SMC-R connections of `procs` open now: the counters below mix
+// both technologies, the records tell them apart.
+struct OpenNow {
+  uint64_t smcd = 0, smcr = 0;
+};
+OpenNow OpenByTechnology(const std::vector<runtime::ProcessStatus>& procs) {
+  OpenNow n;
+  for (const runtime::ProcessStatus& p : procs) {
+    for (const runtime::ConnRecord& r : p.connections) {
+      n.smcd += r.mode == runtime::ConnMode::kSmcd;
+      n.smcr += r.mode == runtime::ConnMode::kSmcr;
+    }
+  }
   return n;
 }
 
@@ -171,12 +188,14 @@ void PrintHist(const char* title, const uint64_t (&h)[kHistBuckets]) {
 
 // `smc_served`: the SMC connections that could carry the requests counted
 // (see Run), the divisor of the average.
-void PrintStats(const ProcessCounters& c, uint64_t smc_served, size_t processes,
-                bool since_reset) {
+// The summary counts SMC-D and SMC-R together (`smcd stats` and `smcr
+// stats` are two commands of the kernel's); `open` splits the live ones.
+void PrintStats(const ProcessCounters& c, uint64_t smc_served, OpenNow open,
+                size_t processes, bool since_reset) {
   const uint64_t smc = SmcConnections(c);
   const uint64_t requests = c.rx_calls + c.tx_calls;
   std::cout << fmt::format(
-      "SMC-D Connections Summary ({} process{} under usmc{})\n", processes,
+      "SMC Connections Summary ({} process{} under usmc{})\n", processes,
       processes == 1 ? "" : "es", since_reset ? ", since reset" : "");
   std::cout << fmt::format("  {:<30} {:>12}\n", "Total connections handled",
                            TotalConnections(c));
@@ -187,6 +206,8 @@ void PrintStats(const ProcessCounters& c, uint64_t smc_served, size_t processes,
   std::cout << fmt::format(
       "  {:<30} {:>12}\n", "  server v1/v2",
       fmt::format("{}/{}", c.smc_ok[1][0], c.smc_ok[1][1]));
+  std::cout << fmt::format("  {:<30} {:>12}\n", "  open now SMC-D/SMC-R",
+                           fmt::format("{}/{}", open.smcd, open.smcr));
   std::cout << fmt::format("  {:<30} {:>12}  (client {}, server {})\n",
                            "Handshake errors",
                            c.handshake_errors[0] + c.handshake_errors[1],
@@ -307,7 +328,8 @@ void Run(const StatsArgs& a) {
                      .dump(2)
               << "\n";
   } else {
-    PrintStats(total, smc_served, procs.size(), any_baseline);
+    PrintStats(total, smc_served, OpenByTechnology(procs), procs.size(),
+               any_baseline);
     PrintLinkGroups(procs);
   }
   if (a.reset) {

@@ -371,6 +371,93 @@ def cmd_soak_server(a):
     print(json.dumps(counts), flush=True)
 
 
+def stream_until_cut(s, data, stop):
+    """Sends `data` over and over, checking the echo, until the connection
+    ends. "cut" (a reset, an error, an EOF), "hung" (a call that waited
+    60 s: a dead peer must end the connection) or "bad" (an echoed byte
+    that was not sent)."""
+    s.settimeout(60)
+    verdict = {}
+    n, twice = len(data), data + data
+
+    def reader():
+        pos = 0
+        try:
+            while True:
+                chunk = s.recv(CHUNK)
+                if not chunk:
+                    break
+                want = twice[pos % n:pos % n + len(chunk)]
+                if len(chunk) > n or chunk != want:
+                    verdict["bad"] = True
+                    break
+                pos += len(chunk)
+        except socket.timeout:
+            verdict["hung"] = True
+        except OSError:
+            pass
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        while not stop.is_set() and t.is_alive():
+            s.sendall(data)
+    except socket.timeout:
+        verdict["hung"] = True
+    except OSError:
+        pass
+    # Our side is done writing either way: the reader's EOF or error follows.
+    try:
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    t.join()
+    s.close()
+    return "bad" if "bad" in verdict else "hung" if "hung" in verdict else "cut"
+
+
+def cmd_soak_survivor(a):
+    """A client under usmc whose servers soak.sh SIGKILLs: on SIGUSR2 (a
+    server listens on --port now) it connects and streams to that echo
+    server until the connection is cut; until SIGTERM. It connects only
+    when told: retrying a port nothing listens on may connect a socket to
+    itself (TCP simultaneous open). On SIGUSR1, once no connection is open
+    (between two servers), its resources and counts into --resources."""
+    counts = {"connections": 0, "refused": 0, "cut": 0, "hung": 0, "bad": 0}
+    stop, dump_asked, go = (threading.Event() for _ in range(3))
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: dump_asked.set())
+    signal.signal(signal.SIGUSR2, lambda *_: go.set())
+    data = blob(1 << 20, a.seed)
+    print("ready", flush=True)  # the signals are ours now
+    while not stop.is_set():
+        if dump_asked.is_set():
+            dump_asked.clear()
+            links = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    links.append(os.readlink(f"/proc/self/fd/{fd}"))
+                except OSError:
+                    pass  # the listdir's own fd
+            with open(a.resources, "w") as f:
+                json.dump(dict(process_resources(), fd_links=sorted(links),
+                               threads=threading.active_count(), **counts), f)
+        if not go.wait(0.1):
+            continue
+        go.clear()
+        try:
+            s = socket.create_connection((a.host, a.port), timeout=60)
+        except socket.timeout:
+            counts["hung"] += 1
+            continue
+        except OSError:
+            counts["refused"] += 1
+            continue
+        counts["connections"] += 1
+        counts[stream_until_cut(s, data, stop)] += 1
+    print(json.dumps(counts), flush=True)
+
+
 # ----------------------------------------------------------- forking servers
 def serve_and_exit(conn):
     try:
@@ -789,6 +876,8 @@ def main():
         (["--workers"], {"type": int, "default": 4}))
     add("aio-server", cmd_aio_server, host, port, conns)
     add("soak-server", cmd_soak_server, host, port,
+        (["--resources"], {"required": True}))
+    add("soak-survivor", cmd_soak_survivor, host, port, seed,
         (["--resources"], {"required": True}))
     add("aio-client", cmd_aio_client, host, port, conns, size, seed)
     add("http-get", cmd_http_get, (["url"], {}),

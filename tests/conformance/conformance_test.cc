@@ -26,7 +26,6 @@
 #include <string>
 #include <vector>
 
-#include "base/loaded_library.h"
 #include "tests/negotiate_harness.h"
 #include "tests/proc_util.h"
 
@@ -139,14 +138,9 @@ class ConformanceBase : public ::testing::Test {
     EnvMap env{{"USMC_EXIT_REPORT", report},
                {"USMC_STATUS_DIR", dir_ + "/status"},
                {"USMC_CONF", conf}};
-    static const std::string asan = LoadedLibrary("libasan.so");
-    // The same for every run, plain too: LeakSanitizer at exit needs /proc,
-    // which a chrooted case's child does not have (it would exit 1).
-    if (!asan.empty()) env["ASAN_OPTIONS"] = "detect_leaks=0";
-    if (mode != Mode::kPlain) {
-      env["LD_PRELOAD"] =
-          asan.empty() ? USMC_PRELOAD_LIB : asan + " " + USMC_PRELOAD_LIB;
-    }
+    // The same ASAN_OPTIONS for every run, plain too.
+    test_proc::AddAsanOptions(env);
+    if (mode != Mode::kPlain) test_proc::AddPreload(env, USMC_PRELOAD_LIB);
     return env;
   }
 

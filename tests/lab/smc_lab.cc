@@ -10,8 +10,8 @@
 //                                   smc_diag what the socket really used
 //
 // server/client print one line "SMC mode=SMCR|FALLBACK|SMCD ..." and exit
-// 0 for SMC-R, 2 for a TCP fallback, 1 for anything else (connect refused
-// included, so a caller can retry until the peer listens).
+// 0 for SMC-R, 2 for a TCP fallback, 3 when connect failed (a caller
+// retries until the peer listens), 1 for anything else.
 #include <arpa/inet.h>
 #include <linux/genetlink.h>
 #include <linux/inet_diag.h>
@@ -22,6 +22,7 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -84,16 +85,8 @@ int NlCall(int fd, NlReq& r, std::vector<char>* reply) {
   return EPROTO;
 }
 
-int UeidAdd(const char* eid_arg) {
-  // The kernel takes exactly SMC_MAX_EID_LEN characters plus the NUL,
-  // upper case, blank padded.
-  std::string eid(eid_arg);
-  for (char& c : eid) c = static_cast<char>(std::toupper(c));
-  if (eid.size() > SMC_MAX_EID_LEN) eid.resize(SMC_MAX_EID_LEN);
-  eid.resize(SMC_MAX_EID_LEN, ' ');
-
-  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
-  if (fd < 0) return Fail("netlink socket");
+// The SMC generic netlink family's id (0 if the kernel has none).
+uint16_t SmcFamily(int fd) {
   NlReq r{};
   r.h.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN);
   r.h.nlmsg_type = GENL_ID_CTRL;
@@ -106,7 +99,7 @@ int UeidAdd(const char* eid_arg) {
   if (err != 0 || reply.empty()) {
     std::fprintf(stderr, "smc_lab: no %s family (errno %d)\n",
                  SMC_GENL_FAMILY_NAME, err);
-    return 1;
+    return 0;
   }
   uint16_t family = 0;
   auto* h = reinterpret_cast<nlmsghdr*>(reply.data());
@@ -120,13 +113,28 @@ int UeidAdd(const char* eid_arg) {
       std::memcpy(&family, reinterpret_cast<char*>(a) + NLA_HDRLEN, 2);
     }
   }
-  r = NlReq{};
+  return family;
+}
+
+int UeidAdd(const char* eid_arg) {
+  // The kernel takes exactly SMC_MAX_EID_LEN characters plus the NUL,
+  // upper case, blank padded.
+  std::string eid(eid_arg);
+  for (char& c : eid) c = static_cast<char>(std::toupper(c));
+  if (eid.size() > SMC_MAX_EID_LEN) eid.resize(SMC_MAX_EID_LEN);
+  eid.resize(SMC_MAX_EID_LEN, ' ');
+
+  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+  if (fd < 0) return Fail("netlink socket");
+  const uint16_t family = SmcFamily(fd);
+  if (family == 0) return 1;
+  NlReq r{};
   r.h.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN);
   r.h.nlmsg_type = family;
   r.g.cmd = SMC_NETLINK_ADD_UEID;
   r.g.version = SMC_GENL_FAMILY_VERSION;
   PutAttr(r, SMC_NLA_EID_TABLE_ENTRY, eid.c_str(), SMC_MAX_EID_LEN + 1);
-  err = NlCall(fd, r, nullptr);
+  int err = NlCall(fd, r, nullptr);
   ::close(fd);
   if (err != 0 && err != EEXIST) {
     std::fprintf(stderr, "smc_lab: ueid-add: errno %d (%s)\n", err,
@@ -135,6 +143,167 @@ int UeidAdd(const char* eid_arg) {
   }
   std::printf("UEID \"%s\"\n", eid.c_str());
   return 0;
+}
+
+// ---- generic netlink dumps: link groups, links, fallback counters ----
+
+// The attributes of one nest (or message body) by type; the last wins.
+struct Attrs {
+  std::vector<const nlattr*> by_type = std::vector<const nlattr*>(64);
+  Attrs(const void* data, int len) {
+    for (auto* a = static_cast<const nlattr*>(data);
+         len >= NLA_HDRLEN && a->nla_len >= NLA_HDRLEN && a->nla_len <= len;
+         len -= NLA_ALIGN(a->nla_len),
+               a = reinterpret_cast<const nlattr*>(
+                   reinterpret_cast<const char*>(a) + NLA_ALIGN(a->nla_len))) {
+      const int t = a->nla_type & NLA_TYPE_MASK;
+      if (t < 64) by_type[t] = a;
+    }
+  }
+  const nlattr* get(int t) const { return by_type[t]; }
+  static const void* Data(const nlattr* a) {
+    return reinterpret_cast<const char*>(a) + NLA_HDRLEN;
+  }
+  static int Len(const nlattr* a) { return a->nla_len - NLA_HDRLEN; }
+  Attrs Nest(int t) const {
+    const nlattr* a = get(t);
+    return a ? Attrs(Data(a), Len(a)) : Attrs(nullptr, 0);
+  }
+  uint64_t U(int t) const {
+    const nlattr* a = get(t);
+    if (!a) return 0;
+    uint64_t v = 0;
+    std::memcpy(&v, Data(a), std::min<int>(Len(a), 8));  // little endian
+    return v;
+  }
+  std::string S(int t) const {
+    const nlattr* a = get(t);
+    if (!a) return "";
+    return std::string(static_cast<const char*>(Data(a)),
+                       strnlen(static_cast<const char*>(Data(a)), Len(a)));
+  }
+};
+
+// Runs one dump command; calls `each` with every message's attributes.
+template <typename F>
+int Dump(uint8_t cmd, F each) {
+  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+  if (fd < 0) return Fail("netlink socket");
+  const uint16_t family = SmcFamily(fd);
+  if (family == 0) return ::close(fd), 1;
+  NlReq r{};
+  r.h.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN);
+  r.h.nlmsg_type = family;
+  r.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  r.g.cmd = cmd;
+  r.g.version = SMC_GENL_FAMILY_VERSION;
+  if (::send(fd, &r, r.h.nlmsg_len, 0) < 0) return ::close(fd), Fail("send");
+  static char buf[65536];
+  int rc = 0;
+  for (bool done = false; !done;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, n);
+         h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = true;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        rc = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
+        done = true;
+        break;
+      }
+      each(Attrs(reinterpret_cast<char*>(NLMSG_DATA(h)) + GENL_HDRLEN,
+                 static_cast<int>(h->nlmsg_len) - NLMSG_LENGTH(GENL_HDRLEN)));
+    }
+  }
+  ::close(fd);
+  if (rc != 0) std::fprintf(stderr, "smc_lab: dump %u: errno %d\n", cmd, rc);
+  return rc == 0 ? 0 : 1;
+}
+
+// Prints "LGR ..." per SMC-R link group and "LINK ..." per link; returns
+// the number of link groups (-1 on error).
+int DumpLgrs(bool print) {
+  int n = 0;
+  if (Dump(SMC_NETLINK_GET_LGR_SMCR, [&](const Attrs& m) {
+        const Attrs l = m.Nest(SMC_GEN_LGR_SMCR);
+        const Attrs v2 = l.Nest(SMC_NLA_LGR_R_V2_COMMON);
+        ++n;
+        if (!print) return;
+        std::printf(
+            "LGR id=%llu role=%s type=%llu conns=%llu v2=%d ver=%llu "
+            "rel=%llu os=%llu eid=\"%s\" peer_host=\"%s\"\n",
+            static_cast<unsigned long long>(l.U(SMC_NLA_LGR_R_ID)),
+            l.U(SMC_NLA_LGR_R_ROLE) ? "SERVER" : "CLIENT",
+            static_cast<unsigned long long>(l.U(SMC_NLA_LGR_R_TYPE)),
+            static_cast<unsigned long long>(l.U(SMC_NLA_LGR_R_CONNS_NUM)),
+            l.get(SMC_NLA_LGR_R_V2_COMMON) && v2.U(SMC_NLA_LGR_V2_VER) == 2,
+            static_cast<unsigned long long>(v2.U(SMC_NLA_LGR_V2_VER)),
+            static_cast<unsigned long long>(v2.U(SMC_NLA_LGR_V2_REL)),
+            static_cast<unsigned long long>(v2.U(SMC_NLA_LGR_V2_OS)),
+            v2.S(SMC_NLA_LGR_V2_NEG_EID).c_str(),
+            v2.S(SMC_NLA_LGR_V2_PEER_HOST).c_str());
+      }) != 0) {
+    return -1;
+  }
+  if (print) {
+    Dump(SMC_NETLINK_GET_LINK_SMCR, [&](const Attrs& m) {
+      // The dump also sends each group's own record: links only.
+      if (!m.get(SMC_GEN_LINK_SMCR)) return;
+      const Attrs k = m.Nest(SMC_GEN_LINK_SMCR);
+      std::printf(
+          "LINK id=%llu ibdev=%s port=%llu gid=%s peer_gid=%s conns=%llu "
+          "state=%llu\n",
+          static_cast<unsigned long long>(k.U(SMC_NLA_LINK_ID)),
+          k.S(SMC_NLA_LINK_IB_DEV).c_str(),
+          static_cast<unsigned long long>(k.U(SMC_NLA_LINK_IB_PORT)),
+          k.S(SMC_NLA_LINK_GID).c_str(), k.S(SMC_NLA_LINK_PEER_GID).c_str(),
+          static_cast<unsigned long long>(k.U(SMC_NLA_LINK_CONN_CNT)),
+          static_cast<unsigned long long>(k.U(SMC_NLA_LINK_STATE)));
+    });
+    std::printf("LGRS n=%d\n", n);
+  }
+  return n;
+}
+
+// "FBACK server|client reason=0x... count=N" per fallback reason counted.
+int DumpFallbacks() {
+  return Dump(SMC_NETLINK_GET_FBACK_STATS, [&](const Attrs& m) {
+    const Attrs f = m.Nest(SMC_GEN_FBACK_STATS);
+    if (!f.get(SMC_NLA_FBACK_STATS_RSN_CODE)) {
+      std::printf(
+          "FBACK totals server=%llu client=%llu\n",
+          static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_SRV_CNT)),
+          static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_CLNT_CNT)));
+      return;
+    }
+    // TYPE is the kernel's is_srv flag.
+    std::printf(
+        "FBACK %s reason=0x%08llx count=%llu\n",
+        f.U(SMC_NLA_FBACK_STATS_TYPE) ? "server" : "client",
+        static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_RSN_CODE)),
+        static_cast<unsigned long long>(f.U(SMC_NLA_FBACK_STATS_RSN_CNT)));
+  });
+}
+
+// Polls the link-group table until it is empty: 0 and the time it took,
+// or 1 after `ms`.
+int LgrWaitEmpty(int ms) {
+  for (int waited = 0;; waited += 50) {
+    const int n = DumpLgrs(false);
+    if (n == 0) {
+      std::printf("LGR-EMPTY after %d ms\n", waited);
+      return 0;
+    }
+    if (n < 0 || waited >= ms) {
+      DumpLgrs(true);
+      std::printf("LGR-NOT-EMPTY after %d ms\n", waited);
+      return 1;
+    }
+    ::usleep(50 * 1000);
+  }
 }
 
 // ---- smc_diag: what the kernel says a socket used ----
@@ -282,6 +451,36 @@ int Exchange(int fd, bool client, uint64_t bytes) {
   std::printf("DATA %s %llu bytes each way\n", ok ? "ok" : "BAD",
               static_cast<unsigned long long>(bytes));
   const int mode = Diag(ntohs(self.sin_port), ntohs(peer.sin_port));
+  if (!client || std::getenv("SMC_LAB_WAIT_CLOSE") != nullptr) {
+    // How the peer ends the connection: EOF (orderly) or an error
+    // (ECONNRESET: abort). The server always waits for the client's close.
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char c;
+    const ssize_t r = ::recv(fd, &c, 1, 0);
+    if (r == 0) {
+      // An abort CDC sets the socket's error (ECONNRESET) and shuts it
+      // down: the kernel's recv then says EOF; SO_ERROR tells the two apart.
+      int err = 0;
+      socklen_t el = sizeof err;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+      if (err != 0) {
+        std::printf("PEER-CLOSE eof so_error=%s\n", strerrorname_np(err));
+      } else {
+        std::printf("PEER-CLOSE eof\n");
+      }
+    } else if (r < 0) {
+      std::printf("PEER-CLOSE error=%s\n", strerrorname_np(errno));
+    } else {
+      std::printf("PEER-CLOSE byte\n");
+    }
+  }
+  if (std::getenv("SMC_LAB_ABORT") != nullptr) {
+    // An abortive close (SO_LINGER 0), as an application resets TCP.
+    linger l{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    std::printf("CLOSE abort\n");
+  }
   ::close(fd);
   if (!ok) return 1;
   return mode == SMC_DIAG_MODE_SMCR           ? 0
@@ -289,7 +488,9 @@ int Exchange(int fd, bool client, uint64_t bytes) {
                                               : 1;
 }
 
-int Server(int port, uint64_t bytes) {
+// Takes `count` connections, each in a child of its own (so that several
+// clients at once each have theirs); exits with the worst child's code.
+int Server(int port, uint64_t bytes, int count) {
   const int ls = ::socket(kAfSmc, SOCK_STREAM | SOCK_CLOEXEC, kSmcProtoIpv4);
   if (ls < 0) return Fail("socket(AF_SMC)");
   const int one = 1;
@@ -303,10 +504,27 @@ int Server(int port, uint64_t bytes) {
   if (::listen(ls, 8) < 0) return Fail("listen");
   std::printf("LISTEN %d\n", port);
   std::fflush(stdout);
-  const int fd = ::accept(ls, nullptr, nullptr);
-  if (fd < 0) return Fail("accept");
+  int worst = 0;
+  int children = 0;
+  for (int i = 0; i < count; ++i) {
+    const int fd = ::accept(ls, nullptr, nullptr);
+    if (fd < 0) return Fail("accept");
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(ls);
+      std::_Exit(Exchange(fd, false, bytes));
+    }
+    ::close(fd);
+    if (pid > 0) ++children;
+  }
   ::close(ls);
-  return Exchange(fd, false, bytes);
+  for (; children > 0; --children) {
+    int st = 0;
+    if (::wait(&st) < 0) break;
+    const int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+    if (rc == 1 || (rc == 2 && worst == 0)) worst = rc;
+  }
+  return worst;
 }
 
 int Client(const char* addr, int port, uint64_t bytes) {
@@ -322,7 +540,7 @@ int Client(const char* addr, int port, uint64_t bytes) {
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
     Fail("connect");
     ::close(fd);
-    return 1;
+    return 3;  // a caller retries until the server listens
   }
   return Exchange(fd, true, bytes);
 }
@@ -333,15 +551,20 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "ueid-add" && argc == 3) return UeidAdd(argv[2]);
-  if (cmd == "server" && argc == 4) {
-    return Server(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 0));
+  if (cmd == "lgr" && argc == 2) return DumpLgrs(true) < 0;
+  if (cmd == "fback" && argc == 2) return DumpFallbacks();
+  if (cmd == "lgr-wait-empty" && argc == 3)
+    return LgrWaitEmpty(std::atoi(argv[2]));
+  if (cmd == "server" && (argc == 4 || argc == 5)) {
+    return Server(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 0),
+                  argc == 5 ? std::atoi(argv[4]) : 1);
   }
   if (cmd == "client" && argc == 5) {
     return Client(argv[2], std::atoi(argv[3]),
                   std::strtoull(argv[4], nullptr, 0));
   }
   std::fprintf(stderr,
-               "usage: smc_lab ueid-add EID | server PORT BYTES | "
-               "client ADDR PORT BYTES\n");
+               "usage: smc_lab ueid-add EID | lgr | fback | lgr-wait-empty MS |"
+               " server PORT BYTES [COUNT] | client ADDR PORT BYTES\n");
   return 1;
 }

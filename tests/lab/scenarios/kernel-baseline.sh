@@ -16,11 +16,11 @@ guest_main() {
     rc=$?
   else
     i=0
-    while :; do  # until the server listens (rc 1 = connect refused)
+    while :; do  # until the server listens (rc 3 = connect failed)
       timeout 60 smc_lab client "$LAB_peer" 5000 $BASELINE_BYTES
       rc=$?
       i=$((i + 1))
-      [ $rc -ne 1 ] || [ $i -ge 50 ] && break
+      [ $rc -ne 3 ] || [ $i -ge 50 ] && break
       sleep 0.2
     done
   fi
