@@ -31,6 +31,14 @@ if(USMC_VERBS)
                         PRIVATE ${USMC_IBVERBS_LIB})
   # Runs wherever an RDMA device exists (the lab: scripts/lab.sh verbs);
   # elsewhere every test skips, saying why.
+  # libusmc-verbs.so: dev/verbs as a module that runtime/smcr_process.cc
+  # dlopens only on a host with an RDMA device (so libusmc-preload.so adds
+  # no library to a program). Built next to libusmc-preload.so.
+  add_library(usmc_verbs_module MODULE verbs_module.cc)
+  set_target_properties(usmc_verbs_module PROPERTIES OUTPUT_NAME usmc-verbs
+                        PREFIX lib CXX_VISIBILITY_PRESET hidden
+                        LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/preload)
+  target_link_libraries(usmc_verbs_module PRIVATE usmc_dev_verbs)
   usmc_test(dev_verbs_test SOURCES verbs_test.cc
             LIBS usmc_dev_verbs usmc_dev_rdma_contract)
 endif()

@@ -23,6 +23,7 @@
 #include "preload/pass.h"
 #include "preload/real.h"
 #include "preload/signals.h"
+#include "preload/smcr.h"
 #include "preload/status.h"
 #include "preload/unattended.h"
 #include "runtime/config.h"
@@ -254,8 +255,10 @@ void Conn::OnEstablished(int app_fd, bool blocking,
                                                    : wire::kReasonMem);
       return;
     }
+    runtime::Options opts = SocketOptions(role_);
+    opts.smcr = SmcrRegistryFor(priv);  // null: no RDMA device serves it
     Result<std::unique_ptr<runtime::SmcSocket>> s =
-        runtime::SmcSocket::Start(priv, SocketOptions(role_));
+        runtime::SmcSocket::Start(priv, opts);
     if (!s.ok()) {
       // The peer committed to SMC and then broke the protocol: the runtime
       // reset the connection, so the app's calls fail as on a reset socket.
@@ -335,6 +338,7 @@ void Conn::AfterCall(bool data) {
       std::lock_guard lock(phase_mu_);
       if (counted_smc_.load(std::memory_order_relaxed)) return;
       NoteSmcd(role_);
+      if (sock_->is_smcr()) NoteSmcr();
       if (uint32_t* t = sock_->ProcessHolders()) {
         AddHolder(t, static_cast<uint32_t>(::getpid()));
       }

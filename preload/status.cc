@@ -15,12 +15,13 @@
 #include "base/sandbox.h"
 #include "preload/conn.h"
 #include "preload/real.h"
+#include "preload/smcr.h"
 
 namespace usmc::preload {
 namespace {
 
 struct Counters {
-  std::atomic<uint64_t> smcd{0}, tcp{0}, handshake_errors{0};
+  std::atomic<uint64_t> smcd{0}, tcp{0}, handshake_errors{0}, smcr{0};
   std::atomic<uint64_t> smcd_in{0}, smcd_out{0}, tcp_in{0}, tcp_out{0};
   // Fallback reasons: a small open-addressed table (few distinct codes).
   std::array<std::atomic<uint32_t>, 32> reason{};
@@ -75,6 +76,8 @@ std::string Comm() {
 void NoteSmcd(engine::Role) {
   C().smcd.fetch_add(1, std::memory_order_relaxed);
 }
+
+void NoteSmcr() { C().smcr.fetch_add(1, std::memory_order_relaxed); }
 
 void NoteFallback(engine::Role, uint32_t reason) {
   C().tcp.fetch_add(1, std::memory_order_relaxed);
@@ -153,7 +156,8 @@ void WriteExitReport() {
                     "{\"pid\":%d,\"comm\":\"%s\",\"smcd\":%llu,\"tcp\":%llu,"
                     "\"handshake_errors\":%llu,\"fallback_reasons\":{%s},"
                     "\"bytes_smcd_in\":%llu,\"bytes_smcd_out\":%llu,"
-                    "\"bytes_tcp_in\":%llu,\"bytes_tcp_out\":%llu}\n",
+                    "\"bytes_tcp_in\":%llu,\"bytes_tcp_out\":%llu,"
+                    "\"smcr\":%llu,\"smcr_devices\":%llu}\n",
                     static_cast<int>(::getpid()), Comm().c_str(),
                     static_cast<unsigned long long>(c.smcd.load()),
                     static_cast<unsigned long long>(c.tcp.load()),
@@ -161,7 +165,9 @@ void WriteExitReport() {
                     reasons.c_str(), static_cast<unsigned long long>(smcd_in),
                     static_cast<unsigned long long>(smcd_out),
                     static_cast<unsigned long long>(tcp_in),
-                    static_cast<unsigned long long>(tcp_out));
+                    static_cast<unsigned long long>(tcp_out),
+                    static_cast<unsigned long long>(c.smcr.load()),
+                    static_cast<unsigned long long>(SmcrDevicesOpened()));
   if (n <= 0) return;
   int fd = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return;
@@ -174,6 +180,7 @@ void WriteExitReport() {
 void ResetAfterFork() {
   Counters& c = C();
   c.smcd = 0;
+  c.smcr = 0;
   c.tcp = 0;
   c.handshake_errors = 0;
   c.smcd_in = c.smcd_out = c.tcp_in = c.tcp_out = 0;

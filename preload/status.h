@@ -17,6 +17,8 @@ namespace usmc::preload {
 class Conn;
 
 void NoteSmcd(engine::Role role);
+// Of those, one that runs over SMC-R (the exit report's "smcr").
+void NoteSmcr();
 void NoteFallback(engine::Role role, uint32_t reason);
 void NoteHandshakeError(engine::Role role);
 // Bytes of a connection that ended (added to the process totals).

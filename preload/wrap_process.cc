@@ -34,6 +34,7 @@
 #include "preload/listeners.h"
 #include "preload/policy_glue.h"
 #include "preload/real.h"
+#include "preload/smcr.h"
 #include "preload/status.h"
 #include "preload/stdio.h"
 #include "preload/unattended.h"
@@ -158,6 +159,9 @@ void PrepareExec(ExecPrep& p, bool loads_preload, char* const envp[]) {
     unspec.sa_family = AF_UNSPEC;
     (void)real().connect(fds[0], &unspec, sizeof unspec);
   }
+  // QPs do not survive exec: the SMC-R connections were reset above (they
+  // cannot be exported); the link groups end orderly before the image goes.
+  SmcrTerminate();
   if (records > 0) {
     p.state_fd = ::memfd_create("usmc-exec", 0);  // inherited on purpose
     if (p.state_fd >= 0 && real().write(p.state_fd, blob.data(), blob.size()) !=
@@ -326,7 +330,11 @@ pid_t fork() {
   } else {
     pl::ResetAfterFork();
     pl::table().ResetPassThruInChild();
+    // SMC-R's QPs and regions stay the parent's: its connections are
+    // unusable here, new ones get this process's own registry.
+    pl::SmcrAfterForkChild();
     for (auto& c : conns) {
+      if (usmc::runtime::SmcSocket* s = c->smc()) s->DetachSmcrAfterFork();
       c->AddHolderPid(::getpid());
       c->RepublishAfterFork();
     }
@@ -508,6 +516,8 @@ __attribute__((destructor)) void UsmcPreloadEnd() {
   pl::table().ForEach(
       [&](int fd, const std::shared_ptr<pl::Conn>&) { fds.push_back(fd); });
   for (int fd : fds) pl::ForgetFdForProcess(fd);
+  // Then the link groups end orderly: the peers' groups end at once.
+  pl::SmcrTerminate();
   pl::WriteExitReport();
 }
 

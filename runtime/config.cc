@@ -27,6 +27,7 @@ constexpr ConfigVar kVars[] = {
     {"USMC_SPIN_US", "20", "an integer 0..100000, in microseconds"},
     {"USMC_EPOLL_SCAN", "1", "0 or 1"},
     {"USMC_PROGRESS_THREAD", "1", "0 or 1"},
+    {"USMC_SMCR", "1", "0 or 1"},
     {"USMC_SHM_ARENA", "0",
      "0 or 1 (per-peer DMB arenas; a connection passed while others share "
      "its pair is reset)"},
@@ -132,6 +133,7 @@ Config LoadConfig(const EnvLookup& getenv, std::vector<std::string>* errors) {
   }
   if (auto on = r.Flag("USMC_EPOLL_SCAN")) c.epoll_scan = *on;
   if (auto on = r.Flag("USMC_PROGRESS_THREAD")) c.progress_thread = *on;
+  if (auto on = r.Flag("USMC_SMCR")) c.smcr = *on;
   if (auto on = r.Flag("USMC_SHM_ARENA")) c.shm_arena = *on;
   return c;
 }

@@ -72,6 +72,9 @@ struct Config {
   // USMC_SHM_ARENA, 0 or 1: experimental per-peer DMB arenas
   // (dev/shm_device.h).
   bool shm_arena = false;
+  // USMC_SMCR, 0 or 1: offer and accept SMC-R where an RDMA device with a
+  // RoCEv2 GID serves the connection's local address (preload/smcr.h).
+  bool smcr = true;
 
   Config();
 };

@@ -192,7 +192,7 @@ TEST(ConfigTest, EveryVariableIsListed) {
   EXPECT_EQ(names, (std::vector<std::string>{
                        "USMC_CLC_TIMEOUT_MS", "USMC_DMB_SIZE",
                        "USMC_DMB_BUDGET", "USMC_SPIN_US", "USMC_EPOLL_SCAN",
-                       "USMC_PROGRESS_THREAD", "USMC_SHM_ARENA"}));
+                       "USMC_PROGRESS_THREAD", "USMC_SMCR", "USMC_SHM_ARENA"}));
 }
 
 TEST(ConfigTest, OneClcTimeoutBelowTheInterposer) {

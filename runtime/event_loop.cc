@@ -17,7 +17,7 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events, uint64_t sleep_token) {
   std::lock_guard lock(mu_);
   WaitSpec w;
   if (tcp_closed_) {
-    w.ready = POLLNVAL;
+    w.ready = forked_away_ ? POLLERR | POLLHUP : POLLNVAL;
     return w;
   }
   if (HandshakingLocked()) {
@@ -30,7 +30,7 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events, uint64_t sleep_token) {
       return w;
     }
   }
-  if (conn_.mode() != engine::Mode::kSmc || !dev_->registered()) {
+  if (conn_.mode() != engine::Mode::kSmc || !Dev().registered()) {
     return w;  // TCP (or failed): the kernel socket is all there is
   }
   Refresh();
@@ -51,12 +51,12 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events, uint64_t sleep_token) {
     seen = SmcPollBits(events);
     return seen != 0;
   };
-  if (!dev_->Arm(ready, sleep_token)) {
+  if (!Dev().Arm(ready, sleep_token)) {
     w.ready = seen;
     return w;
   }
   w.n = 2;
-  w.fds[0] = {dev_->WaitFd(), POLLIN, 0};
+  w.fds[0] = {Dev().WaitFd(), POLLIN, 0};
   // During SMC-D the TCP socket is silent: readable means the peer's
   // process closed it (exit, kill) or broke the protocol.
   w.fds[1] = {fd_, POLLIN, 0};
@@ -79,11 +79,11 @@ void SmcSocket::AfterWait(const WaitSpec& polled, bool edge) {
     (void)ProgressLocked(0);
     return;
   }
-  if (conn_.mode() != engine::Mode::kSmc || !dev_->registered()) return;
+  if (conn_.mode() != engine::Mode::kSmc || !Dev().registered()) return;
   if (!doorbell_waiter_) {
     // (A thread blocked in Send/Recv sleeps on the doorbell itself: the
     // wakeups and the armed word are its own then.)
-    const int bell_fd = dev_->WaitFd();
+    const int bell_fd = Dev().WaitFd();
     bool bell_fired = false, tcp_fired = false, bell_hup = false;
     for (int i = 0; i < polled.n && i < 2; ++i) {
       const pollfd& p = polled.fds[i];
@@ -94,8 +94,8 @@ void SmcSocket::AfterWait(const WaitSpec& polled, bool edge) {
       }
       if (p.fd == fd_ || (p.fd < 0 && i == 1)) tcp_fired = true;
     }
-    dev_->Disarm();
-    bool gone = bell_fired && !dev_->Drain(/*lazily=*/edge, bell_hup);
+    Dev().Disarm();
+    bool gone = bell_fired && !Dev().Drain(/*lazily=*/edge, bell_hup);
     if (!gone && tcp_fired) gone = TcpStirs();
     if (gone) OnPeerGone();
   }
@@ -122,7 +122,7 @@ SmcSocket::WaitSpec SmcSocket::HandshakeSpec() const {
 bool SmcSocket::DisarmIdle() {
   std::lock_guard lock(mu_);
   if (tcp_closed_ || conn_.mode() != engine::Mode::kSmc ||
-      !dev_->registered()) {
+      !Dev().registered()) {
     return false;
   }
   // A poll arms inside PrepareWait, under mu_, after counting itself: seen
@@ -130,7 +130,7 @@ bool SmcSocket::DisarmIdle() {
   if (doorbell_waiter_ || sleepers_.load(std::memory_order_seq_cst) != 0) {
     return false;
   }
-  dev_->Disarm();
+  Dev().Disarm();
   return true;
 }
 
@@ -158,7 +158,7 @@ void SmcSocket::Forget() {
   early_.clear();  // another process sends the connection's bytes now
   // Only this process's mappings and fds: the Doorbell/PeerDoorbell and
   // DMB destructors write nothing into shared memory and send nothing.
-  dev_->ForgetBuffers();  // the last holder releases them
+  Dev().ForgetBuffers();  // the last holder releases them
   base::CloseOwnedFd(fd_);
   tcp_closed_ = true;
   peer_changed_.notify_all();
@@ -167,13 +167,13 @@ void SmcSocket::Forget() {
 uint32_t* SmcSocket::ProcessRefs() {
   std::lock_guard lock(mu_);
   if (tcp_closed_ || conn_.mode() != engine::Mode::kSmc) return nullptr;
-  return dev_->Shared(dev::SharedWord::kProcessRefs);
+  return Dev().Shared(dev::SharedWord::kProcessRefs);
 }
 
 uint32_t* SmcSocket::ProcessHolders() {
   std::lock_guard lock(mu_);
   if (tcp_closed_ || conn_.mode() != engine::Mode::kSmc) return nullptr;
-  return dev_->Shared(dev::SharedWord::kHolders);
+  return Dev().Shared(dev::SharedWord::kHolders);
 }
 
 }  // namespace usmc::runtime

@@ -23,7 +23,8 @@ void Executor::Execute(const engine::Actions& actions,
             },
             [&](const engine::TcpConsumed& a) { tcp_.ConsumeClc(a.len); },
             [&](const engine::RegisterRecvBuffer& a) {
-              Result<dev::BufferInfo> b = dev_.RegisterBuffer({.size = a.size});
+              Result<dev::BufferInfo> b =
+                  dev_->RegisterBuffer({.size = a.size});
               if (!b.ok()) {
                 answers.push_back(engine::RecvBufferFailed{
                     OutOfFds(b.status()) ? wire::kReasonNoFd
@@ -37,9 +38,9 @@ void Executor::Execute(const engine::Actions& actions,
             },
             [&](const engine::AttachPeerBuffer& a) {
               Result<dev::BufferInfo> b =
-                  dev_.AttachPeerBuffer({.token = a.token,
-                                         .size = a.size,
-                                         .timeout = opts_.attach_timeout});
+                  dev_->AttachPeerBuffer({.token = a.token,
+                                          .size = a.size,
+                                          .timeout = opts_.attach_timeout});
               if (!b.ok()) {
                 answers.push_back(engine::PeerBufferAttachFailed{
                     OutOfFds(b.status()) ? wire::kReasonNoFd
@@ -48,14 +49,14 @@ void Executor::Execute(const engine::Actions& actions,
               }
               answers.push_back(engine::PeerBufferAttached{});
             },
-            [&](const engine::PostCdc& a) { dev_.PostCdc(a.area); },
+            [&](const engine::PostCdc& a) { dev_->PostCdc(a.area); },
             [&](const engine::SignalPeer&) {
               ++log_.signals;
-              dev_.Signal();
+              dev_->Signal();
             },
             [&](const engine::CaptureUrgentByte& a) {
               std::byte b{0};
-              (void)dev_.ReadOwn(a.buffer_offset, {&b, 1});
+              (void)dev_->ReadOwn(a.buffer_offset, {&b, 1});
               answers.push_back(engine::UrgentByteCaptured{b});
             },
             [&](const engine::NotifyApp&) { ++log_.notifies; },
@@ -64,16 +65,17 @@ void Executor::Execute(const engine::Actions& actions,
               if (smcr_ && a.technology == engine::Technology::kSmcr) {
                 smcr_->HandshakeDone(a.smcr);
               }
-              dev_.EndHandshake();
+              dev_->EndHandshake();
               // This process is the connection's only holder so far.
-              if (uint32_t* refs = dev_.Shared(dev::SharedWord::kProcessRefs)) {
+              if (uint32_t* refs =
+                      dev_->Shared(dev::SharedWord::kProcessRefs)) {
                 std::atomic_ref<uint32_t>(*refs).store(
                     1, std::memory_order_release);
               }
             },
             [&](const engine::Fallback& a) {
               fallback_ = a;
-              dev_.EndHandshake();
+              dev_->EndHandshake();
             },
             [&](const engine::ArmTimer& a) { deadline_ = a.deadline; },
             [&](const engine::CancelTimer&) { deadline_.reset(); },
@@ -86,9 +88,9 @@ void Executor::Execute(const engine::Actions& actions,
               tcp_.ResetTcp();
             },
             [&](const engine::ReleaseBuffers& a) {
-              if (a.own_registered) dev_.UnregisterBuffer();
-              if (a.peer_attached) dev_.DetachPeerBuffer();
-              dev_.EndHandshake();
+              if (a.own_registered) dev_->UnregisterBuffer();
+              if (a.peer_attached) dev_->DetachPeerBuffer();
+              dev_->EndHandshake();
             },
             [&](const engine::CloseTcp&) {
               closed_ = true;
@@ -99,6 +101,12 @@ void Executor::Execute(const engine::Actions& actions,
             // rather than waiting for an answer nobody will give.
             [&](const engine::SmcrJoinLgr& a) {
               if (!smcr_) return NotExecutable();
+              if (dev_ != smcr_) {
+                // SMC-R chosen: the SMC-D device (a server's handover
+                // listener) is done with; the data moves over the link.
+                dev_->EndHandshake();
+                dev_ = smcr_;
+              }
               smcr_->Join(a, answers);
             },
             [&](const engine::SmcrStartLink& a) {
@@ -138,7 +146,7 @@ bool Executor::CopyToPeer(const engine::CopyPlan& plan, const std::byte* src) {
   size_t done = 0;
   for (uint8_t i = 0; i < plan.count; ++i) {
     const engine::RingChunk& c = plan.chunks[i];
-    if (!dev_.MoveData(c.offset, {src + done, c.len}).ok()) return false;
+    if (!dev_->MoveData(c.offset, {src + done, c.len}).ok()) return false;
     done += c.len;
   }
   return true;
@@ -148,7 +156,7 @@ bool Executor::CopyFromOwn(const engine::CopyPlan& plan, std::byte* dst) const {
   size_t done = 0;
   for (uint8_t i = 0; i < plan.count; ++i) {
     const engine::RingChunk& c = plan.chunks[i];
-    if (!dev_.ReadOwn(c.offset, {dst + done, c.len}).ok()) return false;
+    if (!dev_->ReadOwn(c.offset, {dst + done, c.len}).ok()) return false;
     done += c.len;
   }
   return true;

@@ -59,7 +59,7 @@ struct ExecutorOptions {
 class Executor {
  public:
   Executor(dev::Device& device, TcpSide& tcp, const ExecutorOptions& opts)
-      : dev_(device), tcp_(tcp), opts_(opts), smcr_(opts.smcr) {}
+      : dev_(&device), tcp_(tcp), opts_(opts), smcr_(opts.smcr) {}
 
   // Carries out `actions` in order. Answer events are appended to
   // `answers`; the caller feeds them (in order) before any other event.
@@ -72,7 +72,10 @@ class Executor {
   bool CopyToPeer(const engine::CopyPlan& plan, const std::byte* src);
   bool CopyFromOwn(const engine::CopyPlan& plan, std::byte* dst) const;
 
-  dev::Device& device() { return dev_; }
+  // The device the data moves on: the one given, until the handshake
+  // chose SMC-R (SmcrJoinLgr): from then on the SMC-R connection (a
+  // socket that offered both starts on the SMC-D device).
+  dev::Device& device() { return *dev_; }
 
   // ---- what the actions left behind ----
   // The Timeout deadline (ArmTimer), if armed.
@@ -105,7 +108,7 @@ class Executor {
   // ends with EPROTONOSUPPORT and the TCP socket is reset.
   void NotExecutable();
 
-  dev::Device& dev_;
+  dev::Device* dev_;
   TcpSide& tcp_;
   const ExecutorOptions opts_;
   SmcrConn* const smcr_;

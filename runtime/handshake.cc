@@ -108,6 +108,12 @@ bool SmcSocket::StepHandshake() {
   bool moved = FlushEarly();
   moved = FlushTcp() || moved;
   if (conn_.mode() != engine::Mode::kHandshake) return moved;
+  if (SmcrChosen()) {
+    // SMC-R chosen: the link's answers (link up, rkey confirmed, failed)
+    // come as events, queued by the progress thread.
+    (void)Dev().Drain(false, false);
+    if (FeedSmcrEvents()) return true;
+  }
   const bool due = exec_->deadline() && Now() >= *exec_->deadline();
   WaitSpec w = HandshakeWaitSpec();
   if (::poll(w.fds, static_cast<nfds_t>(w.n), 0) <= 0) {
@@ -116,19 +122,24 @@ bool SmcSocket::StepHandshake() {
     Feed(engine::Timeout{});
     return true;
   }
+  const int handover_fd = Dev().AttachFd();
+  const bool handover =
+      w.n > 1 && w.fds[1].fd == handover_fd && (w.fds[1].revents & POLLIN);
+  const bool link = w.n > 1 && w.fds[w.n - 1].fd == Dev().WaitFd() &&
+                    handover_fd < 0 && (w.fds[w.n - 1].revents & POLLIN);
+  if (link) return true;  // the next round feeds the link's events
   // What the peer sent before the deadline is read first: an app that
   // called in late must not decline an answer that came in time (the
   // peer would have gone on with SMC, or its Accept would land in our
   // TCP stream).
-  if (due && !(w.fds[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
-      !(w.n > 1 && (w.fds[1].revents & POLLIN))) {
+  if (due && !(w.fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && !handover) {
     exec_->TimerFired();
     Feed(engine::Timeout{});
     return true;
   }
   // The server serves the DMB handover, which the client runs before it
   // sends Confirm.
-  if (w.n > 1 && (w.fds[1].revents & POLLIN)) {
+  if (handover) {
     ServeHandover();
     return true;
   }
@@ -174,7 +185,7 @@ void SmcSocket::ServeHandover() {
   // Short: whoever connected is there now. An offer without the proof of
   // our token is closed unanswered; the listener stays up for the real
   // peer until Confirm or the CLC timeout.
-  Result<dev::BufferInfo> peer = dev_->AttachPeerBuffer(
+  Result<dev::BufferInfo> peer = Dev().AttachPeerBuffer(
       {.timeout =
            std::min(opts_.handover_timeout, std::chrono::milliseconds(200))});
   if (!peer.ok()) return;  // nothing to do: the client declines in CLC
@@ -192,9 +203,11 @@ SmcSocket::WaitSpec SmcSocket::HandshakeWaitSpec() const {
   }
   w.n = 1;
   w.fds[0] = {fd_, static_cast<short>(POLLIN | (out ? POLLOUT : 0)), 0};
-  if (int fd = dev_->AttachFd(); fd >= 0) {
+  if (int fd = Dev().AttachFd(); fd >= 0) {
     w.fds[1] = {fd, POLLIN, 0};
     w.n = 2;
+  } else if (SmcrChosen()) {
+    w.fds[w.n++] = {Dev().WaitFd(), POLLIN, 0};  // the link's answers
   }
   if (exec_->deadline()) w.timeout_ms = MsLeft(Now(), *exec_->deadline());
   return w;

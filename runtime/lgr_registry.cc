@@ -1,5 +1,7 @@
 #include "runtime/lgr_registry.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,6 +63,7 @@ struct LinkGroup {
   std::byte* spill = nullptr;
   std::unique_ptr<rdma::Mr> ring_mr, spill_mr;
   std::vector<SmcrConn*> conns;
+  std::vector<SmcrConn*> waiting;  // Joins deferred until the link is up
   std::optional<engine::TimePoint> deadline;
   bool ended = false;
   // A group we end ourselves (DELETE_LINK ALL) keeps its QP, receiving,
@@ -90,18 +93,67 @@ struct LinkGroup {
   uint64_t confirm_rkey_received = 0, delete_rkey_received = 0;
 };
 
+namespace {
+bool InFirstContact(const LinkGroup& x) {
+  return !x.ended && x.lgr && x.lgr->state() != engine::LgrState::kActive &&
+         x.lgr->state() != engine::LgrState::kEnded;
+}
+}  // namespace
+
 // ---- SmcrConn ----
 
+SmcrConn::SmcrConn(LgrRegistry& reg, const engine::EngineParams& params,
+                   const wire::Gid& peer_gid)
+    : reg_(reg),
+      params_(params),
+      peer_gid_(peer_gid),
+      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
 SmcrConn::~SmcrConn() {
-  std::lock_guard<std::mutex> lock(reg_.mu_);
-  reg_.ReleaseConn(*this);
-  std::erase(reg_.conns_, this);
-  reg_.PublishLocked();
+  {
+    std::lock_guard<std::mutex> lock(reg_.mu_);
+    if (deferred_on_ != nullptr) {
+      std::erase(deferred_on_->waiting, this);
+      deferred_on_ = nullptr;
+    }
+    reg_.ReleaseConn(*this);
+    std::erase(reg_.conns_, this);
+    reg_.PublishLocked();
+  }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
+
+namespace {
+// A group whose first contact is still running (SMCR.md §3: a second
+// connection to the same peer waits for it instead of making another).
+bool InFirstContact(const LinkGroup& x);
+}  // namespace
 
 void SmcrConn::Join(const engine::SmcrJoinLgr& a, std::vector<Event>& answers) {
   std::lock_guard<std::mutex> lock(reg_.mu_);
   LgrRegistry::Republish republish{reg_};
+  joined_once_ = true;
+  const engine::SmcrLink& l = a.link;
+  if (!a.first_contact || params_.role == engine::Role::kServer) {
+    // The group this Join must use may still be in its first contact (the
+    // peer answered a second connection before our link came up): wait
+    // for it, as the kernel's lgr_pending mutex makes its joins wait.
+    for (auto& x : reg_.groups_) {
+      if (x->role == params_.role && InFirstContact(*x) &&
+          x->lgr->params().peer_system_id == l.peer_system_id &&
+          x->lgr->params().peer_gid == l.peer_gid) {
+        deferred_join_ = a;
+        deferred_on_ = x.get();
+        x->waiting.push_back(this);
+        return;
+      }
+    }
+  }
+  JoinLocked(a, answers);
+}
+
+void SmcrConn::JoinLocked(const engine::SmcrJoinLgr& a,
+                          std::vector<Event>& answers) {
   LinkGroup* g = nullptr;
   bool first = a.first_contact;
   const engine::SmcrLink& l = a.link;
@@ -370,11 +422,46 @@ Status SmcrConn::MoveData(uint64_t offset, std::span<const std::byte> data) {
   return Status();
 }
 
-dev::WaitResult SmcrConn::Wait(dev::ReadyFn ready, std::chrono::nanoseconds,
-                               const dev::WaitOptions&) {
-  // The socket-level wait over SMC-R comes with the progress thread's
-  // per-connection eventfd (issue 18 part 2); tests pump instead.
-  return ready() ? dev::WaitResult::kReady : dev::WaitResult::kTimedOut;
+dev::WaitResult SmcrConn::Wait(dev::ReadyFn ready,
+                               std::chrono::nanoseconds timeout,
+                               const dev::WaitOptions& opts) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  const bool forever = timeout >= std::chrono::nanoseconds::max() / 4;
+  for (;;) {
+    if (ready()) return dev::WaitResult::kReady;
+    int ms = -1;
+    if (!forever) {
+      const auto left = timeout - (Clock::now() - start);
+      if (left <= std::chrono::nanoseconds::zero())
+        return dev::WaitResult::kTimedOut;
+      ms = int(std::min<int64_t>(
+          std::chrono::ceil<std::chrono::milliseconds>(left).count(), 1 << 30));
+    }
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {opts.extra_fd, POLLIN, 0}};
+    const int n = ::poll(fds, opts.extra_fd >= 0 ? 2 : 1, ms);
+    if (n < 0 && errno == EINTR) {
+      if (opts.return_on_signal) return dev::WaitResult::kInterrupted;
+      continue;
+    }
+    if (n > 0 && (fds[0].revents & POLLIN)) {
+      uint64_t v = 0;
+      (void)!::read(wake_fd_, &v, sizeof v);
+      continue;  // ready() decides
+    }
+    if (n > 0 && opts.extra_fd >= 0 && fds[1].revents != 0) {
+      if (ready()) return dev::WaitResult::kReady;
+      return dev::WaitResult::kExtraFdReady;
+    }
+  }
+}
+
+bool SmcrConn::Drain(bool, bool) {
+  // Events queued before this read are taken by the caller's next look
+  // (SmcSocket::Refresh follows every Drain); each later one writes again.
+  uint64_t v = 0;
+  (void)!::read(wake_fd_, &v, sizeof v);
+  return true;
 }
 
 Status SmcrConn::ExportFds(std::array<int, 4>&) const {
@@ -448,14 +535,24 @@ engine::EngineParams LgrRegistry::ConnParams(const engine::EngineParams& base,
         return p;
       }
     }
+    // A first contact to this peer already proposed (its Accept not yet
+    // here): propose its system ID too, so that the peer answers this one
+    // on the same group and our Join waits for it (SMCR.md §3).
+    for (const SmcrConn* c : conns_) {
+      if (c->params_.role == engine::Role::kClient && !c->joined_once_ &&
+          c->peer_gid_ == peer_gid && peer_gid != wire::Gid{}) {
+        p.smcr_system_id = c->params_.smcr_system_id;
+        return p;
+      }
+    }
     p.smcr_system_id = engine::NewSystemId(&entropy_);
   }
   return p;
 }
 
 std::unique_ptr<SmcrConn> LgrRegistry::NewConn(
-    const engine::EngineParams& params) {
-  std::unique_ptr<SmcrConn> c(new SmcrConn(*this, params));
+    const engine::EngineParams& params, const wire::Gid& peer_gid) {
+  std::unique_ptr<SmcrConn> c(new SmcrConn(*this, params, peer_gid));
   std::lock_guard<std::mutex> lock(mu_);
   conns_.push_back(c.get());
   return c;
@@ -583,6 +680,7 @@ void LgrRegistry::RunLgrActions(LinkGroup& g,
     }
     return nullptr;
   };
+  bool deferred = false;  // the first contact ended: deferred Joins run
   for (const engine::LgrAction& action : actions) {
     std::visit(
         base::Overloaded{
@@ -602,6 +700,7 @@ void LgrRegistry::RunLgrActions(LinkGroup& g,
                 c->awaiting_link_ = false;
                 Queue(*c, engine::SmcrLinkUp{});
               }
+              deferred = true;
             },
             [&](const engine::LgrFirstContactFailed& a) {
               for (SmcrConn* c : g.conns) {
@@ -609,6 +708,7 @@ void LgrRegistry::RunLgrActions(LinkGroup& g,
                 c->awaiting_link_ = false;
                 Queue(*c, engine::SmcrLinkFailed{a.clc_reason});
               }
+              deferred = true;
             },
             [&](const engine::LgrConnAdded& a) { g.added_token = a.token; },
             [&](const engine::LgrConnRefused&) { g.added_token = 0; },
@@ -624,7 +724,10 @@ void LgrRegistry::RunLgrActions(LinkGroup& g,
               }
             },
             [&](const engine::LgrRkeyDeleted&) {},
-            [&](const engine::LgrArmTimer& a) { g.deadline = a.deadline; },
+            [&](const engine::LgrArmTimer& a) {
+              g.deadline = a.deadline;
+              if (kick_) kick_();
+            },
             [&](const engine::LgrCancelTimer&) { g.deadline.reset(); },
             [&](const engine::LgrEnded& a) {
               g.ended = true;
@@ -651,15 +754,35 @@ void LgrRegistry::RunLgrActions(LinkGroup& g,
                   Queue(*c, engine::SmcrLinkFailed{wire::kReasonTimeoutCl});
                 }
               }
+              deferred = true;
             },
         },
         action);
   }
+  if (deferred && !g.waiting.empty()) RunDeferredJoins(g);
 }
 
 void LgrRegistry::Queue(SmcrConn& c, const Event& e) {
   c.events_.push_back(e);
+  if (c.wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!::write(c.wake_fd_, &one, sizeof one);
+  }
   if (c.wake_) c.wake_();
+}
+
+void LgrRegistry::RunDeferredJoins(LinkGroup& g) {
+  std::vector<SmcrConn*> waiting = std::move(g.waiting);
+  g.waiting.clear();
+  for (SmcrConn* c : waiting) {
+    if (c->deferred_on_ != &g || !c->deferred_join_) continue;
+    const engine::SmcrJoinLgr a = *c->deferred_join_;
+    c->deferred_join_.reset();
+    c->deferred_on_ = nullptr;
+    std::vector<Event> answers;
+    c->JoinLocked(a, answers);
+    for (const Event& e : answers) Queue(*c, e);
+  }
 }
 
 void LgrRegistry::PostLlc(LinkGroup& g, std::span<const std::byte> bytes) {
@@ -929,6 +1052,31 @@ void LgrRegistry::TerminateAll() {
   for (auto& g : groups_) {
     if (!g->ended) RunLgr(*g, engine::LgrTerminate{});
   }
+}
+
+bool LgrRegistry::DrainTerminated(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    (void)Progress();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      bool sent = true;
+      for (const auto& g : groups_) sent = sent && g->qp == nullptr;
+      if (sent) return true;
+    }
+    const auto left = until - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return false;
+    pollfd p = {fd(), POLLIN, 0};
+    ::poll(
+        &p, p.fd >= 0 ? 1 : 0,
+        int(std::min<int64_t>(
+            std::chrono::ceil<std::chrono::milliseconds>(left).count(), 10)));
+  }
+}
+
+void LgrRegistry::SetKick(std::function<void()> kick) {
+  std::lock_guard<std::mutex> lock(mu_);
+  kick_ = std::move(kick);
 }
 
 void LgrRegistry::AttachStatus(StatusSink sink) {

@@ -33,6 +33,7 @@
 #define USMC_RUNTIME_LGR_REGISTRY_H_
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -149,12 +150,18 @@ class SmcrConn final : public dev::Device {
   dev::CdcBytes LoadCdc() const override { return {}; }
   bool LoadForeignPost(dev::CdcBytes&) override { return false; }
   void Signal() override {}
-  dev::WaitResult Wait(dev::ReadyFn, std::chrono::nanoseconds,
-                       const dev::WaitOptions&) override;
+  // The wakeup: one eventfd per connection (wake_fd_), written whenever
+  // the link queues an event for it (a CDC, a send completion, the link
+  // up, the group's end), by the progress thread or whichever thread
+  // polled the completion queue. It stays readable while events wait, so
+  // poll/epoll see SMC-R readiness exactly as SMC-D's doorbell.
+  dev::WaitResult Wait(dev::ReadyFn ready, std::chrono::nanoseconds timeout,
+                       const dev::WaitOptions& opts) override;
   bool Arm(dev::ReadyFn ready, uint64_t) override { return !ready(); }
   void Disarm() override {}
-  int WaitFd() const override { return -1; }
-  bool Drain(bool, bool) override { return true; }
+  int WaitFd() const override { return wake_fd_; }
+  // Reads the eventfd; it is written again for every later event.
+  bool Drain(bool, bool) override;
   uint64_t PeerPostedNs() const override { return 0; }
   dev::DoorbellStats wait_stats() const override { return {}; }
   dev::DoorbellStats signal_stats() const override { return {}; }
@@ -163,11 +170,17 @@ class SmcrConn final : public dev::Device {
 
  private:
   friend class LgrRegistry;
-  SmcrConn(LgrRegistry& reg, const engine::EngineParams& params)
-      : reg_(reg), params_(params) {}
+  SmcrConn(LgrRegistry& reg, const engine::EngineParams& params,
+           const wire::Gid& peer_gid);
+  // Join's work, with the lock held; Join defers it while the group it
+  // must join is still in its first contact (see LgrRegistry::ConnParams).
+  void JoinLocked(const engine::SmcrJoinLgr& a,
+                  std::vector<engine::Event>& answers);
 
   LgrRegistry& reg_;
   const engine::EngineParams params_;
+  const wire::Gid peer_gid_;  // client: the GID we proposed to (else zero)
+  int wake_fd_ = -1;
   // Everything below is guarded by reg_.mu_.
   LinkGroup* group_ = nullptr;
   uint32_t token_ = 0;
@@ -183,7 +196,11 @@ class SmcrConn final : public dev::Device {
   uint32_t peer_rmb_size_ = 0;
   bool awaiting_link_ = false;
   bool awaiting_rkey_ = false;
-  bool aborted_ = false;  // its group ended under it
+  bool aborted_ = false;      // its group ended under it
+  bool joined_once_ = false;  // Join ran (a proposal is no longer pending)
+  // A Join waiting for this group's first contact to end.
+  std::optional<engine::SmcrJoinLgr> deferred_join_;
+  LinkGroup* deferred_on_ = nullptr;
   std::vector<dev::rdma::SendWr> pending_writes_;
   std::deque<engine::Event> events_;
   std::function<void()> wake_;
@@ -203,7 +220,12 @@ class LgrRegistry {
   // (D2) that a first contact will give the new group.
   engine::EngineParams ConnParams(const engine::EngineParams& base,
                                   const wire::Gid& peer_gid);
-  std::unique_ptr<SmcrConn> NewConn(const engine::EngineParams& params);
+  // `peer_gid`: the client's peer (what ConnParams was given): while this
+  // connection's first contact is pending, another connection to the same
+  // peer proposes the same system ID and its Join waits for the group
+  // (SMCR.md §3: one link group per peer, first contacts serialised).
+  std::unique_ptr<SmcrConn> NewConn(const engine::EngineParams& params,
+                                    const wire::Gid& peer_gid = {});
 
   // Drains the completion queues (LLC to the groups, CDCs and send
   // completions to the connections, errors end the group), reposts
@@ -220,6 +242,14 @@ class LgrRegistry {
 
   // Ends every group (DELETE_LINK ALL ORDERLY, as at process exit).
   void TerminateAll();
+  // After TerminateAll: pumps completions until every DELETE_LINK left
+  // (its send completed, the QP gone) or `timeout` passed on the real
+  // clock. true if every group is gone. For process exit.
+  bool DrainTerminated(std::chrono::milliseconds timeout);
+  // Runs (under the lock) whenever a group arms a timer: the progress
+  // thread's Kick, so a deadline armed by an application thread is not
+  // slept through.
+  void SetKick(std::function<void()> kick);
 
   std::vector<LgrInfo> Groups() const;
   // Live memory regions of connections, in registration order.
@@ -251,6 +281,9 @@ class LgrRegistry {
   void FlushBacklog(LinkGroup& g);
   void LinkFailed(LinkGroup& g);
   void Queue(SmcrConn& c, const engine::Event& e);
+  // The group's first contact ended (active, or failed): the Joins that
+  // waited for it run now; their answers are queued as events.
+  void RunDeferredJoins(LinkGroup& g);
   void HandleSendWc(const dev::rdma::WorkCompletion& wc);
   void HandleRecvWc(const dev::rdma::WorkCompletion& wc);
   void RepostRecv(LinkGroup& g, uint32_t slot);
@@ -280,6 +313,7 @@ class LgrRegistry {
   std::vector<std::vector<std::byte>> sends_;
   std::optional<StatusSink> status_;
   std::map<const void*, SlotId> slots_;  // group or connection -> its slot
+  std::function<void()> kick_;
 };
 
 }  // namespace usmc::runtime

@@ -71,7 +71,11 @@ SimPair::SimPair(const SimOptions& options)
           reg.ConnParams(*params[s], world_->host(peer_host).attr().gid);
       if (s == kClient && options_.client_system_id)
         params[s]->smcr_system_id = *options_.client_system_id;
-      smcr_[s] = reg.NewConn(*params[s]);
+      // The client's peer GID: a second first contact to it while this
+      // one runs joins its group (LgrRegistry::NewConn).
+      smcr_[s] = reg.NewConn(
+          *params[s],
+          s == kClient ? world_->host(peer_host).attr().gid : wire::Gid{});
     }
   }
   sides_[kClient].conn.emplace(options_.client, &entropy_[kClient]);

@@ -4,13 +4,17 @@
 // here: what only SMC-R has (link groups, LLC deadlines with no app call,
 // reuse, memory regions, a dead or hostile peer).
 #include <gtest/gtest.h>
+#include <poll.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <variant>
 #include <vector>
 
 #include "runtime/sim_pair.h"
@@ -751,6 +755,133 @@ TEST(SimSmcrMemory, RemoteWriteOutsideAnRmbEndsOnlyThatGroup) {
   SimPair again(o);
   Connect(again);
   PingPong(again, "new-group");
+}
+
+// ---- the connection's wakeup (SmcrConn::Wait, WaitFd) ----
+
+bool Readable(int fd) {
+  pollfd p = {fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+void DrainWake(SmcrConn& c) {
+  (void)c.TakeEvents();
+  (void)c.Drain(false, false);
+}
+
+// poll/epoll see SMC-R readiness as SMC-D's: the connection's fd is
+// readable exactly when the link queued something for it.
+TEST(SimSmcrWait, WaitFdIsReadableOnceTheLinkQueuedACdc) {
+  SimPair sim(SimPair::SmcrOptions());
+  Connect(sim);
+  SmcrConn& srv = sim.smcr_conn(kServer);
+  ASSERT_GE(srv.WaitFd(), 0);
+  DrainWake(srv);
+  EXPECT_FALSE(Readable(srv.WaitFd()));
+  ASSERT_EQ(sim.Send(kClient, Bytes("ring")), 4u);
+  while (sim.world().Progress()) {
+  }
+  EXPECT_TRUE(Readable(srv.WaitFd()));
+  std::vector<engine::Event> ev = srv.TakeEvents();
+  ASSERT_FALSE(ev.empty());
+  EXPECT_TRUE(std::holds_alternative<engine::SmcrCdcReceived>(ev.back()));
+  (void)srv.Drain(false, false);
+  EXPECT_FALSE(Readable(srv.WaitFd()));
+}
+
+// A blocked Recv sleeps in Wait until the CDC the progress side queues:
+// the caller is asleep (it asked once) before the peer sends.
+TEST(SimSmcrWait, WaitSleepsUntilTheCdcArrivesFromAnotherThread) {
+  SimPair sim(SimPair::SmcrOptions());
+  Connect(sim);
+  SmcrConn& srv = sim.smcr_conn(kServer);
+  DrainWake(srv);
+  std::atomic<int> asked{0};
+  std::thread peer([&] {
+    for (int i = 0; i < 20000 && asked.load() == 0; ++i)
+      std::this_thread::sleep_for(100us);
+    // The waiter has looked once and found nothing: now the CDC.
+    std::this_thread::sleep_for(5ms);
+    ASSERT_EQ(sim.Send(kClient, Bytes("wake")), 4u);
+    for (int i = 0; i < 1000 && sim.world().Progress(); ++i) {
+    }
+  });
+  auto ready = [&] {
+    asked.fetch_add(1);
+    return srv.HasEvents();
+  };
+  const dev::WaitResult r = srv.Wait(ready, 10s, {});
+  peer.join();
+  EXPECT_EQ(r, dev::WaitResult::kReady);
+  EXPECT_GE(asked.load(), 2);  // it slept between two looks
+  bool cdc = false;
+  for (const engine::Event& e : srv.TakeEvents())
+    cdc = cdc || std::holds_alternative<engine::SmcrCdcReceived>(e);
+  EXPECT_TRUE(cdc);
+}
+
+// ---- TerminateAll (process exit) ----
+
+// DELETE_LINK orderly: the peer's group ends at once (no timer fires),
+// its connections are aborted and woken, and our QP goes once the
+// DELETE_LINK left (DrainTerminated, as at process exit).
+TEST(SimSmcrTerminate, TerminateAllEndsThePeersGroupAtOnceAndWakesItsConns) {
+  SimPair sim(SimPair::SmcrOptions());
+  Connect(sim);
+  SmcrConn& srv = sim.smcr_conn(kServer);
+  DrainWake(srv);
+  const engine::TimePoint t0 = sim.world().now();
+  sim.registry(kClient).TerminateAll();
+  for (int i = 0; i < 1000 && sim.world().Progress(); ++i) {
+  }
+  EXPECT_EQ(sim.world().now(), t0);  // no timeout was needed
+  EXPECT_TRUE(Readable(srv.WaitFd()));
+  bool failed = false;
+  for (const engine::Event& e : srv.TakeEvents())
+    failed = failed || std::holds_alternative<engine::DeviceFailed>(e);
+  EXPECT_TRUE(failed);
+  for (const LgrInfo& g : sim.registry(kServer).Groups()) {
+    EXPECT_EQ(g.state, LgrState::kEnded) << g.id;
+  }
+  EXPECT_TRUE(sim.registry(kClient).DrainTerminated(0ms));
+}
+
+// ---- first contact serialised per peer (SMCR.md §3) ----
+
+// Two connections to one peer started together, their handshakes
+// interleaved one event at a time: one link group on each side, the
+// second connection joins the first's (before: two groups).
+TEST(SimSmcrFirstContact, ConcurrentFirstContactsToOnePeerMakeOneGroup) {
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    SCOPED_TRACE(seed);
+    SmcrWorld w(seed);
+    const int cli = w.AddProcess(0), srv = w.AddProcess(1);
+    SimOptions o = SimPair::SmcrOptions();
+    o.world = &w;
+    o.client_process = cli;
+    o.server_process = srv;
+    SimPair pa(o), pb(o);
+    pa.Start();
+    pb.Start();
+    for (int i = 0; i < 5000; ++i) {
+      const size_t n = pa.Pump(seed) + pb.Pump(1);
+      if (n == 0 && !w.Progress()) break;
+    }
+    for (SimPair* p : {&pa, &pb}) {
+      ASSERT_EQ(p->conn(kClient).mode(), Mode::kSmc);
+      ASSERT_EQ(p->conn(kServer).mode(), Mode::kSmc);
+      EXPECT_FALSE(p->side(kClient).fallback.has_value());
+    }
+    EXPECT_NE(pa.side(kClient).smcr_link->first_contact,
+              pb.side(kClient).smcr_link->first_contact);
+    EXPECT_EQ(w.registry(cli).Groups().size(), 1u);
+    EXPECT_EQ(w.registry(srv).Groups().size(), 1u);
+    EXPECT_EQ(pa.smcr_conn(kClient).lgr_id(), pb.smcr_conn(kClient).lgr_id());
+    PingPong(pa, "a");
+    PingPong(pb, "b");
+    CloseBoth(pa);
+    CloseBoth(pb);
+  }
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "runtime/smc_socket.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
@@ -13,6 +14,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <variant>
 
 #include "base/owned_fd.h"
 #include "dev/shm_device.h"
@@ -20,6 +22,7 @@
 #include "dev/shm_identity.h"
 #include "engine/clc_common.h"
 #include "runtime/config.h"
+#include "runtime/lgr_registry.h"
 #include "wire/cdc.h"
 #include "wire/clc.h"
 #include "wire/reason.h"
@@ -44,6 +47,24 @@ std::atomic<uint32_t> g_shared{0};
 
 void CountFork() { g_shared.fetch_add(1, std::memory_order_seq_cst); }
 
+// The peer's RoCEv2 GID as SMC-Rv2 over IPv4 uses it (::ffff:a.b.c.d): the
+// key of our link group with it. Zero if the peer is not IPv4.
+wire::Gid PeerGid(int fd) {
+  wire::Gid g{};
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return g;
+  if (ss.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    g[10] = g[11] = 0xff;
+    std::memcpy(g.data() + 12, &in->sin_addr, 4);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    std::memcpy(g.data(), &in6->sin6_addr, 16);
+  }
+  return g;
+}
+
 uint64_t SeedFromKernel() {
   uint64_t seed = 0;
   if (getrandom(&seed, sizeof seed, 0) != sizeof seed) {
@@ -61,7 +82,7 @@ engine::CdcArrived ToArrived(const dev::CdcBytes& cdc) {
   return e;
 }
 
-engine::EngineParams MakeParams(const Options& opts) {
+engine::EngineParams MakeSmcdParams(const Options& opts) {
   engine::EngineParams p;
   p.role = opts.role;
   p.smcd_enabled = opts.smcd_enabled;
@@ -89,11 +110,31 @@ engine::EngineParams MakeParams(const Options& opts) {
 
 }  // namespace
 
+struct SmcSocket::Made {
+  engine::EngineParams params;
+  wire::Gid peer_gid{};
+};
+
+SmcSocket::Made SmcSocket::MakeParams(int fd, const Options& opts) {
+  Made m;
+  m.params = MakeSmcdParams(opts);
+  if (opts.smcr != nullptr) {
+    m.peer_gid = PeerGid(fd);
+    m.params = opts.smcr->ConnParams(m.params, m.peer_gid);
+  }
+  return m;
+}
+
 SmcSocket::SmcSocket(int fd, const Options& opts)
+    : SmcSocket(fd, opts, MakeParams(fd, opts)) {}
+
+SmcSocket::SmcSocket(int fd, const Options& opts, const Made& made)
     : fd_(fd),
       opts_(opts),
       entropy_(SeedFromKernel()),
-      conn_(MakeParams(opts), &entropy_) {
+      conn_(made.params, &entropy_) {
+  if (opts.smcr != nullptr)
+    smcr_ = opts.smcr->NewConn(made.params, made.peer_gid);
   // The device's process-wide values (DMB budget, spin) come from it.
   (void)ProcessConfig();
   UseDevice(dev::ShmDevice::Create(
@@ -160,7 +201,8 @@ void SmcSocket::UseDevice(std::unique_ptr<dev::Device> d) {
   exec_.reset();
   dev_ = std::move(d);
   exec_.emplace(*dev_, static_cast<TcpSide&>(*this),
-                ExecutorOptions{.attach_timeout = opts_.handover_timeout});
+                ExecutorOptions{.attach_timeout = opts_.handover_timeout,
+                                .smcr = smcr_.get()});
 }
 
 void SmcSocket::ConsumeClc(size_t len) {
@@ -185,14 +227,48 @@ void SmcSocket::ResetTcp() {
 
 // ---- SMC-D data path ------------------------------------------------------
 
+bool SmcSocket::SmcrChosen() const { return smcr_ && &Dev() == smcr_.get(); }
+
+bool SmcSocket::is_smcr() const {
+  std::lock_guard lock(mu_);
+  return SmcrChosen();
+}
+
+bool SmcSocket::FeedSmcrEvents() {
+  if (!smcr_ || forked_away_ || tcp_closed_) return false;
+  std::vector<engine::Event> events = smcr_->TakeEvents();
+  for (const engine::Event& e : events) {
+    if (std::holds_alternative<engine::DeviceFailed>(e) && conn_.PeerClosed()) {
+      // The peer closed, then its link group ended (its process exited:
+      // TerminateAll's DELETE_LINK comes behind its close CDC on the same
+      // QP). Its bytes are all in our RMB: as with SMC-D's gone peer
+      // (OnPeerGone), the orderly close is final and the app reads the
+      // rest, then EOF, instead of losing it to an abort.
+      continue;
+    }
+    if (std::holds_alternative<engine::SmcrCdcReceived>(e) ||
+        std::holds_alternative<engine::DeviceFailed>(e)) {
+      peer_changes_.fetch_add(1, std::memory_order_relaxed);
+    }
+    Feed(e);
+  }
+  return !events.empty();
+}
+
 void SmcSocket::Refresh() {
-  // Once the peer is gone, its last words are final: OnPeerGone fed the
-  // close its death implies (PeerVanished).
-  if (conn_.mode() != engine::Mode::kSmc || !dev_->registered() || peer_gone_) {
+  if (SmcrChosen()) {
+    // SMC-R: what the link brought (CDCs, completions, the group's end)
+    // waits on the connection's queue, in order.
+    if (conn_.mode() == engine::Mode::kSmc) FeedSmcrEvents();
     return;
   }
-  if (dev_->attached() && MaybeShared()) AdoptSiblingProgress();
-  const dev::CdcBytes cdc = dev_->LoadCdc();
+  // Once the peer is gone, its last words are final: OnPeerGone fed the
+  // close its death implies (PeerVanished).
+  if (conn_.mode() != engine::Mode::kSmc || !Dev().registered() || peer_gone_) {
+    return;
+  }
+  if (Dev().attached() && MaybeShared()) AdoptSiblingProgress();
+  const dev::CdcBytes cdc = Dev().LoadCdc();
   if (cdc == last_area_) return;
   last_area_ = cdc;
   peer_changes_.fetch_add(1, std::memory_order_relaxed);
@@ -201,12 +277,12 @@ void SmcSocket::Refresh() {
 
 void SmcSocket::AdoptSiblingProgress() {
   dev::CdcBytes now;
-  if (!dev_->LoadForeignPost(now)) return;
+  if (!Dev().LoadForeignPost(now)) return;
   // (After exec nothing was published by this image yet: the area then
   // matches the restored state and the engine's resync changes nothing.)
   engine::SiblingPublished e;
   e.published = ToArrived(now).area;
-  e.peer_area = ToArrived(dev_->LoadCdc()).area;
+  e.peer_area = ToArrived(Dev().LoadCdc()).area;
   Feed(e);
 }
 
@@ -220,7 +296,7 @@ void SmcSocket::SetNonblocking(bool on) {
 }
 
 bool SmcSocket::WaitForPeer(int timeout_ms) {
-  if (!dev_->registered() || peer_gone_) {
+  if (!Dev().registered() || peer_gone_) {
     errno = EAGAIN;
     return false;
   }
@@ -233,14 +309,17 @@ bool SmcSocket::WaitForPeer(int timeout_ms) {
     return true;
   }
   const dev::CdcBytes seen = last_area_;
-  dev::Device& d = *dev_;
+  dev::Device& d = Dev();
   auto timeout =
       timeout_ms < 0
           ? std::chrono::nanoseconds::max() / 2
           : std::chrono::nanoseconds(std::chrono::milliseconds(timeout_ms));
   doorbell_waiter_ = true;
   mu_.unlock();
-  auto moved = [&] { return !(d.LoadCdc() == seen); };
+  SmcrConn* const link = SmcrChosen() ? smcr_.get() : nullptr;
+  auto moved = [&] {
+    return link != nullptr ? link->HasEvents() : !(d.LoadCdc() == seen);
+  };
   dev::WaitResult r =
       d.Wait(moved, timeout, {.extra_fd = fd_, .return_on_signal = true});
   mu_.lock();
@@ -271,6 +350,14 @@ bool SmcSocket::WaitForPeer(int timeout_ms) {
 
 void SmcSocket::OnPeerGone() {
   if (peer_gone_) return;
+  if (SmcrChosen() && opts_.smcr != nullptr) {
+    // SMC-R: its last CDCs (its close) were acknowledged before its
+    // process went (it waits for its DELETE_LINK to leave), but may still
+    // sit in our completion queue, behind the TCP FIN that woke us: take
+    // them now, or its close would look like a vanished peer short of its
+    // last bytes (seen in the lab: EOF 24 KiB early).
+    (void)opts_.smcr->Progress();
+  }
   Refresh();          // it may have published its close just before exiting
   peer_gone_ = true;  // from now on the area is ours alone (see Refresh)
   if (conn_.PeerClosed()) return;  // an orderly close: the engine has it
@@ -473,7 +560,7 @@ ssize_t SmcSocket::RecvSmc(std::byte* buf, size_t len, int flags) {
 
 short SmcSocket::Poll(short events) {
   std::lock_guard lock(mu_);
-  if (tcp_closed_) return POLLNVAL;
+  if (tcp_closed_) return forked_away_ ? POLLERR | POLLHUP : POLLNVAL;
   if (HandshakingLocked()) {
     (void)ProgressLocked(0);
     // Undecided: not readable yet, writable only into early data (an app
@@ -503,7 +590,7 @@ LateClc SmcSocket::DropLateClc(int fd, bool wait) {
 
 uint32_t SmcSocket::EffectiveLowat() const {
   // Never more than the ring holds: a larger mark could never be reached.
-  const uint64_t size = dev_->own().size;
+  const uint64_t size = Dev().own().size;
   const uint64_t ring = size > wire::kSmcdCdcLen ? size - wire::kSmcdCdcLen : 1;
   return static_cast<uint32_t>(
       std::clamp<uint64_t>(static_cast<uint64_t>(rcv_lowat_), 1, ring));
@@ -542,7 +629,7 @@ short SmcSocket::Wait(short events, int timeout_ms) {
       left = static_cast<int>(std::min<int64_t>(ms.count(), 1 << 30));
     }
     std::unique_lock lock(mu_);
-    if (tcp_closed_) return POLLNVAL;
+    if (tcp_closed_) return forked_away_ ? POLLERR | POLLHUP : POLLNVAL;
     if (HandshakingLocked()) {
       (void)ProgressLocked(left);
       continue;
@@ -561,16 +648,16 @@ short SmcSocket::Wait(short events, int timeout_ms) {
 
 uint64_t SmcSocket::PeerPublishedNs() const {
   std::lock_guard lock(mu_);
-  return dev_->PeerPostedNs();
+  return Dev().PeerPostedNs();
 }
 
 int SmcSocket::PollFd() const {
   std::lock_guard lock(mu_);
-  if (conn_.mode() != engine::Mode::kSmc || !dev_->registered() ||
+  if (conn_.mode() != engine::Mode::kSmc || !Dev().registered() ||
       tcp_closed_) {
     return -1;
   }
-  return dev_->WaitFd();
+  return Dev().WaitFd();
 }
 
 int SmcSocket::Readable() {
@@ -652,9 +739,29 @@ void SmcSocket::Abort() {
   ReleaseAll(/*reset=*/true);
 }
 
+bool SmcSocket::DetachSmcrAfterFork() {
+  std::lock_guard lock(mu_);
+  if (!smcr_) return false;
+  const bool smcr_path =
+      &Dev() == smcr_.get() ||
+      (conn_.mode() == engine::Mode::kHandshake && !tcp_closed_);
+  // Never freed here: its destructor would lock the parent's registry (a
+  // copy, maybe locked by a thread we do not have) and post on its QP.
+  SmcrConn* parent_side = smcr_.release();
+  (void)parent_side;
+  if (!smcr_path || tcp_closed_) return false;
+  forked_away_ = true;
+  early_.clear();
+  base::CloseOwnedFd(fd_);  // this process's reference only
+  tcp_closed_ = true;
+  forgotten_ = true;
+  peer_changed_.notify_all();
+  return true;
+}
+
 void SmcSocket::ReleaseAll(bool reset) {
-  dev_->DetachPeerBuffer();
-  dev_->UnregisterBuffer();
+  Dev().DetachPeerBuffer();
+  Dev().UnregisterBuffer();
   CloseFd(reset);
 }
 
@@ -669,6 +776,10 @@ void SmcSocket::CloseFd(bool reset) {
 }
 
 bool SmcSocket::TcpUnusable() const {
+  if (forked_away_) {
+    errno = ECONNABORTED;  // the SMC-R link stayed with the parent
+    return true;
+  }
   if (tcp_closed_) {
     errno = EBADF;
     return true;
@@ -684,10 +795,11 @@ SocketStatus SmcSocket::status() const {
   std::lock_guard lock(mu_);
   SocketStatus s;
   s.engine = conn_.Stats();
-  s.local_dmb_token = dev_->own().token;
-  s.peer_dmb_token = dev_->peer().token;
-  s.doorbell = dev_->wait_stats();
-  s.peer_doorbell = dev_->signal_stats();
+  if (forked_away_) return s;  // the SMC-R side is the parent's
+  s.local_dmb_token = Dev().own().token;
+  s.peer_dmb_token = Dev().peer().token;
+  s.doorbell = Dev().wait_stats();
+  s.peer_doorbell = Dev().signal_stats();
   return s;
 }
 

@@ -61,6 +61,8 @@
 namespace usmc::runtime {
 
 struct ExecRecord;  // runtime/exec_record.h
+class LgrRegistry;  // runtime/lgr_registry.h
+class SmcrConn;
 
 struct Options {
   engine::Role role = engine::Role::kClient;
@@ -86,6 +88,11 @@ struct Options {
           engine::kClcTimeout);
   std::chrono::milliseconds handover_timeout{2000};
   bool smcd_enabled = true;  // false: decline everything (tests, policy)
+  // SMC-R: this process's link-group registry on the RDMA device whose
+  // RoCEv2 GID serves the connection's local address (the caller chose
+  // it), or null: SMC-R is then neither offered nor accepted. With both,
+  // SMC-D wins where the peer shares our host (engine::ChooseForProposal).
+  LgrRegistry* smcr = nullptr;
 };
 
 // What `usmc ss` / status need about one connection.
@@ -272,6 +279,16 @@ class SmcSocket : private TcpSide {
   // wait for it forever) nor state half-changed under it.
   void LockForFork() { mu_.lock(); }
   void UnlockAfterFork() { mu_.unlock(); }
+  // In a fork child: the SMC-R side (a QP, memory regions, the parent's
+  // link-group registry and its progress thread) cannot be used here. The
+  // SMC-R object is left to the parent (never freed or touched here); a
+  // connection that runs, or may come to run, over SMC-R is unusable in
+  // this process: its calls fail with ECONNABORTED, its close sends
+  // nothing (the parent's connection goes on). SMC-D and TCP sockets are
+  // unaffected. true if the socket became unusable here.
+  bool DetachSmcrAfterFork();
+  // The connection runs over SMC-R (the handshake chose it).
+  bool is_smcr() const;
   // SMC-D: a 32-bit word in our DMB's control page, 1 when SMC-D came up,
   // for a reference count shared by the processes holding the connection
   // (use std::atomic_ref). nullptr otherwise. The peer maps that page too.
@@ -309,6 +326,9 @@ class SmcSocket : private TcpSide {
 
  private:
   SmcSocket(int fd, const Options& opts);
+  struct Made;  // the engine's parameters, and SMC-R's peer GID
+  static Made MakeParams(int fd, const Options& opts);
+  SmcSocket(int fd, const Options& opts, const Made& made);
   Status ExportRecord(ExecRecord& rec, bool for_pass);  // ExportFor*'s part
 
   using Clock = std::chrono::steady_clock;
@@ -405,9 +425,22 @@ class SmcSocket : private TcpSide {
   std::atomic<int> sleepers_{0};  // polls sleeping on it (AddSleeper)
   int decided_fd_ = -1;           // WatchDecision's eventfd
 
+  // SMC-R (Options::smcr): this connection's side in the registry. Before
+  // dev_: the executor may point at it.
+  std::unique_ptr<SmcrConn> smcr_;
   std::unique_ptr<dev::Device> dev_;
-  std::optional<Executor> exec_;  // on *dev_
-  dev::CdcBytes last_area_{};     // the peer's CDC as last fed to the engine
+  std::optional<Executor> exec_;  // on *dev_, or *smcr_ once SMC-R chosen
+  // The device the connection's data moves on (the executor's).
+  dev::Device& Dev() { return exec_->device(); }
+  const dev::Device& Dev() const {
+    return const_cast<Executor&>(*exec_).device();
+  }
+  // SMC-R: feeds the events the link queued for this connection.
+  bool FeedSmcrEvents();
+  // The handshake chose SMC-R: the data moves over smcr_.
+  bool SmcrChosen() const;
+  bool forked_away_ = false;   // DetachSmcrAfterFork made it unusable
+  dev::CdcBytes last_area_{};  // the peer's CDC as last fed to the engine
   std::atomic<uint64_t> peer_changes_{0};
   bool decline_noted_ = false;  // the executor's Fallback{declined} seen
   int error_ = 0;               // sticky errno from ReportError

@@ -110,11 +110,11 @@ Status SmcSocket::ExportRecord(ExecRecord& rec, bool for_pass) {
   }
   std::array<int, 4> fds{};
   dev::ArenaExport arenas;
-  auto* shm = dynamic_cast<dev::ShmDevice*>(dev_.get());
+  auto* shm = dynamic_cast<dev::ShmDevice*>(&Dev());
   if (shm != nullptr && shm->in_arena()) {
     USMC_RETURN_IF_ERROR(shm->ExportArenas(arenas, for_pass));
     fds = {arenas.own_fd, arenas.peer_fd, arenas.doorbell_fd, -1};
-  } else if (Status st = dev_->ExportFds(fds); !st.ok()) {
+  } else if (Status st = Dev().ExportFds(fds); !st.ok()) {
     return st;
   }
   // Deferred shutdowns and the app's SO_RCVLOWAT go where they belong
@@ -123,7 +123,7 @@ Status SmcSocket::ExportRecord(ExecRecord& rec, bool for_pass) {
   Result<engine::ConnectionSnapshot> snap = conn_.Snapshot();
   if (!snap.ok()) return snap.status();
   const engine::SmcdLink& link = snap->link;
-  const dev::BufferInfo own = dev_->own(), peer = dev_->peer();
+  const dev::BufferInfo own = Dev().own(), peer = Dev().peer();
   if (link.local_dmb_token != own.token || link.local_dmb_size != own.size ||
       link.peer_dmb_token != peer.token || link.peer_dmb_size != peer.size) {
     return Status(StatusCode::kInternal,

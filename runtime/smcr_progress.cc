@@ -32,6 +32,7 @@ void SmcrProgress::Stop() {
 }
 
 void SmcrProgress::Run() {
+  if (opts_.on_start) opts_.on_start();
   while (!stop_.load(std::memory_order_acquire)) {
     std::chrono::milliseconds wait = opts_.max_sleep;
     {

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -30,6 +31,8 @@ struct SmcrProgressOptions {
   // Upper bound of one sleep (also when no timer is armed).
   std::chrono::milliseconds max_sleep{1000};
   std::mutex* world_lock = nullptr;  // tests: see above
+  // Runs first on the thread (the interposer marks it as its own).
+  std::function<void()> on_start;
 };
 
 class SmcrProgress {

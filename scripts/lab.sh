@@ -32,7 +32,7 @@ die() { log "$*"; exit 1; }
 
 HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod xz-utils zstd
                rdma-core ibverbs-providers ibverbs-utils libibverbs-dev
-               iproute2 debian-archive-keyring)
+               iproute2 debian-archive-keyring iperf3 socat)
 
 install_host_packages() {
   local missing=() p
@@ -74,7 +74,7 @@ EOF
 }
 
 # What the guests run, from the usmc build tree.
-GUEST_TARGETS=(usmc usmc_preload smc_lab verbs_pair dev_verbs_test smcr_peer)
+GUEST_TARGETS=(usmc usmc_preload usmc_verbs_module smc_lab verbs_pair dev_verbs_test smcr_peer)
 
 build_usmc() {
   if [ ! -f "$BUILD/CMakeCache.txt" ]; then
@@ -88,6 +88,9 @@ build_usmc() {
 # Kernel modules the guests load, dependencies first (resolved on the host).
 GUEST_MODULES="crc32_generic virtio_pci virtio_net rdma_rxe ib_uverbs smc smc_diag"
 GUEST_TOOLS="/usr/bin/rdma /usr/bin/ibv_devices /usr/bin/ibv_devinfo /usr/bin/ibv_rc_pingpong"
+# Real programs the usmc-pair scenario runs under `usmc run` (sha256sum is
+# busybox's).
+GUEST_TOOLS="$GUEST_TOOLS /usr/bin/iperf3 /usr/bin/socat"
 
 build_initramfs() {
   local kdir=$LAB_DIR/kernel kver r=$LAB_DIR/root
@@ -115,8 +118,8 @@ build_initramfs() {
   # usmc's build outputs keep their build-tree layout under /usmc, so the
   # usmc CLI finds its interposer as it does in the build tree.
   local f rel bins=()
-  for f in tools/usmc preload/libusmc-preload.so tests/smc_lab tests/verbs_pair \
-           dev/dev_verbs_test tests/smcr_peer; do
+  for f in tools/usmc preload/libusmc-preload.so preload/libusmc-verbs.so \
+           tests/smc_lab tests/verbs_pair dev/dev_verbs_test tests/smcr_peer; do
     [ -e "$BUILD/$f" ] || { log "missing $BUILD/$f"; return 1; }
     mkdir -p "$r/usmc/$(dirname "$f")"
     # without debug info: the guest unpacks every byte under TCG

@@ -199,6 +199,10 @@ void ExpectSmcd(const json& r, uint64_t in, uint64_t out, uint64_t smcd = 1) {
   EXPECT_EQ(U(r, "bytes_smcd_out"), out);
   EXPECT_EQ(U(r, "bytes_tcp_in"), 0u);
   EXPECT_EQ(U(r, "bytes_tcp_out"), 0u);
+  // No RDMA device serves loopback (nor, usually, this host): no verbs
+  // context was opened, so SMC-R was never offered (preload/smcr.h).
+  EXPECT_EQ(U(r, "smcr"), 0u);
+  EXPECT_EQ(U(r, "smcr_devices"), 0u);
 }
 
 // One connection that stayed TCP for `reason`.
@@ -213,6 +217,7 @@ void ExpectTcp(const json& r, uint32_t reason, uint64_t in, uint64_t out) {
   EXPECT_EQ(U(r, "bytes_tcp_out"), out);
   EXPECT_EQ(U(r, "bytes_smcd_in"), 0u);
   EXPECT_EQ(U(r, "bytes_smcd_out"), 0u);
+  EXPECT_EQ(U(r, "smcr_devices"), 0u);
 }
 
 // A process that used no SMC at all (not opted in): no line, or zeros.
