@@ -158,6 +158,10 @@ struct SmcrLeaveLgr {
   uint32_t token = 0;
   uint32_t rkey = 0;
   bool announced = false;
+  // The peer declined with the out-of-sync bit: its view of the group we
+  // offered for reuse differs from ours, so the group ends with all its
+  // connections, as the kernel does (sync_err; SMCR.md §3.1).
+  bool end_group = false;
 };
 
 using Action =

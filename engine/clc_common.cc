@@ -249,8 +249,8 @@ void HandshakeCore::CancelTimer(Actions& out) {
 
 void HandshakeCore::ReleaseBuffers(Actions& out) {
   if (lgr_joined) {
-    out.push_back(
-        SmcrLeaveLgr{smcr.local_token, smcr.local_rkey, rkey_announced});
+    out.push_back(SmcrLeaveLgr{smcr.local_token, smcr.local_rkey,
+                               rkey_announced, peer_out_of_sync});
     lgr_joined = false;
     rkey_announced = false;
   }

@@ -150,6 +150,8 @@ class HandshakeCore {
   SmcrLink smcr;
   bool lgr_joined = false;
   bool rkey_announced = false;
+  // The peer's Decline had the out-of-sync bit (SmcrLeaveLgr::end_group).
+  bool peer_out_of_sync = false;
   uint32_t local_reason = 0;
   uint32_t peer_reason = 0;
 

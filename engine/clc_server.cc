@@ -162,6 +162,7 @@ void ClcServer::OnTcpBytes(std::span<const std::byte> bytes, TimePoint,
         // AWAIT_LINK: only the client's Decline (its CONFIRM_LINK wait ran
         // out) may come now.
         const auto* d = std::get_if<wire::ClcDecline>(&core_.message());
+        if (d != nullptr) core_.peer_out_of_sync = d->out_of_sync;
         FallBack(E::kClcMessage,
                  d ? wire::kReasonPeerDecl : wire::kReasonCnfErr,
                  d ? d->peer_diagnosis : 0, d == nullptr, out);
@@ -273,6 +274,7 @@ void ClcServer::SendSmcrAccept(TimePoint now, Actions& out) {
 
 void ClcServer::OnSmcrConfirm(const wire::ClcMessage& m, Actions& out) {
   if (const auto* d = std::get_if<wire::ClcDecline>(&m)) {
+    core_.peer_out_of_sync = d->out_of_sync;
     FallBack(E::kClcMessage, wire::kReasonPeerDecl, d->peer_diagnosis, false,
              out);
     return;

@@ -113,7 +113,7 @@ std::ostream& operator<<(std::ostream& os, const Action& a) {
         } else if constexpr (std::is_same_v<T, SmcrJoinLgr>) {
           os << (x.first_contact ? "{first contact}" : "{reuse}");
         } else if constexpr (std::is_same_v<T, SmcrLeaveLgr>) {
-          os << "{token " << x.token << "}";
+          os << "{token " << x.token << (x.end_group ? ", end group}" : "}");
         }
       },
       a);

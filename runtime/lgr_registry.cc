@@ -330,6 +330,9 @@ void SmcrConn::Leave(const engine::SmcrLeaveLgr& a) {
     if (a.announced && !g->ended) {
       reg_.RunLgr(*g, engine::LgrDeleteRkey{a.rkey});
     }
+    if (a.end_group && !g->ended) {
+      reg_.RunLgr(*g, engine::LgrTerminate{/*orderly=*/false});
+    }
   }
   reg_.ReleaseConn(*this);
 }

@@ -282,7 +282,8 @@ TEST(SimSmcrFirstContact, LostConfirmLinkDeclinesTimeoutClAndKeepsAppBytes) {
 }
 
 // A reuse Accept for a group the client does not have (another process
-// proposed our group's ID: SMCR.md §3.3) -> Decline SYNCERR, out of sync.
+// proposed our group's ID: SMCR.md §3.3) -> Decline SYNCERR, out of sync,
+// and the server ends that group.
 TEST(SimSmcrReuse, ReuseAcceptForAnUnknownGroupDeclinesSyncErr) {
   SmcrWorld w(7);
   const int a = w.AddProcess(0), srv = w.AddProcess(1), b = w.AddProcess(0);
@@ -315,6 +316,17 @@ TEST(SimSmcrReuse, ReuseAcceptForAnUnknownGroupDeclinesSyncErr) {
   second.Pump();
   EXPECT_EQ(Str(second.TcpAppRead(kClient)), "and-back");
   EXPECT_TRUE(w.registry(b).Groups().empty());
+  // The server ends the group it offered for reuse, with its connections,
+  // as the kernel does on an out-of-sync Decline (sync_err): the first
+  // connection learns it at both ends, never a hang.
+  RunUntilError(first, kServer);
+  EXPECT_EQ(first.conn(kServer).RecvState().error, ECONNABORTED);
+  RunUntilError(first, kClient);
+  const int err = first.conn(kClient).RecvState().error;
+  EXPECT_TRUE(err == ECONNRESET || err == ECONNABORTED) << err;
+  for (const LgrInfo& g : w.registry(srv).Groups()) {
+    EXPECT_EQ(g.state, LgrState::kEnded) << g.id;
+  }
 }
 
 // ---- link-group reuse ----
