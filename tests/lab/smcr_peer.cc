@@ -92,7 +92,7 @@ class Peer final : public runtime::TcpSide {
  public:
   Peer(int fd, runtime::LgrRegistry& reg, const engine::EngineParams& p,
        engine::Entropy& entropy)
-      : fd_(fd), conn_(p, &entropy) {
+      : fd_(fd), reg_(&reg), conn_(p, &entropy) {
     wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     smcr_ = reg.NewConn(p);
     const int wfd = wake_;
@@ -172,6 +172,12 @@ class Peer final : public runtime::TcpSide {
         Feed(engine::TcpBytes{rx_});
       } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         tcp_eof_ = true;
+        // As SmcSocket::OnPeerGone: the peer's close CDC may still sit in
+        // the completion queue behind its TCP FIN; take it first, or an
+        // orderly close would look like a vanished peer (ECONNRESET).
+        (void)reg_->Progress();
+        for (int i = 0; i < 100000 && Step(); ++i) {
+        }
         Feed(engine::TcpEof{});
       }
     }
@@ -333,6 +339,7 @@ class Peer final : public runtime::TcpSide {
   }
 
   int fd_;
+  runtime::LgrRegistry* reg_;
   int wake_ = -1;
   engine::Connection conn_;
   std::unique_ptr<runtime::SmcrConn> smcr_;
