@@ -42,9 +42,7 @@ guest_main() {
     sed 's/^/P1 /' /tmp/p1.out; sed 's/^/P2 /' /tmp/p2.out
     echo "LAB-RESULT $LAB_name usmc-two rc=$r1,$r2"
   fi
-  lab_counters
-  dmesg | grep -i -E 'smc|rxe' | grep -v -i 'command line' | tail -30 | sed 's/^/KMSG /'
-  sleep 1
+  lab_kernel_report 30
   return 0
 }
 

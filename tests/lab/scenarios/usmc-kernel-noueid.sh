@@ -34,9 +34,7 @@ guest_main() {
     timeout 60 smcr_peer server 5001 $UN_BYTES
     echo "LAB-RESULT $LAB_name usmc-server rc=$?"
   fi
-  lab_counters
-  dmesg | grep -i -E 'smc|rxe' | grep -v -i 'command line' | tail -20 | sed 's/^/KMSG /'
-  sleep 1
+  lab_kernel_report
   return 0
 }
 

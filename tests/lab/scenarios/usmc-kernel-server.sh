@@ -53,9 +53,7 @@ guest_main() {
     echo "LAB-RESULT $LAB_name lgr-empty rc=$?"
     smc_lab fback
   fi
-  lab_counters
-  dmesg | grep -i -E 'smc|rxe' | grep -v -i 'command line' | tail -20 | sed 's/^/KMSG /'
-  sleep 1
+  lab_kernel_report
   return $rc
 }
 

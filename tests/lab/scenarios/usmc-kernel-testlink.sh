@@ -25,9 +25,7 @@ guest_main() {
     rc=$?
     echo "LAB-RESULT $LAB_name usmc-client rc=$rc"
   fi
-  lab_counters
-  dmesg | grep -i -E 'smc|rxe' | grep -v -i 'command line' | tail -20 | sed 's/^/KMSG /'
-  sleep 1
+  lab_kernel_report
   return $rc
 }
 
