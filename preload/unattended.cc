@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -58,6 +59,10 @@ struct State {
   // locks (the fork wrapper takes `mu` before those): no lock there.
   std::atomic<int> wake_fd{-1};
   std::atomic<pid_t> wake_owner{0};
+  // UnattendedReleased calls inside a write to wake_fd: the thread closes
+  // the eventfd when it ends only once none is (the number could be the
+  // app's by then).
+  std::atomic<int> ringers{0};
 };
 State& S() {
   static State* s = new State();
@@ -73,6 +78,17 @@ bool Undecided(const Conn& c) {
 // Idle this long, the thread ends: a server accepting now and then does
 // not start one per connection.
 constexpr int kLingerMs = 1000;
+
+// Under st.mu, the thread ending (or gone with a fork): an idle process
+// holds no fd of usmc's, as before its first connection.
+void CloseWakeLocked(State& st) {
+  st.wake_fd.store(-1, std::memory_order_seq_cst);
+  while (st.ringers.load(std::memory_order_seq_cst) != 0) {
+    std::this_thread::yield();  // a ring in flight: one write(2)
+  }
+  if (st.wake >= 0) base::CloseOwnedFd(st.wake);
+  st.wake = -1;
+}
 
 // The noted connections still undecided and due; forgets the decided
 // ones, which it adds to `*decided` (another call decided them, maybe one
@@ -106,7 +122,10 @@ Live TakeOrStop(bool stop, uint64_t* epoch, int* next_ms, Live* decided) {
     ++keep;
   }
   st.noted.erase(keep, st.noted.end());
-  if (st.noted.empty() && stop) st.running = false;
+  if (st.noted.empty() && stop) {
+    st.running = false;
+    CloseWakeLocked(st);
+  }
   return live;
 }
 
@@ -234,7 +253,8 @@ void NoteUnattended(const std::shared_ptr<Conn>& c) {
   if (st.running && st.owner != ::getpid()) {
     st.running = false;
     st.noted.clear();
-    st.wake = -1;  // the parent's
+    st.ringers.store(0);  // the parent's threads are not here
+    CloseWakeLocked(st);  // the parent's thread's
   }
   st.noted.push_back({c, Clock::now() + kGrace});
   if (st.running) {
@@ -249,10 +269,11 @@ void UnattendedReleased() {
   State& st = S();
   // Another process's (a fork the wrapper did not see): not ours to ring.
   if (st.wake_owner.load(std::memory_order_acquire) != ::getpid()) return;
-  const int fd = st.wake_fd.load(std::memory_order_relaxed);
+  st.ringers.fetch_add(1, std::memory_order_seq_cst);
+  const int fd = st.wake_fd.load(std::memory_order_seq_cst);
   const uint64_t one = 1;
-  // (Rung after the thread ended: the next one loops once for nothing.)
   if (fd >= 0) (void)real().write(fd, &one, sizeof one);
+  st.ringers.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void UnattendedBeforeFork() {
@@ -269,8 +290,8 @@ void UnattendedAfterFork(bool child) {
   ++st.epoch;
   if (child) {
     st.running = false;
-    if (st.wake >= 0) base::CloseOwnedFd(st.wake);  // the parent's thread's
-    st.wake = -1;
+    st.ringers.store(0);  // only the forking thread came along
+    CloseWakeLocked(st);  // the parent's thread's
   }
   st.mu.unlock();
   st.drive.unlock();

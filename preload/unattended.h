@@ -11,7 +11,8 @@
 // alone for 20 ms, sleeps on such connections' sockets and drives them
 // until each is decided; the app's own calls drive them too, under the
 // socket's lock. The thread starts on demand, blocks every signal, and
-// ends once it has had nothing to drive for a second. USMC_PROGRESS_THREAD=0
+// ends once it has had nothing to drive for a second, closing its eventfd
+// (an idle process keeps no fd of usmc's). USMC_PROGRESS_THREAD=0
 // turns it off (the app's calls alone drive handshakes).
 //
 //   NoteUnattended(conn);           // accept / connect: still handshaking

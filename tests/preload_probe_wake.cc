@@ -14,6 +14,8 @@
 //   accept-first: the server accepts kAcceptFirst connections (blocking)
 //                before it touches any; the client connects them one after
 //                the other with blocking connects, then writes on each.
+//                Once all are closed, the thread that drove them ends and
+//                leaves no eventfd behind (soak's survivor kept one).
 //   fork-serve:  a forking server (accept, fork, the child serves, the
 //                parent closes) and kForkServe clients connecting at once:
 //                the parent's progress thread must leave the handshakes the
@@ -26,9 +28,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -211,7 +216,25 @@ int TwoSleepersClient(uint16_t port, const char*) {
 
 constexpr int kAcceptFirst = 4;
 
+// Eventfds and threads of this process: usmc's progress thread and its
+// wake eventfd (nothing else here makes either).
+std::pair<int, int> EventfdsAndThreads() {
+  int efds = 0, threads = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec) == "anon_inode:[eventfd]") {
+      ++efds;
+    }
+  }
+  for ([[maybe_unused]] const auto& e :
+       std::filesystem::directory_iterator("/proc/self/task")) {
+    ++threads;
+  }
+  return {efds, threads};
+}
+
 int AcceptFirstServer(int lfd) {
+  const std::pair<int, int> before = EventfdsAndThreads();
   std::vector<int> fds;
   for (int i = 0; i < kAcceptFirst; ++i) {
     int fd = AcceptOne(lfd);
@@ -229,6 +252,15 @@ int AcceptFirstServer(int lfd) {
     RUN(ExpectEof(fd));
     close(fd);
   }
+  // The thread lingers a second after its last connection; 30 s is only
+  // the bound on a loaded machine.
+  std::pair<int, int> now = EventfdsAndThreads();
+  for (int i = 0; i < 300 && now != before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    now = EventfdsAndThreads();
+  }
+  CHECK(now == before, "idle: %d eventfds and %d threads, %d and %d before",
+        now.first, now.second, before.first, before.second);
   return 0;
 }
 
