@@ -42,6 +42,21 @@ bool NestedHint(int epfd) {
          (g_epoll_fds[epfd].load(std::memory_order_relaxed) & kNested);
 }
 
+// Per epoll fd: the threads asleep in the kernel's epoll_wait on it while
+// it had no set of ours (PlainEpollWait), and kHasSet once it has one. One
+// word: a thread going to sleep and another making the set cannot both miss
+// the other (one of the two read-modify-writes comes second and sees the
+// first). A set made while such a thread sleeps registers its sockets with
+// the kernel at once (SyncAfterCtl), as scan mode would only at a sleep of
+// its own, which that thread does not know it should make.
+constexpr uint32_t kHasSet = 1u << 31;
+std::atomic<uint32_t> g_plain_waits[kMaxFd];
+
+uint32_t PlainSleepers(int epfd) {
+  if (epfd < 0 || epfd >= kMaxFd) return 0;
+  return g_plain_waits[epfd].load(std::memory_order_seq_cst) & ~kHasSet;
+}
+
 constexpr uint32_t kFlagBits =
     EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE;  // passed on to the mirrors
 
@@ -63,6 +78,9 @@ class SetTable {
       s = std::make_shared<EpollSet>();
       s->epfd = epfd;
       s->nested = NestedHint(epfd);
+      if (epfd >= 0 && epfd < kMaxFd) {
+        g_plain_waits[epfd].fetch_or(kHasSet, std::memory_order_seq_cst);
+      }
     }
     any_.store(true, std::memory_order_release);
     g_any_set.store(true, std::memory_order_release);
@@ -72,6 +90,9 @@ class SetTable {
     std::unique_lock lock(mu_);
     auto it = sets_.find(epfd);
     if (it == sets_.end()) return nullptr;
+    if (epfd >= 0 && epfd < kMaxFd) {
+      g_plain_waits[epfd].fetch_and(~kHasSet, std::memory_order_seq_cst);
+    }
     std::shared_ptr<EpollSet> s = std::move(it->second);
     sets_.erase(it);
     return s;
@@ -395,6 +416,7 @@ using epoll_detail::Maintain;
 using epoll_detail::MarkDirty;
 using epoll_detail::MsLeft;
 using epoll_detail::Park;
+using epoll_detail::PlainSleepers;
 using epoll_detail::RemoveReg;
 using epoll_detail::RevokeSleepTokens;
 using epoll_detail::ScanMode;
@@ -483,8 +505,15 @@ constexpr uint64_t kReportNow = ~uint64_t{0};
 // except in scan mode, where an established SMC-D socket is looked at in
 // shared memory and its items matter only when the set sleeps (Sync then).
 // Redis's ae changes interest on every request: that costs no system call.
+// A thread asleep in the set now made its sleep's Sync without this socket
+// (or before the set was ours, or in kernel-visible mode before the set
+// shrank into scan mode): only the kernel can wake it for the socket, so
+// the items go in now (the set's last sleeper disarms them once up).
 void SyncAfterCtl(EpollSet& set, EpollReg* reg) {
-  if (ScanMode(set) && Established(*reg) != nullptr) return;
+  if (ScanMode(set) && Established(*reg) != nullptr && set.sleepers == 0 &&
+      set.kernel_sleepers == 0 && PlainSleepers(set.epfd) == 0) {
+    return;
+  }
   reg->conn->UpdateMirrors();
   Sync(set, reg, nullptr);
 }
@@ -670,8 +699,9 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
       epoll_detail::g_any_set.load(std::memory_order_acquire)
           ? Sets().Find(epfd)
           : nullptr;
-  if (!set)
-    return real().epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask);
+  if (!set) {
+    return PlainEpollWait(epfd, events, maxevents, timeout_ms, sigmask);
+  }
   Inside in;
   size_t nregs;
   bool scan;
@@ -712,17 +742,27 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
   }
   for (;;) {
     int wait_ms = MsLeft(timeout_ms, deadline);
-    sync_all(&wait_ms);
+    {
+      std::lock_guard lock(set->mu);
+      RevokeSleepTokens(*set);
+      Maintain(*set, /*arm=*/true, &wait_ms);
+      // Counted: should the set shrink into scan mode meanwhile, an ADD
+      // must still register with the kernel (SyncAfterCtl).
+      ++set->kernel_sleepers;
+    }
     int n = real().epoll_pwait(epfd, events, maxevents, wait_ms, sigmask);
+    const int saved = errno;
+    int out = 0;
+    {
+      std::lock_guard lock(set->mu);
+      --set->kernel_sleepers;
+      if (n > 0) out = TranslateAll(*set, events, n);
+    }
+    errno = saved;
     if (n <= 0) {
       if (n < 0) return n;
       if (timeout_ms >= 0 && Clock::now() >= deadline) return 0;
       continue;
-    }
-    int out;
-    {
-      std::lock_guard lock(set->mu);
-      out = TranslateAll(*set, events, n);
     }
     if (out > 0) return out;
     if (timeout_ms == 0) {
@@ -735,6 +775,66 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
     }
     if (timeout_ms > 0 && Clock::now() >= deadline) return 0;
   }
+}
+
+int PlainEpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
+                   const sigset_t* sigmask) {
+  std::atomic<uint32_t>* waits =
+      epfd >= 0 && epfd < kMaxFd ? &epoll_detail::g_plain_waits[epfd] : nullptr;
+  int n;
+  if (timeout_ms == 0 || waits == nullptr) {
+    // No sleep (or a set that is never in scan mode: NestedHint).
+    n = real().epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask);
+  } else {
+    if (waits->fetch_add(1, std::memory_order_seq_cst) &
+        epoll_detail::kHasSet) {
+      // The set became ours since the caller looked.
+      waits->fetch_sub(1, std::memory_order_seq_cst);
+      return EpollWait(epfd, events, maxevents, timeout_ms, sigmask);
+    }
+    const Clock::time_point start =
+        timeout_ms > 0 ? Clock::now() : Clock::time_point{};
+    n = real().epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask);
+    const int saved = errno;
+    waits->fetch_sub(1, std::memory_order_seq_cst);
+    errno = saved;
+    if (n > 0 &&
+        (waits->load(std::memory_order_seq_cst) & epoll_detail::kHasSet)) {
+      // Another thread made the set during the sleep, and its items woke
+      // us: they carry our tags, not the app's data.
+      std::shared_ptr<EpollSet> set = Sets().Find(epfd);
+      if (!set) return n;
+      Inside in;
+      int out;
+      {
+        std::lock_guard lock(set->mu);
+        out = TranslateAll(*set, events, n);
+      }
+      if (out > 0) return out;
+      // Only our wake events: sleep on as the set's, for what is left.
+      const int left =
+          timeout_ms < 0
+              ? -1
+              : MsLeft(timeout_ms,
+                       start + std::chrono::milliseconds(timeout_ms));
+      if (left == 0) return 0;
+      return EpollWait(epfd, events, maxevents, left, sigmask);
+    }
+    return n;
+  }
+  // Not counted: a set made meanwhile (its items may have fired before the
+  // kernel returned) is looked up.
+  if (n <= 0 ||
+      !(waits != nullptr
+            ? (waits->load(std::memory_order_acquire) & epoll_detail::kHasSet)
+            : epoll_detail::g_any_set.load(std::memory_order_acquire))) {
+    return n;
+  }
+  std::shared_ptr<EpollSet> set = Sets().Find(epfd);
+  if (!set) return n;
+  Inside in;
+  std::lock_guard lock(set->mu);
+  return TranslateAll(*set, events, n);
 }
 
 void DropEpollRegs(Conn& c) {

@@ -45,6 +45,13 @@ int EpollCtl(int epfd, int op, int fd, epoll_event* ev);
 // timeout_ms < 0: forever. sigmask may be null.
 int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
               const sigset_t* sigmask);
+// epoll_wait on a set with no registration of ours (every set, until the
+// process makes one): the kernel's, but a thread asleep in it is counted,
+// so that a set made meanwhile by another thread registers its sockets
+// with the kernel at once, and the sleeper, once up, reports them as
+// EpollWait does.
+int PlainEpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
+                   const sigset_t* sigmask);
 // `c` was just created for a socket that the app had added to epoll sets
 // before it connected (preload/fresh_sockets.h): each item the kernel still
 // holds becomes a registration of ours with the app's events and data (a

@@ -73,6 +73,7 @@ struct EpollSet {
   // any time, so no scan mode.
   bool nested = false;
   int sleepers = 0;           // threads in a sleeping epoll_pwait (scan mode)
+  int kernel_sleepers = 0;    // ... kernel-visible mode
   uint32_t kernel_looks = 0;  // scan mode: calls since the kernel's list
   size_t scan_next = 0;       // scan mode: where the next scan starts
   // Scan mode, a lone sleeper arming: the token of this sleep (dev's "Sleep

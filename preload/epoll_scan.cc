@@ -196,7 +196,7 @@ int ScanWait(EpollSet& set, epoll_event* events, int maxevents, int timeout_ms,
       // wake it for all (sleep token). With another thread asleep in the
       // set, the kernel must see each ring, as it wakes one sleeper per
       // event and this one might report only some (maxevents).
-      if (++set.sleepers == 1) {
+      if (++set.sleepers == 1 && set.kernel_sleepers == 0) {
         set.sleep_token = runtime::NewSleepToken();
       } else {
         RevokeSleepTokens(set);

@@ -529,16 +529,20 @@ int epoll_ctl(int epfd, int op, int fd, epoll_event* ev) {
 }
 
 int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout) {
-  if (!pl::AnyEpollSet() || Bypass()) {
-    return real().epoll_wait(epfd, events, maxevents, timeout);
+  if (Bypass()) return real().epoll_wait(epfd, events, maxevents, timeout);
+  if (!pl::AnyEpollSet()) {
+    return pl::PlainEpollWait(epfd, events, maxevents, timeout, nullptr);
   }
   return pl::EpollWait(epfd, events, maxevents, timeout, nullptr);
 }
 
 int epoll_pwait(int epfd, epoll_event* events, int maxevents, int timeout,
                 const sigset_t* sigmask) {
-  if (!pl::AnyEpollSet() || Bypass()) {
+  if (Bypass()) {
     return real().epoll_pwait(epfd, events, maxevents, timeout, sigmask);
+  }
+  if (!pl::AnyEpollSet()) {
+    return pl::PlainEpollWait(epfd, events, maxevents, timeout, sigmask);
   }
   return pl::EpollWait(epfd, events, maxevents, timeout, sigmask);
 }

@@ -20,6 +20,18 @@
 //                parent closes) and kForkServe clients connecting at once:
 //                the parent's progress thread must leave the handshakes the
 //                children now run alone.
+//   late-add VARIANT: a thread sleeps in epoll_wait on a set; only then does
+//                another thread add (or modify) an established connection
+//                there, and the server writes to it: the sleeper must wake
+//                with EPOLLIN for it, as with TCP. VARIANT: add, add-et,
+//                add-oneshot, mod, mod-et, mod-oneshot, readd (DEL before
+//                the sleep, ADD during it), first (the set held no
+//                connection of usmc's when the thread went to sleep; two
+//                are added, the server writes to the second), shrink (the
+//                set holds kShrinkExtra more connections, too many for scan
+//                mode, while the thread goes to sleep; three are closed
+//                before the ADD, which brings the set back into scan mode).
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -33,8 +45,8 @@
 #include <fstream>
 #include <iterator>
 #include <string>
-#include <utility>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/preload_probe.h"
@@ -334,6 +346,144 @@ int ForkServeClient(uint16_t port, const char*) {
   return 0;
 }
 
+// Scan mode ends past 64 sockets in a set (preload/epoll_scan.cc).
+constexpr int kShrinkExtra = 65;
+
+// late-add: connections 0 and 1 (and a control connection, whose first
+// byte says how many more come: 'k' none, 's' kShrinkExtra); the server
+// writes one byte to connection 1 when told.
+int LateAddServer(int lfd) {
+  int ctl = AcceptOne(lfd);
+  CHECK(ctl >= 0, "accept control");
+  char first = 0;
+  RUN(ReadExact(ctl, &first, 1));
+  std::vector<int> fds(first == 's' ? 2 + kShrinkExtra : 2);
+  for (int& fd : fds) {
+    fd = AcceptOne(lfd);
+    CHECK(fd >= 0, "accept");
+    RUN(WaitAck(fd));
+  }
+  RUN(WaitAck(ctl));  // the client's ctl op is done, its thread asleep
+  RUN(WriteAll(fds[1], "x", 1));
+  RUN(WaitAck(ctl));  // the client got it
+  for (int fd : fds) close(fd);
+  close(ctl);
+  return 0;
+}
+
+// Whether thread `tid` sleeps in an epoll wait now (the syscall /proc
+// shows a blocked thread in, with its state 'S').
+bool InEpollWait(long tid) {
+  if (ThreadState(tid) != 'S') return false;
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  long nr = -1;
+  f >> nr;
+  return nr == SYS_epoll_wait || nr == SYS_epoll_pwait
+#ifdef SYS_epoll_pwait2
+         || nr == SYS_epoll_pwait2
+#endif
+      ;
+}
+
+int LateAddClient(uint16_t port, const char* arg) {
+  const std::string v = arg;
+  const bool mod = v.rfind("mod", 0) == 0;
+  const bool shrink = v == "shrink";
+  CHECK(v == "add" || v == "add-et" || v == "add-oneshot" || mod ||
+            v == "readd" || v == "first" || shrink,
+        "variant %s", arg);
+  uint32_t flags = 0;
+  if (v.size() > 3 && v.compare(v.size() - 3, 3, "-et") == 0) flags = EPOLLET;
+  if (v.find("oneshot") != std::string::npos) flags = EPOLLONESHOT;
+  int ctl = Connect(port);
+  CHECK(ctl >= 0, "connect control");
+  RUN(Ack(ctl, shrink ? 's' : 'k'));
+  std::vector<int> fds(shrink ? 2 + kShrinkExtra : 2);
+  for (int& fd : fds) {
+    fd = Connect(port);
+    CHECK(fd >= 0, "connect");
+    RUN(Ack(fd));  // past the handshake: established
+    SetNonblock(fd, true);
+  }
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  CHECK(ep >= 0, "epoll_create1");
+  int pipefd[2];  // never written: the set always holds a kernel fd
+  CHECK(pipe2(pipefd, O_CLOEXEC) == 0, "pipe");
+  auto add = [&](int op, int fd, uint32_t events, uint32_t data) {
+    epoll_event ev = {};
+    ev.events = events;
+    ev.data.u32 = data;
+    return epoll_ctl(ep, op, fd, &ev);
+  };
+  CHECK(add(EPOLL_CTL_ADD, pipefd[0], EPOLLIN, 99) == 0, "add pipe");
+  if (v != "first") {
+    // A usmc set (scan mode unless USMC_EPOLL_SCAN=0), with an idle
+    // connection in it.
+    CHECK(add(EPOLL_CTL_ADD, fds[0], EPOLLIN, 0) == 0, "add 0");
+  }
+  for (size_t i = 2; i < fds.size(); ++i) {
+    CHECK(add(EPOLL_CTL_ADD, fds[i], EPOLLIN, static_cast<uint32_t>(i)) == 0,
+          "add %zu", i);
+  }
+  if (mod) CHECK(add(EPOLL_CTL_ADD, fds[1], 0, 1) == 0, "add 1, no events");
+  if (v == "readd") {
+    CHECK(add(EPOLL_CTL_ADD, fds[1], EPOLLIN, 1) == 0, "add 1");
+    CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, fds[1], nullptr) == 0, "del 1");
+  }
+  std::atomic<long> tid{0};
+  epoll_event got[4] = {};
+  int n = -2, err = 0;
+  std::thread sleeper([&] {
+    tid.store(syscall(SYS_gettid));
+    // Bounded: a sleeper never woken fails here, before the process
+    // timeout.
+    do {
+      n = epoll_wait(ep, got, 4, 10000);
+    } while (n < 0 && errno == EINTR);
+    err = errno;
+  });
+  // Bounded (10 s): the sleeper is in the kernel's epoll wait.
+  bool asleep = false;
+  for (int i = 0; i < 10000 && !asleep; ++i) {
+    asleep = tid.load() != 0 && InEpollWait(tid.load());
+    if (!asleep) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const uint32_t events = EPOLLIN | flags;
+  if (shrink) {
+    for (int k = 0; k < 3; ++k) {
+      close(fds.back());
+      fds.pop_back();
+    }
+  }
+  int rc = 0;
+  if (mod) {
+    rc = add(EPOLL_CTL_MOD, fds[1], events, 1);
+  } else {
+    if (v == "first") rc = add(EPOLL_CTL_ADD, fds[0], EPOLLIN | flags, 0);
+    if (rc == 0) rc = add(EPOLL_CTL_ADD, fds[1], events, 1);
+  }
+  const int ctl_errno = errno;
+  RUN(Ack(ctl));  // the server writes to connection 1 now
+  sleeper.join();
+  CHECK(asleep, "the sleeper never slept in epoll_wait");
+  errno = ctl_errno;
+  CHECK(rc == 0, "epoll_ctl during the sleep");
+  errno = err;
+  CHECK(n == 1, "sleeper woke with %d events (want 1: connection 1)", n);
+  CHECK(got[0].data.u32 == 1 && (got[0].events & EPOLLIN),
+        "sleeper woke for data %#x events %#x (want 1, EPOLLIN)",
+        got[0].data.u32, got[0].events);
+  char c = 0;
+  CHECK(recv(fds[1], &c, 1, 0) == 1 && c == 'x', "the byte");
+  RUN(Ack(ctl));
+  for (int fd : fds) close(fd);
+  close(pipefd[0]);
+  close(pipefd[1]);
+  close(ep);
+  close(ctl);
+  return 0;
+}
+
 }  // namespace
 
 void AddWakeScenarios(Scenarios& s) {
@@ -341,6 +491,7 @@ void AddWakeScenarios(Scenarios& s) {
   s["two-sleepers"] = {TwoSleepersServer, TwoSleepersClient};
   s["accept-first"] = {AcceptFirstServer, AcceptFirstClient};
   s["fork-serve"] = {ForkServeServer, ForkServeClient};
+  s["late-add"] = {LateAddServer, LateAddClient};
 }
 
 }  // namespace usmc::probe

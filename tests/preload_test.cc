@@ -516,6 +516,43 @@ TEST_F(Preload, TwoThreadsAsleepInOneSetAreBothWoken) {
   ExpectSmcd(Report("probe-cli"), 100 * 2, 102 + 4, /*smcd=*/5);
 }
 
+// A thread asleep in epoll_wait, and another adds (or re-arms) an
+// established SMC-D connection in that set: the sleeper wakes for the
+// peer's byte, as it would for TCP, whether the set is in scan mode (where
+// usmc registers nothing with the kernel until a sleep) or kernel-visible,
+// and whether or not the set held a usmc connection when the thread went
+// to sleep (tests/preload_probe_wake.cc late-add).
+class PreloadLateAdd : public Preload,
+                       public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(PreloadLateAdd, SleeperWakesForAConnectionAddedDuringItsSleep) {
+  for (const char* scan : {"1", "0"}) {
+    SCOPED_TRACE(std::string("USMC_EPOLL_SCAN=") + scan);
+    fs::remove(report_);
+    Exit r = RunPair("late-add", {{"USMC_EPOLL_SCAN", scan}}, GetParam());
+    EXPECT_TRUE(r.ok()) << r;
+    if (!r.ok()) continue;
+    // Control: an ack after connecting and two more; each connection's
+    // ack; the byte the sleeper was woken for. "shrink": 65 connections
+    // more, each with its ack.
+    const uint64_t more = std::string(GetParam()) == "shrink" ? 65 : 0;
+    ExpectSmcd(Report("probe-cli"), 1, 5 + more, /*smcd=*/3 + more);
+    ExpectSmcd(Report("probe-srv"), 5 + more, 1, /*smcd=*/3 + more);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Wake, PreloadLateAdd,
+                         ::testing::Values("add", "add-et", "add-oneshot",
+                                           "mod", "mod-et", "mod-oneshot",
+                                           "readd", "first", "shrink"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
 // The server accepts four connections before it touches any, the client
 // connects them with blocking connects: the progress thread drives the
 // handshakes accept() left undecided (preload/unattended.h), so every
