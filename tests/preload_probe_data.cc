@@ -86,10 +86,11 @@ int BasicClient(uint16_t port, const char*) {
   CHECK(fd >= 0, "connect");
   return BasicExchange(fd);
 }
-// Waits until the kernel socket holds the peer's CLC Decline (after its
-// Accept, or alone), looking with raw system calls: the interposer sees
-// no call of the app, so the handshake does not move meanwhile.
-int WaitForPeerDecline(int fd) {
+// Waits until the kernel socket holds the peer's CLC message of `type`
+// (2 Accept, 4 Decline; a Decline may sit behind an Accept), looking with
+// raw system calls: the interposer sees no call of the app, so the
+// handshake does not move meanwhile.
+int WaitForPeerClc(int fd, uint8_t type) {
   for (int tries = 0; tries < 6000; ++tries) {  // 30 s at most
     char buf[4096];
     const long n = syscall(SYS_recvfrom, fd, buf, sizeof buf,
@@ -98,7 +99,7 @@ int WaitForPeerDecline(int fd) {
     // Message by message: header (eyecatcher, type, length), then body.
     for (long off = 0; n > 0 && off + 8 <= n;) {
       CHECK(static_cast<uint8_t>(buf[off]) == 0xE2, "not CLC at %ld", off);
-      if (buf[off + 4] == 4) return 0;
+      if (static_cast<uint8_t>(buf[off + 4]) == type) return 0;
       const long len = (static_cast<uint8_t>(buf[off + 5]) << 8) |
                        static_cast<uint8_t>(buf[off + 6]);
       CHECK(len >= 8, "CLC length %ld", len);
@@ -106,22 +107,27 @@ int WaitForPeerDecline(int fd) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  CHECK(false, "no Decline from the server");
+  CHECK(false, "no CLC message of type %u from the server", type);
   return 1;
 }
 
 // Non-blocking connect, then nothing for ARG ms (a pool that connects
-// ahead of use), or (ARG "decline") until the server gave up on the
-// handshake: the handshake moves only when the app calls in again, or when
-// the progress thread does.
+// ahead of use); ARG "accept": nothing for 600 ms (our CLC timer runs out)
+// and until the server's Accept is in the socket; ARG "decline": until
+// the server gave up on the handshake. The handshake moves only when the
+// app calls in again, or when the progress thread does.
 int LateClient(uint16_t port, const char* arg) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   sockaddr_in a = Loopback(port);
   CHECK(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 &&
             errno == EINPROGRESS,
         "non-blocking connect");
-  if (std::string(arg) == "decline") {
-    RUN(WaitForPeerDecline(fd));
+  const std::string mode = arg;
+  if (mode == "decline") {
+    RUN(WaitForPeerClc(fd, 4));
+  } else if (mode == "accept") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    RUN(WaitForPeerClc(fd, 2));
   } else {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(arg)));
   }

@@ -1052,13 +1052,15 @@ TEST_F(Preload, IdleNonblockingConnectStillGetsSmcd) {
 // Without the client's progress thread (USMC_PROGRESS_THREAD=0; a process
 // that cannot run is the same), the handshake moves only when the app calls
 // in. The client's app calls in only after its own CLC timer ran out; the
-// server's Accept came in time, so the handshake completes: SMC-D.
+// server's Accept came in time, so the handshake completes: SMC-D. The
+// client calls in once the Accept is in its socket (it slept 600 ms, and a
+// server slower than that under load had not answered yet: TIMEOUT_CL).
 TEST_F(Preload, ClientCallingInLateStillReadsTheTimelyAccept) {
   SplitRun r = RunSplit(
       "late-client", Env(true, {{"USMC_CLC_TIMEOUT_MS", "5000"}}),
       Env(true,
           {{"USMC_CLC_TIMEOUT_MS", "100"}, {"USMC_PROGRESS_THREAD", "0"}}),
-      "600");
+      "accept");
   ASSERT_TRUE(r.client.ok()) << r.client;
   ASSERT_TRUE(r.server.ok()) << r.server;
   ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
