@@ -20,6 +20,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -81,6 +83,50 @@ int DropWorkerServer(int lfd) {
   return 0;
 }
 int BasicExchange(int fd);
+// The cgroup (v2) a process is in ("" if none can be read).
+std::string CgroupOf(const std::string& pid) {
+  std::ifstream cg("/proc/" + pid + "/cgroup");
+  for (std::string line; std::getline(cg, line);) {
+    if (line.rfind("0::", 0) == 0) return line.substr(3);
+  }
+  return "";
+}
+// Whether a process named `comm` runs in this process's cgroup (the test's
+// own: tests/negotiate_harness.h; tests running at once have their own).
+bool ProcessInOurCgroupNamed(const std::string& comm) {
+  const std::string ours = CgroupOf("self");
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f("/proc/" + pid + "/comm");
+    std::string name;
+    if (std::getline(f, name) && name == comm && CgroupOf(pid) == ours) {
+      return true;
+    }
+  }
+  return false;
+}
+// drop-worker's client: a non-blocking connect (the Proposal goes out at
+// once), then nothing until the server's worker runs, so that the Confirm
+// comes after the server's accept() returned and the worker decides the
+// handshake (run without the progress thread, which would answer for us).
+// A Confirm that came at once let the parent's accept() decide it: the
+// worker then served an SMC-D connection it had not made.
+int DropWorkerClient(uint16_t port, const char*) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in a = Loopback(port);
+  CHECK(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 &&
+            errno == EINPROGRESS,
+        "non-blocking connect");
+  bool worker = false;
+  for (int tries = 0; tries < 6000 && !worker; ++tries) {  // 30 s at most
+    worker = ProcessInOurCgroupNamed("probe-worker");
+    if (!worker) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(worker, "no probe-worker process");
+  SetNonblock(fd, false);
+  return BasicExchange(fd);
+}
 int BasicClient(uint16_t port, const char*) {
   int fd = Connect(port);
   CHECK(fd >= 0, "connect");
@@ -798,7 +844,7 @@ void AddDataScenarios(Scenarios& s) {
   s["fd-limit"] = {BasicServer, FdLimitClient};
   s["records"] = {RecordsServer, RecordsClient};
   s["basic"] = {BasicServer, BasicClient};
-  s["drop-worker"] = {DropWorkerServer, BasicClient};
+  s["drop-worker"] = {DropWorkerServer, DropWorkerClient};
   s["late-accept"] = {LateAcceptServer, BasicClient};
   s["late-client"] = {SlowAcceptServer, LateClient};
   s["dup"] = {DupServer, DupClient};

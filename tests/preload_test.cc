@@ -274,15 +274,21 @@ TEST_F(Preload, CrossUidPairUsesSmcd) {
 
 // A server that accepts as root and serves in a worker that dropped to
 // nobody, against a root client: SMC-D. Before, the worker could not read
-// the client's /proc fd table and the connection fell back to TCP.
+// the client's /proc fd table and the connection fell back to TCP. The
+// client confirms only once the worker runs (without its progress thread),
+// so the worker decides the handshake: a Confirm that came at once let the
+// parent's accept() decide it (worker smcd 0 with every byte SMC-D).
 TEST_F(Preload, PrivilegeDroppingServerWorkerUsesSmcd) {
   OpenToAllUids(dir_, report_);
-  SplitRun r = RunSplit("drop-worker", Env(true), Env(true));
+  SplitRun r = RunSplit("drop-worker", Env(true),
+                        Env(true, {{"USMC_PROGRESS_THREAD", "0"}}));
   ASSERT_TRUE(r.client.ok()) << r.client;
   ASSERT_TRUE(r.server.ok()) << r.server;
   EXPECT_LE(TcpBytesReceived(r.client.out), kClcBytesMax) << r.client;
   ExpectSmcd(Report("probe-worker"), 1 << 20, 512 << 10);
   ExpectSmcd(Report("probe-cli"), 512 << 10, 1 << 20);
+  // The parent only accepted: it decided nothing and moved no byte.
+  ExpectNoSmc(ReportsOf("probe-srv"));
 }
 
 TEST_F(Preload, DupFamilySharesTheConnection) {
