@@ -32,15 +32,21 @@ Table& T() {
   return *t;
 }
 
-// Per fd number below kShadowFds: whether by_fd has it (written under mu).
-// close() of every other fd (nginx closes each file it serves) then costs a
-// load, not the mutex and a map lookup.
-constexpr int kShadowFds = 1 << 16;
-std::atomic<bool> g_listener_fd[kShadowFds];
+ListenerKind KindOf(const Listener& l) {
+  return l.denied   ? ListenerKind::kDenied
+         : l.offers ? ListenerKind::kOffers
+                    : ListenerKind::kUnattached;
+}
 
-void Shadow(int fd, bool on) {
+// Per fd number below kShadowFds: what by_fd holds for it (written under
+// mu). close() of every other fd (nginx closes each file it serves) and
+// each accept() then cost a load, not the mutex and a map lookup.
+constexpr int kShadowFds = 1 << 16;
+std::atomic<ListenerKind> g_listener_fd[kShadowFds];
+
+void Shadow(int fd, ListenerKind kind) {
   if (fd >= 0 && fd < kShadowFds) {
-    g_listener_fd[fd].store(on, std::memory_order_release);
+    g_listener_fd[fd].store(kind, std::memory_order_release);
   }
 }
 
@@ -51,7 +57,7 @@ void ForgetLocked(Table& t, int fd) {
   std::shared_ptr<Listener> l = std::move(it->second);
   t.by_fd.erase(it);
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
-  Shadow(fd, false);
+  Shadow(fd, ListenerKind::kNone);
   if (--l->fds > 0 || !l->offers) return;
   if (runtime::StatusPublisher* pub = runtime::StatusPublisher::Process())
     pub->Release(l->slot);
@@ -71,7 +77,7 @@ void NoteListening(int fd) {
     l->slot = pub->Acquire();
     t.count.store(t.by_fd.size(), std::memory_order_relaxed);
   }
-  Shadow(fd, true);
+  Shadow(fd, ListenerKind::kOffers);
   // Also when known: a listen() again may follow a close we did not see
   // (a raw syscall), so the record is rebuilt from the socket as it is now.
   pub->Update(l->slot, runtime::ListenRecord(fd));
@@ -86,7 +92,7 @@ void NoteListeningUnattached(int fd) {
   l->offers = false;
   t.by_fd[fd] = std::move(l);
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
-  Shadow(fd, true);
+  Shadow(fd, ListenerKind::kUnattached);
 }
 
 void NoteListeningDenied(int fd) {
@@ -99,30 +105,26 @@ void NoteListeningDenied(int fd) {
   l->denied = true;
   t.by_fd[fd] = std::move(l);
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
-  Shadow(fd, true);
+  Shadow(fd, ListenerKind::kDenied);
 }
 
-bool ListenerDenied(int fd) {
+ListenerKind ListenerKindOf(int fd) {
   Table& t = T();
-  if (t.count.load(std::memory_order_relaxed) == 0) return false;
+  if (t.count.load(std::memory_order_relaxed) == 0) return ListenerKind::kNone;
+  if (fd >= 0 && fd < kShadowFds) {
+    return g_listener_fd[fd].load(std::memory_order_acquire);
+  }
   std::lock_guard lock(t.mu);
   auto it = t.by_fd.find(fd);
-  return it != t.by_fd.end() && it->second->denied;
-}
-
-bool ListenerUnattached(int fd) {
-  Table& t = T();
-  if (t.count.load(std::memory_order_relaxed) == 0) return false;
-  std::lock_guard lock(t.mu);
-  auto it = t.by_fd.find(fd);
-  return it != t.by_fd.end() && !it->second->offers && !it->second->denied;
+  return it != t.by_fd.end() ? KindOf(*it->second) : ListenerKind::kNone;
 }
 
 void ForgetListenerFd(int fd) {
   Table& t = T();
   if (t.count.load(std::memory_order_relaxed) == 0) return;
   if (fd >= 0 && fd < kShadowFds &&
-      !g_listener_fd[fd].load(std::memory_order_acquire)) {
+      g_listener_fd[fd].load(std::memory_order_acquire) ==
+          ListenerKind::kNone) {
     return;
   }
   std::lock_guard lock(t.mu);
@@ -149,9 +151,9 @@ void DuplicateListenerFd(int from, int to) {
   std::shared_ptr<Listener> l = it->second;
   ForgetLocked(t, to);  // the caller closed `to` already; be sure
   ++l->fds;
+  Shadow(to, KindOf(*l));
   t.by_fd[to] = std::move(l);
   t.count.store(t.by_fd.size(), std::memory_order_relaxed);
-  Shadow(to, true);
 }
 
 void ListenersBeforeFork() { T().mu.lock(); }

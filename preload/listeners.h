@@ -10,6 +10,8 @@
 #ifndef USMC_PRELOAD_LISTENERS_H_
 #define USMC_PRELOAD_LISTENERS_H_
 
+#include <cstdint>
+
 namespace usmc::preload {
 
 // `fd` listens now and offers SMC (publishes it, or refreshes its record
@@ -23,12 +25,11 @@ void NoteListeningUnattached(int fd);
 // remembered only, so that accept() need not ask the negotiation program
 // about each connection (a system call; none of them can be ours).
 void NoteListeningDenied(int fd);
-// Whether `fd` is a listener of NoteListeningDenied. One relaxed load when
-// this process has no listener it noted.
-bool ListenerDenied(int fd);
-// Whether `fd` is a listener of NoteListeningUnattached. One relaxed load
-// when this process has no listener of ours.
-bool ListenerUnattached(int fd);
+// What this process noted of listener `fd`: nothing, NoteListening,
+// NoteListeningUnattached or NoteListeningDenied. accept() asks once per
+// connection: a load (the table's lock only past fd 65535).
+enum class ListenerKind : uint8_t { kNone, kOffers, kUnattached, kDenied };
+ListenerKind ListenerKindOf(int fd);
 // `fd` is closed (or replaced by dup2/dup3).
 void ForgetListenerFd(int fd);
 // Every listener fd in [first, last] is closed (close_range).

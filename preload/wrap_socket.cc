@@ -79,15 +79,17 @@ int AfterAccept(int listen_fd, int fd, const sockaddr* peer = nullptr,
   if (fd < 0 || Bypass()) return fd;
   Inside in;
   const int saved = errno;
-  pl::ForgetFreshFd(fd);                // a mark left by a close we did not see
-  if (pl::ListenerDenied(listen_fd)) {  // it offered nothing: plain TCP
+  pl::ForgetFreshFd(fd);  // a mark left by a close we did not see
+  // One look at the listener per accept (it was two locked map lookups).
+  const pl::ListenerKind kind = pl::ListenerKindOf(listen_fd);
+  if (kind == pl::ListenerKind::kDenied) {  // it offered nothing: plain TCP
     errno = saved;
     return fd;
   }
   usmc::negotiate::Outcome o = usmc::negotiate::QueryOutcome(fd);
   if (o.both_offered() ||
       o.detail == usmc::negotiate::Detail::kPeerDidNotOffer ||
-      (pl::HooksAbsent(o) && pl::ListenerUnattached(listen_fd))) {
+      (pl::HooksAbsent(o) && kind == pl::ListenerKind::kUnattached)) {
     auto c = std::make_shared<Conn>(usmc::engine::Role::kServer);
     if (peer != nullptr && peer_len != nullptr && *peer_len <= cap) {
       c->SetKnownPeer(peer, *peer_len);
