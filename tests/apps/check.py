@@ -330,6 +330,27 @@ def process_resources(pid="self"):
     return {"fds": fds, "dmb_maps": maps, "rss_kib": rss_kib}
 
 
+def steady_resources(**extra):
+    """process_resources for soak.sh's before/after comparison, taken the
+    same way each time: once no thread but the interpreter's own runs
+    (usmc's progress thread ends about a second after the last handshake
+    it drove, and closes its eventfd then), from one listing of the fds
+    that also names each ("fds" does not count the listing's own)."""
+    for _ in range(100):  # 10 s at most
+        if len(os.listdir("/proc/self/task")) <= threading.active_count():
+            break
+        time.sleep(0.1)
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass  # the listing's own fd
+    return dict(process_resources(), fds=len(links), fd_links=sorted(links),
+                os_threads=len(os.listdir("/proc/self/task")),
+                threads=threading.active_count(), **extra)
+
+
 def cmd_soak_server(a):
     """Echo server with a thread per connection until SIGTERM. A connection
     whose client was killed ends with a reset or an early EOF: counted as
@@ -350,9 +371,9 @@ def cmd_soak_server(a):
             counts[key] += 1
 
     def dump(*_):
+        r = steady_resources(**counts)
         with open(a.resources, "w") as f:
-            json.dump(dict(process_resources(), threads=threading.active_count(),
-                           **counts), f)
+            json.dump(r, f)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -433,15 +454,9 @@ def cmd_soak_survivor(a):
     while not stop.is_set():
         if dump_asked.is_set():
             dump_asked.clear()
-            links = []
-            for fd in os.listdir("/proc/self/fd"):
-                try:
-                    links.append(os.readlink(f"/proc/self/fd/{fd}"))
-                except OSError:
-                    pass  # the listdir's own fd
+            r = steady_resources(**counts)
             with open(a.resources, "w") as f:
-                json.dump(dict(process_resources(), fd_links=sorted(links),
-                               threads=threading.active_count(), **counts), f)
+                json.dump(r, f)
         if not go.wait(0.1):
             continue
         go.clear()

@@ -68,7 +68,7 @@ snapshot() {
   local pid=${2:-$srv_pid} res=${3:-$T/res.json}
   rm -f "$res"
   kill -USR1 "$pid"
-  for _ in $(seq 50); do [ -s "$res" ] && break; sleep 0.1; done
+  for _ in $(seq 150); do [ -s "$res" ] && break; sleep 0.1; done  # steady_resources: <= 10 s
   mv "$res" "$T/$1.json"
 }
 
@@ -122,7 +122,8 @@ check "server: idle, same fds, no DMB mapping, RSS within 32 MiB" "$PY" - "$T/wa
 import json, sys
 w, e = (json.load(open(p)) for p in sys.argv[1:3])
 print("warm-up:", w, "end:", e)
-ok = (e["threads"] == 1 and e["fds"] == w["fds"] and e["dmb_maps"] == 0
+ok = (e["threads"] == 1 and e["fds"] == w["fds"]
+      and e["fd_links"] == w["fd_links"] and e["dmb_maps"] == 0
       and e["rss_kib"] - w["rss_kib"] < 32 * 1024)
 sys.exit(0 if ok else 1)
 EOF
@@ -134,7 +135,8 @@ print("after the first server:", w, "end:", e)
 ok = (e["hung"] == 0 and e["bad"] == 0 and e["refused"] == 0
       and e["cut"] == int(sys.argv[3])
       and e["connections"] == e["cut"] and e["threads"] == 1
-      and e["fds"] == w["fds"] and e["dmb_maps"] == 0
+      and e["fds"] == w["fds"] and e["fd_links"] == w["fd_links"]
+      and e["dmb_maps"] == 0
       and e["rss_kib"] - w["rss_kib"] < 32 * 1024)
 sys.exit(0 if ok else 1)
 EOF
