@@ -74,16 +74,17 @@ class SetTable {
   std::shared_ptr<EpollSet> FindOrCreate(int epfd) {
     std::unique_lock lock(mu_);
     std::shared_ptr<EpollSet>& s = sets_[epfd];
+    any_.store(true, std::memory_order_release);
+    g_any_set.store(true, std::memory_order_release);
     if (!s) {
       s = std::make_shared<EpollSet>();
       s->epfd = epfd;
       s->nested = NestedHint(epfd);
+      // After g_any_set: a sleeper that sees the bit finds the set.
       if (epfd >= 0 && epfd < kMaxFd) {
         g_plain_waits[epfd].fetch_or(kHasSet, std::memory_order_seq_cst);
       }
     }
-    any_.store(true, std::memory_order_release);
-    g_any_set.store(true, std::memory_order_release);
     return s;
   }
   std::shared_ptr<EpollSet> Remove(int epfd) {
