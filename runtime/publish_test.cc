@@ -503,9 +503,9 @@ TEST(Publish, FileOfAnotherFormatVersionIsNamedNotMisread) {
   }
   // A version-1 file has a smaller size: still named by its version (its
   // name says a live process, this one, made it).
-  const std::string old = dir.Sub(std::to_string(getpid()) + "-" +
-                                  std::to_string(ProcessStartTime(getpid())) +
-                                  "-9.usmc");
+  const std::string old =
+      dir.Sub(std::to_string(getpid()) + "-" +
+              std::to_string(ProcessStartTime(getpid())) + "-9.usmc");
   const int fd = open(old.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
   ASSERT_GE(fd, 0);
   const uint32_t lead[2] = {kStatusMagic, 1};
