@@ -1038,7 +1038,7 @@ TEST_F(Preload, ClientCallingInAfterTheServerGaveUpIsTcp) {
       Env(true,
           {{"USMC_CLC_TIMEOUT_MS", "100"}, {"USMC_PROGRESS_THREAD", "0"}}),
       "decline");
-  ASSERT_TRUE(r.client.ok()) << r.client << r.server;
+  ASSERT_TRUE(r.client.ok()) << r.client << r.server << AllReports();
   ASSERT_TRUE(r.server.ok()) << r.server;
   ExpectTcp(Report("probe-cli"), wire::kReasonPeerDecl, 512 << 10, 1 << 20);
   ExpectTcp(Report("probe-srv"), wire::kReasonTimeoutCl, 1 << 20, 512 << 10);
