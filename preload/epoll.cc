@@ -778,64 +778,75 @@ int EpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
   }
 }
 
-int PlainEpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
-                   const sigset_t* sigmask) {
-  std::atomic<uint32_t>* waits =
-      epfd >= 0 && epfd < kMaxFd ? &epoll_detail::g_plain_waits[epfd] : nullptr;
-  int n;
-  if (timeout_ms == 0 || waits == nullptr) {
-    // No sleep (or a set that is never in scan mode: NestedHint).
-    n = real().epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask);
-  } else {
-    if (waits->fetch_add(1, std::memory_order_seq_cst) &
-        epoll_detail::kHasSet) {
-      // The set became ours since the caller looked.
-      waits->fetch_sub(1, std::memory_order_seq_cst);
-      return EpollWait(epfd, events, maxevents, timeout_ms, sigmask);
-    }
-    const Clock::time_point start =
-        timeout_ms > 0 ? Clock::now() : Clock::time_point{};
-    n = real().epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask);
-    const int saved = errno;
-    waits->fetch_sub(1, std::memory_order_seq_cst);
-    errno = saved;
-    if (n > 0 &&
-        (waits->load(std::memory_order_seq_cst) & epoll_detail::kHasSet)) {
-      // Another thread made the set during the sleep, and its items woke
-      // us: they carry our tags, not the app's data.
-      std::shared_ptr<EpollSet> set = Sets().Find(epfd);
-      if (!set) return n;
-      Inside in;
-      int out;
-      {
-        std::lock_guard lock(set->mu);
-        out = TranslateAll(*set, events, n);
-      }
-      if (out > 0) return out;
-      // Only our wake events: sleep on as the set's, for what is left.
-      const int left =
-          timeout_ms < 0
-              ? -1
-              : MsLeft(timeout_ms,
-                       start + std::chrono::milliseconds(timeout_ms));
-      if (left == 0) return 0;
-      return EpollWait(epfd, events, maxevents, left, sigmask);
-    }
-    return n;
-  }
-  // Not counted: a set made meanwhile (its items may have fired before the
-  // kernel returned) is looked up.
-  if (n <= 0 ||
-      !(waits != nullptr
-            ? (waits->load(std::memory_order_acquire) & epoll_detail::kHasSet)
-            : epoll_detail::g_any_set.load(std::memory_order_acquire))) {
-    return n;
-  }
+namespace {
+
+// The kernel's wait (glibc's epoll_wait without a mask: its cheaper entry).
+int KernelWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
+               const sigset_t* sigmask) {
+  return sigmask == nullptr
+             ? real().epoll_wait(epfd, events, maxevents, timeout_ms)
+             : real().epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask);
+}
+
+// PlainEpollWait's kernel wait returned `n` > 0 events and epfd has a set
+// of ours now, made by another thread meanwhile: its items may be among
+// them, with our tags, not the app's data. `counted`: the wait was a
+// counted sleep, which may go on as the set's if only our wake events
+// came. Out of line: PlainEpollWait stays a few instructions.
+[[gnu::noinline]] int AfterPlainWait(int epfd, epoll_event* events,
+                                     int maxevents, int timeout_ms,
+                                     const sigset_t* sigmask, int n,
+                                     bool counted) {
   std::shared_ptr<EpollSet> set = Sets().Find(epfd);
   if (!set) return n;
-  Inside in;
-  std::lock_guard lock(set->mu);
-  return TranslateAll(*set, events, n);
+  int out;
+  {
+    Inside in;
+    std::lock_guard lock(set->mu);
+    out = TranslateAll(*set, events, n);
+  }
+  if (out > 0 || !counted) return out;
+  // Only our wake events: sleep on as the set's. (With the whole timeout
+  // again, once: a clock read before every sleep cost more than the rest
+  // of this wrapper.)
+  return EpollWait(epfd, events, maxevents, timeout_ms, sigmask);
+}
+
+}  // namespace
+
+int PlainEpollWait(int epfd, epoll_event* events, int maxevents, int timeout_ms,
+                   const sigset_t* sigmask) {
+  if (timeout_ms != 0 && epfd >= 0 && epfd < kMaxFd) {
+    std::atomic<uint32_t>& waits = epoll_detail::g_plain_waits[epfd];
+    if (waits.fetch_add(1, std::memory_order_seq_cst) & epoll_detail::kHasSet)
+        [[unlikely]] {
+      // The set became ours since the caller looked.
+      waits.fetch_sub(1, std::memory_order_seq_cst);
+      return EpollWait(epfd, events, maxevents, timeout_ms, sigmask);
+    }
+    const int n = KernelWait(epfd, events, maxevents, timeout_ms, sigmask);
+    // errno stays; the old value says whether a set came meanwhile.
+    if ((waits.fetch_sub(1, std::memory_order_seq_cst) &
+         epoll_detail::kHasSet) &&
+        n > 0) [[unlikely]] {
+      return AfterPlainWait(epfd, events, maxevents, timeout_ms, sigmask, n,
+                            /*counted=*/true);
+    }
+    return n;
+  }
+  // Not counted (no sleep, or an epoll fd past kMaxFd, whose set is never
+  // in scan mode: NestedHint): a set made meanwhile is looked up.
+  const int n = KernelWait(epfd, events, maxevents, timeout_ms, sigmask);
+  if (n > 0 && (epfd >= 0 && epfd < kMaxFd
+                    ? (epoll_detail::g_plain_waits[epfd].load(
+                           std::memory_order_acquire) &
+                       epoll_detail::kHasSet)
+                    : epoll_detail::g_any_set.load(std::memory_order_acquire)))
+      [[unlikely]] {
+    return AfterPlainWait(epfd, events, maxevents, timeout_ms, sigmask, n,
+                          /*counted=*/false);
+  }
+  return n;
 }
 
 void DropEpollRegs(Conn& c) {

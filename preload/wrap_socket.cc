@@ -530,21 +530,23 @@ int epoll_ctl(int epfd, int op, int fd, epoll_event* ev) {
   return pl::EpollCtl(epfd, op, fd, ev);
 }
 
+// No set of ours yet: the kernel's, counted (PlainEpollWait) even when
+// bypassed, which costs nothing wrong and spares the thread-local look.
 int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout) {
-  if (Bypass()) return real().epoll_wait(epfd, events, maxevents, timeout);
   if (!pl::AnyEpollSet()) {
     return pl::PlainEpollWait(epfd, events, maxevents, timeout, nullptr);
   }
+  if (Bypass()) return real().epoll_wait(epfd, events, maxevents, timeout);
   return pl::EpollWait(epfd, events, maxevents, timeout, nullptr);
 }
 
 int epoll_pwait(int epfd, epoll_event* events, int maxevents, int timeout,
                 const sigset_t* sigmask) {
-  if (Bypass()) {
-    return real().epoll_pwait(epfd, events, maxevents, timeout, sigmask);
-  }
   if (!pl::AnyEpollSet()) {
     return pl::PlainEpollWait(epfd, events, maxevents, timeout, sigmask);
+  }
+  if (Bypass()) {
+    return real().epoll_pwait(epfd, events, maxevents, timeout, sigmask);
   }
   return pl::EpollWait(epfd, events, maxevents, timeout, sigmask);
 }
