@@ -74,7 +74,7 @@ guest_main() {
 }
 
 host_check() {
-  local a=$1 b=$2 fail=0 k n table=${1%-a.log}-bench-table.txt
+  local a=$1 b=$2 fail=0 k n table=${1%-a.log}-table.txt
   for k in $BENCH_KINDS; do
     n=$(grep -c "^BENCH-RC kind=$k round=[0-9]* rc=0" "$a")
     [ "$n" = "$BENCH_REPS" ] || { echo "lab: $k: $n of $BENCH_REPS server runs ok" >&2; fail=1; }
