@@ -479,8 +479,7 @@ int RunConn(int fd, bool client, const Args& args, bool abort,
     for (const runtime::LgrInfo& g : reg.Groups()) {
       if (std::optional<uint32_t>(g.id) != peer.smcr().lgr_id()) continue;
       std::printf("USMC-LINK lgr=%u local_gid=%s peer_gid=%s\n", g.id,
-                  GidText(p.smcr.gid).c_str(),
-                  GidText(g.peer_gid).c_str());
+                  GidText(p.smcr.gid).c_str(), GidText(g.peer_gid).c_str());
     }
   }
   std::printf("USMC mode=%s reason=%s peer_reason=%s option=%s engine=%d\n",
