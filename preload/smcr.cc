@@ -39,7 +39,9 @@ struct SmcrState {
   uint32_t ip = 0;              // the address the registry serves
   std::unique_ptr<runtime::SmcrProcess> proc;
   bool terminated = false;
-  bool warming = false;  // a warm-up thread was started (once per process)
+  // Nothing more for a warm-up to do: one was started, or there is no
+  // device (read without the lock on every connect until then).
+  std::atomic<bool> warm_settled{false};
 };
 
 std::atomic<SmcrState*> g_state{nullptr};
@@ -178,8 +180,7 @@ void WarmUp(uint32_t ip) {
   SmcrState& s = State();
   {
     std::lock_guard lock(s.mu);
-    if (s.warming || s.proc || !MayOpenLocked(s)) return;
-    s.warming = true;
+    if (s.warm_settled.exchange(true) || s.proc || !MayOpenLocked(s)) return;
   }
   // None of the app's signals for this thread (they are for its threads).
   sigset_t all, old;
@@ -214,15 +215,20 @@ void SmcrWarmUpForListener(int fd) {
 
 void SmcrWarmUpForConnect(const sockaddr* to, socklen_t len) {
   if (!runtime::ProcessConfig().smcr || len > sizeof(sockaddr_storage)) return;
-  {
-    // Once per process: one relaxed look after the first connect.
-    SmcrState* s = g_state.load(std::memory_order_acquire);
-    if (s != nullptr && s->warming) return;
-  }
   sockaddr_storage ss{};
   std::memcpy(&ss, to, len);
   const std::optional<uint32_t> dst = Ipv4Of(ss);
   if (!dst || *dst == 0 || IsLoopback(*dst)) return;
+  SmcrState& s = State();
+  // Once per process: one load on every later connect.
+  if (s.warm_settled.load(std::memory_order_relaxed)) return;
+  {
+    std::lock_guard lock(s.mu);
+    if (s.proc || !MayOpenLocked(s)) {  // no device: no route lookup either
+      s.warm_settled.store(true, std::memory_order_relaxed);
+      return;
+    }
+  }
   // The local address the route to `to` takes: a UDP connect is a route
   // lookup and sends nothing.
   const int u = real().socket(to->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
