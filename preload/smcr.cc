@@ -87,11 +87,7 @@ std::string ModulePath() {
   return path;
 }
 
-}  // namespace
-
-namespace {
-
-// The IPv4 address (host order) of `a`: IPv4, or IPv4-mapped on a
+// The IPv4 address (host order) of `ss`: IPv4, or IPv4-mapped on a
 // dual-stack socket (a server on [::], iperf3's). 0 for INADDR_ANY and
 // in6addr_any; nullopt for anything SMC-R does not serve (IPv6: the kernel
 // has no IPv6 SMC-Rv2).
