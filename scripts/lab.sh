@@ -32,7 +32,8 @@ die() { log "$*"; exit 1; }
 
 HOST_PACKAGES=(qemu-system-x86 busybox-static cpio kmod xz-utils zstd
                rdma-core ibverbs-providers ibverbs-utils libibverbs-dev
-               iproute2 debian-archive-keyring iperf3 socat)
+               iproute2 debian-archive-keyring iperf3 socat redis-server
+               redis-tools)
 
 install_host_packages() {
   local missing=() p
@@ -90,7 +91,8 @@ GUEST_MODULES="crc32_generic virtio_pci virtio_net rdma_rxe ib_uverbs smc smc_di
 GUEST_TOOLS="/usr/bin/rdma /usr/bin/ibv_devices /usr/bin/ibv_devinfo /usr/bin/ibv_rc_pingpong"
 # Real programs the usmc-pair scenario runs under `usmc run` (sha256sum is
 # busybox's).
-GUEST_TOOLS="$GUEST_TOOLS /usr/bin/iperf3 /usr/bin/socat"
+GUEST_TOOLS="$GUEST_TOOLS /usr/bin/iperf3 /usr/bin/socat /usr/bin/redis-server"
+GUEST_TOOLS="$GUEST_TOOLS /usr/bin/redis-cli /usr/bin/redis-benchmark"
 
 build_initramfs() {
   local kdir=$LAB_DIR/kernel kver r=$LAB_DIR/root
