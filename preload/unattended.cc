@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "base/owned_fd.h"
-#include "dev/shm_pairs.h"
 #include "preload/conn.h"
 #include "preload/real.h"
+#include "runtime/arena_watch.h"
 #include "runtime/config.h"
 #include "runtime/smc_socket.h"
 
@@ -123,8 +123,7 @@ Live TakeOrStop(bool stop, uint64_t* epoch, int* next_ms, Live* decided) {
     ++keep;
   }
   st.noted.erase(keep, st.noted.end());
-  if (st.noted.empty() && stop &&
-      !dev::ArenaPairs::Process().Watching(dev::kPairWatch)) {
+  if (st.noted.empty() && stop && !runtime::ArenaPairsWatching()) {
     st.running = false;
     CloseWakeLocked(st);
   }
@@ -159,8 +158,7 @@ void* Run(void*) {
       // their exit meanwhile (dev/shm_pairs.h).
       int watch_ms = -1;
       std::vector<pollfd> p{{st.wake, POLLIN, 0}};
-      for (int fd :
-           dev::ArenaPairs::Process().WatchFds(dev::kPairWatch, &watch_ms)) {
+      for (int fd : runtime::ArenaPairWatchFds(&watch_ms)) {
         p.push_back({fd, POLLIN, 0});
       }
       int timeout = MinTimeout(next_ms, watch_ms);
@@ -173,7 +171,7 @@ void* Run(void*) {
         }
         if (p.size() > 1) {
           std::lock_guard drive(st.drive);  // a fork waits for it
-          dev::ArenaPairs::Process().DropExited();
+          runtime::DropArenaPairsOfExitedPeers();
         }
         continue;
       }
@@ -295,8 +293,7 @@ void UnattendedReleased() {
 }
 
 void WatchIdlePairs() {
-  if (!g_unattended_enabled ||
-      !dev::ArenaPairs::Process().Watching(dev::kPairWatch)) {
+  if (!g_unattended_enabled || !runtime::ArenaPairsWatching()) {
     return;
   }
   State& st = S();
