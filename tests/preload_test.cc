@@ -1170,14 +1170,17 @@ TEST_P(PreloadFdLimit, FallbackNamesTheFdLimit) {
   EXPECT_EQ(U(srv, "bytes_tcp_out"), 512u << 10);
 }
 
-// 0..3: out at the DMB's memfd, the handover socket, the peer's memfd
-// (dropped by the kernel in recvmsg: MSG_CTRUNC) and the steps between.
+// 0..3: out at the arena's memfd, the handover socket, the peer's arena
+// (dropped by the kernel in recvmsg: MSG_CTRUNC; /3 read as a malformed
+// offer, ERR_RTOK, until the arena handover probed the fd table as the
+// memfd one does) and the steps between.
 INSTANTIATE_TEST_SUITE_P(FreeFds, PreloadFdLimit,
                          ::testing::Values(0, 1, 2, 3));
 
 // Four free fds are enough for an SMC-D client (three are not, above): its
-// connection keeps its own memfd, the peer's and the handover socket
-// (docs/dev-shm.md). A new fd in the setup path fails here.
+// first connection to a peer process keeps its own arena, the peer's, the
+// handover socket and the peer's pidfd (docs/dev-shm.md). A new fd in the
+// setup path fails here.
 TEST_F(Preload, FourFreeFdsAreEnoughForSmcd) {
   SKIP_WITHOUT_FREE_FDS_UNDER_SANITIZERS();
   Exit r = RunPair("fd-limit", {}, "4");
