@@ -158,8 +158,12 @@ void* Run(void*) {
       // their exit meanwhile (dev/shm_pairs.h).
       int watch_ms = -1;
       std::vector<pollfd> p{{st.wake, POLLIN, 0}};
-      for (int fd : runtime::ArenaPairWatchFds(&watch_ms)) {
-        p.push_back({fd, POLLIN, 0});
+      {
+        // A fork waits for the pairs' lock to be free (UnattendedBeforeFork).
+        std::lock_guard drive(st.drive);
+        for (int fd : runtime::ArenaPairWatchFds(&watch_ms)) {
+          p.push_back({fd, POLLIN, 0});
+        }
       }
       int timeout = MinTimeout(next_ms, watch_ms);
       if (timeout < 0) timeout = kLingerMs;
