@@ -64,19 +64,28 @@ Result<std::unique_ptr<ShmDevice>> ShmDevice::AdoptArenas(const ArenaExport& a,
   return d;
 }
 
-Status ShmDevice::ExportArenas(ArenaExport& out, bool for_pass) {
+Status ShmDevice::ExportArenas(ArenaExport& out, ArenaExportTo to) {
   const std::shared_ptr<ShmArena>& own = local_.arena();
   const std::shared_ptr<ShmArena>& peer = peer_.arena();
   if (own == nullptr || peer == nullptr || !local_.has_doorbell()) {
     return Status(StatusCode::kFailedPrecondition,
                   "not an arena connection, or buffers already released");
   }
-  if (for_pass && own->stats().slots_in_use != 1) {
-    // Its arenas hold other live connections with the same peer process:
-    // their bytes must not go to the receiver.
-    return Status(StatusCode::kFailedPrecondition,
-                  "it shares its shared-memory arenas with other live "
-                  "connections to the same peer process");
+  if (to == ArenaExportTo::kPassOtherUid) {
+    // Every connection of the pair has one slot in each arena, so ours
+    // tells for both: one slot ever carved, none reused, none adopted
+    // (after exec we do not know the arena's past).
+    const ArenaStats st = own->stats();
+    if (st.slots_in_use != 1) {
+      return Status(StatusCode::kFailedPrecondition,
+                    "it shares its shared-memory arenas with other live "
+                    "connections to the same peer process");
+    }
+    if (own->adopted() || st.slots_created != 1 || st.slots_reused != 0) {
+      return Status(StatusCode::kFailedPrecondition,
+                    "its shared-memory arenas held earlier connections to "
+                    "the same peer process, whose bytes may still be there");
+    }
   }
   out.own_fd = own->memfd();
   out.peer_fd = peer->memfd();
@@ -87,7 +96,7 @@ Status ShmDevice::ExportArenas(ArenaExport& out, bool for_pass) {
   out.peer_id = peer->id();
   out.peer_size = peer->file_size();
   out.peer_slot = peer_.slot_offset();
-  if (for_pass && use_.pair() != nullptr) {
+  if (to != ArenaExportTo::kExec && use_.pair() != nullptr) {
     ArenaPairs::Process().Retire(use_.pair()->id);
   }
   return OkStatus();

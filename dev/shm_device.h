@@ -45,6 +45,18 @@ struct ArenaExport {
   uint64_t peer_id = 0, peer_size = 0, peer_slot = 0;
 };
 
+// Where a connection in arena slots goes (ShmDevice::ExportArenas). An
+// arena fd maps the whole arena: its receiver can read every slot in it.
+enum class ArenaExportTo {
+  kExec,  // this process's next image
+  // SCM_RIGHTS to a process of our uid: it may have the whole pair (it
+  // could ptrace us anyway, docs/dev-shm.md "Threat model").
+  kPassSameUid,
+  // SCM_RIGHTS to another uid, or to a process whose uid we cannot tell:
+  // only a pair that never held another connection goes.
+  kPassOtherUid,
+};
+
 class ShmDevice final : public Device {
  public:
   // `server`: RegisterBuffer also opens the handover listener (before the
@@ -109,12 +121,13 @@ class ShmDevice final : public Device {
 
   // Whether this connection's DMBs are arena slots.
   bool in_arena() const { return local_.arena() != nullptr; }
-  // The connection's arenas and slots. `for_pass` (SCM_RIGHTS to another
-  // process): an arena fd maps the whole arena, so only a connection alone
-  // in its pair goes (kFailedPrecondition naming why otherwise), and its
-  // pair is retired here (never allocated from again; the peer's later
-  // claims get "unknown pair").
-  Status ExportArenas(ArenaExport& out, bool for_pass);
+  // The connection's arenas and slots. A pass (SCM_RIGHTS to another
+  // process) retires the pair here (never allocated from again; the peer's
+  // later claims get "unknown pair"; its live connections stay). To
+  // another uid only the pair's first and only connection goes: any other
+  // slot, live or freed (warm slots keep their bytes), would show the
+  // receiver a connection it does not hold (kFailedPrecondition naming why).
+  Status ExportArenas(ArenaExport& out, ArenaExportTo to);
 
   // SO_PEERCRED of the handover's Unix peer (zeros if adopted or not yet
   // attached): for the record, nothing depends on it.

@@ -129,6 +129,19 @@ Status SendOffer(int conn, const LocalDmb& dmb, const std::byte* msg,
   return SendFrame(conn, {msg, kOfferSize}, fd, deadline);
 }
 
+// An offer arrived with MSG_CTRUNC and no fd: the kernel drops fds it
+// cannot install in a full table, and says only CTRUNC. Whether that was
+// us, a probe for one fd tells: EMFILE/ENFILE (the fallback must name the
+// fd limit, NOFD, not a bad peer), else OK.
+Status FdTableFull(int conn, const char* what) {
+  const int probe = ::fcntl(conn, F_DUPFD_CLOEXEC, 0);
+  if (probe < 0 && (errno == EMFILE || errno == ENFILE)) {
+    return Status::FromErrno(errno, what);
+  }
+  if (probe >= 0) ::close(probe);
+  return OkStatus();
+}
+
 // Reads the offer at the front of `conn` without waiting: exactly kOfferSize
 // bytes (the rest of the stream is rings) and the one fd sent with them.
 // *again: nothing there yet.
@@ -168,15 +181,8 @@ Result<Offer> TryRecvOffer(int conn, bool* again) {
                     "shm handover: peer closed before its offer");
     }
     if ((mh.msg_flags & MSG_CTRUNC) != 0 && fds.empty()) {
-      // The kernel drops fds it cannot install in a full table, and says
-      // only CTRUNC: whether that was us, a probe for one fd tells (the
-      // fallback must name the fd limit, not a bad peer).
-      const int probe = ::fcntl(conn, F_DUPFD_CLOEXEC, 0);
-      if (probe < 0 && (errno == EMFILE || errno == ENFILE)) {
-        return Status::FromErrno(errno,
-                                 "shm handover: no fd for the peer's DMB");
-      }
-      if (probe >= 0) ::close(probe);
+      USMC_RETURN_IF_ERROR(
+          FdTableFull(conn, "shm handover: no fd for the peer's DMB"));
     }
     if ((mh.msg_flags & MSG_CTRUNC) != 0 ||
         n != static_cast<ssize_t>(kOfferSize)) {
@@ -509,6 +515,10 @@ Result<OfferV3> TryRecvV3(int conn, bool* again) {
     if (n == 0) {
       return Status(StatusCode::kUnavailable,
                     "shm handover: peer closed before its offer");
+    }
+    if ((mh.msg_flags & MSG_CTRUNC) != 0 && fds.empty()) {
+      USMC_RETURN_IF_ERROR(
+          FdTableFull(conn, "shm handover: no fd for the peer's arena"));
     }
     if ((mh.msg_flags & MSG_CTRUNC) != 0 ||
         n != static_cast<ssize_t>(kOfferV3Size) || fds.size() > 1) {

@@ -157,6 +157,54 @@ void ArenaPairs::Release(const std::shared_ptr<ArenaPair>& pair) {
   std::lock_guard lock(mu_);
   if (pair->live > 0) --pair->live;
   pair->last_used = ++tick_;
+  if (pair->live != 0) return;
+  if (Usable(*pair)) {
+    pair->idle_since = std::chrono::steady_clock::now();
+    return;
+  }
+  // Its peer exited (or it is retired, or a fork parent's): nothing will
+  // claim it again. Its fds and arenas go with the last reference, the
+  // caller's.
+  std::erase(pairs_, pair);
+}
+
+bool ArenaPairs::Watched(const ArenaPair& p, std::chrono::milliseconds watch,
+                         std::chrono::steady_clock::time_point now) const {
+  return p.live == 0 && !p.retired && p.owner == ::getpid() && p.pidfd &&
+         p.idle_since != std::chrono::steady_clock::time_point{} &&
+         now - p.idle_since < watch;
+}
+
+std::vector<int> ArenaPairs::WatchFds(std::chrono::milliseconds watch,
+                                      int* next_ms) {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<int> fds;
+  *next_ms = -1;
+  std::lock_guard lock(mu_);
+  for (const auto& p : pairs_) {
+    if (!Watched(*p, watch, now)) continue;
+    fds.push_back(p->pidfd.get());
+    const int ms =
+        static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(
+                             p->idle_since + watch - now)
+                             .count());
+    *next_ms = *next_ms < 0 ? ms : std::min(*next_ms, ms);
+  }
+  return fds;
+}
+
+bool ArenaPairs::Watching(std::chrono::milliseconds watch) const {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  for (const auto& p : pairs_) {
+    if (Watched(*p, watch, now)) return true;
+  }
+  return false;
+}
+
+void ArenaPairs::DropExited() {
+  std::lock_guard lock(mu_);
+  Sweep();
 }
 
 size_t ArenaPairs::size() const {

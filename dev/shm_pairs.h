@@ -18,7 +18,13 @@
 //     reused after its process exited, so a recycled pid never meets a
 //     stale pair.
 // Idle pairs (no live connection) of live peers are kept for their warm
-// slots, at most `max_idle`, least recently used dropped first.
+// slots, at most `max_idle`, least recently used dropped first. A pair
+// whose peer exited goes when its last connection ends, or, if the peer
+// was still exiting then (it closed its fds, the kernel had not yet
+// reported it gone) or exits soon after, once its pidfd says so while it
+// is watched (WatchFds, DropExited: the interposer's progress thread
+// watches a pair for kPairWatch after its last connection ended). A peer
+// that exits later leaves its pair until the next handshake's sweep.
 //
 //   ArenaPairs& t = ArenaPairs::Process();
 //   std::shared_ptr<ArenaPair> p = t.ForPeer(listener_pid);
@@ -28,6 +34,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -56,7 +63,13 @@ struct ArenaPair {
   uint32_t live = 0;  // connections using the pair (PairUse)
   bool retired = false;
   uint64_t last_used = 0;
+  std::chrono::steady_clock::time_point idle_since{};  // live went to 0
 };
+
+// How long after its last connection ended an idle pair's peer is watched
+// for its exit: a peer that exits does so right after its last close, or
+// is killed (its fds close before the kernel reports the exit).
+inline constexpr std::chrono::milliseconds kPairWatch{2000};
 
 // The proof a claiming offer carries: keyed with K, over both tokens of
 // the connection (so it is fresh per connection), the sender's side, the
@@ -87,15 +100,31 @@ class ArenaPairs {
   // Never handed out again (its arenas went to another process).
   void Retire(uint64_t id);
 
-  // A connection uses `pair` from now until Release.
+  // A connection uses `pair` from now until Release. The last Release of
+  // a pair whose peer exited (or that is retired, or another process's)
+  // drops it; a live peer's pair is watched from then on (WatchFds).
   void Acquire(const std::shared_ptr<ArenaPair>& pair);
   void Release(const std::shared_ptr<ArenaPair>& pair);
+
+  // The pidfds of idle pairs whose last connection ended less than
+  // `watch` ago (readable once that peer exited), and in *next_ms when
+  // the first of them stops being watched (-1: none is). The numbers are
+  // only valid until the next call into the table: poll them, then call
+  // DropExited, then ask again.
+  std::vector<int> WatchFds(std::chrono::milliseconds watch, int* next_ms);
+  // Whether WatchFds has something to watch.
+  bool Watching(std::chrono::milliseconds watch) const;
+  // Drops the unused pairs whose peer exited (and the other unusable ones).
+  void DropExited();
 
   size_t size() const;
 
  private:
   bool Usable(const ArenaPair& p) const;  // under mu_
   void Sweep();                           // under mu_
+  // Idle, usable as far as we know, and within `watch` of its last use.
+  bool Watched(const ArenaPair& p, std::chrono::milliseconds watch,
+               std::chrono::steady_clock::time_point now) const;
 
   const size_t max_idle_;
   mutable std::mutex mu_;

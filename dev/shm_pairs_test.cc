@@ -1,6 +1,7 @@
 #include "dev/shm_pairs.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,6 +75,54 @@ TEST(ShmPairsTest, PairOfAnExitedPeerIsDroppedOnceUnused) {
   EXPECT_EQ(t.size(), 0u);
   // And a gone peer cannot be added at all.
   EXPECT_EQ(t.Add(MakePair(12, pid)).code(), StatusCode::kUnavailable);
+}
+
+// The last connection's end drops the pair of a peer that exited, with no
+// lookup or handshake after it (its fds and arenas go now). Before, it
+// stayed until the next Add or lookup of that pid (soak.sh: an idle server
+// held 3 fds per exited client).
+TEST(ShmPairsTest, LastReleaseDropsThePairOfAnExitedPeer) {
+  Sleeper b;
+  ArenaPairs t;
+  ASSERT_TRUE(t.Add(MakePair(11, b.pid)).ok());
+  {
+    PairUse use(t, t.ForPeer(b.pid));
+    ASSERT_NE(use.pair(), nullptr);
+    b.Kill();
+    EXPECT_EQ(t.size(), 1u);  // still in use
+  }
+  EXPECT_EQ(t.size(), 0u);
+}
+
+// A peer that exits after its pair went idle (it closed its connections
+// first, or was killed and its fds closed before the kernel reported the
+// exit): the pair is watched (WatchFds gives its pidfd) for the window
+// after its last connection, and DropExited drops it once the pidfd says
+// so. A live peer's idle pair stays; outside the window nothing is watched.
+TEST(ShmPairsTest, IdlePairIsWatchedAndDroppedOnceItsPeerExits) {
+  Sleeper b, c;
+  ArenaPairs t;
+  ASSERT_TRUE(t.Add(MakePair(11, b.pid)).ok());
+  ASSERT_TRUE(t.Add(MakePair(22, c.pid)).ok());
+  int next_ms = 0;
+  EXPECT_TRUE(t.WatchFds(std::chrono::hours(1), &next_ms).empty());
+  EXPECT_FALSE(t.Watching(std::chrono::hours(1)));  // never used yet
+  { PairUse use(t, t.ForPeer(b.pid)); }
+  { PairUse use(t, t.ForPeer(c.pid)); }
+  ASSERT_TRUE(t.Watching(std::chrono::hours(1)));
+  EXPECT_FALSE(t.Watching(std::chrono::milliseconds(0)));
+  std::vector<int> fds = t.WatchFds(std::chrono::hours(1), &next_ms);
+  ASSERT_EQ(fds.size(), 2u);
+  EXPECT_GT(next_ms, 0);
+  t.DropExited();
+  EXPECT_EQ(t.size(), 2u);  // both peers alive
+  b.Kill();
+  pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+  ASSERT_EQ(::poll(p, 2, 10000), 1);  // b's pidfd, readable
+  t.DropExited();
+  EXPECT_EQ(t.size(), 1u);
+  EXPECT_NE(t.ForPeer(c.pid), nullptr);
+  EXPECT_EQ(t.WatchFds(std::chrono::hours(1), &next_ms).size(), 1u);
 }
 
 // A forked child must not claim its parent's pairs: the parent's peer maps

@@ -587,6 +587,7 @@ Conn::InFlight::~InFlight() {
   if (c_.inflight_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
       c_.release_pending_.load(std::memory_order_seq_cst)) {
     c_.FinishRelease();
+    WatchIdlePairs();  // no lock held here
   }
 }
 

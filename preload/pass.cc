@@ -6,9 +6,11 @@
 // and the message's fd list is: the app's fds, then per record its local
 // DMB, peer DMB, doorbell socket, then the state memfd. Version 3: exec
 // records of version 3, whose DMB fds may be arenas (docs/dev-shm.md,
-// "Arenas"): an arena connection goes only if it is alone in its pair
-// (then both arena fds go and the pair is retired here), else it is reset
-// with that reason (ShmDevice::ExportArenas).
+// "Arenas"). An arena fd maps every slot of the pair: a receiver known to
+// run under our uid takes the whole pair; to another uid, or one we cannot
+// tell (an unconnected datagram), only a pair's first and only connection
+// goes, and any other is reset with the reason. Either way the pair is
+// retired here for new connections (ShmDevice::ExportArenas).
 #include "preload/pass.h"
 
 #include <dirent.h>
@@ -287,17 +289,21 @@ bool TrustedStateOwner(uid_t owner) {
 }
 
 // Can the process at the other end of Unix socket `fd` take an SMC-D
-// connection? 1 yes, 0 no (why in *why), -1 cannot tell (not connected).
-int PeerTakes(int fd, const char** why) {
+// connection? kYes, kNo (why in *why), or kCannotTell (not connected: an
+// unconnected datagram names its receiver only by address).
+// `*same_uid`: the receiver is known to run under our effective uid.
+enum Takes { kNotAsked = -2, kCannotTell = -1, kNo = 0, kYes = 1 };
+Takes PeerTakes(int fd, const char** why, bool* same_uid) {
+  *same_uid = false;
   struct ucred uc {};
   socklen_t len = sizeof uc;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0 ||
       uc.pid <= 0) {
-    return -1;
+    return kCannotTell;
   }
   if (uc.uid != ::geteuid() && !MayGoToAnotherUid()) {
     *why = kOtherUid;
-    return 0;
+    return kNo;
   }
   // SO_PEERCRED names the process that made the other end (for a
   // socketpair: this one, before it forked the worker). The receiver is a
@@ -314,7 +320,10 @@ int PeerTakes(int fd, const char** why) {
     }
   }
   if (holder == 0) {
-    if (uc.pid == ::getpid()) return 1;  // the other end is still ours
+    if (uc.pid == ::getpid()) {  // the other end is still ours
+      *same_uid = true;
+      return kYes;
+    }
     holder = uc.pid;
   }
   // A worker may have changed its uid after the socketpair was made
@@ -323,11 +332,13 @@ int PeerTakes(int fd, const char** why) {
   if (uid >= 0 && static_cast<uid_t>(uid) != ::geteuid() &&
       !MayGoToAnotherUid()) {
     *why = kOtherUid;
-    return 0;
+    return kNo;
   }
+  *same_uid = uid >= 0 && static_cast<uid_t>(uid) == ::geteuid() &&
+              uc.uid == ::geteuid();
   const int runs = RunsUsmc(holder);
   if (runs == 0) *why = "the receiving process does not run usmc";
-  return runs;
+  return runs == 1 ? kYes : runs == 0 ? kNo : kCannotTell;
 }
 
 // As exec does for a program that will not load usmc: a dead socket for
@@ -543,7 +554,8 @@ ssize_t SendmsgPassing(int fd, const msghdr* msg, int flags) {
   if (fds.empty()) return real().sendmsg(fd, msg, flags);
   Inside in;
   std::vector<Outgoing> out;
-  int takes = -2;  // not asked yet
+  Takes takes = kNotAsked;
+  bool same_uid = false;
   const char* why = "";
   for (size_t i = 0; i < fds.size(); ++i) {
     std::shared_ptr<Conn> c = table().Lookup(fds[i]);
@@ -554,8 +566,8 @@ ssize_t SendmsgPassing(int fd, const msghdr* msg, int flags) {
     c->SettleForPass(fds[i]);
     runtime::SmcSocket* s = c->smc();
     if (s == nullptr || s->mode() != engine::Mode::kSmc) continue;  // TCP
-    if (takes == -2) takes = PeerTakes(fd, &why);
-    if (takes == 0) {
+    if (takes == kNotAsked) takes = PeerTakes(fd, &why, &same_uid);
+    if (takes == kNo) {
       ResetConn(*c, fds[i], why);
       continue;
     }
@@ -564,7 +576,7 @@ ssize_t SendmsgPassing(int fd, const msghdr* msg, int flags) {
       continue;
     }
     Outgoing o{i, c, {}};
-    if (Status st = s->ExportForPass(o.rec); !st.ok()) {
+    if (Status st = s->ExportForPass(o.rec, same_uid); !st.ok()) {
       ResetConn(*c, fds[i], std::string(st.message()).c_str());
       continue;
     }

@@ -20,6 +20,7 @@
 #include "base/owned_fd.h"
 #include "preload/conn.h"
 #include "preload/real.h"
+#include "runtime/arena_watch.h"
 #include "runtime/config.h"
 #include "runtime/smc_socket.h"
 
@@ -122,7 +123,7 @@ Live TakeOrStop(bool stop, uint64_t* epoch, int* next_ms, Live* decided) {
     ++keep;
   }
   st.noted.erase(keep, st.noted.end());
-  if (st.noted.empty() && stop) {
+  if (st.noted.empty() && stop && !runtime::ArenaPairsWatching()) {
     st.running = false;
     CloseWakeLocked(st);
   }
@@ -153,13 +154,32 @@ void* Run(void*) {
     Live live = TakeOrStop(/*stop=*/false, &epoch, &next_ms, &decided);
     AfterDecided(decided, epoch);
     if (live.empty()) {
-      pollfd p{st.wake, POLLIN, 0};
-      if (real().poll(&p, 1, next_ms >= 0 ? next_ms : kLingerMs) > 0) {
-        uint64_t v;
-        (void)real().read(st.wake, &v, sizeof v);
+      // Nothing to drive: the idle arena pairs' peers are watched for
+      // their exit meanwhile (dev/shm_pairs.h).
+      int watch_ms = -1;
+      std::vector<pollfd> p{{st.wake, POLLIN, 0}};
+      {
+        // A fork waits for the pairs' lock to be free (UnattendedBeforeFork).
+        std::lock_guard drive(st.drive);
+        for (int fd : runtime::ArenaPairWatchFds(&watch_ms)) {
+          p.push_back({fd, POLLIN, 0});
+        }
+      }
+      int timeout = MinTimeout(next_ms, watch_ms);
+      if (timeout < 0) timeout = kLingerMs;
+      const int n = real().poll(p.data(), p.size(), timeout);
+      if (n > 0) {
+        if (p[0].revents != 0) {
+          uint64_t v;
+          (void)real().read(st.wake, &v, sizeof v);
+        }
+        if (p.size() > 1) {
+          std::lock_guard drive(st.drive);  // a fork waits for it
+          runtime::DropArenaPairsOfExitedPeers();
+        }
         continue;
       }
-      if (next_ms >= 0) continue;  // one fell due
+      if (next_ms >= 0 || watch_ms >= 0) continue;  // one fell due
       live = TakeOrStop(/*stop=*/true, &epoch, &next_ms, &decided);
       AfterDecided(decided, epoch);
       if (live.empty()) {
@@ -274,6 +294,21 @@ void UnattendedReleased() {
   const uint64_t one = 1;
   if (fd >= 0) (void)real().write(fd, &one, sizeof one);
   st.ringers.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void WatchIdlePairs() {
+  if (!g_unattended_enabled || !runtime::ArenaPairsWatching()) {
+    return;
+  }
+  State& st = S();
+  std::lock_guard lock(st.mu);
+  if (st.running && st.owner != ::getpid()) return;  // NoteUnattended's case
+  if (st.running) {
+    const uint64_t one = 1;
+    (void)real().write(st.wake, &one, sizeof one);
+  } else {
+    (void)StartLocked(st);  // else the next handshake's sweep drops them
+  }
 }
 
 void UnattendedBeforeFork() {

@@ -10,10 +10,11 @@
 // thread (ARCHITECTURE.md, "Handshake"), which, once the app has left it
 // alone for 20 ms, sleeps on such connections' sockets and drives them
 // until each is decided; the app's own calls drive them too, under the
-// socket's lock. The thread starts on demand, blocks every signal, and
-// ends once it has had nothing to drive for a second, closing its eventfd
-// (an idle process keeps no fd of usmc's). USMC_PROGRESS_THREAD=0
-// turns it off (the app's calls alone drive handshakes).
+// socket's lock. It also watches the peers of arena pairs that went idle,
+// for a while (WatchIdlePairs). The thread starts on demand, blocks every
+// signal, and ends once it has had nothing to do for a second, closing its
+// eventfd (an idle process keeps no fd of usmc's). USMC_PROGRESS_THREAD=0 turns
+// it off (the app's calls alone drive handshakes).
 //
 //   NoteUnattended(conn);           // accept / connect: still handshaking
 //   UnattendedBeforeFork();         // fork wrapper, around real fork()
@@ -44,6 +45,12 @@ void UnattendedAfterFork(bool child);
 // (the kernel's poll wait entries do) and would keep it open, without a
 // FIN to the peer, until that poll's timeout (the CLC deadline). It wakes.
 void UnattendedReleased();
+
+// A connection ended (no lock of ours held): if an arena pair went idle,
+// the thread watches its peer for a while and drops the pair once the peer
+// exited (dev/shm_pairs.h), so an exited client's fds and arenas do not
+// stay until the next handshake.
+void WatchIdlePairs();
 
 }  // namespace usmc::preload
 

@@ -29,6 +29,7 @@
 #include "preload/real.h"
 #include "preload/smcr.h"
 #include "preload/status.h"
+#include "preload/unattended.h"
 
 using usmc::preload::Bypass;
 using usmc::preload::Conn;
@@ -109,6 +110,7 @@ void ForgetFd(int fd) {
   if (std::shared_ptr<Conn> c = table().Remove(fd)) {
     c->ReleaseFromProcess();
     pl::NoteClosed(*c);
+    pl::WatchIdlePairs();
   } else {
     pl::ForgetEpollSet(fd);
     pl::ForgetListenerFd(fd);

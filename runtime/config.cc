@@ -28,9 +28,8 @@ constexpr ConfigVar kVars[] = {
     {"USMC_EPOLL_SCAN", "1", "0 or 1"},
     {"USMC_PROGRESS_THREAD", "1", "0 or 1"},
     {"USMC_SMCR", "1", "0 or 1"},
-    {"USMC_SHM_ARENA", "0",
-     "0 or 1 (per-peer DMB arenas; a connection passed while others share "
-     "its pair is reset)"},
+    {"USMC_SHM_ARENA", "1",
+     "0 or 1 (1: DMBs in one arena per peer process; 0: one memfd per DMB)"},
 };
 
 const ConfigVar& Var(std::string_view name) {

@@ -69,9 +69,9 @@ struct Config {
   bool epoll_scan = true;
   // USMC_PROGRESS_THREAD, 0 or 1.
   bool progress_thread = true;
-  // USMC_SHM_ARENA, 0 or 1: experimental per-peer DMB arenas
-  // (dev/shm_device.h).
-  bool shm_arena = false;
+  // USMC_SHM_ARENA, 0 or 1: DMBs in per-peer-process arenas
+  // (dev/shm_device.h); 0 gives each DMB its own memfd.
+  bool shm_arena = true;
   // USMC_SMCR, 0 or 1: offer and accept SMC-R where an RDMA device with a
   // RoCEv2 GID serves the connection's local address (preload/smcr.h).
   bool smcr = true;

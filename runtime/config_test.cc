@@ -169,12 +169,14 @@ TEST(ConfigTest, FlagsTakeZeroOrOne) {
   l = Load({{"USMC_PROGRESS_THREAD", "no"}});
   ExpectOneError(l, "USMC_PROGRESS_THREAD", "no", "0 or 1");
   EXPECT_TRUE(l.config.progress_thread);
+  // Arenas are the default; a bad value keeps it.
+  EXPECT_TRUE(Load({}).config.shm_arena);
   l = Load({{"USMC_SHM_ARENA", "yes"}});
   ExpectOneError(l, "USMC_SHM_ARENA", "yes", "0 or 1");
-  EXPECT_FALSE(l.config.shm_arena);
-  l = Load({{"USMC_SHM_ARENA", "1"}});
-  EXPECT_TRUE(l.errors.empty());
   EXPECT_TRUE(l.config.shm_arena);
+  l = Load({{"USMC_SHM_ARENA", "0"}});
+  EXPECT_TRUE(l.errors.empty());
+  EXPECT_FALSE(l.config.shm_arena);
 }
 
 TEST(ConfigTest, EachBadValueIsItsOwnLine) {

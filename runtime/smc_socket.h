@@ -53,6 +53,7 @@
 
 #include "base/status.h"
 #include "dev/device.h"
+#include "dev/shm_device.h"  // ArenaExportTo
 #include "engine/connection.h"
 #include "runtime/executor.h"
 #include "runtime/late_clc.h"
@@ -316,7 +317,10 @@ class SmcSocket : private TcpSide {
   // process's numbers (FD_CLOEXEC untouched); the caller sends the fds and
   // the record's bytes to the receiving process. This process may go on
   // holding the socket: another process publishes for it from now on.
-  Status ExportForPass(ExecRecord& rec);
+  // `receiver_same_uid`: the receiver is known to run under our uid (it
+  // may then have the connection's whole arena pair, dev/shm_device.h
+  // ArenaExportTo); false also when that cannot be told.
+  Status ExportForPass(ExecRecord& rec, bool receiver_same_uid);
   // Rebuilds a socket from a record whose fds the caller has already put
   // into this process. On
   // failure after the TCP fd was checked, the connection is reset.
@@ -331,7 +335,8 @@ class SmcSocket : private TcpSide {
   struct Made;  // the engine's parameters, and SMC-R's peer GID
   static Made MakeParams(int fd, const Options& opts);
   SmcSocket(int fd, const Options& opts, const Made& made);
-  Status ExportRecord(ExecRecord& rec, bool for_pass);  // ExportFor*'s part
+  Status ExportRecord(ExecRecord& rec,
+                      dev::ArenaExportTo to);  // ExportFor*'s part
 
   using Clock = std::chrono::steady_clock;
   static engine::TimePoint Now();

@@ -281,6 +281,12 @@ int HandClientConfirmingOnCue(int fd, int attached, int go) {
 // server timed out before that Confirm came, declined and went TCP: the
 // client's bytes went into a DMB nobody read, our Decline into its app.
 TEST(SmcSocketEventTest, HandoverServedAfterTheDeadlineWaitsForTheConfirm) {
+  // Its hand-made client runs the one-memfd-per-DMB handover (offer v2),
+  // step by step: the server must use it too (arenas are the default, and
+  // both ends must agree). The arena handover's deadline is the same code
+  // path in the engine.
+  (void)ProcessConfig();  // it sets the switch from the environment once
+  dev::SetShmArenas(false);
   int attached[2], go[2];
   ASSERT_EQ(::pipe(attached), 0);
   ASSERT_EQ(::pipe(go), 0);
@@ -784,7 +790,7 @@ TEST(SmcSocketEventTest, ArenaSlotIsReleasedOnlyByTheLastHolder) {
   ASSERT_EQ(::write(sync[1], "c", 1), 1);
   ::close(sync[1]);
   EXPECT_EQ(WaitChild(client), 0);
-  dev::SetShmArenas(false);
+  dev::SetShmArenas(ProcessConfig().shm_arena);
 }
 
 TEST(SmcSocketEventTest, ProcessRefsIsNullInTcpMode) {

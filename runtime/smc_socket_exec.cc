@@ -71,7 +71,7 @@ Status SmcSocket::ExportForExec(std::string& out) {
   // A vfork child exporting shares our memory: the parent learns it too.
   NoteShared();
   ExecRecord rec;
-  USMC_RETURN_IF_ERROR(ExportRecord(rec, /*for_pass=*/false));
+  USMC_RETURN_IF_ERROR(ExportRecord(rec, dev::ArenaExportTo::kExec));
   const int fds[] = {rec.tcp_fd, rec.local_memfd, rec.peer_memfd,
                      rec.doorbell_fd};
   for (size_t i = 0; i < std::size(fds); ++i) {
@@ -88,14 +88,16 @@ Status SmcSocket::ExportForExec(std::string& out) {
   return OkStatus();
 }
 
-Status SmcSocket::ExportForPass(ExecRecord& rec) {
+Status SmcSocket::ExportForPass(ExecRecord& rec, bool receiver_same_uid) {
   // The receiver publishes into the peer's DMB too from now on: this
   // process must look for its progress (AdoptSiblingProgress).
   NoteShared();
-  return ExportRecord(rec, /*for_pass=*/true);
+  return ExportRecord(rec, receiver_same_uid
+                               ? dev::ArenaExportTo::kPassSameUid
+                               : dev::ArenaExportTo::kPassOtherUid);
 }
 
-Status SmcSocket::ExportRecord(ExecRecord& rec, bool for_pass) {
+Status SmcSocket::ExportRecord(ExecRecord& rec, dev::ArenaExportTo to) {
   std::lock_guard lock(mu_);
   if (tcp_closed_) return Precondition("socket already closed");
   if (HandshakingLocked()) {
@@ -112,7 +114,7 @@ Status SmcSocket::ExportRecord(ExecRecord& rec, bool for_pass) {
   dev::ArenaExport arenas;
   auto* shm = dynamic_cast<dev::ShmDevice*>(&Dev());
   if (shm != nullptr && shm->in_arena()) {
-    USMC_RETURN_IF_ERROR(shm->ExportArenas(arenas, for_pass));
+    USMC_RETURN_IF_ERROR(shm->ExportArenas(arenas, to));
     fds = {arenas.own_fd, arenas.peer_fd, arenas.doorbell_fd, -1};
   } else if (Status st = Dev().ExportFds(fds); !st.ok()) {
     return st;

@@ -19,14 +19,20 @@
 //                    sender) gets a reset socket.
 //   pass-otheruid:   root hands the connection to a worker of uid 65534,
 //                    which carries it on over SMC-D.
-//   pass-arena-alone: (USMC_SHM_ARENA=1) one connection at a time, each
-//                    alone in its arena pair when passed: it goes with both
-//                    arenas, and the listener's pair is retired (the
-//                    client's next connection starts a new pair).
-//   pass-arena-shared: (USMC_SHM_ARENA=1) two live connections from one
-//                    client process share a pair: the first, passed, is
-//                    reset (its arenas would show the receiver the other);
-//                    the second is served by the listener over SMC-D.
+//   pass-otheruid-shared: as pass-otheruid, while the client holds a second
+//                    connection to the server (same arena pair): the
+//                    passed one is reset, the other carries on.
+//   pass-otheruid-earlier: as pass-otheruid, after an earlier connection of
+//                    the same pair ended (its freed slot kept its bytes):
+//                    the passed one is reset.
+//   pass-arena-alone: one connection at a time, each alone in its arena
+//                    pair when passed: it goes with both arenas, and the
+//                    listener's pair is retired (the client's next
+//                    connection starts a new pair).
+//   pass-arena-shared: two live connections from one client process share
+//                    a pair: the first goes to the worker (our uid: the
+//                    whole pair goes), which replies on it; the second is
+//                    served by the listener; both over SMC-D.
 //
 // The client makes kPassConns connections, kPassBatch at a time: a request
 // of kPassReq bytes each, then it checks a reply of kPassReply bytes and EOF.
@@ -338,6 +344,95 @@ int PassOtherUidClient(uint16_t port, const char* arg) {
   return 0;
 }
 
+// pass-otheruid-shared / -earlier: the server side. `shared`: two live
+// connections, the first is reset; else an earlier connection ends first,
+// then the next one is reset.
+int PassOtherUidResetServer(int lfd, bool shared) {
+  int a = AcceptOne(lfd);
+  CHECK(a >= 0, "accept");
+  if (!shared) {
+    RUN(RecvPat(a, 0, kPassReq, 30));
+    RUN(SendPat(a, 0, kPassReq, 40));
+    RUN(ExpectEof(a));
+    close(a);
+    a = AcceptOne(lfd);
+    CHECK(a >= 0, "accept");
+  }
+  RUN(RecvPat(a, 0, kPassReq, 31));
+  RUN(Ack(a));
+  int b = -1;
+  if (shared) {
+    b = AcceptOne(lfd);
+    CHECK(b >= 0, "accept");
+    RUN(RecvPat(b, 0, kPassReq, 32));
+  }
+  char buf[64];
+  ssize_t n;
+  do {
+    n = recv(a, buf, sizeof buf, 0);
+  } while (n < 0 && errno == EINTR);
+  CHECK(n < 0 && (errno == ECONNRESET || errno == ECONNABORTED),
+        "the connection passed to another uid: recv %zd (want ECONNRESET)", n);
+  close(a);
+  if (shared) {
+    RUN(SendPat(b, 0, kWorkerReply, 42));
+    RUN(ExpectEof(b));
+    close(b);
+  }
+  return 0;
+}
+
+int PassOtherUidResetClient(uint16_t port, bool shared) {
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+  pid_t kid = fork();
+  CHECK(kid >= 0, "fork");
+  if (kid == 0) {
+    SetName("probe-nobody");
+    close(sv[0]);
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(20);
+    if (write(sv[1], "r", 1) != 1) _exit(21);
+    std::vector<int> got;
+    if (RecvFds(sv[1], 1, &got) != 0) _exit(22);
+    ssize_t w = write(got[0], "plain bytes", 11);
+    char c;
+    ssize_t r = read(got[0], &c, 1);
+    _exit(w < 0 || r < 0 ? 0 : 23);  // a dead socket, not a silent one
+  }
+  close(sv[1]);
+  char ready;
+  CHECK(read(sv[0], &ready, 1) == 1, "the worker's ready byte");
+  if (!shared) {
+    int e = Connect(port);
+    CHECK(e >= 0, "connect");
+    RUN(SendPat(e, 0, kPassReq, 30));
+    RUN(RecvPat(e, 0, kPassReq, 40));
+    close(e);
+  }
+  int a = Connect(port);
+  CHECK(a >= 0, "connect");
+  RUN(SendPat(a, 0, kPassReq, 31));
+  RUN(WaitAck(a));
+  int b = -1;
+  if (shared) {
+    b = Connect(port);
+    CHECK(b >= 0, "connect");
+    RUN(SendPat(b, 0, kPassReq, 32));
+  }
+  RUN(SendFds(sv[0], {a}));
+  close(a);
+  if (shared) {
+    RUN(RecvPat(b, 0, kWorkerReply, 42));
+    close(b);
+  }
+  int st = 0;
+  CHECK(waitpid(kid, &st, 0) == kid, "waitpid");
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+        "the other uid's socket did not fail (%#x)", st);
+  close(sv[0]);
+  return 0;
+}
+
 constexpr int kArenaConns = 10;
 
 // pass-arena-alone: the client connects, asks, reads the reply and closes,
@@ -398,9 +493,9 @@ int PassArenaSharedServer(int lfd) {
     close(sv[0]);
     std::vector<int> fds;
     if (RecvFds(sv[1], 1, &fds) != 0) exit(20);
-    char c;
-    ssize_t n = read(fds[0], &c, 1);  // a dead socket, not a silent one
-    exit(n <= 0 ? 0 : 21);
+    if (SendPat(fds[0], 0, kPassReply, 61) != 0) exit(21);
+    close(fds[0]);
+    exit(0);
   }
   close(sv[1]);
   int a = AcceptOne(lfd);
@@ -427,15 +522,8 @@ int PassArenaSharedClient(uint16_t port, const char*) {
   RUN(SendPat(b, 0, kPassReq, 52));
   RUN(RecvPat(b, 0, kPassReply, 62));
   RUN(ExpectEof(b));
-  char buf[64];
-  ssize_t n;
-  do {
-    n = recv(a, buf, sizeof buf, 0);
-  } while (n < 0 && errno == EINTR);
-  CHECK(n < 0 && (errno == ECONNRESET || errno == ECONNABORTED),
-        "the connection passed with a shared pair: recv %zd (want "
-        "ECONNRESET)",
-        n);
+  RUN(RecvPat(a, 0, kPassReply, 61));  // from the worker
+  RUN(ExpectEof(a));
   close(a);
   close(b);
   return 0;
@@ -449,6 +537,16 @@ void AddPassScenarios(Scenarios& s) {
   s["pass-static"] = {PassStaticServer, PassStaticClient};
   s["pass-otheruid"] = {PassOtherUidServer, PassOtherUidClient};
   s["pass-otheruid-user"] = {PassStaticServer, PassOtherUidClient};
+  s["pass-otheruid-shared"] = {
+      [](int lfd) { return PassOtherUidResetServer(lfd, true); },
+      [](uint16_t port, const char*) {
+        return PassOtherUidResetClient(port, true);
+      }};
+  s["pass-otheruid-earlier"] = {
+      [](int lfd) { return PassOtherUidResetServer(lfd, false); },
+      [](uint16_t port, const char*) {
+        return PassOtherUidResetClient(port, false);
+      }};
   s["pass-stream"] = {[](int lfd) { return PassServer(lfd, Mode::kStream); },
                       PassClient};
   s["pass-dgram-many"] = {

@@ -589,8 +589,16 @@ class PreloadPass : public Preload,
                     public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(PreloadPass, WorkerServesPassedSmcdConnections) {
-  const std::string scen = GetParam();
-  Exit r = RunPair(scen);
+  std::string scen = GetParam();
+  // "-memfd": one memfd per DMB (USMC_SHM_ARENA=0), the other exec/pass
+  // record layout; else arenas: the worker (our uid) takes the listener's
+  // whole pair with each connection.
+  EnvMap env;
+  if (scen.ends_with("-memfd")) {
+    scen.resize(scen.size() - 6);
+    env["USMC_SHM_ARENA"] = "0";
+  }
+  Exit r = RunPair(scen, env);
   ASSERT_TRUE(r.ok()) << r << AllReports();
   const uint64_t req = 50 * 4096, reply = 50 * (96 << 10);
   ExpectSmcd(Report("probe-cli"), reply, req, /*smcd=*/50);
@@ -607,7 +615,9 @@ TEST_P(PreloadPass, WorkerServesPassedSmcdConnections) {
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, PreloadPass,
                          ::testing::Values("pass-stream", "pass-dgram-many",
-                                           "pass-late", "pass-back"),
+                                           "pass-late", "pass-back",
+                                           "pass-stream-memfd",
+                                           "pass-back-memfd"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) {
@@ -677,14 +687,13 @@ TEST_F(Preload, PassBetweenTwoUsersResets) {
   EXPECT_TRUE(r.server.ok()) << "the peer did not see ECONNRESET\n" << r.server;
 }
 
-// Arena DMBs (USMC_SHM_ARENA=1): a connection alone in its pair goes to
-// the worker with both arenas and stays SMC-D there; the listener retires
-// the pair, so the client's next connection starts a new one (after one
-// "unknown pair" answer, never a fallback). Before, ExportForPass refused
-// arena connections: every one was reset.
+// Arena DMBs: a connection alone in its pair goes to the worker with both
+// arenas and stays SMC-D there; the listener retires the pair, so the
+// client's next connection starts a new one (after one "unknown pair"
+// answer, never a fallback). Before, ExportForPass refused arena
+// connections: every one was reset.
 TEST_F(Preload, PassArenaConnectionAloneInItsPair) {
-  const EnvMap arena{{"USMC_SHM_ARENA", "1"}};
-  Exit r = RunPair("pass-arena-alone", arena);
+  Exit r = RunPair("pass-arena-alone");
   ASSERT_TRUE(r.ok()) << r << AllReports();
   const uint64_t req = 10 * 4096, reply = 10 * (96 << 10);
   ExpectSmcd(Report("probe-cli"), reply, req, /*smcd=*/10);
@@ -692,18 +701,47 @@ TEST_F(Preload, PassArenaConnectionAloneInItsPair) {
   ExpectSmcd(Report("probe-wrk"), req, reply, /*smcd=*/0);
 }
 
-// Two live connections of one client process share the listener's pair:
-// the passed one is reset, loudly, with the reason (its arenas would show
-// the receiver the other connection); the other carries on over SMC-D.
-TEST_F(Preload, PassArenaConnectionSharingItsPairResets) {
-  const EnvMap arena = Env(true, {{"USMC_SHM_ARENA", "1"}});
-  SplitRun r = RunSplit("pass-arena-shared", arena, arena);
-  EXPECT_NE(r.server.err.find("shares its shared-memory arenas"),
+// Two live connections of one client process share the listener's pair;
+// the worker runs under the listener's uid, so the passed one goes with
+// the whole pair (docs/dev-shm.md, threat model: that worker could ptrace
+// the listener anyway) and both carry on over SMC-D, the passed one in the
+// worker. Before, the passed one was reset ("shares its shared-memory
+// arenas"): the reason arenas were not the default.
+TEST_F(Preload, PassArenaConnectionSharingItsPairGoesToTheSameUid) {
+  Exit r = RunPair("pass-arena-shared");
+  ASSERT_TRUE(r.ok()) << r << AllReports();
+  EXPECT_EQ(r.err.find("cannot move"), std::string::npos) << r;
+  ExpectSmcd(Report("probe-cli"), 2 * (96 << 10), 2 * 4096, /*smcd=*/2);
+  ExpectSmcd(Report("probe-srv"), 2 * 4096, 96 << 10, /*smcd=*/2);
+  ExpectSmcd(Report("probe-wrk"), 0, 96 << 10, /*smcd=*/0);
+}
+
+// Root hands a worker of another uid (65534) one of two live connections
+// from one client process: its arenas would show that worker the other
+// connection, so it is reset, loudly, and the other one carries on.
+TEST_F(Preload, PassArenaConnectionSharingItsPairToAnotherUidResets) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the worker as nobody";
+  SplitRun r = RunSplit("pass-otheruid-shared", Env(true), Env(true));
+  EXPECT_NE(r.client.err.find("shares its shared-memory arenas"),
             std::string::npos)
       << "no message naming the reason\n"
-      << r.server;
-  EXPECT_TRUE(r.server.ok()) << r.server;
+      << r.client;
   EXPECT_TRUE(r.client.ok()) << r.client;
+  EXPECT_TRUE(r.server.ok()) << r.server;
+}
+
+// The same after the pair's earlier connection ended: its freed slots keep
+// that connection's bytes (warm slots are not cleared), so only a pair's
+// first and only connection goes to another uid. Before, "alone in its
+// pair" was enough, and the worker could read the earlier request.
+TEST_F(Preload, PassArenaConnectionAfterAnEarlierOneToAnotherUidResets) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to run the worker as nobody";
+  SplitRun r = RunSplit("pass-otheruid-earlier", Env(true), Env(true));
+  EXPECT_NE(r.client.err.find("held earlier connections"), std::string::npos)
+      << "no message naming the reason\n"
+      << r.client;
+  EXPECT_TRUE(r.client.ok()) << r.client;
+  EXPECT_TRUE(r.server.ok()) << r.server;
 }
 
 TEST_F(Preload, NonblockingConnectEpollOut) {
@@ -1196,14 +1234,17 @@ TEST_P(PreloadFdLimit, FallbackNamesTheFdLimit) {
   EXPECT_EQ(U(srv, "bytes_tcp_out"), 512u << 10);
 }
 
-// 0..3: out at the DMB's memfd, the handover socket, the peer's memfd
-// (dropped by the kernel in recvmsg: MSG_CTRUNC) and the steps between.
+// 0..3: out at the arena's memfd, the handover socket, the peer's arena
+// (dropped by the kernel in recvmsg: MSG_CTRUNC; /3 read as a malformed
+// offer, ERR_RTOK, until the arena handover probed the fd table as the
+// memfd one does) and the steps between.
 INSTANTIATE_TEST_SUITE_P(FreeFds, PreloadFdLimit,
                          ::testing::Values(0, 1, 2, 3));
 
 // Four free fds are enough for an SMC-D client (three are not, above): its
-// connection keeps its own memfd, the peer's and the handover socket
-// (docs/dev-shm.md). A new fd in the setup path fails here.
+// first connection to a peer process keeps its own arena, the peer's, the
+// handover socket and the peer's pidfd (docs/dev-shm.md). A new fd in the
+// setup path fails here.
 TEST_F(Preload, FourFreeFdsAreEnoughForSmcd) {
   SKIP_WITHOUT_FREE_FDS_UNDER_SANITIZERS();
   Exit r = RunPair("fd-limit", {}, "4");

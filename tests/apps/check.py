@@ -324,7 +324,8 @@ def process_resources(pid="self"):
     """What a process holds that usmc could leak: fds, usmc's mappings, RSS."""
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     with open(f"/proc/{pid}/maps") as f:
-        maps = sum(1 for line in f if "usmc-dmb" in line)
+        # DMB memfds, and the arenas that hold DMBs by default.
+        maps = sum(1 for line in f if "usmc-dmb" in line or "usmc-arena" in line)
     with open(f"/proc/{pid}/status") as f:
         rss_kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
     return {"fds": fds, "dmb_maps": maps, "rss_kib": rss_kib}
