@@ -18,8 +18,7 @@
 // client closes (the server waits for its EOF, then closes), and at exit
 // TerminateAll (DELETE_LINK to the kernel).
 //
-// SmcrConn::Wait is a stub (returns at once) until the interposer's SMC-R
-// wiring lands, so this driver sleeps in its own poll(2) on the TCP socket
+// This driver sleeps in its own poll(2), not SmcrConn::Wait, on the TCP socket
 // and an eventfd that the SmcrConn's wake callback writes, bounded by the
 // engine's next deadline and a 100 ms cap (a lost wakeup costs 100 ms).
 //
@@ -172,9 +171,10 @@ class Peer final : public runtime::TcpSide {
         Feed(engine::TcpBytes{rx_});
       } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         tcp_eof_ = true;
-        // As SmcSocket::OnPeerGone: the peer's close CDC may still sit in
-        // the completion queue behind its TCP FIN; take it first, or an
-        // orderly close would look like a vanished peer (ECONNRESET).
+        // As SmcSocket::OnSmcrTcpEnded: take what the link brought, then
+        // TcpEof, which over SMC-R only starts the engine's bounded wait
+        // for the peer's close CDC (engine::kSmcrPeerCloseWait; its
+        // Timeout comes from the executor's deadline or the registry).
         (void)reg_->Progress();
         for (int i = 0; i < 100000 && Step(); ++i) {
         }
