@@ -109,6 +109,9 @@ class Peer final : public runtime::TcpSide {
   }
 
   engine::Connection& conn() { return conn_; }
+  // The peer's TCP end came before its close CDC (the race the engine's
+  // kSmcrPeerCloseWait covers): reported with PEER-CLOSE.
+  bool tcp_first() const { return tcp_first_; }
   runtime::Executor& exec() { return *exec_; }
   runtime::SmcrConn& smcr() { return *smcr_; }
 
@@ -178,6 +181,7 @@ class Peer final : public runtime::TcpSide {
         (void)reg_->Progress();
         for (int i = 0; i < 100000 && Step(); ++i) {
         }
+        tcp_first_ = conn_.mode() == engine::Mode::kSmc && !conn_.PeerClosed();
         Feed(engine::TcpEof{});
       }
     }
@@ -347,6 +351,7 @@ class Peer final : public runtime::TcpSide {
   std::deque<engine::Event> answers_;
   std::vector<std::byte> rx_;
   bool tcp_eof_ = false;
+  bool tcp_first_ = false;
   bool tcp_closed_ = false;
   uint32_t ring_space_ = 0;  // SendSpace() of the empty ring
 };
@@ -448,15 +453,16 @@ int RunConn(int fd, bool client, const Args& args, bool abort,
     errno = 0;
     const bool more = peer.Recv(one.data(), 1);
     const int err = errno;
+    const char* first = peer.tcp_first() ? " tcp_first=1" : "";
     if (more) {
       std::printf("PEER-CLOSE byte\n");
     } else if (peer.conn().mode() == engine::Mode::kSmc &&
                peer.conn().RecvState().error != 0) {
-      std::printf("PEER-CLOSE error=%s\n",
-                  strerrorname_np(peer.conn().RecvState().error));
+      std::printf("PEER-CLOSE error=%s%s\n",
+                  strerrorname_np(peer.conn().RecvState().error), first);
     } else {
-      std::printf("PEER-CLOSE eof%s%s\n", err ? " errno=" : "",
-                  err ? strerrorname_np(err) : "");
+      std::printf("PEER-CLOSE eof%s%s%s\n", err ? " errno=" : "",
+                  err ? strerrorname_np(err) : "", first);
     }
   }
   if (abort) peer.WaitPeerConsumed();
