@@ -406,7 +406,8 @@ ssize_t Conn::Recv(int app_fd, void* buf, size_t len, int flags) {
     // We declined: the peer's one crossing CLC message is not the app's
     // (runtime/late_clc.h). errno EAGAIN / EINTR as the read would say.
     if (LateClcPending() && !DropLateClc(app_fd, flags)) return -1;
-    return CountIn(real().recv(app_fd, buf, len, flags));
+    const ssize_t r = real().recv(app_fd, buf, len, flags);
+    return (flags & MSG_PEEK) ? r : CountIn(r);  // as below: read, not peeked
   }
   // The epoll mirrors are not cleared here: a stale one costs a spurious
   // wakeup that epoll_wait filters, and saves two syscalls per message.

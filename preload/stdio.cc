@@ -107,10 +107,12 @@ void FlushSmcStreams() {
 extern "C" FILE* fdopen(int fd, const char* mode) {
   using Fn = FILE* (*)(int, const char*);
   static Fn next = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "fdopen"));
-  // A connection that is TCP for good keeps glibc's own stream.
+  // A connection that is TCP for good keeps glibc's own stream (whose
+  // reads are the C library's own, not ours: a late CLC message still to
+  // drop would reach the app, so such a connection gets our stream).
   std::shared_ptr<usmc::preload::Conn> c =
       usmc::preload::Bypass() ? nullptr : usmc::preload::table().Lookup(fd);
-  if (c && c->phase() != usmc::preload::Phase::kTcp) {
+  if (c && !c->PassThrough(fd, /*read=*/true)) {
     if (usmc::preload::real().fcntl(fd, F_GETFL) < 0) return nullptr;  // EBADF
     return usmc::preload::Wrap(fd, mode);
   }

@@ -427,8 +427,9 @@ int sendmmsg(int fd, mmsghdr* vec, unsigned vlen, int flags) {
 // file offset by what was really sent.
 ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count) {
   auto c = Smc(out_fd);
-  if (!c || c->phase() == Phase::kTcp) {
-    return real().sendfile(out_fd, in_fd, offset, count);
+  if (!c) return real().sendfile(out_fd, in_fd, offset, count);
+  if (c->PassThrough(out_fd, /*read=*/false)) {
+    return c->CountOut(real().sendfile(out_fd, in_fd, offset, count));
   }
   Inside in;
   off_t pos = offset ? *offset : ::lseek(in_fd, 0, SEEK_CUR);
@@ -473,14 +474,21 @@ ssize_t splice(int fd_in, loff_t* off_in, int fd_out, loff_t* off_out,
                size_t len, unsigned flags) {
   auto cin = Smc(fd_in);
   auto cout = Smc(fd_out);
-  if ((!cin || cin->phase() == Phase::kTcp) &&
-      (!cout || cout->phase() == Phase::kTcp)) {
-    return real().splice(fd_in, off_in, fd_out, off_out, len, flags);
+  // PassThrough, not the phase alone: a TCP connection may still have a
+  // late CLC message of the peer's to drop, which the kernel would splice
+  // into the app's pipe.
+  const bool in_raw = !cin || cin->PassThrough(fd_in, /*read=*/true);
+  const bool out_raw = !cout || cout->PassThrough(fd_out, /*read=*/false);
+  if (in_raw && out_raw) {
+    const ssize_t n = real().splice(fd_in, off_in, fd_out, off_out, len, flags);
+    if (cin) cin->CountIn(n);
+    if (cout) cout->CountOut(n);
+    return n;
   }
   Inside in;
   const int dontwait = (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0;
   std::vector<char> buf(std::min<size_t>(len, 64 * 1024));
-  if (cin && cin->phase() != Phase::kTcp) {
+  if (!in_raw) {
     ssize_t n = cin->Recv(fd_in, buf.data(), buf.size(), MSG_PEEK | dontwait);
     if (n <= 0) return n;
     ssize_t w = off_out ? ::pwrite(fd_out, buf.data(), n, *off_out)

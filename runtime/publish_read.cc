@@ -232,6 +232,17 @@ Status Stale(const std::string& path, const struct stat& st,
   return Status(StatusCode::kNotFound, path + ": stale (" + why + ")");
 }
 
+// The file's name carries its creator's pid and start time
+// (PID-START[-N].usmc): whether that process is gone, read without trusting
+// the file's own layout.
+bool CreatorGone(const std::string& path) {
+  const std::string base = path.substr(path.rfind('/') + 1);
+  unsigned long long start = 0;
+  int pid = 0;
+  return std::sscanf(base.c_str(), "%d-%llu", &pid, &start) == 2 &&
+         ProcessStartTime(pid) != start;
+}
+
 struct Mapping {
   void* p = MAP_FAILED;
   ~Mapping() {
@@ -254,6 +265,9 @@ Result<ProcessStatus> ReadStatusFile(const std::string& path,
       pread(fd, lead, sizeof(lead), 0) == static_cast<ssize_t>(sizeof(lead)) &&
       lead[0] == kStatusMagic && lead[1] != kStatusVersion) {
     close(fd);
+    // A dead process's file is stale whatever its version: after an
+    // upgrade, the old usmc's leftovers are not a problem to report.
+    if (CreatorGone(path)) return Stale(path, st, opts, "creator gone");
     return Status(StatusCode::kFailedPrecondition,
                   path + ": written by a usmc with status format version " +
                       std::to_string(lead[1]) + ", this usmc reads version " +
@@ -270,14 +284,8 @@ Result<ProcessStatus> ReadStatusFile(const std::string& path,
                   path + ": not a usmc status file of this version");
   const FileLayout& f = *static_cast<const FileLayout*>(m.p);
   if (f.h.ready.load(std::memory_order_acquire) != 1) {
-    // Still being created, or its creator died right away: the name
-    // carries the pid and start time.
-    const std::string base = path.substr(path.rfind('/') + 1);
-    unsigned long long start = 0;
-    int pid = 0;
-    if (std::sscanf(base.c_str(), "%d-%llu", &pid, &start) == 2 &&
-        ProcessStartTime(pid) != start)
-      return Stale(path, st, opts, "creator gone");
+    // Still being created, or its creator died right away.
+    if (CreatorGone(path)) return Stale(path, st, opts, "creator gone");
     return Status(StatusCode::kUnavailable, path + ": not ready");
   }
   if (f.h.magic != kStatusMagic || f.h.version != kStatusVersion ||

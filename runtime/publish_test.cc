@@ -501,8 +501,11 @@ TEST(Publish, FileOfAnotherFormatVersionIsNamedNotMisread) {
     EXPECT_NE(problems[0].find(want), std::string::npos);
     EXPECT_EQ(FilesIn(dir.path()), 1u);  // not ours to remove
   }
-  // A version-1 file has a smaller size: still named by its version.
-  const std::string old = dir.Sub("1-1.usmc");
+  // A version-1 file has a smaller size: still named by its version (its
+  // name says a live process, this one, made it).
+  const std::string old =
+      dir.Sub(std::to_string(getpid()) + "-" +
+              std::to_string(ProcessStartTime(getpid())) + "-9.usmc");
   const int fd = open(old.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
   ASSERT_GE(fd, 0);
   const uint32_t lead[2] = {kStatusMagic, 1};
@@ -514,6 +517,36 @@ TEST(Publish, FileOfAnotherFormatVersionIsNamedNotMisread) {
   EXPECT_NE(r.status().message().find("status format version 1,"),
             std::string::npos)
       << r.status().message();
+}
+
+// After an upgrade, the files an older usmc's processes left when they
+// died: stale, removed like this version's, not reported one line each
+// (`usmc ss` printed 51 such lines on a dev machine).
+TEST(Publish, DeadProcessFileOfAnotherFormatVersionIsStale) {
+  TempDir dir;
+  const pid_t pid = ForkReady([&](int) { _exit(0); });
+  ASSERT_GT(pid, 0);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);  // gone, not a zombie
+  const std::string old = dir.Sub(std::to_string(pid) + "-1-1.usmc");
+  const int fd = open(old.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  const uint32_t lead[2] = {kStatusMagic, 1};
+  ASSERT_EQ(write(fd, lead, sizeof(lead)), static_cast<ssize_t>(sizeof(lead)));
+  ASSERT_EQ(ftruncate(fd, 704 * 16384 + 4096), 0);
+  close(fd);
+  ReadOptions keep;
+  keep.remove_stale = false;
+  Result<ProcessStatus> r = ReadStatusFile(old, keep);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound) << r.status().message();
+  EXPECT_EQ(FilesIn(dir.path()), 1u);  // not asked to remove
+  std::vector<std::string> problems;
+  ReadOptions ro;
+  ro.problems = &problems;
+  EXPECT_TRUE(ReadAllStatus(dir.path(), ro).empty());
+  EXPECT_TRUE(problems.empty()) << problems[0];
+  EXPECT_EQ(FilesIn(dir.path()), 0u);
 }
 
 TEST(Publish, ProcessThatExecsAnotherProgramIsNotShown) {

@@ -15,10 +15,12 @@
 //   partial  (client only) a valid Proposal header, never its body; after
 //            the server's Decline (CLC timeout), app bytes.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -160,6 +162,36 @@ int HelloServer(int lfd) {
   return 0;
 }
 
+// The same, the app reading through splice(2) into a pipe (as a proxy
+// does): the late CLC message must not reach the pipe either.
+int HelloSpliceServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  // poll() first, as an event loop: the fallback is decided before the
+  // app's splice, with the peer's Decline still to come.
+  pollfd p = {fd, POLLIN, 0};
+  CHECK(poll(&p, 1, -1) == 1 && (p.revents & POLLIN), "poll %#x", p.revents);
+  int pipefd[2];
+  CHECK(pipe2(pipefd, O_CLOEXEC) == 0, "pipe");
+  std::string got;
+  while (got.size() < kHelloC.size()) {
+    const ssize_t n =
+        splice(fd, nullptr, pipefd[1], nullptr, kHelloC.size() - got.size(), 0);
+    CHECK(n > 0, "splice: %zd (%s)", n, n < 0 ? strerror(errno) : "EOF");
+    std::string part(static_cast<size_t>(n), '\0');
+    RUN(ReadExact(pipefd[0], part.data(), part.size()));
+    got += part;
+  }
+  CHECK(got == kHelloC, "the app spliced '%s' (%zu bytes), want '%s'",
+        got.c_str(), got.size(), kHelloC.c_str());
+  RUN(WriteAll(fd, kHelloS.data(), kHelloS.size()));
+  RUN(ExpectEof(fd));
+  close(pipefd[0]);
+  close(pipefd[1]);
+  close(fd);
+  return 0;
+}
+
 int HelloClient(uint16_t port, const char*) {
   int fd = Connect(port);
   CHECK(fd >= 0, "connect");
@@ -186,6 +218,28 @@ int PartialServer(int lfd) {
   return 0;
 }
 
+// The same, the app reading through a stdio stream on the socket (fdopen):
+// glibc's own stream reads with its own calls, which usmc does not see.
+int HelloStdioServer(int lfd) {
+  int fd = AcceptOne(lfd);
+  CHECK(fd >= 0, "accept");
+  pollfd p = {fd, POLLIN, 0};
+  CHECK(poll(&p, 1, -1) == 1 && (p.revents & POLLIN), "poll %#x", p.revents);
+  const int rfd = dup(fd);
+  CHECK(rfd >= 0, "dup");
+  FILE* in = fdopen(rfd, "r");
+  CHECK(in != nullptr, "fdopen");
+  std::string got(kHelloC.size(), '\0');
+  CHECK(fread(got.data(), 1, got.size(), in) == got.size(), "fread");
+  CHECK(got == kHelloC, "the app read '%s' from its stream, want '%s'",
+        got.c_str(), kHelloC.c_str());
+  RUN(WriteAll(fd, kHelloS.data(), kHelloS.size()));
+  CHECK(fgetc(in) == EOF && !ferror(in), "EOF after the hello");
+  fclose(in);
+  close(fd);
+  return 0;
+}
+
 }  // namespace
 
 int ClcPeerMain(const std::string& mode, const std::string& script,
@@ -195,6 +249,8 @@ int ClcPeerMain(const std::string& mode, const std::string& script,
 
 void AddClcScenarios(Scenarios& s) {
   s["clc-hello"] = {HelloServer, HelloClient};
+  s["clc-hello-splice"] = {HelloSpliceServer, nullptr};
+  s["clc-hello-stdio"] = {HelloStdioServer, nullptr};
   s["clc-partial"] = {PartialServer, nullptr};
 }
 

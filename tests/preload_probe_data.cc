@@ -51,11 +51,27 @@ int LateAcceptServer(int lfd) {
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   return BasicServer(lfd);
 }
-// accept() 200 ms late: the client's connect() has long returned, so the
-// server's Accept can only reach it after (at connect, a quick Accept is
-// read at once and the handshake ends inside connect()).
+// The file LateClient creates once its connect() returned, named by the
+// server's port.
+std::string ConnectReturnedMark(uint16_t port) {
+  return "/tmp/usmc-probe-connected-" + std::to_string(port);
+}
+// accept() only once the client's connect() returned, so the server's
+// Accept can only reach it after (at connect, a quick Accept is read at
+// once and the handshake ends inside connect()). A 200 ms sleep here was
+// too short for an ASan client on a loaded machine: SMC-D, and the client
+// waited for a Decline that never came.
 int SlowAcceptServer(int lfd) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  CHECK(getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) == 0,
+        "getsockname");
+  const std::string mark = ConnectReturnedMark(ntohs(a.sin_port));
+  for (int tries = 0; access(mark.c_str(), F_OK) != 0; ++tries) {
+    CHECK(tries < 6000, "the client's connect() never returned");  // 30 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  unlink(mark.c_str());
   return BasicServer(lfd);
 }
 // accept() as root, then serve in a worker that dropped to uid 65534 first
@@ -120,6 +136,10 @@ int LateClient(uint16_t port, const char* arg) {
   CHECK(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 &&
             errno == EINPROGRESS,
         "non-blocking connect");
+  const int mark = open(ConnectReturnedMark(port).c_str(),
+                        O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  CHECK(mark >= 0, "mark");
+  close(mark);
   if (std::string(arg) == "decline") {
     RUN(WaitForPeerDecline(fd));
   } else {

@@ -33,8 +33,8 @@
 #include <fstream>
 #include <iterator>
 #include <string>
-#include <utility>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/preload_probe.h"

@@ -1038,7 +1038,7 @@ TEST_F(Preload, ClientCallingInAfterTheServerGaveUpIsTcp) {
       Env(true,
           {{"USMC_CLC_TIMEOUT_MS", "100"}, {"USMC_PROGRESS_THREAD", "0"}}),
       "decline");
-  ASSERT_TRUE(r.client.ok()) << r.client << r.server;
+  ASSERT_TRUE(r.client.ok()) << r.client << r.server << AllReports();
   ASSERT_TRUE(r.server.ok()) << r.server;
   ExpectTcp(Report("probe-cli"), wire::kReasonPeerDecl, 512 << 10, 1 << 20);
   ExpectTcp(Report("probe-srv"), wire::kReasonTimeoutCl, 1 << 20, 512 << 10);
@@ -1063,6 +1063,32 @@ TEST_F(Preload, ServerAndPeerDecliningAtOnceLeaveNoClcForTheApp) {
   ASSERT_TRUE(p.ok()) << p;
   ExpectTcp(Report("probe-srv"), wire::kReasonCnfErr, 32, 32);
 }
+
+class PreloadLateClc : public Preload,
+                       public ::testing::WithParamInterface<const char*> {};
+
+// ... and with splice(2) (a proxy's way) or a stdio stream (fdopen): the
+// peer's Decline went into the app's pipe; glibc's stream read it too.
+TEST_P(PreloadLateClc, ServerAndPeerDecliningAtOnceLeaveNoClcForTheApp) {
+  Proc server({USMC_PROBE, "server", GetParam()}, Env(true));
+  std::optional<std::string> line = server.ReadLine(kProcTimeoutMs);
+  ASSERT_TRUE(line && line->rfind("PORT ", 0) == 0) << server.Wait(1000);
+  Proc peer({USMC_PROBE, "clc-client", "cross", line->substr(5)}, Env(false));
+  Exit p = peer.Wait();
+  Exit s = server.Wait();
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_TRUE(p.ok()) << p;
+  ExpectTcp(Report("probe-srv"), wire::kReasonCnfErr, 32, 32);
+}
+
+INSTANTIATE_TEST_SUITE_P(Reads, PreloadLateClc,
+                         ::testing::Values("clc-hello-splice",
+                                           "clc-hello-stdio"),
+                         [](const auto& info) {
+                           return std::string(info.param) == "clc-hello-splice"
+                                      ? "splice"
+                                      : "stdio";
+                         });
 
 // The same on the client: it declines the peer's Accept, the peer's
 // Decline crosses its own (a server whose Confirm timer ran out).
