@@ -270,7 +270,10 @@ class Peer final : public runtime::TcpSide {
         errno = st.error;
         return Fail("recv (SMC-R)");
       }
-      if (st.eof) return Note("recv: EOF (SMC-R)");
+      if (st.eof) {
+        errno = 0;  // not the EAGAIN of the last poll's recv
+        return Note("recv: EOF (SMC-R)");
+      }
       if (Clock::now() > end) return Note("recv: nothing for 60 s");
       Pump(100);
     }
