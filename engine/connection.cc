@@ -347,7 +347,7 @@ void Connection::OnSiblingPublished(const SiblingPublished& e, Actions& out) {
 }
 
 void Connection::OnTcpEof(TimePoint now, Actions& out) {
-  if (close_.peer_closed() || close_.aborted() || Dead()) return;
+  if (close_.peer_closed() || close_.aborted()) return;
   if (technology_ == Technology::kSmcr) {
     // SMC-R: the CLC socket is only a hint once the link carries the
     // connection (the kernel never reads its CLC socket after the
@@ -370,7 +370,7 @@ void Connection::OnSmcTimeout(const Timeout& t, TimePoint now, Actions& out) {
   // Anything else is a stale handshake timer, or early.
   if (!peer_close_wait_ || (!t.cut_short && now < *peer_close_wait_)) return;
   peer_close_wait_.reset();
-  if (close_.peer_closed() || close_.aborted() || Dead()) return;
+  if (close_.peer_closed() || close_.aborted()) return;
   // No close CDC: the peer is gone (its last CDC, and maybe bytes it
   // wrote, with it: no EOF that could hide a loss).
   (void)ApplyClose(CloseEvent::kPeerAbort, out,
