@@ -2,7 +2,7 @@
 # in-process RDMA fabric for tests (dev/sim_rdma.h), and dev/verbs on
 # libibverbs (real devices: Soft-RoCE in the lab, tests/lab/). See
 # ../docs/dev-rdma.md.
-add_library(usmc_dev_rdma STATIC rdma.cc)
+add_library(usmc_dev_rdma STATIC rdma.cc gid_choice.cc)
 target_link_libraries(usmc_dev_rdma PUBLIC usmc_base)
 
 add_library(usmc_dev_sim_rdma STATIC sim_rdma.cc)
@@ -13,6 +13,9 @@ target_link_libraries(usmc_dev_sim_rdma PUBLIC usmc_dev_rdma)
 add_library(usmc_dev_rdma_contract STATIC rdma_contract_test.cc)
 target_link_libraries(usmc_dev_rdma_contract PUBLIC usmc_dev_sim_rdma
                       GTest::gtest)
+
+# The GID choice over fake GID tables (dev/gid_choice.h).
+usmc_test(dev_gid_choice_test SOURCES gid_choice_test.cc LIBS usmc_dev_rdma)
 
 usmc_test(dev_sim_rdma_test SOURCES sim_rdma_test.cc
           LIBS usmc_dev_sim_rdma usmc_dev_rdma_contract)

@@ -1071,7 +1071,7 @@ SimRdma::~SimRdma() = default;
 Context& SimRdma::AddDevice(const SimDeviceConfig& c) {
   DeviceAttr a;
   a.name = c.name;
-  a.gid = GidFromIpv4(c.ipv4);
+  a.gid = c.gid ? *c.gid : GidFromIpv4(c.ipv4);
   a.gid_index = c.gid_index;
   // A locally administered unicast MAC derived from the address.
   a.mac = {0x02,

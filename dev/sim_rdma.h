@@ -56,7 +56,8 @@ class SimClock {
 
 struct SimDeviceConfig {
   std::string name;
-  uint32_t ipv4 = 0;  // host order; the GID is ::ffff:ipv4
+  uint32_t ipv4 = 0;                      // host order; the GID is ::ffff:ipv4
+  std::optional<Gid> gid = std::nullopt;  // instead: this GID (IPv6...)
   uint8_t gid_index = 1;
   Mtu active_mtu = Mtu::k1024;
   uint32_t max_inline = 512;  // rxe's limit

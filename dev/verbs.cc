@@ -15,10 +15,14 @@
 #include <unistd.h>
 
 #include <array>
+#include <bit>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "dev/gid_choice.h"
 
 namespace usmc::dev::rdma {
 
@@ -505,24 +509,32 @@ class VerbsContextImpl final : public Context {
   uint8_t port_;
 };
 
-struct Ipv4If {
-  int ifindex;
-  uint32_t addr;  // host order
-  uint32_t mask;
-};
-
-std::vector<Ipv4If> LocalIpv4() {
-  std::vector<Ipv4If> out;
+// Every local interface address, IPv4 as ::ffff:a.b.c.d (prefix + 96).
+std::vector<IfAddr> LocalAddrs() {
+  std::vector<IfAddr> out;
   ifaddrs* ifs = nullptr;
   if (::getifaddrs(&ifs) != 0) return out;
   for (ifaddrs* i = ifs; i; i = i->ifa_next) {
-    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !i->ifa_netmask)
+    if (!i->ifa_addr || !i->ifa_netmask) continue;
+    IfAddr a;
+    a.ifindex = static_cast<int>(::if_nametoindex(i->ifa_name));
+    if (i->ifa_addr->sa_family == AF_INET) {
+      a.addr = GidFromIpv4(
+          ntohl(reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr));
+      a.prefix_len =
+          96 +
+          std::popcount(
+              reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      std::memcpy(a.addr.data(),
+                  &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+      const auto* m = reinterpret_cast<const uint8_t*>(
+          &reinterpret_cast<sockaddr_in6*>(i->ifa_netmask)->sin6_addr);
+      for (int k = 0; k < 16; ++k) a.prefix_len += std::popcount(m[k]);
+    } else {
       continue;
-    out.push_back(
-        {static_cast<int>(::if_nametoindex(i->ifa_name)),
-         ntohl(reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr),
-         ntohl(
-             reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr)});
+    }
+    out.push_back(a);
   }
   ::freeifaddrs(ifs);
   return out;
@@ -544,33 +556,13 @@ std::array<uint8_t, 6> MacOf(int ifindex) {
   return mac;
 }
 
-bool Ipv4Mapped(const ibv_gid& g, uint32_t* ipv4) {
-  for (int i = 0; i < 10; ++i)
-    if (g.raw[i] != 0) return false;
-  if (g.raw[10] != 0xff || g.raw[11] != 0xff) return false;
-  *ipv4 = (uint32_t{g.raw[12]} << 24) | (uint32_t{g.raw[13]} << 16) |
-          (uint32_t{g.raw[14]} << 8) | g.raw[15];
-  return true;
-}
-
-// How well a GID fits `want`: 2 exact, 1 same subnet on its netdev (or
-// any IPv4 GID when want is 0), 0 not at all.
-int Fit(uint32_t gid_ip, int ifindex, uint32_t want,
-        const std::vector<Ipv4If>& ifs) {
-  if (want == 0) return 1;
-  if (gid_ip == want) return 2;
-  for (const Ipv4If& i : ifs) {
-    if (i.ifindex == ifindex && i.addr == gid_ip &&
-        (gid_ip & i.mask) == (want & i.mask)) {
-      return 1;
-    }
-  }
-  return 0;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Context>> VerbsContext::Open(uint32_t ipv4) {
+  return Open(ipv4 == 0 ? Gid{} : GidFromIpv4(ipv4));
+}
+
+Result<std::unique_ptr<Context>> VerbsContext::Open(const Gid& local) {
   int n = 0;
   ibv_device** list = ibv_get_device_list(&n);
   if (!list || n == 0) {
@@ -579,13 +571,14 @@ Result<std::unique_ptr<Context>> VerbsContext::Open(uint32_t ipv4) {
                   "no RDMA device (ibv_get_device_list found none; "
                   "`rdma link add rxe0 type rxe netdev eth0` makes one)");
   }
-  const std::vector<Ipv4If> ifs = LocalIpv4();
-  struct Best {
-    int fit = 0;
-    int dev = -1;
-    uint8_t port = 0;
-    ibv_gid_entry gid{};
-  } best;
+  const std::vector<IfAddr> addrs = LocalAddrs();
+  // Every device's RoCEv2 GIDs in one table; dev/gid_choice picks.
+  struct Where {
+    int dev;
+    ibv_gid_entry entry;
+  };
+  std::vector<GidEntry> table;
+  std::vector<Where> where;
   std::string seen;
   for (int d = 0; d < n; ++d) {
     ibv_context* c = ibv_open_device(list[d]);
@@ -598,28 +591,33 @@ Result<std::unique_ptr<Context>> VerbsContext::Open(uint32_t ipv4) {
       const ssize_t k = ibv_query_gid_table(c, gids.data(), gids.size(), 0);
       for (ssize_t i = 0; i < k; ++i) {
         const ibv_gid_entry& e = gids[i];
-        uint32_t ip = 0;
-        if (e.gid_type != IBV_GID_TYPE_ROCE_V2 || !Ipv4Mapped(e.gid, &ip))
-          continue;
         ibv_port_attr pa{};
-        if (ibv_query_port(c, e.port_num, &pa) != 0 ||
-            pa.link_layer != IBV_LINK_LAYER_ETHERNET ||
-            pa.state != IBV_PORT_ACTIVE) {
-          continue;
-        }
-        const int fit = Fit(ip, static_cast<int>(e.ndev_ifindex), ipv4, ifs);
-        if (fit > best.fit)
-          best = {fit, d, static_cast<uint8_t>(e.port_num), e};
+        GidEntry g;
+        std::memcpy(g.gid.data(), e.gid.raw, 16);
+        g.roce_v2 = e.gid_type == IBV_GID_TYPE_ROCE_V2;
+        g.port_active = ibv_query_port(c, e.port_num, &pa) == 0 &&
+                        pa.link_layer == IBV_LINK_LAYER_ETHERNET &&
+                        pa.state == IBV_PORT_ACTIVE;
+        g.ifindex = static_cast<int>(e.ndev_ifindex);
+        table.push_back(g);
+        where.push_back({d, e});
       }
     }
     ibv_close_device(c);
   }
-  if (best.dev < 0) {
+  const std::optional<size_t> pick = ChooseGid(table, local, addrs);
+  if (!pick) {
     ibv_free_device_list(list);
-    return Status(
-        StatusCode::kNotFound,
-        "no active RoCEv2 IPv4-mapped GID for that address on " + seen);
+    return Status(StatusCode::kNotFound,
+                  "no active RoCEv2 GID for " + ToString(local) + " on " +
+                      (seen.empty() ? std::string("any device") : seen));
   }
+  const struct {
+    int dev;
+    uint8_t port;
+    ibv_gid_entry gid;
+  } best = {where[*pick].dev, static_cast<uint8_t>(where[*pick].entry.port_num),
+            where[*pick].entry};
   ibv_context* c = ibv_open_device(list[best.dev]);
   DeviceAttr a;
   a.name = ibv_get_device_name(list[best.dev]);

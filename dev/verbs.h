@@ -5,9 +5,11 @@
 //   auto ctx = *VerbsContext::Open(0x0a000001);   // the GID ::ffff:10.0.0.1
 //   ... then exactly as with any dev/rdma.h Context.
 //
-// Open picks the device, port and GID SMC-Rv2 uses (SMCR.md §1.5): a RoCEv2
-// GID that is IPv4-mapped and in the subnet of the given address (the TCP
-// connection's local address); the MAC is its netdev's. What the caller
+// Open picks the device, port and GID SMC-Rv2 uses (SMCR.md §1.5) for the
+// TCP connection's local address (dev/gid_choice.h): for IPv4 a RoCEv2 GID
+// that is IPv4-mapped and in the subnet of that address, for IPv6 the
+// RoCEv2 GID equal to the address (or of its prefix); the MAC is its
+// netdev's. What the caller
 // asks for is what verbs gets: no SMC policy lives here (QP attributes,
 // access flags and the IOVA of each MR come from the caller).
 #ifndef USMC_DEV_VERBS_H_
@@ -29,6 +31,10 @@ class VerbsContext {
   // all (the message says so, for tests that skip), kNotFound when none
   // has a matching GID.
   static Result<std::unique_ptr<Context>> Open(uint32_t ipv4_host_order);
+  // The same for a 16-byte address: IPv4-mapped (::ffff:a.b.c.d) as above,
+  // else an IPv6 address (usmc ↔ usmc only: the Linux kernel has no
+  // SMC-Rv2 over IPv6 GIDs); all zero as 0 above.
+  static Result<std::unique_ptr<Context>> Open(const Gid& local_address);
 };
 
 }  // namespace usmc::dev::rdma

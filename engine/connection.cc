@@ -146,8 +146,13 @@ void Connection::AfterHandshakeStep(Actions& out) {
     mode_ = Mode::kSmc;
     technology_ = Technology::kSmcr;
     smcr_ = core.smcr;
+    // No autocork: the kernel sends a corked CDC from its completion
+    // handler, but this engine runs only when the app calls in, so a corked
+    // CDC waited for the app's next call: an idle sender's last bytes stayed
+    // unsent, then raced its close (the lab's usmc-pair lost 8 KiB).
     transport_ = std::make_unique<SmcrTransport>(
-        smcr_.local_token, smcr_.peer_token, smcr_.peer_rmb_size);
+        smcr_.local_token, smcr_.peer_token, smcr_.peer_rmb_size,
+        /*autocork=*/false);
     data_.emplace(DataPathConfig{smcr_.local_rmb_size, smcr_.peer_rmb_size,
                                  transport_->ring_offset()});
     if (early_cdc_.has_value()) {

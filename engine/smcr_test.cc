@@ -163,6 +163,24 @@ TEST_F(SmcrPair, OneMiBEachWayIntactThenOrderlyClose) {
   EXPECT_EQ(c_.lgr->data().num_tokens, 0);
 }
 
+// The engine runs only when the app calls in (or the handshake's driver):
+// a CDC corked while another was in flight would wait for a completion that
+// only the app's next call feeds. An idle sender (socat blocked on its
+// input) then held its last bytes unsent, and they raced its close (the
+// lab's usmc-pair: the last 8 KiB lost). Every send goes out at once.
+TEST_F(SmcrPair, ASendWhileACdcIsInFlightGoesOutWithoutAnotherCall) {
+  Handshake();
+  ASSERT_EQ(c_.conn.mode(), Mode::kSmc);
+  c_.auto_send_completions = false;  // no completion reaches the engine
+  const std::vector<std::byte> data = Pattern(300, 5);
+  const size_t sends_before = c_.sends_total;
+  ASSERT_EQ(AppSend(c_, std::span(data).first(100), T(1)), 100u);
+  ASSERT_EQ(AppSend(c_, std::span(data).subspan(100), T(1)), 200u);
+  EXPECT_EQ(c_.sends_total - sends_before, 2u);  // a CDC per send
+  w_.Pump(T(1));
+  EXPECT_TRUE(AppRecv(s_, 1000, T(1)) == data);
+}
+
 TEST_F(SmcrPair, OneByteTrickleAndUrgentByte) {
   Handshake();
   const std::vector<std::byte> msg = Pattern(300, 9);

@@ -27,6 +27,7 @@
 #include "preload/policy_glue.h"
 #include "preload/poll.h"
 #include "preload/real.h"
+#include "preload/smcr.h"
 #include "preload/status.h"
 
 using usmc::preload::Bypass;
@@ -144,6 +145,8 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
   // show nothing and say nothing).
   const bool unattached =
       allowed && !opted && IsStream(fd) && !usmc::negotiate::HooksPresent(fd);
+  // The RDMA device opens while TCP connects, not inside the handshake.
+  if (opted) pl::SmcrWarmUpForConnect(addr, len);
   int r = real().connect(fd, addr, len);
   const int err = errno;
   std::shared_ptr<Conn> c;
@@ -188,6 +191,7 @@ int listen(int fd, int backlog) {
     // not ours and not published either.
     const int err = errno;
     pl::NoteListening(fd);
+    pl::SmcrWarmUpForListener(fd);  // before the first client's Proposal
     errno = err;
   } else if (r == 0 && allowed && IsTcpListener(fd) &&
              !usmc::negotiate::HooksPresent(fd)) {

@@ -372,6 +372,21 @@ std::optional<uint32_t> SmcrConn::lgr_id() const {
   return group_->id;
 }
 
+SmcrRecord SmcrConn::StatusFields() const {
+  std::lock_guard<std::mutex> lock(reg_.mu_);
+  SmcrRecord r;
+  r.token = token_;
+  if (group_ == nullptr) return r;
+  r.lgr_id = group_->id;
+  r.qpn = group_->qpn;
+  if (group_->lgr) {
+    r.peer_qpn = group_->lgr->params().peer_qpn;
+    std::memcpy(r.peer_gid, group_->lgr->params().peer_gid.data(),
+                sizeof(r.peer_gid));
+  }
+  return r;
+}
+
 std::vector<MrRecord> SmcrConn::Regions() const {
   std::lock_guard<std::mutex> lock(reg_.mu_);
   std::vector<MrRecord> out;
@@ -1162,6 +1177,7 @@ void LgrRegistry::PublishLocked() {
     put(g.get(), r);
   }
   for (const SmcrConn* c : conns_) {
+    if (!opts_.publish_connections) break;  // their owners publish them
     const LinkGroup* g = c->group_;
     if (g == nullptr && !c->aborted_) continue;  // not joined (or left)
     ConnRecord r;

@@ -70,6 +70,10 @@ struct LgrRegistryOptions {
   uint32_t send_queue = 64;
   // Keep a copy of every LLC and CDC SEND posted (tests: memory exposure).
   bool record_sends = false;
+  // Publish a record per connection (AttachStatus) besides the groups'.
+  // false where the connection's owner publishes it with these fields
+  // (SmcrConn::StatusFields; the interposer), else `usmc ss` lists it twice.
+  bool publish_connections = true;
 };
 
 // What `usmc ss`/`usmc stats` and tests see of one link group.
@@ -135,6 +139,8 @@ class SmcrConn final : public dev::Device {
 
   uint32_t token() const;
   std::optional<uint32_t> lgr_id() const;
+  // Its link group's fields and its token, for its owner's status record.
+  SmcrRecord StatusFields() const;
   // This connection's RMB and sndbuf regions (empty before Join/Done).
   std::vector<MrRecord> Regions() const;
 

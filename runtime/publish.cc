@@ -155,6 +155,7 @@ ConnRecord RecordFrom(const SocketStatus& s, int fd) {
   r.buffer_full = e.counters.buffer_full;
   r.cdc_sent = e.counters.cdc_published;
   r.cdc_received = e.counters.cdc_received;
+  if (r.mode == ConnMode::kSmcr) r.smcr = s.smcr;
   // fd -1: the caller fills identity and addresses from its own cache (the
   // interposer republishes now and then on the data path: four system calls
   // that fail on -1 cost Redis at -P 16 a fifth of its throughput).

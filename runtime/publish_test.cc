@@ -471,6 +471,19 @@ TEST(Publish, StartTimeMismatchMeansAnotherProcessReusedThePid) {
   EXPECT_EQ(FilesIn(dir.path()), 0u);
 }
 
+// A status file as usmc's format version 1 left it: its magic and version,
+// and its size (smaller slots).
+bool WriteVersion1File(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) return false;
+  const uint32_t lead[2] = {kStatusMagic, 1};
+  const bool ok =
+      write(fd, lead, sizeof(lead)) == static_cast<ssize_t>(sizeof(lead)) &&
+      ftruncate(fd, 704 * 16384 + 4096) == 0;
+  close(fd);
+  return ok;
+}
+
 // A file written by another usmc (an older one: version 1, smaller slots;
 // or a newer one) is named as such, never read as this layout.
 TEST(Publish, FileOfAnotherFormatVersionIsNamedNotMisread) {
@@ -506,12 +519,7 @@ TEST(Publish, FileOfAnotherFormatVersionIsNamedNotMisread) {
   const std::string old =
       dir.Sub(std::to_string(getpid()) + "-" +
               std::to_string(ProcessStartTime(getpid())) + "-9.usmc");
-  const int fd = open(old.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-  ASSERT_GE(fd, 0);
-  const uint32_t lead[2] = {kStatusMagic, 1};
-  ASSERT_EQ(write(fd, lead, sizeof(lead)), static_cast<ssize_t>(sizeof(lead)));
-  ASSERT_EQ(ftruncate(fd, 704 * 16384 + 4096), 0);
-  close(fd);
+  ASSERT_TRUE(WriteVersion1File(old));
   Result<ProcessStatus> r = ReadStatusFile(old);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("status format version 1,"),
@@ -529,12 +537,7 @@ TEST(Publish, DeadProcessFileOfAnotherFormatVersionIsStale) {
   int st = 0;
   ASSERT_EQ(waitpid(pid, &st, 0), pid);  // gone, not a zombie
   const std::string old = dir.Sub(std::to_string(pid) + "-1-1.usmc");
-  const int fd = open(old.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-  ASSERT_GE(fd, 0);
-  const uint32_t lead[2] = {kStatusMagic, 1};
-  ASSERT_EQ(write(fd, lead, sizeof(lead)), static_cast<ssize_t>(sizeof(lead)));
-  ASSERT_EQ(ftruncate(fd, 704 * 16384 + 4096), 0);
-  close(fd);
+  ASSERT_TRUE(WriteVersion1File(old));
   ReadOptions keep;
   keep.remove_stale = false;
   Result<ProcessStatus> r = ReadStatusFile(old, keep);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <variant>
 
@@ -9,10 +10,18 @@ namespace usmc::runtime {
 
 using namespace usmc::engine;  // NOLINT: the sim speaks the engine's words
 
-SmcrWorld::SmcrWorld(uint64_t seed, const LgrRegistryOptions& options)
+SmcrWorld::SmcrWorld(uint64_t seed, const LgrRegistryOptions& options,
+                     bool ipv6_gids)
     : seed_(seed), options_(options), fabric_(clock_, seed) {
-  hosts_[0] = &fabric_.AddDevice({.name = "sim0", .ipv4 = 0x0a000001});
-  hosts_[1] = &fabric_.AddDevice({.name = "sim1", .ipv4 = 0x0a000002});
+  for (int h = 0; h < 2; ++h) {
+    dev::rdma::SimDeviceConfig c;
+    c.name = "sim" + std::to_string(h);
+    c.ipv4 = 0x0a000001u + uint32_t(h);
+    if (ipv6_gids)
+      c.gid = dev::rdma::Gid{0xfd, 0, 0, 0, 0, 0, 0, 0,
+                             0,    0, 0, 0, 0, 0, 0, uint8_t(h + 1)};
+    hosts_[h] = &fabric_.AddDevice(c);
+  }
 }
 
 SmcrWorld::~SmcrWorld() {

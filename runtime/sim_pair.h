@@ -44,7 +44,10 @@ inline constexpr int kServer = 1;
 // run many connections between the same processes.
 class SmcrWorld {
  public:
-  explicit SmcrWorld(uint64_t seed = 1, const LgrRegistryOptions& options = {});
+  // ipv6_gids: the hosts' GIDs are fd00::1 and fd00::2 (SMC-Rv2 over
+  // IPv6, usmc ↔ usmc) instead of ::ffff:10.0.0.1 and ::ffff:10.0.0.2.
+  explicit SmcrWorld(uint64_t seed = 1, const LgrRegistryOptions& options = {},
+                     bool ipv6_gids = false);
   ~SmcrWorld();
   // A new process on host 0 or 1; returns its index.
   int AddProcess(int host);

@@ -367,6 +367,38 @@ TEST(SimSmcrReuse, TenSequentialConnectionsShareOneGroupOneRkeyPairEach) {
   EXPECT_TRUE(w.fabric().misuse().empty());
 }
 
+// SMC-Rv2 between two usmc peers over IPv6 GIDs (fd00::1, fd00::2; the
+// kernel has none): the handshake, the LLC first contact, data both ways,
+// and a second connection that finds the group by the peer's IPv6 GID.
+TEST(SimSmcrIpv6, TwoUsmcPeersRunSmcrOverIpv6Gids) {
+  SmcrWorld w(5, {}, /*ipv6_gids=*/true);
+  const wire::ClcGid g1 = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  const wire::ClcGid g2 = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+  ASSERT_EQ(w.host(0).attr().gid, g1);
+  const int c = w.AddProcess(0), srv = w.AddProcess(1);
+  const SimOptions o = InWorld(w, c, srv);
+  std::optional<uint32_t> cid;
+  for (int i = 0; i < 2; ++i) {
+    SimPair sim(o);
+    Connect(sim);
+    const engine::SmcrLink& cl = *sim.side(kClient).smcr_link;
+    const engine::SmcrLink& sl = *sim.side(kServer).smcr_link;
+    EXPECT_EQ(cl.first_contact, i == 0);
+    EXPECT_EQ(cl.local_gid, g1);
+    EXPECT_EQ(cl.peer_gid, g2);
+    EXPECT_EQ(sl.local_gid, g2);
+    EXPECT_EQ(sl.peer_gid, g1);
+    if (i == 0) cid = sim.smcr_conn(kClient).lgr_id();
+    EXPECT_EQ(sim.smcr_conn(kClient).lgr_id(), cid);
+    PingPong(sim, "v6-" + std::to_string(i));
+    CloseBoth(sim);
+  }
+  const std::vector<LgrInfo> cg = w.registry(c).Groups();
+  ASSERT_EQ(cg.size(), 1u);
+  EXPECT_EQ(cg[0].peer_gid, g2);
+  EXPECT_TRUE(w.fabric().misuse().empty());
+}
+
 TEST(SimSmcrReuse, TwoProcessesGetTwoGroupsAndNoSyncErr) {
   SmcrWorld w(4);
   const int a = w.AddProcess(0), b = w.AddProcess(0), srv = w.AddProcess(1);

@@ -827,6 +827,7 @@ SocketStatus SmcSocket::status() const {
   s.peer_dmb_token = Dev().peer().token;
   s.doorbell = Dev().wait_stats();
   s.peer_doorbell = Dev().signal_stats();
+  if (SmcrChosen()) s.smcr = smcr_->StatusFields();
   return s;
 }
 

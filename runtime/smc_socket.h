@@ -56,6 +56,7 @@
 #include "engine/connection.h"
 #include "runtime/executor.h"
 #include "runtime/late_clc.h"
+#include "runtime/publish.h"
 #include "wire/bufsize.h"
 
 namespace usmc::runtime {
@@ -102,6 +103,7 @@ struct SocketStatus {
   dev::DoorbellStats peer_doorbell;  // the peer's (we ring)
   uint64_t local_dmb_token = 0;
   uint64_t peer_dmb_token = 0;
+  SmcrRecord smcr;  // SMC-R chosen: its link group and token
 };
 
 class SmcSocket : private TcpSide {

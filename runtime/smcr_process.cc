@@ -65,8 +65,12 @@ Result<std::unique_ptr<SmcrProcess>> SmcrProcess::Open(
   }
   auto impl = std::make_unique<Impl>();
   impl->ctx = std::move(ctx);
-  impl->reg = std::make_unique<LgrRegistry>(*impl->ctx, impl->entropy,
-                                            LgrRegistryOptions{.clock = Now});
+  impl->reg = std::make_unique<LgrRegistry>(
+      *impl->ctx, impl->entropy,
+      LgrRegistryOptions{
+          .clock = Now,
+          .publish_connections = options.publish_connections,
+      });
   if (options.status) impl->reg->AttachStatus(*options.status);
   // The thread takes none of the app's signals (they are for the app's
   // threads).

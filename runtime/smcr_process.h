@@ -27,8 +27,10 @@ class LgrRegistry;
 struct SmcrProcessOptions {
   // Runs first on the progress thread.
   std::function<void()> on_thread_start;
-  // Where link groups and SMC-R connections are published (usmc ss).
+  // Where link groups are published (usmc ss); their connections too
+  // unless their owner publishes them (the interposer: SocketStatus::smcr).
   std::optional<StatusSink> status;
+  bool publish_connections = true;
 };
 
 class SmcrProcess {

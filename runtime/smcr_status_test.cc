@@ -16,6 +16,7 @@
 
 #include "runtime/publish.h"
 #include "runtime/sim_pair.h"
+#include "runtime/smc_socket.h"
 
 namespace usmc::runtime {
 namespace {
@@ -265,6 +266,58 @@ TEST(SmcrStatus, ConnectionsAndGroupsReadBackAsTheRegistryReportsThem) {
   EXPECT_TRUE(creg.Groups().empty());
   EXPECT_TRUE(Read(*client_pub).link_groups.empty());
   EXPECT_TRUE(Read(*server_pub).link_groups.empty());
+}
+
+// The interposer publishes each connection itself (its addresses, pid,
+// bytes): its registry must publish only the groups, and the connection's
+// own record carries the link-group fields (SmcrConn::StatusFields through
+// SocketStatus into RecordFrom), or `usmc ss` lists every SMC-R
+// connection twice, once with address `*`.
+TEST(SmcrStatus, OwnerPublishedConnectionsAppearOnceWithTheirGroup) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  Result<StatusPublisher*> pc = StatusPublisher::Create(dir.path());
+  ASSERT_TRUE(pc.ok()) << pc.status();
+  std::unique_ptr<StatusPublisher> client_pub(*pc);
+
+  LgrRegistryOptions ro;
+  ro.publish_connections = false;
+  SmcrWorld w(11, ro);
+  SimOptions o = SimPair::SmcrOptions();
+  o.world = &w;
+  o.client_process = w.AddProcess(0);
+  o.server_process = w.AddProcess(1);
+  LgrRegistry& creg = w.registry(o.client_process);
+  creg.AttachStatus(client_pub->AsSink());
+  SimPair sim(o);
+  Connect(sim);
+  PingPong(sim);
+
+  // The owner's record, as the interposer builds it.
+  SocketStatus ss;
+  ss.engine = sim.conn(kClient).Stats();
+  ss.smcr = sim.smcr_conn(kClient).StatusFields();
+  const ConnRecord own = RecordFrom(ss, -1);
+  const SlotId slot = client_pub->Acquire();
+  client_pub->Update(slot, own);
+
+  const ProcessStatus st = Read(*client_pub);
+  const std::vector<LgrInfo> groups = creg.Groups();
+  ASSERT_EQ(groups.size(), 1u);
+  ASSERT_EQ(st.link_groups.size(), 1u);
+  ExpectGroup(st.link_groups[0], groups[0]);
+  ASSERT_EQ(st.connections.size(), 1u);  // the owner's only
+  const ConnRecord& r = st.connections[0];
+  EXPECT_EQ(r.mode, ConnMode::kSmcr);
+  EXPECT_EQ(r.smcr.lgr_id, groups[0].id);
+  EXPECT_EQ(r.smcr.qpn, groups[0].qpn);
+  EXPECT_EQ(r.smcr.peer_qpn, groups[0].peer_qpn);
+  EXPECT_NE(r.smcr.peer_qpn, 0u);
+  EXPECT_EQ(std::memcmp(r.smcr.peer_gid, groups[0].peer_gid.data(), 16), 0);
+  EXPECT_EQ(r.smcr.token, sim.smcr_conn(kClient).token());
+  EXPECT_NE(r.smcr.token, 0u);
+  ExpectNoRegionAddress(st, creg.Regions());
+  client_pub->Release(slot);
 }
 
 }  // namespace

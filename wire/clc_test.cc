@@ -317,9 +317,10 @@ ClcSmcrAccept SmcrV2Base(ClcType type) {
   return a;
 }
 
-ByteBuilder& SmcrV2Fixed(ByteBuilder& b) {
+ByteBuilder& SmcrV2Fixed(ByteBuilder& b,
+                         const ClcGid& gid = MappedGid(10, 0, 0, 2)) {
   return b.Raw({0x12, 0x34, 0x52, 0x54, 0x00, 0x00, 0x00, 0x02})
-      .MappedGid(10, 0, 0, 2)
+      .Gid16(gid)
       .Raw({0x52, 0x54, 0x00, 0x00, 0x00, 0x02})
       .U24(0xfedcba)
       .U32(0x89abcdef)
@@ -412,6 +413,87 @@ TEST(ClcSmcrAcceptTest, V2ConfirmShortFceWithGidList) {
   a.gid_count = 1;
   a.gids[0] = MappedGid(10, 0, 0, 2);
   ExpectKnownAnswer(a, b.Take());
+}
+
+// SMC-Rv2 between two usmc peers over IPv6 (the kernel sends only
+// IPv4-mapped GIDs): the CLC carries any 16-byte GID as it is.
+const ClcGid kIpv6Gid1 = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+const ClcGid kIpv6Gid2 = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+
+TEST(ClcSmcrIpv6Test, ConfirmWithIpv6GidsKnownAnswer) {
+  // The long (v2.1) FCE usmc always sends. fd00::1's byte 12 is 0: the same
+  // bytes with a short FCE would be ambiguous (docs/wire-clc.md, "FCE
+  // form"); the long form is tried first and is what they are.
+  ByteBuilder b;
+  b.Eye("SMCR").U8(3).U16(180).U8(0x28);
+  SmcrV2Fixed(b, kIpv6Gid1)
+      .U8(0x80)  // v2_direct
+      .U8(0x21)  // Linux, release 1
+      .Zeros(2)
+      .Text("v6-client", 32)
+      .U8(255)
+      .U8(1)
+      .U16(1)
+      .U32(0)
+      .Zeros(8)
+      .U8(1)  // GID list: 1 GID
+      .Zeros(3)
+      .Gid16(kIpv6Gid1)
+      .Eye("SMCR");
+  ClcSmcrAccept a = SmcrV2Base(ClcType::kConfirm);
+  a.gid = kIpv6Gid1;
+  a.first_contact = true;
+  a.fce.v2_direct = true;
+  a.fce.hostname = MakeClcHostname("v6-client");
+  a.fce.max_conns = 255;
+  a.fce.max_links = 1;
+  a.fce.feature_mask = 1;
+  a.gid_count = 1;
+  a.gids[0] = kIpv6Gid1;
+  ExpectKnownAnswer(a, b.Take());
+  EXPECT_THAT(DescribeClc(a), HasSubstr("gid: fd00::1\n"));
+}
+
+TEST(ClcSmcrIpv6Test, AcceptWithIpv6GidKnownAnswer) {
+  ByteBuilder b;
+  b.Eye("SMCR").U8(2).U16(108).U8(0x20);
+  SmcrV2Fixed(b, kIpv6Gid2).Eye("SMCR");
+  ClcSmcrAccept a = SmcrV2Base(ClcType::kAccept);
+  a.gid = kIpv6Gid2;
+  ExpectKnownAnswer(a, b.Take());
+}
+
+TEST(ClcSmcrIpv6Test, ProposalCarriesAnIpv6RoceV2Gid) {
+  // The Proposal usmc sends for SMC-R only (engine BuildProposal's shape):
+  // the GID sits at offset 8 of the v2 extension.
+  ClcProposal p;
+  p.version = 2;
+  p.typev1 = SmcType::kNone;
+  p.typev2 = SmcType::kR;
+  p.has_smcd_area = true;
+  p.release = kSmcRelease21;
+  p.feature_mask = kClcFeatureEmulatedIsm;
+  p.eid_count = 1;
+  p.eids[0] = MakeClcEid("USMC-LAB");
+  p.peer_id = kPeerId;
+  p.mac = kMac;
+  p.roce_v2_gid = kIpv6Gid1;
+  p.max_conns = 255;
+  p.max_links = 1;
+  const Bytes wire = EncodeToBytes(p);
+  WireResult<ClcMessage> d = DecodeClc(wire);
+  ASSERT_TRUE(d) << d.error();
+  ASSERT_TRUE(std::holds_alternative<ClcProposal>(*d));
+  EXPECT_EQ(std::get<ClcProposal>(*d), p);
+  EXPECT_EQ(std::get<ClcProposal>(*d).roce_v2_gid, kIpv6Gid1);
+  // Header 8 + peer ID 8 + v1 GID 16 + MAC 6 + iparea offset 2, the
+  // SMC-D area (40), no prefix area (typev1 none), then the v2 extension:
+  // its GID at +8.
+  const size_t v2 = 8 + 8 + 16 + 6 + 2 + 40;
+  ASSERT_GT(wire.size(), v2 + 24);
+  for (size_t i = 0; i < 16; ++i) {
+    EXPECT_EQ(static_cast<uint8_t>(wire[v2 + 8 + i]), kIpv6Gid1[i]) << i;
+  }
 }
 
 // ---------------------------------------------------------- SMC-D Accept

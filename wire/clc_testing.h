@@ -62,6 +62,11 @@ class ByteBuilder {
     Zeros(10);
     return Raw({0xff, 0xff, a, b, c, d});
   }
+  // Any 16-byte GID (e.g. an IPv6 address), byte for byte.
+  ByteBuilder& Gid16(const std::array<uint8_t, 16>& g) {
+    for (uint8_t x : g) U8(x);
+    return *this;
+  }
   size_t size() const { return b_.size(); }
   Bytes Take() { return std::move(b_); }
 

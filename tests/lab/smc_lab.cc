@@ -21,6 +21,7 @@
 #include <linux/smc_diag.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +35,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include "tests/lab/bench_proto.h"
 
 namespace {
 
@@ -545,6 +548,93 @@ int Client(const char* addr, int port, uint64_t bytes) {
   return Exchange(fd, true, bytes);
 }
 
+// ---- the lab's benchmark (bench_proto.h) ----
+
+struct FdIo {
+  int fd;
+  bool Send(const uint8_t* p, size_t n) {
+    for (size_t off = 0; off < n;) {
+      const ssize_t w = ::send(fd, p + off, n - off, MSG_NOSIGNAL);
+      if (w < 0) return Fail("send"), false;
+      off += size_t(w);
+    }
+    return true;
+  }
+  bool Recv(uint8_t* p, size_t n) {
+    for (size_t off = 0; off < n;) {
+      const ssize_t r = ::recv(fd, p + off, n - off, 0);
+      if (r <= 0)
+        return r == 0 ? (std::fprintf(stderr, "smc_lab: EOF\n"), false)
+                      : (Fail("recv"), false);
+      off += size_t(r);
+    }
+    return true;
+  }
+};
+
+// smc_lab bench-server|bench-client ...: the benchmark over AF_SMC ("smc")
+// or plain kernel TCP ("tcp"). Exit as server/client (0 = SMC-R, or TCP
+// asked for and used; 2 = AF_SMC fell back; 3 = connect failed).
+int Bench(bool client, const char* addr, int port, uint64_t bytes, int pings,
+          const std::string& family, const std::string& kind) {
+  const bool tcp = family == "tcp";
+  const auto open = [&] {
+    return ::socket(tcp ? AF_INET : kAfSmc, SOCK_STREAM | SOCK_CLOEXEC,
+                    tcp ? 0 : kSmcProtoIpv4);
+  };
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  int fd = -1;
+  if (client) {
+    if (::inet_pton(AF_INET, addr, &a.sin_addr) != 1) return 1;
+    fd = open();
+    if (fd < 0) return Fail("socket");
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+      ::close(fd);
+      return 3;
+    }
+  } else {
+    const int ls = open();
+    if (ls < 0) return Fail("socket");
+    const int one = 1;
+    ::setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 ||
+        ::listen(ls, 8) < 0) {
+      return Fail("bind/listen");
+    }
+    std::printf("LISTEN %d\n", port);
+    fd = ::accept(ls, nullptr, nullptr);
+    ::close(ls);
+    if (fd < 0) return Fail("accept");
+  }
+  const int one = 1;
+  // Small messages go out at once, as ping-pong benchmarks set (AF_SMC
+  // takes it too: it turns its autocorking off).
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  FdIo io{fd};
+  const bool ok = usmc::lab::RunBench(io, client, kind, pings, bytes);
+  std::printf("BENCH-DATA %s kind=%s\n", ok ? "ok" : "BAD", kind.c_str());
+  int mode = SMC_DIAG_MODE_SMCR;
+  if (!tcp) {
+    sockaddr_in self{}, peer{};
+    socklen_t sl = sizeof self, pl = sizeof peer;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl);
+    ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl);
+    mode = Diag(ntohs(self.sin_port), ntohs(peer.sin_port));
+  }
+  if (!client) {
+    // The client closes first; wait for its EOF so its last reads finish.
+    char c;
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)::recv(fd, &c, 1, 0);
+  }
+  ::close(fd);
+  if (!ok) return 1;
+  return mode == SMC_DIAG_MODE_SMCR ? 0 : 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -563,8 +653,20 @@ int main(int argc, char** argv) {
     return Client(argv[2], std::atoi(argv[3]),
                   std::strtoull(argv[4], nullptr, 0));
   }
+  if ((cmd == "bench-server" && argc == 7) ||
+      (cmd == "bench-client" && argc == 8)) {
+    // bench-server PORT BYTES PINGS tcp|smc KIND
+    // bench-client ADDR PORT BYTES PINGS tcp|smc KIND
+    const bool c = cmd == "bench-client";
+    const int k = c ? 3 : 2;
+    return Bench(c, c ? argv[2] : nullptr, std::atoi(argv[k]),
+                 std::strtoull(argv[k + 1], nullptr, 0), std::atoi(argv[k + 2]),
+                 argv[k + 3], argv[k + 4]);
+  }
   std::fprintf(stderr,
                "usage: smc_lab ueid-add EID | lgr | fback | lgr-wait-empty MS |"
-               " server PORT BYTES [COUNT] | client ADDR PORT BYTES\n");
+               " server PORT BYTES [COUNT] | client ADDR PORT BYTES |"
+               " bench-server PORT BYTES PINGS tcp|smc KIND |"
+               " bench-client ADDR PORT BYTES PINGS tcp|smc KIND\n");
   return 1;
 }

@@ -3,8 +3,14 @@
 // the Linux kernel's SMC-R (smc_lab) across the two guests:
 //
 //   smcr_peer client ADDR PORT BYTES [--conns N] [--idle S] [--abort]
-//                                    [--hold S]
+//                                    [--hold S] [--bench PINGS --kind K]
 //   smcr_peer server PORT BYTES [--conns N] [--abort] [--hold S]
+//                               [--v6 --local ADDR] [--bench PINGS --kind K]
+//
+// ADDR may be IPv6 (SMC-Rv2 over the IPv6 GID equal to the local address,
+// usmc ↔ usmc only); an IPv6 server listens with --v6 and names its own
+// address with --local (the device is opened before the first accept).
+// --bench runs tests/lab/bench_proto.h's exchange instead of the pattern.
 //
 // One process: one LgrRegistry on dev/verbs with its SmcrProgress thread;
 // per connection a TCP socket that offers the RFC 7609 option the way the
@@ -57,6 +63,7 @@
 #include "runtime/executor.h"
 #include "runtime/lgr_registry.h"
 #include "runtime/smcr_progress.h"
+#include "tests/lab/bench_proto.h"
 #include "wire/clc.h"
 
 namespace {
@@ -80,8 +87,12 @@ struct Args {
   uint64_t bytes = 0;
   int conns = 1;
   int idle_s = 0;
-  bool abort = false;  // the last connection ends with an abort
-  int hold_s = 0;      // keep the link groups this long before exiting
+  bool abort = false;   // the last connection ends with an abort
+  int hold_s = 0;       // keep the link groups this long before exiting
+  bool v6 = false;      // server: listen on IPv6 (client: ADDR says)
+  std::string local;    // the local address the device is opened for
+  int bench_pings = 0;  // > 0: the benchmark exchange (bench_proto.h)
+  std::string kind = "usmc";
 };
 
 // One connection: the engine on a real TCP socket and the registry's
@@ -367,15 +378,70 @@ class RandomEntropy final : public engine::Entropy {
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
-wire::Gid MappedGid(uint32_t ipv4_host_order) {
-  wire::Gid g{};
-  g[10] = 0xff;
-  g[11] = 0xff;
-  g[12] = uint8_t(ipv4_host_order >> 24);
-  g[13] = uint8_t(ipv4_host_order >> 16);
-  g[14] = uint8_t(ipv4_host_order >> 8);
-  g[15] = uint8_t(ipv4_host_order);
-  return g;
+// An address as 16 bytes, the form of a RoCEv2 GID: IPv4 as ::ffff:a.b.c.d.
+using Addr16 = wire::Gid;
+
+bool ParseAddr(const std::string& text, Addr16* out) {
+  *out = Addr16{};
+  if (::inet_pton(AF_INET6, text.c_str(), out->data()) == 1) return true;
+  in_addr a{};
+  if (::inet_pton(AF_INET, text.c_str(), &a) != 1) return false;
+  (*out)[10] = 0xff;
+  (*out)[11] = 0xff;
+  std::memcpy(out->data() + 12, &a, 4);
+  return true;
+}
+
+bool IsMapped(const Addr16& a) {
+  return std::all_of(a.begin(), a.begin() + 10, [](uint8_t b) { return !b; }) &&
+         a[10] == 0xff && a[11] == 0xff;
+}
+
+// The socket address for `a`: sockaddr_in for IPv4-mapped, else _in6.
+socklen_t SockAddr(const Addr16& a, int port, sockaddr_storage* ss) {
+  std::memset(ss, 0, sizeof *ss);
+  if (IsMapped(a)) {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(ss);
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(uint16_t(port));
+    std::memcpy(&s4->sin_addr, a.data() + 12, 4);
+    return sizeof *s4;
+  }
+  auto* s6 = reinterpret_cast<sockaddr_in6*>(ss);
+  s6->sin6_family = AF_INET6;
+  s6->sin6_port = htons(uint16_t(port));
+  std::memcpy(&s6->sin6_addr, a.data(), 16);
+  return sizeof *s6;
+}
+
+Addr16 FromSockAddr(const sockaddr_storage& ss) {
+  Addr16 a{};
+  if (ss.ss_family == AF_INET) {
+    a[10] = a[11] = 0xff;
+    std::memcpy(a.data() + 12,
+                &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, 4);
+  } else if (ss.ss_family == AF_INET6) {
+    std::memcpy(a.data(),
+                &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, 16);
+  }
+  return a;
+}
+
+// A GID in RFC 5952 text (IPv4-mapped as ::ffff:a.b.c.d).
+std::string GidText(const wire::Gid& g) {
+  char b[INET6_ADDRSTRLEN] = "?";
+  ::inet_ntop(AF_INET6, g.data(), b, sizeof b);
+  return b;
+}
+
+std::string AddrText(const Addr16& a) {
+  char b[INET6_ADDRSTRLEN] = "?";
+  if (IsMapped(a)) {
+    ::inet_ntop(AF_INET, a.data() + 12, b, sizeof b);
+  } else {
+    ::inet_ntop(AF_INET6, a.data(), b, sizeof b);
+  }
+  return b;
 }
 
 std::string Hex(uint32_t v) {
@@ -387,7 +453,7 @@ std::string Hex(uint32_t v) {
 // One connection's exchange; returns 0 SMC-R ok, 2 TCP ok, 1 failure.
 int RunConn(int fd, bool client, const Args& args, bool abort,
             runtime::LgrRegistry& reg, engine::Entropy& entropy,
-            uint32_t peer_ip) {
+            const Addr16& peer_addr) {
   const negotiate::Outcome o = negotiate::QueryOutcome(fd);
   engine::EngineParams base;
   base.role = client ? engine::Role::kClient : engine::Role::kServer;
@@ -396,7 +462,9 @@ int RunConn(int fd, bool client, const Args& args, bool abort,
   base.eid = wire::MakeClcEid("USMC-LAB");
   base.hostname = wire::MakeClcHostname(client ? "usmc-client" : "usmc-server");
   base.smcr.rmb_size = 64 * 1024;
-  engine::EngineParams p = reg.ConnParams(base, MappedGid(peer_ip));
+  // The peer's GID is its address (IPv4-mapped or IPv6): what the client
+  // proposes to, for link-group reuse.
+  engine::EngineParams p = reg.ConnParams(base, peer_addr);
   Peer peer(fd, reg, p, entropy);
   std::string mode = "TCP";
   uint32_t reason = 0, peer_reason = 0;
@@ -412,6 +480,15 @@ int RunConn(int fd, bool client, const Args& args, bool abort,
     reason = o.reason;
     // Without the option the engine never speaks: TCP from the start.
     peer.Feed(engine::Start{});
+  }
+  if (mode == "SMCR") {
+    // The link this connection runs over, while it surely exists (the
+    // peer may end the group right after the data).
+    for (const runtime::LgrInfo& g : reg.Groups()) {
+      if (std::optional<uint32_t>(g.id) != peer.smcr().lgr_id()) continue;
+      std::printf("USMC-LINK lgr=%u local_gid=%s peer_gid=%s\n", g.id,
+                  GidText(p.smcr.gid).c_str(), GidText(g.peer_gid).c_str());
+    }
   }
   std::printf("USMC mode=%s reason=%s peer_reason=%s option=%s engine=%d\n",
               mode.c_str(), Hex(reason).c_str(), Hex(peer_reason).c_str(),
@@ -445,10 +522,16 @@ int RunConn(int fd, bool client, const Args& args, bool abort,
     std::printf("IDLE %d s\n", args.idle_s);
     std::this_thread::sleep_for(std::chrono::seconds(args.idle_s));
   }
-  ok = client ? send_pattern(1) && recv_pattern(2)
-              : recv_pattern(1) && send_pattern(2);
-  std::printf("DATA %s %llu bytes each way\n", ok ? "ok" : "BAD",
-              static_cast<unsigned long long>(args.bytes));
+  if (args.bench_pings > 0) {
+    ok = lab::RunBench(peer, client, args.kind, args.bench_pings, args.bytes);
+    std::printf("BENCH-DATA %s kind=%s\n", ok ? "ok" : "BAD",
+                args.kind.c_str());
+  } else {
+    ok = client ? send_pattern(1) && recv_pattern(2)
+                : recv_pattern(1) && send_pattern(2);
+    std::printf("DATA %s %llu bytes each way\n", ok ? "ok" : "BAD",
+                static_cast<unsigned long long>(args.bytes));
+  }
   if (!client && !abort) {
     // Server: the client closes first (smc_lab closes after its diag).
     // An orderly close is EOF, an abort an error (ECONNRESET).
@@ -480,62 +563,65 @@ void PrintGroups(runtime::LgrRegistry& reg) {
   std::printf("USMC-LGR n=%zu", g.size());
   for (const runtime::LgrInfo& i : g) {
     std::printf(
-        " [id=%u state=%d qpn=%u peer_qpn=%u conns=%zu test_link_rx=%llu]",
+        " [id=%u state=%d qpn=%u peer_qpn=%u conns=%zu peer_gid=%s "
+        "test_link_rx=%llu]",
         i.id, static_cast<int>(i.state), i.qpn, i.peer_qpn, i.conns,
+        GidText(i.peer_gid).c_str(),
         static_cast<unsigned long long>(i.counters.test_link_received));
   }
   std::printf("\n");
 }
 
 int Main(const Args& args) {
-  sockaddr_in self{};
-  uint32_t peer_ip = 0;
+  Addr16 peer_addr{};
   int ls = -1;
   if (args.client) {
-    in_addr a{};
-    if (::inet_pton(AF_INET, args.addr.c_str(), &a) != 1) return 1;
-    peer_ip = ntohl(a.s_addr);
+    if (!ParseAddr(args.addr, &peer_addr)) return Peer::Note("bad ADDR"), 1;
   } else {
-    ls = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int family = args.v6 ? AF_INET6 : AF_INET;
+    ls = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const int one = 1;
     ::setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     negotiate::OptIn(ls);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(uint16_t(args.port));
-    if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 ||
+    // The wildcard address: :: for IPv6, else 0.0.0.0 (as ::ffff:0.0.0.0).
+    Addr16 any{};
+    if (!args.v6) any[10] = any[11] = 0xff;
+    sockaddr_storage a{};
+    const socklen_t al = SockAddr(any, args.port, &a);
+    if (::bind(ls, reinterpret_cast<sockaddr*>(&a), al) < 0 ||
         ::listen(ls, 16) < 0) {
       return Peer::Fail("bind/listen"), 1;
     }
-    std::printf("LISTEN %d\n", args.port);
+    std::printf("LISTEN %d%s\n", args.port, args.v6 ? " ipv6" : "");
   }
   // The device: opened for the address TCP uses towards the peer. Until a
-  // connection exists, the client asks a UDP socket for its source.
-  uint32_t local_ip = 0;
-  {
-    const int u = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in d{};
-    d.sin_family = AF_INET;
-    d.sin_port = htons(9);
-    d.sin_addr.s_addr = htonl(peer_ip != 0 ? peer_ip : 0x0a000001);
+  // connection exists, the client asks a UDP socket for its source; the
+  // server takes --local (zero: the first IPv4-mapped GID).
+  Addr16 local{};
+  if (args.client) {
+    const int u = ::socket(IsMapped(peer_addr) ? AF_INET : AF_INET6,
+                           SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_storage d{}, self{};
+    const socklen_t dl = SockAddr(peer_addr, 9, &d);
     socklen_t sl = sizeof self;
-    if (args.client &&
-        ::connect(u, reinterpret_cast<sockaddr*>(&d), sizeof d) == 0 &&
+    if (::connect(u, reinterpret_cast<sockaddr*>(&d), dl) == 0 &&
         ::getsockname(u, reinterpret_cast<sockaddr*>(&self), &sl) == 0) {
-      local_ip = ntohl(self.sin_addr.s_addr);
+      local = FromSockAddr(self);
     }
     ::close(u);
   }
-  if (const char* e = std::getenv("USMC_VERBS_IPV4")) {
-    in_addr a{};
-    if (::inet_pton(AF_INET, e, &a) == 1) local_ip = ntohl(a.s_addr);
-  }
-  auto ctx = dev::rdma::VerbsContext::Open(local_ip);
+  if (!args.local.empty() && !ParseAddr(args.local, &local))
+    return Peer::Note("bad --local"), 1;
+  if (const char* e = std::getenv("USMC_VERBS_IPV4")) ParseAddr(e, &local);
+  auto ctx = dev::rdma::VerbsContext::Open(local);
   if (!ctx.ok()) {
     std::printf("smcr_peer: no RDMA device: %s\n",
                 ctx.status().ToString().c_str());
     return 1;
   }
+  std::printf("USMC-DEVICE %s gid=%s index=%u for %s\n",
+              (*ctx)->attr().name.c_str(), GidText((*ctx)->attr().gid).c_str(),
+              unsigned((*ctx)->attr().gid_index), AddrText(local).c_str());
   RandomEntropy entropy;
   runtime::LgrRegistryOptions ro;
   ro.clock = Now;
@@ -546,32 +632,31 @@ int Main(const Args& args) {
   for (int c = 0; c < args.conns; ++c) {
     int fd = -1;
     if (args.client) {
-      fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const int family = IsMapped(peer_addr) ? AF_INET : AF_INET6;
+      fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
       negotiate::OptIn(fd);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(uint16_t(args.port));
-      a.sin_addr.s_addr = htonl(peer_ip);
+      sockaddr_storage a{};
+      const socklen_t al = SockAddr(peer_addr, args.port, &a);
       int tries = 0;
-      while (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+      while (::connect(fd, reinterpret_cast<sockaddr*>(&a), al) < 0) {
         // The server may not listen yet: a fresh socket per try.
         ::close(fd);
         if (++tries > 100) return Peer::Fail("connect"), 1;
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         negotiate::OptIn(fd);
       }
     } else {
-      sockaddr_in pa{};
+      sockaddr_storage pa{};
       socklen_t pl = sizeof pa;
       fd = ::accept4(ls, reinterpret_cast<sockaddr*>(&pa), &pl, SOCK_CLOEXEC);
       if (fd < 0) return Peer::Fail("accept"), 1;
-      peer_ip = ntohl(pa.sin_addr.s_addr);
+      peer_addr = FromSockAddr(pa);
     }
-    std::printf("CONN %d\n", c + 1);
+    std::printf("CONN %d peer=%s\n", c + 1, AddrText(peer_addr).c_str());
     const int rc =
         RunConn(fd, args.client, args, args.abort && c == args.conns - 1, *reg,
-                entropy, peer_ip);
+                entropy, peer_addr);
     progress->Kick();
     PrintGroups(*reg);
     if (rc == 1 || (rc == 2 && worst == 0)) worst = rc;
@@ -619,8 +704,9 @@ int main(int argc, char** argv) {
   } else {
     std::fprintf(stderr,
                  "usage: smcr_peer client ADDR PORT BYTES [--conns N] "
-                 "[--idle S] [--abort] | server PORT BYTES [--conns N] "
-                 "[--abort]\n");
+                 "[--idle S] [--abort] [--bench PINGS --kind K] | server "
+                 "PORT BYTES [--conns N] [--abort] [--v6 --local ADDR] "
+                 "[--bench PINGS --kind K]\n");
     return 1;
   }
   for (; i < argc; ++i) {
@@ -633,6 +719,14 @@ int main(int argc, char** argv) {
       a.hold_s = std::atoi(argv[++i]);
     } else if (o == "--abort") {
       a.abort = true;
+    } else if (o == "--v6") {
+      a.v6 = true;
+    } else if (o == "--local" && i + 1 < argc) {
+      a.local = argv[++i];
+    } else if (o == "--bench" && i + 1 < argc) {
+      a.bench_pings = std::atoi(argv[++i]);
+    } else if (o == "--kind" && i + 1 < argc) {
+      a.kind = argv[++i];
     } else {
       std::fprintf(stderr, "smcr_peer: unknown option %s\n", o.c_str());
       return 1;
