@@ -28,6 +28,17 @@ using TimePoint = std::chrono::nanoseconds;
 // (runtime::kInterposerClcTimeout, 2 s, runtime/config.h says why).
 inline constexpr Duration kClcTimeout = std::chrono::seconds(6);
 
+// SMC-R: how long the peer's close CDC may come after its TCP connection
+// ended (FIN or RST on the CLC socket). The kernel ignores its CLC socket
+// after the handshake and closes it right behind posting its close CDC,
+// so the TCP segment can overtake the CDC still in the RDMA send queue or
+// in our completion queue (the lab: SO_LINGER 0's RST before the CDC).
+// 500 ms is the CDC's first try plus two retransmissions at the kernel's
+// QP timeout (4.096 us * 2^15 = 134 ms each, SMCR.md §1.5) with room for
+// a loaded host; past it the peer is taken as gone (ECONNRESET), as a
+// process whose link stays silent cannot be told from one that died.
+inline constexpr Duration kSmcrPeerCloseWait = std::chrono::milliseconds(500);
+
 enum class Role { kClient, kServer };
 
 // Which SMC: SMC-D (a DMB on an ISM device, here dev/shm) or SMC-R (an RMB

@@ -35,6 +35,7 @@ std::string_view Connection::handshake_state() const {
 }
 
 std::optional<TimePoint> Connection::NextDeadline() const {
+  if (mode_ == Mode::kSmc) return peer_close_wait_;
   if (mode_ != Mode::kHandshake) return std::nullopt;
   return std::visit([](const auto& m) { return m.NextDeadline(); }, clc_);
 }
@@ -46,7 +47,7 @@ Actions Connection::OnEvent(const Event& event, TimePoint now) {
       OnHandshakeEvent(event, now, out);
       break;
     case Mode::kSmc:
-      OnSmcdEvent(event, out);
+      OnSmcdEvent(event, now, out);
       break;
     case Mode::kTcp:
     case Mode::kFailed:
@@ -169,7 +170,7 @@ void Connection::AfterHandshakeStep(Actions& out) {
 
 // ---- SMC-D ----
 
-void Connection::OnSmcdEvent(const Event& event, Actions& out) {
+void Connection::OnSmcdEvent(const Event& event, TimePoint now, Actions& out) {
   if (finished_) {
     // Buffers are gone; only a stale timer or late news of the peer or a
     // sibling may arrive.
@@ -236,18 +237,11 @@ void Connection::OnSmcdEvent(const Event& event, Actions& out) {
             OnSiblingPublished(e, out);
           },
           [&](const PeerVanished&) { OnPeerVanished(out); },
-          [&](const TcpEof&) {
-            // A peer that closes TCP without closing SMC first has died:
-            // treat it as an abort (ECONNRESET), like a TCP RST.
-            if (!close_.peer_closed() && !close_.aborted()) {
-              (void)ApplyClose(CloseEvent::kPeerAbort, out);
-              out.push_back(NotifyApp{true, true});
-            }
-          },
+          [&](const TcpEof&) { OnTcpEof(now, out); },
           [&](const TcpBytes& e) {
             if (!e.bytes.empty()) LocalAbort("TCP data during SMC-D", out);
           },
-          [&](const Timeout&) {},  // stale handshake timer
+          [&](const Timeout& t) { OnSmcTimeout(t, now, out); },
           [&](const AppSentToClosedPeer&) {
             if (!SendDiscards()) {
               InvalidEvent(event, out);
@@ -330,6 +324,11 @@ bool Connection::PeerCloseFlags(bool abort, bool closed, bool done_writing,
     LocalAbort("impossible close sequence from the peer", out);
     return false;
   }
+  if ((abort || closed) && peer_close_wait_) {
+    // The close CDC the TCP end announced came: it decided.
+    peer_close_wait_.reset();
+    out.push_back(CancelTimer{});
+  }
   return true;
 }
 
@@ -350,6 +349,39 @@ void Connection::OnSiblingPublished(const SiblingPublished& e, Actions& out) {
     ++counters_.violations;
     LocalAbort(ToString(v), out);
   }
+}
+
+void Connection::OnTcpEof(TimePoint now, Actions& out) {
+  if (close_.peer_closed() || close_.aborted()) return;
+  if (technology_ == Technology::kSmcr) {
+    // SMC-R: the CLC socket is only a hint once the link carries the
+    // connection (the kernel never reads its CLC socket after the
+    // handshake). Its close CDC, posted before its TCP close, may still be
+    // on the way: it says how the peer closed (kSmcrPeerCloseWait).
+    if (!peer_close_wait_) {
+      peer_close_wait_ = now + kSmcrPeerCloseWait;
+      out.push_back(ArmTimer{*peer_close_wait_});
+    }
+    return;
+  }
+  // SMC-D: a peer that closes TCP without closing SMC first has died (its
+  // area is final, shared memory has no flight): an abort (ECONNRESET),
+  // like a TCP RST.
+  (void)ApplyClose(CloseEvent::kPeerAbort, out);
+  out.push_back(NotifyApp{true, true});
+}
+
+void Connection::OnSmcTimeout(const Timeout& t, TimePoint now, Actions& out) {
+  // Anything else is a stale handshake timer, or early.
+  if (!peer_close_wait_ || (!t.cut_short && now < *peer_close_wait_)) return;
+  peer_close_wait_.reset();
+  if (close_.peer_closed() || close_.aborted()) return;
+  // No close CDC: the peer is gone (its last CDC, and maybe bytes it
+  // wrote, with it: no EOF that could hide a loss).
+  (void)ApplyClose(CloseEvent::kPeerAbort, out,
+                   "the peer's TCP connection ended and no SMC-R close "
+                   "followed");
+  out.push_back(NotifyApp{true, true});
 }
 
 void Connection::OnPeerVanished(Actions& out) {

@@ -65,7 +65,8 @@ class Connection {
   Technology technology() const { return technology_; }
   std::string_view handshake_state() const;
   CloseState close_state() const { return close_.state(); }
-  // The next Timeout deadline, if a timer is armed.
+  // The next Timeout deadline, if a timer is armed (the handshake's; in
+  // SMC-R mode the wait for the peer's close CDC after its TCP ended).
   std::optional<TimePoint> NextDeadline() const;
   // Negotiated parameters (SMC-D mode only).
   const SmcdLink* link() const {
@@ -137,7 +138,10 @@ class Connection {
 
   void OnHandshakeEvent(const Event& event, TimePoint now, Actions& out);
   void AfterHandshakeStep(Actions& out);
-  void OnSmcdEvent(const Event& event, Actions& out);
+  void OnSmcdEvent(const Event& event, TimePoint now, Actions& out);
+  // TCP ended (FIN/RST) during SMC mode, and its Timeout.
+  void OnTcpEof(TimePoint now, Actions& out);
+  void OnSmcTimeout(const Timeout& t, TimePoint now, Actions& out);
   void OnPeerCdc(std::span<const std::byte> bytes, Actions& out);
   void OnSiblingPublished(const SiblingPublished& e, Actions& out);
   void OnPeerVanished(Actions& out);
@@ -173,6 +177,9 @@ class Connection {
   wire::CdcConnStateFlags local_flags_;  // cumulative flags we publish
   bool published_write_blocked_ = false;
   bool read_shut_ = false;
+  // SMC-R: the peer's TCP ended before its close CDC came; until this
+  // deadline (kSmcrPeerCloseWait) the CDC decides how it closed.
+  std::optional<TimePoint> peer_close_wait_;
   bool finished_ = false;    // buffers released, TCP closed
   int error_ = 0;            // ECONNRESET, ECONNABORTED or EPIPE: dead
   bool error_seen_ = false;  // the app got error_ once (AppErrorReported)

@@ -58,8 +58,10 @@ SmcSocket::WaitSpec SmcSocket::PrepareWait(short events, uint64_t sleep_token) {
   w.n = 2;
   w.fds[0] = {Dev().WaitFd(), POLLIN, 0};
   // During SMC-D the TCP socket is silent: readable means the peer's
-  // process closed it (exit, kill) or broke the protocol.
+  // process closed it (exit, kill) or broke the protocol. (SMC-R, once it
+  // ended: readable for good, the link alone wakes us.)
   w.fds[1] = {fd_, POLLIN, 0};
+  if (tcp_ended_) w.n = 1;
   return w;
 }
 

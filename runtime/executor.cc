@@ -77,8 +77,18 @@ void Executor::Execute(const engine::Actions& actions,
               fallback_ = a;
               dev_->EndHandshake();
             },
-            [&](const engine::ArmTimer& a) { deadline_ = a.deadline; },
-            [&](const engine::CancelTimer&) { deadline_.reset(); },
+            [&](const engine::ArmTimer& a) {
+              deadline_ = a.deadline;
+              // SMC-R mode's timer (the wait for the peer's close CDC):
+              // the registry queues Timeout on the connection when it is
+              // due, so every sleeper on the link (a blocked call, poll,
+              // epoll) wakes for it as for a CDC.
+              if (smcr_ && dev_ == smcr_ && done_) smcr_->WakeAt(a.deadline);
+            },
+            [&](const engine::CancelTimer&) {
+              deadline_.reset();
+              if (smcr_ && dev_ == smcr_ && done_) smcr_->WakeAt(std::nullopt);
+            },
             [&](const engine::ReportError& a) {
               log_.errors.push_back(a);
               if (a.err != 0 && error_ == 0) error_ = a.err;

@@ -354,6 +354,13 @@ void SmcrConn::SetWake(std::function<void()> wake) {
   wake_ = std::move(wake);
 }
 
+void SmcrConn::WakeAt(std::optional<engine::TimePoint> deadline) {
+  std::lock_guard<std::mutex> lock(reg_.mu_);
+  wake_at_ = deadline;
+  // The progress thread may sleep past it otherwise.
+  if (deadline && reg_.kick_) reg_.kick_();
+}
+
 uint32_t SmcrConn::token() const {
   std::lock_guard<std::mutex> lock(reg_.mu_);
   return token_;
@@ -1044,6 +1051,13 @@ bool LgrRegistry::Progress() {
       any = true;
     }
   }
+  for (SmcrConn* c : conns_) {
+    if (c->wake_at_ && *c->wake_at_ <= now) {
+      c->wake_at_.reset();
+      Queue(*c, engine::Timeout{});
+      any = true;
+    }
+  }
   const size_t before = groups_.size();
   FreeEndedGroups();
   return any || groups_.size() != before;
@@ -1052,6 +1066,9 @@ bool LgrRegistry::Progress() {
 std::optional<engine::TimePoint> LgrRegistry::NextDeadline() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::optional<engine::TimePoint> out;
+  for (const SmcrConn* c : conns_) {
+    if (c->wake_at_ && (!out || *c->wake_at_ < *out)) out = c->wake_at_;
+  }
   for (const auto& g : groups_) {
     if (g->deadline && (!out || *g->deadline < *out)) out = g->deadline;
     if (g->ended && g->qp && g->linger_until &&

@@ -131,6 +131,11 @@ class SmcrConn final : public dev::Device {
   // Runs (under the registry's lock: it must not call back) whenever an
   // event is queued: the socket's wakeup.
   void SetWake(std::function<void()> wake);
+  // Queues engine::Timeout for this connection once the registry's clock
+  // reaches `deadline` (Progress fires it; NextDeadline includes it), or
+  // forgets an earlier one (nullopt). The engine's clock must be the
+  // registry's. For the engine's SMC-R mode timer (the executor calls it).
+  void WakeAt(std::optional<engine::TimePoint> deadline);
 
   uint32_t token() const;
   std::optional<uint32_t> lgr_id() const;
@@ -210,6 +215,7 @@ class SmcrConn final : public dev::Device {
   std::vector<dev::rdma::SendWr> pending_writes_;
   std::deque<engine::Event> events_;
   std::function<void()> wake_;
+  std::optional<engine::TimePoint> wake_at_;  // WakeAt
 };
 
 class LgrRegistry {
@@ -238,7 +244,7 @@ class LgrRegistry {
   // receives, fires due timers and frees ended groups. true if anything
   // happened.
   bool Progress();
-  // The earliest timer of any group.
+  // The earliest timer of any group or connection (SmcrConn::WakeAt).
   std::optional<engine::TimePoint> NextDeadline() const;
   // The registry's clock (LgrRegistryOptions::clock).
   engine::TimePoint now() const { return opts_.clock(); }

@@ -864,6 +864,105 @@ TEST(SimSmcrWait, WaitSleepsUntilTheCdcArrivesFromAnotherThread) {
   EXPECT_TRUE(cdc);
 }
 
+// ---- the peer's TCP ends before its close CDC (issue 19) ----
+
+// The kernel closes its CLC socket right behind posting its close CDC
+// (SO_LINGER 0: a reset), and so does a usmc peer: the TCP end can
+// overtake the CDC and the data still in the RDMA queue. It only starts
+// the wait for them: every byte, then EOF (before: ECONNRESET at once,
+// the held bytes lost).
+TEST(SimSmcrClose, TcpResetBeforeTheCloseCdcReadsEveryByteThenEof) {
+  SimPair sim(SimPair::SmcrOptions());
+  Connect(sim);
+  SmcrWorld& w = sim.world();
+  ASSERT_EQ(sim.Send(kClient, Bytes("in the RMB; ")), 12u);
+  sim.Pump();
+  // The client's direction is slow: its last bytes and its close stay on
+  // the way while its TCP reset arrives.
+  w.fabric().SetLink(w.host(0), w.host(1), LinkMode::kHold);
+  ASSERT_EQ(sim.Send(kClient, Bytes("still on the wire")), 17u);
+  sim.Close(kClient);
+  sim.device().pipe(kClient).Close();
+  sim.Pump();
+  ASSERT_TRUE(sim.side(kServer).eof_delivered);  // the TCP end came first
+  EXPECT_EQ(sim.conn(kServer).RecvState().error, 0);
+  EXPECT_FALSE(sim.conn(kServer).RecvState().eof);
+  EXPECT_TRUE(sim.side(kServer).deadline.has_value());  // bounded
+  w.fabric().SetLink(w.host(0), w.host(1), LinkMode::kPass);
+  sim.Pump();
+  std::vector<std::byte> buf(100);
+  ASSERT_EQ(sim.Recv(kServer, buf), 29u);
+  EXPECT_EQ(Str(std::span(buf).first(29)), "in the RMB; still on the wire");
+  EXPECT_TRUE(sim.conn(kServer).RecvState().eof);
+  EXPECT_EQ(sim.conn(kServer).RecvState().error, 0);
+  // The close CDC decided: no timer is left to turn it into a reset.
+  EXPECT_FALSE(sim.side(kServer).deadline.has_value());
+  RunWorldFor(w, 2 * engine::kSmcrPeerCloseWait);
+  sim.Pump();
+  EXPECT_TRUE(sim.conn(kServer).RecvState().eof);
+  EXPECT_EQ(sim.conn(kServer).RecvState().error, 0);
+  sim.Close(kServer);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
+  EXPECT_EQ(sim.conn(kClient).close_state(), CloseState::kClosed);
+  EXPECT_TRUE(sim.side(kServer).errors.empty());
+  EXPECT_EQ(sim.BuffersInUse(), 0u);
+}
+
+// An abort's CDC behind the reset is still ECONNRESET (after the bytes
+// that came before it).
+TEST(SimSmcrClose, TcpResetBeforeTheAbortCdcIsEconnreset) {
+  SimPair sim(SimPair::SmcrOptions());
+  Connect(sim);
+  SmcrWorld& w = sim.world();
+  ASSERT_EQ(sim.Send(kClient, Bytes("before")), 6u);
+  sim.Pump();
+  w.fabric().SetLink(w.host(0), w.host(1), LinkMode::kHold);
+  sim.Abort(kClient);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).RecvState().error, 0);
+  w.fabric().SetLink(w.host(0), w.host(1), LinkMode::kPass);
+  sim.Pump();
+  std::vector<std::byte> buf(100);
+  ASSERT_EQ(sim.Recv(kServer, buf), 6u);
+  EXPECT_EQ(sim.conn(kServer).RecvState().error, ECONNRESET);
+  EXPECT_FALSE(sim.side(kServer).deadline.has_value());
+}
+
+// No close CDC ever (the peer's process died with its QP, the link stays
+// silent): the bytes already in the RMB, then ECONNRESET once the bound
+// passed, woken by the registry's timer alone (no application call: what
+// a sleeper in poll/epoll on the connection's fd relies on).
+TEST(SimSmcrClose, TcpEndWithoutACloseCdcIsAResetAfterTheBound) {
+  SimPair sim(SimPair::SmcrOptions());
+  Connect(sim);
+  SmcrWorld& w = sim.world();
+  ASSERT_EQ(sim.Send(kClient, Bytes("last words")), 10u);
+  sim.Pump();
+  sim.Freeze(kClient);
+  w.fabric().SetLink(w.host(0), w.host(1), LinkMode::kDrop);
+  sim.device().pipe(kClient).Close();
+  sim.Pump();
+  const engine::TimePoint t0 = w.now();
+  EXPECT_EQ(sim.conn(kServer).RecvState().error, 0);
+  SmcrConn& srv = sim.smcr_conn(kServer);
+  DrainWake(srv);
+  RunWorldFor(w, engine::kSmcrPeerCloseWait - 1ms);
+  EXPECT_FALSE(Readable(srv.WaitFd()));  // not before the bound
+  RunWorldFor(w, 1ms);
+  EXPECT_TRUE(Readable(srv.WaitFd()));
+  sim.Pump();
+  EXPECT_EQ(w.now() - t0, engine::Duration(engine::kSmcrPeerCloseWait));
+  std::vector<std::byte> buf(100);
+  ASSERT_EQ(sim.Recv(kServer, buf), 10u);
+  EXPECT_EQ(Str(std::span(buf).first(10)), "last words");
+  EXPECT_EQ(sim.conn(kServer).RecvState().error, ECONNRESET);
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kProcessAbort);
+  sim.Close(kServer);
+  sim.Pump();
+  EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kClosed);
+}
+
 // ---- TerminateAll (process exit) ----
 
 // DELETE_LINK orderly: the peer's group ends at once (no timer fires),

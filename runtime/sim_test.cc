@@ -454,6 +454,15 @@ TEST_P(SimClose, PeerTcpGoneWithoutSmcCloseIsAReset) {
   Connect(sim);
   sim.device().pipe(kClient).Close();  // the client process died
   sim.Pump();
+  if (smcr()) {
+    // SMC-R: only once the close CDC had its time to come
+    // (engine::kSmcrPeerCloseWait; runtime/sim_smcr_test.cc SimSmcrClose).
+    EXPECT_EQ(sim.conn(kServer).RecvState().error, 0);
+    const engine::TimePoint t0 = sim.now();
+    ASSERT_TRUE(sim.FireNextTimer());
+    sim.Pump();
+    EXPECT_EQ(sim.now() - t0, engine::kSmcrPeerCloseWait);
+  }
   EXPECT_EQ(sim.conn(kServer).RecvState().error, ECONNRESET);
   EXPECT_EQ(sim.conn(kServer).close_state(), CloseState::kProcessAbort);
 }

@@ -184,10 +184,13 @@ engine::Mode SmcSocket::mode() const {
 
 void SmcSocket::Feed(const engine::Event& e) {
   std::vector<engine::Event> answers;
-  // Only the handshake has timers; a clock read per send or receive costs
-  // more than the rest of the engine's step on some VMs.
-  const engine::TimePoint now =
-      conn_.mode() == engine::Mode::kHandshake ? Now() : engine::TimePoint{};
+  // Only the handshake and SMC-R's wait for a close CDC after TCP ended
+  // have timers; a clock read per send or receive costs more than the rest
+  // of the engine's step on some VMs.
+  const bool timed = conn_.mode() == engine::Mode::kHandshake ||
+                     std::holds_alternative<engine::Timeout>(e) ||
+                     std::holds_alternative<engine::TcpEof>(e);
+  const engine::TimePoint now = timed ? Now() : engine::TimePoint{};
   exec_->Execute(conn_.OnEvent(e, now), answers);
   if (error_ == 0) error_ = exec_->error();
   if (exec_->fallback() && exec_->fallback()->declined && !decline_noted_) {
@@ -247,7 +250,8 @@ bool SmcSocket::FeedSmcrEvents() {
       continue;
     }
     if (std::holds_alternative<engine::SmcrCdcReceived>(e) ||
-        std::holds_alternative<engine::DeviceFailed>(e)) {
+        std::holds_alternative<engine::DeviceFailed>(e) ||
+        std::holds_alternative<engine::Timeout>(e)) {
       peer_changes_.fetch_add(1, std::memory_order_relaxed);
     }
     Feed(e);
@@ -321,7 +325,8 @@ bool SmcSocket::WaitForPeer(int timeout_ms) {
     return link != nullptr ? link->HasEvents() : !(d.LoadCdc() == seen);
   };
   dev::WaitResult r =
-      d.Wait(moved, timeout, {.extra_fd = fd_, .return_on_signal = true});
+      d.Wait(moved, timeout,
+             {.extra_fd = tcp_ended_ ? -1 : fd_, .return_on_signal = true});
   mu_.lock();
   doorbell_waiter_ = false;
   bool progressed = true;
@@ -350,13 +355,9 @@ bool SmcSocket::WaitForPeer(int timeout_ms) {
 
 void SmcSocket::OnPeerGone() {
   if (peer_gone_) return;
-  if (SmcrChosen() && opts_.smcr != nullptr) {
-    // SMC-R: its last CDCs (its close) were acknowledged before its
-    // process went (it waits for its DELETE_LINK to leave), but may still
-    // sit in our completion queue, behind the TCP FIN that woke us: take
-    // them now, or its close would look like a vanished peer short of its
-    // last bytes (seen in the lab: EOF 24 KiB early).
-    (void)opts_.smcr->Progress();
+  if (SmcrChosen()) {
+    OnSmcrTcpEnded();
+    return;
   }
   Refresh();          // it may have published its close just before exiting
   peer_gone_ = true;  // from now on the area is ours alone (see Refresh)
@@ -378,6 +379,32 @@ void SmcSocket::OnPeerGone() {
   // left data of ours unread), as TCP does for a dying process.
   peer_changes_.fetch_add(1, std::memory_order_relaxed);
   Feed(engine::PeerVanished{});
+}
+
+void SmcSocket::OnSmcrTcpEnded() {
+  if (tcp_ended_) return;
+  char c;
+  const ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return;  // nothing happened on TCP after all
+  }
+  tcp_ended_ = true;  // readable for good now: no longer a wakeup
+  if (n > 0) {
+    // TCP bytes after the handshake: the peer broke the protocol.
+    peer_changes_.fetch_add(1, std::memory_order_relaxed);
+    Feed(engine::DeviceFailed{});
+    return;
+  }
+  // The peer's FIN or RST. Its close CDC was posted before (the kernel
+  // closes its CLC socket right behind it, and so do we) but may still be
+  // in flight or in our completion queue: take what is there, then let
+  // the engine wait for it, bounded (engine::kSmcrPeerCloseWait; the
+  // registry queues the Timeout). Bytes already in our RMB stay readable
+  // whatever it decides.
+  if (opts_.smcr != nullptr) (void)opts_.smcr->Progress();
+  Refresh();
+  if (conn_.PeerClosed()) return;
+  Feed(engine::TcpEof{});
 }
 
 ssize_t SmcSocket::Send(const void* buf, size_t len, int flags) {

@@ -408,6 +408,9 @@ class SmcSocket : private TcpSide {
   // false: timed out or interrupted (errno set).
   bool WaitForPeer(int timeout_ms);
   void OnPeerGone();
+  // OnPeerGone over SMC-R: TCP ended (or broke the protocol); the link
+  // says how the peer closed (see engine::kSmcrPeerCloseWait).
+  void OnSmcrTcpEnded();
   // TCP readable during SMC-D (peer died or broke the protocol)?
   bool TcpStirs() const;
 
@@ -455,6 +458,8 @@ class SmcSocket : private TcpSide {
   bool fatal_ = false;          // handshake failed after commit: fd unusable
   bool tcp_closed_ = false;
   bool peer_gone_ = false;
+  // SMC-R: the TCP socket ended (FIN/RST) and is no longer waited on.
+  bool tcp_ended_ = false;
   bool nonblocking_ = false;  // O_NONBLOCK of the fd (see SetNonblocking)
   bool forgotten_ = false;    // Forget(): tcp_closed_ too, nothing mapped
   // DropLateClc: a late CLC message may still come. late_mu_ (never held

@@ -24,8 +24,7 @@
 // client closes (the server waits for its EOF, then closes), and at exit
 // TerminateAll (DELETE_LINK to the kernel).
 //
-// SmcrConn::Wait is a stub (returns at once) until the interposer's SMC-R
-// wiring lands, so this driver sleeps in its own poll(2) on the TCP socket
+// This driver sleeps in its own poll(2), not SmcrConn::Wait, on the TCP socket
 // and an eventfd that the SmcrConn's wake callback writes, bounded by the
 // engine's next deadline and a 100 ms cap (a lost wakeup costs 100 ms).
 //
@@ -121,6 +120,9 @@ class Peer final : public runtime::TcpSide {
   }
 
   engine::Connection& conn() { return conn_; }
+  // The peer's TCP end came before its close CDC (the race the engine's
+  // kSmcrPeerCloseWait covers): reported with PEER-CLOSE.
+  bool tcp_first() const { return tcp_first_; }
   runtime::Executor& exec() { return *exec_; }
   runtime::SmcrConn& smcr() { return *smcr_; }
 
@@ -183,12 +185,14 @@ class Peer final : public runtime::TcpSide {
         Feed(engine::TcpBytes{rx_});
       } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         tcp_eof_ = true;
-        // As SmcSocket::OnPeerGone: the peer's close CDC may still sit in
-        // the completion queue behind its TCP FIN; take it first, or an
-        // orderly close would look like a vanished peer (ECONNRESET).
+        // As SmcSocket::OnSmcrTcpEnded: take what the link brought, then
+        // TcpEof, which over SMC-R only starts the engine's bounded wait
+        // for the peer's close CDC (engine::kSmcrPeerCloseWait; its
+        // Timeout comes from the executor's deadline or the registry).
         (void)reg_->Progress();
         for (int i = 0; i < 100000 && Step(); ++i) {
         }
+        tcp_first_ = conn_.mode() == engine::Mode::kSmc && !conn_.PeerClosed();
         Feed(engine::TcpEof{});
       }
     }
@@ -277,7 +281,10 @@ class Peer final : public runtime::TcpSide {
         errno = st.error;
         return Fail("recv (SMC-R)");
       }
-      if (st.eof) return Note("recv: EOF (SMC-R)");
+      if (st.eof) {
+        errno = 0;  // not the EAGAIN of the last poll's recv
+        return Note("recv: EOF (SMC-R)");
+      }
       if (Clock::now() > end) return Note("recv: nothing for 60 s");
       Pump(100);
     }
@@ -358,6 +365,7 @@ class Peer final : public runtime::TcpSide {
   std::deque<engine::Event> answers_;
   std::vector<std::byte> rx_;
   bool tcp_eof_ = false;
+  bool tcp_first_ = false;
   bool tcp_closed_ = false;
   uint32_t ring_space_ = 0;  // SendSpace() of the empty ring
 };
@@ -531,15 +539,16 @@ int RunConn(int fd, bool client, const Args& args, bool abort,
     errno = 0;
     const bool more = peer.Recv(one.data(), 1);
     const int err = errno;
+    const char* first = peer.tcp_first() ? " tcp_first=1" : "";
     if (more) {
       std::printf("PEER-CLOSE byte\n");
     } else if (peer.conn().mode() == engine::Mode::kSmc &&
                peer.conn().RecvState().error != 0) {
-      std::printf("PEER-CLOSE error=%s\n",
-                  strerrorname_np(peer.conn().RecvState().error));
+      std::printf("PEER-CLOSE error=%s%s\n",
+                  strerrorname_np(peer.conn().RecvState().error), first);
     } else {
-      std::printf("PEER-CLOSE eof%s%s\n", err ? " errno=" : "",
-                  err ? strerrorname_np(err) : "");
+      std::printf("PEER-CLOSE eof%s%s%s\n", err ? " errno=" : "",
+                  err ? strerrorname_np(err) : "", first);
     }
   }
   if (abort) peer.WaitPeerConsumed();

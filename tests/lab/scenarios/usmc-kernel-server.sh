@@ -7,12 +7,10 @@
 # its wait for unsent data, so usmc sees EOF again), and usmc aborts the
 # third (the kernel reads EOF with SO_ERROR ECONNRESET). Then the kernel's link-group table must be
 # empty within 1 s of the usmc process's exit (TerminateAll: DELETE_LINK).
-# Named-only since 2026-12-07 16:50: after SMC-R was wired into the runtime the
-# SO_LINGER 0 connection reads ECONNRESET, not EOF, in 2 of 2 runs: the kernel's
-# TCP RST overtakes its close CDC and usmc takes a TCP reset in SMC-R mode as the
-# peer gone (runtime and this driver alike). Back in the default list once usmc
-# waits, bounded, for the close CDC after a TCP reset on an SMC-R connection.
-LAB_DEFAULT=no
+# The kernel's TCP RST (SO_LINGER 0) can overtake its close CDC: usmc then
+# waits for the CDC (engine::kSmcrPeerCloseWait, docs/dev-rdma.md) and still
+# reads EOF; smcr_peer marks that case "PEER-CLOSE eof ... tcp_first=1". (Out of
+# the default list on 2026-12-07 when it read ECONNRESET; back since that wait.)
 LAB_GUESTS=2
 LAB_TIMEOUT=150
 UK_BYTES=1048576
