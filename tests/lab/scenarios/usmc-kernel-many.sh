@@ -7,7 +7,6 @@
 #      process proposes its own system ID), and the kernel's fallback
 #      counters hold no SYNCERR (0x04000000).
 LAB_GUESTS=2
-LAB_DEFAULT=no  # named runs only (CI budget); see tests/lab/README.md
 LAB_TIMEOUT=200
 UM_BYTES=65536
 

@@ -6,7 +6,6 @@
 # fall back to TCP with the kernel's own reason (the usmc side prints the
 # peer's Decline reason), and 1 MiB each way arrives intact over TCP.
 LAB_GUESTS=2
-LAB_DEFAULT=no  # named runs only (CI budget); see tests/lab/README.md
 LAB_TIMEOUT=150
 UN_BYTES=1048576
 

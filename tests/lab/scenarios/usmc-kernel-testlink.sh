@@ -5,7 +5,6 @@
 # the connection still carries 1 MiB each way, and the usmc link group
 # counted the kernel's TEST_LINK requests.
 LAB_GUESTS=2
-LAB_DEFAULT=no  # named runs only (CI budget); see tests/lab/README.md
 LAB_TIMEOUT=150
 UT_BYTES=1048576
 
