@@ -300,12 +300,12 @@ int PassOtherUidServer(int lfd) {
   return 0;
 }
 
-int PassOtherUidClient(uint16_t port, const char* arg) {
-  const bool user = std::string(arg) == "user";
-  int sv[2];
-  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
-  pid_t kid = fork();
-  CHECK(kid >= 0, "fork");
+// A child of uid 65534 ("probe-nobody") that receives one connection over
+// the socketpair `sv` (its end sv[1]): `serve`, it serves it (request 41,
+// reply 42); else the connection must be dead, not silent. Returns its pid
+// once it is ready, -1 if it could not start.
+pid_t StartNobodyReceiver(int sv[2], bool serve) {
+  const pid_t kid = fork();
   if (kid == 0) {
     SetName("probe-nobody");
     close(sv[0]);
@@ -313,7 +313,7 @@ int PassOtherUidClient(uint16_t port, const char* arg) {
     if (write(sv[1], "r", 1) != 1) _exit(21);
     std::vector<int> got;
     if (RecvFds(sv[1], 1, &got) != 0) _exit(22);
-    if (user) {
+    if (!serve) {
       ssize_t w = write(got[0], "plain bytes", 11);
       char c;
       ssize_t r = read(got[0], &c, 1);
@@ -326,7 +326,16 @@ int PassOtherUidClient(uint16_t port, const char* arg) {
   }
   close(sv[1]);
   char ready;
-  CHECK(read(sv[0], &ready, 1) == 1, "the worker's ready byte");
+  if (kid < 0 || read(sv[0], &ready, 1) != 1) return -1;
+  return kid;
+}
+
+int PassOtherUidClient(uint16_t port, const char* arg) {
+  const bool user = std::string(arg) == "user";
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+  const pid_t kid = StartNobodyReceiver(sv, /*serve=*/!user);
+  CHECK(kid > 0, "the worker (uid 65534) did not start");
   if (user) CHECK(setgid(65533) == 0 && setuid(65533) == 0, "setuid 65533");
   int fd = Connect(port);
   CHECK(fd >= 0, "connect");
@@ -385,23 +394,8 @@ int PassOtherUidResetServer(int lfd, bool shared) {
 int PassOtherUidResetClient(uint16_t port, bool shared) {
   int sv[2];
   CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
-  pid_t kid = fork();
-  CHECK(kid >= 0, "fork");
-  if (kid == 0) {
-    SetName("probe-nobody");
-    close(sv[0]);
-    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(20);
-    if (write(sv[1], "r", 1) != 1) _exit(21);
-    std::vector<int> got;
-    if (RecvFds(sv[1], 1, &got) != 0) _exit(22);
-    ssize_t w = write(got[0], "plain bytes", 11);
-    char c;
-    ssize_t r = read(got[0], &c, 1);
-    _exit(w < 0 || r < 0 ? 0 : 23);  // a dead socket, not a silent one
-  }
-  close(sv[1]);
-  char ready;
-  CHECK(read(sv[0], &ready, 1) == 1, "the worker's ready byte");
+  const pid_t kid = StartNobodyReceiver(sv, /*serve=*/false);
+  CHECK(kid > 0, "the worker (uid 65534) did not start");
   if (!shared) {
     int e = Connect(port);
     CHECK(e >= 0, "connect");
