@@ -21,27 +21,37 @@
 #include <thread>
 #include <vector>
 
+#include "dev/gid_choice.h"
 #include "preload/real.h"
 #include "runtime/config.h"
 #include "runtime/publish.h"
 #include "runtime/smcr_process.h"
+#include "wire/llc.h"
 
 namespace usmc::preload {
 namespace {
+
+// One family's device: IPv4 addresses (as ::ffff:a.b.c.d) or IPv6 ones.
+// A dual-stack server (iperf3's [::]) may serve both, each on its own
+// verbs context and registry; within a family the first address opened is
+// the only one served, as before IPv6 existed.
+struct SmcrSlot {
+  std::set<wire::Gid> unserved;  // local addresses no GID serves
+  wire::Gid addr{};              // the address the registry serves
+  std::unique_ptr<runtime::SmcrProcess> proc;
+  // Nothing more for a warm-up to do: one was started, or there is no
+  // device (read without the lock on every connect until then).
+  std::atomic<bool> warm_settled{false};
+};
 
 // Everything SMC-R of this process; never destroyed (used at exit, and a
 // fork child leaves its parent's alone).
 struct SmcrState {
   std::mutex mu;
-  bool probed = false;          // looked for a device
-  bool no_device = false;       // none (or no module): SMC-R is off here
-  std::set<uint32_t> unserved;  // local addresses no GID serves
-  uint32_t ip = 0;              // the address the registry serves
-  std::unique_ptr<runtime::SmcrProcess> proc;
+  bool probed = false;     // looked for a device
+  bool no_device = false;  // none (or no module): SMC-R is off here
+  SmcrSlot slots[2];       // [0] IPv4, [1] IPv6 (SlotOf)
   bool terminated = false;
-  // Nothing more for a warm-up to do: one was started, or there is no
-  // device (read without the lock on every connect until then).
-  std::atomic<bool> warm_settled{false};
 };
 
 std::atomic<SmcrState*> g_state{nullptr};
@@ -87,24 +97,12 @@ std::string ModulePath() {
   return path;
 }
 
-// The IPv4 address (host order) of `ss`: IPv4, or IPv4-mapped on a
-// dual-stack socket (a server on [::], iperf3's). 0 for INADDR_ANY and
-// in6addr_any; nullopt for anything SMC-R does not serve (IPv6: the kernel
-// has no IPv6 SMC-Rv2).
-std::optional<uint32_t> Ipv4Of(const sockaddr_storage& ss) {
-  if (ss.ss_family == AF_INET) {
-    return ntohl(reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr);
-  }
-  const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-  if (ss.ss_family != AF_INET6) return std::nullopt;
-  if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) return 0;
-  if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) return std::nullopt;
-  uint32_t ip = 0;
-  std::memcpy(&ip, in6->sin6_addr.s6_addr + 12, 4);
-  return ntohl(ip);
-}
+bool IsV4(const wire::Gid& a) { return dev::rdma::IsIpv4Mapped(a); }
 
-bool IsLoopback(uint32_t ip) { return (ip >> 24) == 127; }
+// IPv4 addresses (and the wildcard, which warm-ups resolve) in slot 0.
+SmcrSlot& SlotOf(SmcrState& s, const wire::Gid& a) {
+  return s.slots[a == wire::Gid{} || IsV4(a) ? 0 : 1];
+}
 
 // Whether this process may open a device at all; probes /sys once. Under
 // s.mu.
@@ -116,12 +114,14 @@ bool MayOpenLocked(SmcrState& s) {
   return !s.no_device;
 }
 
-// The registry serving `ip`, opening the device for it if none is open.
+// The registry serving local address `a` (SmcrLocalAddress, not the
+// wildcard), opening the device for it if its family has none open.
 // Under s.mu.
-runtime::LgrRegistry* RegistryForLocked(SmcrState& s, uint32_t ip) {
+runtime::LgrRegistry* RegistryForLocked(SmcrState& s, const wire::Gid& a) {
   if (s.terminated) return nullptr;
-  if (s.proc) return s.ip == ip ? &s.proc->registry() : nullptr;
-  if (!MayOpenLocked(s) || s.unserved.contains(ip)) return nullptr;
+  SmcrSlot& slot = SlotOf(s, a);
+  if (slot.proc) return slot.addr == a ? &slot.proc->registry() : nullptr;
+  if (!MayOpenLocked(s) || slot.unserved.contains(a)) return nullptr;
   runtime::SmcrProcessOptions o;
   // The progress thread's own calls go to the kernel, not to the wrappers.
   o.on_thread_start = [] { static thread_local Inside in; };
@@ -131,68 +131,94 @@ runtime::LgrRegistry* RegistryForLocked(SmcrState& s, uint32_t ip) {
   // Each connection's Conn publishes it with its link group's fields.
   o.publish_connections = false;
   Result<std::unique_ptr<runtime::SmcrProcess>> p =
-      runtime::SmcrProcess::Open(ModulePath(), ip, std::move(o));
+      runtime::SmcrProcess::Open(ModulePath(), a, std::move(o));
   if (!p.ok()) {
     // No module or no device at all: off for the process; else only this
     // address is not served.
     if (p.status().code() == StatusCode::kUnavailable) {
       s.no_device = true;
     } else {
-      s.unserved.insert(ip);
+      slot.unserved.insert(a);
     }
     return nullptr;
   }
-  s.proc = std::move(*p);
-  s.ip = ip;
+  slot.proc = std::move(*p);
+  slot.addr = a;
   g_devices.fetch_add(1, std::memory_order_relaxed);
-  return &s.proc->registry();
+  return &slot.proc->registry();
 }
 
-// The host's non-loopback IPv4 addresses (a wildcard listener's candidates).
-std::vector<uint32_t> LocalIpv4Addresses() {
-  std::vector<uint32_t> out;
+// The host's addresses SMC-R could serve (a wildcard listener's
+// candidates), as SmcrLocalAddress makes them: IPv4 ones if `v4`, then
+// IPv6 ones if `v6`, in getifaddrs order.
+std::vector<wire::Gid> LocalAddresses(bool v4, bool v6) {
+  std::vector<wire::Gid> out;
   ifaddrs* all = nullptr;
   if (::getifaddrs(&all) != 0) return out;
-  for (ifaddrs* i = all; i != nullptr; i = i->ifa_next) {
-    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET ||
-        !(i->ifa_flags & IFF_UP)) {
-      continue;
+  for (const int family : {AF_INET, AF_INET6}) {
+    if ((family == AF_INET && !v4) || (family == AF_INET6 && !v6)) continue;
+    for (ifaddrs* i = all; i != nullptr; i = i->ifa_next) {
+      if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != family ||
+          !(i->ifa_flags & IFF_UP)) {
+        continue;
+      }
+      sockaddr_storage ss{};
+      std::memcpy(
+          &ss, i->ifa_addr,
+          family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+      const std::optional<wire::Gid> a = runtime::SmcrLocalAddress(ss);
+      if (a && *a != wire::Gid{}) out.push_back(*a);
     }
-    const uint32_t ip = ntohl(
-        reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr);
-    if (!IsLoopback(ip)) out.push_back(ip);
   }
   ::freeifaddrs(all);
   return out;
 }
 
-// Opens the device in a thread of its own, once per process, so that a
-// connection's handshake does not pay for it (dlopen of libibverbs, the
-// device and its GID table: over a second in an emulated guest, the peer's
-// whole CLC wait once). `ip` 0: the first local address a device serves.
-// A connection arriving meanwhile waits for it on s.mu (RegistryForLocked).
-void WarmUp(uint32_t ip) {
+// Opens the device in a thread of its own, once per process and family,
+// so that a connection's handshake does not pay for it (dlopen of
+// libibverbs, the device and its GID table: over a second in an emulated
+// guest, the peer's whole CLC wait once). `a` all zero: a wildcard
+// listener; each family in `v4`/`v6` opens for the first local address of
+// it a device serves. A connection arriving meanwhile waits for it on s.mu
+// (RegistryForLocked).
+void WarmUp(const wire::Gid& a, bool v4 = false, bool v6 = false) {
   if (!runtime::ProcessConfig().smcr) return;
   SmcrState& s = State();
+  const bool wild = a == wire::Gid{};
+  if (!wild) v4 = IsV4(a), v6 = !v4;
   {
     std::lock_guard lock(s.mu);
-    if (s.warm_settled.exchange(true) || s.proc || !MayOpenLocked(s)) return;
+    if (!MayOpenLocked(s)) return;
+    // Only the families no warm-up was started for, with nothing open.
+    if (v4 && (s.slots[0].warm_settled.exchange(true) || s.slots[0].proc)) {
+      v4 = false;
+    }
+    if (v6 && (s.slots[1].warm_settled.exchange(true) || s.slots[1].proc)) {
+      v6 = false;
+    }
+    if (!v4 && !v6) return;
   }
   // None of the app's signals for this thread (they are for its threads).
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
   SmcrState* const sp = &s;
-  std::thread([sp, ip] {
+  std::thread([sp, a, wild, v4, v6] {
     Inside in;
     std::lock_guard lock(sp->mu);
-    if (sp->proc || sp->terminated) return;
-    if (ip != 0) {
-      (void)RegistryForLocked(*sp, ip);
+    if (sp->terminated) return;
+    if (!wild) {
+      if (!SlotOf(*sp, a).proc) (void)RegistryForLocked(*sp, a);
       return;
     }
-    for (uint32_t a : LocalIpv4Addresses()) {
-      if (RegistryForLocked(*sp, a) != nullptr || sp->no_device) return;
+    for (const bool family_v4 : {true, false}) {
+      if (!(family_v4 ? v4 : v6)) continue;
+      for (const wire::Gid& c : LocalAddresses(family_v4, !family_v4)) {
+        if (SlotOf(*sp, c).proc || RegistryForLocked(*sp, c) != nullptr ||
+            sp->no_device) {
+          break;
+        }
+      }
     }
   }).detach();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -205,23 +231,37 @@ void SmcrWarmUpForListener(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
-  const std::optional<uint32_t> ip = Ipv4Of(ss);
-  if (ip && !IsLoopback(*ip)) WarmUp(*ip);
+  const std::optional<wire::Gid> a = runtime::SmcrLocalAddress(ss);
+  if (!a) return;
+  if (*a != wire::Gid{}) {
+    WarmUp(*a);
+    return;
+  }
+  // A wildcard: 0.0.0.0 takes IPv4 clients, :: IPv6 ones and, unless
+  // IPV6_V6ONLY, IPv4 ones too.
+  int v6only = 0;
+  socklen_t olen = sizeof v6only;
+  const bool is6 = ss.ss_family == AF_INET6;
+  if (is6 && ::getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen) != 0) {
+    v6only = 0;
+  }
+  WarmUp(*a, !is6 || v6only == 0, is6);
 }
 
 void SmcrWarmUpForConnect(const sockaddr* to, socklen_t len) {
   if (!runtime::ProcessConfig().smcr || len > sizeof(sockaddr_storage)) return;
   sockaddr_storage ss{};
   std::memcpy(&ss, to, len);
-  const std::optional<uint32_t> dst = Ipv4Of(ss);
-  if (!dst || *dst == 0 || IsLoopback(*dst)) return;
+  const std::optional<wire::Gid> dst = runtime::SmcrLocalAddress(ss);
+  if (!dst || *dst == wire::Gid{}) return;
   SmcrState& s = State();
-  // Once per process: one load on every later connect.
-  if (s.warm_settled.load(std::memory_order_relaxed)) return;
+  SmcrSlot& slot = SlotOf(s, *dst);
+  // Once per process and family: one load on every later connect.
+  if (slot.warm_settled.load(std::memory_order_relaxed)) return;
   {
     std::lock_guard lock(s.mu);
-    if (s.proc || !MayOpenLocked(s)) {  // no device: no route lookup either
-      s.warm_settled.store(true, std::memory_order_relaxed);
+    if (slot.proc || !MayOpenLocked(s)) {  // no device: no route lookup either
+      slot.warm_settled.store(true, std::memory_order_relaxed);
       return;
     }
   }
@@ -236,8 +276,8 @@ void SmcrWarmUpForConnect(const sockaddr* to, socklen_t len) {
       ::getsockname(u, reinterpret_cast<sockaddr*>(&local), &llen) == 0;
   real().close(u);
   if (!ok) return;
-  const std::optional<uint32_t> ip = Ipv4Of(local);
-  if (ip && *ip != 0 && !IsLoopback(*ip)) WarmUp(*ip);
+  const std::optional<wire::Gid> a = runtime::SmcrLocalAddress(local);
+  if (a && *a != wire::Gid{}) WarmUp(*a);
 }
 
 runtime::LgrRegistry* SmcrRegistryFor(int fd) {
@@ -247,12 +287,12 @@ runtime::LgrRegistry* SmcrRegistryFor(int fd) {
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
     return nullptr;
   }
-  const std::optional<uint32_t> ip = Ipv4Of(ss);
+  const std::optional<wire::Gid> a = runtime::SmcrLocalAddress(ss);
   // Loopback: SMC-D's, never RoCE.
-  if (!ip || *ip == 0 || IsLoopback(*ip)) return nullptr;
+  if (!a || *a == wire::Gid{}) return nullptr;
   SmcrState& s = State();
   std::lock_guard lock(s.mu);
-  return RegistryForLocked(s, *ip);
+  return RegistryForLocked(s, *a);
 }
 
 uint64_t SmcrDevicesOpened() { return g_devices.load(); }
@@ -263,8 +303,10 @@ void SmcrTerminate() {
   std::lock_guard lock(s->mu);
   if (s->terminated) return;
   s->terminated = true;  // a warm-up not yet run opens nothing now
-  if (!s->proc) return;
-  s->proc->Terminate(std::chrono::milliseconds(500));
+  // A bounded wait per family's device (a process rarely has two).
+  for (SmcrSlot& slot : s->slots) {
+    if (slot.proc) slot.proc->Terminate(std::chrono::milliseconds(500));
+  }
 }
 
 void SmcrAfterForkChild() {

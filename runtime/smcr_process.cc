@@ -1,11 +1,17 @@
 #include "runtime/smcr_process.h"
 
 #include <dlfcn.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
+#include "dev/gid_choice.h"
 #include "dev/rdma.h"
 #include "engine/params.h"
 #include "runtime/lgr_registry.h"
@@ -14,7 +20,9 @@
 namespace usmc::runtime {
 namespace {
 
-using VerbsOpenFn = dev::rdma::Context* (*)(uint32_t, int*);
+// dev/verbs_module.cc: the 16-byte local address, and the StatusCode of a
+// failure.
+using VerbsOpenFn = dev::rdma::Context* (*)(const uint8_t*, int*);
 
 engine::TimePoint Now() {
   return std::chrono::duration_cast<engine::TimePoint>(
@@ -33,6 +41,35 @@ uint64_t KernelSeed() {
 
 }  // namespace
 
+std::optional<wire::Gid> SmcrLocalAddress(const sockaddr_storage& ss) {
+  wire::Gid a{};
+  if (ss.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    a[10] = a[11] = 0xff;
+    std::memcpy(a.data() + 12, &in->sin_addr, 4);
+  } else if (ss.ss_family == AF_INET6) {
+    std::memcpy(a.data(),
+                &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, 16);
+  } else {
+    return std::nullopt;
+  }
+  const wire::Gid any{};
+  if (a == any) return any;
+  if (dev::rdma::IsIpv4Mapped(a)) {
+    if (std::all_of(a.begin() + 12, a.end(),
+                    [](uint8_t b) { return b == 0; })) {
+      return any;  // ::ffff:0.0.0.0, as 0.0.0.0
+    }
+    if (a[12] == 127) return std::nullopt;  // 127/8: SMC-D's
+    return a;
+  }
+  wire::Gid loopback{};
+  loopback[15] = 1;
+  if (a == loopback || dev::rdma::IsLinkLocal(a)) return std::nullopt;
+  if (a[0] == 0xff) return std::nullopt;  // multicast
+  return a;
+}
+
 struct SmcrProcess::Impl {
   std::unique_ptr<dev::rdma::Context> ctx;
   engine::SeededEntropy entropy{KernelSeed()};
@@ -47,19 +84,20 @@ SmcrProcess::~SmcrProcess() {
 }
 
 Result<std::unique_ptr<SmcrProcess>> SmcrProcess::Open(
-    const std::string& module_path, uint32_t ipv4, SmcrProcessOptions options) {
+    const std::string& module_path, const wire::Gid& local_address,
+    SmcrProcessOptions options) {
   void* h = ::dlopen(module_path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (h == nullptr) {
     return Status(StatusCode::kUnavailable,
                   "cannot load " + module_path + ": " + ::dlerror());
   }
-  auto open = reinterpret_cast<VerbsOpenFn>(::dlsym(h, "usmc_verbs_open"));
+  auto open = reinterpret_cast<VerbsOpenFn>(::dlsym(h, "usmc_verbs_open_addr"));
   if (open == nullptr) {
     return Status(StatusCode::kUnavailable,
-                  module_path + ": no usmc_verbs_open");
+                  module_path + ": no usmc_verbs_open_addr");
   }
   int code = 0;
-  std::unique_ptr<dev::rdma::Context> ctx(open(ipv4, &code));
+  std::unique_ptr<dev::rdma::Context> ctx(open(local_address.data(), &code));
   if (!ctx) {
     return Status(StatusCode(code), "no RDMA device serves this address");
   }
