@@ -8,6 +8,11 @@
 //   smc_lab client ADDR PORT BYTES  BYTES then send BYTES (client: the
 //                                   reverse), check the pattern, then ask
 //                                   smc_diag what the socket really used
+//   smc_lab pattern BYTES SEED      the pattern on stdout (seed 1: what a
+//                                   client sends, 2: what a server sends)
+//
+// ADDR may be IPv6 (AF_SMC with SMCPROTO_SMC6); SMC_LAB_V6 set: the server
+// listens on [::]. The kernel has no SMC-Rv2 over IPv6: it falls back.
 //
 // server/client print one line "SMC mode=SMCR|FALLBACK|SMCD ..." and exit
 // 0 for SMC-R, 2 for a TCP fallback, 3 when connect failed (a caller
@@ -42,6 +47,7 @@ namespace {
 
 constexpr int kAfSmc = 43;        // AF_SMC (glibc 2.36 has no name for it)
 constexpr int kSmcProtoIpv4 = 0;  // SMCPROTO_SMC
+constexpr int kSmcProtoIpv6 = 1;  // SMCPROTO_SMC6
 
 int Fail(const char* what) {
   std::fprintf(stderr, "smc_lab: %s: %s\n", what, std::strerror(errno));
@@ -494,14 +500,20 @@ int Exchange(int fd, bool client, uint64_t bytes) {
 // Takes `count` connections, each in a child of its own (so that several
 // clients at once each have theirs); exits with the worst child's code.
 int Server(int port, uint64_t bytes, int count) {
-  const int ls = ::socket(kAfSmc, SOCK_STREAM | SOCK_CLOEXEC, kSmcProtoIpv4);
+  const bool v6 = std::getenv("SMC_LAB_V6") != nullptr;
+  const int ls = ::socket(kAfSmc, SOCK_STREAM | SOCK_CLOEXEC,
+                          v6 ? kSmcProtoIpv6 : kSmcProtoIpv4);
   if (ls < 0) return Fail("socket(AF_SMC)");
   const int one = 1;
   ::setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
-  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+  sockaddr_in6 a6{};
+  a6.sin6_family = AF_INET6;
+  a6.sin6_port = htons(port);
+  if ((v6 ? ::bind(ls, reinterpret_cast<sockaddr*>(&a6), sizeof a6)
+          : ::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a)) < 0) {
     return Fail("bind");
   }
   if (::listen(ls, 8) < 0) return Fail("listen");
@@ -531,16 +543,23 @@ int Server(int port, uint64_t bytes, int count) {
 }
 
 int Client(const char* addr, int port, uint64_t bytes) {
-  const int fd = ::socket(kAfSmc, SOCK_STREAM | SOCK_CLOEXEC, kSmcProtoIpv4);
+  const bool v6 = std::strchr(addr, ':') != nullptr;
+  const int fd = ::socket(kAfSmc, SOCK_STREAM | SOCK_CLOEXEC,
+                          v6 ? kSmcProtoIpv6 : kSmcProtoIpv4);
   if (fd < 0) return Fail("socket(AF_SMC)");
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
-  if (::inet_pton(AF_INET, addr, &a.sin_addr) != 1) {
+  sockaddr_in6 a6{};
+  a6.sin6_family = AF_INET6;
+  a6.sin6_port = htons(port);
+  if ((v6 ? ::inet_pton(AF_INET6, addr, &a6.sin6_addr)
+          : ::inet_pton(AF_INET, addr, &a.sin_addr)) != 1) {
     std::fprintf(stderr, "smc_lab: bad address %s\n", addr);
     return 1;
   }
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+  if ((v6 ? ::connect(fd, reinterpret_cast<sockaddr*>(&a6), sizeof a6)
+          : ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a)) < 0) {
     Fail("connect");
     ::close(fd);
     return 3;  // a caller retries until the server listens
@@ -649,6 +668,18 @@ int main(int argc, char** argv) {
     return Server(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 0),
                   argc == 5 ? std::atoi(argv[4]) : 1);
   }
+  if (cmd == "pattern" && argc == 4) {
+    std::vector<uint8_t> buf(65536);
+    const uint64_t bytes = std::strtoull(argv[2], nullptr, 10);
+    const auto seed = static_cast<uint8_t>(std::atoi(argv[3]));
+    for (uint64_t off = 0; off < bytes;) {
+      const size_t n = std::min<uint64_t>(buf.size(), bytes - off);
+      for (size_t i = 0; i < n; ++i) buf[i] = PatternByte(off + i, seed);
+      if (std::fwrite(buf.data(), 1, n, stdout) != n) return 1;
+      off += n;
+    }
+    return std::fflush(stdout) == 0 ? 0 : 1;
+  }
   if (cmd == "client" && argc == 5) {
     return Client(argv[2], std::atoi(argv[3]),
                   std::strtoull(argv[4], nullptr, 0));
@@ -666,6 +697,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: smc_lab ueid-add EID | lgr | fback | lgr-wait-empty MS |"
                " server PORT BYTES [COUNT] | client ADDR PORT BYTES |"
+               " pattern BYTES SEED |"
                " bench-server PORT BYTES PINGS tcp|smc KIND |"
                " bench-client ADDR PORT BYTES PINGS tcp|smc KIND\n");
   return 1;
