@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -21,7 +22,6 @@
 #include <thread>
 #include <vector>
 
-#include "dev/gid_choice.h"
 #include "preload/real.h"
 #include "runtime/config.h"
 #include "runtime/publish.h"
@@ -97,7 +97,12 @@ std::string ModulePath() {
   return path;
 }
 
-bool IsV4(const wire::Gid& a) { return dev::rdma::IsIpv4Mapped(a); }
+// ::ffff:a.b.c.d (SmcrLocalAddress's IPv4).
+bool IsV4(const wire::Gid& a) {
+  return std::all_of(a.begin(), a.begin() + 10,
+                     [](uint8_t b) { return b == 0; }) &&
+         a[10] == 0xff && a[11] == 0xff;
+}
 
 // IPv4 addresses (and the wildcard, which warm-ups resolve) in slot 0.
 SmcrSlot& SlotOf(SmcrState& s, const wire::Gid& a) {
