@@ -254,7 +254,7 @@ Result<ArenaSlot> ShmArena::Allocate(uint64_t dmb_size, uint64_t token) {
   ArenaSlot slot{0, dmb_size};
   {
     std::lock_guard lock(mu_);
-    if (!quarantine_.empty()) SweepQuarantine();
+    if (!quarantine_.empty() || !lent_.empty()) SweepQuarantine();
     auto take = [&](std::map<uint64_t, std::vector<uint64_t>>& lists) {
       auto it = lists.find(span);
       if (it == lists.end() || it->second.empty()) return false;
@@ -317,7 +317,35 @@ bool ShmArena::PeerReleased(uint64_t offset, uint64_t size) {
   return true;
 }
 
+bool ShmArena::HolderReleased(uint64_t offset, uint64_t size) {
+  ++stats_.quarantine_looks;
+  if (Load64(Ctrl({offset, size}) + kCtrlHolderReleasedOff) == 0) return false;
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return true;
+}
+
+bool ShmArena::Creator() const {
+  return own_ && !adopted_ && ::getpid() == creator_;
+}
+
 void ShmArena::SweepQuarantine() {
+  // Lent slots first, a bounded look too (round robin: a child that died
+  // holding its slot must not hide the others).
+  auto lent = lent_.lower_bound(lent_from_);
+  for (size_t n = 0; n < kQuarantineSweep && !lent_.empty(); ++n) {
+    if (lent == lent_.end()) lent = lent_.begin();
+    if (HolderReleased(lent->first, lent->second)) {
+      ++stats_.lent_back;
+      // Now ours again: reusable once the peer released it as well.
+      quarantine_[lent->first] = lent->second;
+      ++stats_.quarantined;
+      lent = lent_.erase(lent);
+    } else {
+      ++lent;
+    }
+  }
+  lent_from_ = lent == lent_.end() ? 0 : lent->first;
+  if (quarantine_.empty()) return;
   auto it = quarantine_.lower_bound(sweep_from_);
   for (size_t n = 0; n < kQuarantineSweep && !quarantine_.empty(); ++n) {
     if (it == quarantine_.end()) it = quarantine_.begin();
@@ -341,13 +369,29 @@ void ShmArena::Leak(ArenaSlot slot) {
     in_use_.erase(it);
     --stats_.slots_in_use;
     ++stats_.leaked;
+    if (Creator()) lent_[slot.offset] = slot.size;
   }
   budget_->Release(DmbFileSize(slot.size));
 }
 
 void ShmArena::Free(ArenaSlot slot) {
   if (!own_) return;
-  if (adopted_ || ::getpid() != creator_) return Leak(slot);
+  if (!Creator()) {
+    // The connection's last holder: the creator may take the slot back.
+    // (A slot this process does not hold is not ours to mark.)
+    bool held = false;
+    {
+      std::lock_guard lock(mu_);
+      auto it = in_use_.find(slot.offset);
+      held = it != in_use_.end() && it->second == slot.size;
+    }
+    if (held) {
+      std::atomic_ref<uint64_t>(
+          *reinterpret_cast<uint64_t*>(Ctrl(slot) + kCtrlHolderReleasedOff))
+          .store(1, std::memory_order_release);
+    }
+    return Leak(slot);
+  }
   const uint64_t span = DmbFileSize(slot.size);
   {
     std::lock_guard lock(mu_);

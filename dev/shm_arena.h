@@ -76,6 +76,7 @@ struct ArenaStats {
   uint64_t warm_bytes = 0;   // free slot bytes not punched
   uint64_t punched = 0;      // slots punched on Free
   uint64_t leaked = 0;       // left to another holder (Leak)
+  uint64_t lent_back = 0;    // of those, taken back once it let go
   uint64_t quarantined = 0;  // freed, the peer not detached yet
   // Control words of quarantined slots looked at (SweepQuarantine): a
   // bounded number per Allocate, whatever the quarantine holds.
@@ -127,11 +128,13 @@ class ShmArena {
   // it (kCtrlPeerReleasedOff), until then to a quarantine that Allocate
   // looks at again. Unknown slots are ignored.
   // In a process other than the creator (a forked child's copy) and in an
-  // adopted arena, Free is Leak: another process may hold the slot's
-  // connection still, and nothing here knows when it lets go.
+  // adopted arena, Free only marks the slot let go (kCtrlHolderReleasedOff)
+  // for the creator, which left it to this process (Leak).
   void Free(ArenaSlot slot);
-  // Returns the slot's budget charge but never the slot: its connection
-  // lives on in another process.
+  // Returns the slot's budget charge; its connection lives on in another
+  // process. The creator takes the slot back once that process freed it
+  // and the peer released it (looked at as the quarantine is); other
+  // processes never do.
   void Leak(ArenaSlot slot);
 
   // Whether `slot` names a DMB that fits this arena: page-aligned offset
@@ -175,13 +178,22 @@ class ShmArena {
   // Freed by us, not yet released by the peer (kCtrlPeerReleasedOff): not
   // reusable yet. offset -> DMB size.
   std::map<uint64_t, uint64_t> quarantine_;
+  // Left by the creator to another process (Leak): reusable once that
+  // process freed it (kCtrlHolderReleasedOff) and the peer released it.
+  // offset -> DMB size. Swept with the quarantine.
+  std::map<uint64_t, uint64_t> lent_;
+  uint64_t lent_from_ = 0;   // offset the next look at lent_ starts at
   uint64_t sweep_from_ = 0;  // offset the next sweep starts at
   void Shelve(uint64_t offset, uint64_t size);  // under mu_
-  // Looks at up to kQuarantineSweep quarantined slots from sweep_from_ on
-  // (wrapping) and shelves those the peer released. Under mu_.
+  // Looks at up to kQuarantineSweep lent slots (lent_from_ on, wrapping)
+  // and quarantines those their holder freed, then at as many quarantined
+  // slots from sweep_from_ on and shelves those the peer released.
+  // Under mu_.
   void SweepQuarantine();
-  bool PeerReleased(uint64_t offset, uint64_t size);  // under mu_
-  std::map<uint64_t, uint64_t> in_use_;               // offset -> DMB size
+  bool PeerReleased(uint64_t offset, uint64_t size);    // under mu_
+  bool HolderReleased(uint64_t offset, uint64_t size);  // under mu_
+  bool Creator() const;  // this process made the arena (not adopted)
+  std::map<uint64_t, uint64_t> in_use_;  // offset -> DMB size
   ArenaStats stats_;
 };
 

@@ -355,6 +355,46 @@ TEST(ShmArenaTest, ForkedChildCannotAllocateFromTheParentsArena) {
   EXPECT_TRUE((*a)->Allocate(kDmb, 2).ok());  // the parent still may
 }
 
+// A forking server: the parent (the arena's creator) leaves a slot to its
+// child, which holds the connection alone. The slot comes back once the
+// child freed it and the peer released it, not before (the child's
+// connection would share it with the next one), and not only at exit.
+TEST(ShmArenaTest, SlotLeftToAForkedChildComesBackOnceItFreedIt) {
+  DmbBudget budget(kArena);
+  auto a = ShmArena::Create(kArena, budget);
+  ASSERT_TRUE(a.ok());
+  auto s1 = (*a)->Allocate(kDmb, 1);
+  ASSERT_TRUE(s1.ok());
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    char c;
+    if (::read(go[0], &c, 1) != 1) ::_exit(2);
+    (*a)->Free(*s1);  // the last holder lets go
+    ::_exit(0);
+  }
+  ::close(go[0]);
+  (*a)->Leak(*s1);  // the parent's close: the child holds it
+  PeerReleases(**a, *s1);
+  auto s2 = (*a)->Allocate(kDmb, 2);
+  ASSERT_TRUE(s2.ok());
+  EXPECT_NE(s2->offset, s1->offset) << "reused while the child holds it";
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  ::close(go[1]);
+  const int status = testing::WaitChild(pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  auto s3 = (*a)->Allocate(kDmb, 3);
+  ASSERT_TRUE(s3.ok());
+  EXPECT_EQ(s3->offset, s1->offset);
+  EXPECT_EQ((*a)->stats().lent_back, 1u);
+  // The taken-back slot starts with both marks clear.
+  uint64_t mark;
+  std::memcpy(&mark, (*a)->Ctrl(*s3) + kCtrlHolderReleasedOff, 8);
+  EXPECT_EQ(mark, 0u);
+}
+
 }  // namespace
 }  // namespace usmc::dev
 

@@ -53,6 +53,12 @@ inline constexpr size_t kCtrlSizeOff = 16;  // u64 DMB size in bytes
 // may be reused only then: late writes of the old connection would land in
 // the new one's buffer).
 inline constexpr size_t kCtrlPeerReleasedOff = 24;
+// u64, written on our side: 1 once the last process holding the connection
+// let go of this DMB when that process was not the arena's creator (a
+// forking server's child, a worker the connection was passed to). The
+// creator left the slot to it (ShmArena::Leak) and takes it back only then
+// (and once the peer released it too).
+inline constexpr size_t kCtrlHolderReleasedOff = 32;
 inline constexpr size_t kCtrlArmedOff = 64;  // u32 armed, own cache line
 // u64 on the armed word's line: the sleep token the owner armed with (0:
 // none), so that a peer ringing many connections wakes one sleep once

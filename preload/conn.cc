@@ -555,8 +555,19 @@ void Conn::ReleaseFromProcess() {
   if (!sock_) return;
   const uint32_t self = static_cast<uint32_t>(::getpid());
   uint32_t* holders = sock_->ProcessHolders();
-  if (holders != nullptr) RemoveHolder(holders, self);
-  forget_ = holders != nullptr && OtherHolderAlive(holders, self);
+  if (holders != nullptr) {
+    RemoveHolder(holders, self);
+    forget_ = OtherHolderAlive(holders, self);
+  } else {
+    // Undecided here when a fork copied it: the holder table does not cover
+    // it (no process had it in SMC-D then), and the copy may run on in
+    // another process (a forking server's child finishes the handshake).
+    // A close here would mark the peer's DMB released and free ours under
+    // it; the pair's next connection then took those slots (PostgreSQL
+    // under pgbench -C lost a client's last 5 bytes). The child that
+    // decides it holds it alone, as after exec.
+    forget_ = forked() && sock_->handshaking();
+  }
   // Another thread may sleep inside the socket (a blocking recv): as with
   // close(2) of a TCP socket in use, the connection goes only when that
   // call returns. Until then the peer learns of the close (shutdown), and

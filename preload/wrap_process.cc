@@ -324,8 +324,15 @@ pid_t fork() {
   if (pid != 0) {
     const int err = errno;
     pl::ListenersAfterForkParent();
-    if (pid > 0)
-      for (auto& c : conns) c->AddHolderPid(pid);
+    if (pid > 0) {
+      // Both: the parent may never have called in since the handshake was
+      // decided for it (the unattended thread), so it is not listed yet, and
+      // the child's close must not end the connection under it.
+      for (auto& c : conns) {
+        c->AddHolderPid(pid);
+        c->AddHolderPid(::getpid());
+      }
+    }
     errno = err;
   } else {
     pl::ResetAfterFork();

@@ -20,6 +20,14 @@
 //                parent closes) and kForkServe clients connecting at once:
 //                the parent's progress thread must leave the handshakes the
 //                children now run alone.
+//   fork-seq:    the same server, kForkSeq connections one after the other
+//                (PostgreSQL with pgbench -C): each child echoes, then
+//                lingers while the client says goodbye, closes and connects
+//                again; only then does the child read the goodbye and the
+//                EOF. The parent closed its copy while the handshake was
+//                undecided: it must not free the child's DMB slot (the
+//                next connection of the pair took it: 5 bytes lost,
+//                ECONNABORTED).
 //   late-add VARIANT: a thread sleeps in epoll_wait on a set; only then does
 //                another thread add (or modify) an established connection
 //                there, and the server writes to it: the sleeper must wake
@@ -41,6 +49,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -346,6 +355,58 @@ int ForkServeClient(uint16_t port, const char*) {
   return 0;
 }
 
+constexpr int kForkSeq = 24;
+constexpr size_t kForkSeqBytes = 4 << 10;
+constexpr char kGoodbye[] = "bye!!";  // pgbench's Terminate is 5 bytes too
+
+int ForkSeqServer(int lfd) {
+  std::vector<pid_t> kids;
+  for (int i = 0; i < kForkSeq; ++i) {
+    int fd = AcceptOne(lfd);
+    CHECK(fd >= 0, "accept %d", i);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+      close(lfd);
+      std::vector<char> buf(kForkSeqBytes);
+      bool ok = ReadExact(fd, buf.data(), buf.size()) == 0 &&
+                WriteAll(fd, buf.data(), buf.size()) == 0;
+      // The client's goodbye and close, and its next connection, happen
+      // while this child sleeps.
+      usleep(50 * 1000);
+      char bye[sizeof kGoodbye - 1] = {};
+      ok = ok && ReadExact(fd, bye, sizeof bye) == 0 &&
+           std::memcmp(bye, kGoodbye, sizeof bye) == 0 && ExpectEof(fd) == 0;
+      close(fd);
+      _exit(ok ? 0 : 1);
+    }
+    close(fd);
+    kids.push_back(pid);
+  }
+  int failed = 0;
+  for (pid_t pid : kids) {
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) ++failed;
+  }
+  CHECK(failed == 0, "%d of %d children failed", failed, kForkSeq);
+  return 0;
+}
+
+int ForkSeqClient(uint16_t port, const char*) {
+  for (int i = 0; i < kForkSeq; ++i) {
+    int fd = Connect(port);
+    CHECK(fd >= 0, "connect %d", i);
+    std::vector<char> got(kForkSeqBytes);
+    RUN(SendPat(fd, 0, kForkSeqBytes, i));
+    RUN(ReadExact(fd, got.data(), got.size()));
+    CHECK(Mismatch(got.data(), 0, got.size(), i) < 0, "echo %d differs", i);
+    RUN(WriteAll(fd, kGoodbye, sizeof kGoodbye - 1));
+    close(fd);
+  }
+  return 0;
+}
+
 // Scan mode ends past 64 sockets in a set (preload/epoll_scan.cc).
 constexpr int kShrinkExtra = 65;
 
@@ -491,6 +552,7 @@ void AddWakeScenarios(Scenarios& s) {
   s["two-sleepers"] = {TwoSleepersServer, TwoSleepersClient};
   s["accept-first"] = {AcceptFirstServer, AcceptFirstClient};
   s["fork-serve"] = {ForkServeServer, ForkServeClient};
+  s["fork-seq"] = {ForkSeqServer, ForkSeqClient};
   s["late-add"] = {LateAddServer, LateAddClient};
 }
 
