@@ -9,6 +9,11 @@
 //                                   reverse), check the pattern, then ask
 //                                   smc_diag what the socket really used
 //
+//   smc_lab pattern SEED BYTES      the bytes of that exchange on stdout
+//                                   (client: seed 1, server: seed 2), for
+//                                   a program that is not smc_lab to send
+//                                   or compare (`usmc run socat`)
+//
 // server/client print one line "SMC mode=SMCR|FALLBACK|SMCD ..." and exit
 // 0 for SMC-R, 2 for a TCP fallback, 3 when connect failed (a caller
 // retries until the peer listens), 1 for anything else.
@@ -418,6 +423,22 @@ bool SendPattern(int fd, uint64_t bytes, uint8_t seed) {
   return true;
 }
 
+// `smc_lab pattern`: the same bytes on stdout (a pipe or a file).
+int WritePattern(uint64_t bytes, uint8_t seed) {
+  std::vector<uint8_t> buf(65536);
+  for (uint64_t off = 0; off < bytes;) {
+    const size_t n = std::min<uint64_t>(buf.size(), bytes - off);
+    for (size_t i = 0; i < n; ++i) buf[i] = PatternByte(off + i, seed);
+    for (size_t done = 0; done < n;) {
+      const ssize_t w = ::write(1, buf.data() + done, n - done);
+      if (w < 0) return Fail("write");
+      done += w;
+    }
+    off += n;
+  }
+  return 0;
+}
+
 bool RecvPattern(int fd, uint64_t bytes, uint8_t seed) {
   std::vector<uint8_t> buf(65536);
   for (uint64_t off = 0; off < bytes;) {
@@ -645,6 +666,10 @@ int main(int argc, char** argv) {
   if (cmd == "fback" && argc == 2) return DumpFallbacks();
   if (cmd == "lgr-wait-empty" && argc == 3)
     return LgrWaitEmpty(std::atoi(argv[2]));
+  if (cmd == "pattern" && argc == 4) {
+    return WritePattern(std::strtoull(argv[3], nullptr, 0),
+                        static_cast<uint8_t>(std::atoi(argv[2])));
+  }
   if (cmd == "server" && (argc == 4 || argc == 5)) {
     return Server(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 0),
                   argc == 5 ? std::atoi(argv[4]) : 1);
@@ -666,6 +691,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: smc_lab ueid-add EID | lgr | fback | lgr-wait-empty MS |"
                " server PORT BYTES [COUNT] | client ADDR PORT BYTES |"
+               " pattern SEED BYTES |"
                " bench-server PORT BYTES PINGS tcp|smc KIND |"
                " bench-client ADDR PORT BYTES PINGS tcp|smc KIND\n");
   return 1;
