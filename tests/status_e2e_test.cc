@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -296,7 +298,9 @@ TEST_F(StatusE2e, ListenerIsShownWhileItIsOpen) {
   EXPECT_NE(Usmc("ss -l -a --status-dir " + status_).code, 0)
       << "smcss refuses --listening with --all";
 
-  // A fork child holds the listener too, and shows it in its own file.
+  // A fork child holds the listener too, and shows it in its own file. The
+  // line comes from the child once its fork() returned, by when usmc has
+  // published what it inherited (the parent's fork() does not wait for it).
   server->Send("fork\n");
   std::optional<std::string> child_line = server->ReadLine();
   ASSERT_TRUE(child_line && child_line->rfind("CHILD ", 0) == 0)
@@ -314,7 +318,14 @@ TEST_F(StatusE2e, ListenerIsShownWhileItIsOpen) {
   l = UsmcJson("ss --json -l")["connections"];
   ASSERT_EQ(l.size(), 1u) << l.dump(2);
   EXPECT_EQ(l[0]["pid"], child);
+  // kill() only queues the signal: the child is dead when its pidfd says
+  // so (it is not our child, waitpid cannot tell).
+  const int child_fd = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
+  ASSERT_GE(child_fd, 0) << std::strerror(errno);
   kill(child, SIGKILL);
+  pollfd dead{child_fd, POLLIN, 0};
+  EXPECT_EQ(poll(&dead, 1, kTimeoutMs), 1) << "child " << child << " lives";
+  close(child_fd);
   EXPECT_EQ(server->Wait(), 0) << server->Stderr();
   // The child was SIGKILLed: its file is recognised as stale.
   EXPECT_TRUE(UsmcJson("ss --json -l")["connections"].empty());

@@ -7,8 +7,8 @@
 //       connection; on EOF it shuts its side down and keeps the socket open
 //       (so `usmc ss` still shows it). stdin: "close-listener" closes the
 //       listening socket and answers "CLOSED"; "fork" forks a child that
-//       holds everything until killed and answers "CHILD <pid>"; EOF ends
-//       the process.
+//       holds everything until killed: the child answers "CHILD <pid>"
+//       once its fork() has returned (see Serve); EOF ends the process.
 //   status_peer hold
 //       As serve, but makes no call on the connections it accepts: only
 //       usmc's progress thread can answer their handshakes.
@@ -114,10 +114,18 @@ int Serve(bool hold) {
           lst = -1;
           std::printf("CLOSED\n");
         } else if (line == "fork") {
+          // The child answers, not the parent: under usmc a child publishes
+          // the listeners it inherits in its own status file before its
+          // fork() returns (preload/listeners.h), while the parent's fork()
+          // may return before that. After the child's line `usmc ss` must
+          // show both.
           const pid_t child = fork();
-          if (child == 0)
+          if (child < 0) Die("fork");
+          if (child == 0) {
+            std::printf("CHILD %d\n", static_cast<int>(getpid()));
+            std::fflush(stdout);
             for (;;) pause();  // holds the listener until killed
-          std::printf("CHILD %d\n", static_cast<int>(child));
+          }
         }
         std::fflush(stdout);
         line.clear();

@@ -8,8 +8,10 @@
 //   smc_lab client ADDR PORT BYTES  BYTES then send BYTES (client: the
 //                                   reverse), check the pattern, then ask
 //                                   smc_diag what the socket really used
-//   smc_lab pattern BYTES SEED      the pattern on stdout (seed 1: what a
-//                                   client sends, 2: what a server sends)
+//   smc_lab pattern SEED BYTES      the bytes of that exchange on stdout
+//                                   (client: seed 1, server: seed 2), for
+//                                   a program that is not smc_lab to send
+//                                   or compare (`usmc run socat`)
 //
 // ADDR may be IPv6 (AF_SMC with SMCPROTO_SMC6); SMC_LAB_V6 set: the server
 // listens on [::]. The kernel has no SMC-Rv2 over IPv6: it falls back.
@@ -424,6 +426,22 @@ bool SendPattern(int fd, uint64_t bytes, uint8_t seed) {
   return true;
 }
 
+// `smc_lab pattern`: the same bytes on stdout (a pipe or a file).
+int WritePattern(uint64_t bytes, uint8_t seed) {
+  std::vector<uint8_t> buf(65536);
+  for (uint64_t off = 0; off < bytes;) {
+    const size_t n = std::min<uint64_t>(buf.size(), bytes - off);
+    for (size_t i = 0; i < n; ++i) buf[i] = PatternByte(off + i, seed);
+    for (size_t done = 0; done < n;) {
+      const ssize_t w = ::write(1, buf.data() + done, n - done);
+      if (w < 0) return Fail("write");
+      done += w;
+    }
+    off += n;
+  }
+  return 0;
+}
+
 bool RecvPattern(int fd, uint64_t bytes, uint8_t seed) {
   std::vector<uint8_t> buf(65536);
   for (uint64_t off = 0; off < bytes;) {
@@ -664,21 +682,13 @@ int main(int argc, char** argv) {
   if (cmd == "fback" && argc == 2) return DumpFallbacks();
   if (cmd == "lgr-wait-empty" && argc == 3)
     return LgrWaitEmpty(std::atoi(argv[2]));
+  if (cmd == "pattern" && argc == 4) {
+    return WritePattern(std::strtoull(argv[3], nullptr, 0),
+                        static_cast<uint8_t>(std::atoi(argv[2])));
+  }
   if (cmd == "server" && (argc == 4 || argc == 5)) {
     return Server(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 0),
                   argc == 5 ? std::atoi(argv[4]) : 1);
-  }
-  if (cmd == "pattern" && argc == 4) {
-    std::vector<uint8_t> buf(65536);
-    const uint64_t bytes = std::strtoull(argv[2], nullptr, 10);
-    const auto seed = static_cast<uint8_t>(std::atoi(argv[3]));
-    for (uint64_t off = 0; off < bytes;) {
-      const size_t n = std::min<uint64_t>(buf.size(), bytes - off);
-      for (size_t i = 0; i < n; ++i) buf[i] = PatternByte(off + i, seed);
-      if (std::fwrite(buf.data(), 1, n, stdout) != n) return 1;
-      off += n;
-    }
-    return std::fflush(stdout) == 0 ? 0 : 1;
   }
   if (cmd == "client" && argc == 5) {
     return Client(argv[2], std::atoi(argv[3]),
@@ -697,7 +707,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: smc_lab ueid-add EID | lgr | fback | lgr-wait-empty MS |"
                " server PORT BYTES [COUNT] | client ADDR PORT BYTES |"
-               " pattern BYTES SEED |"
+               " pattern SEED BYTES |"
                " bench-server PORT BYTES PINGS tcp|smc KIND |"
                " bench-client ADDR PORT BYTES PINGS tcp|smc KIND\n");
   return 1;

@@ -155,16 +155,16 @@ v6_kernel_phase() {
     return 0
   fi
   export USMC_EXIT_REPORT=/tmp/report-k
-  want1=$(smc_lab pattern $k 1 | sha256sum | cut -d' ' -f1)
-  want2=$(smc_lab pattern $k 2 | sha256sum | cut -d' ' -f1)
-  smc_lab pattern $k 1 |
+  want1=$(smc_lab pattern 1 $k | sha256sum | cut -d' ' -f1)
+  want2=$(smc_lab pattern 2 $k | sha256sum | cut -d' ' -f1)
+  smc_lab pattern 1 $k |
     timeout 60 usmc run socat -t 30 - "TCP6:[$peer]:7010,retry=60,interval=0.5" > /tmp/k1.bin 2>/tmp/k1.err
   c=$?
   got=$(sha256sum < /tmp/k1.bin | cut -d' ' -f1)
   echo "LAB-RESULT $LAB_name usmc-client6 rc=$c data=$([ "$got" = "$want2" ] && echo ok || echo BAD)"
   cat /tmp/k1.err
   timeout 60 usmc run socat -t 30 "TCP6-LISTEN:7011,reuseaddr,bind=[$me]" \
-    SYSTEM:"head -c $k > /tmp/k2.bin; smc_lab pattern $k 2" 2>/tmp/k2.err
+    SYSTEM:"head -c $k > /tmp/k2.bin; smc_lab pattern 2 $k" 2>/tmp/k2.err
   c=$?
   got=$(sha256sum < /tmp/k2.bin | cut -d' ' -f1)
   echo "LAB-RESULT $LAB_name usmc-server6 rc=$c data=$([ "$got" = "$want1" ] && echo ok || echo BAD)"
