@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "dev/gid_choice.h"
+
 namespace usmc::dev::rdma {
 
 Gid GidFromIpv4(uint32_t ipv4_host_order) {
@@ -16,11 +18,8 @@ Gid GidFromIpv4(uint32_t ipv4_host_order) {
 }
 
 std::string ToString(const Gid& gid) {
-  bool mapped = true;
-  for (int i = 0; i < 10; ++i) mapped = mapped && gid[i] == 0;
-  mapped = mapped && gid[10] == 0xff && gid[11] == 0xff;
   char buf[48];
-  if (mapped) {
+  if (IsIpv4Mapped(gid)) {
     std::snprintf(buf, sizeof buf, "::ffff:%u.%u.%u.%u", gid[12], gid[13],
                   gid[14], gid[15]);
     return buf;

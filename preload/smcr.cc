@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -97,16 +96,9 @@ std::string ModulePath() {
   return path;
 }
 
-// ::ffff:a.b.c.d (SmcrLocalAddress's IPv4).
-bool IsV4(const wire::Gid& a) {
-  return std::all_of(a.begin(), a.begin() + 10,
-                     [](uint8_t b) { return b == 0; }) &&
-         a[10] == 0xff && a[11] == 0xff;
-}
-
 // IPv4 addresses (and the wildcard, which warm-ups resolve) in slot 0.
 SmcrSlot& SlotOf(SmcrState& s, const wire::Gid& a) {
-  return s.slots[a == wire::Gid{} || IsV4(a) ? 0 : 1];
+  return s.slots[a == wire::Gid{} || runtime::SmcrAddressIsIpv4(a) ? 0 : 1];
 }
 
 // Whether this process may open a device at all; probes /sys once. Under
@@ -190,7 +182,7 @@ void WarmUp(const wire::Gid& a, bool v4 = false, bool v6 = false) {
   if (!runtime::ProcessConfig().smcr) return;
   SmcrState& s = State();
   const bool wild = a == wire::Gid{};
-  if (!wild) v4 = IsV4(a), v6 = !v4;
+  if (!wild) v4 = runtime::SmcrAddressIsIpv4(a), v6 = !v4;
   {
     std::lock_guard lock(s.mu);
     if (!MayOpenLocked(s)) return;

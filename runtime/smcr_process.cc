@@ -41,6 +41,10 @@ uint64_t KernelSeed() {
 
 }  // namespace
 
+bool SmcrAddressIsIpv4(const wire::Gid& a) {
+  return dev::rdma::IsIpv4Mapped(a);
+}
+
 std::optional<wire::Gid> SmcrLocalAddress(const sockaddr_storage& ss) {
   wire::Gid a{};
   if (ss.ss_family == AF_INET) {

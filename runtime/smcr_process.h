@@ -46,6 +46,8 @@ struct SmcrProcessOptions {
 // link-local and multicast IPv6 (a link-local address means nothing without
 // its interface), other families.
 std::optional<wire::Gid> SmcrLocalAddress(const sockaddr_storage& ss);
+// Whether such an address is IPv4 (::ffff:a.b.c.d).
+bool SmcrAddressIsIpv4(const wire::Gid& a);
 
 class SmcrProcess {
  public:
