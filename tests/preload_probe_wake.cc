@@ -52,6 +52,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <string>
 #include <thread>
@@ -308,31 +309,41 @@ int AcceptFirstClient(uint16_t port, const char*) {
 constexpr int kForkServe = 8;
 constexpr size_t kForkServeBytes = 256 << 10;
 
-int ForkServeServer(int lfd) {
+// A forking server's loop: accepts `n` connections; each is served by
+// `serve` in a child of its own (true: it went right) while this process
+// closes its copy at once. Fails unless every child succeeded.
+int ServeEachInAChild(int lfd, int n, const std::function<bool(int)>& serve) {
   std::vector<pid_t> kids;
-  for (int i = 0; i < kForkServe; ++i) {
+  for (int i = 0; i < n; ++i) {
     int fd = AcceptOne(lfd);
     CHECK(fd >= 0, "accept %d", i);
     pid_t pid = fork();
     CHECK(pid >= 0, "fork");
     if (pid == 0) {
       close(lfd);
-      std::vector<char> buf(kForkServeBytes);
-      const int ok = ReadExact(fd, buf.data(), buf.size()) == 0 &&
-                     WriteAll(fd, buf.data(), buf.size()) == 0 &&
-                     ExpectEof(fd) == 0;
+      const bool ok = serve(fd);
       close(fd);
       _exit(ok ? 0 : 1);
     }
     close(fd);
     kids.push_back(pid);
   }
+  int failed = 0;
   for (pid_t pid : kids) {
     int st = 0;
     CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed (%#x)", st);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) ++failed;
   }
+  CHECK(failed == 0, "%d of %d children failed", failed, n);
   return 0;
+}
+
+int ForkServeServer(int lfd) {
+  return ServeEachInAChild(lfd, kForkServe, [](int fd) {
+    std::vector<char> buf(kForkServeBytes);
+    return ReadExact(fd, buf.data(), buf.size()) == 0 &&
+           WriteAll(fd, buf.data(), buf.size()) == 0 && ExpectEof(fd) == 0;
+  });
 }
 
 int ForkServeClient(uint16_t port, const char*) {
@@ -360,37 +371,17 @@ constexpr size_t kForkSeqBytes = 4 << 10;
 constexpr char kGoodbye[] = "bye!!";  // pgbench's Terminate is 5 bytes too
 
 int ForkSeqServer(int lfd) {
-  std::vector<pid_t> kids;
-  for (int i = 0; i < kForkSeq; ++i) {
-    int fd = AcceptOne(lfd);
-    CHECK(fd >= 0, "accept %d", i);
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork");
-    if (pid == 0) {
-      close(lfd);
-      std::vector<char> buf(kForkSeqBytes);
-      bool ok = ReadExact(fd, buf.data(), buf.size()) == 0 &&
-                WriteAll(fd, buf.data(), buf.size()) == 0;
-      // The client's goodbye and close, and its next connection, happen
-      // while this child sleeps.
-      usleep(50 * 1000);
-      char bye[sizeof kGoodbye - 1] = {};
-      ok = ok && ReadExact(fd, bye, sizeof bye) == 0 &&
+  return ServeEachInAChild(lfd, kForkSeq, [](int fd) {
+    std::vector<char> buf(kForkSeqBytes);
+    bool ok = ReadExact(fd, buf.data(), buf.size()) == 0 &&
+              WriteAll(fd, buf.data(), buf.size()) == 0;
+    // The client's goodbye and close, and its next connection, happen
+    // while this child sleeps.
+    usleep(50 * 1000);
+    char bye[sizeof kGoodbye - 1] = {};
+    return ok && ReadExact(fd, bye, sizeof bye) == 0 &&
            std::memcmp(bye, kGoodbye, sizeof bye) == 0 && ExpectEof(fd) == 0;
-      close(fd);
-      _exit(ok ? 0 : 1);
-    }
-    close(fd);
-    kids.push_back(pid);
-  }
-  int failed = 0;
-  for (pid_t pid : kids) {
-    int st = 0;
-    CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) ++failed;
-  }
-  CHECK(failed == 0, "%d of %d children failed", failed, kForkSeq);
-  return 0;
+  });
 }
 
 int ForkSeqClient(uint16_t port, const char*) {
