@@ -30,33 +30,11 @@ LAB_GUESTS=2
 LAB_TIMEOUT=200
 V6_BYTES=1048576
 
-v6_rcvd() { cat /sys/class/infiniband/rxe0/ports/1/hw_counters/rcvd_pkts; }
-
-# v6_opened PID...: how many of them hold the RDMA device open.
-v6_opened() {
-  n=0
-  for p in "$@"; do
-    ls -l "/proc/$p/fd" 2>/dev/null | grep -q '/dev/infiniband/uverbs' && n=$((n + 1))
-  done
-  echo $n
-}
-
-# v6_tell PORT WORD: tells the peer over plain TCP (busybox nc, IPv4, not
-# under usmc) once it listens.
-v6_tell() {
-  i=0
-  while :; do
-    echo "$2" | timeout 1 nc "$LAB_peer" "$1" 2>/dev/null
-    case $? in 0 | 124) return 0 ;; esac
-    i=$((i + 1)); [ $i -lt 100 ] || return 1; sleep 0.2
-  done
-}
-
 # Phase 2: socat and iperf3 under `usmc run` over IPv6. $me, $peer set.
 v6_run_phase() {
   head -c $V6_BYTES /dev/urandom > /tmp/mine.bin
   export USMC_EXIT_REPORT=/tmp/report
-  rx0=$(v6_rcvd)
+  rx0=$(lab_rcvd)
   rc=0
   if [ "$LAB_role" = a ]; then
     # 1 MiB each way: b -> a on 7000 (bound to fd00::1), a -> b on 7001 ([::]).
@@ -69,12 +47,12 @@ v6_run_phase() {
     i=0
     while :; do
       pids="$(pidof socat) $(pidof iperf3)"
-      opened=$(v6_opened $pids)
+      opened=$(lab_opened $pids)
       [ "$opened" -ge 3 ] || [ $i -ge 100 ] && break
       i=$((i + 1)); sleep 0.2
     done
     echo "LAB-RESULT $LAB_name run_opened_before_connect=$opened of $(echo $pids | wc -w)"
-    v6_tell 7101 ready || echo "LAB-RESULT $LAB_name b never listened for ready"
+    lab_tell 7101 ready || echo "LAB-RESULT $LAB_name b never listened for ready"
     wait $p1 || rc=1
     usmc ss -R -d 2>&1 | sed "s/^/LAB-SS $LAB_name /"
     wait $p0 || rc=1
@@ -99,7 +77,7 @@ v6_run_phase() {
   fi
   echo "LAB-RESULT $LAB_name run rc=$rc"
   echo "LAB-RESULT $LAB_name sha_mine=$(sha256sum /tmp/mine.bin | cut -d' ' -f1) sha_theirs=$(sha256sum /tmp/theirs.bin 2>/dev/null | cut -d' ' -f1)"
-  echo "LAB-RESULT $LAB_name run_rxe_rcvd_delta=$(( $(v6_rcvd) - rx0 ))"
+  echo "LAB-RESULT $LAB_name run_rxe_rcvd_delta=$(( $(lab_rcvd) - rx0 ))"
   sed "s/^/LAB-REPORT $LAB_name /" /tmp/report
   return $rc
 }

@@ -20,32 +20,7 @@ PAIR_BYTES=1048576
 PAIR_KEYS=500   # redis-benchmark's key space (-r)
 PAIR_KNOWN=100  # keys redis-cli sets to known values
 
-pair_rxe_rcvd() {
-  cat /sys/class/infiniband/rxe0/ports/1/hw_counters/rcvd_pkts
-}
-
 pair_uptime() { cut -d' ' -f1 /proc/uptime; }
-
-# pair_opened PID...: how many of them hold the RDMA device open.
-pair_opened() {
-  n=0
-  for p in "$@"; do
-    ls -l "/proc/$p/fd" 2>/dev/null | grep -q '/dev/infiniband/uverbs' && n=$((n + 1))
-  done
-  echo $n
-}
-
-# pair_tell PORT WORD: tells the peer (plain TCP, busybox nc, not under
-# usmc) once it listens: nc fails at once while nothing listens; once
-# connected it waits for the peer to close, cut after 1 s (rc 124).
-pair_tell() {
-  i=0
-  while :; do
-    echo "$2" | timeout 1 nc "$LAB_peer" "$1" 2>/dev/null
-    case $? in 0 | 124) return 0 ;; esac
-    i=$((i + 1)); [ $i -lt 100 ] || return 1; sleep 0.2
-  done
-}
 
 pair_known_values() {  # the values redis-cli sets, one a line
   i=1
@@ -59,7 +34,7 @@ guest_main() {
   lab_wait_peer || { echo "LAB-RESULT $LAB_name peer unreachable"; return 1; }
   head -c $PAIR_BYTES /dev/urandom > /tmp/mine.bin
   export USMC_EXIT_REPORT=/tmp/report
-  rx0=$(pair_rxe_rcvd)
+  rx0=$(lab_rcvd)
   rc=0
   if [ "$LAB_role" = a ]; then
     # b says when its redis-cli connection is open: usmc ss then.
@@ -79,12 +54,12 @@ guest_main() {
     i=0
     while :; do
       pids="$(pidof socat) $(pidof iperf3) $(pidof redis-server)"
-      opened=$(pair_opened $pids)
+      opened=$(lab_opened $pids)
       [ "$opened" -ge 4 ] || [ $i -ge 100 ] && break
       i=$((i + 1)); sleep 0.2
     done
     echo "LAB-RESULT $LAB_name opened_before_connect=$opened of $(echo $pids | wc -w)"
-    pair_tell 7101 ready || echo "LAB-RESULT $LAB_name b never listened for ready"
+    lab_tell 7101 ready || echo "LAB-RESULT $LAB_name b never listened for ready"
     wait $p1 || rc=1
     # b's sender keeps the first connection open a while: SMC-R?
     usmc ss -R -d 2>&1 | sed "s/^/LAB-SS $LAB_name /"
@@ -102,11 +77,11 @@ guest_main() {
     tail -3 /tmp/redis.log
     # SIGKILL: a's receiver dies while b streams into it (at least 512 KiB
     # arrived: the connection is up).
-    rx1=$(pair_rxe_rcvd)
+    rx1=$(lab_rcvd)
     usmc run socat -u TCP-LISTEN:7002,reuseaddr OPEN:/dev/null 2>/tmp/s2.err &
     pk=$!
     i=0
-    until [ "$(pair_rxe_rcvd)" -gt $((rx1 + 512)) ] || [ $i -ge 300 ]; do
+    until [ "$(lab_rcvd)" -gt $((rx1 + 512)) ] || [ $i -ge 300 ]; do
       i=$((i + 1)); sleep 0.2
     done
     kill -9 $pk
@@ -165,9 +140,9 @@ guest_main() {
     ph=$!
     sleep 2
     usmc ss -R 2>&1 | grep -e '^State' -e redis | sed "s/^/LAB-SS $LAB_name /"
-    pair_tell 7102 ss || echo "LAB-RESULT $LAB_name a never listened for ss"
+    lab_tell 7102 ss || echo "LAB-RESULT $LAB_name a never listened for ss"
     wait $ph
-    pair_tell 7103 done || echo "LAB-RESULT $LAB_name a never listened for done"
+    lab_tell 7103 done || echo "LAB-RESULT $LAB_name a never listened for done"
     [ "$(tail -1 /tmp/held.out)" = val-1-7919 ] || { rh=1; echo "redis: held connection read $(tail -1 /tmp/held.out)"; }
     echo "LAB-RESULT $LAB_name redis-held rc=$rh"
     [ $rr = 0 ] && [ $rh = 0 ] || rc=1
@@ -180,7 +155,7 @@ guest_main() {
     echo "LAB-RESULT $LAB_name kill_seen=$(cat /tmp/t_kill) error_at=$(cat /tmp/t_err)"
   fi
   echo "LAB-RESULT $LAB_name sha_mine=$(sha256sum /tmp/mine.bin | cut -d' ' -f1) sha_theirs=$(sha256sum /tmp/theirs.bin 2>/dev/null | cut -d' ' -f1)"
-  echo "LAB-RESULT $LAB_name rxe_rcvd_delta=$(( $(pair_rxe_rcvd) - rx0 ))"
+  echo "LAB-RESULT $LAB_name rxe_rcvd_delta=$(( $(lab_rcvd) - rx0 ))"
   sed "s/^/LAB-REPORT $LAB_name /" /tmp/report
   lab_counters
   return $rc
