@@ -15,14 +15,8 @@ guest_main() {
     timeout 60 smc_lab server 5000 $BASELINE_BYTES
     rc=$?
   else
-    i=0
-    while :; do  # until the server listens (rc 3 = connect failed)
-      timeout 60 smc_lab client "$LAB_peer" 5000 $BASELINE_BYTES
-      rc=$?
-      i=$((i + 1))
-      [ $rc -ne 3 ] || [ $i -ge 50 ] && break
-      sleep 0.2
-    done
+    lab_smc_client 50 0.2 "$LAB_peer" 5000 $BASELINE_BYTES
+    rc=$?
   fi
   echo "LAB-RESULT $LAB_name smc rc=$rc"
   lab_counters

@@ -64,27 +64,13 @@ guest_main() {
   if [ "$LAB_role" = a ]; then
     timeout 60 smc_lab server 5000 $UN_BYTES
     echo "LAB-RESULT $LAB_name kernel-server rc=$?"
-    i=0
-    while :; do
-      timeout 60 smc_lab client "$LAB_peer" 5001 $UN_BYTES
-      rc=$?
-      i=$((i + 1))
-      [ $rc -ne 3 ] || [ $i -ge 50 ] && break
-      sleep 0.3
-    done
-    echo "LAB-RESULT $LAB_name kernel-client rc=$rc"
+    lab_smc_client 50 0.3 "$LAB_peer" 5001 $UN_BYTES
+    echo "LAB-RESULT $LAB_name kernel-client rc=$?"
     # Phase 2: socat under `usmc run` on b, client then server.
     timeout 60 smc_lab server 5002 $UN_BYTES
     echo "LAB-RESULT $LAB_name kernel-server-socat rc=$?"
-    i=0
-    while :; do
-      timeout 60 smc_lab client "$LAB_peer" 5003 $UN_BYTES
-      rc=$?
-      i=$((i + 1))
-      [ $rc -ne 3 ] || [ $i -ge 100 ] && break
-      sleep 0.3
-    done
-    echo "LAB-RESULT $LAB_name kernel-client-socat rc=$rc"
+    lab_smc_client 100 0.3 "$LAB_peer" 5003 $UN_BYTES
+    echo "LAB-RESULT $LAB_name kernel-client-socat rc=$?"
     smc_lab fback
   else
     smc_lab ueid-add USMC-LAB || return 1

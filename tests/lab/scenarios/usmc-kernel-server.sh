@@ -15,17 +15,7 @@ LAB_GUESTS=2
 LAB_TIMEOUT=150
 UK_BYTES=1048576
 
-uk_client() {  # until the server listens (rc 3 = connect failed)
-  i=0
-  while :; do
-    timeout 60 smc_lab client "$LAB_peer" 5000 $UK_BYTES
-    rc=$?
-    i=$((i + 1))
-    [ $rc -ne 3 ] || [ $i -ge 50 ] && break
-    sleep 0.3
-  done
-  return $rc
-}
+uk_client() { lab_smc_client 50 0.3 "$LAB_peer" 5000 $UK_BYTES; }
 
 guest_main() {
   lab_rxe || { echo "LAB-RESULT $LAB_name rxe setup failed"; return 1; }
