@@ -360,7 +360,9 @@ void ShmArena::SweepQuarantine() {
   sweep_from_ = it == quarantine_.end() ? 0 : it->first;
 }
 
-void ShmArena::Leak(ArenaSlot slot) {
+void ShmArena::Leak(ArenaSlot slot) { LetGo(slot, /*last_holder=*/false); }
+
+void ShmArena::LetGo(ArenaSlot slot, bool last_holder) {
   if (!own_) return;
   {
     std::lock_guard lock(mu_);
@@ -369,29 +371,24 @@ void ShmArena::Leak(ArenaSlot slot) {
     in_use_.erase(it);
     --stats_.slots_in_use;
     ++stats_.leaked;
-    if (Creator()) lent_[slot.offset] = slot.size;
+    if (Creator()) {
+      lent_[slot.offset] = slot.size;
+    } else if (last_holder) {
+      // The creator may take the slot back now.
+      std::atomic_ref<uint64_t>(
+          *reinterpret_cast<uint64_t*>(Ctrl(slot) + kCtrlHolderReleasedOff))
+          .store(1, std::memory_order_release);
+    }
   }
   budget_->Release(DmbFileSize(slot.size));
 }
 
 void ShmArena::Free(ArenaSlot slot) {
   if (!own_) return;
-  if (!Creator()) {
-    // The connection's last holder: the creator may take the slot back.
-    // (A slot this process does not hold is not ours to mark.)
-    bool held = false;
-    {
-      std::lock_guard lock(mu_);
-      auto it = in_use_.find(slot.offset);
-      held = it != in_use_.end() && it->second == slot.size;
-    }
-    if (held) {
-      std::atomic_ref<uint64_t>(
-          *reinterpret_cast<uint64_t*>(Ctrl(slot) + kCtrlHolderReleasedOff))
-          .store(1, std::memory_order_release);
-    }
-    return Leak(slot);
-  }
+  // A forked child's copy of the arena, or one adopted after exec or a
+  // pass: the connection's last holder lets go (the creator takes the slot
+  // back).
+  if (!Creator()) return LetGo(slot, /*last_holder=*/true);
   const uint64_t span = DmbFileSize(slot.size);
   {
     std::lock_guard lock(mu_);

@@ -193,6 +193,9 @@ class ShmArena {
   bool PeerReleased(uint64_t offset, uint64_t size);    // under mu_
   bool HolderReleased(uint64_t offset, uint64_t size);  // under mu_
   bool Creator() const;  // this process made the arena (not adopted)
+  // Leak, and for the last holder in a process other than the creator
+  // (Free there) the kCtrlHolderReleasedOff mark, under one lookup.
+  void LetGo(ArenaSlot slot, bool last_holder);
   std::map<uint64_t, uint64_t> in_use_;  // offset -> DMB size
   ArenaStats stats_;
 };
